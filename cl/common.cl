@@ -1,0 +1,61 @@
+/* Prelude of every kernel family: storage types, loads and stores that widen to fp32, and
+ * work-group reductions. The host prepends it to each family's source.
+ *
+ * MCL_DTYPE selects the storage type of the op's tensors: 0 = f32, 1 = bf16, 2 = f16. bf16 is
+ * the upper half of an f32 (stores round to nearest even); f16 goes through vload_half and
+ * vstore_half, which need no cl_khr_fp16. */
+#ifndef MCL_DTYPE
+#define MCL_DTYPE 0
+#endif
+
+#if MCL_DTYPE == 0
+typedef float store_t;
+inline float load_elem(__global const store_t *p, size_t i) { return p[i]; }
+inline void store_elem(__global store_t *p, size_t i, float v) { p[i] = v; }
+#elif MCL_DTYPE == 1
+typedef ushort store_t;
+inline float load_elem(__global const store_t *p, size_t i) { return as_float((uint)p[i] << 16); }
+inline void store_elem(__global store_t *p, size_t i, float v)
+{
+    uint u = as_uint(v);
+    /* round to nearest even; a NaN stays a (quiet) NaN instead of rounding into infinity */
+    u = isnan(v) ? 0x7fc00000u : u + 0x7fffu + ((u >> 16) & 1u);
+    p[i] = (ushort)(u >> 16);
+}
+#elif MCL_DTYPE == 2
+typedef half store_t;
+inline float load_elem(__global const store_t *p, size_t i) { return vload_half(i, p); }
+inline void store_elem(__global store_t *p, size_t i, float v) { vstore_half_rte(v, i, p); }
+#else
+#error "MCL_DTYPE must be 0 (f32), 1 (bf16) or 2 (f16)"
+#endif
+
+/* Sums `v` over each run of `width` consecutive work-items (width a power of two dividing the
+ * work-group size) with a fixed tree, so results are deterministic. `scratch` holds one float
+ * per work-item. Every work-item of the group must call it (it contains barriers). */
+inline float group_sum(float v, __local float *scratch, uint lid, uint width)
+{
+    scratch[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint s = width / 2; s > 0; s >>= 1) {
+        if ((lid & (width - 1)) < s) scratch[lid] += scratch[lid + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float total = scratch[lid & ~(width - 1)];
+    barrier(CLK_LOCAL_MEM_FENCE); /* scratch may be reused right after */
+    return total;
+}
+
+/* Two sums at once, for the LayerNorm backward's pair of row reductions. */
+inline float2 group_sum2(float2 v, __local float2 *scratch, uint lid, uint width)
+{
+    scratch[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint s = width / 2; s > 0; s >>= 1) {
+        if ((lid & (width - 1)) < s) scratch[lid] += scratch[lid + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float2 total = scratch[lid & ~(width - 1)];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return total;
+}

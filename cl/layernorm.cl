@@ -1,0 +1,253 @@
+/* LayerNorm over the last dimension of a contiguous [rows, cols] tensor.
+ *
+ * Two variants share the host's arguments:
+ *  - reference: one work-item per row (and per column for the parameter gradients); simple,
+ *    correct everywhere, and the unfused baseline of `megacl bench`;
+ *  - tiled: LN_TPR work-items per row, LN_WG / LN_TPR rows per work-group; each work-item keeps
+ *    its LN_ITEMS columns (lane, lane + LN_TPR, ...) in registers, so x is read once. The
+ *    backward also accumulates dweight/dbias partials per work-group over a fixed chunk of rows;
+ *    layernorm_reduce_partials then sums the chunks in a fixed order (no float atomics).
+ *
+ * Flags: see the LN_* bits below. */
+#ifndef LN_TPR
+#define LN_TPR 32
+#endif
+#ifndef LN_WG
+#define LN_WG 128
+#endif
+#ifndef LN_ITEMS
+#define LN_ITEMS 4
+#endif
+#ifndef LN_REDUCE_SPLIT
+#define LN_REDUCE_SPLIT 8
+#endif
+
+#define LN_ROWS (LN_WG / LN_TPR)
+
+#define LN_HAS_WEIGHT 1u
+#define LN_HAS_BIAS 2u
+#define LN_SAVE_STATS 4u /* forward: write mean and rstd */
+#define LN_WANT_DX 4u    /* backward: write dx */
+#define LN_WANT_PARAMS 8u /* backward: write dweight/dbias partials */
+#define LN_WANT_DWEIGHT 16u
+#define LN_WANT_DBIAS 32u
+
+/* Every kernel of a direction takes the same arguments, so the host sets them once for
+ * whichever variant runs. Each tensor is a buffer and an element offset; optional tensors may be
+ * NULL and are only touched when their flag is set. */
+#define LN_FORWARD_ARGS                                                                        \
+    __global const store_t *x, ulong x_off, __global const store_t *w, ulong w_off,             \
+        __global const store_t *b, ulong b_off, __global store_t *y, ulong y_off,               \
+        __global float *mean, ulong mean_off, __global float *rstd, ulong rstd_off, ulong rows, \
+        uint cols, float eps, uint flags
+#define LN_FORWARD_OFFSETS                                                                     \
+    x += x_off; w += w_off; b += b_off; y += y_off; mean += mean_off; rstd += rstd_off
+
+#define LN_BACKWARD_ARGS                                                                       \
+    __global const store_t *x, ulong x_off, __global const store_t *w, ulong w_off,             \
+        __global const float *mean, ulong mean_off, __global const float *rstd,                 \
+        ulong rstd_off, __global const store_t *dy, ulong dy_off, __global store_t *dx,         \
+        ulong dx_off, __global float *partial, ulong rows, uint cols, ulong rows_per_group,     \
+        uint flags
+#define LN_BACKWARD_OFFSETS                                                                    \
+    x += x_off; w += w_off; mean += mean_off; rstd += rstd_off; dy += dy_off; dx += dx_off
+
+/* ---- reference variant ------------------------------------------------------------------ */
+
+__kernel void layernorm_forward_ref(LN_FORWARD_ARGS)
+{
+    LN_FORWARD_OFFSETS;
+    ulong row = get_global_id(0);
+    if (row >= rows) return;
+    __global const store_t *xr = x + row * cols;
+    float sum = 0.0f;
+    for (uint c = 0; c < cols; c++) sum += load_elem(xr, c);
+    float mu = sum / cols;
+    float sq = 0.0f;
+    for (uint c = 0; c < cols; c++) {
+        float d = load_elem(xr, c) - mu;
+        sq += d * d;
+    }
+    float rs = 1.0f / sqrt(sq / cols + eps);
+    for (uint c = 0; c < cols; c++) {
+        float v = (load_elem(xr, c) - mu) * rs;
+        if (flags & LN_HAS_WEIGHT) v *= load_elem(w, c);
+        if (flags & LN_HAS_BIAS) v += load_elem(b, c);
+        store_elem(y, row * cols + c, v);
+    }
+    if (flags & LN_SAVE_STATS) {
+        mean[row] = mu;
+        rstd[row] = rs;
+    }
+}
+
+__kernel void layernorm_backward_dx_ref(LN_BACKWARD_ARGS)
+{
+    LN_BACKWARD_OFFSETS;
+    ulong row = get_global_id(0);
+    if (row >= rows) return;
+    float mu = mean[row], rs = rstd[row];
+    float c1 = 0.0f, c2 = 0.0f;
+    for (uint c = 0; c < cols; c++) {
+        float g = load_elem(dy, row * cols + c);
+        if (flags & LN_HAS_WEIGHT) g *= load_elem(w, c);
+        c1 += g * (load_elem(x, row * cols + c) - mu) * rs;
+        c2 += g;
+    }
+    c1 /= cols;
+    c2 /= cols;
+    for (uint c = 0; c < cols; c++) {
+        float g = load_elem(dy, row * cols + c);
+        if (flags & LN_HAS_WEIGHT) g *= load_elem(w, c);
+        float xhat = (load_elem(x, row * cols + c) - mu) * rs;
+        store_elem(dx, row * cols + c, (g - (xhat * c1 + c2)) * rs);
+    }
+}
+
+/* partial[0, c] = dweight[c], partial[0, cols + c] = dbias[c]: one chunk holding all rows. */
+__kernel void layernorm_param_grads_ref(LN_BACKWARD_ARGS)
+{
+    LN_BACKWARD_OFFSETS;
+    uint c = get_global_id(0);
+    if (c >= cols) return;
+    float dw = 0.0f, db = 0.0f;
+    for (ulong r = 0; r < rows; r++) {
+        float g = load_elem(dy, r * cols + c);
+        dw += g * (load_elem(x, r * cols + c) - mean[r]) * rstd[r];
+        db += g;
+    }
+    partial[c] = dw;
+    partial[cols + c] = db;
+}
+
+/* ---- tiled variant ---------------------------------------------------------------------- */
+
+__kernel __attribute__((reqd_work_group_size(LN_WG, 1, 1)))
+void layernorm_forward(LN_FORWARD_ARGS)
+{
+    LN_FORWARD_OFFSETS;
+    __local float scratch[LN_WG];
+    uint lid = get_local_id(0), lane = lid % LN_TPR;
+    ulong row = (ulong)get_group_id(0) * LN_ROWS + lid / LN_TPR;
+    bool active = row < rows; /* inactive work-items still reach every barrier */
+    __global const store_t *xr = x + (active ? row : 0) * cols;
+
+    float v[LN_ITEMS];
+    float sum = 0.0f;
+    for (uint j = 0; j < LN_ITEMS; j++) {
+        uint c = lane + j * LN_TPR;
+        v[j] = (active && c < cols) ? load_elem(xr, c) : 0.0f;
+        sum += v[j];
+    }
+    float mu = group_sum(sum, scratch, lid, LN_TPR) / cols;
+    float sq = 0.0f;
+    for (uint j = 0; j < LN_ITEMS; j++) {
+        uint c = lane + j * LN_TPR;
+        float d = (active && c < cols) ? v[j] - mu : 0.0f;
+        sq += d * d;
+    }
+    float rs = 1.0f / sqrt(group_sum(sq, scratch, lid, LN_TPR) / cols + eps);
+    if (!active) return; /* no barrier follows */
+    for (uint j = 0; j < LN_ITEMS; j++) {
+        uint c = lane + j * LN_TPR;
+        if (c >= cols) break;
+        float out = (v[j] - mu) * rs;
+        if (flags & LN_HAS_WEIGHT) out *= load_elem(w, c);
+        if (flags & LN_HAS_BIAS) out += load_elem(b, c);
+        store_elem(y, row * cols + c, out);
+    }
+    if ((flags & LN_SAVE_STATS) && lane == 0) {
+        mean[row] = mu;
+        rstd[row] = rs;
+    }
+}
+
+/* Work-group g handles rows [g * rows_per_group, (g + 1) * rows_per_group). */
+__kernel __attribute__((reqd_work_group_size(LN_WG, 1, 1)))
+void layernorm_backward(LN_BACKWARD_ARGS)
+{
+    LN_BACKWARD_OFFSETS;
+    __local float2 scratch[LN_WG];
+    uint lid = get_local_id(0), lane = lid % LN_TPR, slot = lid / LN_TPR;
+    ulong first = (ulong)get_group_id(0) * rows_per_group;
+    ulong end = min(rows, first + rows_per_group);
+
+    float gw[LN_ITEMS], acc_dw[LN_ITEMS], acc_db[LN_ITEMS];
+    for (uint j = 0; j < LN_ITEMS; j++) {
+        uint c = lane + j * LN_TPR;
+        gw[j] = ((flags & LN_HAS_WEIGHT) && c < cols) ? load_elem(w, c) : 1.0f;
+        acc_dw[j] = 0.0f;
+        acc_db[j] = 0.0f;
+    }
+
+    /* the trip count is the same for every work-item of the group: barriers inside are safe */
+    ulong steps = (rows_per_group + LN_ROWS - 1) / LN_ROWS;
+    for (ulong step = 0; step < steps; step++) {
+        ulong row = first + step * LN_ROWS + slot;
+        bool active = row < end;
+        float mu = active ? mean[row] : 0.0f, rs = active ? rstd[row] : 0.0f;
+        float xhat[LN_ITEMS], g[LN_ITEMS];
+        float2 c12 = (float2)(0.0f, 0.0f);
+        for (uint j = 0; j < LN_ITEMS; j++) {
+            uint c = lane + j * LN_TPR;
+            bool ok = active && c < cols;
+            xhat[j] = ok ? (load_elem(x, row * cols + c) - mu) * rs : 0.0f;
+            float d = ok ? load_elem(dy, row * cols + c) : 0.0f;
+            acc_dw[j] += d * xhat[j];
+            acc_db[j] += d;
+            g[j] = d * gw[j];
+            c12 += (float2)(g[j] * xhat[j], g[j]);
+        }
+        c12 = group_sum2(c12, scratch, lid, LN_TPR) / (float)cols;
+        if (active && (flags & LN_WANT_DX)) {
+            for (uint j = 0; j < LN_ITEMS; j++) {
+                uint c = lane + j * LN_TPR;
+                if (c < cols) store_elem(dx, row * cols + c, (g[j] - (xhat[j] * c12.x + c12.y)) * rs);
+            }
+        }
+    }
+
+    if (!(flags & LN_WANT_PARAMS)) return; /* uniform over the group */
+    /* sum each column's accumulators over the group's row slots, in slot order */
+    __local float *column = (__local float *)scratch;
+    __global float *out = partial + (ulong)get_group_id(0) * 2 * cols;
+    for (uint j = 0; j < LN_ITEMS; j++) {
+        uint c = lane + j * LN_TPR;
+        for (uint which = 0; which < 2; which++) {
+            column[lid] = which == 0 ? acc_dw[j] : acc_db[j];
+            barrier(CLK_LOCAL_MEM_FENCE);
+            if (slot == 0 && c < cols) {
+                float s = 0.0f;
+                for (uint r = 0; r < LN_ROWS; r++) s += column[r * LN_TPR + lane];
+                out[which * cols + c] = s;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+    }
+}
+
+/* Sums the per-chunk partials [chunks, 2 * cols] in chunk order and stores dweight (first cols
+ * entries) and dbias (next cols). Work-group (32, LN_REDUCE_SPLIT): each of the
+ * LN_REDUCE_SPLIT rows of work-items sums every LN_REDUCE_SPLIT-th chunk, then a fixed
+ * sequence combines them. */
+__kernel __attribute__((reqd_work_group_size(32, LN_REDUCE_SPLIT, 1)))
+void layernorm_reduce_partials(__global const float *partial, ulong chunks, uint cols,
+                               __global store_t *dweight, ulong dweight_off,
+                               __global store_t *dbias, ulong dbias_off, uint flags)
+{
+    __local float sums[LN_REDUCE_SPLIT][32];
+    uint tx = get_local_id(0), ty = get_local_id(1);
+    uint c = get_group_id(0) * 32 + tx;
+    bool active = c < 2 * cols;
+    float s = 0.0f;
+    for (ulong k = ty; active && k < chunks; k += LN_REDUCE_SPLIT) s += partial[k * 2 * cols + c];
+    sums[ty][tx] = s;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (ty != 0 || !active) return;
+    for (uint r = 1; r < LN_REDUCE_SPLIT; r++) s += sums[r][tx];
+    if (c < cols) {
+        if (flags & LN_WANT_DWEIGHT) store_elem(dweight + dweight_off, c, s);
+    } else if (flags & LN_WANT_DBIAS) {
+        store_elem(dbias + dbias_off, c - cols, s);
+    }
+}

@@ -1,0 +1,239 @@
+/* megacl — portable OpenCL kernels for the attention-heavy parts of modern models.
+ *
+ * One header. Every fallible function returns an mcl_status: 0 on success, a negative
+ * MCL_ERR_* value otherwise; mcl_last_error() then holds a message saying exactly what was wrong.
+ * The library never aborts, exits or prints (unless MEGACL_LOG asks it to log to stderr).
+ *
+ * Tensors are the caller's cl_mem buffers plus a byte offset, contiguous and row-major. Each op
+ * has a descriptor (sizes, dtype, flags) and a tensors struct; an unused optional tensor has
+ * mem == NULL. Ops enqueue on the context's in-order queue and never block.
+ */
+#ifndef MEGACL_H
+#define MEGACL_H
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(MCL_BUILDING_LIBRARY) && defined(__GNUC__)
+#define MCL_API __attribute__((visibility("default")))
+#else
+#define MCL_API
+#endif
+
+/* ---- Version --------------------------------------------------------------------------- */
+
+#define MCL_VERSION_MAJOR 0
+#define MCL_VERSION_MINOR 1
+#define MCL_VERSION_PATCH 0
+#define MCL_VERSION_NUMBER (MCL_VERSION_MAJOR * 10000 + MCL_VERSION_MINOR * 100 + MCL_VERSION_PATCH)
+#define MCL_VERSION_STRING "0.1.0"
+
+MCL_API unsigned mcl_version(void);              /* MCL_VERSION_NUMBER of the linked library */
+MCL_API const char *mcl_version_string(void);    /* "0.1.0" */
+
+/* ---- Status codes ---------------------------------------------------------------------- */
+
+/* The one list of statuses: names, numbers and messages cannot drift apart. */
+#define MCL_STATUS_MAP(X)                                                                      \
+    X(OK, 0, "success")                                                                        \
+    X(ERR_NULL_POINTER, -1, "a required pointer or buffer is NULL")                            \
+    X(ERR_INVALID_SIZE, -2, "a size is zero or does not match another")                        \
+    X(ERR_SIZE_OVERFLOW, -3, "an element or byte count overflows")                             \
+    X(ERR_BUFFER_TOO_SMALL, -4, "a buffer is smaller than the tensor it must hold")            \
+    X(ERR_UNSUPPORTED_DTYPE, -5, "the op does not support this dtype")                         \
+    X(ERR_UNSUPPORTED, -6, "the op does not support this combination of options")             \
+    X(ERR_INVALID_ARGUMENT, -7, "an argument is out of range or inconsistent")                 \
+    X(ERR_DEVICE_NOT_FOUND, -8, "no OpenCL device matches the selector")                       \
+    X(ERR_DEVICE_LIMIT, -9, "the request exceeds a limit of the device")                       \
+    X(ERR_OPENCL, -10, "an OpenCL call failed")                                                \
+    X(ERR_BUILD, -11, "an OpenCL program failed to build")                                     \
+    X(ERR_OUT_OF_MEMORY, -12, "host or device memory could not be allocated")                  \
+    X(ERR_IO, -13, "a file could not be read or written")                                      \
+    X(ERR_PARSE, -14, "a file or string could not be parsed")
+
+typedef enum mcl_status {
+#define MCL_STATUS_ENUM_(name, value, message) MCL_##name = value,
+    MCL_STATUS_MAP(MCL_STATUS_ENUM_)
+#undef MCL_STATUS_ENUM_
+} mcl_status;
+
+MCL_API const char *mcl_status_name(mcl_status status); /* "MCL_ERR_BUFFER_TOO_SMALL" */
+MCL_API const char *mcl_status_str(mcl_status status);  /* "a buffer is smaller than ..." */
+
+/* The detail of the last failure on the calling thread, e.g. "layernorm: y buffer holds 1024
+ * bytes from offset 0, shape [4,384] f32 needs 6144". Empty after a success-only history. */
+MCL_API const char *mcl_last_error(void);
+
+/* ---- Data types ------------------------------------------------------------------------ */
+
+/* Storage types. Arithmetic, statistics and accumulation are always fp32. */
+typedef enum mcl_dtype {
+    MCL_F32 = 0,
+    MCL_BF16 = 1,
+    MCL_F16 = 2,
+} mcl_dtype;
+
+MCL_API size_t mcl_dtype_size(mcl_dtype dtype);       /* bytes per element; 0 for an unknown dtype */
+MCL_API const char *mcl_dtype_name(mcl_dtype dtype);  /* "f32", "bf16", "f16"; "?" if unknown */
+
+/* A tensor argument: a caller's buffer and a byte offset into it (a multiple of the element
+ * size). Shapes and dtypes live in the op's descriptor. */
+typedef struct mcl_tensor {
+    cl_mem mem;
+    size_t offset;
+} mcl_tensor;
+
+/* ---- Devices --------------------------------------------------------------------------- */
+
+typedef enum mcl_vendor {
+    MCL_VENDOR_OTHER = 0,
+    MCL_VENDOR_NVIDIA,
+    MCL_VENDOR_AMD,
+    MCL_VENDOR_INTEL,
+    MCL_VENDOR_POCL, /* the Portable Computing Language runtime (CPU devices) */
+} mcl_vendor;
+
+MCL_API const char *mcl_vendor_name(mcl_vendor vendor); /* "nvidia", "amd", "intel", "pocl", "other" */
+
+/* What megacl knows of a device: normalised, plus capabilities proven by probe kernels. */
+typedef struct mcl_device_info {
+    unsigned platform_index, device_index; /* the P:D selector of this device */
+    mcl_vendor vendor;
+    int is_gpu;
+    char platform_name[128];
+    char platform_version[128];
+    char name[128];
+    char arch[64];           /* "sm_90", "gfx90a", or the CPU model PoCL targets */
+    char driver_version[64];
+    char device_version[128]; /* CL_DEVICE_VERSION */
+    char opencl_c_version[64];
+    unsigned compute_units;
+    unsigned clock_mhz;
+    uint64_t global_mem_bytes;
+    uint64_t local_mem_bytes;
+    uint64_t max_alloc_bytes;
+    size_t max_work_group_size;
+    unsigned simd_width;      /* warp / wavefront width; 1 where the device has no such notion */
+    int has_fp16;             /* cl_khr_fp16 arithmetic (storage never needs it) */
+    int has_fp64;
+    int has_mma_sync;         /* NVIDIA inline-PTX mma.sync ran and gave the right answer */
+} mcl_device_info;
+
+/* All devices of all platforms, in platform-then-device order. *count is set to the number
+ * there are; at most `capacity` entries are written. */
+MCL_API mcl_status mcl_devices_list(mcl_device_info *infos, size_t capacity, size_t *count);
+
+/* ---- Contexts -------------------------------------------------------------------------- */
+
+typedef struct mcl_context mcl_context;
+
+/* Device selectors: "cpu", "gpu", "nvidia", "amd", "intel", "pocl", or "P:D" (platform and
+ * device index, as `megacl devices` lists them). NULL or "" reads MEGACL_DEVICE, and if that is
+ * unset picks the first GPU, else the first CPU. A selector that matches nothing fails with
+ * MCL_ERR_DEVICE_NOT_FOUND and a message listing the devices there are. The context owns a new
+ * cl_context and an in-order queue with profiling enabled. */
+MCL_API mcl_status mcl_context_create(const char *selector, mcl_context **context);
+
+/* Adopt a caller's queue (retained; released with the context). Profiling-based timing needs
+ * the queue to have CL_QUEUE_PROFILING_ENABLE. An out-of-order queue is refused. */
+MCL_API mcl_status mcl_context_create_from_queue(cl_command_queue queue, mcl_context **context);
+
+MCL_API void mcl_context_release(mcl_context *context); /* NULL is fine */
+
+MCL_API cl_context mcl_context_cl_context(const mcl_context *context);
+MCL_API cl_command_queue mcl_context_queue(const mcl_context *context);
+MCL_API const mcl_device_info *mcl_context_device(const mcl_context *context);
+
+/* Waits for everything enqueued on the context's queue. */
+MCL_API mcl_status mcl_finish(mcl_context *context);
+
+/* Counters of a context: program builds and caches, library-owned device memory. */
+typedef struct mcl_context_stats {
+    uint64_t programs_built;       /* compiled from source */
+    uint64_t program_cache_hits;   /* found in the in-memory cache */
+    uint64_t binary_cache_hits;    /* loaded from the on-disk binary cache */
+    uint64_t binary_cache_writes;  /* stored into the on-disk binary cache */
+    uint64_t workspace_bytes;      /* scratch memory the context holds now */
+    uint64_t workspace_peak_bytes; /* the most it has held since the last reset */
+} mcl_context_stats;
+
+MCL_API void mcl_context_get_stats(const mcl_context *context, mcl_context_stats *stats);
+/* Resets workspace_peak_bytes to the current workspace size (for per-op peak reports). */
+MCL_API void mcl_context_reset_peak(mcl_context *context);
+/* Gives back the scratch memory the context holds (it grows again on demand). */
+MCL_API mcl_status mcl_context_trim(mcl_context *context);
+
+/* ---- LayerNorm ------------------------------------------------------------------------- */
+
+/* y = (x - mean) * rstd * weight + bias over the last dimension of a contiguous [rows, cols]
+ * tensor; rstd = 1 / sqrt(var + eps) with the biased variance. weight and bias are [cols] of
+ * the same dtype as x and are optional (NULL mem: weight 1, bias 0). mean and rstd are fp32
+ * [rows]; the forward writes them when given (the backward needs them). */
+typedef struct mcl_layernorm_desc {
+    size_t rows, cols;
+    mcl_dtype dtype;
+    float eps; /* >= 0 and finite; AF3 uses 1e-5 */
+} mcl_layernorm_desc;
+
+typedef struct mcl_layernorm_fwd_tensors {
+    mcl_tensor x;      /* in  [rows, cols] */
+    mcl_tensor weight; /* in  [cols], optional */
+    mcl_tensor bias;   /* in  [cols], optional */
+    mcl_tensor y;      /* out [rows, cols]; may be x itself (in place) */
+    mcl_tensor mean;   /* out [rows] fp32, optional */
+    mcl_tensor rstd;   /* out [rows] fp32, optional (given together with mean) */
+} mcl_layernorm_fwd_tensors;
+
+typedef struct mcl_layernorm_bwd_tensors {
+    mcl_tensor x;       /* in  [rows, cols], the forward's input */
+    mcl_tensor weight;  /* in  [cols], optional (as in the forward) */
+    mcl_tensor mean;    /* in  [rows] fp32, saved by the forward */
+    mcl_tensor rstd;    /* in  [rows] fp32, saved by the forward */
+    mcl_tensor dy;      /* in  [rows, cols] */
+    mcl_tensor dx;      /* out [rows, cols], optional */
+    mcl_tensor dweight; /* out [cols], optional; reduced over rows deterministically */
+    mcl_tensor dbias;   /* out [cols], optional; reduced over rows deterministically */
+} mcl_layernorm_bwd_tensors;
+
+/* `event`, when not NULL, receives the event of the op's last command (release it). */
+MCL_API mcl_status mcl_layernorm_forward(mcl_context *context, const mcl_layernorm_desc *desc,
+                                 const mcl_layernorm_fwd_tensors *tensors, cl_event *event);
+MCL_API mcl_status mcl_layernorm_backward(mcl_context *context, const mcl_layernorm_desc *desc,
+                                  const mcl_layernorm_bwd_tensors *tensors, cl_event *event);
+/* Scratch bytes the backward takes from the context's workspace (0 without dweight/dbias). */
+MCL_API mcl_status mcl_layernorm_backward_workspace_size(mcl_context *context,
+                                                 const mcl_layernorm_desc *desc, size_t *bytes);
+
+/* ---- Experimental API -------------------------------------------------------------------
+ * Interfaces that may change between minor versions, as zstd's static-linking-only section:
+ * define MCL_EXPERIMENTAL before including this header to use them. */
+#ifdef MCL_EXPERIMENTAL
+
+/* Fixes a kernel family's tuning parameters on this context: "NAME=VALUE,..." over the
+ * family's defaults (`megacl params` lists families and legal values). NULL goes back to the
+ * tuning databases. Illegal names, values or combinations fail and change nothing. The tuner,
+ * `megacl bench` and the tests use this to run every variant through the ops' own entry
+ * points. */
+MCL_API mcl_status mcl_context_set_params(mcl_context *context, const char *family,
+                                  const char *assignments);
+
+/* Device time of everything the context enqueues between begin and end, from the first
+ * command's start to the last command's end (event profiling; needs a profiling queue). end
+ * waits for the commands to finish. */
+MCL_API mcl_status mcl_profile_begin(mcl_context *context);
+MCL_API mcl_status mcl_profile_end(mcl_context *context, double *milliseconds);
+
+#endif /* MCL_EXPERIMENTAL */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MEGACL_H */

@@ -1,0 +1,99 @@
+/* Tensor argument validation (see check.h). */
+#include "check.h"
+
+#include "../runtime/error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+mcl_status mcl_mul_size(size_t a, size_t b, size_t *out, const char *op, const char *what)
+{
+    if (b != 0 && a > SIZE_MAX / b)
+        return mcl_fail(MCL_ERR_SIZE_OVERFLOW, "%s: %s overflows (%zu x %zu)", op, what, a, b);
+    *out = a * b;
+    return MCL_OK;
+}
+
+static void shape_string(const mcl_tensor_check *c, char *out, size_t cap)
+{
+    size_t used = snprintf(out, cap, "[");
+    for (int i = 0; i < c->ndims && used < cap; i++)
+        used += snprintf(out + used, cap - used, "%s%zu", i ? "," : "", c->dims[i]);
+    if (used < cap) snprintf(out + used, cap - used, "] %s", c->dtype_name);
+}
+
+static mcl_status tensor_bytes(const mcl_tensor_check *c, const char *op, size_t *bytes)
+{
+    size_t n = c->elem_size;
+    for (int i = 0; i < c->ndims; i++) {
+        if (c->dims[i] != 0 && n > SIZE_MAX / c->dims[i]) {
+            char shape[128];
+            shape_string(c, shape, sizeof shape);
+            return mcl_fail(MCL_ERR_SIZE_OVERFLOW, "%s: %s of shape %s overflows size_t", op,
+                            c->name, shape);
+        }
+        n *= c->dims[i];
+    }
+    *bytes = n;
+    return MCL_OK;
+}
+
+static mcl_status check_one(mcl_context *ctx, const char *op, const mcl_tensor_check *c,
+                             size_t *bytes)
+{
+    *bytes = 0;
+    if (!c->tensor->mem) {
+        return c->required ? mcl_fail(MCL_ERR_NULL_POINTER, "%s: %s is required but NULL", op, c->name)
+                           : MCL_OK;
+    }
+    MCL_TRY(tensor_bytes(c, op, bytes));
+    if (c->tensor->offset % c->elem_size != 0)
+        return mcl_fail(MCL_ERR_INVALID_ARGUMENT,
+                        "%s: %s offset %zu is not a multiple of its element size %zu", op, c->name,
+                        c->tensor->offset, c->elem_size);
+    cl_context owner;
+    size_t held = 0;
+    if (clGetMemObjectInfo(c->tensor->mem, CL_MEM_CONTEXT, sizeof owner, &owner, NULL) != CL_SUCCESS ||
+        clGetMemObjectInfo(c->tensor->mem, CL_MEM_SIZE, sizeof held, &held, NULL) != CL_SUCCESS)
+        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: %s is not a valid cl_mem", op, c->name);
+    if (owner != ctx->cl)
+        return mcl_fail(MCL_ERR_INVALID_ARGUMENT,
+                        "%s: %s belongs to another cl_context than the megacl context's", op,
+                        c->name);
+    if (c->tensor->offset > held || held - c->tensor->offset < *bytes) {
+        char shape[128];
+        shape_string(c, shape, sizeof shape);
+        return mcl_fail(MCL_ERR_BUFFER_TOO_SMALL,
+                        "%s: %s buffer holds %zu bytes from offset %zu, shape %s needs %zu", op,
+                        c->name, held, c->tensor->offset, shape, *bytes);
+    }
+    return MCL_OK;
+}
+
+static int overlaps(const mcl_tensor *a, size_t a_bytes, const mcl_tensor *b, size_t b_bytes)
+{
+    return a->mem == b->mem && a->offset < b->offset + b_bytes && b->offset < a->offset + a_bytes;
+}
+
+mcl_status mcl_check_tensors(mcl_context *ctx, const char *op, const mcl_tensor_check *checks,
+                             size_t count)
+{
+    size_t bytes[16];
+    if (count > 16) return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: too many tensors", op);
+    for (size_t i = 0; i < count; i++) MCL_TRY(check_one(ctx, op, &checks[i], &bytes[i]));
+    for (size_t i = 0; i < count; i++) {
+        if (!checks[i].is_output || !checks[i].tensor->mem) continue;
+        for (size_t j = 0; j < count; j++) {
+            if (j == i || !checks[j].tensor->mem) continue;
+            if (!overlaps(checks[i].tensor, bytes[i], checks[j].tensor, bytes[j])) continue;
+            int in_place = checks[i].may_alias && !checks[j].is_output &&
+                           strcmp(checks[i].may_alias, checks[j].name) == 0 &&
+                           checks[i].tensor->offset == checks[j].tensor->offset &&
+                           bytes[i] == bytes[j];
+            if (!in_place)
+                return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: output %s overlaps %s", op,
+                                checks[i].name, checks[j].name);
+        }
+    }
+    return MCL_OK;
+}

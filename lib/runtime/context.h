@@ -1,0 +1,53 @@
+/* The context: a device, its cl_context and in-order queue, and what the library keeps per
+ * context (program cache, workspace, parameter overrides, tuning database, profiling). */
+#ifndef MCL_RUNTIME_CONTEXT_H
+#define MCL_RUNTIME_CONTEXT_H
+
+#include "megacl.h"
+
+#include "device.h"
+
+typedef struct mcl_program_entry mcl_program_entry;
+typedef struct mcl_tuning_db mcl_tuning_db;
+typedef struct mcl_override mcl_override;
+
+typedef struct mcl_binary_cache_config {
+    int enabled;
+    char dir[1024]; /* where binaries live; "" when enabled is 0 */
+} mcl_binary_cache_config;
+
+struct mcl_context {
+    mcl_device device;
+    cl_context cl;
+    cl_command_queue queue;
+    int profiling; /* the queue has CL_QUEUE_PROFILING_ENABLE */
+
+    mcl_program_entry *programs; /* in-memory program cache, a list */
+    mcl_binary_cache_config binary_cache;
+    mcl_context_stats stats;
+
+    cl_mem workspace; /* grows on demand; stats.workspace_bytes is its size */
+
+    mcl_override *overrides; /* parameter overrides per family (tuner, bench, tests) */
+    mcl_tuning_db *user_db, *builtin_db;
+    int dbs_loaded;
+
+    cl_event last_event; /* the last command an op enqueued, handed to the caller on request */
+    int tracing;         /* profiling window open: keep every event */
+    cl_event *trace;
+    size_t trace_count, trace_capacity;
+};
+
+/* Enqueues a 1-3 dimensional kernel launch; `what` names it in errors. The global size must be
+ * a multiple of the local size (callers round up and guard). */
+mcl_status mcl_enqueue(mcl_context *ctx, cl_kernel kernel, cl_uint dims, const size_t *global,
+                       const size_t *local, const char *what);
+
+/* At the end of an op: gives the caller the op's last event if it asked for one. */
+void mcl_hand_event(mcl_context *ctx, cl_event *event);
+
+/* A scratch buffer of at least `bytes` owned by the context (valid until the next call that
+ * asks for workspace; the queue is in order, so commands already enqueued are safe). */
+mcl_status mcl_workspace(mcl_context *ctx, size_t bytes, cl_mem *buffer);
+
+#endif

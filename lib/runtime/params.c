@@ -1,0 +1,219 @@
+/* Parameter lookup: overrides -> user database -> built-in database -> family defaults. */
+#define MCL_EXPERIMENTAL
+#include "params.h"
+
+#include "binary_cache.h"
+#include "error.h"
+#include "tuning_db.h"
+
+#include "../ops/families.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct mcl_override {
+    mcl_override *next;
+    const mcl_family *family;
+    int values[MCL_MAX_PARAMS];
+};
+
+static int param_index(const mcl_family *family, const char *name, size_t len)
+{
+    for (size_t i = 0; i < family->param_count; i++)
+        if (strlen(family->params[i].name) == len && strncmp(family->params[i].name, name, len) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int is_legal(const mcl_param_decl *decl, int value)
+{
+    for (size_t i = 0; i < decl->legal_count; i++)
+        if (decl->legal[i] == value) return 1;
+    return 0;
+}
+
+mcl_status mcl_params_parse(const mcl_family *family, const char *assignments, int *values)
+{
+    const char *p = assignments ? assignments : "";
+    while (*p) {
+        const char *eq = strchr(p, '=');
+        const char *end = strchr(p, ',');
+        if (!end) end = p + strlen(p);
+        if (!eq || eq > end)
+            return mcl_fail(MCL_ERR_PARSE, "%s parameters: '%.*s' is not NAME=VALUE", family->name,
+                            (int)(end - p), p);
+        int index = param_index(family, p, (size_t)(eq - p));
+        if (index < 0)
+            return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s has no parameter '%.*s'", family->name,
+                            (int)(eq - p), p);
+        char *stop;
+        long value = strtol(eq + 1, &stop, 10);
+        if (stop != end || eq + 1 == end)
+            return mcl_fail(MCL_ERR_PARSE, "%s parameter %s: '%.*s' is not an integer",
+                            family->name, family->params[index].name, (int)(end - eq - 1), eq + 1);
+        if (!is_legal(&family->params[index], (int)value))
+            return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s parameter %s=%ld is not a legal value",
+                            family->name, family->params[index].name, value);
+        values[index] = (int)value;
+        p = *end ? end + 1 : end;
+    }
+    return MCL_OK;
+}
+
+mcl_status mcl_params_check(const mcl_family *family, const int *values,
+                            const mcl_device_info *device)
+{
+    const char *why = family->check ? family->check(values, device) : NULL;
+    return why ? mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s parameters not legal on %s: %s",
+                          family->name, device->name, why)
+               : MCL_OK;
+}
+
+static void set_defaults(const mcl_family *family, int *values)
+{
+    for (size_t i = 0; i < family->param_count; i++) values[i] = family->params[i].default_value;
+}
+
+void mcl_params_format(const mcl_params *params, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < params->family->param_count && used < cap; i++)
+        used += snprintf(out + used, cap - used, "%s%s=%d", i ? "," : "",
+                         params->family->params[i].name, params->values[i]);
+}
+
+void mcl_params_defines(const mcl_params *params, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < params->family->param_count && used < cap; i++)
+        used += snprintf(out + used, cap - used, "%s-D%s%s=%d", i ? " " : "",
+                         params->family->define_prefix, params->family->params[i].name,
+                         params->values[i]);
+}
+
+/* ---- databases -------------------------------------------------------------------------- */
+
+static void load_databases(mcl_context *ctx)
+{
+    if (ctx->dbs_loaded) return;
+    ctx->dbs_loaded = 1;
+    const char *path = getenv("MEGACL_TUNING_DB");
+    char fallback[1100];
+    if (!path || !*path) {
+        char root[1024];
+        mcl_cache_root(root, sizeof root);
+        snprintf(fallback, sizeof fallback, "%s/tuning.json", root);
+        path = fallback;
+    }
+    ctx->user_db = mcl_tuning_db_load(path);
+    if (mcl_tuning_db_parse(mcl_builtin_tuning_json, "built-in tuning database",
+                            &ctx->builtin_db) != MCL_OK)
+        mcl_log(MCL_LOG_WARN, "%s", mcl_last_error());
+}
+
+typedef struct accept_arg {
+    const mcl_family *family;
+    const mcl_device_info *device;
+    int *values;
+} accept_arg;
+
+/* Accepts a database entry whose parameters parse and are legal here; fills values. */
+static int accept_entry(const mcl_db_entry *entry, void *opaque)
+{
+    accept_arg *arg = opaque;
+    int values[MCL_MAX_PARAMS];
+    set_defaults(arg->family, values);
+    if (mcl_params_parse(arg->family, entry->params, values) != MCL_OK ||
+        mcl_params_check(arg->family, values, arg->device) != MCL_OK) {
+        mcl_log(MCL_LOG_WARN, "tuning entry for %s skipped: %s", entry->family, mcl_last_error());
+        return 0;
+    }
+    memcpy(arg->values, values, sizeof values);
+    return 1;
+}
+
+static int lookup_db(const mcl_tuning_db *db, const mcl_family *family,
+                     const mcl_device_info *device, mcl_dtype dtype, const char *bucket,
+                     mcl_params *params)
+{
+    static const char *const level_names[] = {"device", "arch", "vendor", "any device"};
+    accept_arg arg = {family, device, params->values};
+    for (int level = 0; level < MCL_DB_LEVELS; level++) {
+        if (mcl_tuning_db_find(db, family->name, device, dtype, bucket, (mcl_db_level)level,
+                               accept_entry, &arg)) {
+            snprintf(params->origin, sizeof params->origin, "%s (%s)", db->origin,
+                     level_names[level]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+mcl_status mcl_params_lookup(mcl_context *ctx, const mcl_family *family, mcl_dtype dtype,
+                             const size_t *shape, mcl_params *params)
+{
+    params->family = family;
+    set_defaults(family, params->values);
+    for (mcl_override *o = ctx->overrides; o; o = o->next) {
+        if (o->family == family) {
+            memcpy(params->values, o->values, sizeof params->values);
+            snprintf(params->origin, sizeof params->origin, "override");
+            return MCL_OK;
+        }
+    }
+    char bucket[64];
+    family->bucket(shape, bucket, sizeof bucket);
+    load_databases(ctx);
+    if (lookup_db(ctx->user_db, family, &ctx->device.info, dtype, bucket, params) ||
+        lookup_db(ctx->builtin_db, family, &ctx->device.info, dtype, bucket, params))
+        return MCL_OK;
+    set_defaults(family, params->values);
+    snprintf(params->origin, sizeof params->origin, "defaults");
+    /* the defaults must be legal everywhere; a device that refuses them is told plainly */
+    return mcl_params_check(family, params->values, &ctx->device.info);
+}
+
+void mcl_params_release(mcl_context *ctx)
+{
+    while (ctx->overrides) {
+        mcl_override *o = ctx->overrides;
+        ctx->overrides = o->next;
+        free(o);
+    }
+    mcl_tuning_db_free(ctx->user_db);
+    mcl_tuning_db_free(ctx->builtin_db);
+    ctx->user_db = ctx->builtin_db = NULL;
+    ctx->dbs_loaded = 0;
+}
+
+/* ---- experimental public API ------------------------------------------------------------ */
+
+mcl_status mcl_context_set_params(mcl_context *ctx, const char *family_name,
+                                  const char *assignments)
+{
+    if (!ctx || !family_name) return mcl_fail(MCL_ERR_NULL_POINTER, "mcl_context_set_params: NULL argument");
+    const mcl_family *family = mcl_family_find(family_name);
+    if (!family) return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "no kernel family '%s'", family_name);
+    mcl_override **link = &ctx->overrides;
+    while (*link && (*link)->family != family) link = &(*link)->next;
+    if (!assignments) { /* clear */
+        mcl_override *gone = *link;
+        if (gone) *link = gone->next;
+        free(gone);
+        return MCL_OK;
+    }
+    int values[MCL_MAX_PARAMS];
+    set_defaults(family, values);
+    MCL_TRY(mcl_params_parse(family, assignments, values));
+    MCL_TRY(mcl_params_check(family, values, &ctx->device.info));
+    if (!*link) {
+        *link = calloc(1, sizeof **link);
+        if (!*link) return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "storing parameter overrides");
+        (*link)->family = family;
+    }
+    memcpy((*link)->values, values, sizeof values);
+    return MCL_OK;
+}

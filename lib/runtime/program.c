@@ -1,0 +1,189 @@
+/* Program building and the in-memory program cache. */
+#include "program.h"
+
+#include "binary_cache.h"
+#include "error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_KERNELS_PER_PROGRAM 16
+
+struct mcl_program_entry {
+    mcl_program_entry *next;
+    char *family;
+    char *options; /* the full build options */
+    cl_program program;
+    size_t kernel_count;
+    char *kernel_names[MAX_KERNELS_PER_PROGRAM];
+    cl_kernel kernels[MAX_KERNELS_PER_PROGRAM];
+};
+
+const char *mcl_kernel_source_text(const char *name)
+{
+    for (size_t i = 0; i < mcl_kernel_source_count; i++)
+        if (strcmp(mcl_kernel_sources[i].name, name) == 0) return mcl_kernel_sources[i].text;
+    return NULL;
+}
+
+void mcl_program_options(const mcl_context *ctx, const char *defines, char *out, size_t cap)
+{
+    const mcl_device_info *info = &ctx->device.info;
+    /* vendor defines appear only where a probe proved the feature; PoCL gets plain -D options */
+    snprintf(out, cap, "-cl-std=CL1.2 -DMCL_SIMD_WIDTH=%u%s %s", info->simd_width,
+             info->has_mma_sync ? " -DMCL_HAS_MMA_SYNC=1" : "", defines ? defines : "");
+}
+
+static char *concat_source(const char *family_text)
+{
+    const char *prelude = mcl_kernel_source_text("common");
+    size_t a = strlen(prelude), b = strlen(family_text);
+    char *text = malloc(a + b + 2);
+    if (!text) return NULL;
+    memcpy(text, prelude, a);
+    text[a] = '\n';
+    memcpy(text + a + 1, family_text, b + 1);
+    return text;
+}
+
+static mcl_status build_failure(mcl_context *ctx, cl_program program, const char *family,
+                                const char *options, cl_int err)
+{
+    char log[2048] = "";
+    clGetProgramBuildInfo(program, ctx->device.id, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log,
+                          NULL);
+    log[sizeof log - 1] = '\0';
+    return mcl_fail(MCL_ERR_BUILD, "building %s.cl with '%s' failed (%s): %s", family, options,
+                    mcl_cl_error_name(err), log);
+}
+
+static mcl_status build_program(mcl_context *ctx, const char *family, const char *options,
+                                cl_program *out)
+{
+    const char *family_text = mcl_kernel_source_text(family);
+    if (!family_text) return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "no kernel family '%s'", family);
+    char *source = concat_source(family_text);
+    if (!source) return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "assembling the source of %s", family);
+    char key[33];
+    mcl_binary_cache_key(source, options, &ctx->device.info, key);
+    cl_program program = mcl_binary_cache_load(ctx, key, options);
+    if (program) {
+        ctx->stats.binary_cache_hits++;
+        free(source);
+        *out = program;
+        return MCL_OK;
+    }
+    cl_int err;
+    const char *sources[1] = {source};
+    program = clCreateProgramWithSource(ctx->cl, 1, sources, NULL, &err);
+    free(source);
+    if (err != CL_SUCCESS) return mcl_fail_cl(err, "clCreateProgramWithSource");
+    err = clBuildProgram(program, 1, &ctx->device.id, options, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        mcl_status status = build_failure(ctx, program, family, options, err);
+        clReleaseProgram(program);
+        return status;
+    }
+    ctx->stats.programs_built++;
+    mcl_log(MCL_LOG_DEBUG, "built %s with '%s'", family, options);
+    mcl_binary_cache_store(ctx, key, program);
+    *out = program;
+    return MCL_OK;
+}
+
+static mcl_status find_entry(mcl_context *ctx, const char *family, const char *defines,
+                             mcl_program_entry **out)
+{
+    char options[2048];
+    mcl_program_options(ctx, defines, options, sizeof options);
+    for (mcl_program_entry *e = ctx->programs; e; e = e->next) {
+        if (strcmp(e->family, family) == 0 && strcmp(e->options, options) == 0) {
+            ctx->stats.program_cache_hits++;
+            *out = e;
+            return MCL_OK;
+        }
+    }
+    mcl_program_entry *entry = calloc(1, sizeof *entry);
+    if (!entry) return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "allocating a program cache entry");
+    entry->family = strdup(family);
+    entry->options = strdup(options);
+    mcl_status status = entry->family && entry->options
+                            ? build_program(ctx, family, options, &entry->program)
+                            : mcl_fail(MCL_ERR_OUT_OF_MEMORY, "copying program options");
+    if (status != MCL_OK) {
+        free(entry->family);
+        free(entry->options);
+        free(entry);
+        return status;
+    }
+    entry->next = ctx->programs;
+    ctx->programs = entry;
+    *out = entry;
+    return MCL_OK;
+}
+
+mcl_status mcl_program_get(mcl_context *ctx, const char *family, const char *defines,
+                           cl_program *program)
+{
+    mcl_program_entry *entry;
+    MCL_TRY(find_entry(ctx, family, defines, &entry));
+    *program = entry->program;
+    return MCL_OK;
+}
+
+mcl_status mcl_kernel_get(mcl_context *ctx, const char *family, const char *defines,
+                          const char *kernel_name, cl_kernel *kernel)
+{
+    mcl_program_entry *entry;
+    MCL_TRY(find_entry(ctx, family, defines, &entry));
+    for (size_t i = 0; i < entry->kernel_count; i++) {
+        if (strcmp(entry->kernel_names[i], kernel_name) == 0) {
+            *kernel = entry->kernels[i];
+            return MCL_OK;
+        }
+    }
+    if (entry->kernel_count == MAX_KERNELS_PER_PROGRAM)
+        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "too many kernels requested from %s", family);
+    cl_int err;
+    cl_kernel created = clCreateKernel(entry->program, kernel_name, &err);
+    if (err != CL_SUCCESS) return mcl_fail_cl(err, kernel_name);
+    char *name = strdup(kernel_name);
+    if (!name) {
+        clReleaseKernel(created);
+        return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "copying a kernel name");
+    }
+    entry->kernel_names[entry->kernel_count] = name;
+    entry->kernels[entry->kernel_count++] = created;
+    *kernel = created;
+    return MCL_OK;
+}
+
+void mcl_program_cache_clear(mcl_context *ctx)
+{
+    while (ctx->programs) {
+        mcl_program_entry *entry = ctx->programs;
+        ctx->programs = entry->next;
+        for (size_t i = 0; i < entry->kernel_count; i++) {
+            clReleaseKernel(entry->kernels[i]);
+            free(entry->kernel_names[i]);
+        }
+        clReleaseProgram(entry->program);
+        free(entry->family);
+        free(entry->options);
+        free(entry);
+    }
+}
+
+mcl_status mcl_set_args(cl_kernel kernel, const mcl_arg *args, size_t count, const char *what)
+{
+    for (size_t i = 0; i < count; i++) {
+        cl_int err = clSetKernelArg(kernel, (cl_uint)i, args[i].size, args[i].value);
+        if (err != CL_SUCCESS) {
+            char where[160];
+            snprintf(where, sizeof where, "clSetKernelArg(%s, %zu)", what, i);
+            return mcl_fail_cl(err, where);
+        }
+    }
+    return MCL_OK;
+}

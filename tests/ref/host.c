@@ -1,0 +1,145 @@
+/* Host-side helpers (see host.h). */
+#include "host.h"
+
+#include <CL/cl_half.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+host_rng host_rng_seeded(uint64_t seed)
+{
+    return (host_rng){seed ? seed : 0x9e3779b97f4a7c15ull};
+}
+
+static uint64_t next_u64(host_rng *rng)
+{
+    uint64_t x = rng->state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    rng->state = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+float host_uniform(host_rng *rng, float lo, float hi)
+{
+    double u = (double)(next_u64(rng) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(lo + (hi - lo) * u);
+}
+
+void host_fill_uniform(host_rng *rng, float *x, size_t n, float lo, float hi)
+{
+    for (size_t i = 0; i < n; i++) x[i] = host_uniform(rng, lo, hi);
+}
+
+static uint16_t float_to_bf16(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    if (isnan(v)) return 0x7fc0;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static float bf16_to_float(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+void host_to_storage(mcl_dtype dtype, const float *src, void *dst, size_t n)
+{
+    if (dtype == MCL_F32) {
+        memcpy(dst, src, n * sizeof(float));
+    } else if (dtype == MCL_BF16) {
+        uint16_t *out = dst;
+        for (size_t i = 0; i < n; i++) out[i] = float_to_bf16(src[i]);
+    } else {
+        cl_half *out = dst;
+        for (size_t i = 0; i < n; i++) out[i] = cl_half_from_float(src[i], CL_HALF_RTE);
+    }
+}
+
+void host_from_storage(mcl_dtype dtype, const void *src, float *dst, size_t n)
+{
+    if (dtype == MCL_F32) {
+        memcpy(dst, src, n * sizeof(float));
+    } else if (dtype == MCL_BF16) {
+        const uint16_t *in = src;
+        for (size_t i = 0; i < n; i++) dst[i] = bf16_to_float(in[i]);
+    } else {
+        const cl_half *in = src;
+        for (size_t i = 0; i < n; i++) dst[i] = cl_half_to_float(in[i]);
+    }
+}
+
+void host_quantize(mcl_dtype dtype, float *x, size_t n)
+{
+    if (dtype == MCL_F32) return;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t bits;
+        host_to_storage(dtype, &x[i], &bits, 1);
+        host_from_storage(dtype, &bits, &x[i], 1);
+    }
+}
+
+cl_mem host_upload(mcl_context *ctx, mcl_dtype dtype, const float *src, size_t n)
+{
+    size_t bytes = n * mcl_dtype_size(dtype);
+    cl_int err;
+    cl_mem mem = clCreateBuffer(mcl_context_cl_context(ctx), CL_MEM_READ_WRITE, bytes ? bytes : 1,
+                                NULL, &err);
+    if (err != CL_SUCCESS) return NULL;
+    if (!src) {
+        host_poison(ctx, mem, dtype, n);
+        return mem;
+    }
+    void *staging = malloc(bytes ? bytes : 1);
+    host_to_storage(dtype, src, staging, n);
+    clEnqueueWriteBuffer(mcl_context_queue(ctx), mem, CL_TRUE, 0, bytes, staging, 0, NULL, NULL);
+    free(staging);
+    return mem;
+}
+
+void host_poison(mcl_context *ctx, cl_mem mem, mcl_dtype dtype, size_t n)
+{
+    float nan_value = NAN;
+    unsigned char pattern[4];
+    host_to_storage(dtype, &nan_value, pattern, 1);
+    size_t size = mcl_dtype_size(dtype);
+    if (n) clEnqueueFillBuffer(mcl_context_queue(ctx), mem, pattern, size, 0, n * size, 0, NULL, NULL);
+    clFinish(mcl_context_queue(ctx));
+}
+
+void host_download(mcl_context *ctx, cl_mem mem, mcl_dtype dtype, float *dst, size_t n)
+{
+    size_t bytes = n * mcl_dtype_size(dtype);
+    void *staging = malloc(bytes ? bytes : 1);
+    clEnqueueReadBuffer(mcl_context_queue(ctx), mem, CL_TRUE, 0, bytes, staging, 0, NULL, NULL);
+    host_from_storage(dtype, staging, dst, n);
+    free(staging);
+}
+
+double host_rel_error(const float *out, const double *ref, size_t n)
+{
+    double diff = 0.0, norm = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(out[i])) return INFINITY;
+        double d = (double)out[i] - ref[i];
+        diff += d * d;
+        norm += ref[i] * ref[i];
+    }
+    return norm > 0.0 ? sqrt(diff / norm) : sqrt(diff);
+}
+
+double host_tolerance(mcl_dtype dtype)
+{
+    switch (dtype) {
+    case MCL_F32: return 1e-5;
+    case MCL_BF16: return 2e-2;
+    case MCL_F16: return 3e-3;
+    }
+    return 0.0;
+}

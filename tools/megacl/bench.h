@@ -1,0 +1,43 @@
+/* The benchmark frame every op plugs into: a workload lists cases (shape, dtype); each case
+ * is created per implementation (megacl's tuned path and the naive unfused path, chosen through
+ * parameter overrides), verified against the double-precision reference, then timed. */
+#ifndef MCL_CLI_BENCH_H
+#define MCL_CLI_BENCH_H
+
+#include "cli.h"
+
+#include <stdint.h>
+
+typedef struct bench_op {
+    void *state;
+    mcl_status (*forward)(void *state, mcl_context *ctx);  /* enqueue only */
+    mcl_status (*backward)(void *state, mcl_context *ctx); /* enqueue only; after forward */
+    /* runs forward and backward on fresh poisoned outputs and compares with the reference */
+    mcl_status (*verify)(void *state, mcl_context *ctx, double *fwd_err, double *bwd_err);
+    void (*destroy)(void *state);
+    double fwd_bytes, fwdbwd_bytes;   /* fewest bytes each must move */
+    double fwd_flops, fwdbwd_flops;
+    uint64_t result_bytes; /* outputs, saved state and gradients the op writes (peak memory) */
+} bench_op;
+
+typedef struct bench_impl {
+    const char *name;    /* "megacl", "naive" */
+    const char *params;  /* override of the workload's family, NULL for the tuned lookup */
+} bench_impl;
+
+typedef struct bench_workload {
+    const char *name;
+    const char *family;
+    const bench_impl *impls;
+    size_t impl_count;
+    const char *const *case_names; /* default cases */
+    const size_t (*case_shapes)[4];
+    size_t case_count;
+    size_t shape_rank; /* how many numbers --shape takes */
+    mcl_status (*create)(mcl_context *ctx, const size_t *shape, mcl_dtype dtype, bench_op *op);
+    double (*tolerance)(mcl_dtype dtype);
+} bench_workload;
+
+extern const bench_workload bench_layernorm;
+
+#endif
