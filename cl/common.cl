@@ -30,6 +30,44 @@ inline void store_elem(__global store_t *p, size_t i, float v) { vstore_half_rte
 #error "MCL_DTYPE must be 0 (f32), 1 (bf16) or 2 (f16)"
 #endif
 
+/* Vector access: load_vecN / store_vecN move N consecutive elements starting at element i
+ * between a buffer and a private float array. The address must be aligned to N elements (the
+ * host checks offsets and row lengths before choosing N > 1). */
+#if MCL_DTYPE == 0
+#define MCL_LOADV(n, p, i) (*(__global const float##n *)((p) + (i)))
+#define MCL_STOREV(n, p, i, v) (*(__global float##n *)((p) + (i)) = (v))
+#elif MCL_DTYPE == 1
+#define MCL_LOADV(n, p, i) as_float##n(convert_uint##n(*(__global const ushort##n *)((p) + (i))) << 16)
+#define MCL_STOREV(n, p, i, v)                                                                 \
+    do {                                                                                       \
+        uint##n u_ = as_uint##n(v);                                                            \
+        u_ = select(u_ + 0x7fffu + ((u_ >> 16) & 1u), (uint##n)(0x7fc00000u),                 \
+                    as_uint##n(isnan(v)));                                                     \
+        *(__global ushort##n *)((p) + (i)) = convert_ushort##n(u_ >> 16);                      \
+    } while (0)
+#else
+#define MCL_LOADV(n, p, i) vloada_half##n(0, (p) + (i))
+#define MCL_STOREV(n, p, i, v) vstorea_half##n##_rte((v), 0, (p) + (i))
+#endif
+
+#define MCL_VEC_FUNCS(n)                                                                       \
+    inline void load_vec##n(__global const store_t *p, size_t i, float *dst)                   \
+    {                                                                                          \
+        vstore##n(MCL_LOADV(n, p, i), 0, dst);                                                 \
+    }                                                                                          \
+    inline void store_vec##n(__global store_t *p, size_t i, const float *src)                  \
+    {                                                                                          \
+        MCL_STOREV(n, p, i, vload##n(0, src));                                                 \
+    }
+MCL_VEC_FUNCS(2)
+MCL_VEC_FUNCS(4)
+MCL_VEC_FUNCS(8)
+inline void load_vec1(__global const store_t *p, size_t i, float *dst) { dst[0] = load_elem(p, i); }
+inline void store_vec1(__global store_t *p, size_t i, const float *src) { store_elem(p, i, src[0]); }
+
+#define MCL_CAT_(a, b) a##b
+#define MCL_CAT(a, b) MCL_CAT_(a, b)
+
 /* Sums `v` over each run of `width` consecutive work-items (width a power of two dividing the
  * work-group size) with a fixed tree, so results are deterministic. `scratch` holds one float
  * per work-item. Every work-item of the group must call it (it contains barriers). */

@@ -4,7 +4,7 @@
  *  - reference: one work-item per row (and per column for the parameter gradients); simple,
  *    correct everywhere, and the unfused baseline of `megacl bench`;
  *  - tiled: LN_TPR work-items per row, LN_WG / LN_TPR rows per work-group; each work-item keeps
- *    its LN_ITEMS columns (lane, lane + LN_TPR, ...) in registers, so x is read once. The
+ *    LN_ITEMS groups of LN_VEC adjacent columns in registers, so x is read once. The
  *    backward also accumulates dweight/dbias partials per work-group over a fixed chunk of rows;
  *    layernorm_reduce_partials then sums the chunks in a fixed order (no float atomics).
  *
@@ -14,6 +14,9 @@
 #endif
 #ifndef LN_WG
 #define LN_WG 128
+#endif
+#ifndef LN_VEC
+#define LN_VEC 1
 #endif
 #ifndef LN_ITEMS
 #define LN_ITEMS 4
@@ -122,6 +125,14 @@ __kernel void layernorm_param_grads_ref(LN_BACKWARD_ARGS)
 
 /* ---- tiled variant ---------------------------------------------------------------------- */
 
+#define load_v MCL_CAT(load_vec, LN_VEC)
+#define store_v MCL_CAT(store_vec, LN_VEC)
+
+/* Work-item `lane` of a row owns the LN_VEC-wide column groups lane, lane + LN_TPR, ...: item j
+ * covers columns [(lane + j * LN_TPR) * LN_VEC, ... + LN_VEC). The host makes cols a multiple of
+ * LN_VEC. */
+inline uint item_col(uint lane, uint j) { return (lane + j * LN_TPR) * LN_VEC; }
+
 __kernel __attribute__((reqd_work_group_size(LN_WG, 1, 1)))
 void layernorm_forward(LN_FORWARD_ARGS)
 {
@@ -132,29 +143,39 @@ void layernorm_forward(LN_FORWARD_ARGS)
     bool active = row < rows; /* inactive work-items still reach every barrier */
     __global const store_t *xr = x + (active ? row : 0) * cols;
 
-    float v[LN_ITEMS];
+    float v[LN_ITEMS][LN_VEC];
     float sum = 0.0f;
     for (uint j = 0; j < LN_ITEMS; j++) {
-        uint c = lane + j * LN_TPR;
-        v[j] = (active && c < cols) ? load_elem(xr, c) : 0.0f;
-        sum += v[j];
+        uint c = item_col(lane, j);
+        if (active && c < cols)
+            load_v(xr, c, v[j]);
+        else
+            for (uint k = 0; k < LN_VEC; k++) v[j][k] = 0.0f;
+        for (uint k = 0; k < LN_VEC; k++) sum += v[j][k];
     }
     float mu = group_sum(sum, scratch, lid, LN_TPR) / cols;
     float sq = 0.0f;
     for (uint j = 0; j < LN_ITEMS; j++) {
-        uint c = lane + j * LN_TPR;
-        float d = (active && c < cols) ? v[j] - mu : 0.0f;
-        sq += d * d;
+        bool ok = active && item_col(lane, j) < cols;
+        for (uint k = 0; k < LN_VEC; k++) {
+            float d = ok ? v[j][k] - mu : 0.0f;
+            sq += d * d;
+        }
     }
     float rs = 1.0f / sqrt(group_sum(sq, scratch, lid, LN_TPR) / cols + eps);
     if (!active) return; /* no barrier follows */
     for (uint j = 0; j < LN_ITEMS; j++) {
-        uint c = lane + j * LN_TPR;
+        uint c = item_col(lane, j);
         if (c >= cols) break;
-        float out = (v[j] - mu) * rs;
-        if (flags & LN_HAS_WEIGHT) out *= load_elem(w, c);
-        if (flags & LN_HAS_BIAS) out += load_elem(b, c);
-        store_elem(y, row * cols + c, out);
+        float wv[LN_VEC], bv[LN_VEC], out[LN_VEC];
+        if (flags & LN_HAS_WEIGHT) load_v(w, c, wv);
+        if (flags & LN_HAS_BIAS) load_v(b, c, bv);
+        for (uint k = 0; k < LN_VEC; k++) {
+            out[k] = (v[j][k] - mu) * rs;
+            if (flags & LN_HAS_WEIGHT) out[k] *= wv[k];
+            if (flags & LN_HAS_BIAS) out[k] += bv[k];
+        }
+        store_v(y, row * cols + c, out);
     }
     if ((flags & LN_SAVE_STATS) && lane == 0) {
         mean[row] = mu;
@@ -172,12 +193,14 @@ void layernorm_backward(LN_BACKWARD_ARGS)
     ulong first = (ulong)get_group_id(0) * rows_per_group;
     ulong end = min(rows, first + rows_per_group);
 
-    float gw[LN_ITEMS], acc_dw[LN_ITEMS], acc_db[LN_ITEMS];
+    float gw[LN_ITEMS][LN_VEC], acc_dw[LN_ITEMS][LN_VEC], acc_db[LN_ITEMS][LN_VEC];
     for (uint j = 0; j < LN_ITEMS; j++) {
-        uint c = lane + j * LN_TPR;
-        gw[j] = ((flags & LN_HAS_WEIGHT) && c < cols) ? load_elem(w, c) : 1.0f;
-        acc_dw[j] = 0.0f;
-        acc_db[j] = 0.0f;
+        uint c = item_col(lane, j);
+        if ((flags & LN_HAS_WEIGHT) && c < cols)
+            load_v(w, c, gw[j]);
+        else
+            for (uint k = 0; k < LN_VEC; k++) gw[j][k] = 1.0f;
+        for (uint k = 0; k < LN_VEC; k++) acc_dw[j][k] = acc_db[j][k] = 0.0f;
     }
 
     /* the trip count is the same for every work-item of the group: barriers inside are safe */
@@ -186,23 +209,34 @@ void layernorm_backward(LN_BACKWARD_ARGS)
         ulong row = first + step * LN_ROWS + slot;
         bool active = row < end;
         float mu = active ? mean[row] : 0.0f, rs = active ? rstd[row] : 0.0f;
-        float xhat[LN_ITEMS], g[LN_ITEMS];
+        float xhat[LN_ITEMS][LN_VEC], g[LN_ITEMS][LN_VEC];
         float2 c12 = (float2)(0.0f, 0.0f);
         for (uint j = 0; j < LN_ITEMS; j++) {
-            uint c = lane + j * LN_TPR;
-            bool ok = active && c < cols;
-            xhat[j] = ok ? (load_elem(x, row * cols + c) - mu) * rs : 0.0f;
-            float d = ok ? load_elem(dy, row * cols + c) : 0.0f;
-            acc_dw[j] += d * xhat[j];
-            acc_db[j] += d;
-            g[j] = d * gw[j];
-            c12 += (float2)(g[j] * xhat[j], g[j]);
+            uint c = item_col(lane, j);
+            float xv[LN_VEC], dv[LN_VEC];
+            if (active && c < cols) {
+                load_v(x, row * cols + c, xv);
+                load_v(dy, row * cols + c, dv);
+            } else {
+                for (uint k = 0; k < LN_VEC; k++) xv[k] = mu, dv[k] = 0.0f;
+            }
+            for (uint k = 0; k < LN_VEC; k++) {
+                xhat[j][k] = (xv[k] - mu) * rs;
+                acc_dw[j][k] += dv[k] * xhat[j][k];
+                acc_db[j][k] += dv[k];
+                g[j][k] = dv[k] * gw[j][k];
+                c12 += (float2)(g[j][k] * xhat[j][k], g[j][k]);
+            }
         }
         c12 = group_sum2(c12, scratch, lid, LN_TPR) / (float)cols;
         if (active && (flags & LN_WANT_DX)) {
             for (uint j = 0; j < LN_ITEMS; j++) {
-                uint c = lane + j * LN_TPR;
-                if (c < cols) store_elem(dx, row * cols + c, (g[j] - (xhat[j] * c12.x + c12.y)) * rs);
+                uint c = item_col(lane, j);
+                if (c >= cols) break;
+                float out[LN_VEC];
+                for (uint k = 0; k < LN_VEC; k++)
+                    out[k] = (g[j][k] - (xhat[j][k] * c12.x + c12.y)) * rs;
+                store_v(dx, row * cols + c, out);
             }
         }
     }
@@ -212,16 +246,18 @@ void layernorm_backward(LN_BACKWARD_ARGS)
     __local float *column = (__local float *)scratch;
     __global float *out = partial + (ulong)get_group_id(0) * 2 * cols;
     for (uint j = 0; j < LN_ITEMS; j++) {
-        uint c = lane + j * LN_TPR;
-        for (uint which = 0; which < 2; which++) {
-            column[lid] = which == 0 ? acc_dw[j] : acc_db[j];
-            barrier(CLK_LOCAL_MEM_FENCE);
-            if (slot == 0 && c < cols) {
-                float s = 0.0f;
-                for (uint r = 0; r < LN_ROWS; r++) s += column[r * LN_TPR + lane];
-                out[which * cols + c] = s;
+        uint c0 = item_col(lane, j);
+        for (uint k = 0; k < LN_VEC; k++) {
+            for (uint which = 0; which < 2; which++) {
+                column[lid] = which == 0 ? acc_dw[j][k] : acc_db[j][k];
+                barrier(CLK_LOCAL_MEM_FENCE);
+                if (slot == 0 && c0 < cols) {
+                    float s = 0.0f;
+                    for (uint r = 0; r < LN_ROWS; r++) s += column[r * LN_TPR + lane];
+                    out[which * cols + c0 + k] = s;
+                }
+                barrier(CLK_LOCAL_MEM_FENCE);
             }
-            barrier(CLK_LOCAL_MEM_FENCE);
         }
     }
 }

@@ -12,6 +12,7 @@
 static const mcl_param_decl layernorm_params[] = {
     [LN_VARIANT] = {"VARIANT", LN_VARIANT_TILED, LEGAL(LN_VARIANT_REFERENCE, LN_VARIANT_TILED)},
     [LN_TPR] = {"TPR", 32, LEGAL(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)},
+    [LN_VEC] = {"VEC", 4, LEGAL(1, 2, 4, 8)},
     [LN_WG] = {"WG", 128, LEGAL(32, 64, 128, 256, 512, 1024)},
     [LN_GROUPS_PER_CU] = {"GROUPS_PER_CU", 4, LEGAL(1, 2, 4, 8, 16, 32)},
     [LN_REDUCE_SPLIT] = {"REDUCE_SPLIT", 8, LEGAL(1, 2, 4, 8, 16, 32)},

@@ -6,9 +6,9 @@
 #include "../runtime/params.h"
 
 /* layernorm: VARIANT 0 = reference (a work-item per row), 1 = tiled */
-enum { LN_VARIANT, LN_TPR, LN_WG, LN_GROUPS_PER_CU, LN_REDUCE_SPLIT };
+enum { LN_VARIANT, LN_TPR, LN_VEC, LN_WG, LN_GROUPS_PER_CU, LN_REDUCE_SPLIT };
 enum { LN_VARIANT_REFERENCE = 0, LN_VARIANT_TILED = 1 };
-#define LN_MAX_ITEMS 32 /* columns one work-item holds in registers */
+#define LN_MAX_COLUMNS 32 /* columns one work-item holds in registers */
 
 extern const mcl_family mcl_family_layernorm;
 

@@ -19,7 +19,8 @@
 
 typedef struct ln_plan {
     mcl_params params;
-    unsigned tpr, wg, items;   /* effective values (TPR grows for wide rows) */
+    unsigned tpr, vec, wg, items; /* effective values: TPR grows for wide rows, VEC shrinks for
+                                     rows or offsets it does not divide */
     size_t groups, rows_per_group; /* backward row chunks */
     char defines[512];
 } ln_plan;
@@ -106,17 +107,31 @@ static unsigned next_pow2(size_t n)
     return p;
 }
 
-static mcl_status choose_plan(mcl_context *ctx, const mcl_layernorm_desc *d, ln_plan *plan)
+/* The widest vector (<= 8 elements) every given tensor's offset is aligned to. */
+static unsigned offset_vec_limit(size_t elem_size, const mcl_tensor *const *tensors, size_t n)
+{
+    unsigned vec = 8;
+    for (size_t i = 0; i < n; i++)
+        while (vec > 1 && tensors[i]->mem && tensors[i]->offset % (vec * elem_size) != 0) vec /= 2;
+    return vec;
+}
+
+static mcl_status choose_plan(mcl_context *ctx, const mcl_layernorm_desc *d, unsigned vec_limit,
+                              ln_plan *plan)
 {
     const size_t shape[2] = {d->rows, d->cols};
     MCL_TRY(mcl_params_lookup(ctx, &mcl_family_layernorm, d->dtype, shape, &plan->params));
     int *v = plan->params.values;
     plan->tpr = (unsigned)v[LN_TPR];
     plan->wg = (unsigned)v[LN_WG];
+    plan->vec = 1;
     plan->items = 1;
     if (v[LN_VARIANT] == LN_VARIANT_TILED) {
-        /* each work-item holds at most LN_MAX_ITEMS columns: wide rows get more work-items */
-        size_t min_tpr = (d->cols + LN_MAX_ITEMS - 1) / LN_MAX_ITEMS;
+        plan->vec = (unsigned)v[LN_VEC] < vec_limit ? (unsigned)v[LN_VEC] : vec_limit;
+        while (d->cols % plan->vec != 0) plan->vec /= 2;
+        /* each work-item holds at most LN_MAX_COLUMNS columns: wide rows get more work-items */
+        size_t groups = d->cols / plan->vec, per_item = LN_MAX_COLUMNS / plan->vec;
+        size_t min_tpr = (groups + per_item - 1) / per_item;
         if (plan->tpr < min_tpr) plan->tpr = next_pow2(min_tpr);
         if (plan->wg < plan->tpr) plan->wg = plan->tpr;
         if (plan->wg > ctx->device.info.max_work_group_size ||
@@ -125,7 +140,7 @@ static mcl_status choose_plan(mcl_context *ctx, const mcl_layernorm_desc *d, ln_
                             "layernorm: cols %zu needs %u work-items per row; the device allows "
                             "work-groups of %zu",
                             d->cols, plan->tpr, ctx->device.info.max_work_group_size);
-        plan->items = next_pow2((d->cols + plan->tpr - 1) / plan->tpr);
+        plan->items = next_pow2((groups + plan->tpr - 1) / plan->tpr);
     }
     size_t rows_per_wg = plan->wg / plan->tpr;
     size_t max_groups = (size_t)ctx->device.info.compute_units * v[LN_GROUPS_PER_CU];
@@ -138,6 +153,7 @@ static mcl_status choose_plan(mcl_context *ctx, const mcl_layernorm_desc *d, ln_
     mcl_params effective = plan->params;
     effective.values[LN_TPR] = (int)plan->tpr;
     effective.values[LN_WG] = (int)plan->wg;
+    effective.values[LN_VEC] = (int)plan->vec;
     char defines[400];
     mcl_params_defines(&effective, defines, sizeof defines);
     snprintf(plan->defines, sizeof plan->defines, "-DMCL_DTYPE=%d %s -DLN_ITEMS=%u", (int)d->dtype,
@@ -256,7 +272,9 @@ mcl_status mcl_layernorm_forward(mcl_context *ctx, const mcl_layernorm_desc *des
 {
     ln_plan plan;
     MCL_TRY(validate_forward(ctx, desc, tensors));
-    MCL_TRY(choose_plan(ctx, desc, &plan));
+    const mcl_tensor *vectorised[] = {&tensors->x, &tensors->weight, &tensors->bias, &tensors->y};
+    MCL_TRY(choose_plan(ctx, desc, offset_vec_limit(mcl_dtype_size(desc->dtype), vectorised, 4),
+                        &plan));
     MCL_TRY(enqueue_forward(ctx, desc, tensors, &plan));
     mcl_hand_event(ctx, event);
     return MCL_OK;
@@ -267,7 +285,9 @@ mcl_status mcl_layernorm_backward(mcl_context *ctx, const mcl_layernorm_desc *de
 {
     ln_plan plan;
     MCL_TRY(validate_backward(ctx, desc, tensors));
-    MCL_TRY(choose_plan(ctx, desc, &plan));
+    const mcl_tensor *vectorised[] = {&tensors->x, &tensors->weight, &tensors->dy, &tensors->dx};
+    MCL_TRY(choose_plan(ctx, desc, offset_vec_limit(mcl_dtype_size(desc->dtype), vectorised, 4),
+                        &plan));
     MCL_TRY(enqueue_backward(ctx, desc, tensors, &plan));
     mcl_hand_event(ctx, event);
     return MCL_OK;
@@ -280,7 +300,7 @@ mcl_status mcl_layernorm_backward_workspace_size(mcl_context *ctx, const mcl_lay
         return mcl_fail(MCL_ERR_NULL_POINTER, "layernorm_backward_workspace_size: NULL argument");
     ln_plan plan;
     MCL_TRY(validate_desc(desc, "layernorm_backward_workspace_size"));
-    MCL_TRY(choose_plan(ctx, desc, &plan));
+    MCL_TRY(choose_plan(ctx, desc, 8, &plan)); /* the vector width does not change the size */
     *bytes = partial_bytes(desc, &plan);
     return MCL_OK;
 }

@@ -1,7 +1,6 @@
 /* Host-side helpers (see host.h). */
 #include "host.h"
 
-#include <CL/cl_half.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +48,46 @@ static float bf16_to_float(uint16_t h)
     return v;
 }
 
+/* IEEE binary16, round to nearest even (subnormals, overflow to infinity, NaN kept). */
+static uint16_t float_to_f16(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    uint32_t sign = (u >> 16) & 0x8000u, abs = u & 0x7fffffffu;
+    if (abs > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);
+    if (abs >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds to >= 65520: inf */
+    if (abs < 0x38800000u) {                                   /* subnormal or zero in f16 */
+        /* scale so the f16 subnormal step (2^-24) becomes one integer unit, then round */
+        float scaled;
+        uint32_t a = abs;
+        memcpy(&scaled, &a, sizeof scaled);
+        scaled *= 16777216.0f; /* 2^24, exact */
+        uint32_t units = (uint32_t)scaled;
+        float rest = scaled - (float)units;
+        if (rest > 0.5f || (rest == 0.5f && (units & 1u))) units++;
+        return (uint16_t)(sign | units);
+    }
+    uint32_t rounded = abs + 0xfffu + ((abs >> 13) & 1u);
+    return (uint16_t)(sign | ((rounded - 0x38000000u) >> 13));
+}
+
+static float f16_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+    float v;
+    if (exp == 0) {
+        v = (float)mant * (1.0f / 16777216.0f); /* subnormal: mant x 2^-24 */
+        uint32_t u;
+        memcpy(&u, &v, sizeof u);
+        u |= sign;
+        memcpy(&v, &u, sizeof v);
+        return v;
+    }
+    uint32_t u = sign | (exp == 31 ? 0x7f800000u | (mant << 13) : ((exp + 112u) << 23) | (mant << 13));
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
 void host_to_storage(mcl_dtype dtype, const float *src, void *dst, size_t n)
 {
     if (dtype == MCL_F32) {
@@ -57,8 +96,8 @@ void host_to_storage(mcl_dtype dtype, const float *src, void *dst, size_t n)
         uint16_t *out = dst;
         for (size_t i = 0; i < n; i++) out[i] = float_to_bf16(src[i]);
     } else {
-        cl_half *out = dst;
-        for (size_t i = 0; i < n; i++) out[i] = cl_half_from_float(src[i], CL_HALF_RTE);
+        uint16_t *out = dst;
+        for (size_t i = 0; i < n; i++) out[i] = float_to_f16(src[i]);
     }
 }
 
@@ -70,8 +109,8 @@ void host_from_storage(mcl_dtype dtype, const void *src, float *dst, size_t n)
         const uint16_t *in = src;
         for (size_t i = 0; i < n; i++) dst[i] = bf16_to_float(in[i]);
     } else {
-        const cl_half *in = src;
-        for (size_t i = 0; i < n; i++) dst[i] = cl_half_to_float(in[i]);
+        const uint16_t *in = src;
+        for (size_t i = 0; i < n; i++) dst[i] = f16_to_float(in[i]);
     }
 }
 

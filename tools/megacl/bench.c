@@ -15,6 +15,7 @@ typedef struct bench_settings {
     int reps, warmup;
     size_t custom_shape[4];
     int has_custom_shape;
+    const char *params; /* --params: the megacl implementation's parameters */
 } bench_settings;
 
 typedef struct bench_result {
@@ -80,7 +81,7 @@ static mcl_status bench_case(mcl_context *ctx, const bench_workload *w, const be
                              const size_t *shape, mcl_dtype dtype, const bench_settings *s,
                              bench_result *r, bench_op *op)
 {
-    CLI_TRY(mcl_context_set_params(ctx, w->family, impl->params));
+    CLI_TRY(mcl_context_set_params(ctx, w->family, impl->params ? impl->params : s->params));
     CLI_TRY(w->create(ctx, shape, dtype, op));
     r->op = op;
     r->tolerance = w->tolerance(dtype);
@@ -132,6 +133,7 @@ static int parse_settings(int argc, char **argv, const bench_workload *w, bench_
     const char *reps = cli_option(argc, argv, "--reps");
     const char *warmup = cli_option(argc, argv, "--warmup");
     const char *shape = cli_option(argc, argv, "--shape");
+    s->params = cli_option(argc, argv, "--params");
     s->reps = reps ? atoi(reps) : 20;
     s->warmup = warmup ? atoi(warmup) : 3;
     if (s->reps < 1 || s->warmup < 0) {
