@@ -16,6 +16,7 @@ typedef struct bench_settings {
     size_t custom_shape[4];
     int has_custom_shape;
     const char *params; /* --params: the megacl implementation's parameters */
+    const char *impl;   /* --impl: run only this implementation */
 } bench_settings;
 
 typedef struct bench_result {
@@ -134,6 +135,7 @@ static int parse_settings(int argc, char **argv, const bench_workload *w, bench_
     const char *warmup = cli_option(argc, argv, "--warmup");
     const char *shape = cli_option(argc, argv, "--shape");
     s->params = cli_option(argc, argv, "--params");
+    s->impl = cli_option(argc, argv, "--impl");
     s->reps = reps ? atoi(reps) : 20;
     s->warmup = warmup ? atoi(warmup) : 3;
     if (s->reps < 1 || s->warmup < 0) {
@@ -190,6 +192,7 @@ static int run_workload(mcl_context *ctx, const bench_workload *w, const bench_s
         }
         for (size_t d = 0; d < s->dtype_count; d++) {
             for (size_t i = 0; i < w->impl_count; i++) {
+                if (s->impl && strcmp(s->impl, w->impls[i].name) != 0) continue;
                 bench_op op = {0};
                 bench_result r = {.case_name = name, .impl = w->impls[i].name, .dtype = s->dtypes[d]};
                 mcl_status status = bench_case(ctx, w, &w->impls[i], shape, s->dtypes[d], s, &r, &op);

@@ -21,6 +21,7 @@ static void print_help(FILE *out)
             "      --warmup N      untimed runs first (default 3)\n"
             "      --json FILE     write every figure and the device description as JSON\n"
             "      --params P      kernel parameters of the megacl path (NAME=V,...; see params)\n"
+            "      --impl NAME     run one implementation only (megacl or naive)\n"
             "  peak [--device SEL]           measure copy bandwidth and fp32 FMA rate\n"
             "  params [--device SEL]         list kernel families, parameters and chosen values\n"
             "  --version                     print the version\n"
