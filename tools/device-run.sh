@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build, test and benchmark on a lent GPU machine in one go (see ../shared/device/README.md).
-#   bash tools/device-run.sh [tests] [bench WORKLOAD [bench options]]...
+#   bash tools/device-run.sh [tests] [bench WORKLOAD [bench options]]... [sh 'COMMAND']...
 # Uses the device kit from $MEGACL_GPUKIT (default: shared/device, else .gpukit/device); writes
 # logs and JSON under $OUT (default ./out).
 set -uo pipefail
@@ -29,9 +29,12 @@ while [ $# -gt 0 ]; do
     bench)
       workload=$2; shift 2
       opts=()
-      while [ $# -gt 0 ] && [ "$1" != tests ] && [ "$1" != bench ]; do opts+=("$1"); shift; done
+      while [ $# -gt 0 ] && [ "$1" != tests ] && [ "$1" != bench ] && [ "$1" != sh ]; do opts+=("$1"); shift; done
       MEGACL_DEVICE=nvidia build-gpu/tools/megacl bench "$workload" "${opts[@]}" \
         --json "$out/bench-$workload.json" 2>&1 | tee "$out/bench-$workload.txt" || status=1 ;;
+    sh)
+      (MEGACL_DEVICE=nvidia bash -c "$2") 2>&1 | tee -a "$out/sh.txt" || status=1
+      shift 2 ;;
     *) echo "unknown step $1"; exit 2 ;;
   esac
 done
