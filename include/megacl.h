@@ -212,6 +212,58 @@ MCL_API mcl_status mcl_layernorm_backward(mcl_context *context, const mcl_layern
 MCL_API mcl_status mcl_layernorm_backward_workspace_size(mcl_context *context,
                                                  const mcl_layernorm_desc *desc, size_t *bytes);
 
+/* ---- EvoAttention ----------------------------------------------------------------------
+ * AF3 triangle attention, MSA row attention and single attention with pair bias.
+ *   Q, K, V, G, O, Y: [B, N, S, H, D]     mask bias: [B, N, S]     pair bias: [B, H, S, S]
+ *   lse: [B, N, H, S] fp32
+ * For each (b, n, h) and query i:
+ *   s_ij = scale * q_i . k_j + mask[b, n, j] + pair[b, h, i, j]
+ *   O_i  = sum_j softmax_j(s_i) v_j,      Y = sigmoid(G) * O when G is given.
+ * A mask bias at or below MCL_EVOATTN_MASKED (-1e9 and -inf qualify) removes key j outright: it
+ * gets probability 0, and a query whose keys are all removed gets O = 0 and lse = -inf (never
+ * NaN). The forward stores O (and Y) and the natural-log log-sum-exp; nothing of size S x S is
+ * stored. Storage f32, bf16 or f16 for every tensor but lse; arithmetic in fp32. */
+#define MCL_EVOATTN_MASKED (-1e8f)
+
+typedef struct mcl_evoattn_desc {
+    size_t batch, rows, seq, heads, head_dim; /* B, N, S, H, D; D from 1 to 256 */
+    mcl_dtype dtype;
+    float scale; /* 0 means 1 / sqrt(D) */
+} mcl_evoattn_desc;
+
+typedef struct mcl_evoattn_fwd_tensors {
+    mcl_tensor q, k, v;  /* in */
+    mcl_tensor mask;     /* in [B, N, S], optional */
+    mcl_tensor pair;     /* in [B, H, S, S], optional */
+    mcl_tensor gate;     /* in [B, N, S, H, D], optional: gate logits G */
+    mcl_tensor out;      /* out O */
+    mcl_tensor gated;    /* out Y = sigmoid(G) * O; required exactly when gate is given */
+    mcl_tensor lse;      /* out [B, N, H, S] fp32, optional (the backward needs it) */
+} mcl_evoattn_fwd_tensors;
+
+typedef struct mcl_evoattn_bwd_tensors {
+    mcl_tensor q, k, v, mask, pair, gate; /* in: as given to the forward */
+    mcl_tensor out;   /* in: O saved by the forward */
+    mcl_tensor lse;   /* in: saved by the forward */
+    mcl_tensor dout;  /* in: dY when gated, else dO */
+    mcl_tensor dq, dk, dv;   /* out, optional */
+    mcl_tensor dgate;        /* out, optional (needs gate) */
+    mcl_tensor dmask;        /* out [B, N, S], optional (needs mask): sum of dS over heads, queries */
+    mcl_tensor dpair;        /* out [B, H, S, S], optional (needs pair): sum of dS over N */
+} mcl_evoattn_bwd_tensors;
+
+MCL_API mcl_status mcl_evoattn_forward(mcl_context *context, const mcl_evoattn_desc *desc,
+                                       const mcl_evoattn_fwd_tensors *tensors, cl_event *event);
+/* Deterministic: no float atomics; bias gradients are reduced from per-split partials in a
+ * fixed order. */
+MCL_API mcl_status mcl_evoattn_backward(mcl_context *context, const mcl_evoattn_desc *desc,
+                                        const mcl_evoattn_bwd_tensors *tensors, cl_event *event);
+/* Scratch bytes the backward takes from the context's workspace for these outputs. */
+MCL_API mcl_status mcl_evoattn_backward_workspace_size(mcl_context *context,
+                                                       const mcl_evoattn_desc *desc,
+                                                       const mcl_evoattn_bwd_tensors *tensors,
+                                                       size_t *bytes);
+
 /* ---- Experimental API -------------------------------------------------------------------
  * Interfaces that may change between minor versions, as zstd's static-linking-only section:
  * define MCL_EXPERIMENTAL before including this header to use them. */
