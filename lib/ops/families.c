@@ -50,9 +50,56 @@ const mcl_family mcl_family_layernorm = {
     .bucket = layernorm_bucket,
 };
 
+/* ---- evoattn ---------------------------------------------------------------------------- */
+
+#define TILE LEGAL(8, 16, 32, 64, 128)
+#define PER_ITEM LEGAL(1, 2, 4, 8)
+
+static const mcl_param_decl evoattn_params[] = {
+    [EV_VARIANT] = {"VARIANT", EV_VARIANT_TILED, LEGAL(EV_VARIANT_REFERENCE, EV_VARIANT_TILED)},
+    [EV_FWD_BQ] = {"FWD_BQ", 64, TILE},  [EV_FWD_BK] = {"FWD_BK", 32, TILE},
+    [EV_FWD_RQ] = {"FWD_RQ", 4, PER_ITEM}, [EV_FWD_RK] = {"FWD_RK", 2, PER_ITEM},
+    [EV_DKV_BQ] = {"DKV_BQ", 32, TILE},  [EV_DKV_BK] = {"DKV_BK", 64, TILE},
+    [EV_DKV_RQ] = {"DKV_RQ", 2, PER_ITEM}, [EV_DKV_RK] = {"DKV_RK", 4, PER_ITEM},
+    [EV_DQ_BQ] = {"DQ_BQ", 64, TILE},    [EV_DQ_BK] = {"DQ_BK", 32, TILE},
+    [EV_DQ_RQ] = {"DQ_RQ", 4, PER_ITEM},  [EV_DQ_RK] = {"DQ_RK", 2, PER_ITEM},
+    [EV_DPAIR_WAVES] = {"DPAIR_WAVES", 4, LEGAL(1, 2, 4, 8, 16)},
+};
+
+/* Every tile must hold at least one work-item's rows and columns; the local memory a tile
+ * needs depends on the head dim, so the op checks it (and shrinks tiles) per call. */
+static const char *evoattn_check(const int *v, const mcl_device_info *device)
+{
+    static const int kernels[3][4] = {{EV_FWD_BQ, EV_FWD_BK, EV_FWD_RQ, EV_FWD_RK},
+                                      {EV_DKV_BQ, EV_DKV_BK, EV_DKV_RQ, EV_DKV_RK},
+                                      {EV_DQ_BQ, EV_DQ_BK, EV_DQ_RQ, EV_DQ_RK}};
+    for (int k = 0; k < 3; k++) {
+        int bq = v[kernels[k][0]], bk = v[kernels[k][1]], rq = v[kernels[k][2]], rk = v[kernels[k][3]];
+        if (rq > bq || rk > bk) return "a work-item's rows or columns exceed its tile";
+        if ((size_t)(bq / rq) * (size_t)(bk / rk) > device->max_work_group_size)
+            return "a tile needs a larger work-group than the device allows";
+    }
+    return NULL;
+}
+
+/* shapes are {B, N, S, H, D}: tuned per head dim and sequence length class */
+static void evoattn_bucket(const size_t *shape, char *out, size_t cap)
+{
+    snprintf(out, cap, "d=%zu,s%s", shape[4], shape[2] <= 256 ? "<=256" : shape[2] <= 1024 ? "<=1024" : ">1024");
+}
+
+const mcl_family mcl_family_evoattn = {
+    .name = "evoattn",
+    .define_prefix = "EV_",
+    .params = evoattn_params,
+    .param_count = sizeof evoattn_params / sizeof evoattn_params[0],
+    .check = evoattn_check,
+    .bucket = evoattn_bucket,
+};
+
 /* ---- registry --------------------------------------------------------------------------- */
 
-const mcl_family *const mcl_families[] = {&mcl_family_layernorm};
+const mcl_family *const mcl_families[] = {&mcl_family_layernorm, &mcl_family_evoattn};
 const size_t mcl_family_count = sizeof mcl_families / sizeof mcl_families[0];
 
 const mcl_family *mcl_family_find(const char *name)

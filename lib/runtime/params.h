@@ -8,7 +8,7 @@
 
 #include "context.h"
 
-#define MCL_MAX_PARAMS 8
+#define MCL_MAX_PARAMS 16
 
 typedef struct mcl_param_decl {
     const char *name; /* without the family's define prefix: "TPR" */
