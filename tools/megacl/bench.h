@@ -31,7 +31,7 @@ typedef struct bench_workload {
     const bench_impl *impls;
     size_t impl_count;
     const char *const *case_names; /* default cases */
-    const size_t (*case_shapes)[4];
+    const size_t (*case_shapes)[5]; /* the first shape_rank numbers of each are used */
     size_t case_count;
     size_t shape_rank; /* how many numbers --shape takes */
     mcl_status (*create)(mcl_context *ctx, const size_t *shape, mcl_dtype dtype, bench_op *op);
@@ -39,5 +39,6 @@ typedef struct bench_workload {
 } bench_workload;
 
 extern const bench_workload bench_layernorm;
+extern const bench_workload bench_evoattn;
 
 #endif
