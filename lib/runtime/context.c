@@ -123,6 +123,7 @@ void mcl_context_release(mcl_context *ctx)
     if (ctx->queue) clFinish(ctx->queue);
     trace_clear(ctx);
     free(ctx->trace);
+    free(ctx->trace_names);
     if (ctx->last_event) clReleaseEvent(ctx->last_event);
     mcl_program_cache_clear(ctx);
     mcl_params_release(ctx);
@@ -231,16 +232,19 @@ void mcl_release_parts(cl_mem *parts, size_t count)
         if (parts[i]) clReleaseMemObject(parts[i]);
 }
 
-static mcl_status trace_push(mcl_context *ctx, cl_event event)
+static mcl_status trace_push(mcl_context *ctx, cl_event event, const char *name)
 {
     if (ctx->trace_count == ctx->trace_capacity) {
         size_t capacity = ctx->trace_capacity ? 2 * ctx->trace_capacity : 16;
         cl_event *grown = realloc(ctx->trace, capacity * sizeof *grown);
-        if (!grown) return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "growing the profiling trace");
-        ctx->trace = grown;
+        if (grown) ctx->trace = grown;
+        const char **names = realloc(ctx->trace_names, capacity * sizeof *names);
+        if (names) ctx->trace_names = names;
+        if (!grown || !names) return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "growing the profiling trace");
         ctx->trace_capacity = capacity;
     }
     clRetainEvent(event);
+    ctx->trace_names[ctx->trace_count] = name;
     ctx->trace[ctx->trace_count++] = event;
     return MCL_OK;
 }
@@ -254,7 +258,7 @@ mcl_status mcl_enqueue(mcl_context *ctx, cl_kernel kernel, cl_uint dims, const s
     if (err != CL_SUCCESS) return mcl_fail_cl(err, what);
     if (ctx->last_event) clReleaseEvent(ctx->last_event);
     ctx->last_event = event;
-    return ctx->tracing ? trace_push(ctx, event) : MCL_OK;
+    return ctx->tracing ? trace_push(ctx, event, what) : MCL_OK;
 }
 
 void mcl_hand_event(mcl_context *ctx, cl_event *event)
@@ -293,6 +297,7 @@ mcl_status mcl_profile_end(mcl_context *ctx, double *milliseconds)
                    "clGetEventProfilingInfo(END)");
         if (start < first) first = start;
         if (end > last) last = end;
+        mcl_log(MCL_LOG_DEBUG, "profile: %s %.4f ms", ctx->trace_names[i], (double)(end - start) * 1e-6);
     }
     trace_clear(ctx);
     *milliseconds = (double)(last - first) * 1e-6;

@@ -35,13 +35,14 @@ struct mcl_context {
     cl_event last_event; /* the last command an op enqueued, handed to the caller on request */
     int tracing;         /* profiling window open: keep every event */
     cl_event *trace;
+    const char **trace_names; /* the kernel each traced event ran, for the debug log */
     size_t trace_count, trace_capacity;
 };
 
 /* Enqueues a 1-3 dimensional kernel launch; `what` names it in errors. The global size must be
  * a multiple of the local size (callers round up and guard). */
 mcl_status mcl_enqueue(mcl_context *ctx, cl_kernel kernel, cl_uint dims, const size_t *global,
-                       const size_t *local, const char *what);
+                       const size_t *local, const char *what); /* `what`: a string literal */
 
 /* At the end of an op: gives the caller the op's last event if it asked for one. */
 void mcl_hand_event(mcl_context *ctx, cl_event *event);
