@@ -81,13 +81,15 @@
         __global store_t *y, ulong y_off, __global float *lse, ulong lse_off,                   \
         __global store_t *dout, ulong dout_off, __global store_t *dq, ulong dq_off,             \
         __global store_t *dk, ulong dk_off, __global store_t *dv, ulong dv_off,                 \
-        __global store_t *dg, ulong dg_off, __global float *delta, __global float *mask_part,   \
-        __global float *pair_part, __global float *scratch, uint B, uint N, uint S, uint H,     \
-        float scale, uint flags, uint n_per_chunk
+        __global store_t *dg, ulong dg_off, __global float *delta, ulong delta_off,             \
+        __global float *mask_part, ulong mask_part_off, __global float *pair_part,              \
+        ulong pair_part_off, __global float *scratch, ulong scratch_off, uint B, uint N, uint S, \
+        uint H, float scale, uint flags, uint n_per_chunk
 #define EV_OFFSETS                                                                             \
     q += q_off; k += k_off; v += v_off; mask += mask_off; pair += pair_off; g += g_off;        \
     o += o_off; y += y_off; lse += lse_off; dout += dout_off; dq += dq_off; dk += dk_off;      \
-    dv += dv_off; dg += dg_off
+    dv += dv_off; dg += dg_off; delta += delta_off; mask_part += mask_part_off;                 \
+    pair_part += pair_part_off; scratch += scratch_off
 
 inline float sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
 
@@ -536,9 +538,10 @@ void evoattn_bwd_dq(EV_ARGS)
 
 /* out[o * inner + x] = sum over c < chunks of part[(o * chunks + c) * inner + x], in c order:
  * d(mask bias) sums per-head partials (chunks = H), d(pair bias) per-chunk partials. */
-__kernel void evoattn_sum_partials(__global const float *part, __global store_t *out, ulong out_off,
-                                   ulong outer, uint chunks, ulong inner)
+__kernel void evoattn_sum_partials(__global const float *part, ulong part_off, __global store_t *out,
+                                   ulong out_off, ulong outer, uint chunks, ulong inner)
 {
+    part += part_off;
     ulong x = get_global_id(0), o = get_global_id(1);
     if (x >= inner || o >= outer) return;
     float sum = 0.0f;

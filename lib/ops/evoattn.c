@@ -38,9 +38,12 @@ typedef struct ev_plan {
 /* Every kernel of the family takes the same arguments: all tensors plus workspace parts. */
 typedef struct ev_args {
     const mcl_tensor *q, *k, *v, *mask, *pair, *gate, *out, *gated, *lse, *dout, *dq, *dk, *dv, *dg;
-    cl_mem delta, mask_part, pair_part, scratch;
+    cl_mem workspace; /* delta, mask and pair partials, scores: parts of one buffer */
+    size_t part_offsets[4];
     cl_uint flags;
 } ev_args;
+
+enum { PART_DELTA, PART_MASK, PART_PAIR, PART_SCRATCH };
 
 /* ---- validate --------------------------------------------------------------------------- */
 
@@ -233,8 +236,8 @@ static mcl_status set_args(cl_kernel kernel, const char *name, const mcl_evoattn
     enum { T = sizeof tensors / sizeof tensors[0] };
     size_t es = mcl_dtype_size(d->dtype);
     cl_mem mems[T];
-    cl_ulong offs[T];
-    mcl_arg args[2 * T + 11];
+    cl_ulong offs[T], part_offs[4];
+    mcl_arg args[2 * T + 15];
     size_t n = 0;
     for (size_t i = 0; i < T; i++) {
         mems[i] = tensors[i] ? tensors[i]->mem : NULL;
@@ -244,10 +247,11 @@ static mcl_status set_args(cl_kernel kernel, const char *name, const mcl_evoattn
     }
     cl_uint B = (cl_uint)d->batch, N = (cl_uint)d->rows, S = (cl_uint)d->seq, H = (cl_uint)d->heads;
     cl_uint n_per_chunk = (cl_uint)plan->n_per_chunk;
-    args[n++] = MCL_ARG(a->delta);
-    args[n++] = MCL_ARG(a->mask_part);
-    args[n++] = MCL_ARG(a->pair_part);
-    args[n++] = MCL_ARG(a->scratch);
+    for (int i = 0; i < 4; i++) { /* float offsets into the workspace */
+        part_offs[i] = a->part_offsets[i] / sizeof(float);
+        args[n++] = MCL_ARG(a->workspace);
+        args[n++] = MCL_ARG(part_offs[i]);
+    }
     args[n++] = MCL_ARG(B);
     args[n++] = MCL_ARG(N);
     args[n++] = MCL_ARG(S);
@@ -303,20 +307,19 @@ static mcl_status enqueue_forward(mcl_context *ctx, const mcl_evoattn_desc *d,
     }
     /* reference: scores, softmax (lse into the caller's tensor or the workspace), P V */
     MCL_TRY(check_scores_fit(ctx, d, 1));
-    size_t sizes[2] = {scores_bytes(d), mcl_has(&t->lse) ? 0 : stats_bytes(d)};
-    cl_mem parts[2];
-    MCL_TRY(mcl_workspace_parts(ctx, sizes, 2, parts));
-    mcl_tensor own_lse = {parts[1], 0};
+    size_t sizes[2] = {scores_bytes(d), mcl_has(&t->lse) ? 0 : stats_bytes(d)}, offsets[2];
+    cl_mem workspace;
+    MCL_TRY(mcl_workspace_parts(ctx, sizes, 2, &workspace, offsets));
+    mcl_tensor own_lse = {workspace, offsets[1]};
     ev_args a = forward_args(t, mcl_has(&t->lse) ? &t->lse : &own_lse);
     a.flags |= FLAG_LSE;
-    a.scratch = parts[0];
+    a.workspace = workspace;
+    a.part_offsets[PART_SCRATCH] = offsets[0];
     size_t grid_scores[3] = {d->seq, d->seq, slices(d)}, grid_rows[2] = {d->seq, slices(d)};
     size_t grid_out[3] = {d->head_dim, d->seq, slices(d)};
-    mcl_status status = launch(ctx, d, plan, &a, "evoattn_ref_scores", 3, grid_scores, 0);
-    if (status == MCL_OK) status = launch(ctx, d, plan, &a, "evoattn_ref_softmax", 2, grid_rows, 0);
-    if (status == MCL_OK) status = launch(ctx, d, plan, &a, "evoattn_ref_pv", 3, grid_out, 0);
-    mcl_release_parts(parts, 2);
-    return status;
+    MCL_TRY(launch(ctx, d, plan, &a, "evoattn_ref_scores", 3, grid_scores, 0));
+    MCL_TRY(launch(ctx, d, plan, &a, "evoattn_ref_softmax", 2, grid_rows, 0));
+    return launch(ctx, d, plan, &a, "evoattn_ref_pv", 3, grid_out, 0);
 }
 
 /* Workspace of the backward: delta, per-head d(mask) partials, per-chunk d(pair) partials,
@@ -331,16 +334,17 @@ static void backward_sizes(const mcl_evoattn_desc *d, const mcl_evoattn_bwd_tens
 }
 
 static mcl_status reduce_partials(mcl_context *ctx, const mcl_evoattn_desc *d, const ev_plan *plan,
-                                  cl_mem part, const mcl_tensor *out,
+                                  cl_mem workspace, size_t part_offset, const mcl_tensor *out,
                                   size_t outer, size_t chunks, size_t inner)
 {
     cl_kernel kernel;
     const char *name = "evoattn_sum_partials";
     MCL_TRY(mcl_kernel_get(ctx, "evoattn", plan->defines, name, &kernel));
-    cl_ulong out_off = mcl_elem_offset(out, mcl_dtype_size(d->dtype)), outer_l = outer, inner_l = inner;
+    cl_ulong part_off = part_offset / sizeof(float), outer_l = outer, inner_l = inner;
+    cl_ulong out_off = mcl_elem_offset(out, mcl_dtype_size(d->dtype));
     cl_uint chunks_u = (cl_uint)chunks;
-    mcl_arg args[] = {MCL_ARG(part), MCL_ARG(out->mem), MCL_ARG(out_off), MCL_ARG(outer_l),
-                      MCL_ARG(chunks_u), MCL_ARG(inner_l)};
+    mcl_arg args[] = {MCL_ARG(workspace), MCL_ARG(part_off), MCL_ARG(out->mem), MCL_ARG(out_off),
+                      MCL_ARG(outer_l), MCL_ARG(chunks_u), MCL_ARG(inner_l)};
     MCL_TRY(mcl_set_args(kernel, args, sizeof args / sizeof args[0], name));
     size_t local[2] = {64, 1}, global[2] = {round_up(inner, 64), outer};
     return mcl_enqueue(ctx, kernel, 2, global, local, name);
@@ -373,10 +377,10 @@ static mcl_status enqueue_gradients(mcl_context *ctx, const mcl_evoattn_desc *d,
             MCL_TRY(launch(ctx, d, plan, a, "evoattn_ref_dbias", 3, grid_bias, 0));
     }
     if (a->flags & FLAG_DMASK)
-        MCL_TRY(reduce_partials(ctx, d, plan, a->mask_part, &t->dmask, d->batch * d->rows,
+        MCL_TRY(reduce_partials(ctx, d, plan, a->workspace, a->part_offsets[PART_MASK], &t->dmask, d->batch * d->rows,
                                 d->heads, d->seq));
     if (a->flags & FLAG_DPAIR)
-        MCL_TRY(reduce_partials(ctx, d, plan, a->pair_part, &t->dpair, 1, plan->chunks,
+        MCL_TRY(reduce_partials(ctx, d, plan, a->workspace, a->part_offsets[PART_PAIR], &t->dpair, 1, plan->chunks,
                                 d->batch * d->heads * d->seq * d->seq));
     return MCL_OK;
 }
@@ -385,22 +389,18 @@ static mcl_status enqueue_backward(mcl_context *ctx, const mcl_evoattn_desc *d,
                                    const mcl_evoattn_bwd_tensors *t, const ev_plan *plan)
 {
     size_t sizes[4];
-    cl_mem parts[4];
     if (!plan->tiled) MCL_TRY(check_scores_fit(ctx, d, 2));
     backward_sizes(d, t, plan, sizes);
-    MCL_TRY(mcl_workspace_parts(ctx, sizes, 4, parts));
     ev_args a = {.q = &t->q, .k = &t->k, .v = &t->v, .mask = &t->mask, .pair = &t->pair,
                  .gate = &t->gate, .out = &t->out, .lse = &t->lse, .dout = &t->dout, .dq = &t->dq,
-                 .dk = &t->dk, .dv = &t->dv, .dg = &t->dgate, .delta = parts[0],
-                 .mask_part = parts[1], .pair_part = parts[2], .scratch = parts[3]};
+                 .dk = &t->dk, .dv = &t->dv, .dg = &t->dgate};
+    MCL_TRY(mcl_workspace_parts(ctx, sizes, 4, &a.workspace, a.part_offsets));
     a.flags = (mcl_has(&t->mask) ? FLAG_MASK : 0) | (mcl_has(&t->pair) ? FLAG_PAIR : 0) |
               (mcl_has(&t->gate) ? FLAG_GATE : 0) | (mcl_has(&t->dq) ? FLAG_DQ : 0) |
               (mcl_has(&t->dk) ? FLAG_DK : 0) | (mcl_has(&t->dv) ? FLAG_DV : 0) |
               (mcl_has(&t->dgate) ? FLAG_DG : 0) | (mcl_has(&t->dmask) ? FLAG_DMASK : 0) |
               (mcl_has(&t->dpair) ? FLAG_DPAIR : 0);
-    mcl_status status = enqueue_gradients(ctx, d, t, plan, &a);
-    mcl_release_parts(parts, 4);
-    return status;
+    return enqueue_gradients(ctx, d, t, plan, &a);
 }
 
 /* ---- public entry points ---------------------------------------------------------------- */
@@ -438,6 +438,6 @@ mcl_status mcl_evoattn_backward_workspace_size(mcl_context *ctx, const mcl_evoat
     MCL_TRY(validate_desc(desc, "evoattn_backward_workspace_size"));
     MCL_TRY(choose_plan(ctx, desc, mcl_has(&tensors->dpair), &plan));
     backward_sizes(desc, tensors, &plan, sizes);
-    *bytes = mcl_workspace_parts_size(ctx, sizes, 4);
+    *bytes = mcl_workspace_parts_size(sizes, 4);
     return MCL_OK;
 }

@@ -190,46 +190,24 @@ mcl_status mcl_workspace(mcl_context *ctx, size_t bytes, cl_mem *buffer)
     return MCL_OK;
 }
 
-/* Sub-buffer origins must be multiples of CL_DEVICE_MEM_BASE_ADDR_ALIGN (given in bits). */
-static size_t part_alignment(const mcl_context *ctx)
-{
-    cl_uint bits = 0;
-    clGetDeviceInfo(ctx->device.id, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof bits, &bits, NULL);
-    return bits >= 8 * 128 ? bits / 8 : 128;
-}
+#define PART_ALIGN 256 /* keeps every part aligned for any vector type */
 
-size_t mcl_workspace_parts_size(const mcl_context *ctx, const size_t *bytes, size_t count)
+size_t mcl_workspace_parts_size(const size_t *bytes, size_t count)
 {
-    size_t align = part_alignment(ctx), total = 0;
-    for (size_t i = 0; i < count; i++) total += (bytes[i] + align - 1) / align * align;
+    size_t total = 0;
+    for (size_t i = 0; i < count; i++) total += (bytes[i] + PART_ALIGN - 1) / PART_ALIGN * PART_ALIGN;
     return total;
 }
 
-mcl_status mcl_workspace_parts(mcl_context *ctx, const size_t *bytes, size_t count, cl_mem *parts)
+mcl_status mcl_workspace_parts(mcl_context *ctx, const size_t *bytes, size_t count, cl_mem *buffer,
+                               size_t *offsets)
 {
-    size_t align = part_alignment(ctx), origin = 0;
-    cl_mem whole;
-    for (size_t i = 0; i < count; i++) parts[i] = NULL;
-    MCL_TRY(mcl_workspace(ctx, mcl_workspace_parts_size(ctx, bytes, count), &whole));
+    size_t origin = 0;
     for (size_t i = 0; i < count; i++) {
-        if (bytes[i] == 0) continue;
-        cl_buffer_region region = {origin, bytes[i]};
-        cl_int err;
-        parts[i] = clCreateSubBuffer(whole, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &region, &err);
-        if (err != CL_SUCCESS) {
-            parts[i] = NULL;
-            mcl_release_parts(parts, i);
-            return mcl_fail_cl(err, "clCreateSubBuffer(workspace)");
-        }
-        origin += (bytes[i] + align - 1) / align * align;
+        offsets[i] = origin;
+        origin += (bytes[i] + PART_ALIGN - 1) / PART_ALIGN * PART_ALIGN;
     }
-    return MCL_OK;
-}
-
-void mcl_release_parts(cl_mem *parts, size_t count)
-{
-    for (size_t i = 0; i < count; i++)
-        if (parts[i]) clReleaseMemObject(parts[i]);
+    return mcl_workspace(ctx, origin, buffer);
 }
 
 static mcl_status trace_push(mcl_context *ctx, cl_event event, const char *name)

@@ -51,13 +51,13 @@ void mcl_hand_event(mcl_context *ctx, cl_event *event);
  * asks for workspace; the queue is in order, so commands already enqueued are safe). */
 mcl_status mcl_workspace(mcl_context *ctx, size_t bytes, cl_mem *buffer);
 
-/* Several scratch regions in one workspace, as sub-buffers aligned for the device (sizes of 0
- * give NULL). Release the parts after enqueueing; commands keep them alive. */
-mcl_status mcl_workspace_parts(mcl_context *ctx, const size_t *bytes, size_t count, cl_mem *parts);
+/* Several scratch regions in one workspace buffer: byte offsets of each part (256-byte
+ * aligned). Kernels take the buffer and an offset per part; sub-buffers are avoided because
+ * creating them stalled NVIDIA's queue in proportion to their size. */
+mcl_status mcl_workspace_parts(mcl_context *ctx, const size_t *bytes, size_t count, cl_mem *buffer,
+                               size_t *offsets);
 
 /* The workspace bytes mcl_workspace_parts takes for these sizes. */
-size_t mcl_workspace_parts_size(const mcl_context *ctx, const size_t *bytes, size_t count);
-
-void mcl_release_parts(cl_mem *parts, size_t count);
+size_t mcl_workspace_parts_size(const size_t *bytes, size_t count);
 
 #endif
