@@ -26,6 +26,7 @@ typedef struct bench_result {
     mcl_dtype dtype;
     double fwd_ms, fwdbwd_ms, fwd_err, bwd_err, tolerance;
     double peak_bytes;
+    int fwd_reps, fwdbwd_reps;
     const bench_op *op;
 } bench_result;
 
@@ -42,24 +43,34 @@ static mcl_status run_once(mcl_context *ctx, const bench_op *op, int with_backwa
     return status;
 }
 
-/* Median device time of forward (and backward) over `reps` profiled runs. */
-static mcl_status time_median(mcl_context *ctx, const bench_op *op, int with_backward,
-                              const bench_settings *s, double *ms)
+static mcl_status time_once(mcl_context *ctx, const bench_op *op, int with_backward, double *ms)
 {
-    double *times = calloc((size_t)s->reps, sizeof *times);
+    CLI_TRY(mcl_profile_begin(ctx));
+    mcl_status status = run_once(ctx, op, with_backward);
+    mcl_status end = mcl_profile_end(ctx, ms);
+    return status != MCL_OK ? status : end;
+}
+
+/* Median device time of forward (and backward) over up to `reps` profiled runs. A slow case
+ * (the unfused baselines at AF3 sizes take seconds) gets fewer runs: as many as fit in about
+ * two seconds, never fewer than three, and a single warm-up. *reps_done says how many ran. */
+static mcl_status time_median(mcl_context *ctx, const bench_op *op, int with_backward,
+                              const bench_settings *s, double *ms, int *reps_done)
+{
+    double first = 0.0;
+    CLI_TRY(time_once(ctx, op, with_backward, &first)); /* the first warm-up, timed */
+    int warmup = first > 100.0 ? 0 : s->warmup - 1, reps = s->reps;
+    if (first > 0.0 && reps > 2000.0 / first) reps = 2000.0 / first < 3 ? 3 : (int)(2000.0 / first);
+    double *times = calloc((size_t)reps, sizeof *times);
     if (!times) return MCL_ERR_OUT_OF_MEMORY;
     mcl_status status = MCL_OK;
-    for (int i = 0; i < s->warmup && status == MCL_OK; i++) status = run_once(ctx, op, with_backward);
+    for (int i = 0; i < warmup && status == MCL_OK; i++) status = run_once(ctx, op, with_backward);
     if (status == MCL_OK) status = mcl_finish(ctx);
-    for (int i = 0; i < s->reps && status == MCL_OK; i++) {
-        status = mcl_profile_begin(ctx);
-        if (status == MCL_OK) status = run_once(ctx, op, with_backward);
-        mcl_status end = mcl_profile_end(ctx, &times[i]);
-        if (status == MCL_OK) status = end;
-    }
+    for (int i = 0; i < reps && status == MCL_OK; i++) status = time_once(ctx, op, with_backward, &times[i]);
     if (status == MCL_OK) {
-        qsort(times, (size_t)s->reps, sizeof *times, compare_doubles);
-        *ms = times[s->reps / 2];
+        qsort(times, (size_t)reps, sizeof *times, compare_doubles);
+        *ms = times[reps / 2];
+        *reps_done = reps;
     }
     free(times);
     return status;
@@ -89,8 +100,8 @@ static mcl_status bench_case(mcl_context *ctx, const bench_workload *w, const be
     r->tolerance = w->tolerance(dtype);
     CLI_TRY(op->verify(op->state, ctx, &r->fwd_err, &r->bwd_err));
     CLI_TRY(measure_peak(ctx, op, &r->peak_bytes));
-    CLI_TRY(time_median(ctx, op, 0, s, &r->fwd_ms));
-    CLI_TRY(time_median(ctx, op, 1, s, &r->fwdbwd_ms));
+    CLI_TRY(time_median(ctx, op, 0, s, &r->fwd_ms, &r->fwd_reps));
+    CLI_TRY(time_median(ctx, op, 1, s, &r->fwdbwd_ms, &r->fwdbwd_reps));
     return MCL_OK;
 }
 
@@ -115,6 +126,8 @@ static json_object *result_json(const bench_result *r, const device_ceilings *ce
     json_object_object_add(o, "dtype", json_object_new_string(mcl_dtype_name(r->dtype)));
     json_object_object_add(o, "fwd_ms", json_object_new_double(r->fwd_ms));
     json_object_object_add(o, "fwdbwd_ms", json_object_new_double(r->fwdbwd_ms));
+    json_object_object_add(o, "fwd_reps", json_object_new_int(r->fwd_reps));
+    json_object_object_add(o, "fwdbwd_reps", json_object_new_int(r->fwdbwd_reps));
     json_object_object_add(o, "fwd_gbps", json_object_new_double(r->op->fwd_bytes / (r->fwd_ms * 1e-3) * 1e-9));
     json_object_object_add(o, "fwdbwd_gbps", json_object_new_double(all_gbps));
     json_object_object_add(o, "fwdbwd_fraction_of_copy", json_object_new_double(all_gbps / ceil->copy_gbps));
@@ -246,7 +259,7 @@ int cmd_bench(int argc, char **argv)
         mcl_context_release(ctx);
         return cli_fail("measuring device ceilings", status);
     }
-    printf("device: %s (%s, %s); copy %.0f GB/s, fp32 FMA %.0f GFLOP/s; medians of %d runs\n",
+    printf("device: %s (%s, %s); copy %.0f GB/s, fp32 FMA %.0f GFLOP/s; medians of up to %d runs\n",
            info->name, mcl_vendor_name(info->vendor), info->arch, ceil.copy_gbps, ceil.fma_gflops,
            s.reps);
     json_object *results = json_object_new_array();

@@ -6,6 +6,16 @@
 #include "runtime/error.h"
 #include "runtime/params.h"
 
+/* A representative AF3 shape per family, to show what the lookup picks for it. */
+static const size_t *example_shape(const mcl_family *family, const char **label)
+{
+    static const size_t pair_rows[5] = {147456, 128, 0, 0, 0};
+    static const size_t triangle[5] = {1, 384, 384, 4, 32};
+    int attention = family == &mcl_family_evoattn;
+    *label = attention ? "B,N,S,H,D = 1,384,384,4,32" : "147456 x 128";
+    return attention ? triangle : pair_rows;
+}
+
 int cmd_params(int argc, char **argv)
 {
     mcl_context *ctx;
@@ -24,13 +34,14 @@ int cmd_params(int argc, char **argv)
         }
         for (int d = MCL_F32; d <= MCL_F16; d++) {
             mcl_params params;
-            const size_t shape[4] = {147456, 128, 1, 1};
+            const char *label;
+            const size_t *shape = example_shape(family, &label);
             status = mcl_params_lookup(ctx, family, (mcl_dtype)d, shape, &params);
             if (status != MCL_OK) break;
-            char values[256];
+            char values[512];
             mcl_params_format(&params, values, sizeof values);
-            printf("  chosen for %-4s at shape 147456x128: %s (from %s)\n",
-                   mcl_dtype_name((mcl_dtype)d), values, params.origin);
+            printf("  chosen for %-4s at %s: %s (from %s)\n", mcl_dtype_name((mcl_dtype)d), label,
+                   values, params.origin);
         }
     }
     mcl_context_release(ctx);
