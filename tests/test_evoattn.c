@@ -44,15 +44,6 @@ typedef struct evo_inputs {
     float *q, *k, *v, *mask, *pair, *gate, *dout;
 } evo_inputs;
 
-static float *random_input(host_rng *rng, mcl_dtype dtype, size_t n, float lo, float hi)
-{
-    float *x = malloc((n ? n : 1) * sizeof *x);
-    cr_assert_not_null(x);
-    host_fill_uniform(rng, x, n, lo, hi);
-    host_quantize(dtype, x, n);
-    return x;
-}
-
 static size_t elems(evo_case c) { return c.B * c.N * c.S * c.H * c.D; }
 
 /* Kept keys get a bias in [-1, 0]; about 15% of keys are removed with -1e9, -inf or exactly
@@ -60,7 +51,7 @@ static size_t elems(evo_case c) { return c.B * c.N * c.S * c.H * c.D; }
 static float *random_mask(host_rng *rng, evo_case c)
 {
     size_t rows = c.B * c.N, n = rows * c.S;
-    float *m = random_input(rng, c.dtype, n, -1.0f, 0.0f);
+    float *m = host_random(rng, c.dtype, n, -1.0f, 0.0f);
     for (size_t i = 0; i < n; i++) {
         float u = host_uniform(rng, 0.0f, 1.0f);
         if (u < 0.07f) m[i] = -1e9f;
@@ -79,13 +70,13 @@ static evo_inputs make_inputs(host_rng *rng, evo_case c)
 {
     size_t t = elems(c);
     evo_inputs in = {0};
-    in.q = random_input(rng, c.dtype, t, -1.0f, 1.0f);
-    in.k = random_input(rng, c.dtype, t, -1.0f, 1.0f);
-    in.v = random_input(rng, c.dtype, t, -1.0f, 1.0f);
-    in.dout = random_input(rng, c.dtype, t, -1.0f, 1.0f);
+    in.q = host_random(rng, c.dtype, t, -1.0f, 1.0f);
+    in.k = host_random(rng, c.dtype, t, -1.0f, 1.0f);
+    in.v = host_random(rng, c.dtype, t, -1.0f, 1.0f);
+    in.dout = host_random(rng, c.dtype, t, -1.0f, 1.0f);
     if (c.mask) in.mask = random_mask(rng, c);
-    if (c.pair) in.pair = random_input(rng, c.dtype, c.B * c.H * c.S * c.S, -1.0f, 1.0f);
-    if (c.gate) in.gate = random_input(rng, c.dtype, t, -3.0f, 3.0f);
+    if (c.pair) in.pair = host_random(rng, c.dtype, c.B * c.H * c.S * c.S, -1.0f, 1.0f);
+    if (c.gate) in.gate = host_random(rng, c.dtype, t, -3.0f, 3.0f);
     return in;
 }
 

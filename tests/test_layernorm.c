@@ -26,22 +26,14 @@ static double compare(mcl_context *ctx, cl_mem mem, mcl_dtype dtype, const doubl
     return err;
 }
 
-static float *random_input(host_rng *rng, mcl_dtype dtype, size_t n, float lo, float hi)
-{
-    float *x = malloc(n * sizeof *x);
-    host_fill_uniform(rng, x, n, lo, hi);
-    host_quantize(dtype, x, n);
-    return x;
-}
-
 /* Runs forward then backward on poisoned outputs and compares every output with the
  * reference. */
 static ln_errors run_case(mcl_context *ctx, ln_case c, host_rng *rng)
 {
     size_t n = c.rows * c.cols;
-    float *x = random_input(rng, c.dtype, n, -2.0f, 3.0f), *dy = random_input(rng, c.dtype, n, -1.0f, 1.0f);
-    float *w = c.weight ? random_input(rng, c.dtype, c.cols, 0.5f, 1.5f) : NULL;
-    float *b = c.bias ? random_input(rng, c.dtype, c.cols, -0.5f, 0.5f) : NULL;
+    float *x = host_random(rng, c.dtype, n, -2.0f, 3.0f), *dy = host_random(rng, c.dtype, n, -1.0f, 1.0f);
+    float *w = c.weight ? host_random(rng, c.dtype, c.cols, 0.5f, 1.5f) : NULL;
+    float *b = c.bias ? host_random(rng, c.dtype, c.cols, -0.5f, 0.5f) : NULL;
     cl_mem xm = host_upload(ctx, c.dtype, x, n), dym = host_upload(ctx, c.dtype, dy, n);
     cl_mem wm = w ? host_upload(ctx, c.dtype, w, c.cols) : NULL;
     cl_mem bm = b ? host_upload(ctx, c.dtype, b, c.cols) : NULL;
@@ -140,8 +132,8 @@ Test(layernorm, results_are_bitwise_identical_on_repeat)
     enum { ROWS = 513, COLS = 200 };
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
-    float *x = random_input(&rng, MCL_F32, ROWS * COLS, -1, 1), *dy = random_input(&rng, MCL_F32, ROWS * COLS, -1, 1);
-    float *w = random_input(&rng, MCL_F32, COLS, 0, 2);
+    float *x = host_random(&rng, MCL_F32, ROWS * COLS, -1, 1), *dy = host_random(&rng, MCL_F32, ROWS * COLS, -1, 1);
+    float *w = host_random(&rng, MCL_F32, COLS, 0, 2);
     cl_mem xm = host_upload(ctx, MCL_F32, x, ROWS * COLS), dym = host_upload(ctx, MCL_F32, dy, ROWS * COLS);
     cl_mem wm = host_upload(ctx, MCL_F32, w, COLS);
     void *first[4] = {0};
@@ -182,7 +174,7 @@ Test(layernorm, offsets_and_in_place_touch_nothing_else)
     enum { ROWS = 9, COLS = 64, N = ROWS * COLS, GUARD = 0x7b };
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
-    float *x = random_input(&rng, MCL_BF16, N, -2, 2), *dy = random_input(&rng, MCL_BF16, N, -1, 1);
+    float *x = host_random(&rng, MCL_BF16, N, -2, 2), *dy = host_random(&rng, MCL_BF16, N, -1, 1);
     /* one buffer: [guard 6 B][x/y N][guard][dy N][guard][dx N][guard][mean ROWS f32][rstd ROWS f32][guard] */
     size_t x_off = 6, dy_off = x_off + 2 * N + 2, dx_off = dy_off + 2 * N + 2, mean_off = dx_off + 2 * N + 10;
     size_t rstd_off = mean_off + 4 * ROWS, total = rstd_off + 4 * ROWS + 16;
@@ -230,7 +222,7 @@ Test(layernorm, event_and_workspace_size)
     assert_ok(mcl_layernorm_backward_workspace_size(ctx, &desc, &bytes));
     cr_assert_geq(bytes, 2 * 96 * sizeof(float), "at least one chunk of partials");
     host_rng rng = host_rng_seeded(test_seed());
-    float *x = random_input(&rng, MCL_F32, 96000, -1, 1);
+    float *x = host_random(&rng, MCL_F32, 96000, -1, 1);
     cl_mem xm = host_upload(ctx, MCL_F32, x, 96000), ym = host_upload(ctx, MCL_F32, NULL, 96000);
     cl_mem mm = host_upload(ctx, MCL_F32, NULL, 1000), rm = host_upload(ctx, MCL_F32, NULL, 1000);
     cl_mem db = host_upload(ctx, MCL_F32, NULL, 96);

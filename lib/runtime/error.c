@@ -72,13 +72,6 @@ mcl_status mcl_fail(mcl_status status, const char *fmt, ...)
     return status;
 }
 
-void mcl_error_prefix(const char *context)
-{
-    char copy[sizeof last_error];
-    memcpy(copy, last_error, sizeof copy);
-    snprintf(last_error, sizeof last_error, "%s: %s", context, copy);
-}
-
 mcl_status mcl_fail_cl(cl_int err, const char *what)
 {
     mcl_status status = MCL_ERR_OPENCL;

@@ -26,9 +26,6 @@ mcl_status mcl_fail(mcl_status status, const char *fmt, ...) MCL_PRINTF(2, 3);
 /* Like mcl_fail for an OpenCL error code: names the code and the call that returned it. */
 mcl_status mcl_fail_cl(cl_int err, const char *what);
 
-/* Prefixes the current detail message with "context: " (to say which op a check failed in). */
-void mcl_error_prefix(const char *context);
-
 /* Logs to stderr when MEGACL_LOG allows `level`. */
 void mcl_log(mcl_log_level level, const char *fmt, ...) MCL_PRINTF(2, 3);
 

@@ -31,6 +31,15 @@ void host_fill_uniform(host_rng *rng, float *x, size_t n, float lo, float hi)
     for (size_t i = 0; i < n; i++) x[i] = host_uniform(rng, lo, hi);
 }
 
+float *host_random(host_rng *rng, mcl_dtype dtype, size_t n, float lo, float hi)
+{
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    if (!x) return NULL;
+    host_fill_uniform(rng, x, n, lo, hi);
+    host_quantize(dtype, x, n);
+    return x;
+}
+
 static uint16_t float_to_bf16(float v)
 {
     uint32_t u;
@@ -118,7 +127,7 @@ void host_quantize(mcl_dtype dtype, float *x, size_t n)
 {
     if (dtype == MCL_F32) return;
     for (size_t i = 0; i < n; i++) {
-        uint16_t bits;
+        uint32_t bits; /* room for any dtype; 16-bit ones use the first two bytes */
         host_to_storage(dtype, &x[i], &bits, 1);
         host_from_storage(dtype, &bits, &x[i], 1);
     }

@@ -17,6 +17,9 @@ host_rng host_rng_seeded(uint64_t seed);
 float host_uniform(host_rng *rng, float lo, float hi);
 void host_fill_uniform(host_rng *rng, float *x, size_t n, float lo, float hi);
 
+/* n uniform values in [lo, hi) already rounded to `dtype` (malloc'd; NULL if out of memory). */
+float *host_random(host_rng *rng, mcl_dtype dtype, size_t n, float lo, float hi);
+
 /* Rounds every value to what `dtype` storage holds, so references see the device's inputs. */
 void host_quantize(mcl_dtype dtype, float *x, size_t n);
 

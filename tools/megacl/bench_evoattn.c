@@ -215,15 +215,6 @@ static void evo_destroy(void *opaque)
     free(s);
 }
 
-static float *random_quantized(host_rng *rng, mcl_dtype dtype, size_t n, float lo, float hi)
-{
-    float *x = malloc(n * sizeof *x);
-    if (!x) return NULL;
-    host_fill_uniform(rng, x, n, lo, hi);
-    host_quantize(dtype, x, n);
-    return x;
-}
-
 static mcl_status evo_create(mcl_context *ctx, const size_t *shape, mcl_dtype dtype, bench_op *op)
 {
     evo_state *s = calloc(1, sizeof *s);
@@ -240,11 +231,11 @@ static mcl_status evo_create(mcl_context *ctx, const size_t *shape, mcl_dtype dt
     }
     s->t = B * N * S * H * D, s->nm = B * N * S, s->np = B * H * S * S, s->nl = B * N * H * S;
     host_rng rng = host_rng_seeded(((B * 31 + N) * 31 + S) * 31 + H * 7 + D);
-    s->q = random_quantized(&rng, dtype, s->t, -1.0f, 1.0f);
-    s->k = random_quantized(&rng, dtype, s->t, -1.0f, 1.0f);
-    s->v = random_quantized(&rng, dtype, s->t, -1.0f, 1.0f);
-    s->dout = random_quantized(&rng, dtype, s->t, -1.0f, 1.0f);
-    s->pair = random_quantized(&rng, dtype, s->np, -1.0f, 1.0f);
+    s->q = host_random(&rng, dtype, s->t, -1.0f, 1.0f);
+    s->k = host_random(&rng, dtype, s->t, -1.0f, 1.0f);
+    s->v = host_random(&rng, dtype, s->t, -1.0f, 1.0f);
+    s->dout = host_random(&rng, dtype, s->t, -1.0f, 1.0f);
+    s->pair = host_random(&rng, dtype, s->np, -1.0f, 1.0f);
     s->mask = malloc(s->nm * sizeof *s->mask);
     if (!s->q || !s->k || !s->v || !s->dout || !s->pair || !s->mask) return MCL_ERR_OUT_OF_MEMORY;
     for (size_t i = 0; i < s->nm; i++) /* about 5% of keys masked out, as padding would be */

@@ -87,15 +87,6 @@ static void ln_destroy(void *opaque)
     free(s);
 }
 
-static float *random_quantized(host_rng *rng, mcl_dtype dtype, size_t n, float lo, float hi)
-{
-    float *x = malloc(n * sizeof *x);
-    if (!x) return NULL;
-    host_fill_uniform(rng, x, n, lo, hi);
-    host_quantize(dtype, x, n);
-    return x;
-}
-
 static mcl_status ln_create(mcl_context *ctx, const size_t *shape, mcl_dtype dtype, bench_op *op)
 {
     ln_state *s = calloc(1, sizeof *s);
@@ -103,10 +94,10 @@ static mcl_status ln_create(mcl_context *ctx, const size_t *shape, mcl_dtype dty
     size_t rows = shape[0], cols = shape[1], n = rows * cols, es = mcl_dtype_size(dtype);
     s->desc = (mcl_layernorm_desc){rows, cols, dtype, 1e-5f};
     host_rng rng = host_rng_seeded(rows * 31 + cols);
-    s->x = random_quantized(&rng, dtype, n, -2.0f, 3.0f);
-    s->w = random_quantized(&rng, dtype, cols, 0.5f, 1.5f);
-    s->b = random_quantized(&rng, dtype, cols, -0.5f, 0.5f);
-    s->dy = random_quantized(&rng, dtype, n, -1.0f, 1.0f);
+    s->x = host_random(&rng, dtype, n, -2.0f, 3.0f);
+    s->w = host_random(&rng, dtype, cols, 0.5f, 1.5f);
+    s->b = host_random(&rng, dtype, cols, -0.5f, 0.5f);
+    s->dy = host_random(&rng, dtype, n, -1.0f, 1.0f);
     *op = (bench_op){.state = s, .forward = ln_forward, .backward = ln_backward,
                      .verify = ln_verify, .destroy = ln_destroy};
     if (!s->x || !s->w || !s->b || !s->dy) return MCL_ERR_OUT_OF_MEMORY;
