@@ -3,58 +3,76 @@
  * pair [B, H, S, S]; lse and delta [B, N, H, S] fp32.
  *
  * Tiled kernels (FlashAttention-2 style; nothing of size S x S is stored):
- *  - evoattn_forward: a work-group owns a query tile and streams key tiles with an online
+ *  - evoattn_forward: a work-group owns BQ query rows and streams key tiles with an online
  *    softmax; writes O (and Y) and the log-sum-exp.
  *  - evoattn_bwd_preprocess: delta = rowsum(dO * O) and dG.
- *  - evoattn_bwd_dkdv: a work-group owns a key tile and streams query tiles: dK, dV, and the
- *    per-head partial column sums of dS for d(mask bias).
- *  - evoattn_bwd_dq: a work-group owns a query tile of one (b, h) and a chunk of N; for each n
- *    it streams key tiles: dQ, and adds dS into its chunk's partial of d(pair bias).
+ *  - evoattn_bwd_dq: a work-group owns BQ query rows and streams key tiles: dQ.
+ *  - evoattn_bwd_dkdv: a work-group owns BK key rows of one (b, h) and a chunk of N; for each
+ *    n it streams query tiles: dK, dV, per-head partial column sums of dS for d(mask bias),
+ *    and dS added into its chunk's partial of d(pair bias) (the first n stores, later n add;
+ *    no other work-group touches those entries, so no atomics).
  *  - evoattn_sum_partials: sums partials in a fixed order (deterministic bias gradients).
  * Reference kernels (VARIANT 0) materialise scores and probabilities: the unfused baseline.
  *
- * Work-items of a tiled kernel form a TY x TX grid; item (ty, tx) owns tile rows ty + r * TY
- * and columns tx + c * TX (strided, so neighbouring items touch neighbouring local memory
- * words), and output head-dim columns tx + e * TX. Scores are kept in log2 units. A key whose
- * mask bias is <= EV_MASKED is removed; a row with no key left has probability 0 everywhere. */
+ * Work decomposition of a tiled kernel: a work-item owns R of the work-group's rows (row
+ * grp + r * G, G = rows / R) and a slice of DW head-dim columns (slice sl of DS; DS * DW >= D,
+ * padded with zeros). Its rows' D-slices and accumulators live in registers; the streamed
+ * tile sits in local memory and every work-item reads the same element at the same time, so
+ * local reads are broadcasts that feed 4 * R FMAs each. With DS > 1 the partial dot products
+ * of the slices are summed through local memory, in slice order, so every slice sees
+ * bitwise-identical scores. Scores are kept in log2 units. A key whose mask bias is
+ * <= EV_MASKED is removed; a row with no key left has probability 0 everywhere. */
 #ifndef EV_D
 #define EV_D 32
 #endif
 #ifndef EV_FWD_BQ
-#define EV_FWD_BQ 64
+#define EV_FWD_BQ 128
 #endif
 #ifndef EV_FWD_BK
 #define EV_FWD_BK 32
 #endif
-#ifndef EV_FWD_RQ
-#define EV_FWD_RQ 4
+#ifndef EV_FWD_R
+#define EV_FWD_R 1
 #endif
-#ifndef EV_FWD_RK
-#define EV_FWD_RK 2
+#ifndef EV_FWD_DS
+#define EV_FWD_DS 1
+#endif
+#ifndef EV_FWD_DW
+#define EV_FWD_DW 32
 #endif
 #ifndef EV_DKV_BQ
-#define EV_DKV_BQ 32
+#define EV_DKV_BQ 16
 #endif
 #ifndef EV_DKV_BK
-#define EV_DKV_BK 64
+#define EV_DKV_BK 128
 #endif
-#ifndef EV_DKV_RQ
-#define EV_DKV_RQ 2
+#ifndef EV_DKV_R
+#define EV_DKV_R 1
 #endif
-#ifndef EV_DKV_RK
-#define EV_DKV_RK 4
+#ifndef EV_DKV_DS
+#define EV_DKV_DS 1
+#endif
+#ifndef EV_DKV_DW
+#define EV_DKV_DW 32
 #endif
 #ifndef EV_DQ_BQ
-#define EV_DQ_BQ 64
+#define EV_DQ_BQ 128
 #endif
 #ifndef EV_DQ_BK
-#define EV_DQ_BK 32
+#define EV_DQ_BK 16
 #endif
-#ifndef EV_DQ_RQ
-#define EV_DQ_RQ 4
+#ifndef EV_DQ_R
+#define EV_DQ_R 1
 #endif
-#ifndef EV_DQ_RK
-#define EV_DQ_RK 2
+#ifndef EV_DQ_DS
+#define EV_DQ_DS 1
+#endif
+#ifndef EV_DQ_DW
+#define EV_DQ_DW 32
+#endif
+
+#ifndef EV_VEC4
+#define EV_VEC4 0 /* D and every tensor offset are multiples of 4: vector loads and stores */
 #endif
 
 #define EV_MASKED (-1e8f)
@@ -109,7 +127,7 @@ inline ulong stat_index(uint b, uint n, uint h, uint i, uint N, uint S, uint H)
     return (((ulong)b * N + n) * H + h) * S + i;
 }
 
-/* dO, formed on the fly from dY and the gate when gated */
+/* Element i of dO: dY times the gate's sigmoid when gated. */
 inline float load_do(__global const store_t *dout, __global const store_t *g, ulong i, uint flags)
 {
     float d = load_elem(dout, i);
@@ -125,26 +143,132 @@ inline float mask_bias(__global const store_t *mask, ulong row, uint j, uint S, 
     return m;
 }
 
+/* Four elements of a slice's row from column d (a multiple of 4), zero past D; `gate`
+ * non-NULL forms dO from dY. With EV_VEC4 (D and every tensor offset multiples of 4) one
+ * vector load. */
+inline float4 load4(__global const store_t *src, __global const store_t *gate, ulong at, uint d, uint flags)
+{
+    float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#if EV_VEC4
+    if (d < EV_D) {
+        load_vec4(src, at, x);
+        if (gate && (flags & EV_HAS_GATE)) {
+            float gv[4];
+            load_vec4(gate, at, gv);
+            for (uint t = 0; t < 4; t++) x[t] *= sigmoid(gv[t]);
+        }
+    }
+#else
+    for (uint t = 0; t < 4 && d + t < EV_D; t++)
+        x[t] = gate ? load_do(src, gate, at + t, flags) : load_elem(src, at + t);
+#endif
+    return vload4(0, x);
+}
+
+/* Rows first .. first + count of a slice into local [count][dp4] float4s, zero past S and
+ * past D; `gate` non-NULL forms dO from dY on the way. */
+inline void stage_rows(__local float4 *dst, __global const store_t *src, __global const store_t *gate,
+                       ulong base, uint first, uint count, uint dp4, uint S, uint H, uint flags,
+                       uint lid, uint items)
+{
+    for (uint e = lid; e < count * dp4; e += items) {
+        uint r = e / dp4, d = 4 * (e % dp4);
+        dst[e] = first + r < S ? load4(src, gate, AT(base, first + r, d), d, flags) : 0.0f;
+    }
+}
+
+/* The bias tile of queries i0 .. i0 + rows and keys j0 .. j0 + cols, in log2 units:
+ * mask_l[c] is the key's mask bias, -inf for a removed key (masked, or past S); with a pair
+ * bias, pair_l[r * stride + c] is its entry (0 past S). */
+inline void stage_bias(__local float *mask_l, __local float *pair_l, uint stride,
+                       __global const store_t *mask, ulong mask_row, __global const store_t *pair,
+                       ulong pair_base, uint i0, uint rows, uint j0, uint cols, uint S, uint flags,
+                       uint lid, uint items)
+{
+    for (uint c = lid; c < cols; c += items) {
+        bool removed;
+        float mb = mask_bias(mask, mask_row, j0 + c, S, flags, &removed);
+        mask_l[c] = removed ? -INFINITY : mb * EV_LOG2E;
+    }
+    if (flags & EV_HAS_PAIR)
+        for (uint e = lid; e < rows * cols; e += items) {
+            uint r = e / cols, c = e % cols, i = i0 + r, j = j0 + c;
+            pair_l[r * stride + c] = i < S && j < S ? load_elem(pair, pair_base + (ulong)i * S + j) * EV_LOG2E : 0.0f;
+        }
+}
+
+/* The work-item's slice (columns d0 .. d0 + 4 * nvec) of row i, zero past S and past D;
+ * `gate` non-NULL forms dO from dY. */
+inline void load_slice(float4 *dst, uint nvec, __global const store_t *src, __global const store_t *gate,
+                       ulong base, uint i, uint d0, uint S, uint H, uint flags)
+{
+#pragma unroll
+    for (uint e = 0; e < nvec; e++)
+        dst[e] = i < S ? load4(src, gate, AT(base, i, d0 + 4 * e), d0 + 4 * e, flags) : 0.0f;
+}
+
+/* Stores factor * src into the slice of row i (nothing past S or past D). */
+inline void store_slice(__global store_t *dst, const float4 *src, uint nvec, float factor, ulong base,
+                        uint i, uint d0, uint S, uint H)
+{
+    if (i >= S) return;
+#pragma unroll
+    for (uint e = 0; e < nvec; e++) {
+        uint d = d0 + 4 * e;
+        float x[4];
+        vstore4(src[e] * factor, 0, x);
+#if EV_VEC4
+        if (d < EV_D) store_vec4(dst, AT(base, i, d), x);
+#else
+        for (uint t = 0; t < 4 && d + t < EV_D; t++) store_elem(dst, AT(base, i, d + t), x[t]);
+#endif
+    }
+}
+
+/* acc + a . b in a fixed order */
+inline float dot_acc(float4 a, float4 b, float acc)
+{
+    return fma(a.w, b.w, fma(a.z, b.z, fma(a.y, b.y, fma(a.x, b.x, acc))));
+}
+
+/* With DS > 1: sums each work-item's partial dot products vals[R][COLS] over the DS slices
+ * of its rows, through part[DS][ROWS][COLS + 1], in slice order. Contains a barrier: every
+ * work-item calls it. */
+#define EV_SUM_SLICES(vals, part, COLS)                                                        \
+    do {                                                                                       \
+        _Pragma("unroll") for (uint r_ = 0; r_ < R; r_++)                                      \
+            _Pragma("unroll") for (uint c_ = 0; c_ < (COLS); c_++)                             \
+                part[sl][grp + r_ * G][c_] = vals[r_][c_];                                     \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                          \
+        _Pragma("unroll") for (uint r_ = 0; r_ < R; r_++)                                      \
+            _Pragma("unroll") for (uint c_ = 0; c_ < (COLS); c_++) {                           \
+                float t_ = 0.0f;                                                               \
+                for (uint u_ = 0; u_ < DS; u_++) t_ += part[u_][grp + r_ * G][c_];             \
+                vals[r_][c_] = t_;                                                             \
+            }                                                                                  \
+    } while (0)
+
 /* ---- forward ---------------------------------------------------------------------------- */
 
 #define BQ EV_FWD_BQ
 #define BK EV_FWD_BK
-#define RQ EV_FWD_RQ
-#define RK EV_FWD_RK
-#define TY (BQ / RQ)
-#define TX (BK / RK)
-#define RD ((EV_D + TX - 1) / TX)
+#define R EV_FWD_R
+#define DS EV_FWD_DS
+#define DW EV_FWD_DW
+#define G (BQ / R)
+#define V4 (DW / 4)  /* float4 vectors in a work-item's slice */
+#define DP4 (DS * V4) /* float4 vectors in a padded row */
 
-__kernel __attribute__((reqd_work_group_size(TY * TX, 1, 1)))
+__kernel __attribute__((reqd_work_group_size(G * DS, 1, 1)))
 void evoattn_forward(EV_ARGS)
 {
     EV_OFFSETS;
-    __local float q_l[BQ][EV_D];
-    __local float kt_l[EV_D][BK + 1];
-    __local float v_l[BK][EV_D];
-    __local float p_l[BQ][BK + 1];
-    __local float red[BQ][TX];
-    const uint lid = get_local_id(0), tx = lid % TX, ty = lid / TX;
+    __local float4 k_l[BK][DP4], v_l[BK][DP4];
+    __local float mask_l[BK], pair_l[BQ][BK + 1];
+#if DS > 1
+    __local float part_l[DS][BQ][BK + 1];
+#endif
+    const uint lid = get_local_id(0), grp = lid % G, sl = lid / G, items = G * DS;
     const uint tiles = (S + BQ - 1) / BQ, bnh = get_group_id(0) / tiles;
     const uint h = bnh % H, n = (bnh / H) % N, b = bnh / (H * N);
     const uint i0 = (get_group_id(0) % tiles) * BQ;
@@ -152,107 +276,95 @@ void evoattn_forward(EV_ARGS)
     const ulong pair_base = ((ulong)b * H + h) * S * S;
     const float scale2 = scale * EV_LOG2E;
 
-    for (uint e = lid; e < BQ * EV_D; e += TY * TX) {
-        uint r = e / EV_D, d = e % EV_D;
-        q_l[r][d] = i0 + r < S ? load_elem(q, AT(base, i0 + r, d)) : 0.0f;
-    }
-    float m[RQ], l[RQ], acc[RQ][RD];
-    for (uint r = 0; r < RQ; r++) {
+    float4 qv[R][V4], acc[R][V4];
+    float m[R], l[R];
+    #pragma unroll
+    for (uint r = 0; r < R; r++) {
+        load_slice(qv[r], V4, q, NULL, base, i0 + grp + r * G, sl * DW, S, H, flags);
+        #pragma unroll
+        for (uint e = 0; e < V4; e++) acc[r][e] = 0.0f;
         m[r] = -INFINITY;
         l[r] = 0.0f;
-        for (uint e = 0; e < RD; e++) acc[r][e] = 0.0f;
     }
 
     for (uint j0 = 0; j0 < S; j0 += BK) {
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's readers are done */
-        for (uint e = lid; e < BK * EV_D; e += TY * TX) {
-            uint c = e / EV_D, d = e % EV_D;
-            bool in = j0 + c < S;
-            kt_l[d][c] = in ? load_elem(k, AT(base, j0 + c, d)) : 0.0f;
-            v_l[c][d] = in ? load_elem(v, AT(base, j0 + c, d)) : 0.0f;
-        }
+        stage_rows(&k_l[0][0], k, NULL, base, j0, BK, DP4, S, H, flags, lid, items);
+        stage_rows(&v_l[0][0], v, NULL, base, j0, BK, DP4, S, H, flags, lid, items);
+        stage_bias(mask_l, &pair_l[0][0], BK + 1, mask, mask_row, pair, pair_base, i0, BQ, j0, BK, S, flags, lid, items);
         barrier(CLK_LOCAL_MEM_FENCE);
 
-        float s[RQ][RK];
-        for (uint r = 0; r < RQ; r++)
-            for (uint c = 0; c < RK; c++) s[r][c] = 0.0f;
-        for (uint d = 0; d < EV_D; d++) {
-            float qv[RQ], kv[RK];
-            for (uint r = 0; r < RQ; r++) qv[r] = q_l[ty + r * TY][d];
-            for (uint c = 0; c < RK; c++) kv[c] = kt_l[d][tx + c * TX];
-            for (uint r = 0; r < RQ; r++)
-                for (uint c = 0; c < RK; c++) s[r][c] = fma(qv[r], kv[c], s[r][c]);
-        }
-        for (uint c = 0; c < RK; c++) {
-            uint j = j0 + tx + c * TX;
-            bool removed;
-            float mb = mask_bias(mask, mask_row, j, S, flags, &removed);
-            for (uint r = 0; r < RQ; r++) {
-                uint i = i0 + ty + r * TY;
-                float pb = ((flags & EV_HAS_PAIR) && !removed && i < S) ? load_elem(pair, pair_base + (ulong)i * S + j) : 0.0f;
-                s[r][c] = removed ? -INFINITY : s[r][c] * scale2 + (mb + pb) * EV_LOG2E;
+        float s[R][BK];
+        #pragma unroll
+        for (uint c = 0; c < BK; c++) {
+            #pragma unroll
+            for (uint r = 0; r < R; r++) s[r][c] = 0.0f;
+            #pragma unroll
+            for (uint e = 0; e < V4; e++) {
+                float4 k4 = k_l[c][sl * V4 + e];
+                #pragma unroll
+                for (uint r = 0; r < R; r++) s[r][c] = dot_acc(qv[r][e], k4, s[r][c]);
             }
         }
-        for (uint r = 0; r < RQ; r++) {
-            float mx = -INFINITY;
-            for (uint c = 0; c < RK; c++) mx = fmax(mx, s[r][c]);
-            red[ty + r * TY][tx] = mx;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint r = 0; r < RQ; r++) {
-            uint row = ty + r * TY;
+#if DS > 1
+        EV_SUM_SLICES(s, part_l, BK);
+#endif
+        #pragma unroll
+        for (uint r = 0; r < R; r++) {
             float m_new = m[r];
-            for (uint t = 0; t < TX; t++) m_new = fmax(m_new, red[row][t]);
+            #pragma unroll
+            for (uint c = 0; c < BK; c++) {
+                float bias = (flags & EV_HAS_PAIR) ? mask_l[c] + pair_l[grp + r * G][c] : mask_l[c];
+                s[r][c] = fma(s[r][c], scale2, bias);
+                m_new = fmax(m_new, s[r][c]);
+            }
             float m_use = m_new == -INFINITY ? 0.0f : m_new; /* no key yet: every p is 0 */
             float alpha = exp2(m[r] - m_use);
             m[r] = m_new;
             l[r] *= alpha;
-            for (uint e = 0; e < RD; e++) acc[r][e] *= alpha;
-            for (uint c = 0; c < RK; c++) {
-                float p = exp2(s[r][c] - m_use);
-                l[r] += p;
-                p_l[row][tx + c * TX] = p;
+            #pragma unroll
+            for (uint e = 0; e < V4; e++) acc[r][e] *= alpha;
+            #pragma unroll
+            for (uint c = 0; c < BK; c++) {
+                s[r][c] = exp2(s[r][c] - m_use);
+                l[r] += s[r][c];
             }
         }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint kk = 0; kk < BK; kk++) {
-            float vv[RD];
-            for (uint e = 0; e < RD; e++) vv[e] = tx + e * TX < EV_D ? v_l[kk][tx + e * TX] : 0.0f;
-            for (uint r = 0; r < RQ; r++) {
-                float p = p_l[ty + r * TY][kk];
-                for (uint e = 0; e < RD; e++) acc[r][e] = fma(p, vv[e], acc[r][e]);
+        #pragma unroll
+        for (uint c = 0; c < BK; c++)
+            #pragma unroll
+            for (uint e = 0; e < V4; e++) {
+                float4 v4 = v_l[c][sl * V4 + e];
+                #pragma unroll
+                for (uint r = 0; r < R; r++) acc[r][e] = fma((float4)(s[r][c]), v4, acc[r][e]);
             }
-        }
     }
 
-    /* each work-item summed only its own columns: add the partial sums of a row */
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint r = 0; r < RQ; r++) red[ty + r * TY][tx] = l[r];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint r = 0; r < RQ; r++) {
-        uint row = ty + r * TY, i = i0 + row;
-        if (i >= S) continue;
-        float total = 0.0f;
-        for (uint t = 0; t < TX; t++) total += red[row][t];
-        float inv = total > 0.0f ? 1.0f / total : 0.0f;
-        for (uint e = 0; e < RD; e++) {
-            uint d = tx + e * TX;
-            if (d >= EV_D) break;
-            float out = acc[r][e] * inv;
-            store_elem(o, AT(base, i, d), out);
-            if (flags & EV_HAS_GATE) store_elem(y, AT(base, i, d), out * sigmoid(load_elem(g, AT(base, i, d))));
+    #pragma unroll
+
+    for (uint r = 0; r < R; r++) {
+        uint i = i0 + grp + r * G;
+        float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+        store_slice(o, acc[r], V4, inv, base, i, sl * DW, S, H);
+        if (flags & EV_HAS_GATE) {
+            float4 gv[V4];
+            load_slice(gv, V4, g, NULL, base, i, sl * DW, S, H, flags);
+            #pragma unroll
+            for (uint e = 0; e < V4; e++) gv[e] = acc[r][e] * inv * (1.0f / (1.0f + exp(-gv[e])));
+            store_slice(y, gv, V4, 1.0f, base, i, sl * DW, S, H);
         }
-        if ((flags & EV_WANT_LSE) && tx == 0)
-            lse[stat_index(b, n, h, i, N, S, H)] = total > 0.0f ? (m[r] + log2(total)) * EV_LN2 : -INFINITY;
+        if ((flags & EV_WANT_LSE) && sl == 0 && i < S)
+            lse[stat_index(b, n, h, i, N, S, H)] = l[r] > 0.0f ? (m[r] + log2(l[r])) * EV_LN2 : -INFINITY;
     }
 }
 #undef BQ
 #undef BK
-#undef RQ
-#undef RK
-#undef TY
-#undef TX
-#undef RD
+#undef R
+#undef DS
+#undef DW
+#undef G
+#undef V4
+#undef DP4
 
 /* ---- backward: delta = rowsum(dO * O), dG ------------------------------------------------- */
 
@@ -278,263 +390,239 @@ __kernel void evoattn_bwd_preprocess(EV_ARGS)
     delta[(bn * H + h) * S + s] = sum;
 }
 
-/* ---- backward: dK, dV and d(mask bias) partials ------------------------------------------- */
 
-/* Tile rows are keys (BK of them, RK per work-item), columns are queries (BQ, RQ per item). */
-#define BQ EV_DKV_BQ
-#define BK EV_DKV_BK
-#define RQ EV_DKV_RQ
-#define RK EV_DKV_RK
-#define TY (BK / RK)
-#define TX (BQ / RQ)
-#define RD ((EV_D + TX - 1) / TX)
+/* ---- backward: dQ ----------------------------------------------------------------------- */
 
-__kernel __attribute__((reqd_work_group_size(TY * TX, 1, 1)))
-void evoattn_bwd_dkdv(EV_ARGS)
-{
-    EV_OFFSETS;
-    __local float k_l[BK][EV_D];
-    __local float v_l[BK][EV_D];
-    __local float qt_l[EV_D][BQ + 1];
-    __local float dot_l[EV_D][BQ + 1];
-    __local float t_l[BK][BQ + 1]; /* pair bias, then P, then dS (all transposed) */
-    __local float lse_l[BQ], delta_l[BQ];
-    const uint lid = get_local_id(0), tx = lid % TX, ty = lid / TX;
-    const uint tiles = (S + BK - 1) / BK, bnh = get_group_id(0) / tiles;
-    const uint h = bnh % H, n = (bnh / H) % N, b = bnh / (H * N);
-    const uint j0 = (get_group_id(0) % tiles) * BK;
-    const ulong base = slice_base(b, n, h, N, S, H), mask_row = ((ulong)b * N + n) * S;
-    const ulong pair_base = ((ulong)b * H + h) * S * S, stat_row = stat_index(b, n, h, 0, N, S, H);
-
-    for (uint e = lid; e < BK * EV_D; e += TY * TX) {
-        uint r = e / EV_D, d = e % EV_D;
-        bool in = j0 + r < S;
-        k_l[r][d] = in ? load_elem(k, AT(base, j0 + r, d)) : 0.0f;
-        v_l[r][d] = in ? load_elem(v, AT(base, j0 + r, d)) : 0.0f;
-    }
-    float mb[RK];
-    bool removed[RK];
-    for (uint r = 0; r < RK; r++) mb[r] = mask_bias(mask, mask_row, j0 + ty + r * TY, S, flags, &removed[r]);
-    float dk_acc[RK][RD], dv_acc[RK][RD], dmask_acc[RK];
-    for (uint r = 0; r < RK; r++) {
-        dmask_acc[r] = 0.0f;
-        for (uint e = 0; e < RD; e++) dk_acc[r][e] = dv_acc[r][e] = 0.0f;
-    }
-
-    for (uint i0 = 0; i0 < S; i0 += BQ) {
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint e = lid; e < BQ * EV_D; e += TY * TX) {
-            uint c = e / EV_D, d = e % EV_D;
-            bool in = i0 + c < S;
-            qt_l[d][c] = in ? load_elem(q, AT(base, i0 + c, d)) : 0.0f;
-            dot_l[d][c] = in ? load_do(dout, g, AT(base, i0 + c, d), flags) : 0.0f;
-        }
-        for (uint e = lid; e < BQ; e += TY * TX) {
-            bool in = i0 + e < S;
-            lse_l[e] = in ? lse[stat_row + i0 + e] : -INFINITY;
-            delta_l[e] = in ? delta[stat_row + i0 + e] : 0.0f;
-        }
-        if (flags & EV_HAS_PAIR) /* stage the pair tile transposed: reads run along keys */
-            for (uint e = lid; e < BQ * BK; e += TY * TX) {
-                uint c = e / BK, r = e % BK;
-                t_l[r][c] = (i0 + c < S && j0 + r < S) ? load_elem(pair, pair_base + (ulong)(i0 + c) * S + j0 + r) : 0.0f;
-            }
-        barrier(CLK_LOCAL_MEM_FENCE);
-
-        float p[RK][RQ], dp[RK][RQ];
-        for (uint r = 0; r < RK; r++)
-            for (uint c = 0; c < RQ; c++) p[r][c] = dp[r][c] = 0.0f;
-        for (uint d = 0; d < EV_D; d++) {
-            float kv[RK], vv[RK], qv[RQ], ov[RQ];
-            for (uint r = 0; r < RK; r++) kv[r] = k_l[ty + r * TY][d], vv[r] = v_l[ty + r * TY][d];
-            for (uint c = 0; c < RQ; c++) qv[c] = qt_l[d][tx + c * TX], ov[c] = dot_l[d][tx + c * TX];
-            for (uint r = 0; r < RK; r++)
-                for (uint c = 0; c < RQ; c++) {
-                    p[r][c] = fma(kv[r], qv[c], p[r][c]);
-                    dp[r][c] = fma(vv[r], ov[c], dp[r][c]);
-                }
-        }
-        for (uint r = 0; r < RK; r++)
-            for (uint c = 0; c < RQ; c++) {
-                uint row = ty + r * TY, col = tx + c * TX;
-                float pb = (flags & EV_HAS_PAIR) ? t_l[row][col] : 0.0f;
-                float l2 = lse_l[col] * EV_LOG2E;
-                float s2 = (p[r][c] * scale + mb[r] + pb) * EV_LOG2E;
-                p[r][c] = (removed[r] || l2 == -INFINITY) ? 0.0f : exp2(s2 - l2);
-                t_l[row][col] = p[r][c]; /* the same item read this slot: no barrier needed */
-            }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint qq = 0; qq < BQ; qq++) { /* dV += P^T dO */
-            float ov[RD];
-            for (uint e = 0; e < RD; e++) ov[e] = tx + e * TX < EV_D ? dot_l[tx + e * TX][qq] : 0.0f;
-            for (uint r = 0; r < RK; r++) {
-                float pv = t_l[ty + r * TY][qq];
-                for (uint e = 0; e < RD; e++) dv_acc[r][e] = fma(pv, ov[e], dv_acc[r][e]);
-            }
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint r = 0; r < RK; r++)
-            for (uint c = 0; c < RQ; c++) {
-                float ds = p[r][c] * (dp[r][c] - delta_l[tx + c * TX]);
-                dmask_acc[r] += ds;
-                t_l[ty + r * TY][tx + c * TX] = ds;
-            }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint qq = 0; qq < BQ; qq++) { /* dK += dS^T Q */
-            float qv[RD];
-            for (uint e = 0; e < RD; e++) qv[e] = tx + e * TX < EV_D ? qt_l[tx + e * TX][qq] : 0.0f;
-            for (uint r = 0; r < RK; r++) {
-                float ds = t_l[ty + r * TY][qq];
-                for (uint e = 0; e < RD; e++) dk_acc[r][e] = fma(ds, qv[e], dk_acc[r][e]);
-            }
-        }
-    }
-
-    for (uint r = 0; r < RK; r++) {
-        uint j = j0 + ty + r * TY;
-        if (j >= S) continue;
-        for (uint e = 0; e < RD; e++) {
-            uint d = tx + e * TX;
-            if (d >= EV_D) break;
-            if (flags & EV_WANT_DK) store_elem(dk, AT(base, j, d), dk_acc[r][e] * scale);
-            if (flags & EV_WANT_DV) store_elem(dv, AT(base, j, d), dv_acc[r][e]);
-        }
-    }
-    if (!(flags & EV_WANT_DMASK)) return; /* uniform over the group */
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint r = 0; r < RK; r++) t_l[ty + r * TY][tx] = dmask_acc[r];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (tx == 0)
-        for (uint r = 0; r < RK; r++) {
-            uint row = ty + r * TY;
-            float sum = 0.0f;
-            for (uint t = 0; t < TX; t++) sum += t_l[row][t];
-            if (j0 + row < S) mask_part[stat_row + j0 + row] = sum;
-        }
-}
-#undef BQ
-#undef BK
-#undef RQ
-#undef RK
-#undef TY
-#undef TX
-#undef RD
-
-/* ---- backward: dQ and d(pair bias) partials ----------------------------------------------- */
-
-/* Work-groups: query tiles x B x H x chunks of N; a work-group handles rows n of its chunk one after the
- * other, so it alone owns its slice of the chunk's pair partial: n_first stores, later n add. */
 #define BQ EV_DQ_BQ
 #define BK EV_DQ_BK
-#define RQ EV_DQ_RQ
-#define RK EV_DQ_RK
-#define TY (BQ / RQ)
-#define TX (BK / RK)
-#define RD ((EV_D + TX - 1) / TX)
+#define R EV_DQ_R
+#define DS EV_DQ_DS
+#define DW EV_DQ_DW
+#define G (BQ / R)
+#define V4 (DW / 4)
+#define DP4 (DS * V4)
 
-__kernel __attribute__((reqd_work_group_size(TY * TX, 1, 1)))
+__kernel __attribute__((reqd_work_group_size(G * DS, 1, 1)))
 void evoattn_bwd_dq(EV_ARGS)
 {
     EV_OFFSETS;
-    __local float q_l[BQ][EV_D];
-    __local float do_l[BQ][EV_D];
-    __local float kt_l[EV_D][BK + 1];
-    __local float vt_l[EV_D][BK + 1];
-    __local float ds_l[BQ][BK + 1];
-    const uint lid = get_local_id(0), tx = lid % TX, ty = lid / TX;
-    const uint chunks = (N + n_per_chunk - 1) / n_per_chunk, tiles = (S + BQ - 1) / BQ;
+    __local float4 k_l[BK][DP4], v_l[BK][DP4];
+    __local float mask_l[BK], pair_l[BQ][BK + 1];
+#if DS > 1
+    __local float part_s[DS][BQ][BK + 1], part_dp[DS][BQ][BK + 1];
+#endif
+    const uint lid = get_local_id(0), grp = lid % G, sl = lid / G, items = G * DS;
+    const uint tiles = (S + BQ - 1) / BQ, bnh = get_group_id(0) / tiles;
+    const uint h = bnh % H, n = (bnh / H) % N, b = bnh / (H * N);
+    const uint i0 = (get_group_id(0) % tiles) * BQ;
+    const ulong base = slice_base(b, n, h, N, S, H), mask_row = ((ulong)b * N + n) * S;
+    const ulong pair_base = ((ulong)b * H + h) * S * S, stat_row = stat_index(b, n, h, 0, N, S, H);
+    const float scale2 = scale * EV_LOG2E;
+
+    float4 qv[R][V4], dov[R][V4], dq_acc[R][V4];
+    float l2[R], dl[R];
+    #pragma unroll
+    for (uint r = 0; r < R; r++) {
+        uint i = i0 + grp + r * G;
+        load_slice(qv[r], V4, q, NULL, base, i, sl * DW, S, H, flags);
+        load_slice(dov[r], V4, dout, g, base, i, sl * DW, S, H, flags);
+        #pragma unroll
+        for (uint e = 0; e < V4; e++) dq_acc[r][e] = 0.0f;
+        l2[r] = i < S ? lse[stat_row + i] * EV_LOG2E : -INFINITY;
+        dl[r] = i < S ? delta[stat_row + i] : 0.0f;
+    }
+
+    for (uint j0 = 0; j0 < S; j0 += BK) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        stage_rows(&k_l[0][0], k, NULL, base, j0, BK, DP4, S, H, flags, lid, items);
+        stage_rows(&v_l[0][0], v, NULL, base, j0, BK, DP4, S, H, flags, lid, items);
+        stage_bias(mask_l, &pair_l[0][0], BK + 1, mask, mask_row, pair, pair_base, i0, BQ, j0, BK, S, flags, lid, items);
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        float s[R][BK], dp[R][BK];
+        #pragma unroll
+        for (uint c = 0; c < BK; c++) {
+            #pragma unroll
+            for (uint r = 0; r < R; r++) s[r][c] = dp[r][c] = 0.0f;
+            #pragma unroll
+            for (uint e = 0; e < V4; e++) {
+                float4 k4 = k_l[c][sl * V4 + e], v4 = v_l[c][sl * V4 + e];
+                #pragma unroll
+                for (uint r = 0; r < R; r++) {
+                    s[r][c] = dot_acc(qv[r][e], k4, s[r][c]);
+                    dp[r][c] = dot_acc(dov[r][e], v4, dp[r][c]);
+                }
+            }
+        }
+#if DS > 1
+        EV_SUM_SLICES(s, part_s, BK);
+        EV_SUM_SLICES(dp, part_dp, BK);
+#endif
+        #pragma unroll
+        for (uint r = 0; r < R; r++) /* s becomes dS */
+            #pragma unroll
+            for (uint c = 0; c < BK; c++) {
+                float bias = (flags & EV_HAS_PAIR) ? mask_l[c] + pair_l[grp + r * G][c] : mask_l[c];
+                float p = l2[r] == -INFINITY ? 0.0f : exp2(fma(s[r][c], scale2, bias) - l2[r]);
+                s[r][c] = p * (dp[r][c] - dl[r]);
+            }
+        #pragma unroll
+        for (uint c = 0; c < BK; c++)
+            #pragma unroll
+            for (uint e = 0; e < V4; e++) {
+                float4 k4 = k_l[c][sl * V4 + e];
+                #pragma unroll
+                for (uint r = 0; r < R; r++) dq_acc[r][e] = fma((float4)(s[r][c]), k4, dq_acc[r][e]);
+            }
+    }
+    #pragma unroll
+    for (uint r = 0; r < R; r++) store_slice(dq, dq_acc[r], V4, scale, base, i0 + grp + r * G, sl * DW, S, H);
+}
+#undef BQ
+#undef BK
+#undef R
+#undef DS
+#undef DW
+#undef G
+#undef V4
+#undef DP4
+
+/* ---- backward: dK, dV and the bias gradients' partials ---------------------------------- */
+
+/* Rows are keys here (BK per work-group), the streamed tile is BQ queries. Work-groups: key
+ * tiles x B x H x chunks of N; a work-group handles the rows n of its chunk one after the
+ * other, so it alone owns its keys' columns of the chunk's pair partial. */
+#define BQ EV_DKV_BQ
+#define BK EV_DKV_BK
+#define R EV_DKV_R
+#define DS EV_DKV_DS
+#define DW EV_DKV_DW
+#define G (BK / R)
+#define V4 (DW / 4)
+#define DP4 (DS * V4)
+
+__kernel __attribute__((reqd_work_group_size(G * DS, 1, 1)))
+void evoattn_bwd_dkdv(EV_ARGS)
+{
+    EV_OFFSETS;
+    __local float4 q_l[BQ][DP4], do_l[BQ][DP4];
+    __local float mask_l[BK], pair_l[BQ][BK + 1];
+    __local float l2_l[BQ], delta_l[BQ];
+#if DS > 1
+    __local float part_s[DS][BK][BQ + 1], part_dp[DS][BK][BQ + 1];
+#endif
+    const uint lid = get_local_id(0), grp = lid % G, sl = lid / G, items = G * DS;
+    const uint chunks = (N + n_per_chunk - 1) / n_per_chunk, tiles = (S + BK - 1) / BK;
     const uint group = get_group_id(0) / tiles, chunk = group % chunks, h = (group / chunks) % H;
     const uint b = group / (chunks * H);
-    const uint i0 = (get_group_id(0) % tiles) * BQ;
+    const uint j0 = (get_group_id(0) % tiles) * BK;
     const ulong pair_base = ((ulong)b * H + h) * S * S;
     const ulong part_base = (((ulong)chunk * B + b) * H + h) * S * S;
     const uint n_first = chunk * n_per_chunk, n_end = min(N, n_first + n_per_chunk);
+    const float scale2 = scale * EV_LOG2E;
 
     for (uint n = n_first; n < n_end; n++) {
         const ulong base = slice_base(b, n, h, N, S, H), mask_row = ((ulong)b * N + n) * S;
         const ulong stat_row = stat_index(b, n, h, 0, N, S, H);
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint e = lid; e < BQ * EV_D; e += TY * TX) {
-            uint r = e / EV_D, d = e % EV_D;
-            bool in = i0 + r < S;
-            q_l[r][d] = in ? load_elem(q, AT(base, i0 + r, d)) : 0.0f;
-            do_l[r][d] = in ? load_do(dout, g, AT(base, i0 + r, d), flags) : 0.0f;
-        }
-        float l2[RQ], dl[RQ], dq_acc[RQ][RD];
-        for (uint r = 0; r < RQ; r++) {
-            uint i = i0 + ty + r * TY;
-            l2[r] = i < S ? lse[stat_row + i] * EV_LOG2E : -INFINITY;
-            dl[r] = i < S ? delta[stat_row + i] : 0.0f;
-            for (uint e = 0; e < RD; e++) dq_acc[r][e] = 0.0f;
+        float4 kv[R][V4], vv[R][V4], dk_acc[R][V4], dv_acc[R][V4];
+        float dmask_acc[R];
+        #pragma unroll
+        for (uint r = 0; r < R; r++) {
+            load_slice(kv[r], V4, k, NULL, base, j0 + grp + r * G, sl * DW, S, H, flags);
+            load_slice(vv[r], V4, v, NULL, base, j0 + grp + r * G, sl * DW, S, H, flags);
+            #pragma unroll
+            for (uint e = 0; e < V4; e++) dk_acc[r][e] = dv_acc[r][e] = 0.0f;
+            dmask_acc[r] = 0.0f;
         }
 
-        for (uint j0 = 0; j0 < S; j0 += BK) {
+        for (uint i0 = 0; i0 < S; i0 += BQ) {
             barrier(CLK_LOCAL_MEM_FENCE);
-            for (uint e = lid; e < BK * EV_D; e += TY * TX) {
-                uint c = e / EV_D, d = e % EV_D;
-                bool in = j0 + c < S;
-                kt_l[d][c] = in ? load_elem(k, AT(base, j0 + c, d)) : 0.0f;
-                vt_l[d][c] = in ? load_elem(v, AT(base, j0 + c, d)) : 0.0f;
+            stage_rows(&q_l[0][0], q, NULL, base, i0, BQ, DP4, S, H, flags, lid, items);
+            stage_rows(&do_l[0][0], dout, g, base, i0, BQ, DP4, S, H, flags, lid, items);
+            stage_bias(mask_l, &pair_l[0][0], BK + 1, mask, mask_row, pair, pair_base, i0, BQ, j0, BK, S, flags, lid, items);
+            for (uint e = lid; e < BQ; e += items) {
+                bool in = i0 + e < S;
+                l2_l[e] = in ? lse[stat_row + i0 + e] * EV_LOG2E : -INFINITY;
+                delta_l[e] = in ? delta[stat_row + i0 + e] : 0.0f;
             }
             barrier(CLK_LOCAL_MEM_FENCE);
-            float p[RQ][RK], dp[RQ][RK];
-            for (uint r = 0; r < RQ; r++)
-                for (uint c = 0; c < RK; c++) p[r][c] = dp[r][c] = 0.0f;
-            for (uint d = 0; d < EV_D; d++) {
-                float qv[RQ], ov[RQ], kv[RK], vv[RK];
-                for (uint r = 0; r < RQ; r++) qv[r] = q_l[ty + r * TY][d], ov[r] = do_l[ty + r * TY][d];
-                for (uint c = 0; c < RK; c++) kv[c] = kt_l[d][tx + c * TX], vv[c] = vt_l[d][tx + c * TX];
-                for (uint r = 0; r < RQ; r++)
-                    for (uint c = 0; c < RK; c++) {
-                        p[r][c] = fma(qv[r], kv[c], p[r][c]);
-                        dp[r][c] = fma(ov[r], vv[c], dp[r][c]);
-                    }
-            }
-            for (uint c = 0; c < RK; c++) {
-                uint j = j0 + tx + c * TX;
-                bool removed;
-                float mb = mask_bias(mask, mask_row, j, S, flags, &removed);
-                for (uint r = 0; r < RQ; r++) {
-                    uint i = i0 + ty + r * TY;
-                    bool live = !removed && i < S && l2[r] != -INFINITY;
-                    float pb = ((flags & EV_HAS_PAIR) && live) ? load_elem(pair, pair_base + (ulong)i * S + j) : 0.0f;
-                    float pr = live ? exp2((p[r][c] * scale + mb + pb) * EV_LOG2E - l2[r]) : 0.0f;
-                    float ds = pr * (dp[r][c] - dl[r]);
-                    ds_l[ty + r * TY][tx + c * TX] = ds;
-                    if ((flags & EV_WANT_DPAIR) && i < S && j < S) {
-                        ulong at = part_base + (ulong)i * S + j;
-                        pair_part[at] = n == n_first ? ds : pair_part[at] + ds;
+
+            /* this chunk's partial of d(pair bias) so far, loaded before the arithmetic so
+             * that its latency overlaps it */
+            const bool dpair_rmw = (flags & EV_WANT_DPAIR) && sl == 0;
+            float dpair_old[R][BQ];
+            #pragma unroll
+            for (uint r = 0; r < R; r++)
+                #pragma unroll
+                for (uint c = 0; c < BQ; c++) {
+                    uint i = i0 + c, j = j0 + grp + r * G;
+                    bool live = dpair_rmw && n != n_first && i < S && j < S;
+                    dpair_old[r][c] = live ? pair_part[part_base + (ulong)i * S + j] : 0.0f;
+                }
+
+            float s[R][BQ], dp[R][BQ];
+            #pragma unroll
+            for (uint c = 0; c < BQ; c++) {
+                #pragma unroll
+                for (uint r = 0; r < R; r++) s[r][c] = dp[r][c] = 0.0f;
+                #pragma unroll
+                for (uint e = 0; e < V4; e++) {
+                    float4 q4 = q_l[c][sl * V4 + e], o4 = do_l[c][sl * V4 + e];
+                    #pragma unroll
+                    for (uint r = 0; r < R; r++) {
+                        s[r][c] = dot_acc(kv[r][e], q4, s[r][c]);
+                        dp[r][c] = dot_acc(vv[r][e], o4, dp[r][c]);
                     }
                 }
             }
-            barrier(CLK_LOCAL_MEM_FENCE);
-            for (uint kk = 0; kk < BK; kk++) { /* dQ += dS K */
-                float kv[RD];
-                for (uint e = 0; e < RD; e++) kv[e] = tx + e * TX < EV_D ? kt_l[tx + e * TX][kk] : 0.0f;
-                for (uint r = 0; r < RQ; r++) {
-                    float ds = ds_l[ty + r * TY][kk];
-                    for (uint e = 0; e < RD; e++) dq_acc[r][e] = fma(ds, kv[e], dq_acc[r][e]);
+#if DS > 1
+            EV_SUM_SLICES(s, part_s, BQ);
+            EV_SUM_SLICES(dp, part_dp, BQ);
+#endif
+            #pragma unroll
+            for (uint r = 0; r < R; r++) /* s becomes P, dp becomes dS */
+                #pragma unroll
+                for (uint c = 0; c < BQ; c++) {
+                    uint i = i0 + c, j = j0 + grp + r * G;
+                    float bias = (flags & EV_HAS_PAIR) ? mask_l[grp + r * G] + pair_l[c][grp + r * G] : mask_l[grp + r * G];
+                    float p = l2_l[c] == -INFINITY ? 0.0f : exp2(fma(s[r][c], scale2, bias) - l2_l[c]);
+                    float ds = p * (dp[r][c] - delta_l[c]);
+                    s[r][c] = p;
+                    dp[r][c] = ds;
+                    dmask_acc[r] += ds;
+                    if (dpair_rmw && i < S && j < S) pair_part[part_base + (ulong)i * S + j] = dpair_old[r][c] + ds;
                 }
-            }
+            #pragma unroll
+            for (uint c = 0; c < BQ; c++)
+                #pragma unroll
+                for (uint e = 0; e < V4; e++) {
+                    float4 q4 = q_l[c][sl * V4 + e], o4 = do_l[c][sl * V4 + e];
+                    #pragma unroll
+                    for (uint r = 0; r < R; r++) {
+                        dv_acc[r][e] = fma((float4)(s[r][c]), o4, dv_acc[r][e]);
+                        dk_acc[r][e] = fma((float4)(dp[r][c]), q4, dk_acc[r][e]);
+                    }
+                }
         }
-        if (flags & EV_WANT_DQ)
-            for (uint r = 0; r < RQ; r++) {
-                uint i = i0 + ty + r * TY;
-                if (i >= S) continue;
-                for (uint e = 0; e < RD; e++) {
-                    uint d = tx + e * TX;
-                    if (d < EV_D) store_elem(dq, AT(base, i, d), dq_acc[r][e] * scale);
-                }
-            }
+
+        #pragma unroll
+
+        for (uint r = 0; r < R; r++) {
+            uint j = j0 + grp + r * G;
+            if (flags & EV_WANT_DK) store_slice(dk, dk_acc[r], V4, scale, base, j, sl * DW, S, H);
+            if (flags & EV_WANT_DV) store_slice(dv, dv_acc[r], V4, 1.0f, base, j, sl * DW, S, H);
+            if ((flags & EV_WANT_DMASK) && sl == 0 && j < S) mask_part[stat_row + j] = dmask_acc[r];
+        }
     }
 }
 #undef BQ
 #undef BK
-#undef RQ
-#undef RK
-#undef TY
-#undef TX
-#undef RD
+#undef R
+#undef DS
+#undef DW
+#undef G
+#undef V4
+#undef DP4
 
 /* out[o * inner + x] = sum over c < chunks of part[(o * chunks + c) * inner + x], in c order:
  * d(mask bias) sums per-head partials (chunks = H), d(pair bias) per-chunk partials. */

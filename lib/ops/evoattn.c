@@ -17,20 +17,26 @@ enum {
     FLAG_DV = 64, FLAG_DG = 128, FLAG_DMASK = 256, FLAG_DPAIR = 512,
 };
 
-/* The three tiled kernels and their parameters (query tile, key tile, rows and columns per
- * work-item), in the order of the family's declarations. */
+/* The three tiled kernels, in the order of the family's declarations (each has BQ, BK, R and
+ * DW). A kernel's own rows are its query tile, or for dK/dV its key tile; `parts` is the number
+ * of partial score arrays it sums over head-dim slices. */
 enum { K_FWD, K_DKV, K_DQ, K_COUNT };
-static const int tile_params[K_COUNT] = {EV_FWD_BQ, EV_DKV_BQ, EV_DQ_BQ};
+static const struct {
+    int first_param;
+    const char *prefix;
+    int owns_keys, parts;
+} kernels[K_COUNT] = {{EV_FWD_BQ, "FWD", 0, 1}, {EV_DKV_BQ, "DKV", 1, 2}, {EV_DQ_BQ, "DQ", 0, 2}};
 
 typedef struct ev_tile {
-    size_t bq, bk, rq, rk;
+    size_t bq, bk, r; /* query tile, key tile, rows per work-item */
+    size_t ds, dw;    /* head-dim slices and their width (a multiple of 4) */
 } ev_tile;
 
 typedef struct ev_plan {
     mcl_params params;
     int tiled;
-    ev_tile tile[K_COUNT];      /* effective tiles (shrunk to fit local memory) */
-    size_t chunks, n_per_chunk; /* the dQ kernel's split of N */
+    ev_tile tile[K_COUNT];      /* effective tiles (shrunk to fit the device) */
+    size_t chunks, n_per_chunk; /* the dK/dV kernel's split of N */
     float scale;
     char defines[768];
 } ev_plan;
@@ -145,33 +151,60 @@ static mcl_status validate_backward(mcl_context *ctx, const mcl_evoattn_desc *d,
 
 /* ---- choose parameters ------------------------------------------------------------------ */
 
-static size_t local_bytes(int kernel, ev_tile t, size_t d)
+static size_t *own_rows(int kernel, ev_tile *t) { return kernels[kernel].owns_keys ? &t->bk : &t->bq; }
+static size_t *streamed(int kernel, ev_tile *t) { return kernels[kernel].owns_keys ? &t->bq : &t->bk; }
+static size_t work_items(int kernel, ev_tile t) { return *own_rows(kernel, &t) / t.r * t.ds; }
+
+/* Local memory of a kernel: the streamed tile's two tensors, the bias tile, the slices'
+ * partial scores and the streamed rows' statistics (an upper bound for forward and dQ). */
+static size_t local_bytes(int kernel, ev_tile t)
 {
-    size_t tx = kernel == K_DKV ? t.bq / t.rq : t.bk / t.rk;
-    switch (kernel) {
-    case K_FWD: return 4 * (t.bq * d + d * (t.bk + 1) + t.bk * d + t.bq * (t.bk + 1) + t.bq * tx);
-    case K_DKV: return 4 * (2 * t.bk * d + 2 * d * (t.bq + 1) + t.bk * (t.bq + 1) + 2 * t.bq);
-    default: return 4 * (2 * t.bq * d + 2 * d * (t.bk + 1) + t.bq * (t.bk + 1));
-    }
+    size_t rows = *own_rows(kernel, &t), cols = *streamed(kernel, &t);
+    size_t parts = t.ds > 1 ? kernels[kernel].parts * t.ds * rows * (cols + 1) : 0;
+    return sizeof(float) * (2 * cols * t.ds * t.dw + t.bq * (t.bk + 1) + parts + 2 * cols);
 }
 
-/* Halves the larger tile until the kernel fits the device's local memory. */
+static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+/* Work-items of a tiled kernel's work-group at most: its rows are independent, so larger groups
+ * gain nothing, and PoCL runs out of stack for 1024-item groups with these private arrays. */
+#define EV_MAX_WORK_ITEMS 256
+
+/* Splits the head dim into slices of at most DW columns, then halves the larger tile until the
+ * kernel fits the device's local memory and work-group size. */
 static mcl_status fit_tile(mcl_context *ctx, int kernel, size_t d, ev_tile *t)
 {
-    while (local_bytes(kernel, *t, d) > ctx->device.info.local_mem_bytes) {
-        if (t->bq <= 8 && t->bk <= 8)
+    const mcl_device_info *info = &ctx->device.info;
+    size_t max_items = info->max_work_group_size < EV_MAX_WORK_ITEMS ? info->max_work_group_size : EV_MAX_WORK_ITEMS;
+    t->ds = (d + t->dw - 1) / t->dw;
+    t->dw = round_up((d + t->ds - 1) / t->ds, 4);
+    size_t *rows = own_rows(kernel, t), *cols = streamed(kernel, t);
+    while (local_bytes(kernel, *t) > info->local_mem_bytes || work_items(kernel, *t) > max_items) {
+        if (*rows > 1 && *rows >= *cols) {
+            *rows /= 2;
+            if (t->r > *rows) t->r = *rows;
+        } else if (*cols > 1) {
+            *cols /= 2;
+        } else {
             return mcl_fail(MCL_ERR_DEVICE_LIMIT,
-                            "evoattn: head dim %zu needs more local memory than the device's %llu bytes",
-                            d, (unsigned long long)ctx->device.info.local_mem_bytes);
-        if (t->bq >= t->bk) t->bq /= 2;
-        else t->bk /= 2;
-        if (t->rq > t->bq) t->rq = t->bq;
-        if (t->rk > t->bk) t->rk = t->bk;
+                            "evoattn: head dim %zu needs more local memory or work-items than the device has",
+                            d);
+        }
     }
     return MCL_OK;
 }
 
-static mcl_status choose_plan(mcl_context *ctx, const mcl_evoattn_desc *d, int want_dpair, ev_plan *plan)
+/* Vector loads and stores need D and the offsets of the D-wide tensors to be multiples of 4. */
+static int vec4_aligned(const mcl_evoattn_desc *d, const mcl_tensor *const *tensors, size_t count)
+{
+    if (d->head_dim % 4) return 0;
+    for (size_t i = 0; i < count; i++)
+        if (tensors[i] && mcl_elem_offset(tensors[i], mcl_dtype_size(d->dtype)) % 4) return 0;
+    return 1;
+}
+
+static mcl_status choose_plan(mcl_context *ctx, const mcl_evoattn_desc *d, int want_dpair, int vec4,
+                              ev_plan *plan)
 {
     const size_t shape[5] = {d->batch, d->rows, d->seq, d->heads, d->head_dim};
     MCL_TRY(mcl_params_lookup(ctx, &mcl_family_evoattn, d->dtype, shape, &plan->params));
@@ -179,19 +212,23 @@ static mcl_status choose_plan(mcl_context *ctx, const mcl_evoattn_desc *d, int w
     int *v = effective.values;
     plan->tiled = v[EV_VARIANT] == EV_VARIANT_TILED;
     plan->scale = d->scale > 0.0f ? d->scale : 1.0f / sqrtf((float)d->head_dim);
+    char slices_defines[128];
+    size_t used = 0;
     for (int k = 0; k < K_COUNT; k++) {
-        int p = tile_params[k];
-        ev_tile t = {(size_t)v[p], (size_t)v[p + 1], (size_t)v[p + 2], (size_t)v[p + 3]};
+        int p = kernels[k].first_param;
+        ev_tile t = {(size_t)v[p], (size_t)v[p + 1], (size_t)v[p + 2], 1, (size_t)v[p + 3]};
         if (plan->tiled) MCL_TRY(fit_tile(ctx, k, d->head_dim, &t));
         plan->tile[k] = t;
-        v[p] = (int)t.bq, v[p + 1] = (int)t.bk, v[p + 2] = (int)t.rq, v[p + 3] = (int)t.rk;
+        v[p] = (int)t.bq, v[p + 1] = (int)t.bk, v[p + 2] = (int)t.r, v[p + 3] = (int)t.dw;
+        used += (size_t)snprintf(slices_defines + used, sizeof slices_defines - used, " -DEV_%s_DS=%zu",
+                                 kernels[k].prefix, t.ds);
     }
-    /* d(pair bias) sums dS over N inside the dQ kernel: split N into chunks so that the grid
-     * still fills the device; the chunks' partials are summed afterwards */
+    /* d(pair bias) sums dS over N inside the dK/dV kernel: split N into chunks so that the
+     * grid still fills the device; the chunks' partials are summed afterwards */
     plan->chunks = d->rows;
     plan->n_per_chunk = 1;
     if (want_dpair) {
-        size_t tiles = (d->seq + plan->tile[K_DQ].bq - 1) / plan->tile[K_DQ].bq;
+        size_t tiles = (d->seq + plan->tile[K_DKV].bk - 1) / plan->tile[K_DKV].bk;
         size_t base = tiles * d->batch * d->heads;
         size_t target = (size_t)ctx->device.info.compute_units * (size_t)v[EV_DPAIR_WAVES];
         size_t chunks = plan->tiled ? (target + base - 1) / base : 1;
@@ -201,14 +238,12 @@ static mcl_status choose_plan(mcl_context *ctx, const mcl_evoattn_desc *d, int w
     }
     char defines[640];
     mcl_params_defines(&effective, defines, sizeof defines);
-    snprintf(plan->defines, sizeof plan->defines, "-DMCL_DTYPE=%d -DEV_D=%zu %s", (int)d->dtype,
-             d->head_dim, defines);
+    snprintf(plan->defines, sizeof plan->defines, "-DMCL_DTYPE=%d -DEV_D=%zu -DEV_VEC4=%d %s%s",
+             (int)d->dtype, d->head_dim, vec4, defines, slices_defines);
     return MCL_OK;
 }
 
 /* ---- enqueue ---------------------------------------------------------------------------- */
-
-static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
 static size_t slices(const mcl_evoattn_desc *d) { return d->batch * d->rows * d->heads; }
 
@@ -302,8 +337,7 @@ static mcl_status enqueue_forward(mcl_context *ctx, const mcl_evoattn_desc *d,
     if (plan->tiled) {
         ev_args a = forward_args(t, &t->lse);
         ev_tile tile = plan->tile[K_FWD];
-        size_t items = (tile.bq / tile.rq) * (tile.bk / tile.rk);
-        return launch_tiled(ctx, d, plan, &a, "evoattn_forward", items, tile.bq, slices(d));
+        return launch_tiled(ctx, d, plan, &a, "evoattn_forward", work_items(K_FWD, tile), tile.bq, slices(d));
     }
     /* reference: scores, softmax (lse into the caller's tensor or the workspace), P V */
     MCL_TRY(check_scores_fit(ctx, d, 1));
@@ -358,12 +392,11 @@ static mcl_status enqueue_gradients(mcl_context *ctx, const mcl_evoattn_desc *d,
     MCL_TRY(launch(ctx, d, plan, a, "evoattn_bwd_preprocess", 1, &rows, 64));
     if (plan->tiled) {
         ev_tile dkv = plan->tile[K_DKV], dq = plan->tile[K_DQ];
-        if (a->flags & (FLAG_DK | FLAG_DV | FLAG_DMASK))
-            MCL_TRY(launch_tiled(ctx, d, plan, a, "evoattn_bwd_dkdv",
-                                 (dkv.bk / dkv.rk) * (dkv.bq / dkv.rq), dkv.bk, slices(d)));
-        if (a->flags & (FLAG_DQ | FLAG_DPAIR))
-            MCL_TRY(launch_tiled(ctx, d, plan, a, "evoattn_bwd_dq", (dq.bq / dq.rq) * (dq.bk / dq.rk),
-                                 dq.bq, d->batch * d->heads * plan->chunks));
+        if (a->flags & FLAG_DQ)
+            MCL_TRY(launch_tiled(ctx, d, plan, a, "evoattn_bwd_dq", work_items(K_DQ, dq), dq.bq, slices(d)));
+        if (a->flags & (FLAG_DK | FLAG_DV | FLAG_DMASK | FLAG_DPAIR))
+            MCL_TRY(launch_tiled(ctx, d, plan, a, "evoattn_bwd_dkdv", work_items(K_DKV, dkv), dkv.bk,
+                                 d->batch * d->heads * plan->chunks));
     } else {
         size_t grid_sq[3] = {d->seq, d->seq, slices(d)}, grid_rows[2] = {d->seq, slices(d)};
         size_t grid_out[3] = {d->head_dim, d->seq, slices(d)};
@@ -410,7 +443,9 @@ mcl_status mcl_evoattn_forward(mcl_context *ctx, const mcl_evoattn_desc *desc,
 {
     ev_plan plan;
     MCL_TRY(validate_forward(ctx, desc, tensors));
-    MCL_TRY(choose_plan(ctx, desc, 0, &plan));
+    const mcl_tensor *wide[] = {&tensors->q, &tensors->k, &tensors->v, &tensors->gate,
+                                &tensors->out, &tensors->gated};
+    MCL_TRY(choose_plan(ctx, desc, 0, vec4_aligned(desc, wide, sizeof wide / sizeof wide[0]), &plan));
     MCL_TRY(enqueue_forward(ctx, desc, tensors, &plan));
     mcl_hand_event(ctx, event);
     return MCL_OK;
@@ -421,7 +456,11 @@ mcl_status mcl_evoattn_backward(mcl_context *ctx, const mcl_evoattn_desc *desc,
 {
     ev_plan plan;
     MCL_TRY(validate_backward(ctx, desc, tensors));
-    MCL_TRY(choose_plan(ctx, desc, mcl_has(&tensors->dpair), &plan));
+    const mcl_tensor *wide[] = {&tensors->q,    &tensors->k,  &tensors->v,  &tensors->gate,
+                                &tensors->out,  &tensors->dout, &tensors->dq, &tensors->dk,
+                                &tensors->dv,   &tensors->dgate};
+    MCL_TRY(choose_plan(ctx, desc, mcl_has(&tensors->dpair),
+                        vec4_aligned(desc, wide, sizeof wide / sizeof wide[0]), &plan));
     MCL_TRY(enqueue_backward(ctx, desc, tensors, &plan));
     mcl_hand_event(ctx, event);
     return MCL_OK;
@@ -436,7 +475,7 @@ mcl_status mcl_evoattn_backward_workspace_size(mcl_context *ctx, const mcl_evoat
     ev_plan plan;
     size_t sizes[4];
     MCL_TRY(validate_desc(desc, "evoattn_backward_workspace_size"));
-    MCL_TRY(choose_plan(ctx, desc, mcl_has(&tensors->dpair), &plan));
+    MCL_TRY(choose_plan(ctx, desc, mcl_has(&tensors->dpair), 0, &plan));
     backward_sizes(desc, tensors, &plan, sizes);
     *bytes = mcl_workspace_parts_size(sizes, 4);
     return MCL_OK;

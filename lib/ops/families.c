@@ -52,32 +52,32 @@ const mcl_family mcl_family_layernorm = {
 
 /* ---- evoattn ---------------------------------------------------------------------------- */
 
-#define TILE LEGAL(8, 16, 32, 64, 128)
-#define PER_ITEM LEGAL(1, 2, 4, 8)
+#define TILE LEGAL(1, 2, 4, 8, 16, 32, 64, 128, 256)
+#define ROWS_PER_ITEM LEGAL(1, 2, 4, 8)
+#define SLICE LEGAL(4, 8, 16, 32, 64)
 
 static const mcl_param_decl evoattn_params[] = {
     [EV_VARIANT] = {"VARIANT", EV_VARIANT_TILED, LEGAL(EV_VARIANT_REFERENCE, EV_VARIANT_TILED)},
-    [EV_FWD_BQ] = {"FWD_BQ", 64, TILE},  [EV_FWD_BK] = {"FWD_BK", 32, TILE},
-    [EV_FWD_RQ] = {"FWD_RQ", 4, PER_ITEM}, [EV_FWD_RK] = {"FWD_RK", 2, PER_ITEM},
-    [EV_DKV_BQ] = {"DKV_BQ", 32, TILE},  [EV_DKV_BK] = {"DKV_BK", 64, TILE},
-    [EV_DKV_RQ] = {"DKV_RQ", 2, PER_ITEM}, [EV_DKV_RK] = {"DKV_RK", 4, PER_ITEM},
-    [EV_DQ_BQ] = {"DQ_BQ", 64, TILE},    [EV_DQ_BK] = {"DQ_BK", 32, TILE},
-    [EV_DQ_RQ] = {"DQ_RQ", 4, PER_ITEM},  [EV_DQ_RK] = {"DQ_RK", 2, PER_ITEM},
+    [EV_FWD_BQ] = {"FWD_BQ", 128, TILE}, [EV_FWD_BK] = {"FWD_BK", 32, TILE},
+    [EV_FWD_R] = {"FWD_R", 1, ROWS_PER_ITEM}, [EV_FWD_DW] = {"FWD_DW", 32, SLICE},
+    [EV_DKV_BQ] = {"DKV_BQ", 16, TILE},  [EV_DKV_BK] = {"DKV_BK", 128, TILE},
+    [EV_DKV_R] = {"DKV_R", 1, ROWS_PER_ITEM}, [EV_DKV_DW] = {"DKV_DW", 32, SLICE},
+    [EV_DQ_BQ] = {"DQ_BQ", 128, TILE},   [EV_DQ_BK] = {"DQ_BK", 16, TILE},
+    [EV_DQ_R] = {"DQ_R", 1, ROWS_PER_ITEM}, [EV_DQ_DW] = {"DQ_DW", 32, SLICE},
     [EV_DPAIR_WAVES] = {"DPAIR_WAVES", 4, LEGAL(1, 2, 4, 8, 16)},
 };
 
-/* Every tile must hold at least one work-item's rows and columns; the local memory a tile
- * needs depends on the head dim, so the op checks it (and shrinks tiles) per call. */
+/* A work-group's rows must hold at least one work-item's rows; the local memory and the
+ * work-items a kernel needs depend on the head dim, so the op checks those (and shrinks
+ * tiles) per call. */
 static const char *evoattn_check(const int *v, const mcl_device_info *device)
 {
-    static const int kernels[3][4] = {{EV_FWD_BQ, EV_FWD_BK, EV_FWD_RQ, EV_FWD_RK},
-                                      {EV_DKV_BQ, EV_DKV_BK, EV_DKV_RQ, EV_DKV_RK},
-                                      {EV_DQ_BQ, EV_DQ_BK, EV_DQ_RQ, EV_DQ_RK}};
+    static const int kernels[3][2] = {{EV_FWD_BQ, EV_FWD_R}, {EV_DKV_BK, EV_DKV_R}, {EV_DQ_BQ, EV_DQ_R}};
     for (int k = 0; k < 3; k++) {
-        int bq = v[kernels[k][0]], bk = v[kernels[k][1]], rq = v[kernels[k][2]], rk = v[kernels[k][3]];
-        if (rq > bq || rk > bk) return "a work-item's rows or columns exceed its tile";
-        if ((size_t)(bq / rq) * (size_t)(bk / rk) > device->max_work_group_size)
-            return "a tile needs a larger work-group than the device allows";
+        int rows = v[kernels[k][0]], per_item = v[kernels[k][1]];
+        if (per_item > rows) return "R exceeds the work-group's rows (FWD_BQ, DKV_BK or DQ_BQ)";
+        if ((size_t)(rows / per_item) > device->max_work_group_size)
+            return "rows / R exceeds the device's work-group size";
     }
     return NULL;
 }

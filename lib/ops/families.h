@@ -11,15 +11,17 @@ enum { LN_VARIANT_REFERENCE = 0, LN_VARIANT_TILED = 1 };
 #define LN_MAX_COLUMNS 32 /* columns one work-item holds in registers */
 
 /* evoattn: VARIANT 0 = unfused reference kernels (materialised scores), 1 = tiled. Each tiled
- * kernel (forward; dK/dV; dQ with the pair-bias gradient) takes a query tile BQ, a key tile BK
- * and the rows (RQ or RK) and columns each work-item computes; DPAIR_WAVES sets how many
- * work-groups per compute unit the dQ kernel's split over N aims for when d(pair bias) is
- * wanted. */
+ * kernel (forward; dQ; dK/dV with the bias gradients) has a query tile BQ and a key tile BK:
+ * one of them is the work-group's own rows (BQ for forward and dQ, BK for dK/dV), the other
+ * the tile it streams. R is the rows a work-item owns and DW the widest head-dim slice it
+ * holds (the head dim is split into the fewest slices of at most DW columns). DPAIR_WAVES sets
+ * how many work-groups per compute unit the dK/dV kernel's split over N aims for when
+ * d(pair bias) is wanted. */
 enum {
     EV_VARIANT,
-    EV_FWD_BQ, EV_FWD_BK, EV_FWD_RQ, EV_FWD_RK,
-    EV_DKV_BQ, EV_DKV_BK, EV_DKV_RQ, EV_DKV_RK,
-    EV_DQ_BQ, EV_DQ_BK, EV_DQ_RQ, EV_DQ_RK,
+    EV_FWD_BQ, EV_FWD_BK, EV_FWD_R, EV_FWD_DW,
+    EV_DKV_BQ, EV_DKV_BK, EV_DKV_R, EV_DKV_DW,
+    EV_DQ_BQ, EV_DQ_BK, EV_DQ_R, EV_DQ_DW,
     EV_DPAIR_WAVES,
 };
 enum { EV_VARIANT_REFERENCE = 0, EV_VARIANT_TILED = 1 };
