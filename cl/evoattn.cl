@@ -20,7 +20,10 @@
  * tile sits in local memory and every work-item reads the same element at the same time, so
  * local reads are broadcasts that feed 4 * R FMAs each. With DS > 1 the partial dot products
  * of the slices are summed through local memory, in slice order, so every slice sees
- * bitwise-identical scores. Scores are kept in log2 units. A key whose mask bias is
+ * bitwise-identical scores. With DS = 1 the backward kernels finish one streamed column
+ * before the next, so no register array spans the tile: the NVIDIA compiler otherwise chose
+ * per tile shape whether such arrays stayed in registers (the dK/dV kernel at D = 8 ran 10x
+ * slower with BQ = 16 than with BQ = 8). Scores are kept in log2 units. A key whose mask bias is
  * <= EV_MASKED is removed; a row with no key left has probability 0 everywhere. */
 #ifndef EV_D
 #define EV_D 32
@@ -41,10 +44,10 @@
 #define EV_FWD_DW 32
 #endif
 #ifndef EV_DKV_BQ
-#define EV_DKV_BQ 16
+#define EV_DKV_BQ 64
 #endif
 #ifndef EV_DKV_BK
-#define EV_DKV_BK 128
+#define EV_DKV_BK 64
 #endif
 #ifndef EV_DKV_R
 #define EV_DKV_R 1
@@ -59,7 +62,7 @@
 #define EV_DQ_BQ 128
 #endif
 #ifndef EV_DQ_BK
-#define EV_DQ_BK 16
+#define EV_DQ_BK 32
 #endif
 #ifndef EV_DQ_R
 #define EV_DQ_R 1
@@ -104,7 +107,7 @@
         ulong pair_part_off, __global float *scratch, ulong scratch_off, uint B, uint N, uint S, \
         uint H, float scale, uint flags, uint n_per_chunk
 #define EV_OFFSETS                                                                             \
-    q += q_off; k += k_off; v += v_off; mask += mask_off; pair += pair_off; g += g_off;        \
+    q += q_off; k += k_off; v += v_off; mask += mask_off; pair += pair_off; g += g_off;         \
     o += o_off; y += y_off; lse += lse_off; dout += dout_off; dq += dq_off; dk += dk_off;      \
     dv += dv_off; dg += dg_off; delta += delta_off; mask_part += mask_part_off;                 \
     pair_part += pair_part_off; scratch += scratch_off
@@ -202,7 +205,6 @@ inline void stage_bias(__local float *mask_l, __local float *pair_l, uint stride
 inline void load_slice(float4 *dst, uint nvec, __global const store_t *src, __global const store_t *gate,
                        ulong base, uint i, uint d0, uint S, uint H, uint flags)
 {
-#pragma unroll
     for (uint e = 0; e < nvec; e++)
         dst[e] = i < S ? load4(src, gate, AT(base, i, d0 + 4 * e), d0 + 4 * e, flags) : 0.0f;
 }
@@ -212,7 +214,6 @@ inline void store_slice(__global store_t *dst, const float4 *src, uint nvec, flo
                         uint i, uint d0, uint S, uint H)
 {
     if (i >= S) return;
-#pragma unroll
     for (uint e = 0; e < nvec; e++) {
         uint d = d0 + 4 * e;
         float x[4];
@@ -231,17 +232,41 @@ inline float dot_acc(float4 a, float4 b, float acc)
     return fma(a.w, b.w, fma(a.z, b.z, fma(a.y, b.y, fma(a.x, b.x, acc))));
 }
 
+/* x + y + z + w in a fixed order */
+inline float hsum(float4 a) { return (a.x + a.y) + (a.z + a.w); }
+
+/* P and dS = P (dP - delta) of one entry from its score, dP and bias (log2 units) and its
+ * query's log2 log-sum-exp and delta; a fully masked query (l2 = -inf) gives zeros. */
+inline float2 prob_and_dscore(float s, float dp, float bias, float l2, float delta, float scale2)
+{
+    float p = l2 == -INFINITY ? 0.0f : exp2(fma(s, scale2, bias) - l2);
+    return (float2)(p, p * (dp - delta));
+}
+
+/* part[(i0 + r) * S + j0 + c] = (accumulate ? part[..] : 0) + tile[r * stride + c] over a
+ * rows x cols tile, coalesced along c; nothing past S. */
+inline void add_tile(__global float *part, ulong base, __local const float *tile, uint stride, uint i0,
+                     uint rows, uint j0, uint cols, uint S, bool accumulate, uint lid, uint items)
+{
+    for (uint e = lid; e < rows * cols; e += items) {
+        uint r = e / cols, c = e % cols, i = i0 + r, j = j0 + c;
+        if (i >= S || j >= S) continue;
+        ulong at = base + (ulong)i * S + j;
+        part[at] = (accumulate ? part[at] : 0.0f) + tile[r * stride + c];
+    }
+}
+
 /* With DS > 1: sums each work-item's partial dot products vals[R][COLS] over the DS slices
  * of its rows, through part[DS][ROWS][COLS + 1], in slice order. Contains a barrier: every
  * work-item calls it. */
 #define EV_SUM_SLICES(vals, part, COLS)                                                        \
     do {                                                                                       \
-        _Pragma("unroll") for (uint r_ = 0; r_ < R; r_++)                                      \
-            _Pragma("unroll") for (uint c_ = 0; c_ < (COLS); c_++)                             \
+        for (uint r_ = 0; r_ < R; r_++)                                                        \
+            for (uint c_ = 0; c_ < (COLS); c_++)                                               \
                 part[sl][grp + r_ * G][c_] = vals[r_][c_];                                     \
         barrier(CLK_LOCAL_MEM_FENCE);                                                          \
-        _Pragma("unroll") for (uint r_ = 0; r_ < R; r_++)                                      \
-            _Pragma("unroll") for (uint c_ = 0; c_ < (COLS); c_++) {                           \
+        for (uint r_ = 0; r_ < R; r_++)                                                        \
+            for (uint c_ = 0; c_ < (COLS); c_++) {                                             \
                 float t_ = 0.0f;                                                               \
                 for (uint u_ = 0; u_ < DS; u_++) t_ += part[u_][grp + r_ * G][c_];             \
                 vals[r_][c_] = t_;                                                             \
@@ -278,10 +303,8 @@ void evoattn_forward(EV_ARGS)
 
     float4 qv[R][V4], acc[R][V4];
     float m[R], l[R];
-    #pragma unroll
     for (uint r = 0; r < R; r++) {
         load_slice(qv[r], V4, q, NULL, base, i0 + grp + r * G, sl * DW, S, H, flags);
-        #pragma unroll
         for (uint e = 0; e < V4; e++) acc[r][e] = 0.0f;
         m[r] = -INFINITY;
         l[r] = 0.0f;
@@ -295,24 +318,18 @@ void evoattn_forward(EV_ARGS)
         barrier(CLK_LOCAL_MEM_FENCE);
 
         float s[R][BK];
-        #pragma unroll
         for (uint c = 0; c < BK; c++) {
-            #pragma unroll
             for (uint r = 0; r < R; r++) s[r][c] = 0.0f;
-            #pragma unroll
             for (uint e = 0; e < V4; e++) {
                 float4 k4 = k_l[c][sl * V4 + e];
-                #pragma unroll
                 for (uint r = 0; r < R; r++) s[r][c] = dot_acc(qv[r][e], k4, s[r][c]);
             }
         }
 #if DS > 1
         EV_SUM_SLICES(s, part_l, BK);
 #endif
-        #pragma unroll
         for (uint r = 0; r < R; r++) {
             float m_new = m[r];
-            #pragma unroll
             for (uint c = 0; c < BK; c++) {
                 float bias = (flags & EV_HAS_PAIR) ? mask_l[c] + pair_l[grp + r * G][c] : mask_l[c];
                 s[r][c] = fma(s[r][c], scale2, bias);
@@ -322,25 +339,18 @@ void evoattn_forward(EV_ARGS)
             float alpha = exp2(m[r] - m_use);
             m[r] = m_new;
             l[r] *= alpha;
-            #pragma unroll
             for (uint e = 0; e < V4; e++) acc[r][e] *= alpha;
-            #pragma unroll
             for (uint c = 0; c < BK; c++) {
                 s[r][c] = exp2(s[r][c] - m_use);
                 l[r] += s[r][c];
             }
         }
-        #pragma unroll
         for (uint c = 0; c < BK; c++)
-            #pragma unroll
             for (uint e = 0; e < V4; e++) {
                 float4 v4 = v_l[c][sl * V4 + e];
-                #pragma unroll
                 for (uint r = 0; r < R; r++) acc[r][e] = fma((float4)(s[r][c]), v4, acc[r][e]);
             }
     }
-
-    #pragma unroll
 
     for (uint r = 0; r < R; r++) {
         uint i = i0 + grp + r * G;
@@ -349,7 +359,6 @@ void evoattn_forward(EV_ARGS)
         if (flags & EV_HAS_GATE) {
             float4 gv[V4];
             load_slice(gv, V4, g, NULL, base, i, sl * DW, S, H, flags);
-            #pragma unroll
             for (uint e = 0; e < V4; e++) gv[e] = acc[r][e] * inv * (1.0f / (1.0f + exp(-gv[e])));
             store_slice(y, gv, V4, 1.0f, base, i, sl * DW, S, H);
         }
@@ -421,12 +430,10 @@ void evoattn_bwd_dq(EV_ARGS)
 
     float4 qv[R][V4], dov[R][V4], dq_acc[R][V4];
     float l2[R], dl[R];
-    #pragma unroll
     for (uint r = 0; r < R; r++) {
         uint i = i0 + grp + r * G;
         load_slice(qv[r], V4, q, NULL, base, i, sl * DW, S, H, flags);
         load_slice(dov[r], V4, dout, g, base, i, sl * DW, S, H, flags);
-        #pragma unroll
         for (uint e = 0; e < V4; e++) dq_acc[r][e] = 0.0f;
         l2[r] = i < S ? lse[stat_row + i] * EV_LOG2E : -INFINITY;
         dl[r] = i < S ? delta[stat_row + i] : 0.0f;
@@ -439,43 +446,51 @@ void evoattn_bwd_dq(EV_ARGS)
         stage_bias(mask_l, &pair_l[0][0], BK + 1, mask, mask_row, pair, pair_base, i0, BQ, j0, BK, S, flags, lid, items);
         barrier(CLK_LOCAL_MEM_FENCE);
 
-        float s[R][BK], dp[R][BK];
-        #pragma unroll
+#if DS == 1
+        /* one slice: each key column is finished before the next (see the dK/dV kernel) */
         for (uint c = 0; c < BK; c++) {
-            #pragma unroll
+            float4 k4[V4], v4[V4];
+            for (uint e = 0; e < V4; e++) {
+                k4[e] = k_l[c][e];
+                v4[e] = v_l[c][e];
+            }
+            for (uint r = 0; r < R; r++) {
+                float4 s4 = 0.0f, dp4 = 0.0f; /* four independent chains per dot */
+                for (uint e = 0; e < V4; e++) {
+                    s4 = fma(qv[r][e], k4[e], s4);
+                    dp4 = fma(dov[r][e], v4[e], dp4);
+                }
+                float bias = (flags & EV_HAS_PAIR) ? mask_l[c] + pair_l[grp + r * G][c] : mask_l[c];
+                float ds = prob_and_dscore(hsum(s4), hsum(dp4), bias, l2[r], dl[r], scale2).y;
+                for (uint e = 0; e < V4; e++) dq_acc[r][e] = fma((float4)(ds), k4[e], dq_acc[r][e]);
+            }
+        }
+#else
+        float s[R][BK], dp[R][BK];
+        for (uint c = 0; c < BK; c++) {
             for (uint r = 0; r < R; r++) s[r][c] = dp[r][c] = 0.0f;
-            #pragma unroll
             for (uint e = 0; e < V4; e++) {
                 float4 k4 = k_l[c][sl * V4 + e], v4 = v_l[c][sl * V4 + e];
-                #pragma unroll
                 for (uint r = 0; r < R; r++) {
                     s[r][c] = dot_acc(qv[r][e], k4, s[r][c]);
                     dp[r][c] = dot_acc(dov[r][e], v4, dp[r][c]);
                 }
             }
         }
-#if DS > 1
         EV_SUM_SLICES(s, part_s, BK);
         EV_SUM_SLICES(dp, part_dp, BK);
-#endif
-        #pragma unroll
         for (uint r = 0; r < R; r++) /* s becomes dS */
-            #pragma unroll
             for (uint c = 0; c < BK; c++) {
                 float bias = (flags & EV_HAS_PAIR) ? mask_l[c] + pair_l[grp + r * G][c] : mask_l[c];
-                float p = l2[r] == -INFINITY ? 0.0f : exp2(fma(s[r][c], scale2, bias) - l2[r]);
-                s[r][c] = p * (dp[r][c] - dl[r]);
+                s[r][c] = prob_and_dscore(s[r][c], dp[r][c], bias, l2[r], dl[r], scale2).y;
             }
-        #pragma unroll
         for (uint c = 0; c < BK; c++)
-            #pragma unroll
             for (uint e = 0; e < V4; e++) {
                 float4 k4 = k_l[c][sl * V4 + e];
-                #pragma unroll
                 for (uint r = 0; r < R; r++) dq_acc[r][e] = fma((float4)(s[r][c]), k4, dq_acc[r][e]);
             }
+#endif
     }
-    #pragma unroll
     for (uint r = 0; r < R; r++) store_slice(dq, dq_acc[r], V4, scale, base, i0 + grp + r * G, sl * DW, S, H);
 }
 #undef BQ
@@ -526,11 +541,9 @@ void evoattn_bwd_dkdv(EV_ARGS)
         const ulong stat_row = stat_index(b, n, h, 0, N, S, H);
         float4 kv[R][V4], vv[R][V4], dk_acc[R][V4], dv_acc[R][V4];
         float dmask_acc[R];
-        #pragma unroll
         for (uint r = 0; r < R; r++) {
             load_slice(kv[r], V4, k, NULL, base, j0 + grp + r * G, sl * DW, S, H, flags);
             load_slice(vv[r], V4, v, NULL, base, j0 + grp + r * G, sl * DW, S, H, flags);
-            #pragma unroll
             for (uint e = 0; e < V4; e++) dk_acc[r][e] = dv_acc[r][e] = 0.0f;
             dmask_acc[r] = 0.0f;
         }
@@ -547,65 +560,77 @@ void evoattn_bwd_dkdv(EV_ARGS)
             }
             barrier(CLK_LOCAL_MEM_FENCE);
 
-            /* this chunk's partial of d(pair bias) so far, loaded before the arithmetic so
-             * that its latency overlaps it */
-            const bool dpair_rmw = (flags & EV_WANT_DPAIR) && sl == 0;
-            float dpair_old[R][BQ];
-            #pragma unroll
-            for (uint r = 0; r < R; r++)
-                #pragma unroll
-                for (uint c = 0; c < BQ; c++) {
-                    uint i = i0 + c, j = j0 + grp + r * G;
-                    bool live = dpair_rmw && n != n_first && i < S && j < S;
-                    dpair_old[r][c] = live ? pair_part[part_base + (ulong)i * S + j] : 0.0f;
-                }
-
-            float s[R][BQ], dp[R][BQ];
-            #pragma unroll
+#if DS == 1
+            /* one slice: each query column is finished before the next, so nothing of the
+             * tile's size lives in registers and the compiler's unrolling cannot spill it */
             for (uint c = 0; c < BQ; c++) {
-                #pragma unroll
+                float4 q4[V4], o4[V4];
+                for (uint e = 0; e < V4; e++) {
+                    q4[e] = q_l[c][e];
+                    o4[e] = do_l[c][e];
+                }
+                for (uint r = 0; r < R; r++) {
+                    uint col = grp + r * G, i = i0 + c, j = j0 + col;
+                    bool rmw = (flags & EV_WANT_DPAIR) && i < S && j < S;
+                    ulong at = part_base + (ulong)i * S + j;
+                    /* the chunk's partial so far, loaded first so its latency overlaps the dots */
+                    float old = rmw && n != n_first ? pair_part[at] : 0.0f;
+                    float4 s4 = 0.0f, dp4 = 0.0f; /* four independent chains per dot */
+                    for (uint e = 0; e < V4; e++) {
+                        s4 = fma(kv[r][e], q4[e], s4);
+                        dp4 = fma(vv[r][e], o4[e], dp4);
+                    }
+                    float bias = (flags & EV_HAS_PAIR) ? mask_l[col] + pair_l[c][col] : mask_l[col];
+                    float2 pds = prob_and_dscore(hsum(s4), hsum(dp4), bias, l2_l[c], delta_l[c], scale2);
+                    dmask_acc[r] += pds.y;
+                    if (rmw) pair_part[at] = old + pds.y;
+                    for (uint e = 0; e < V4; e++) {
+                        dv_acc[r][e] = fma((float4)(pds.x), o4[e], dv_acc[r][e]);
+                        dk_acc[r][e] = fma((float4)(pds.y), q4[e], dk_acc[r][e]);
+                    }
+                }
+            }
+#else
+            float s[R][BQ], dp[R][BQ];
+            for (uint c = 0; c < BQ; c++) {
                 for (uint r = 0; r < R; r++) s[r][c] = dp[r][c] = 0.0f;
-                #pragma unroll
                 for (uint e = 0; e < V4; e++) {
                     float4 q4 = q_l[c][sl * V4 + e], o4 = do_l[c][sl * V4 + e];
-                    #pragma unroll
                     for (uint r = 0; r < R; r++) {
                         s[r][c] = dot_acc(kv[r][e], q4, s[r][c]);
                         dp[r][c] = dot_acc(vv[r][e], o4, dp[r][c]);
                     }
                 }
             }
-#if DS > 1
             EV_SUM_SLICES(s, part_s, BQ);
             EV_SUM_SLICES(dp, part_dp, BQ);
-#endif
-            #pragma unroll
             for (uint r = 0; r < R; r++) /* s becomes P, dp becomes dS */
-                #pragma unroll
                 for (uint c = 0; c < BQ; c++) {
-                    uint i = i0 + c, j = j0 + grp + r * G;
-                    float bias = (flags & EV_HAS_PAIR) ? mask_l[grp + r * G] + pair_l[c][grp + r * G] : mask_l[grp + r * G];
-                    float p = l2_l[c] == -INFINITY ? 0.0f : exp2(fma(s[r][c], scale2, bias) - l2_l[c]);
-                    float ds = p * (dp[r][c] - delta_l[c]);
-                    s[r][c] = p;
-                    dp[r][c] = ds;
-                    dmask_acc[r] += ds;
-                    if (dpair_rmw && i < S && j < S) pair_part[part_base + (ulong)i * S + j] = dpair_old[r][c] + ds;
+                    uint col = grp + r * G;
+                    float bias = (flags & EV_HAS_PAIR) ? mask_l[col] + pair_l[c][col] : mask_l[col];
+                    float2 pds = prob_and_dscore(s[r][c], dp[r][c], bias, l2_l[c], delta_l[c], scale2);
+                    s[r][c] = pds.x;
+                    dp[r][c] = pds.y;
+                    dmask_acc[r] += pds.y;
                 }
-            #pragma unroll
+            barrier(CLK_LOCAL_MEM_FENCE); /* every slice has read its bias */
+            for (uint r = 0; r < R && sl == 0; r++)
+                for (uint c = 0; c < BQ; c++) pair_l[c][grp + r * G] = dp[r][c];
             for (uint c = 0; c < BQ; c++)
-                #pragma unroll
                 for (uint e = 0; e < V4; e++) {
                     float4 q4 = q_l[c][sl * V4 + e], o4 = do_l[c][sl * V4 + e];
-                    #pragma unroll
                     for (uint r = 0; r < R; r++) {
                         dv_acc[r][e] = fma((float4)(s[r][c]), o4, dv_acc[r][e]);
                         dk_acc[r][e] = fma((float4)(dp[r][c]), q4, dk_acc[r][e]);
                     }
                 }
+            /* the tile's dS, now in pair_l, joins this chunk's d(pair bias) partial (the barrier
+             * stays unconditional: PoCL 5 corrupted memory with it under a uniform branch) */
+            barrier(CLK_LOCAL_MEM_FENCE);
+            if (flags & EV_WANT_DPAIR)
+                add_tile(pair_part, part_base, &pair_l[0][0], BK + 1, i0, BQ, j0, BK, S, n != n_first, lid, items);
+#endif
         }
-
-        #pragma unroll
 
         for (uint r = 0; r < R; r++) {
             uint j = j0 + grp + r * G;

@@ -59,11 +59,11 @@ const mcl_family mcl_family_layernorm = {
 static const mcl_param_decl evoattn_params[] = {
     [EV_VARIANT] = {"VARIANT", EV_VARIANT_TILED, LEGAL(EV_VARIANT_REFERENCE, EV_VARIANT_TILED)},
     [EV_FWD_BQ] = {"FWD_BQ", 128, TILE}, [EV_FWD_BK] = {"FWD_BK", 32, TILE},
-    [EV_FWD_R] = {"FWD_R", 1, ROWS_PER_ITEM}, [EV_FWD_DW] = {"FWD_DW", 32, SLICE},
-    [EV_DKV_BQ] = {"DKV_BQ", 16, TILE},  [EV_DKV_BK] = {"DKV_BK", 128, TILE},
+    [EV_FWD_R] = {"FWD_R", 1, ROWS_PER_ITEM}, [EV_FWD_DW] = {"FWD_DW", 64, SLICE},
+    [EV_DKV_BQ] = {"DKV_BQ", 64, TILE},  [EV_DKV_BK] = {"DKV_BK", 128, TILE},
     [EV_DKV_R] = {"DKV_R", 1, ROWS_PER_ITEM}, [EV_DKV_DW] = {"DKV_DW", 32, SLICE},
-    [EV_DQ_BQ] = {"DQ_BQ", 128, TILE},   [EV_DQ_BK] = {"DQ_BK", 16, TILE},
-    [EV_DQ_R] = {"DQ_R", 1, ROWS_PER_ITEM}, [EV_DQ_DW] = {"DQ_DW", 32, SLICE},
+    [EV_DQ_BQ] = {"DQ_BQ", 128, TILE},   [EV_DQ_BK] = {"DQ_BK", 32, TILE},
+    [EV_DQ_R] = {"DQ_R", 1, ROWS_PER_ITEM}, [EV_DQ_DW] = {"DQ_DW", 64, SLICE},
     [EV_DPAIR_WAVES] = {"DPAIR_WAVES", 4, LEGAL(1, 2, 4, 8, 16)},
 };
 
