@@ -264,6 +264,62 @@ MCL_API mcl_status mcl_evoattn_backward_workspace_size(mcl_context *context,
                                                        const mcl_evoattn_bwd_tensors *tensors,
                                                        size_t *bytes);
 
+/* ---- Sigmoid gating --------------------------------------------------------------------
+ * y = x * sigmoid(g), elementwise over `count` elements of x, g and y (AF3's output gates).
+ * Backward: dx = dy * sigmoid(g), dg = dy * x * sigmoid(g) * (1 - sigmoid(g)). */
+typedef struct mcl_gating_desc {
+    size_t count;
+    mcl_dtype dtype;
+} mcl_gating_desc;
+
+typedef struct mcl_gating_fwd_tensors {
+    mcl_tensor x, g; /* in  [count] */
+    mcl_tensor y;    /* out [count]; may be x itself (in place) */
+} mcl_gating_fwd_tensors;
+
+typedef struct mcl_gating_bwd_tensors {
+    mcl_tensor x, g, dy; /* in  [count] */
+    mcl_tensor dx, dg;   /* out [count], optional (at least one); dx may be dy itself */
+} mcl_gating_bwd_tensors;
+
+MCL_API mcl_status mcl_gating_forward(mcl_context *context, const mcl_gating_desc *desc,
+                                      const mcl_gating_fwd_tensors *tensors, cl_event *event);
+MCL_API mcl_status mcl_gating_backward(mcl_context *context, const mcl_gating_desc *desc,
+                                       const mcl_gating_bwd_tensors *tensors, cl_event *event);
+
+/* ---- SwiGLU ----------------------------------------------------------------------------
+ * For x [rows, 2 * features] split into halves a (the SiLU half) and b:
+ *   y [rows, features] = silu(a) * b,   silu(a) = a * sigmoid(a).
+ * silu_half says which half a is: AF3 applies SiLU to the first half, MegaFold's and
+ * OpenFold's code to the second. Backward: dx = [da, db] (in x's layout) with
+ *   da = dy * b * sigmoid(a) * (1 + a * (1 - sigmoid(a))),   db = dy * silu(a). */
+typedef enum mcl_swiglu_half {
+    MCL_SWIGLU_SILU_FIRST = 0,
+    MCL_SWIGLU_SILU_SECOND = 1,
+} mcl_swiglu_half;
+
+typedef struct mcl_swiglu_desc {
+    size_t rows, features;
+    mcl_dtype dtype;
+    mcl_swiglu_half silu_half;
+} mcl_swiglu_desc;
+
+typedef struct mcl_swiglu_fwd_tensors {
+    mcl_tensor x; /* in  [rows, 2 * features] */
+    mcl_tensor y; /* out [rows, features] */
+} mcl_swiglu_fwd_tensors;
+
+typedef struct mcl_swiglu_bwd_tensors {
+    mcl_tensor x;  /* in  [rows, 2 * features], the forward's input */
+    mcl_tensor dy; /* in  [rows, features] */
+    mcl_tensor dx; /* out [rows, 2 * features] */
+} mcl_swiglu_bwd_tensors;
+
+MCL_API mcl_status mcl_swiglu_forward(mcl_context *context, const mcl_swiglu_desc *desc,
+                                      const mcl_swiglu_fwd_tensors *tensors, cl_event *event);
+MCL_API mcl_status mcl_swiglu_backward(mcl_context *context, const mcl_swiglu_desc *desc,
+                                       const mcl_swiglu_bwd_tensors *tensors, cl_event *event);
+
 /* ---- Experimental API -------------------------------------------------------------------
  * Interfaces that may change between minor versions, as zstd's static-linking-only section:
  * define MCL_EXPERIMENTAL before including this header to use them. */

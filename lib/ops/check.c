@@ -14,6 +14,14 @@ mcl_status mcl_mul_size(size_t a, size_t b, size_t *out, const char *op, const c
     return MCL_OK;
 }
 
+unsigned mcl_offset_vec_limit(size_t elem_size, const mcl_tensor *const *tensors, size_t n)
+{
+    unsigned vec = 8;
+    for (size_t i = 0; i < n; i++)
+        while (vec > 1 && tensors[i]->mem && tensors[i]->offset % (vec * elem_size) != 0) vec /= 2;
+    return vec;
+}
+
 static void shape_string(const mcl_tensor_check *c, char *out, size_t cap)
 {
     size_t used = snprintf(out, cap, "[");

@@ -27,6 +27,9 @@ mcl_status mcl_check_tensors(mcl_context *ctx, const char *op, const mcl_tensor_
 /* a * b, failing with MCL_ERR_SIZE_OVERFLOW naming `what` */
 mcl_status mcl_mul_size(size_t a, size_t b, size_t *out, const char *op, const char *what);
 
+/* The widest vector (<= 8 elements) every given tensor's offset is aligned to. */
+unsigned mcl_offset_vec_limit(size_t elem_size, const mcl_tensor *const *tensors, size_t n);
+
 /* true if the tensor is given */
 static inline int mcl_has(const mcl_tensor *t) { return t->mem != NULL; }
 

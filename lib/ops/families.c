@@ -97,9 +97,39 @@ const mcl_family mcl_family_evoattn = {
     .bucket = evoattn_bucket,
 };
 
+/* ---- glu -------------------------------------------------------------------------------- */
+
+static const mcl_param_decl glu_params[] = {
+    [GLU_VEC] = {"VEC", 4, LEGAL(1, 2, 4, 8)},
+    [GLU_WG] = {"WG", 256, LEGAL(32, 64, 128, 256, 512, 1024)},
+    [GLU_GROUPS_PER_CU] = {"GROUPS_PER_CU", 8, LEGAL(1, 2, 4, 8, 16, 32)},
+};
+
+static const char *glu_check(const int *v, const mcl_device_info *device)
+{
+    if ((size_t)v[GLU_WG] > device->max_work_group_size) return "WG exceeds the device's work-group size";
+    return NULL;
+}
+
+/* shapes are {elements}: elementwise kernels are tuned per dtype only */
+static void glu_bucket(const size_t *shape, char *out, size_t cap)
+{
+    (void)shape;
+    snprintf(out, cap, "any");
+}
+
+const mcl_family mcl_family_glu = {
+    .name = "glu",
+    .define_prefix = "GLU_",
+    .params = glu_params,
+    .param_count = sizeof glu_params / sizeof glu_params[0],
+    .check = glu_check,
+    .bucket = glu_bucket,
+};
+
 /* ---- registry --------------------------------------------------------------------------- */
 
-const mcl_family *const mcl_families[] = {&mcl_family_layernorm, &mcl_family_evoattn};
+const mcl_family *const mcl_families[] = {&mcl_family_layernorm, &mcl_family_evoattn, &mcl_family_glu};
 const size_t mcl_family_count = sizeof mcl_families / sizeof mcl_families[0];
 
 const mcl_family *mcl_family_find(const char *name)

@@ -26,8 +26,14 @@ enum {
 };
 enum { EV_VARIANT_REFERENCE = 0, EV_VARIANT_TILED = 1 };
 
+/* glu: sigmoid gating and SwiGLU. VEC elements per work-item step (shrunk to divide the
+ * element count or features and every offset), WG work-items per group, GROUPS_PER_CU groups
+ * per compute unit in the grid-stride loop. */
+enum { GLU_VEC, GLU_WG, GLU_GROUPS_PER_CU };
+
 extern const mcl_family mcl_family_layernorm;
 extern const mcl_family mcl_family_evoattn;
+extern const mcl_family mcl_family_glu;
 
 extern const mcl_family *const mcl_families[];
 extern const size_t mcl_family_count;

@@ -7,8 +7,8 @@
 
 json_object *cli_device_json(const mcl_device_info *d);
 
-static const bench_workload *const workloads[] = {&bench_layernorm, &bench_evoattn};
-#define WORKLOAD_NAMES "layernorm, evoattn"
+static const bench_workload *const workloads[] = {&bench_layernorm, &bench_evoattn, &bench_gating, &bench_swiglu};
+#define WORKLOAD_NAMES "layernorm, evoattn, gating, swiglu"
 
 typedef struct bench_settings {
     mcl_dtype dtypes[3];

@@ -40,5 +40,7 @@ typedef struct bench_workload {
 
 extern const bench_workload bench_layernorm;
 extern const bench_workload bench_evoattn;
+extern const bench_workload bench_gating;
+extern const bench_workload bench_swiglu;
 
 #endif

@@ -1,0 +1,317 @@
+/* SwiGLU forward and backward against the double-precision reference: both SiLU halves, shapes
+ * that fill no vector or work-group, tensors inside larger buffers, every parameter variant,
+ * determinism and bad inputs. */
+#include "common.h"
+
+#include "ref/glu_ref.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- one forward and backward ----------------------------------------------------------- */
+
+typedef struct sw_case {
+    size_t rows, features;
+    mcl_dtype dtype;
+    mcl_swiglu_half half;
+    int offsets;  /* OFF_* */
+    int saturate; /* every 5th SiLU input in sigmoid's tails */
+} sw_case;
+
+enum { X, DY, Y, DX, NT };
+static const char *const t_names[NT] = {"x", "dy", "y", "dx"};
+
+typedef struct sw_out {
+    float *y, *dx;
+} sw_out;
+
+static sw_out run_case(mcl_context *ctx, sw_case c, host_rng *rng, const char *variant)
+{
+    char label[256];
+    snprintf(label, sizeof label, "swiglu %s rows=%zu features=%zu silu_half=%s offsets=%s params=%s",
+             mcl_dtype_name(c.dtype), c.rows, c.features,
+             c.half == MCL_SWIGLU_SILU_FIRST ? "first" : "second", test_offset_names[c.offsets], variant);
+    size_t f = c.features, half = c.rows * f, es = mcl_dtype_size(c.dtype);
+    const size_t n[NT] = {2 * half, half, half, 2 * half};
+    float *src[NT] = {host_random(rng, c.dtype, n[X], -4, 4), host_random(rng, c.dtype, n[DY], -1, 1)};
+    size_t a_col = c.half == MCL_SWIGLU_SILU_FIRST ? 0 : f;
+    for (size_t i = 0; c.saturate && i < half; i += 5) src[X][i / f * 2 * f + a_col + i % f] = test_extreme(rng, c.dtype);
+
+    cl_mem mem[NT];
+    mcl_tensor t[NT];
+    for (int i = 0; i < NT; i++) {
+        mem[i] = test_place(ctx, c.dtype, src[i], n[i], test_offset_of(c.offsets, i));
+        t[i] = (mcl_tensor){mem[i], test_offset_of(c.offsets, i) * es};
+    }
+    mcl_swiglu_desc desc = {c.rows, c.features, c.dtype, c.half};
+    mcl_swiglu_fwd_tensors ft = {.x = t[X], .y = t[Y]};
+    mcl_swiglu_bwd_tensors bt = {.x = t[X], .dy = t[DY], .dx = t[DX]};
+    assert_ok(mcl_swiglu_forward(ctx, &desc, &ft, NULL));
+    assert_ok(mcl_swiglu_backward(ctx, &desc, &bt, NULL));
+
+    double *ref[NT] = {NULL, NULL, malloc(n[Y] * sizeof(double)), malloc(n[DX] * sizeof(double))};
+    ref_swiglu_forward(src[X], c.rows, f, c.half, ref[Y]);
+    ref_swiglu_backward(src[X], src[DY], c.rows, f, c.half, ref[DX]);
+    float *out[NT];
+    for (int i = 0; i < NT; i++) {
+        out[i] = test_fetch(ctx, mem[i], c.dtype, n[i], test_offset_of(c.offsets, i), label, t_names[i]);
+        if (ref[i]) test_expect_close(label, t_names[i], out[i], ref[i], n[i], c.dtype);
+        else cr_expect_eq(memcmp(out[i], src[i], n[i] * sizeof(float)), 0, "%s: input %s was modified", label, t_names[i]);
+        clReleaseMemObject(mem[i]);
+        free(ref[i]);
+        if (i < Y) free(out[i]), free(src[i]);
+    }
+    return (sw_out){out[Y], out[DX]};
+}
+
+static void check_case(mcl_context *ctx, sw_case c, host_rng *rng, const char *variant)
+{
+    sw_out out = run_case(ctx, c, rng, variant);
+    free(out.y), free(out.dx);
+}
+
+/* ---- correctness ------------------------------------------------------------------------ */
+
+Test(swiglu, matches_reference_over_shapes_dtypes_halves_and_offsets)
+{
+    static const size_t rows[] = {1, 7, 300}, features[] = {1, 3, 64, 127, 512};
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (int dt = MCL_F32; dt <= MCL_F16; dt++)
+        for (size_t r = 0; r < COUNT_OF(rows); r++)
+            for (size_t f = 0; f < COUNT_OF(features); f++)
+                for (int h = MCL_SWIGLU_SILU_FIRST; h <= MCL_SWIGLU_SILU_SECOND; h++) {
+                    sw_case c = {rows[r], features[f], (mcl_dtype)dt, (mcl_swiglu_half)h,
+                                 (int)(r + f + (size_t)h) % OFF_MODES, 0};
+                    check_case(ctx, c, &rng, "default");
+                }
+    mcl_context_release(ctx);
+}
+
+/* SiLU inputs of +-8 to +-1e4: exp overflows in fp32, results must stay finite and right. */
+Test(swiglu, saturated_inputs_stay_finite_and_right)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (int dt = MCL_F32; dt <= MCL_F16; dt++)
+        for (int h = MCL_SWIGLU_SILU_FIRST; h <= MCL_SWIGLU_SILU_SECOND; h++)
+            check_case(ctx, (sw_case){7, 120, (mcl_dtype)dt, (mcl_swiglu_half)h, OFF_ZERO, 1}, &rng, "default");
+    mcl_context_release(ctx);
+}
+
+/* Every VEC with small and large work-groups and group counts; offsets 0 or multiples of 8,
+ * so the vector widths are kept where the features allow. */
+Test(swiglu, every_parameter_variant_is_correct)
+{
+    static const char *const groups[] = {"WG=32,GROUPS_PER_CU=1", "WG=64,GROUPS_PER_CU=32",
+                                         "WG=1024,GROUPS_PER_CU=2"};
+    static const int vecs[] = {1, 2, 4, 8};
+    static const size_t shapes[][2] = {{1, 3}, {7, 127}, {300, 64}, {3, 512}};
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (size_t v = 0; v < COUNT_OF(vecs); v++) {
+        for (size_t w = 0; w < COUNT_OF(groups); w++) {
+            char params[64];
+            snprintf(params, sizeof params, "VEC=%d,%s", vecs[v], groups[w]);
+            assert_ok(mcl_context_set_params(ctx, "glu", params));
+            for (size_t s = 0; s < COUNT_OF(shapes); s++) {
+                sw_case c = {shapes[s][0], shapes[s][1], (mcl_dtype)((v + w + s) % 3),
+                             (mcl_swiglu_half)((w + s) % 2), (int)(v + s) % 2, 0};
+                check_case(ctx, c, &rng, params);
+            }
+        }
+    }
+    assert_ok(mcl_context_set_params(ctx, "glu", NULL));
+    mcl_context_release(ctx);
+}
+
+Test(swiglu, results_are_bitwise_identical_on_repeat)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (int dt = MCL_F32; dt <= MCL_F16; dt++) {
+        sw_case c = {300, 127, (mcl_dtype)dt, MCL_SWIGLU_SILU_SECOND, OFF_MIXED, 0};
+        host_rng again = rng;
+        sw_out first = run_case(ctx, c, &rng, "first"), second = run_case(ctx, c, &again, "second");
+        size_t n = c.rows * c.features * sizeof(float);
+        cr_expect_eq(memcmp(first.y, second.y, n), 0, "swiglu %s: y differs between runs", mcl_dtype_name(c.dtype));
+        cr_expect_eq(memcmp(first.dx, second.dx, 2 * n), 0, "swiglu %s: dx differs between runs", mcl_dtype_name(c.dtype));
+        free(first.y), free(first.dx), free(second.y), free(second.dx);
+    }
+    mcl_context_release(ctx);
+}
+
+Test(swiglu, event_is_the_ops_last)
+{
+    enum { ROWS = 5, F = 33 };
+    mcl_context *ctx = test_context();
+    cl_mem x = test_buffer(ctx, ROWS * 2 * F * 4, 0), y = test_buffer(ctx, ROWS * F * 4, 0);
+    cl_mem dx = test_buffer(ctx, ROWS * 2 * F * 4, 0);
+    mcl_swiglu_desc desc = {ROWS, F, MCL_F32, MCL_SWIGLU_SILU_FIRST};
+    mcl_swiglu_fwd_tensors ft = {.x = {x, 0}, .y = {y, 0}};
+    mcl_swiglu_bwd_tensors bt = {.x = {x, 0}, .dy = {y, 0}, .dx = {dx, 0}};
+    cl_event events[2] = {NULL, NULL};
+    assert_ok(mcl_swiglu_forward(ctx, &desc, &ft, &events[0]));
+    assert_ok(mcl_swiglu_backward(ctx, &desc, &bt, &events[1]));
+    cr_assert(events[0] && events[1], "no event returned");
+    cr_assert_eq(clWaitForEvents(2, events), CL_SUCCESS);
+    clReleaseEvent(events[0]), clReleaseEvent(events[1]);
+    clReleaseMemObject(x), clReleaseMemObject(y), clReleaseMemObject(dx);
+    mcl_context_release(ctx);
+}
+
+/* ---- bad inputs: a specific status, a message, and outputs left untouched ------------------ */
+
+enum { BAD_ROWS = 4, BAD_F = 96, BAD_HALF = BAD_ROWS * BAD_F * 4, BAD_BYTE = 0x3c };
+
+typedef struct bad_fixture {
+    mcl_context *ctx;
+    cl_mem x, dy, y, dx, small; /* y, dx, small: BAD_BYTE, 64 bytes of slack after y and dx */
+    mcl_swiglu_desc desc;
+    mcl_swiglu_fwd_tensors ft;
+    mcl_swiglu_bwd_tensors bt;
+} bad_fixture;
+
+static bad_fixture bad_setup(void)
+{
+    bad_fixture f;
+    f.ctx = test_context();
+    f.x = test_buffer(f.ctx, 2 * BAD_HALF, 0x11);
+    f.dy = test_buffer(f.ctx, BAD_HALF, 0x11);
+    f.y = test_buffer(f.ctx, BAD_HALF + 64, BAD_BYTE);
+    f.dx = test_buffer(f.ctx, 2 * BAD_HALF + 64, BAD_BYTE);
+    f.small = test_buffer(f.ctx, 64, BAD_BYTE);
+    f.desc = (mcl_swiglu_desc){BAD_ROWS, BAD_F, MCL_F32, MCL_SWIGLU_SILU_FIRST};
+    f.ft = (mcl_swiglu_fwd_tensors){.x = {f.x, 0}, .y = {f.y, 0}};
+    f.bt = (mcl_swiglu_bwd_tensors){.x = {f.x, 0}, .dy = {f.dy, 0}, .dx = {f.dx, 0}};
+    return f;
+}
+
+static void bad_teardown(bad_fixture *f)
+{
+    cl_mem mems[] = {f->x, f->dy, f->y, f->dx, f->small};
+    for (size_t i = 0; i < COUNT_OF(mems); i++) clReleaseMemObject(mems[i]);
+    mcl_context_release(f->ctx);
+}
+
+static void expect_bad(bad_fixture *f, mcl_status got, mcl_status expected, const char *needle, const char *label)
+{
+    const char *msg = mcl_last_error();
+    cr_expect_eq(got, expected, "%s: returned %s, expected %s: %s", label, mcl_status_name(got),
+                 mcl_status_name(expected), msg);
+    if (got != MCL_OK) {
+        cr_expect(strstr(msg, "swiglu"), "%s: message '%s' does not name the op", label, msg);
+        if (needle) cr_expect(strstr(msg, needle), "%s: message '%s' lacks '%s'", label, msg, needle);
+    }
+    mcl_finish(f->ctx);
+    cl_mem outs[] = {f->y, f->dx, f->small};
+    size_t sizes[] = {BAD_HALF + 64, 2 * BAD_HALF + 64, 64};
+    for (size_t i = 0; i < COUNT_OF(outs); i++) {
+        unsigned char *bytes = test_read_all(f->ctx, outs[i], sizes[i]);
+        size_t written = 0;
+        for (size_t j = 0; j < sizes[i]; j++) written += bytes[j] != BAD_BYTE;
+        cr_expect_eq(written, 0, "%s: %zu bytes of output buffer %zu written", label, written, i);
+        free(bytes);
+    }
+}
+
+#define EXPECT_FWD(d, t, status, needle, label) \
+    expect_bad(&f, mcl_swiglu_forward(f.ctx, &(d), &(t), NULL), status, needle, label)
+#define EXPECT_BWD(d, t, status, needle, label) \
+    expect_bad(&f, mcl_swiglu_backward(f.ctx, &(d), &(t), NULL), status, needle, label)
+
+/* desc faults shared by forward and backward */
+typedef struct desc_fault {
+    const char *label;
+    mcl_status status, also; /* also: another acceptable status */
+    const char *needle;
+    size_t rows, features;
+    int dtype, silu_half;
+} desc_fault;
+
+static const desc_fault desc_faults[] = {
+    {"zero rows", MCL_ERR_INVALID_SIZE, MCL_ERR_INVALID_SIZE, "rows", 0, BAD_F, MCL_F32, 0},
+    {"zero features", MCL_ERR_INVALID_SIZE, MCL_ERR_INVALID_SIZE, "features", BAD_ROWS, 0, MCL_F32, 0},
+    {"unknown dtype", MCL_ERR_UNSUPPORTED_DTYPE, MCL_ERR_UNSUPPORTED_DTYPE, "dtype", BAD_ROWS, BAD_F, 7, 0},
+    {"silu_half 2", MCL_ERR_INVALID_ARGUMENT, MCL_ERR_INVALID_ARGUMENT, "silu_half", BAD_ROWS, BAD_F, MCL_F32, 2},
+    {"silu_half -1", MCL_ERR_INVALID_ARGUMENT, MCL_ERR_INVALID_ARGUMENT, "silu_half", BAD_ROWS, BAD_F, MCL_F32, -1},
+    {"element count overflow", MCL_ERR_SIZE_OVERFLOW, MCL_ERR_SIZE_OVERFLOW, "overflows", SIZE_MAX / 4, 8, MCL_F32, 0},
+    /* 2 * features wraps to 0: must fail, as an overflow or as a size past a limit */
+    {"2 x features overflows", MCL_ERR_SIZE_OVERFLOW, MCL_ERR_INVALID_SIZE, NULL, 1, SIZE_MAX / 2 + 1, MCL_F32, 0},
+};
+
+static mcl_swiglu_desc faulty(const desc_fault *f)
+{
+    return (mcl_swiglu_desc){f->rows, f->features, (mcl_dtype)f->dtype, (mcl_swiglu_half)f->silu_half};
+}
+
+static void expect_fault(bad_fixture *f, const desc_fault *fault, mcl_status got)
+{
+    expect_bad(f, got, got == fault->also ? got : fault->status, fault->needle, fault->label);
+}
+
+Test(swiglu, bad_forward_inputs)
+{
+    bad_fixture f = bad_setup();
+    mcl_swiglu_desc d = f.desc;
+    mcl_swiglu_fwd_tensors t = f.ft;
+    assert_status(mcl_swiglu_forward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_swiglu_forward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_swiglu_forward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    for (size_t i = 0; i < COUNT_OF(desc_faults); i++) {
+        mcl_swiglu_desc bad = faulty(&desc_faults[i]);
+        expect_fault(&f, &desc_faults[i], mcl_swiglu_forward(f.ctx, &bad, &t, NULL));
+    }
+
+    t = f.ft, t.x.mem = NULL;
+    EXPECT_FWD(d, t, MCL_ERR_NULL_POINTER, "x is required", "missing x");
+    t = f.ft, t.y.mem = NULL;
+    EXPECT_FWD(d, t, MCL_ERR_NULL_POINTER, "y is required", "missing y");
+    t = f.ft, t.x = (mcl_tensor){f.dy, 0}; /* [rows, features]: half what x needs */
+    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "x buffer holds 1536 bytes", "x sized [rows, features]");
+    t = f.ft, t.y = (mcl_tensor){f.small, 0};
+    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "y buffer holds 64 bytes", "small y");
+    t = f.ft, t.y = (mcl_tensor){f.y, 128};
+    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "from offset 128", "y past its buffer");
+    t = f.ft, t.y = (mcl_tensor){f.y, 2};
+    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "not a multiple", "misaligned y offset");
+    t = f.ft, t.x = (mcl_tensor){f.dx, 0}, t.y = (mcl_tensor){f.dx, 0};
+    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "y over the start of x");
+    t = f.ft, t.x = (mcl_tensor){f.dx, 0}, t.y = (mcl_tensor){f.dx, BAD_HALF};
+    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "y over the second half of x");
+    bad_teardown(&f);
+}
+
+Test(swiglu, bad_backward_inputs)
+{
+    bad_fixture f = bad_setup();
+    mcl_swiglu_desc d = f.desc;
+    mcl_swiglu_bwd_tensors t = f.bt;
+    assert_status(mcl_swiglu_backward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_swiglu_backward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_swiglu_backward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    for (size_t i = 0; i < COUNT_OF(desc_faults); i++) {
+        mcl_swiglu_desc bad = faulty(&desc_faults[i]);
+        expect_fault(&f, &desc_faults[i], mcl_swiglu_backward(f.ctx, &bad, &t, NULL));
+    }
+
+    t = f.bt, t.x.mem = NULL;
+    EXPECT_BWD(d, t, MCL_ERR_NULL_POINTER, "x is required", "missing x");
+    t = f.bt, t.dy.mem = NULL;
+    EXPECT_BWD(d, t, MCL_ERR_NULL_POINTER, "dy is required", "missing dy");
+    t = f.bt, t.dx.mem = NULL;
+    EXPECT_BWD(d, t, MCL_ERR_NULL_POINTER, "dx is required", "missing dx");
+    t = f.bt, t.dx = (mcl_tensor){f.y, 0}; /* [rows, features] and slack: about half of [rows, 2F] */
+    EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "dx buffer holds 1600 bytes", "dx sized [rows, features]");
+    t = f.bt, t.dy = (mcl_tensor){f.small, 0};
+    EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "dy buffer holds 64 bytes", "small dy");
+    t = f.bt, t.dx = (mcl_tensor){f.dx, 2};
+    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "not a multiple", "misaligned dx offset");
+    t = f.bt, t.x = (mcl_tensor){f.dx, 0};
+    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dx over x");
+    t = f.bt, t.dy = (mcl_tensor){f.dx, BAD_HALF};
+    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dx over dy");
+    bad_teardown(&f);
+}
