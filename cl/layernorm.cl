@@ -30,6 +30,7 @@
 #define LN_HAS_WEIGHT 1u
 #define LN_HAS_BIAS 2u
 #define LN_SAVE_STATS 4u /* forward: write mean and rstd */
+#define LN_STATS_ONLY 8u /* forward: no y (LayerNorm + Linear normalises on its GEMM's load) */
 #define LN_WANT_DX 4u    /* backward: write dx */
 #define LN_WANT_PARAMS 8u /* backward: write dweight/dbias partials */
 #define LN_WANT_DWEIGHT 16u
@@ -72,7 +73,7 @@ __kernel void layernorm_forward_ref(LN_FORWARD_ARGS)
         sq += d * d;
     }
     float rs = 1.0f / sqrt(sq / cols + eps);
-    for (uint c = 0; c < cols; c++) {
+    for (uint c = 0; c < cols && !(flags & LN_STATS_ONLY); c++) {
         float v = (load_elem(xr, c) - mu) * rs;
         if (flags & LN_HAS_WEIGHT) v *= load_elem(w, c);
         if (flags & LN_HAS_BIAS) v += load_elem(b, c);
@@ -164,7 +165,7 @@ void layernorm_forward(LN_FORWARD_ARGS)
     }
     float rs = 1.0f / sqrt(group_sum(sq, scratch, lid, LN_TPR) / cols + eps);
     if (!active) return; /* no barrier follows */
-    for (uint j = 0; j < LN_ITEMS; j++) {
+    for (uint j = 0; j < LN_ITEMS && !(flags & LN_STATS_ONLY); j++) {
         uint c = item_col(lane, j);
         if (c >= cols) break;
         float wv[LN_VEC], bv[LN_VEC], out[LN_VEC];

@@ -264,6 +264,48 @@ MCL_API mcl_status mcl_evoattn_backward_workspace_size(mcl_context *context,
                                                        const mcl_evoattn_bwd_tensors *tensors,
                                                        size_t *bytes);
 
+/* ---- LayerNorm + Linear ----------------------------------------------------------------
+ * y [rows, out] = LN(x) W + b for x [rows, in]: LN exactly as mcl_layernorm (biased variance,
+ * eps, optional ln_weight and ln_bias [in]), W [in, out] row-major, b [out] optional. The
+ * normalised x is formed while the GEMM loads its operand and is never stored; the forward
+ * writes mean and rstd [rows] fp32 for the backward. The backward recomputes LN(x) for dW the
+ * same way and stores dLN(x) = dy W^T (in the storage dtype) in the workspace for the
+ * LayerNorm backward; weight and bias gradients are reduced in a fixed order. */
+typedef struct mcl_ln_linear_desc {
+    size_t rows, in_features, out_features;
+    mcl_dtype dtype;
+    float eps; /* >= 0 and finite */
+} mcl_ln_linear_desc;
+
+typedef struct mcl_ln_linear_fwd_tensors {
+    mcl_tensor x;                   /* in  [rows, in] */
+    mcl_tensor ln_weight, ln_bias;  /* in  [in], optional */
+    mcl_tensor weight;              /* in  [in, out] */
+    mcl_tensor bias;                /* in  [out], optional */
+    mcl_tensor y;                   /* out [rows, out] */
+    mcl_tensor mean, rstd;          /* out [rows] fp32 */
+} mcl_ln_linear_fwd_tensors;
+
+typedef struct mcl_ln_linear_bwd_tensors {
+    mcl_tensor x, ln_weight, ln_bias, weight; /* in: as given to the forward */
+    mcl_tensor mean, rstd;                    /* in: saved by the forward */
+    mcl_tensor dy;                            /* in  [rows, out] */
+    mcl_tensor dx;                            /* out [rows, in], optional */
+    mcl_tensor dln_weight, dln_bias;          /* out [in], optional */
+    mcl_tensor dweight;                       /* out [in, out], optional */
+    mcl_tensor dbias;                         /* out [out], optional */
+} mcl_ln_linear_bwd_tensors;
+
+MCL_API mcl_status mcl_ln_linear_forward(mcl_context *context, const mcl_ln_linear_desc *desc,
+                                         const mcl_ln_linear_fwd_tensors *tensors, cl_event *event);
+MCL_API mcl_status mcl_ln_linear_backward(mcl_context *context, const mcl_ln_linear_desc *desc,
+                                          const mcl_ln_linear_bwd_tensors *tensors, cl_event *event);
+/* Scratch bytes the backward takes from the context's workspace for these outputs. */
+MCL_API mcl_status mcl_ln_linear_backward_workspace_size(mcl_context *context,
+                                                         const mcl_ln_linear_desc *desc,
+                                                         const mcl_ln_linear_bwd_tensors *tensors,
+                                                         size_t *bytes);
+
 /* ---- Sigmoid gating --------------------------------------------------------------------
  * y = x * sigmoid(g), elementwise over `count` elements of x, g and y (AF3's output gates).
  * Backward: dx = dy * sigmoid(g), dg = dy * x * sigmoid(g) * (1 - sigmoid(g)). */
@@ -319,6 +361,51 @@ MCL_API mcl_status mcl_swiglu_forward(mcl_context *context, const mcl_swiglu_des
                                       const mcl_swiglu_fwd_tensors *tensors, cl_event *event);
 MCL_API mcl_status mcl_swiglu_backward(mcl_context *context, const mcl_swiglu_desc *desc,
                                        const mcl_swiglu_bwd_tensors *tensors, cl_event *event);
+
+/* ---- Transition ------------------------------------------------------------------------
+ * AF3's transition block: y [rows, c] = SwiGLU(LN(x) W1) W2 for x [rows, c], with LN as
+ * mcl_layernorm (optional ln_weight and ln_bias [c]), W1 [c, 2F] whose output halves feed
+ * SwiGLU as silu_half says, W2 [F, c], and no biases (AF3 uses F = 4c). The forward keeps
+ * what the backward needs: mean and rstd [rows] fp32 and the pre-activation h = LN(x) W1
+ * [rows, 2F]; LN(x) and the SwiGLU output are formed as the GEMMs load their operands and are
+ * never stored. The backward recomputes both the same way, stores dh through the second GEMM's
+ * SwiGLU-backward epilogue a chunk of rows at a time, and keeps dLN(x) [rows, c] in the
+ * workspace; weight gradients are reduced in a fixed order. */
+typedef struct mcl_transition_desc {
+    size_t rows, channels, hidden; /* rows, c, F */
+    mcl_dtype dtype;
+    float eps;
+    mcl_swiglu_half silu_half;
+} mcl_transition_desc;
+
+typedef struct mcl_transition_fwd_tensors {
+    mcl_tensor x;                  /* in  [rows, c] */
+    mcl_tensor ln_weight, ln_bias; /* in  [c], optional */
+    mcl_tensor w1;                 /* in  [c, 2F] */
+    mcl_tensor w2;                 /* in  [F, c] */
+    mcl_tensor y;                  /* out [rows, c] */
+    mcl_tensor mean, rstd;         /* out [rows] fp32 */
+    mcl_tensor h;                  /* out [rows, 2F]: LN(x) W1, kept for the backward */
+} mcl_transition_fwd_tensors;
+
+typedef struct mcl_transition_bwd_tensors {
+    mcl_tensor x, ln_weight, ln_bias, w1, w2; /* in: as given to the forward */
+    mcl_tensor mean, rstd, h;                 /* in: saved by the forward */
+    mcl_tensor dy;                            /* in  [rows, c] */
+    mcl_tensor dx;                            /* out [rows, c], optional */
+    mcl_tensor dln_weight, dln_bias;          /* out [c], optional */
+    mcl_tensor dw1;                           /* out [c, 2F], optional */
+    mcl_tensor dw2;                           /* out [F, c], optional */
+} mcl_transition_bwd_tensors;
+
+MCL_API mcl_status mcl_transition_forward(mcl_context *context, const mcl_transition_desc *desc,
+                                          const mcl_transition_fwd_tensors *tensors, cl_event *event);
+MCL_API mcl_status mcl_transition_backward(mcl_context *context, const mcl_transition_desc *desc,
+                                           const mcl_transition_bwd_tensors *tensors, cl_event *event);
+MCL_API mcl_status mcl_transition_backward_workspace_size(mcl_context *context,
+                                                          const mcl_transition_desc *desc,
+                                                          const mcl_transition_bwd_tensors *tensors,
+                                                          size_t *bytes);
 
 /* ---- Experimental API -------------------------------------------------------------------
  * Interfaces that may change between minor versions, as zstd's static-linking-only section:

@@ -127,9 +127,46 @@ const mcl_family mcl_family_glu = {
     .bucket = glu_bucket,
 };
 
+/* ---- gemm ------------------------------------------------------------------------------- */
+
+static const mcl_param_decl gemm_params[] = {
+    [GEMM_BM] = {"BM", 128, LEGAL(16, 32, 64, 128)},
+    [GEMM_BN] = {"BN", 128, LEGAL(16, 32, 64, 128)},
+    [GEMM_BK] = {"BK", 16, LEGAL(4, 8, 16, 32)},
+    [GEMM_TM] = {"TM", 8, LEGAL(1, 2, 4, 8)},
+    [GEMM_TN] = {"TN", 8, LEGAL(1, 2, 4, 8)},
+    [GEMM_SPLIT_WAVES] = {"SPLIT_WAVES", 2, LEGAL(1, 2, 4, 8)},
+};
+
+static const char *gemm_check(const int *v, const mcl_device_info *device)
+{
+    if (v[GEMM_TM] > v[GEMM_BM] || v[GEMM_TN] > v[GEMM_BN]) return "TM or TN exceeds its tile";
+    if ((size_t)(v[GEMM_BM] / v[GEMM_TM]) * (size_t)(v[GEMM_BN] / v[GEMM_TN]) > device->max_work_group_size)
+        return "(BM / TM) x (BN / TN) exceeds the device's work-group size";
+    if ((uint64_t)v[GEMM_BK] * (uint64_t)(v[GEMM_BM] + v[GEMM_BN] + 2) * sizeof(float) > device->local_mem_bytes)
+        return "the tiles need more local memory than the device has";
+    return NULL;
+}
+
+/* shapes are {M, N, K}: one bucket per class of the smaller output side */
+static void gemm_bucket(const size_t *shape, char *out, size_t cap)
+{
+    size_t side = shape[0] < shape[1] ? shape[0] : shape[1];
+    snprintf(out, cap, "min(m,n)%s", side <= 32 ? "<=32" : side <= 256 ? "<=256" : ">256");
+}
+
+const mcl_family mcl_family_gemm = {
+    .name = "gemm",
+    .define_prefix = "GEMM_",
+    .params = gemm_params,
+    .param_count = sizeof gemm_params / sizeof gemm_params[0],
+    .check = gemm_check,
+    .bucket = gemm_bucket,
+};
+
 /* ---- registry --------------------------------------------------------------------------- */
 
-const mcl_family *const mcl_families[] = {&mcl_family_layernorm, &mcl_family_evoattn, &mcl_family_glu};
+const mcl_family *const mcl_families[] = {&mcl_family_layernorm, &mcl_family_evoattn, &mcl_family_glu, &mcl_family_gemm};
 const size_t mcl_family_count = sizeof mcl_families / sizeof mcl_families[0];
 
 const mcl_family *mcl_family_find(const char *name)

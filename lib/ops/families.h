@@ -31,9 +31,15 @@ enum { EV_VARIANT_REFERENCE = 0, EV_VARIANT_TILED = 1 };
  * per compute unit in the grid-stride loop. */
 enum { GLU_VEC, GLU_WG, GLU_GROUPS_PER_CU };
 
+/* gemm: the fused operators' GEMM. A work-group computes a BM x BN tile in steps of BK; a
+ * work-item owns TM x TN outputs. SPLIT_WAVES: the K range is split until the grid fills this
+ * many work-groups per compute unit (partials summed in a fixed order). */
+enum { GEMM_BM, GEMM_BN, GEMM_BK, GEMM_TM, GEMM_TN, GEMM_SPLIT_WAVES };
+
 extern const mcl_family mcl_family_layernorm;
 extern const mcl_family mcl_family_evoattn;
 extern const mcl_family mcl_family_glu;
+extern const mcl_family mcl_family_gemm;
 
 extern const mcl_family *const mcl_families[];
 extern const size_t mcl_family_count;

@@ -5,6 +5,7 @@
 #include "../runtime/program.h"
 #include "check.h"
 #include "families.h"
+#include "layernorm.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #define FLAG_WEIGHT 1u
 #define FLAG_BIAS 2u
 #define FLAG_SAVE_STATS 4u
+#define FLAG_STATS_ONLY 8u
 #define FLAG_DX 4u
 #define FLAG_PARAMS 8u
 #define FLAG_DWEIGHT 16u
@@ -107,15 +109,6 @@ static unsigned next_pow2(size_t n)
     return p;
 }
 
-/* The widest vector (<= 8 elements) every given tensor's offset is aligned to. */
-static unsigned offset_vec_limit(size_t elem_size, const mcl_tensor *const *tensors, size_t n)
-{
-    unsigned vec = 8;
-    for (size_t i = 0; i < n; i++)
-        while (vec > 1 && tensors[i]->mem && tensors[i]->offset % (vec * elem_size) != 0) vec /= 2;
-    return vec;
-}
-
 static mcl_status choose_plan(mcl_context *ctx, const mcl_layernorm_desc *d, unsigned vec_limit,
                               ln_plan *plan)
 {
@@ -184,7 +177,7 @@ static mcl_status enqueue_forward(mcl_context *ctx, const mcl_layernorm_desc *d,
     cl_ulong rows = d->rows;
     cl_uint cols = (cl_uint)d->cols;
     cl_uint flags = (mcl_has(&t->weight) ? FLAG_WEIGHT : 0) | (mcl_has(&t->bias) ? FLAG_BIAS : 0) |
-                    (mcl_has(&t->mean) ? FLAG_SAVE_STATS : 0);
+                    (mcl_has(&t->mean) ? FLAG_SAVE_STATS : 0) | (mcl_has(&t->y) ? 0 : FLAG_STATS_ONLY);
     mcl_arg args[] = {MCL_ARG(t->x.mem),    MCL_ARG(x_off),    MCL_ARG(t->weight.mem),
                       MCL_ARG(w_off),       MCL_ARG(t->bias.mem), MCL_ARG(b_off),
                       MCL_ARG(t->y.mem),    MCL_ARG(y_off),    MCL_ARG(t->mean.mem),
@@ -219,13 +212,12 @@ static mcl_status enqueue_reduce(mcl_context *ctx, const mcl_layernorm_desc *d,
     return mcl_enqueue(ctx, kernel, 2, global, local, "layernorm_reduce_partials");
 }
 
+/* `partial` holds the dweight/dbias partials from its start (unused without them). */
 static mcl_status enqueue_backward(mcl_context *ctx, const mcl_layernorm_desc *d,
-                                   const mcl_layernorm_bwd_tensors *t, const ln_plan *plan)
+                                   const mcl_layernorm_bwd_tensors *t, const ln_plan *plan, cl_mem partial)
 {
     int tiled = plan->params.values[LN_VARIANT] == LN_VARIANT_TILED;
     int want_params = mcl_has(&t->dweight) || mcl_has(&t->dbias);
-    cl_mem partial = NULL;
-    if (want_params) MCL_TRY(mcl_workspace(ctx, partial_bytes(d, plan), &partial));
     size_t es = mcl_dtype_size(d->dtype);
     cl_ulong x_off = mcl_elem_offset(&t->x, es), w_off = mcl_elem_offset(&t->weight, es),
              mean_off = mcl_elem_offset(&t->mean, 4), rstd_off = mcl_elem_offset(&t->rstd, 4),
@@ -273,24 +265,46 @@ mcl_status mcl_layernorm_forward(mcl_context *ctx, const mcl_layernorm_desc *des
     ln_plan plan;
     MCL_TRY(validate_forward(ctx, desc, tensors));
     const mcl_tensor *vectorised[] = {&tensors->x, &tensors->weight, &tensors->bias, &tensors->y};
-    MCL_TRY(choose_plan(ctx, desc, offset_vec_limit(mcl_dtype_size(desc->dtype), vectorised, 4),
+    MCL_TRY(choose_plan(ctx, desc, mcl_offset_vec_limit(mcl_dtype_size(desc->dtype), vectorised, 4),
                         &plan));
     MCL_TRY(enqueue_forward(ctx, desc, tensors, &plan));
     mcl_hand_event(ctx, event);
     return MCL_OK;
 }
 
+mcl_status mcl_layernorm_stats_into(mcl_context *ctx, const mcl_layernorm_desc *desc, const mcl_tensor *x,
+                                    const mcl_tensor *mean, const mcl_tensor *rstd)
+{
+    ln_plan plan;
+    const mcl_tensor *vectorised[] = {x};
+    MCL_TRY(choose_plan(ctx, desc, mcl_offset_vec_limit(mcl_dtype_size(desc->dtype), vectorised, 1), &plan));
+    mcl_layernorm_fwd_tensors t = {.x = *x, .mean = *mean, .rstd = *rstd};
+    return enqueue_forward(ctx, desc, &t, &plan);
+}
+
 mcl_status mcl_layernorm_backward(mcl_context *ctx, const mcl_layernorm_desc *desc,
                                   const mcl_layernorm_bwd_tensors *tensors, cl_event *event)
 {
-    ln_plan plan;
     MCL_TRY(validate_backward(ctx, desc, tensors));
-    const mcl_tensor *vectorised[] = {&tensors->x, &tensors->weight, &tensors->dy, &tensors->dx};
-    MCL_TRY(choose_plan(ctx, desc, offset_vec_limit(mcl_dtype_size(desc->dtype), vectorised, 4),
-                        &plan));
-    MCL_TRY(enqueue_backward(ctx, desc, tensors, &plan));
+    cl_mem partial = NULL;
+    if (mcl_has(&tensors->dweight) || mcl_has(&tensors->dbias)) {
+        size_t bytes;
+        MCL_TRY(mcl_layernorm_backward_workspace_size(ctx, desc, &bytes));
+        MCL_TRY(mcl_workspace(ctx, bytes, &partial));
+    }
+    MCL_TRY(mcl_layernorm_backward_into(ctx, desc, tensors, partial));
     mcl_hand_event(ctx, event);
     return MCL_OK;
+}
+
+mcl_status mcl_layernorm_backward_into(mcl_context *ctx, const mcl_layernorm_desc *desc,
+                                       const mcl_layernorm_bwd_tensors *tensors, cl_mem partial)
+{
+    ln_plan plan;
+    const mcl_tensor *vectorised[] = {&tensors->x, &tensors->weight, &tensors->dy, &tensors->dx};
+    MCL_TRY(choose_plan(ctx, desc, mcl_offset_vec_limit(mcl_dtype_size(desc->dtype), vectorised, 4),
+                        &plan));
+    return enqueue_backward(ctx, desc, tensors, &plan, partial);
 }
 
 mcl_status mcl_layernorm_backward_workspace_size(mcl_context *ctx, const mcl_layernorm_desc *desc,

@@ -42,5 +42,7 @@ extern const bench_workload bench_layernorm;
 extern const bench_workload bench_evoattn;
 extern const bench_workload bench_gating;
 extern const bench_workload bench_swiglu;
+extern const bench_workload bench_ln_linear;
+extern const bench_workload bench_transition;
 
 #endif

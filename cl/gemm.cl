@@ -1,0 +1,217 @@
+/* Dense GEMM for the fused operators: C = op(A) op(B) (+ bias) per batch entry, where A can be
+ * formed as it is loaded and C's tile can be transformed as it is stored, so intermediates
+ * never reach memory.
+ *
+ * A is M x K, B is K x N, C is M x N, all row-major with leading dimensions; GEMM_TRANS_A
+ * reads A(m, k) from the stored element (k, m), GEMM_TRANS_B likewise. GEMM_A_OP forms A from
+ * its stored matrix X (M x K, or K x M when transposed; r and col are X's own coordinates):
+ *   0: X itself;
+ *   1: LayerNorm, (x[r, col] - mean[r]) * rstd[r] * gamma[col] + beta[col];
+ *   2: SwiGLU, silu(x[r, col + silu_shift]) * x[r, col + gate_shift] (X is the 2F-wide
+ *      pre-activation, A its F-wide output).
+ * GEMM_C_OP transforms what is stored: 0: C (+ bias); 1: SwiGLU's backward, C being dS:
+ * c[m, f + silu_shift] = dS b s (1 + a (1 - s)) and c[m, f + gate_shift] = dS a s, with
+ * a = h[m, f + silu_shift], b = h[m, f + gate_shift], s = sigmoid(a).
+ *
+ * A work-group computes a BM x BN tile of C in steps of BK along K through local memory; a
+ * work-item owns TM x TN outputs (rows ty + i BM / TM, columns tx + j BN / TN), so local reads
+ * of A broadcast along a row of work-items and reads of B are consecutive. (float4 local reads
+ * over 4 x 4 blocks were no faster on an H200, register prefetch of the next step slower.) The K
+ * range may be split (grid dimension 2 = batch x splits): split s writes fp32 partials to slot
+ * slot_base + s of `slots`, and gemm_sum_splits adds the slots in order (deterministic; a
+ * caller running K in chunks gives each chunk its own slots). */
+#ifndef GEMM_BM
+#define GEMM_BM 128
+#endif
+#ifndef GEMM_BN
+#define GEMM_BN 128
+#endif
+#ifndef GEMM_BK
+#define GEMM_BK 16
+#endif
+#ifndef GEMM_TM
+#define GEMM_TM 8
+#endif
+#ifndef GEMM_TN
+#define GEMM_TN 8
+#endif
+#ifndef GEMM_TRANS_A
+#define GEMM_TRANS_A 0
+#endif
+#ifndef GEMM_TRANS_B
+#define GEMM_TRANS_B 0
+#endif
+#ifndef GEMM_A_OP
+#define GEMM_A_OP 0
+#endif
+#ifndef GEMM_C_OP
+#define GEMM_C_OP 0
+#endif
+
+#define GX (GEMM_BN / GEMM_TN) /* work-items along N */
+#define GY (GEMM_BM / GEMM_TM) /* work-items along M */
+
+#define GEMM_HAS_GAMMA 1u
+#define GEMM_HAS_BETA 2u
+#define GEMM_HAS_BIAS 4u
+#define GEMM_PARTIAL 8u /* write fp32 partials of this split instead of C */
+
+inline float gemm_sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
+
+/* A(m, k) of this batch entry, formed by GEMM_A_OP; 0 outside the matrix. */
+inline float load_a(__global const store_t *a, ulong lda, ulong m, ulong k, ulong M, ulong k_end,
+                    __global const float *mean, __global const float *rstd, __global const store_t *gamma,
+                    __global const store_t *beta, ulong silu_shift, ulong gate_shift, uint flags)
+{
+    if (m >= M || k >= k_end) return 0.0f;
+#if GEMM_TRANS_A
+    ulong r = k, col = m;
+#else
+    ulong r = m, col = k;
+#endif
+#if GEMM_A_OP == 2
+    float u = load_elem(a, r * lda + col + silu_shift);
+    return u * gemm_sigmoid(u) * load_elem(a, r * lda + col + gate_shift);
+#else
+    float x = load_elem(a, r * lda + col);
+#if GEMM_A_OP == 1
+    x = (x - mean[r]) * rstd[r];
+    if (flags & GEMM_HAS_GAMMA) x *= load_elem(gamma, col);
+    if (flags & GEMM_HAS_BETA) x += load_elem(beta, col);
+#endif
+    return x;
+#endif
+}
+
+/* Stores output (m, n) of value v as GEMM_C_OP says. */
+inline void store_c(__global store_t *c, ulong ldc, ulong m, ulong n, float v, __global const store_t *bias,
+                    __global const store_t *h, ulong ldh, ulong silu_shift, ulong gate_shift, uint flags)
+{
+#if GEMM_C_OP == 1
+    float x = load_elem(h, m * ldh + n + silu_shift), g = load_elem(h, m * ldh + n + gate_shift);
+    float s = gemm_sigmoid(x);
+    store_elem(c, m * ldc + n + silu_shift, v * g * s * (1.0f + x * (1.0f - s)));
+    store_elem(c, m * ldc + n + gate_shift, v * x * s);
+#else
+    store_elem(c, m * ldc + n, v + ((flags & GEMM_HAS_BIAS) ? load_elem(bias, n) : 0.0f));
+#endif
+}
+
+inline float load_b(__global const store_t *b, ulong ldb, ulong k, ulong n, ulong k_end, ulong N)
+{
+    if (k >= k_end || n >= N) return 0.0f;
+#if GEMM_TRANS_B
+    return load_elem(b, n * ldb + k);
+#else
+    return load_elem(b, k * ldb + n);
+#endif
+}
+
+__kernel __attribute__((reqd_work_group_size(GX, GY, 1)))
+void gemm(__global const store_t *a, ulong a_off, ulong lda, ulong a_batch,
+          __global const store_t *b, ulong b_off, ulong ldb, ulong b_batch,
+          __global const float *mean, ulong mean_off, __global const float *rstd, ulong rstd_off,
+          ulong stat_batch,
+          __global const store_t *gamma, ulong gamma_off, __global const store_t *beta, ulong beta_off,
+          ulong silu_shift, ulong gate_shift, __global const store_t *h, ulong h_off, ulong ldh,
+          __global const store_t *bias, ulong bias_off, __global store_t *c, ulong c_off, ulong ldc,
+          ulong c_batch, __global float *partial, ulong partial_off, uint slot_base, uint slots, ulong M,
+          ulong N, ulong K, ulong k_chunk, uint splits, uint flags)
+{
+    __local float a_l[GEMM_BK][GEMM_BM + 1], b_l[GEMM_BK][GEMM_BN + 1];
+    const uint tx = get_local_id(0), ty = get_local_id(1), lid = ty * GX + tx, items = GX * GY;
+    const ulong n0 = get_group_id(0) * (ulong)GEMM_BN, m0 = get_group_id(1) * (ulong)GEMM_BM;
+    const uint split = get_group_id(2) % splits;
+    const ulong batch = get_group_id(2) / splits;
+    a += a_off + batch * a_batch;
+    b += b_off + batch * b_batch;
+    mean += mean_off + batch * stat_batch;
+    rstd += rstd_off + batch * stat_batch;
+    gamma += gamma_off;
+    beta += beta_off;
+    const ulong k_begin = split * k_chunk, k_end = min(K, k_begin + k_chunk);
+
+    float acc[GEMM_TM][GEMM_TN]; /* rows ty + i GY, columns tx + j GX */
+    for (uint i = 0; i < GEMM_TM; i++)
+        for (uint j = 0; j < GEMM_TN; j++) acc[i][j] = 0.0f;
+
+    for (ulong k0 = k_begin; k0 < k_end; k0 += GEMM_BK) {
+        barrier(CLK_LOCAL_MEM_FENCE); /* the previous step's readers are done */
+        /* consecutive work-items read consecutive addresses of the stored matrices */
+        for (uint e = lid; e < GEMM_BM * GEMM_BK; e += items) {
+#if GEMM_TRANS_A
+            uint mm = e % GEMM_BM, kk = e / GEMM_BM;
+#else
+            uint kk = e % GEMM_BK, mm = e / GEMM_BK;
+#endif
+            a_l[kk][mm] =
+                load_a(a, lda, m0 + mm, k0 + kk, M, k_end, mean, rstd, gamma, beta, silu_shift, gate_shift, flags);
+        }
+        for (uint e = lid; e < GEMM_BK * GEMM_BN; e += items) {
+#if GEMM_TRANS_B
+            uint kk = e % GEMM_BK, nn = e / GEMM_BK;
+#else
+            uint nn = e % GEMM_BN, kk = e / GEMM_BN;
+#endif
+            b_l[kk][nn] = load_b(b, ldb, k0 + kk, n0 + nn, k_end, N);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint kk = 0; kk < GEMM_BK; kk++) {
+            /* reads of A broadcast along a row of work-items, reads of B are consecutive */
+            float av[GEMM_TM], bv[GEMM_TN];
+#pragma unroll
+            for (uint i = 0; i < GEMM_TM; i++) av[i] = a_l[kk][ty + i * GY];
+#pragma unroll
+            for (uint j = 0; j < GEMM_TN; j++) bv[j] = b_l[kk][tx + j * GX];
+#pragma unroll
+            for (uint i = 0; i < GEMM_TM; i++)
+#pragma unroll
+                for (uint j = 0; j < GEMM_TN; j++) acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+        }
+    }
+
+    bias += bias_off;
+    h += h_off + batch * c_batch;
+    c += c_off + batch * c_batch;
+    partial += partial_off + (batch * slots + slot_base + split) * M * N;
+    for (uint i = 0; i < GEMM_TM; i++) {
+        ulong m = m0 + ty + i * GY;
+        for (uint j = 0; j < GEMM_TN; j++) {
+            ulong n = n0 + tx + j * GX;
+            if (m >= M || n >= N) continue;
+            if (flags & GEMM_PARTIAL)
+                partial[m * N + n] = acc[i][j];
+            else
+                store_c(c, ldc, m, n, acc[i][j], bias, h, ldh, silu_shift, gate_shift, flags);
+        }
+    }
+}
+
+/* C[batch][m][n] = sum over s < slots of partial[batch][s][m][n], in slot order (+ bias).
+ * Grid (N, M, batches). */
+__kernel void gemm_sum_splits(__global const float *partial, ulong partial_off, __global const store_t *bias,
+                              ulong bias_off, __global store_t *c, ulong c_off, ulong ldc, ulong c_batch,
+                              ulong M, ulong N, uint slots, uint flags)
+{
+    ulong n = get_global_id(0), m = get_global_id(1), batch = get_global_id(2);
+    if (n >= N || m >= M) return;
+    partial += partial_off + batch * slots * M * N;
+    float sum = 0.0f;
+    for (uint s = 0; s < slots; s++) sum += partial[(s * M + m) * N + n];
+    if (flags & GEMM_HAS_BIAS) sum += load_elem(bias + bias_off, n);
+    store_elem(c + c_off + batch * c_batch, m * ldc + n, sum);
+}
+
+/* partial[s][n] = sum over the rows of split s (rows_per_split of them) of x[m][n], in row
+ * order; gemm_sum_splits then adds the splits (a bias gradient). Grid (N, splits). */
+__kernel void column_sums(__global const store_t *x, ulong x_off, __global float *partial, ulong partial_off,
+                          ulong M, ulong N, ulong rows_per_split)
+{
+    ulong n = get_global_id(0), s = get_global_id(1);
+    if (n >= N) return;
+    x += x_off;
+    ulong end = min(M, (s + 1) * rows_per_split);
+    float sum = 0.0f;
+    for (ulong m = s * rows_per_split; m < end; m++) sum += load_elem(x, m * N + n);
+    partial[partial_off + s * N + n] = sum;
+}

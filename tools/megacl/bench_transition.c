@@ -1,0 +1,237 @@
+/* bench transition: AF3's transition block (LayerNorm -> Linear c->2F -> SwiGLU -> Linear F->c,
+ * no biases, SiLU on the first half) forward and backward (dx, dln_weight, dln_bias, dw1, dw2)
+ * at the pair shape (M = 384^2, c = 128, F = 4c). */
+#include "bench.h"
+
+#include "ref/host.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+typedef struct tr_state {
+    mcl_transition_desc desc;
+    float *x, *g, *b, *w1, *w2, *dy; /* host inputs, quantized to the dtype */
+    cl_mem x_mem, g_mem, b_mem, w1_mem, w2_mem, dy_mem, y_mem, mean_mem, rstd_mem, h_mem;
+    cl_mem dx_mem, dg_mem, db_mem, dw1_mem, dw2_mem;
+} tr_state;
+
+static mcl_status tr_forward(void *opaque, mcl_context *ctx)
+{
+    tr_state *s = opaque;
+    mcl_transition_fwd_tensors t = {.x = {s->x_mem, 0}, .ln_weight = {s->g_mem, 0}, .ln_bias = {s->b_mem, 0},
+                                    .w1 = {s->w1_mem, 0}, .w2 = {s->w2_mem, 0}, .y = {s->y_mem, 0},
+                                    .mean = {s->mean_mem, 0}, .rstd = {s->rstd_mem, 0}, .h = {s->h_mem, 0}};
+    return mcl_transition_forward(ctx, &s->desc, &t, NULL);
+}
+
+static mcl_status tr_backward(void *opaque, mcl_context *ctx)
+{
+    tr_state *s = opaque;
+    mcl_transition_bwd_tensors t = {.x = {s->x_mem, 0}, .ln_weight = {s->g_mem, 0}, .ln_bias = {s->b_mem, 0},
+                                    .w1 = {s->w1_mem, 0}, .w2 = {s->w2_mem, 0}, .mean = {s->mean_mem, 0},
+                                    .rstd = {s->rstd_mem, 0}, .h = {s->h_mem, 0}, .dy = {s->dy_mem, 0},
+                                    .dx = {s->dx_mem, 0}, .dln_weight = {s->dg_mem, 0},
+                                    .dln_bias = {s->db_mem, 0}, .dw1 = {s->dw1_mem, 0}, .dw2 = {s->dw2_mem, 0}};
+    return mcl_transition_backward(ctx, &s->desc, &t, NULL);
+}
+
+static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+/* One row's double-precision forward and backward values. */
+typedef struct tr_row {
+    double rstd, *xhat, *xn, *h, *s, *ds, *dh, *dxn; /* [c], [c], [2F], [F], [F], [2F], [c] */
+} tr_row;
+
+/* Everything of row r; with `full` also dh and dLN(x) (dS is always formed). */
+static void row_values(const tr_state *st, size_t r, tr_row *w, int full)
+{
+    size_t c = st->desc.channels, f = st->desc.hidden;
+    const float *x = st->x + r * c, *dy = st->dy + r * c;
+    double mu = 0.0, var = 0.0;
+    for (size_t k = 0; k < c; k++) mu += x[k] / (double)c;
+    for (size_t k = 0; k < c; k++) var += (x[k] - mu) * (x[k] - mu) / c;
+    w->rstd = 1.0 / sqrt(var + st->desc.eps);
+    for (size_t k = 0; k < c; k++) {
+        w->xhat[k] = (x[k] - mu) * w->rstd;
+        w->xn[k] = w->xhat[k] * st->g[k] + st->b[k];
+    }
+    for (size_t j = 0; j < 2 * f; j++) {
+        double sum = 0.0;
+        for (size_t k = 0; k < c; k++) sum += w->xn[k] * st->w1[k * 2 * f + j];
+        w->h[j] = sum;
+    }
+    for (size_t i = 0; i < f; i++) {
+        double a = w->h[i], z = sigmoid(a), sum = 0.0;
+        w->s[i] = a * z * w->h[f + i];
+        for (size_t n = 0; n < c; n++) sum += dy[n] * st->w2[i * c + n];
+        w->ds[i] = sum;
+        w->dh[i] = sum * w->h[f + i] * z * (1.0 + a * (1.0 - z));
+        w->dh[f + i] = sum * a * z;
+    }
+    for (size_t k = 0; full && k < c; k++) {
+        double sum = 0.0;
+        for (size_t j = 0; j < 2 * f; j++) sum += w->dh[j] * st->w1[k * 2 * f + j];
+        w->dxn[k] = sum;
+    }
+}
+
+typedef struct err_acc {
+    double diff, norm;
+} err_acc;
+
+static void acc_add(err_acc *a, float out, double ref)
+{
+    a->diff += isfinite(out) ? (out - ref) * (out - ref) : INFINITY;
+    a->norm += ref * ref;
+}
+
+static double acc_error(const err_acc *a) { return a->norm > 0 ? sqrt(a->diff / a->norm) : sqrt(a->diff); }
+
+enum { OUT_Y, OUT_DX, OUT_DG, OUT_DB, OUT_DW1, OUT_DW2, OUT_COUNT };
+
+/* Every output when the problem is small (rows x c x F <= 2^24); else y and dx of 64 rows
+ * spread over all of them and four columns of dW1 and four rows of dW2, each a sum over every
+ * row (dln_weight and dln_bias, which need dLN(x) of every row, are left to the tests). */
+static mcl_status tr_verify(void *opaque, mcl_context *ctx, double *fwd_err, double *bwd_err)
+{
+    tr_state *s = opaque;
+    size_t rows = s->desc.rows, c = s->desc.channels, f = s->desc.hidden;
+    mcl_dtype dt = s->desc.dtype;
+    cl_mem outs[OUT_COUNT] = {s->y_mem, s->dx_mem, s->dg_mem, s->db_mem, s->dw1_mem, s->dw2_mem};
+    size_t counts[OUT_COUNT] = {rows * c, rows * c, c, c, c * 2 * f, f * c};
+    for (int i = 0; i < OUT_COUNT; i++) host_poison(ctx, outs[i], dt, counts[i]);
+    CLI_TRY(tr_forward(s, ctx));
+    CLI_TRY(tr_backward(s, ctx));
+    float *res[OUT_COUNT] = {0};
+    double *buf = malloc((4 * c + 6 * f) * sizeof *buf + (c * 2 * f + f * c + 2 * c) * sizeof(double));
+    int ok = buf != NULL;
+    for (int i = 0; i < OUT_COUNT && ok; i++) {
+        ok = (res[i] = malloc(counts[i] * sizeof(float))) != NULL;
+        if (ok) host_download(ctx, outs[i], dt, res[i], counts[i]);
+    }
+    int full = (double)rows * c * f <= (double)(1 << 24);
+    size_t row_step = full ? 1 : (rows + 63) / 64, col_step = full ? 1 : (2 * f + 3) / 4, w2_step = full ? 1 : (f + 3) / 4;
+    err_acc fwd = {0}, bwd = {0};
+    if (ok) {
+        tr_row w = {0, buf, buf + c, buf + 2 * c, buf + 2 * c + 2 * f, buf + 2 * c + 3 * f, buf + 2 * c + 4 * f,
+                    buf + 2 * c + 6 * f};
+        double *dw1 = buf + 3 * c + 6 * f, *dw2 = dw1 + c * 2 * f, *dg = dw2 + f * c, *db = dg + c;
+        for (size_t i = 0; i < c * 2 * f + f * c + 2 * c; i++) dw1[i] = 0.0;
+        for (size_t r = 0; r < rows; r++) {
+            int sampled = r % row_step == 0;
+            row_values(s, r, &w, full || sampled);
+            for (size_t k = 0; k < c; k++)
+                for (size_t j = 0; j < 2 * f; j += col_step) dw1[k * 2 * f + j] += w.xn[k] * w.dh[j];
+            for (size_t i = 0; i < f; i += w2_step)
+                for (size_t n = 0; n < c; n++) dw2[i * c + n] += w.s[i] * s->dy[r * c + n];
+            if (!sampled) continue;
+            double c1 = 0.0, c2 = 0.0;
+            for (size_t k = 0; k < c; k++) {
+                c1 += s->g[k] * w.dxn[k] / c;
+                c2 += s->g[k] * w.dxn[k] * w.xhat[k] / c;
+                dg[k] += w.dxn[k] * w.xhat[k];
+                db[k] += w.dxn[k];
+            }
+            for (size_t n = 0; n < c; n++) {
+                double y = 0.0;
+                for (size_t i = 0; i < f; i++) y += w.s[i] * s->w2[i * c + n];
+                acc_add(&fwd, res[OUT_Y][r * c + n], y);
+            }
+            for (size_t k = 0; k < c; k++)
+                acc_add(&bwd, res[OUT_DX][r * c + k], w.rstd * (s->g[k] * w.dxn[k] - c1 - w.xhat[k] * c2));
+        }
+        for (size_t k = 0; k < c; k++)
+            for (size_t j = 0; j < 2 * f; j += col_step) acc_add(&bwd, res[OUT_DW1][k * 2 * f + j], dw1[k * 2 * f + j]);
+        for (size_t i = 0; i < f; i += w2_step)
+            for (size_t n = 0; n < c; n++) acc_add(&bwd, res[OUT_DW2][i * c + n], dw2[i * c + n]);
+        for (size_t k = 0; full && k < c; k++) {
+            acc_add(&bwd, res[OUT_DG][k], dg[k]);
+            acc_add(&bwd, res[OUT_DB][k], db[k]);
+        }
+    }
+    *fwd_err = ok ? acc_error(&fwd) : INFINITY;
+    *bwd_err = ok ? acc_error(&bwd) : INFINITY;
+    for (int i = 0; i < OUT_COUNT; i++) free(res[i]);
+    free(buf);
+    return ok ? MCL_OK : MCL_ERR_OUT_OF_MEMORY;
+}
+
+static void tr_destroy(void *opaque)
+{
+    tr_state *s = opaque;
+    if (!s) return;
+    cl_mem mems[] = {s->x_mem,    s->g_mem,    s->b_mem,  s->w1_mem, s->w2_mem,  s->dy_mem,  s->y_mem,  s->mean_mem,
+                     s->rstd_mem, s->h_mem,    s->dx_mem, s->dg_mem, s->db_mem,  s->dw1_mem, s->dw2_mem};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+        if (mems[i]) clReleaseMemObject(mems[i]);
+    free(s->x), free(s->g), free(s->b), free(s->w1), free(s->w2), free(s->dy);
+    free(s);
+}
+
+static mcl_status tr_create(mcl_context *ctx, const size_t *shape, mcl_dtype dtype, bench_op *op)
+{
+    tr_state *s = calloc(1, sizeof *s);
+    if (!s) return MCL_ERR_OUT_OF_MEMORY;
+    size_t rows = shape[0], c = shape[1], f = shape[2], es = mcl_dtype_size(dtype);
+    s->desc = (mcl_transition_desc){rows, c, f, dtype, 1e-5f, MCL_SWIGLU_SILU_FIRST};
+    *op = (bench_op){.state = s, .forward = tr_forward, .backward = tr_backward,
+                     .verify = tr_verify, .destroy = tr_destroy};
+    host_rng rng = host_rng_seeded(rows * 17 + c * 5 + f);
+    float scale1 = 1.0f / sqrtf((float)c), scale2 = 1.0f / sqrtf((float)f);
+    s->x = host_random(&rng, dtype, rows * c, -2.0f, 2.0f);
+    s->g = host_random(&rng, dtype, c, 0.5f, 1.5f);
+    s->b = host_random(&rng, dtype, c, -0.5f, 0.5f);
+    s->w1 = host_random(&rng, dtype, c * 2 * f, -scale1, scale1);
+    s->w2 = host_random(&rng, dtype, f * c, -scale2, scale2);
+    s->dy = host_random(&rng, dtype, rows * c, -1.0f, 1.0f);
+    if (!s->x || !s->g || !s->b || !s->w1 || !s->w2 || !s->dy) return MCL_ERR_OUT_OF_MEMORY;
+    s->x_mem = host_upload(ctx, dtype, s->x, rows * c);
+    s->g_mem = host_upload(ctx, dtype, s->g, c);
+    s->b_mem = host_upload(ctx, dtype, s->b, c);
+    s->w1_mem = host_upload(ctx, dtype, s->w1, c * 2 * f);
+    s->w2_mem = host_upload(ctx, dtype, s->w2, f * c);
+    s->dy_mem = host_upload(ctx, dtype, s->dy, rows * c);
+    s->y_mem = host_upload(ctx, dtype, NULL, rows * c);
+    s->mean_mem = host_upload(ctx, MCL_F32, NULL, rows);
+    s->rstd_mem = host_upload(ctx, MCL_F32, NULL, rows);
+    s->h_mem = host_upload(ctx, dtype, NULL, rows * 2 * f);
+    s->dx_mem = host_upload(ctx, dtype, NULL, rows * c);
+    s->dg_mem = host_upload(ctx, dtype, NULL, c);
+    s->db_mem = host_upload(ctx, dtype, NULL, c);
+    s->dw1_mem = host_upload(ctx, dtype, NULL, c * 2 * f);
+    s->dw2_mem = host_upload(ctx, dtype, NULL, f * c);
+    cl_mem mems[] = {s->x_mem,    s->g_mem, s->b_mem,  s->w1_mem, s->w2_mem, s->dy_mem,  s->y_mem,  s->mean_mem,
+                     s->rstd_mem, s->h_mem, s->dx_mem, s->dg_mem, s->db_mem, s->dw1_mem, s->dw2_mem};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+        if (!mems[i]) return MCL_ERR_OUT_OF_MEMORY;
+    double xb = (double)rows * c * es, hb = 2.0 * rows * f * es, wb = 3.0 * c * f * es, stats = 8.0 * rows;
+    op->fwd_bytes = xb + wb + hb + xb + stats;             /* x, W in; h, y, stats out */
+    op->fwdbwd_bytes = op->fwd_bytes + 3 * xb + hb + 2 * wb; /* x, h, dy, W in; dx, dW out */
+    op->fwd_flops = 6.0 * rows * c * f + 8.0 * rows * c;
+    op->fwdbwd_flops = 3.0 * op->fwd_flops;
+    op->result_bytes = (uint64_t)(2 * xb + hb + stats + wb + 2.0 * c * es); /* y, h, stats, dx, dW, dln */
+    return MCL_OK;
+}
+
+static double tr_tolerance(mcl_dtype dtype)
+{
+    /* fp32: weight gradients sum over every row; bf16/f16: h, dh and dLN(x) are stored in the dtype */
+    return dtype == MCL_F32 ? 2e-5 : 4 * host_tolerance(dtype);
+}
+
+static const bench_impl tr_impls[] = {{"megacl", NULL}};
+static const char *const tr_case_names[] = {"pair M=147456 c=128 F=512", "single M=768 c=384 F=1536"};
+static const size_t tr_case_shapes[][5] = {{147456, 128, 512}, {768, 384, 1536}};
+
+const bench_workload bench_transition = {
+    .name = "transition",
+    .family = "gemm",
+    .impls = tr_impls,
+    .impl_count = 1,
+    .case_names = tr_case_names,
+    .case_shapes = tr_case_shapes,
+    .case_count = 2,
+    .shape_rank = 3,
+    .create = tr_create,
+    .tolerance = tr_tolerance,
+};
