@@ -407,6 +407,62 @@ MCL_API mcl_status mcl_transition_backward_workspace_size(mcl_context *context,
                                                           const mcl_transition_bwd_tensors *tensors,
                                                           size_t *bytes);
 
+/* ---- Triangle multiplicative update ----------------------------------------------------
+ * AF3's triangle multiplication over a pair representation z [N, N, c] (rows i, j; c channels)
+ * with an optional pair mask [N, N]:
+ *   p  = LN(z) W_in, W_in [c, 4h + c]: column blocks a_proj, a_gate, b_proj, b_gate (h each)
+ *        and the output gate g (c);
+ *   a  = sigmoid(a_gate) * a_proj * mask,   b = sigmoid(b_gate) * b_proj * mask;
+ *   t  = sum_k a[i, k] * b[j, k] per channel (outgoing), or sum_k a[k, i] * b[k, j] (incoming);
+ *   out = sigmoid(g) * (LN(t) W_out), W_out [h, c].
+ * Both LayerNorms are as mcl_layernorm with optional weights and biases; no Linear biases
+ * (AF3). The forward keeps p, t [N, N, h] and both LayerNorms' statistics for the backward;
+ * the k-sum runs as a batched GEMM over channels. */
+typedef enum mcl_trimul_direction {
+    MCL_TRIMUL_OUTGOING = 0,
+    MCL_TRIMUL_INCOMING = 1,
+} mcl_trimul_direction;
+
+typedef struct mcl_trimul_desc {
+    size_t n, channels, hidden; /* N, c, h */
+    mcl_dtype dtype;
+    float eps;
+    mcl_trimul_direction direction;
+} mcl_trimul_desc;
+
+typedef struct mcl_trimul_fwd_tensors {
+    mcl_tensor z;                          /* in  [N, N, c] */
+    mcl_tensor mask;                       /* in  [N, N], optional */
+    mcl_tensor ln_in_weight, ln_in_bias;   /* in  [c], optional */
+    mcl_tensor w_in;                       /* in  [c, 4h + c] */
+    mcl_tensor ln_out_weight, ln_out_bias; /* in  [h], optional */
+    mcl_tensor w_out;                      /* in  [h, c] */
+    mcl_tensor out;                        /* out [N, N, c] */
+    mcl_tensor p;                          /* out [N, N, 4h + c], kept for the backward */
+    mcl_tensor t;                          /* out [N, N, h], kept for the backward */
+    mcl_tensor mean_in, rstd_in;           /* out [N, N] fp32 */
+    mcl_tensor mean_out, rstd_out;         /* out [N, N] fp32 */
+} mcl_trimul_fwd_tensors;
+
+typedef struct mcl_trimul_bwd_tensors {
+    mcl_tensor z, mask, ln_in_weight, ln_in_bias, w_in, ln_out_weight, ln_out_bias, w_out; /* in */
+    mcl_tensor p, t, mean_in, rstd_in, mean_out, rstd_out; /* in: saved by the forward */
+    mcl_tensor dout;                                       /* in  [N, N, c] */
+    mcl_tensor dz;                                         /* out [N, N, c], optional */
+    mcl_tensor dln_in_weight, dln_in_bias;                 /* out [c], optional */
+    mcl_tensor dw_in;                                      /* out [c, 4h + c], optional */
+    mcl_tensor dln_out_weight, dln_out_bias;               /* out [h], optional */
+    mcl_tensor dw_out;                                     /* out [h, c], optional */
+} mcl_trimul_bwd_tensors;
+
+MCL_API mcl_status mcl_trimul_forward(mcl_context *context, const mcl_trimul_desc *desc,
+                                      const mcl_trimul_fwd_tensors *tensors, cl_event *event);
+MCL_API mcl_status mcl_trimul_backward(mcl_context *context, const mcl_trimul_desc *desc,
+                                       const mcl_trimul_bwd_tensors *tensors, cl_event *event);
+/* Scratch bytes of the forward (the triangle sum's operands) and of the backward. */
+MCL_API mcl_status mcl_trimul_workspace_size(mcl_context *context, const mcl_trimul_desc *desc,
+                                             size_t *forward_bytes, size_t *backward_bytes);
+
 /* ---- Experimental API -------------------------------------------------------------------
  * Interfaces that may change between minor versions, as zstd's static-linking-only section:
  * define MCL_EXPERIMENTAL before including this header to use them. */

@@ -86,8 +86,8 @@ static int overlaps(const mcl_tensor *a, size_t a_bytes, const mcl_tensor *b, si
 mcl_status mcl_check_tensors(mcl_context *ctx, const char *op, const mcl_tensor_check *checks,
                              size_t count)
 {
-    size_t bytes[16];
-    if (count > 16) return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: too many tensors", op);
+    size_t bytes[MCL_MAX_TENSORS];
+    if (count > MCL_MAX_TENSORS) return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: too many tensors", op);
     for (size_t i = 0; i < count; i++) MCL_TRY(check_one(ctx, op, &checks[i], &bytes[i]));
     for (size_t i = 0; i < count; i++) {
         if (!checks[i].is_output || !checks[i].tensor->mem) continue;

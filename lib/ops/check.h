@@ -6,6 +6,7 @@
 #include "../runtime/context.h"
 
 #define MCL_MAX_DIMS 6
+#define MCL_MAX_TENSORS 32 /* tensor arguments of one op call */
 
 typedef struct mcl_tensor_check {
     const char *name;
