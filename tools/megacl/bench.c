@@ -7,8 +7,8 @@
 
 json_object *cli_device_json(const mcl_device_info *d);
 
-static const bench_workload *const workloads[] = {&bench_layernorm, &bench_evoattn, &bench_gating, &bench_swiglu, &bench_ln_linear, &bench_transition};
-#define WORKLOAD_NAMES "layernorm, evoattn, gating, swiglu, ln_linear, transition"
+static const bench_workload *const workloads[] = {&bench_layernorm, &bench_evoattn, &bench_gating, &bench_swiglu, &bench_ln_linear, &bench_transition, &bench_trimul};
+#define WORKLOAD_NAMES "layernorm, evoattn, gating, swiglu, ln_linear, transition, trimul"
 
 typedef struct bench_settings {
     mcl_dtype dtypes[3];

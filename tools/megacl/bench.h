@@ -44,5 +44,6 @@ extern const bench_workload bench_gating;
 extern const bench_workload bench_swiglu;
 extern const bench_workload bench_ln_linear;
 extern const bench_workload bench_transition;
+extern const bench_workload bench_trimul;
 
 #endif
