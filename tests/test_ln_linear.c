@@ -1,0 +1,527 @@
+/* LayerNorm + Linear forward and backward against the double-precision reference. Every tensor
+ * lies at a nonzero offset inside its own buffer between guard bytes; outputs are poisoned (NaN)
+ * before each run, and after it no byte outside the outputs may have changed. */
+#include "common.h"
+
+#include "ref/ln_linear_ref.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The tensors of a forward + backward: inputs first. */
+enum { T_X, T_LN_WEIGHT, T_LN_BIAS, T_WEIGHT, T_BIAS, T_DY,
+       T_Y, T_MEAN, T_RSTD, T_DX, T_DLN_WEIGHT, T_DLN_BIAS, T_DWEIGHT, T_DBIAS, T_COUNT };
+enum { FIRST_OUTPUT = T_Y, FIRST_GRAD = T_DX };
+static const char *const names[T_COUNT] = {"x", "ln_weight", "ln_bias", "weight", "bias", "dy", "y", "mean",
+                                           "rstd", "dx", "dln_weight", "dln_bias", "dweight", "dbias"};
+
+/* Backward outputs a case asks for: bit (t - FIRST_GRAD) for tensor t. */
+#define WANT(t) (1u << ((t) - FIRST_GRAD))
+#define WANT_ALL (WANT(T_COUNT) - 1u)
+
+enum { GUARD = 0x5a, TAIL = 24 };
+
+typedef struct lnl_case {
+    size_t rows, in, out;
+    mcl_dtype dtype;
+    int ln_weight, ln_bias, bias; /* optional inputs given */
+    unsigned want;                /* backward outputs */
+    int aligned;                  /* offsets of 8-element multiples (else odd ones) */
+} lnl_case;
+
+typedef struct slot {
+    cl_mem mem; /* NULL: not given */
+    mcl_dtype dtype;
+    size_t n, off, bytes, total; /* n elements at byte offset off of a total-byte buffer */
+    float *values;               /* an input's values (quantized) */
+} slot;
+
+typedef struct problem {
+    lnl_case c;
+    slot s[T_COUNT];
+} problem;
+
+static void slot_write(mcl_context *ctx, const slot *s)
+{
+    void *staging = malloc(s->bytes);
+    host_to_storage(s->dtype, s->values, staging, s->n);
+    cl_int err =
+        clEnqueueWriteBuffer(mcl_context_queue(ctx), s->mem, CL_TRUE, s->off, s->bytes, staging, 0, NULL, NULL);
+    cr_assert_eq(err, CL_SUCCESS);
+    free(staging);
+}
+
+/* NaN in the tensor's dtype, so an element the op fails to write shows */
+static void slot_poison(mcl_context *ctx, const slot *s)
+{
+    float nan_value = NAN;
+    unsigned char pattern[4];
+    host_to_storage(s->dtype, &nan_value, pattern, 1);
+    cl_int err = clEnqueueFillBuffer(mcl_context_queue(ctx), s->mem, pattern, mcl_dtype_size(s->dtype), s->off,
+                                     s->bytes, 0, NULL, NULL);
+    cr_assert_eq(err, CL_SUCCESS);
+}
+
+/* The tensor's values read back; the guard bytes around it must be intact and an input must
+ * still hold what was written. */
+static float *slot_read(mcl_context *ctx, const slot *s, const char *name, const char *label)
+{
+    unsigned char *bytes = test_read_all(ctx, s->mem, s->total);
+    for (size_t i = 0; i < s->total; i++)
+        if (i < s->off || i >= s->off + s->bytes)
+            cr_assert_eq(bytes[i], GUARD, "%s: guard byte %zu of %s's buffer changed", label, i, name);
+    float *values = malloc(s->n * sizeof *values);
+    host_from_storage(s->dtype, bytes + s->off, values, s->n);
+    if (s->values)
+        cr_assert_eq(memcmp(values, s->values, s->n * sizeof *values), 0, "%s: input %s changed", label, name);
+    free(bytes);
+    return values;
+}
+
+static problem problem_make(mcl_context *ctx, lnl_case c, host_rng *rng)
+{
+    problem p = {.c = c};
+    const size_t x = c.rows * c.in, w = c.in * c.out, y = c.rows * c.out;
+    const size_t n[T_COUNT] = {x, c.in, c.in, w, c.out, y, y, c.rows, c.rows, x, c.in, c.in, w, c.out};
+    const int given[T_COUNT] = {1, c.ln_weight, c.ln_bias, 1, c.bias, 1, 1, 1, 1};
+    static const float range[FIRST_OUTPUT][2] = {{-2, 3}, {0.5f, 1.5f}, {-0.5f, 0.5f}, {-1, 1}, {-1, 1}, {-1, 1}};
+    for (int t = 0; t < T_COUNT; t++) {
+        if (t < FIRST_GRAD ? !given[t] : !(c.want & WANT(t))) continue;
+        slot *s = &p.s[t];
+        s->dtype = t == T_MEAN || t == T_RSTD ? MCL_F32 : c.dtype;
+        s->n = n[t];
+        s->off = mcl_dtype_size(s->dtype) * (c.aligned ? 8 * (size_t)(t + 1) : 2 * (size_t)t + 1);
+        s->bytes = s->n * mcl_dtype_size(s->dtype);
+        s->total = s->off + s->bytes + TAIL;
+        s->mem = test_buffer(ctx, s->total, GUARD);
+        if (t < FIRST_OUTPUT) {
+            s->values = host_random(rng, c.dtype, s->n, range[t][0], range[t][1]);
+            slot_write(ctx, s);
+        }
+    }
+    return p;
+}
+
+static void problem_free(problem *p)
+{
+    for (int t = 0; t < T_COUNT; t++) {
+        if (p->s[t].mem) clReleaseMemObject(p->s[t].mem);
+        free(p->s[t].values);
+    }
+}
+
+static mcl_tensor tensor(const problem *p, int t) { return (mcl_tensor){p->s[t].mem, p->s[t].off}; }
+
+/* Poisons the outputs, runs the forward, then the backward from an empty workspace: it must
+ * take exactly what mcl_ln_linear_backward_workspace_size reports. */
+static void problem_run(mcl_context *ctx, const problem *p)
+{
+    for (int t = FIRST_OUTPUT; t < T_COUNT; t++)
+        if (p->s[t].mem) slot_poison(ctx, &p->s[t]);
+    mcl_ln_linear_desc desc = {p->c.rows, p->c.in, p->c.out, p->c.dtype, 1e-5f};
+    mcl_ln_linear_fwd_tensors ft = {
+        tensor(p, T_X),    tensor(p, T_LN_WEIGHT), tensor(p, T_LN_BIAS), tensor(p, T_WEIGHT),
+        tensor(p, T_BIAS), tensor(p, T_Y),         tensor(p, T_MEAN),    tensor(p, T_RSTD)};
+    mcl_ln_linear_bwd_tensors bt = {
+        tensor(p, T_X),    tensor(p, T_LN_WEIGHT), tensor(p, T_LN_BIAS),   tensor(p, T_WEIGHT),
+        tensor(p, T_MEAN), tensor(p, T_RSTD),      tensor(p, T_DY),        tensor(p, T_DX),
+        tensor(p, T_DLN_WEIGHT), tensor(p, T_DLN_BIAS), tensor(p, T_DWEIGHT), tensor(p, T_DBIAS)};
+    assert_ok(mcl_ln_linear_forward(ctx, &desc, &ft, NULL));
+    size_t ws = 0;
+    assert_ok(mcl_ln_linear_backward_workspace_size(ctx, &desc, &bt, &ws));
+    assert_ok(mcl_context_trim(ctx));
+    cl_event event = NULL;
+    assert_ok(mcl_ln_linear_backward(ctx, &desc, &bt, &event));
+    cr_assert_not_null(event);
+    cr_assert_eq(clWaitForEvents(1, &event), CL_SUCCESS);
+    clReleaseEvent(event);
+    mcl_context_stats stats;
+    mcl_context_get_stats(ctx, &stats);
+    cr_assert_eq(stats.workspace_bytes, ws ? ws : 1, "backward took %llu workspace bytes, size function %zu",
+                 (unsigned long long)stats.workspace_bytes, ws);
+}
+
+/* Relative 2-norm error allowed: fp32 sums of up to a few thousand terms, or the dtype's storage
+ * rounding (host_tolerance). For 16-bit dtypes dx, dln_weight and dln_bias come from dLN(x)
+ * stored in that dtype: one rounding more, whose error adds in quadrature (sqrt(2), rounded up
+ * to 1.5). */
+static double tolerance(mcl_dtype dtype, int t)
+{
+    if (t == T_MEAN || t == T_RSTD) return 1e-5;
+    if (dtype == MCL_F32) return 2e-5;
+    return host_tolerance(dtype) * (t == T_DX || t == T_DLN_WEIGHT || t == T_DLN_BIAS ? 1.5 : 1.0);
+}
+
+/* ||out - ref|| / max(||ref||, ||scale||): the relative error, or for sums that cancel (scale
+ * given) the error against the size of their terms, which is what rounding them leaves. */
+static double error_of(const float *out, const double *ref, const double *scale, size_t n)
+{
+    double err = host_rel_error(out, ref, n), r = 0.0, q = 0.0;
+    for (size_t i = 0; scale && i < n; i++) r += ref[i] * ref[i], q += scale[i] * scale[i];
+    return q > r ? err * (r > 0.0 ? sqrt(r) : 1.0) / sqrt(q) : err;
+}
+
+static void check_case(mcl_context *ctx, lnl_case c, host_rng *rng, const char *variant)
+{
+    problem p = problem_make(ctx, c, rng);
+    problem_run(ctx, &p);
+    const slot *s = p.s;
+    ref_ln_linear_problem rp = {c.rows, c.in, c.out, 1e-5, s[T_X].values, s[T_WEIGHT].values,
+                                s[T_LN_WEIGHT].values, s[T_LN_BIAS].values, s[T_BIAS].values, s[T_DY].values};
+    double *ref[T_COUNT] = {0}, *scale[T_COUNT] = {0};
+    for (int t = FIRST_OUTPUT; t < T_COUNT; t++)
+        if (s[t].mem) ref[t] = malloc(s[t].n * sizeof *ref[t]);
+    for (int t = T_DLN_WEIGHT; t <= T_DLN_BIAS; t++)
+        if (s[t].mem) scale[t] = malloc(s[t].n * sizeof *scale[t]);
+    ref_ln_linear_forward(&rp, ref[T_Y], ref[T_MEAN], ref[T_RSTD]);
+    ref_ln_linear_backward(&rp, ref[T_DX], ref[T_DLN_WEIGHT], ref[T_DLN_BIAS], ref[T_DWEIGHT], ref[T_DBIAS]);
+    ref_ln_linear_param_grad_scale(&rp, scale[T_DLN_WEIGHT], scale[T_DLN_BIAS]);
+
+    char label[192];
+    snprintf(label, sizeof label, "%s: rows=%zu in=%zu out=%zu %s ln_weight=%d ln_bias=%d bias=%d want=%#x%s",
+             variant, c.rows, c.in, c.out, mcl_dtype_name(c.dtype), c.ln_weight, c.ln_bias, c.bias, c.want,
+             c.aligned ? " aligned" : "");
+    for (int t = 0; t < T_COUNT; t++) {
+        if (!s[t].mem) continue;
+        float *out = slot_read(ctx, &s[t], names[t], label);
+        if (ref[t]) {
+            double err = error_of(out, ref[t], scale[t], s[t].n), tol = tolerance(c.dtype, t);
+            cr_expect(err <= tol, "%s: %s rel error %.3g > %.2g", label, names[t], err, tol);
+        }
+        free(out), free(ref[t]), free(scale[t]);
+    }
+    problem_free(&p);
+}
+
+typedef struct shape {
+    size_t rows, in, out;
+    mcl_dtype dtype;
+} shape;
+
+/* opts: bit 0 ln_weight, bit 1 ln_bias, bit 2 bias */
+static lnl_case make_case(shape sh, unsigned want, size_t opts, int aligned)
+{
+    return (lnl_case){sh.rows, sh.in, sh.out, sh.dtype, opts & 1, opts >> 1 & 1, opts >> 2 & 1, want, aligned};
+}
+
+/* All outputs, for size 1 and sizes that are multiples of no tile (every value of rows {1, 3,
+ * 77, 300}, in {1, 5, 64, 130}, out {1, 4, 16, 33, 100}), then AF3-like shapes at small scale,
+ * with every combination of the optional inputs at odd and at aligned offsets. fp32 takes all
+ * the shapes, the 16-bit dtypes a few: the GEMM builds a program per tile size, which PoCL takes
+ * about a second to compile. */
+static const shape shapes[] = {
+    {1, 1, 1, MCL_F32},      {3, 5, 4, MCL_F32},       {3, 130, 1, MCL_F32},   {1, 64, 100, MCL_F32},
+    {77, 1, 33, MCL_F32},    {77, 130, 16, MCL_F32},   {300, 5, 100, MCL_F32}, {300, 64, 33, MCL_F32},
+    {600, 128, 16, MCL_F32}, {600, 128, 256, MCL_F32}, {3, 5, 4, MCL_BF16},    {300, 64, 33, MCL_BF16},
+    {600, 128, 16, MCL_BF16}, {1, 1, 1, MCL_F16},      {77, 130, 16, MCL_F16}, {600, 128, 256, MCL_F16},
+};
+
+Test(ln_linear, matches_reference_over_shapes_and_dtypes, .timeout = 600)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        check_case(ctx, make_case(shapes[k], WANT_ALL, k % 8, (int)(k / 8 % 2)), &rng, "default");
+    mcl_context_release(ctx);
+}
+
+/* Each backward output requested alone (the others absent), every dtype. */
+Test(ln_linear, each_backward_output_alone, .timeout = 600)
+{
+    static const shape per_dtype[] = {{77, 130, 16, MCL_F32}, {300, 64, 33, MCL_BF16}, {77, 130, 16, MCL_F16}};
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (size_t d = 0; d < 3; d++)
+        for (int t = FIRST_GRAD; t < T_COUNT; t++)
+            check_case(ctx, make_case(per_dtype[d], WANT(t), 7, t % 2), &rng, names[t]);
+    mcl_context_release(ctx);
+}
+
+/* The split variant: 16 x 16 tiles and 8 waves make the dweight GEMM (K = rows) split K even on
+ * many compute units. */
+#define SPLIT_VARIANT "BM=16,BN=16,BK=4,TM=4,TN=4,SPLIT_WAVES=8"
+
+/* Every variant of the parameter space must be correct, not only the one the tables pick; rows
+ * 2000 leave the dweight GEMM room to split K. */
+Test(ln_linear, every_parameter_variant_is_correct, .timeout = 600)
+{
+    static const struct {
+        const char *params;
+        shape sh;
+    } runs[] = {
+        {NULL, {2000, 24, 8, MCL_F32}}, /* the tables' choice */
+        {"BM=16,BN=32,BK=4,TM=4,TN=4,SPLIT_WAVES=8", {2000, 24, 8, MCL_BF16}},
+        {SPLIT_VARIANT, {2000, 24, 8, MCL_F16}},
+        {SPLIT_VARIANT, {3, 130, 100, MCL_F16}}, /* splits the forward (K = in) and dLN(x) (K = out) */
+        {"BM=128,BN=64,BK=32,TM=8,TN=4,SPLIT_WAVES=1", {2000, 24, 8, MCL_F32}},
+        {"BM=32,BN=128,BK=8,TM=4,TN=8,SPLIT_WAVES=2", {2000, 24, 8, MCL_BF16}},
+    };
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
+        assert_ok(mcl_context_set_params(ctx, "gemm", runs[k].params));
+        check_case(ctx, make_case(runs[k].sh, WANT_ALL, 7 - k, (int)(k % 2)), &rng,
+                   runs[k].params ? runs[k].params : "default");
+    }
+    mcl_context_release(ctx);
+}
+
+/* dweight alone still needs scratch when its GEMM splits K: the split variant splits it. */
+Test(ln_linear, workspace_size_covers_split_dweight)
+{
+    mcl_context *ctx = test_context();
+    assert_ok(mcl_context_set_params(ctx, "gemm", SPLIT_VARIANT));
+    cl_mem any = test_buffer(ctx, 2000 * 24 * 4, 0);
+    mcl_ln_linear_desc desc = {2000, 24, 8, MCL_F32, 1e-5f};
+    mcl_ln_linear_bwd_tensors bt = {.x = {any, 0}, .weight = {any, 0}, .mean = {any, 0}, .rstd = {any, 0},
+                                    .dy = {any, 0}, .dweight = {any, 0}};
+    size_t bytes = 0;
+    assert_ok(mcl_ln_linear_backward_workspace_size(ctx, &desc, &bt, &bytes));
+    cr_assert_geq(bytes, 2 * 24 * 8 * sizeof(float), "split dweight partials: %zu bytes", bytes);
+    clReleaseMemObject(any);
+    mcl_context_release(ctx);
+}
+
+/* Forward and backward twice on the same inputs, default and split parameters: every output's
+ * bytes must be identical. */
+Test(ln_linear, results_are_bitwise_identical_on_repeat, .timeout = 300)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    static const char *const variants[] = {NULL, SPLIT_VARIANT};
+    for (int v = 0; v < 2; v++) {
+        assert_ok(mcl_context_set_params(ctx, "gemm", variants[v]));
+        shape sh = {2000, 24, 8, v ? MCL_F16 : MCL_F32};
+        problem p = problem_make(ctx, make_case(sh, WANT_ALL, 7, 0), &rng);
+        float *first[T_COUNT] = {0};
+        for (int run = 0; run < 2; run++) {
+            problem_run(ctx, &p);
+            for (int t = FIRST_OUTPUT; t < T_COUNT; t++) {
+                float *out = slot_read(ctx, &p.s[t], names[t], "repeat");
+                if (run == 0) {
+                    first[t] = out;
+                    continue;
+                }
+                cr_assert_eq(memcmp(first[t], out, p.s[t].n * sizeof *out), 0, "%s differs between runs (%s)",
+                             names[t], variants[v] ? variants[v] : "default");
+                free(out);
+                free(first[t]);
+            }
+        }
+        problem_free(&p);
+    }
+    mcl_context_release(ctx);
+}
+
+/* ---- the reference itself ------------------------------------------------------------- */
+
+/* L = sum dy . y by the reference forward */
+static double functional(const ref_ln_linear_problem *p, double *y)
+{
+    ref_ln_linear_forward(p, y, NULL, NULL);
+    double l = 0.0;
+    for (size_t i = 0; i < p->rows * p->out; i++) l += p->dy[i] * y[i];
+    return l;
+}
+
+/* ||central differences of L over x's elements - analytic|| / ||analytic|| */
+static double fd_error(const ref_ln_linear_problem *p, float *x, size_t n, const double *an)
+{
+    double *y = malloc(p->rows * p->out * sizeof *y), diff = 0.0, norm = 0.0;
+    for (size_t e = 0; e < n; e++) {
+        float x0 = x[e], xp = x0 + 1.0f / 4096, xm = x0 - 1.0f / 4096;
+        x[e] = xp;
+        double lp = functional(p, y);
+        x[e] = xm;
+        double lm = functional(p, y);
+        x[e] = x0;
+        double fd = (lp - lm) / ((double)xp - (double)xm);
+        diff += (fd - an[e]) * (fd - an[e]);
+        norm += an[e] * an[e];
+    }
+    free(y);
+    cr_assert_gt(norm, 0.0);
+    return sqrt(diff / norm);
+}
+
+Test(ln_linear, reference_matches_finite_differences)
+{
+    enum { R = 3, IN = 7, OUT = 5 };
+    host_rng rng = host_rng_seeded(test_seed());
+    float x[R * IN], lnw[IN], lnb[IN], w[IN * OUT], b[OUT], dy[R * OUT];
+    host_fill_uniform(&rng, x, R * IN, -2, 3), host_fill_uniform(&rng, lnw, IN, 0.5f, 1.5f);
+    host_fill_uniform(&rng, lnb, IN, -0.5f, 0.5f), host_fill_uniform(&rng, w, IN * OUT, -1, 1);
+    host_fill_uniform(&rng, b, OUT, -1, 1), host_fill_uniform(&rng, dy, R * OUT, -1, 1);
+    ref_ln_linear_problem p = {R, IN, OUT, 1e-5, x, w, lnw, lnb, b, dy};
+    double dx[R * IN], dlnw[IN], dlnb[IN], dw[IN * OUT], db[OUT];
+    ref_ln_linear_backward(&p, dx, dlnw, dlnb, dw, db);
+    struct { const char *name; float *x; size_t n; const double *an; } g[] = {
+        {"x", x, R * IN, dx}, {"ln_weight", lnw, IN, dlnw}, {"ln_bias", lnb, IN, dlnb},
+        {"weight", w, IN * OUT, dw}, {"bias", b, OUT, db}};
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
+        double err = fd_error(&p, g[i].x, g[i].n, g[i].an);
+        cr_expect_leq(err, 1e-6, "d%s differs from finite differences by %.3g", g[i].name, err);
+    }
+}
+
+/* ---- bad inputs: a specific status, a message, and no buffer touched ------------------------ */
+
+enum { BR = 4, BI = 8, BO = 6, IN_BYTE = 0x11, OUT_BYTE = 0x3c };
+/* inputs: x [BR,BI] @0, weight [BI,BO] @128, dy [BR,BO] @320 (416 bytes);
+ * outputs: y [BR,BO] @0, mean @96, rstd @112, dx [BR,BI] @128, dweight [BI,BO] @256,
+ * dbias [BO] @448, dln_weight [BI] @472, dln_bias [BI] @504 (536 bytes) */
+enum { IN_BYTES = 416, OUT_BYTES = 536, SMALL_BYTES = 16 };
+
+typedef struct bad_fixture {
+    mcl_context *ctx;
+    cl_mem in, out, small;
+    mcl_ln_linear_desc desc;
+    mcl_ln_linear_fwd_tensors ft;
+    mcl_ln_linear_bwd_tensors bt;
+} bad_fixture;
+
+static bad_fixture bad_setup(void)
+{
+    bad_fixture f;
+    f.ctx = test_context();
+    f.in = test_buffer(f.ctx, IN_BYTES, IN_BYTE);
+    f.out = test_buffer(f.ctx, OUT_BYTES, OUT_BYTE);
+    f.small = test_buffer(f.ctx, SMALL_BYTES, OUT_BYTE);
+    f.desc = (mcl_ln_linear_desc){BR, BI, BO, MCL_F32, 1e-5f};
+    f.ft = (mcl_ln_linear_fwd_tensors){.x = {f.in, 0}, .weight = {f.in, 128}, .y = {f.out, 0},
+                                       .mean = {f.out, 96}, .rstd = {f.out, 112}};
+    f.bt = (mcl_ln_linear_bwd_tensors){.x = {f.in, 0}, .weight = {f.in, 128}, .mean = {f.out, 96},
+                                       .rstd = {f.out, 112}, .dy = {f.in, 320}, .dx = {f.out, 128},
+                                       .dln_weight = {f.out, 472}, .dln_bias = {f.out, 504},
+                                       .dweight = {f.out, 256}, .dbias = {f.out, 448}};
+    return f;
+}
+
+static void bad_teardown(bad_fixture *f)
+{
+    clReleaseMemObject(f->in), clReleaseMemObject(f->out), clReleaseMemObject(f->small);
+    mcl_context_release(f->ctx);
+}
+
+static void assert_untouched(bad_fixture *f, const char *label)
+{
+    cl_mem mems[] = {f->in, f->out, f->small};
+    size_t sizes[] = {IN_BYTES, OUT_BYTES, SMALL_BYTES};
+    unsigned char fill[] = {IN_BYTE, OUT_BYTE, OUT_BYTE};
+    for (int i = 0; i < 3; i++) {
+        unsigned char *bytes = test_read_all(f->ctx, mems[i], sizes[i]);
+        for (size_t j = 0; j < sizes[i]; j++)
+            cr_assert_eq(bytes[j], fill[i], "%s: buffer %d byte %zu was written", label, i, j);
+        free(bytes);
+    }
+}
+
+static void expect_fwd(bad_fixture *f, mcl_ln_linear_desc d, mcl_ln_linear_fwd_tensors t, mcl_status expected,
+                       const char *needle, const char *label)
+{
+    assert_status(mcl_ln_linear_forward(f->ctx, &d, &t, NULL), expected);
+    cr_assert(strstr(mcl_last_error(), needle), "%s: message '%s' lacks '%s'", label, mcl_last_error(), needle);
+    assert_untouched(f, label);
+}
+
+static void expect_bwd(bad_fixture *f, mcl_ln_linear_desc d, mcl_ln_linear_bwd_tensors t, mcl_status expected,
+                       const char *needle, const char *label)
+{
+    assert_status(mcl_ln_linear_backward(f->ctx, &d, &t, NULL), expected);
+    cr_assert(strstr(mcl_last_error(), needle), "%s: message '%s' lacks '%s'", label, mcl_last_error(), needle);
+    assert_untouched(f, label);
+}
+
+/* Descriptor faults, forward and backward alike. */
+static const struct {
+    mcl_ln_linear_desc desc;
+    mcl_status status;
+    const char *needle;
+} desc_faults[] = {
+    {{0, BI, BO, MCL_F32, 1e-5f}, MCL_ERR_INVALID_SIZE, "rows (0)"},
+    {{BR, 0, BO, MCL_F32, 1e-5f}, MCL_ERR_INVALID_SIZE, "in_features (0)"},
+    {{BR, BI, 0, MCL_F32, 1e-5f}, MCL_ERR_INVALID_SIZE, "out_features (0)"},
+    {{BR, BI, BO, (mcl_dtype)7, 1e-5f}, MCL_ERR_UNSUPPORTED_DTYPE, "dtype 7"},
+    {{BR, BI, BO, MCL_F32, -1.0f}, MCL_ERR_INVALID_ARGUMENT, "eps"},
+    {{BR, BI, BO, MCL_F32, NAN}, MCL_ERR_INVALID_ARGUMENT, "eps"},
+    {{BR, BI, BO, MCL_F32, INFINITY}, MCL_ERR_INVALID_ARGUMENT, "eps"},
+    {{SIZE_MAX / 2, BI, BO, MCL_F32, 1e-5f}, MCL_ERR_SIZE_OVERFLOW, "overflows"},
+};
+#define DESC_FAULTS (sizeof desc_faults / sizeof desc_faults[0])
+
+Test(ln_linear, bad_forward_inputs)
+{
+    bad_fixture f = bad_setup();
+    mcl_ln_linear_desc d = f.desc;
+    mcl_ln_linear_fwd_tensors t = f.ft;
+    assert_status(mcl_ln_linear_forward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_ln_linear_forward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_ln_linear_forward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    for (size_t i = 0; i < DESC_FAULTS; i++)
+        expect_fwd(&f, desc_faults[i].desc, t, desc_faults[i].status, desc_faults[i].needle, desc_faults[i].needle);
+
+    mcl_tensor *required[] = {&t.x, &t.weight, &t.y, &t.mean, &t.rstd};
+    const char *required_msgs[] = {"x is required", "weight is required", "y is required", "mean is required",
+                                    "rstd is required"};
+    for (int i = 0; i < 5; i++) {
+        t = f.ft, required[i]->mem = NULL;
+        expect_fwd(&f, d, t, MCL_ERR_NULL_POINTER, required_msgs[i], required_msgs[i]);
+    }
+    t = f.ft, t.y = (mcl_tensor){f.small, 0};
+    expect_fwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "y buffer holds 16 bytes", "small y");
+    t = f.ft, t.weight = (mcl_tensor){f.in, 256};
+    expect_fwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "weight buffer", "weight past its buffer");
+    t = f.ft, t.ln_weight = (mcl_tensor){f.small, 0};
+    expect_fwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "ln_weight buffer", "small ln_weight");
+    t = f.ft, t.bias = (mcl_tensor){f.small, 0};
+    expect_fwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "bias buffer", "small bias");
+    t = f.ft, t.y = (mcl_tensor){f.out, 2};
+    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "not a multiple", "misaligned y");
+    t = f.ft, t.y = (mcl_tensor){f.in, 64};
+    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "output y overlaps x", "y over x");
+    t = f.ft, t.rstd = (mcl_tensor){f.out, 80};
+    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "rstd over y");
+    bad_teardown(&f);
+}
+
+Test(ln_linear, bad_backward_inputs)
+{
+    bad_fixture f = bad_setup();
+    mcl_ln_linear_desc d = f.desc;
+    mcl_ln_linear_bwd_tensors t = f.bt;
+    assert_status(mcl_ln_linear_backward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_ln_linear_backward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_ln_linear_backward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    for (size_t i = 0; i < DESC_FAULTS; i++)
+        expect_bwd(&f, desc_faults[i].desc, t, desc_faults[i].status, desc_faults[i].needle, desc_faults[i].needle);
+
+    t = (mcl_ln_linear_bwd_tensors){.x = f.bt.x, .weight = f.bt.weight, .mean = f.bt.mean, .rstd = f.bt.rstd,
+                                    .dy = f.bt.dy};
+    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "no output requested", "no output");
+    mcl_tensor *required[] = {&t.x, &t.weight, &t.mean, &t.rstd, &t.dy};
+    const char *required_msgs[] = {"x is required", "weight is required", "mean is required", "rstd is required",
+                                    "dy is required"};
+    for (int i = 0; i < 5; i++) {
+        t = f.bt, required[i]->mem = NULL;
+        expect_bwd(&f, d, t, MCL_ERR_NULL_POINTER, required_msgs[i], required_msgs[i]);
+    }
+    t = f.bt, t.dweight = (mcl_tensor){f.small, 0};
+    expect_bwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "dweight buffer", "small dweight");
+    t = f.bt, t.dy = (mcl_tensor){f.small, 0};
+    expect_bwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "dy buffer", "small dy");
+    t = f.bt, t.dx = (mcl_tensor){f.in, 256};
+    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "output dx overlaps weight", "dx over weight and dy");
+    t = f.bt, t.dbias = (mcl_tensor){f.out, 100};
+    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "output dbias overlaps mean", "dbias over the stats");
+    t = f.bt, t.dln_bias = t.dln_weight;
+    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dln_bias on dln_weight");
+
+    size_t bytes;
+    assert_status(mcl_ln_linear_backward_workspace_size(f.ctx, &d, &f.bt, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_ln_linear_backward_workspace_size(NULL, &d, &f.bt, &bytes), MCL_ERR_NULL_POINTER);
+    d.in_features = 0;
+    assert_status(mcl_ln_linear_backward_workspace_size(f.ctx, &d, &f.bt, &bytes), MCL_ERR_INVALID_SIZE);
+    bad_teardown(&f);
+}
