@@ -83,16 +83,17 @@ __kernel void trimul_out_gate(__global const store_t *o, ulong o_off, __global c
     store_elem(out, out_off + e, load_elem(o, o_off + e) * tm_sigmoid(g));
 }
 
-/* do = dout * sigmoid(g) in place of o, and dp's last c columns = dout * o * s (1 - s). */
+/* do = dout * sigmoid(g) in place of o, and (with want_dg) dp's last c columns =
+ * dout * o * s (1 - s). */
 __kernel void trimul_out_gate_backward(__global store_t *o, ulong o_off, __global const store_t *p, ulong p_off,
                                        __global const store_t *dout, ulong dout_off, __global store_t *dp,
-                                       ulong dp_off, ulong pairs, uint c, uint width)
+                                       ulong dp_off, ulong pairs, uint c, uint width, uint want_dg)
 {
     ulong e = get_global_id(0);
     if (e >= pairs * c) return;
     ulong row = e / c, col = e % c, g_at = row * width + (width - c) + col;
     float s = tm_sigmoid(load_elem(p, p_off + g_at)), d = load_elem(dout, dout_off + e);
     float ov = load_elem(o, o_off + e);
-    store_elem(dp, dp_off + g_at, d * ov * s * (1.0f - s));
+    if (want_dg) store_elem(dp, dp_off + g_at, d * ov * s * (1.0f - s));
     store_elem(o, o_off + e, d * s);
 }

@@ -234,9 +234,10 @@ static mcl_status permute(mcl_context *ctx, const mcl_trimul_desc *d, cl_mem src
     return run_elementwise(ctx, d, "trimul_permute", args, sizeof args / sizeof args[0], pairs(d) * d->hidden);
 }
 
-/* out = o * sigmoid(g), or backward: do in place of o, dg into dp's last columns. */
+/* out = o * sigmoid(g), or backward: do in place of o, and dg into dp's last columns when dp
+ * is wanted (want_dp). */
 static mcl_status out_gate(mcl_context *ctx, const mcl_trimul_desc *d, const mcl_tensor *p, const tm_plan *pl,
-                           const mcl_tensor *out, const mcl_tensor *dout)
+                           const mcl_tensor *out, const mcl_tensor *dout, int want_dp)
 {
     size_t es = mcl_dtype_size(d->dtype);
     cl_ulong o_off = pl->off[PART_O] / es, p_off = elem(p, es), np = pairs(d);
@@ -248,9 +249,10 @@ static mcl_status out_gate(mcl_context *ctx, const mcl_trimul_desc *d, const mcl
         return run_elementwise(ctx, d, "trimul_out_gate", args, sizeof args / sizeof args[0], np * c);
     }
     cl_ulong dout_off = elem(dout, es), dp_off = pl->off[PART_DP] / es;
-    mcl_arg args[] = {MCL_ARG(pl->ws),  MCL_ARG(o_off),    MCL_ARG(p->mem),  MCL_ARG(p_off),
+    cl_uint want_dg = (cl_uint)want_dp;
+    mcl_arg args[] = {MCL_ARG(pl->ws),    MCL_ARG(o_off),    MCL_ARG(p->mem), MCL_ARG(p_off),
                       MCL_ARG(dout->mem), MCL_ARG(dout_off), MCL_ARG(pl->ws), MCL_ARG(dp_off),
-                      MCL_ARG(np),      MCL_ARG(c),        MCL_ARG(w)};
+                      MCL_ARG(np),        MCL_ARG(c),        MCL_ARG(w),      MCL_ARG(want_dg)};
     return run_elementwise(ctx, d, "trimul_out_gate_backward", args, sizeof args / sizeof args[0], np * c);
 }
 
@@ -392,7 +394,7 @@ static mcl_status enqueue_forward(mcl_context *ctx, const mcl_trimul_desc *d, co
     gemm_layernorm lout = ln_of(&t->mean_out, &t->rstd_out, &t->ln_out_weight, &t->ln_out_bias, es);
     g = o_gemm(d, &t->t, &t->w_out, p, &lout);
     MCL_TRY(run_gemm(ctx, &g, p));
-    return out_gate(ctx, d, &t->p, p, &t->out, NULL);
+    return out_gate(ctx, d, &t->p, p, &t->out, NULL, 0);
 }
 
 /* From dout back to dLN(t)'s LayerNorm: do (in PART_O), dg (dp's last columns), dW_out, dt. */
@@ -403,7 +405,7 @@ static mcl_status backward_out_side(mcl_context *ctx, const mcl_trimul_desc *d, 
     gemm_layernorm lout = ln_of(&t->mean_out, &t->rstd_out, &t->ln_out_weight, &t->ln_out_bias, es);
     gemm_call g = o_gemm(d, &t->t, &t->w_out, p, &lout);
     MCL_TRY(run_gemm(ctx, &g, p));
-    MCL_TRY(out_gate(ctx, d, &t->p, p, NULL, &t->dout));
+    MCL_TRY(out_gate(ctx, d, &t->p, p, NULL, &t->dout, w.in_side));
     if (mcl_has(&t->dw_out)) {
         g = dw_gemm(d, &t->t, h, p->ws, p->off[PART_O] / es, c, &t->dw_out, &lout);
         MCL_TRY(run_gemm(ctx, &g, p));
