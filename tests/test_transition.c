@@ -1,0 +1,502 @@
+/* Transition forward and backward against the double-precision reference: every dtype, both
+ * SiLU halves, with and without the LayerNorm's weight and bias, shapes that fill no tile, each
+ * backward output alone, tensors inside larger buffers (poison and guard bytes checked),
+ * parameter variants, a backward in several row chunks, determinism and bad inputs. */
+#include "common.h"
+
+#include "ref/transition_ref.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The tensors of a forward + backward: inputs first, then the forward's outputs (inputs of the
+ * backward), then the gradients. */
+enum { T_X, T_LN_WEIGHT, T_LN_BIAS, T_W1, T_W2, T_DY, T_Y, T_MEAN, T_RSTD, T_H,
+       T_DX, T_DLN_WEIGHT, T_DLN_BIAS, T_DW1, T_DW2, T_COUNT };
+enum { FIRST_OUTPUT = T_Y, FIRST_GRAD = T_DX };
+static const char *const names[T_COUNT] = {"x", "ln_weight", "ln_bias", "w1", "w2", "dy", "y", "mean",
+                                           "rstd", "h", "dx", "dln_weight", "dln_bias", "dw1", "dw2"};
+
+/* Backward outputs a case asks for: bit (t - FIRST_GRAD) for tensor t. */
+#define WANT(t) (1u << ((t) - FIRST_GRAD))
+#define WANT_ALL (WANT(T_COUNT) - 1u)
+
+typedef struct tr_case {
+    size_t rows, c, f;
+    mcl_dtype dtype;
+    mcl_swiglu_half half;
+    int ln_weight, ln_bias; /* optional inputs given */
+    unsigned want;          /* backward outputs */
+    int offsets;            /* OFF_* */
+} tr_case;
+
+static double rms(const double *v, size_t n)
+{
+    double ss = 0.0;
+    for (size_t i = 0; i < n; i++) ss += v[i] * v[i];
+    return sqrt(ss / (double)n);
+}
+
+/* Every |out - ref| within tol * (|ref| + floor), floor the size of the element's errors: the
+ * largest of the rms of ref over the whole tensor, and of ref and scale (the size of the
+ * rounding errors of what it is built from: ref_transition_error_scale) over the element's
+ * group of `cols` (a row of dx, y or h; the element itself for the sums over rows). An element
+ * whose value cancels is held to the error its terms' rounding leaves, never to a relative one. */
+static void expect_near(const char *label, const char *what, const float *out, const double *ref,
+                        const double *scale, size_t n, size_t cols, double tol)
+{
+    double whole = rms(ref, n), worst_ratio = 0.0, worst_floor = 0.0;
+    size_t bad = 0, worst = 0;
+    for (size_t g = 0; g < n; g += cols) {
+        double floor = fmax(whole, fmax(rms(ref + g, cols), scale ? rms(scale + g, cols) : 0.0));
+        for (size_t i = g; i < g + cols; i++) {
+            double err = fabs(out[i] - ref[i]), allowed = tol * (fabs(ref[i]) + floor);
+            if (!(err <= allowed)) {
+                double ratio = isnan(err) ? INFINITY : err / allowed;
+                if (!bad++ || ratio > worst_ratio) worst = i, worst_ratio = ratio, worst_floor = floor;
+            }
+        }
+    }
+    cr_expect_eq(bad, 0, "%s: %s: %zu of %zu elements off; worst at %zu: got %.9g, expected %.9g (tol %.2g x "
+                 "(|ref| + %.3g))", label, what, bad, n, worst, (double)out[worst], ref[worst], tol, worst_floor);
+}
+
+/* ---- one forward and backward ----------------------------------------------------------- */
+
+/* Element counts of every tensor. */
+static void sizes_of(tr_case c, size_t n[T_COUNT])
+{
+    const size_t x = c.rows * c.c, w1 = c.c * 2 * c.f, w2 = c.f * c.c;
+    const size_t all[T_COUNT] = {x, c.c, c.c, w1, w2, x, x, c.rows, c.rows, c.rows * 2 * c.f, x, c.c, c.c, w1, w2};
+    memcpy(n, all, sizeof all);
+}
+
+/* Runs the forward, then the backward from an empty workspace (it must take exactly what
+ * mcl_transition_backward_workspace_size reports), and checks every output against the
+ * reference and every buffer's poison around its tensor. Returns every tensor's values (NULL
+ * where absent): the caller frees them. */
+static void run_case(mcl_context *ctx, tr_case c, host_rng *rng, const char *variant, float *out[T_COUNT])
+{
+    char label[256];
+    snprintf(label, sizeof label, "transition %s rows=%zu c=%zu F=%zu silu_half=%s ln_weight=%d ln_bias=%d "
+             "want=%#x offsets=%s params=%s", mcl_dtype_name(c.dtype), c.rows, c.c, c.f,
+             c.half == MCL_SWIGLU_SILU_FIRST ? "first" : "second", c.ln_weight, c.ln_bias, c.want,
+             test_offset_names[c.offsets], variant);
+    size_t n[T_COUNT];
+    sizes_of(c, n);
+    const int given[FIRST_GRAD] = {1, c.ln_weight, c.ln_bias, 1, 1, 1, 1, 1, 1, 1};
+    const float w1_range = 2.0f / sqrtf((float)c.c), w2_range = 2.0f / sqrtf((float)c.f);
+    const float range[FIRST_OUTPUT][2] = {{-2, 3}, {0.5f, 1.5f}, {-0.5f, 0.5f}, {-w1_range, w1_range},
+                                          {-w2_range, w2_range}, {-1, 1}};
+    float *src[FIRST_OUTPUT] = {0};
+    cl_mem mem[T_COUNT] = {0};
+    mcl_tensor t[T_COUNT] = {0};
+    mcl_dtype dt[T_COUNT];
+    for (int i = 0; i < T_COUNT; i++) {
+        dt[i] = i == T_MEAN || i == T_RSTD ? MCL_F32 : c.dtype;
+        out[i] = NULL;
+        if (i < FIRST_GRAD ? !given[i] : !(c.want & WANT(i))) continue;
+        if (i < FIRST_OUTPUT) src[i] = host_random(rng, c.dtype, n[i], range[i][0], range[i][1]);
+        size_t off = test_offset_of(c.offsets, i);
+        mem[i] = test_place(ctx, dt[i], i < FIRST_OUTPUT ? src[i] : NULL, n[i], off);
+        t[i] = (mcl_tensor){mem[i], off * mcl_dtype_size(dt[i])};
+    }
+
+    mcl_transition_desc desc = {c.rows, c.c, c.f, c.dtype, 1e-5f, c.half};
+    mcl_transition_fwd_tensors ft = {t[T_X], t[T_LN_WEIGHT], t[T_LN_BIAS], t[T_W1], t[T_W2],
+                                     t[T_Y], t[T_MEAN],      t[T_RSTD],    t[T_H]};
+    mcl_transition_bwd_tensors bt = {t[T_X],  t[T_LN_WEIGHT], t[T_LN_BIAS],    t[T_W1],        t[T_W2],
+                                     t[T_MEAN], t[T_RSTD],    t[T_H],          t[T_DY],        t[T_DX],
+                                     t[T_DLN_WEIGHT], t[T_DLN_BIAS], t[T_DW1], t[T_DW2]};
+    assert_ok(mcl_transition_forward(ctx, &desc, &ft, NULL));
+    size_t ws = 0;
+    assert_ok(mcl_transition_backward_workspace_size(ctx, &desc, &bt, &ws));
+    assert_ok(mcl_context_trim(ctx));
+    cl_event event = NULL;
+    assert_ok(mcl_transition_backward(ctx, &desc, &bt, &event));
+    cr_assert_not_null(event);
+    cr_assert_eq(clWaitForEvents(1, &event), CL_SUCCESS);
+    clReleaseEvent(event);
+    mcl_context_stats stats;
+    mcl_context_get_stats(ctx, &stats);
+    cr_expect_eq(stats.workspace_bytes, ws ? ws : 1, "%s: backward took %llu workspace bytes, size function %zu",
+                 label, (unsigned long long)stats.workspace_bytes, ws);
+
+    for (int i = 0; i < T_COUNT; i++) {
+        if (!mem[i]) continue;
+        out[i] = test_fetch(ctx, mem[i], dt[i], n[i], test_offset_of(c.offsets, i), label, names[i]);
+        if (i < FIRST_OUTPUT)
+            cr_expect_eq(memcmp(out[i], src[i], n[i] * sizeof(float)), 0, "%s: input %s changed", label, names[i]);
+        clReleaseMemObject(mem[i]);
+    }
+
+    /* y's and the backward's reference start from the h the device saved, as the op does */
+    ref_transition_problem rp = {c.rows, c.c, c.f, 1e-5, c.half, src[T_X], src[T_W1], src[T_W2],
+                                 src[T_LN_WEIGHT], src[T_LN_BIAS], out[T_H], src[T_DY]};
+    double *ref[T_COUNT] = {0}, *scale[T_COUNT] = {0};
+    for (int i = FIRST_OUTPUT; i < T_COUNT; i++)
+        if (out[i]) ref[i] = malloc(n[i] * sizeof(double));
+    for (int i = FIRST_GRAD; i < T_COUNT; i++)
+        if (out[i]) scale[i] = malloc(n[i] * sizeof(double));
+    ref_transition_forward(&rp, ref[T_Y], ref[T_MEAN], ref[T_RSTD], ref[T_H]);
+    ref_transition_backward(&rp, ref[T_DX], ref[T_DLN_WEIGHT], ref[T_DLN_BIAS], ref[T_DW1], ref[T_DW2]);
+    ref_transition_error_scale(&rp, scale[T_DX], scale[T_DLN_WEIGHT], scale[T_DLN_BIAS], scale[T_DW1], scale[T_DW2]);
+    /* the storage dtype's tolerance (fp32's for mean and rstd): each output is its own rounding
+     * and fp32 sums away from the reference; the roundings of dh and dLN(x) are in scale */
+    for (int i = FIRST_OUTPUT; i < T_COUNT; i++) {
+        size_t cols = i == T_Y || i == T_DX ? c.c : i == T_H ? 2 * c.f : i == T_MEAN || i == T_RSTD ? n[i] : 1;
+        if (ref[i]) expect_near(label, names[i], out[i], ref[i], scale[i], n[i], cols, host_tolerance(dt[i]));
+        free(ref[i]), free(scale[i]);
+    }
+    for (int i = 0; i < FIRST_OUTPUT; i++) free(src[i]);
+}
+
+static void free_outputs(float *out[T_COUNT])
+{
+    for (int i = 0; i < T_COUNT; i++) free(out[i]);
+}
+
+static void check_case(mcl_context *ctx, tr_case c, host_rng *rng, const char *variant)
+{
+    float *out[T_COUNT];
+    run_case(ctx, c, rng, variant, out);
+    free_outputs(out);
+}
+
+/* ---- correctness ------------------------------------------------------------------------ */
+
+/* Size 1 and sizes that are multiples of no tile (every value of rows {1, 3, 77}, c {1, 5, 32},
+ * F {1, 3, 20, 64}), and an AF3-like shape at small scale (F = 4c) in every dtype; each dtype
+ * with both SiLU halves, ln_weight and ln_bias each given and not, and every offset mode. With
+ * c = 1, LN(x) is ln_bias (or 0: every output 0). Each case compiles its own GEMM variants, so
+ * the shapes are spread over the dtypes rather than crossed with them. */
+static const tr_case cases[] = {
+    {1, 1, 1, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 1, WANT_ALL, OFF_ODD},
+    {1, 32, 64, MCL_F32, MCL_SWIGLU_SILU_SECOND, 0, 1, WANT_ALL, OFF_VEC},
+    {77, 5, 64, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 0, WANT_ALL, OFF_MIXED},
+    {300, 32, 128, MCL_F32, MCL_SWIGLU_SILU_SECOND, 0, 0, WANT_ALL, OFF_ZERO},
+    {1, 1, 1, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 0, 1, WANT_ALL, OFF_MIXED},
+    {3, 5, 3, MCL_BF16, MCL_SWIGLU_SILU_FIRST, 1, 0, WANT_ALL, OFF_ODD},
+    {77, 1, 3, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WANT_ALL, OFF_VEC},
+    {300, 32, 128, MCL_BF16, MCL_SWIGLU_SILU_FIRST, 0, 0, WANT_ALL, OFF_ZERO},
+    {1, 1, 1, MCL_F16, MCL_SWIGLU_SILU_FIRST, 0, 0, WANT_ALL, OFF_VEC},
+    {77, 32, 20, MCL_F16, MCL_SWIGLU_SILU_SECOND, 1, 1, WANT_ALL, OFF_ODD},
+    {3, 32, 1, MCL_F16, MCL_SWIGLU_SILU_FIRST, 1, 0, WANT_ALL, OFF_MIXED},
+    {300, 32, 128, MCL_F16, MCL_SWIGLU_SILU_SECOND, 0, 1, WANT_ALL, OFF_ZERO},
+};
+
+Test(transition, matches_reference_over_shapes_dtypes_and_halves, .timeout = 300)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (size_t i = 0; i < COUNT_OF(cases); i++) check_case(ctx, cases[i], &rng, "default");
+    mcl_context_release(ctx);
+}
+
+/* Each backward output requested alone (the others absent), both halves. */
+Test(transition, each_backward_output_alone, .timeout = 300)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (int t = FIRST_GRAD; t < T_COUNT; t++) {
+        tr_case c = {77, 32, 20, MCL_F16, (mcl_swiglu_half)(t % 2), 1, 1, WANT(t), t % OFF_MODES};
+        check_case(ctx, c, &rng, names[t]);
+    }
+    mcl_context_release(ctx);
+}
+
+/* 16 x 16 tiles over 8 waves: at rows 77, c 32, F 20 every GEMM but dh's (never split) splits
+ * K into partials, on 2 compute units or more. */
+#define SPLIT_VARIANT "BM=16,BN=16,BK=4,TM=1,TN=2,SPLIT_WAVES=8"
+
+/* Variants of the parameter space other than the tables' choice: small and tall or wide tiles,
+ * with and without K splits, on partial tiles. */
+Test(transition, parameter_variants_are_correct, .timeout = 300)
+{
+    static const struct {
+        const char *params;
+        size_t rows, c, f;
+        mcl_dtype dtype;
+    } runs[] = {
+        {SPLIT_VARIANT, 3, 5, 3, MCL_F32},
+        {SPLIT_VARIANT, 77, 32, 20, MCL_BF16},
+        {"BM=32,BN=64,BK=8,TM=2,TN=4,SPLIT_WAVES=4", 77, 32, 20, MCL_F16},
+        {"BM=128,BN=16,BK=32,TM=8,TN=1,SPLIT_WAVES=1", 300, 32, 64, MCL_F32},
+    };
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (size_t i = 0; i < COUNT_OF(runs); i++) {
+        assert_ok(mcl_context_set_params(ctx, "gemm", runs[i].params));
+        tr_case c = {runs[i].rows, runs[i].c, runs[i].f, runs[i].dtype, (mcl_swiglu_half)(i % 2), 1, (int)(i / 2),
+                     WANT_ALL, (int)(i % OFF_MODES)};
+        check_case(ctx, c, &rng, runs[i].params);
+    }
+    mcl_context_release(ctx);
+}
+
+/* More than CHUNK_ROWS (32768) rows: the backward runs in three chunks of rows, its weight
+ * gradients summing every chunk's partials; default and split parameters. c = 8, not fewer: of
+ * 70000 rows of 4 random values a few lie so close together that rstd amplifies every rounding
+ * of the LayerNorm's backward past any tolerance that means something. */
+Test(transition, backward_over_several_row_chunks, .timeout = 300)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    static const char *const variants[] = {NULL, SPLIT_VARIANT};
+    for (int v = 0; v < 2; v++) {
+        assert_ok(mcl_context_set_params(ctx, "gemm", variants[v]));
+        tr_case c = {70000, 8, 2, (mcl_dtype)v, (mcl_swiglu_half)v, 1, 1, WANT_ALL, v ? OFF_MIXED : OFF_ZERO};
+        check_case(ctx, c, &rng, variants[v] ? variants[v] : "default");
+    }
+    mcl_context_release(ctx);
+}
+
+/* Forward and backward twice on the same inputs, default and split parameters: every output's
+ * bytes must be identical. */
+Test(transition, results_are_bitwise_identical_on_repeat, .timeout = 300)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    static const char *const variants[] = {NULL, SPLIT_VARIANT};
+    for (int v = 0; v < 2; v++) {
+        assert_ok(mcl_context_set_params(ctx, "gemm", variants[v]));
+        tr_case c = {v ? 77 : 300, 32, v ? 20 : 128, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WANT_ALL, OFF_MIXED};
+        host_rng again = rng;
+        float *first[T_COUNT], *second[T_COUNT];
+        run_case(ctx, c, &rng, "first", first);
+        run_case(ctx, c, &again, "second", second);
+        size_t n[T_COUNT];
+        sizes_of(c, n);
+        for (int t = FIRST_OUTPUT; t < T_COUNT; t++)
+            cr_expect_eq(memcmp(first[t], second[t], n[t] * sizeof(float)), 0, "%s differs between runs (%s)",
+                         names[t], variants[v] ? variants[v] : "default");
+        free_outputs(first), free_outputs(second);
+    }
+    mcl_context_release(ctx);
+}
+
+/* dw1 alone still needs dh, which lives in the workspace. */
+Test(transition, workspace_size_is_positive_with_dw1)
+{
+    mcl_context *ctx = test_context();
+    cl_mem any = test_buffer(ctx, 4096, 0);
+    mcl_transition_desc desc = {7, 4, 5, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST};
+    mcl_transition_bwd_tensors bt = {.x = {any, 0}, .w1 = {any, 0}, .w2 = {any, 0}, .mean = {any, 0},
+                                     .rstd = {any, 0}, .h = {any, 0}, .dy = {any, 0}, .dw1 = {any, 0}};
+    size_t bytes = 0;
+    assert_ok(mcl_transition_backward_workspace_size(ctx, &desc, &bt, &bytes));
+    cr_assert_gt(bytes, 0, "dw1 alone: no workspace reported");
+    clReleaseMemObject(any);
+    mcl_context_release(ctx);
+}
+
+/* ---- the reference itself ------------------------------------------------------------- */
+
+/* L = sum dy . y by the reference forward */
+static double functional(const ref_transition_problem *p, double *y)
+{
+    ref_transition_forward(p, y, NULL, NULL, NULL);
+    double l = 0.0;
+    for (size_t i = 0; i < p->rows * p->c; i++) l += p->dy[i] * y[i];
+    return l;
+}
+
+/* ||central differences of L over v's n elements - analytic|| / ||analytic||. The forward
+ * rounds h to fp32: the step of 2^-8 balances that noise and the truncation error, together
+ * below 1e-4 of the gradient; a wrong or missing term leaves 1e-2 or more. */
+static double fd_error(const ref_transition_problem *p, float *v, size_t n, const double *an)
+{
+    double *y = malloc(p->rows * p->c * sizeof *y), diff = 0.0, norm = 0.0;
+    for (size_t e = 0; e < n; e++) {
+        float v0 = v[e], vp = v0 + 1.0f / 256, vm = v0 - 1.0f / 256;
+        v[e] = vp;
+        double lp = functional(p, y);
+        v[e] = vm;
+        double lm = functional(p, y);
+        v[e] = v0;
+        double fd = (lp - lm) / ((double)vp - (double)vm);
+        diff += (fd - an[e]) * (fd - an[e]);
+        norm += an[e] * an[e];
+    }
+    free(y);
+    cr_assert_gt(norm, 0.0);
+    return sqrt(diff / norm);
+}
+
+Test(transition, reference_matches_finite_differences)
+{
+    enum { R = 3, C = 5, F = 4 };
+    host_rng rng = host_rng_seeded(test_seed());
+    float x[R * C], lnw[C], lnb[C], w1[C * 2 * F], w2[F * C], dy[R * C];
+    host_fill_uniform(&rng, x, R * C, -2, 3), host_fill_uniform(&rng, lnw, C, 0.5f, 1.5f);
+    host_fill_uniform(&rng, lnb, C, -0.5f, 0.5f), host_fill_uniform(&rng, w1, C * 2 * F, -1, 1);
+    host_fill_uniform(&rng, w2, F * C, -1, 1), host_fill_uniform(&rng, dy, R * C, -1, 1);
+    for (int half = MCL_SWIGLU_SILU_FIRST; half <= MCL_SWIGLU_SILU_SECOND; half++) {
+        ref_transition_problem p = {R, C, F, 1e-5, (mcl_swiglu_half)half, x, w1, w2, lnw, lnb, NULL, dy};
+        double dx[R * C], dlnw[C], dlnb[C], dw1[C * 2 * F], dw2[F * C];
+        ref_transition_backward(&p, dx, dlnw, dlnb, dw1, dw2);
+        struct { const char *name; float *v; size_t n; const double *an; } g[] = {
+            {"x", x, R * C, dx}, {"ln_weight", lnw, C, dlnw}, {"ln_bias", lnb, C, dlnb},
+            {"w1", w1, C * 2 * F, dw1}, {"w2", w2, F * C, dw2}};
+        for (size_t i = 0; i < COUNT_OF(g); i++) {
+            double err = fd_error(&p, g[i].v, g[i].n, g[i].an);
+            cr_expect_leq(err, 3e-4, "silu_half %d: d%s differs from finite differences by %.3g", half, g[i].name,
+                          err);
+        }
+    }
+}
+
+/* ---- bad inputs: a specific status, a message, and no buffer touched ------------------------ */
+
+enum { BR = 4, BC = 8, BF = 6, IN_BYTE = 0x11, OUT_BYTE = 0x3c };
+/* inputs (f32): x [BR,BC] @0, w1 [BC,2BF] @128, w2 [BF,BC] @512, dy [BR,BC] @704 (832 bytes);
+ * outputs: y [BR,BC] @0, mean @128, rstd @144, h [BR,2BF] @160, dx [BR,BC] @352,
+ * dln_weight [BC] @480, dln_bias [BC] @512, dw1 [BC,2BF] @544, dw2 [BF,BC] @928 (1120 bytes) */
+enum { IN_BYTES = 832, OUT_BYTES = 1120, SMALL_BYTES = 16 };
+
+typedef struct bad_fixture {
+    mcl_context *ctx;
+    cl_mem in, out, small;
+    mcl_transition_desc desc;
+    mcl_transition_fwd_tensors ft;
+    mcl_transition_bwd_tensors bt;
+} bad_fixture;
+
+static bad_fixture bad_setup(void)
+{
+    bad_fixture f;
+    f.ctx = test_context();
+    f.in = test_buffer(f.ctx, IN_BYTES, IN_BYTE);
+    f.out = test_buffer(f.ctx, OUT_BYTES, OUT_BYTE);
+    f.small = test_buffer(f.ctx, SMALL_BYTES, OUT_BYTE);
+    f.desc = (mcl_transition_desc){BR, BC, BF, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST};
+    f.ft = (mcl_transition_fwd_tensors){.x = {f.in, 0}, .w1 = {f.in, 128}, .w2 = {f.in, 512}, .y = {f.out, 0},
+                                        .mean = {f.out, 128}, .rstd = {f.out, 144}, .h = {f.out, 160}};
+    f.bt = (mcl_transition_bwd_tensors){.x = {f.in, 0}, .w1 = {f.in, 128}, .w2 = {f.in, 512},
+                                        .mean = {f.out, 128}, .rstd = {f.out, 144}, .h = {f.out, 160},
+                                        .dy = {f.in, 704}, .dx = {f.out, 352}, .dln_weight = {f.out, 480},
+                                        .dln_bias = {f.out, 512}, .dw1 = {f.out, 544}, .dw2 = {f.out, 928}};
+    return f;
+}
+
+static void bad_teardown(bad_fixture *f)
+{
+    clReleaseMemObject(f->in), clReleaseMemObject(f->out), clReleaseMemObject(f->small);
+    mcl_context_release(f->ctx);
+}
+
+static void expect_bad(bad_fixture *f, mcl_status got, mcl_status expected, const char *needle, const char *label)
+{
+    const char *msg = mcl_last_error();
+    cr_expect_eq(got, expected, "%s: returned %s, expected %s: %s", label, mcl_status_name(got),
+                 mcl_status_name(expected), msg);
+    cr_expect(strstr(msg, "transition"), "%s: message '%s' does not name the op", label, msg);
+    cr_expect(strstr(msg, needle), "%s: message '%s' lacks '%s'", label, msg, needle);
+    mcl_finish(f->ctx);
+    cl_mem mems[] = {f->in, f->out, f->small};
+    size_t sizes[] = {IN_BYTES, OUT_BYTES, SMALL_BYTES};
+    unsigned char fill[] = {IN_BYTE, OUT_BYTE, OUT_BYTE};
+    for (size_t i = 0; i < COUNT_OF(mems); i++) {
+        unsigned char *bytes = test_read_all(f->ctx, mems[i], sizes[i]);
+        size_t written = 0;
+        for (size_t j = 0; j < sizes[i]; j++) written += bytes[j] != fill[i];
+        cr_expect_eq(written, 0, "%s: %zu bytes of buffer %zu written", label, written, i);
+        free(bytes);
+    }
+}
+
+#define EXPECT_FWD(d, t, status, needle, label) \
+    expect_bad(&f, mcl_transition_forward(f.ctx, &(d), &(t), NULL), status, needle, label)
+#define EXPECT_BWD(d, t, status, needle, label) \
+    expect_bad(&f, mcl_transition_backward(f.ctx, &(d), &(t), NULL), status, needle, label)
+
+/* Descriptor faults, forward and backward alike. */
+static const struct {
+    mcl_transition_desc desc;
+    mcl_status status;
+    const char *needle;
+} desc_faults[] = {
+    {{0, BC, BF, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST}, MCL_ERR_INVALID_SIZE, "rows (0)"},
+    {{BR, 0, BF, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST}, MCL_ERR_INVALID_SIZE, "channels (0)"},
+    {{BR, BC, 0, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST}, MCL_ERR_INVALID_SIZE, "hidden (0)"},
+    {{BR, BC, BF, (mcl_dtype)7, 1e-5f, MCL_SWIGLU_SILU_FIRST}, MCL_ERR_UNSUPPORTED_DTYPE, "dtype 7"},
+    {{BR, BC, BF, MCL_F32, -1.0f, MCL_SWIGLU_SILU_FIRST}, MCL_ERR_INVALID_ARGUMENT, "eps"},
+    {{BR, BC, BF, MCL_F32, NAN, MCL_SWIGLU_SILU_FIRST}, MCL_ERR_INVALID_ARGUMENT, "eps"},
+    {{BR, BC, BF, MCL_F32, INFINITY, MCL_SWIGLU_SILU_FIRST}, MCL_ERR_INVALID_ARGUMENT, "eps"},
+    {{BR, BC, BF, MCL_F32, 1e-5f, (mcl_swiglu_half)2}, MCL_ERR_INVALID_ARGUMENT, "silu_half 2"},
+};
+
+Test(transition, bad_forward_inputs)
+{
+    bad_fixture f = bad_setup();
+    mcl_transition_desc d = f.desc;
+    mcl_transition_fwd_tensors t = f.ft;
+    assert_status(mcl_transition_forward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_transition_forward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_transition_forward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    for (size_t i = 0; i < COUNT_OF(desc_faults); i++)
+        EXPECT_FWD(desc_faults[i].desc, t, desc_faults[i].status, desc_faults[i].needle, desc_faults[i].needle);
+
+    mcl_tensor *required[] = {&t.x, &t.w1, &t.w2, &t.y, &t.mean, &t.rstd, &t.h};
+    const int required_names[] = {T_X, T_W1, T_W2, T_Y, T_MEAN, T_RSTD, T_H};
+    for (size_t i = 0; i < COUNT_OF(required); i++) {
+        t = f.ft, required[i]->mem = NULL;
+        char needle[32];
+        snprintf(needle, sizeof needle, "%s is required", names[required_names[i]]);
+        EXPECT_FWD(d, t, MCL_ERR_NULL_POINTER, needle, needle);
+    }
+    t = f.ft, t.h = (mcl_tensor){f.small, 0};
+    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "h buffer holds 16 bytes", "small h");
+    t = f.ft, t.w2 = (mcl_tensor){f.in, 704};
+    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "w2 buffer", "w2 past its buffer");
+    t = f.ft, t.ln_bias = (mcl_tensor){f.small, 0};
+    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "ln_bias buffer", "small ln_bias");
+    t = f.ft, t.y = (mcl_tensor){f.in, 64};
+    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "output y overlaps x", "y over x");
+    t = f.ft, t.h = (mcl_tensor){f.out, 96};
+    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "h over y");
+    bad_teardown(&f);
+}
+
+Test(transition, bad_backward_inputs)
+{
+    bad_fixture f = bad_setup();
+    mcl_transition_desc d = f.desc;
+    mcl_transition_bwd_tensors t = f.bt;
+    assert_status(mcl_transition_backward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_transition_backward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_transition_backward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    for (size_t i = 0; i < COUNT_OF(desc_faults); i++)
+        EXPECT_BWD(desc_faults[i].desc, t, desc_faults[i].status, desc_faults[i].needle, desc_faults[i].needle);
+
+    t = (mcl_transition_bwd_tensors){.x = f.bt.x, .w1 = f.bt.w1, .w2 = f.bt.w2, .mean = f.bt.mean,
+                                     .rstd = f.bt.rstd, .h = f.bt.h, .dy = f.bt.dy};
+    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "no output requested", "no output");
+    mcl_tensor *required[] = {&t.x, &t.w1, &t.w2, &t.mean, &t.rstd, &t.h, &t.dy};
+    const int required_names[] = {T_X, T_W1, T_W2, T_MEAN, T_RSTD, T_H, T_DY};
+    for (size_t i = 0; i < COUNT_OF(required); i++) {
+        t = f.bt, required[i]->mem = NULL;
+        char needle[32];
+        snprintf(needle, sizeof needle, "%s is required", names[required_names[i]]);
+        EXPECT_BWD(d, t, MCL_ERR_NULL_POINTER, needle, needle);
+    }
+    t = f.bt, t.dw1 = (mcl_tensor){f.small, 0};
+    EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "dw1 buffer holds 16 bytes", "small dw1");
+    t = f.bt, t.h = (mcl_tensor){f.small, 0};
+    EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "h buffer holds 16 bytes", "small h");
+    t = f.bt, t.dx = (mcl_tensor){f.in, 640};
+    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dx over w2 and dy");
+    t = f.bt, t.dw2 = (mcl_tensor){f.out, 160};
+    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "output dw2 overlaps h", "dw2 over h");
+    t = f.bt, t.dln_bias = t.dln_weight;
+    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dln_bias on dln_weight");
+
+    size_t bytes = 0;
+    assert_status(mcl_transition_backward_workspace_size(f.ctx, &d, &f.bt, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_transition_backward_workspace_size(NULL, &d, &f.bt, &bytes), MCL_ERR_NULL_POINTER);
+    d.hidden = 0;
+    assert_status(mcl_transition_backward_workspace_size(f.ctx, &d, &f.bt, &bytes), MCL_ERR_INVALID_SIZE);
+    bad_teardown(&f);
+}
