@@ -11,7 +11,8 @@ echo "== tests"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 echo "== tests under AddressSanitizer + UndefinedBehaviorSanitizer"
-MEGACL_BUILD_DIR=build-asan MEGACL_CMAKE_ARGS="-DMEGACL_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo" \
+MEGACL_BUILD_DIR=build-asan \
+  MEGACL_CMAKE_ARGS="-DMEGACL_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEGACL_TEST_POCL_CACHE=$PWD/build/pocl-cache" \
   bash tools/bootstrap.sh
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
