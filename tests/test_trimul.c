@@ -1,0 +1,565 @@
+/* Triangle multiplicative update forward and backward against the double-precision reference:
+ * every dtype, both directions, with and without the mask and the LayerNorms' weights and
+ * biases, shapes that fill no tile, each backward output alone, tensors inside larger buffers
+ * (poison and guard bytes checked), parameter variants, determinism, workspace sizes and bad
+ * inputs; and the reference's own backward against finite differences. */
+#include "common.h"
+
+#include "ref/trimul_ref.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The tensors of a forward + backward: inputs first, then the forward's outputs (inputs of the
+ * backward), then the gradients. */
+enum { T_Z, T_MASK, T_LN_IN_WEIGHT, T_LN_IN_BIAS, T_W_IN, T_LN_OUT_WEIGHT, T_LN_OUT_BIAS, T_W_OUT, T_DOUT,
+       T_OUT, T_P, T_T, T_MEAN_IN, T_RSTD_IN, T_MEAN_OUT, T_RSTD_OUT,
+       T_DZ, T_DLN_IN_WEIGHT, T_DLN_IN_BIAS, T_DW_IN, T_DLN_OUT_WEIGHT, T_DLN_OUT_BIAS, T_DW_OUT, T_COUNT };
+enum { FIRST_OUTPUT = T_OUT, FIRST_GRAD = T_DZ };
+static const char *const names[T_COUNT] = {
+    "z", "mask", "ln_in_weight", "ln_in_bias", "w_in", "ln_out_weight", "ln_out_bias", "w_out", "dout",
+    "out", "p", "t", "mean_in", "rstd_in", "mean_out", "rstd_out",
+    "dz", "dln_in_weight", "dln_in_bias", "dw_in", "dln_out_weight", "dln_out_bias", "dw_out"};
+
+/* Backward outputs a case asks for: bit (t - FIRST_GRAD) for tensor t. */
+#define WANT(t) (1u << ((t) - FIRST_GRAD))
+#define WANT_ALL (WANT(T_COUNT) - 1u)
+/* Which LayerNorms get their weight and bias. */
+enum { LN_IN = 1, LN_OUT = 2 };
+
+typedef struct tm_case {
+    size_t n, c, h;
+    mcl_dtype dtype;
+    mcl_trimul_direction direction;
+    int mask;      /* given */
+    int ln;        /* LN_IN | LN_OUT: weights and biases given */
+    unsigned want; /* backward outputs */
+    int offsets;   /* OFF_* */
+} tm_case;
+
+static int is_stat(int t) { return t >= T_MEAN_IN && t <= T_RSTD_OUT; }
+
+/* Elementwise tolerance, relative to |ref| + the output's rms (below). fp32: 2e-5. 16-bit
+ * storage: the reference of each forward stage starts from the device's saved p and t, so p
+ * and out carry their own rounding (and o's): host_tolerance; t also a's and b's, and the
+ * output side's gradients dO's and dLN(t)'s: 1.5x; dz, dw_in and dln_in_* follow dO, dLN(t),
+ * dt, dA, dB, dp and dLN(z), each stored in 16 bits: 3x. Over 30 seeds the worst element came
+ * to 0.6 of these; a dropped k-term, an ignored mask, a gate's missing derivative or a
+ * transposed operand exceed them tenfold. */
+static double tolerance(mcl_dtype dt, int t)
+{
+    if (is_stat(t)) return 1e-5;
+    if (dt == MCL_F32) return 2e-5;
+    return host_tolerance(dt) * (t >= T_DZ && t <= T_DW_IN ? 3.0 : t == T_P || t == T_OUT ? 1.0 : 1.5);
+}
+
+/* Every |out - ref| within tol * (|ref| + floor), floor the rms of ref (or of scale, the size of
+ * the error that rounding their inputs leaves, where larger): an element whose sum cancels is
+ * held to the error its terms' rounding leaves, not to a relative one. */
+static void expect_near(const char *label, const char *what, const float *out, const double *ref,
+                        const double *scale, size_t n, double tol)
+{
+    double ss = 0.0, sc = 0.0, worst_ratio = 0.0;
+    for (size_t i = 0; i < n; i++) ss += ref[i] * ref[i], sc += scale ? scale[i] * scale[i] : 0.0;
+    double floor = sqrt((ss > sc ? ss : sc) / (double)n);
+    size_t bad = 0, worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs(out[i] - ref[i]), bound = tol * (fabs(ref[i]) + floor);
+        if (!(err <= bound)) {
+            double ratio = isnan(err) ? INFINITY : err / bound;
+            if (!bad++ || ratio > worst_ratio) worst = i, worst_ratio = ratio;
+        }
+    }
+    cr_expect_eq(bad, 0, "%s: %s: %zu of %zu elements off; worst at %zu: got %.9g, expected %.9g (tol %.2g x "
+                 "(|ref| + %.3g))", label, what, bad, n, worst, (double)out[worst], ref[worst], tol, floor);
+}
+
+/* Redraws the rows of z [rows, c] whose standard deviation is below 0.25: fp32 LayerNorm loses
+ * digits of (z - mean) in a row of nearly equal values that rstd then amplifies, and the
+ * reference's double does not; that says nothing of the op. */
+static void spread_rows(host_rng *rng, mcl_dtype dt, float *z, size_t rows, size_t c, const float range[2])
+{
+    for (size_t r = 0; c > 1 && r < rows; r++)
+        for (float *row = z + r * c;;) {
+            double sum = 0.0, sq = 0.0;
+            for (size_t k = 0; k < c; k++) sum += row[k], sq += (double)row[k] * row[k];
+            if (sq / (double)c - (sum / (double)c) * (sum / (double)c) >= 0.0625) break;
+            host_fill_uniform(rng, row, c, range[0], range[1]);
+            host_quantize(dt, row, c);
+        }
+}
+
+/* ---- one forward and backward ----------------------------------------------------------- */
+
+static void sizes_of(tm_case c, size_t n[T_COUNT])
+{
+    const size_t np = c.n * c.n, z = np * c.c, w = 4 * c.h + c.c;
+    const size_t all[T_COUNT] = {z, np, c.c, c.c, c.c * w, c.h, c.h, c.h * c.c, z,   /* inputs */
+                                 z, np * w, np * c.h, np, np, np, np,            /* forward outputs */
+                                 z, c.c, c.c, c.c * w, c.h, c.h, c.h * c.c};     /* gradients */
+    memcpy(n, all, sizeof all);
+}
+
+static void context_workspace(mcl_context *ctx, uint64_t *bytes)
+{
+    mcl_context_stats stats;
+    mcl_context_get_stats(ctx, &stats);
+    *bytes = stats.workspace_bytes;
+}
+
+/* Runs the forward and then the backward, each from an empty workspace (within what
+ * mcl_trimul_workspace_size reports: exactly that for the forward and for every gradient), and
+ * checks every output against the reference and every buffer's poison around its tensor.
+ * Returns every tensor's values (NULL where absent): the caller frees them. */
+static void run_case(mcl_context *ctx, tm_case c, host_rng *rng, const char *variant, float *out[T_COUNT])
+{
+    char label[256];
+    snprintf(label, sizeof label, "trimul %s N=%zu c=%zu h=%zu %s mask=%d ln=%d want=%#x offsets=%s params=%s",
+             mcl_dtype_name(c.dtype), c.n, c.c, c.h, c.direction == MCL_TRIMUL_INCOMING ? "incoming" : "outgoing",
+             c.mask, c.ln, c.want, test_offset_names[c.offsets], variant);
+    size_t n[T_COUNT];
+    sizes_of(c, n);
+    const int ln_in = !!(c.ln & LN_IN), ln_out = !!(c.ln & LN_OUT);
+    const int given[FIRST_OUTPUT] = {1, c.mask, ln_in, ln_in, 1, ln_out, ln_out, 1, 1};
+    const float w_in = 2.0f / sqrtf((float)c.c), w_out = 2.0f / sqrtf((float)c.h);
+    const float range[FIRST_OUTPUT][2] = {{-2, 3}, {0, 1}, {0.5f, 1.5f}, {-0.5f, 0.5f}, {-w_in, w_in},
+                                          {0.5f, 1.5f}, {-0.5f, 0.5f}, {-w_out, w_out}, {-1, 1}};
+    float *src[FIRST_OUTPUT] = {0};
+    cl_mem mem[T_COUNT] = {0};
+    mcl_tensor t[T_COUNT] = {0};
+    mcl_dtype dt[T_COUNT];
+    for (int i = 0; i < T_COUNT; i++) {
+        dt[i] = is_stat(i) ? MCL_F32 : c.dtype;
+        out[i] = NULL;
+        if (i < FIRST_GRAD ? i < FIRST_OUTPUT && !given[i] : !(c.want & WANT(i))) continue;
+        if (i < FIRST_OUTPUT) src[i] = host_random(rng, c.dtype, n[i], range[i][0], range[i][1]);
+        if (i == T_MASK) /* a quarter of the pairs masked out */
+            for (size_t e = 0; e < n[i]; e++) src[i][e] = src[i][e] < 0.25f ? 0.0f : 1.0f;
+        if (i == T_Z) spread_rows(rng, c.dtype, src[i], c.n * c.n, c.c, range[i]);
+        size_t off = test_offset_of(c.offsets, i);
+        mem[i] = test_place(ctx, dt[i], i < FIRST_OUTPUT ? src[i] : NULL, n[i], off);
+        t[i] = (mcl_tensor){mem[i], off * mcl_dtype_size(dt[i])};
+    }
+
+    mcl_trimul_desc desc = {c.n, c.c, c.h, c.dtype, 1e-5f, c.direction};
+    mcl_trimul_fwd_tensors ft = {t[T_Z], t[T_MASK], t[T_LN_IN_WEIGHT], t[T_LN_IN_BIAS], t[T_W_IN],
+                                 t[T_LN_OUT_WEIGHT], t[T_LN_OUT_BIAS], t[T_W_OUT], t[T_OUT], t[T_P], t[T_T],
+                                 t[T_MEAN_IN], t[T_RSTD_IN], t[T_MEAN_OUT], t[T_RSTD_OUT]};
+    mcl_trimul_bwd_tensors bt = {t[T_Z], t[T_MASK], t[T_LN_IN_WEIGHT], t[T_LN_IN_BIAS], t[T_W_IN],
+                                 t[T_LN_OUT_WEIGHT], t[T_LN_OUT_BIAS], t[T_W_OUT], t[T_P], t[T_T],
+                                 t[T_MEAN_IN], t[T_RSTD_IN], t[T_MEAN_OUT], t[T_RSTD_OUT], t[T_DOUT],
+                                 t[T_DZ], t[T_DLN_IN_WEIGHT], t[T_DLN_IN_BIAS], t[T_DW_IN],
+                                 t[T_DLN_OUT_WEIGHT], t[T_DLN_OUT_BIAS], t[T_DW_OUT]};
+    size_t fwd_ws = 0, bwd_ws = 0;
+    uint64_t took;
+    assert_ok(mcl_trimul_workspace_size(ctx, &desc, &fwd_ws, &bwd_ws));
+    cr_expect(fwd_ws > 0 && bwd_ws > 0, "%s: workspace sizes %zu, %zu", label, fwd_ws, bwd_ws);
+    assert_ok(mcl_context_trim(ctx));
+    assert_ok(mcl_trimul_forward(ctx, &desc, &ft, NULL));
+    context_workspace(ctx, &took);
+    cr_expect_eq(took, fwd_ws, "%s: forward took %llu workspace bytes, size function %zu", label,
+                 (unsigned long long)took, fwd_ws);
+    assert_ok(mcl_context_trim(ctx));
+    cl_event event = NULL;
+    assert_ok(mcl_trimul_backward(ctx, &desc, &bt, &event));
+    cr_assert_not_null(event);
+    cr_assert_eq(clWaitForEvents(1, &event), CL_SUCCESS);
+    clReleaseEvent(event);
+    context_workspace(ctx, &took);
+    cr_expect(c.want == WANT_ALL ? took == bwd_ws : took <= bwd_ws, "%s: backward took %llu workspace bytes, "
+              "size function %zu", label, (unsigned long long)took, bwd_ws);
+
+    for (int i = 0; i < T_COUNT; i++) {
+        if (!mem[i]) continue;
+        out[i] = test_fetch(ctx, mem[i], dt[i], n[i], test_offset_of(c.offsets, i), label, names[i]);
+        if (i < FIRST_OUTPUT)
+            cr_expect_eq(memcmp(out[i], src[i], n[i] * sizeof(float)), 0, "%s: input %s changed", label, names[i]);
+        clReleaseMemObject(mem[i]);
+    }
+
+    /* p against the reference from z; t from the device's p; out and the backward from its p and t */
+    ref_trimul_problem rp = {c.n, c.c, c.h, 1e-5, c.direction, src[T_Z], src[T_W_IN], src[T_W_OUT],
+                             src[T_MASK], src[T_LN_IN_WEIGHT], src[T_LN_IN_BIAS], src[T_LN_OUT_WEIGHT],
+                             src[T_LN_OUT_BIAS], out[T_P], out[T_T], src[T_DOUT]};
+    double *ref[T_COUNT] = {0}, *scale[T_COUNT] = {0};
+    for (int i = FIRST_OUTPUT; i < T_COUNT; i++)
+        if (out[i]) ref[i] = malloc(n[i] * sizeof(double));
+    for (int i = FIRST_GRAD; i < T_COUNT; i++)
+        if (out[i]) scale[i] = malloc(n[i] * sizeof(double));
+    ref_trimul_forward(&rp, ref[T_OUT], ref[T_P], ref[T_T], ref[T_MEAN_IN], ref[T_RSTD_IN], ref[T_MEAN_OUT],
+                       ref[T_RSTD_OUT]);
+    ref_trimul_grads rg = {ref[T_DZ], ref[T_DLN_IN_WEIGHT], ref[T_DLN_IN_BIAS], ref[T_DW_IN],
+                           ref[T_DLN_OUT_WEIGHT], ref[T_DLN_OUT_BIAS], ref[T_DW_OUT]};
+    ref_trimul_backward(&rp, &rg);
+    ref_trimul_grads sg = {scale[T_DZ], scale[T_DLN_IN_WEIGHT], scale[T_DLN_IN_BIAS], scale[T_DW_IN],
+                           scale[T_DLN_OUT_WEIGHT], scale[T_DLN_OUT_BIAS], scale[T_DW_OUT]};
+    ref_trimul_grad_scale(&rp, &sg);
+    for (int i = FIRST_OUTPUT; i < T_COUNT; i++) {
+        if (ref[i]) expect_near(label, names[i], out[i], ref[i], scale[i], n[i], tolerance(c.dtype, i));
+        free(ref[i]), free(scale[i]);
+    }
+    for (int i = 0; i < FIRST_OUTPUT; i++) free(src[i]);
+}
+
+static void free_outputs(float *out[T_COUNT])
+{
+    for (int i = 0; i < T_COUNT; i++) free(out[i]);
+}
+
+static void check_case(mcl_context *ctx, tm_case c, host_rng *rng, const char *variant)
+{
+    float *out[T_COUNT];
+    run_case(ctx, c, rng, variant, out);
+    free_outputs(out);
+}
+
+/* ---- correctness ------------------------------------------------------------------------ */
+
+/* Shapes and dtypes: N in {1, 2, 7, 20}, c in {1, 3, 8}, h in {1, 4, 6} (sizes of 1 and
+ * multiples of no tile) and an AF3-like shape at small scale, a few per dtype: every shape
+ * compiles its own kernel configurations per dtype, and PoCL takes a while over each. c = 1
+ * with N > 1 runs in f32 only: there p = LN(z) W_in is the same in every row, so in 16 bits
+ * every row's rounding errs alike and the sums over rows (dw_in, dln_in_*) add their errors
+ * up linearly, beyond any rounding tolerance. */
+static const struct {
+    size_t n, c, h;
+    mcl_dtype dtype;
+} shapes[] = {
+    {1, 1, 1, MCL_F32},     {7, 1, 4, MCL_F32}, {20, 3, 6, MCL_F32}, {2, 8, 4, MCL_BF16},
+    {24, 16, 16, MCL_BF16}, {7, 3, 1, MCL_F16}, {20, 8, 6, MCL_F16},
+};
+
+/* A case of shapes[s]: the options as given. */
+static tm_case case_of(size_t s, mcl_trimul_direction direction, int mask, int ln, unsigned want, int offsets)
+{
+    return (tm_case){shapes[s].n, shapes[s].c, shapes[s].h, shapes[s].dtype, direction, mask, ln, want, offsets};
+}
+
+/* Each shape twice, all outputs: the direction and the mask cycle so that every dtype sees
+ * each direction with and without the mask; the LayerNorms' parameters and the offsets cycle
+ * too. */
+Test(trimul, matches_reference_over_shapes_dtypes_directions_and_masks, .timeout = 300)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    size_t j[3] = {0};
+    for (size_t i = 0; i < 2 * COUNT_OF(shapes); i++) {
+        size_t dt = (size_t)shapes[i / 2].dtype, k = j[dt]++;
+        tm_case c = case_of(i / 2, (mcl_trimul_direction)(k % 2), (int)(k / 2 % 2), (int)((k + dt) % 4), WANT_ALL,
+                            (int)((k + dt) % OFF_MODES));
+        check_case(ctx, c, &rng, "default");
+    }
+    mcl_context_release(ctx);
+}
+
+/* Each backward output requested alone (the others absent): f32 and bf16, both directions. */
+Test(trimul, each_backward_output_alone, .timeout = 300)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (int t = FIRST_GRAD; t < T_COUNT; t++)
+        for (size_t s = 2; s <= 4; s += 2) {
+            tm_case c = case_of(s, (mcl_trimul_direction)((t + s / 2) % 2), 1, LN_IN | LN_OUT, WANT(t),
+                                (t + (int)s) % OFF_MODES);
+            check_case(ctx, c, &rng, names[t]);
+        }
+    mcl_context_release(ctx);
+}
+
+/* 16 x 16 tiles over 8 waves: the weight gradients' GEMMs (K = N^2) split K into partials. */
+#define SPLIT_VARIANT "BM=16,BN=16,BK=4,TM=1,TN=2,SPLIT_WAVES=8"
+
+/* Variants of the parameter space besides the tables' choice must be correct too. */
+Test(trimul, parameter_variants_are_correct, .timeout = 300)
+{
+    static const char *const variants[] = {SPLIT_VARIANT, "BM=32,BN=64,BK=8,TM=2,TN=4,SPLIT_WAVES=4"};
+    static const tm_case cases[] = {
+        {24, 16, 16, MCL_F16, MCL_TRIMUL_INCOMING, 1, LN_IN | LN_OUT, WANT_ALL, OFF_ODD},
+        {7, 3, 6, MCL_BF16, MCL_TRIMUL_OUTGOING, 0, LN_OUT, WANT_ALL, OFF_MIXED},
+    };
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (size_t v = 0; v < COUNT_OF(variants); v++) {
+        assert_ok(mcl_context_set_params(ctx, "gemm", variants[v]));
+        check_case(ctx, cases[v], &rng, variants[v]);
+    }
+    mcl_context_release(ctx);
+}
+
+/* Forward and backward twice on the same inputs, default and split parameters: every output's
+ * bytes must be identical. */
+Test(trimul, results_are_bitwise_identical_on_repeat, .timeout = 300)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    static const char *const variants[] = {NULL, SPLIT_VARIANT};
+    static const tm_case cases[] = {
+        {20, 8, 6, MCL_F16, MCL_TRIMUL_OUTGOING, 1, LN_IN | LN_OUT, WANT_ALL, OFF_MIXED},
+        {24, 16, 16, MCL_F16, MCL_TRIMUL_INCOMING, 1, LN_IN | LN_OUT, WANT_ALL, OFF_MIXED},
+    };
+    for (int v = 0; v < 2; v++) {
+        assert_ok(mcl_context_set_params(ctx, "gemm", variants[v]));
+        host_rng again = rng;
+        float *first[T_COUNT], *second[T_COUNT];
+        run_case(ctx, cases[v], &rng, "first", first);
+        run_case(ctx, cases[v], &again, "second", second);
+        size_t n[T_COUNT];
+        sizes_of(cases[v], n);
+        for (int t = FIRST_OUTPUT; t < T_COUNT; t++)
+            cr_expect_eq(memcmp(first[t], second[t], n[t] * sizeof(float)), 0, "%s differs between runs (%s)",
+                         names[t], variants[v] ? variants[v] : "default");
+        free_outputs(first), free_outputs(second);
+    }
+    mcl_context_release(ctx);
+}
+
+/* ---- the reference itself ------------------------------------------------------------- */
+
+/* L = sum dout . out by the reference forward (from z: p and t not given) */
+static double functional(const ref_trimul_problem *p, double *out)
+{
+    ref_trimul_forward(p, out, NULL, NULL, NULL, NULL, NULL, NULL);
+    double l = 0.0;
+    for (size_t i = 0; i < p->n * p->n * p->c; i++) l += p->dout[i] * out[i];
+    return l;
+}
+
+/* ||finite differences of L over v's n elements - analytic|| / ||analytic||: fourth-order
+ * central differences with a step of 2^-12. The inputs are multiples of 2^-16 below 4 in
+ * magnitude, so every perturbed value is exact in fp32; the forward is all double, so the
+ * truncation (~ step^4) bounds the error. */
+static double fd_error(const ref_trimul_problem *p, float *v, size_t n, const double *an)
+{
+    static const float steps[] = {1.0f / 4096, -1.0f / 4096, 1.0f / 2048, -1.0f / 2048};
+    static const double weights[] = {8.0, -8.0, -1.0, 1.0};
+    double *out = malloc(p->n * p->n * p->c * sizeof *out), diff = 0.0, norm = 0.0;
+    for (size_t e = 0; e < n; e++) {
+        float v0 = v[e];
+        double fd = 0.0;
+        for (int s = 0; s < 4; s++) {
+            v[e] = v0 + steps[s];
+            fd += weights[s] * functional(p, out);
+        }
+        v[e] = v0;
+        fd /= 12.0 * (double)steps[0];
+        diff += (fd - an[e]) * (fd - an[e]);
+        norm += an[e] * an[e];
+    }
+    free(out);
+    cr_assert_gt(norm, 0.0);
+    return sqrt(diff / norm);
+}
+
+/* n uniform values in [lo, hi) rounded to multiples of 2^-16 */
+static void fd_fill(host_rng *rng, float *v, size_t n, float lo, float hi)
+{
+    host_fill_uniform(rng, v, n, lo, hi);
+    for (size_t i = 0; i < n; i++) v[i] = roundf(v[i] * 65536.0f) / 65536.0f;
+}
+
+/* The analytic backward against the forward on a tiny shape, both directions, with the mask
+ * and every LayerNorm parameter (h = 4: over 2 channels LN(t) is +-1 whatever t, and its
+ * gradient nearly 0). */
+Test(trimul, reference_matches_finite_differences)
+{
+    enum { N = 3, C = 4, H = 4, W = 4 * H + C, NP = N * N };
+    host_rng rng = host_rng_seeded(test_seed());
+    float z[NP * C], mask[NP], lniw[C], lnib[C], w_in[C * W], lnow[H], lnob[H], w_out[H * C], dout[NP * C];
+    fd_fill(&rng, z, NP * C, -2, 3), fd_fill(&rng, lniw, C, 0.5f, 1.5f), fd_fill(&rng, lnib, C, -0.5f, 0.5f);
+    fd_fill(&rng, w_in, C * W, -1, 1), fd_fill(&rng, lnow, H, 0.5f, 1.5f), fd_fill(&rng, lnob, H, -0.5f, 0.5f);
+    fd_fill(&rng, w_out, H * C, -1, 1), fd_fill(&rng, dout, NP * C, -1, 1);
+    for (int i = 0; i < NP; i++) mask[i] = i % 4 == 1 ? 0.0f : 1.0f;
+    for (int dir = MCL_TRIMUL_OUTGOING; dir <= MCL_TRIMUL_INCOMING; dir++) {
+        ref_trimul_problem p = {N, C, H, 1e-5, (mcl_trimul_direction)dir, z, w_in, w_out, mask, lniw, lnib, lnow,
+                                lnob, NULL, NULL, dout};
+        double dz[NP * C], dlniw[C], dlnib[C], dw_in[C * W], dlnow[H], dlnob[H], dw_out[H * C];
+        ref_trimul_backward(&p, &(ref_trimul_grads){dz, dlniw, dlnib, dw_in, dlnow, dlnob, dw_out});
+        struct { const char *name; float *v; size_t n; const double *an; } g[] = {
+            {"z", z, NP * C, dz}, {"ln_in_weight", lniw, C, dlniw}, {"ln_in_bias", lnib, C, dlnib},
+            {"w_in", w_in, C * W, dw_in}, {"ln_out_weight", lnow, H, dlnow}, {"ln_out_bias", lnob, H, dlnob},
+            {"w_out", w_out, H * C, dw_out}};
+        for (size_t i = 0; i < COUNT_OF(g); i++) {
+            double err = fd_error(&p, g[i].v, g[i].n, g[i].an);
+            cr_expect_leq(err, 1e-5, "direction %d: d%s differs from finite differences by %.3g", dir, g[i].name,
+                          err);
+        }
+    }
+}
+
+/* ---- workspace sizes -------------------------------------------------------------------- */
+
+Test(trimul, workspace_sizes_are_positive)
+{
+    mcl_context *ctx = test_context();
+    for (int dir = MCL_TRIMUL_OUTGOING; dir <= MCL_TRIMUL_INCOMING; dir++) {
+        mcl_trimul_desc desc = {7, 3, 6, MCL_BF16, 1e-5f, (mcl_trimul_direction)dir};
+        size_t fwd = 0, bwd = 0;
+        assert_ok(mcl_trimul_workspace_size(ctx, &desc, &fwd, &bwd));
+        cr_expect_gt(fwd, 0, "direction %d: no forward workspace reported", dir);
+        cr_expect_gt(bwd, 0, "direction %d: no backward workspace reported", dir);
+    }
+    mcl_context_release(ctx);
+}
+
+/* ---- bad inputs: a specific status, a message, and no buffer touched ------------------------ */
+
+enum { BN = 2, BC = 3, BH = 2, IN_BYTE = 0x11, OUT_BYTE = 0x3c };
+/* f32, w = 4 BH + BC = 11. inputs: z [2,2,3] @0, mask [2,2] @48, ln_in_weight [3] @64, ln_in_bias
+ * [3] @80, w_in [3,11] @96, ln_out_weight [2] @240, ln_out_bias [2] @256, w_out [2,3] @272,
+ * dout [2,2,3] @304 (352 bytes); forward outputs: out [2,2,3] @0, p [2,2,11] @48, t [2,2,2] @224,
+ * mean_in @256, rstd_in @272, mean_out @288, rstd_out @304; gradients: dz [2,2,3] @320,
+ * dln_in_weight [3] @368, dln_in_bias [3] @384, dw_in [3,11] @400, dln_out_weight [2] @544,
+ * dln_out_bias [2] @560, dw_out [2,3] @576 (600 bytes) */
+enum { IN_BYTES = 352, OUT_BYTES = 600, SMALL_BYTES = 16 };
+
+typedef struct bad_fixture {
+    mcl_context *ctx;
+    cl_mem in, out, small;
+    mcl_trimul_desc desc;
+    mcl_trimul_fwd_tensors ft;
+    mcl_trimul_bwd_tensors bt;
+} bad_fixture;
+
+static bad_fixture bad_setup(void)
+{
+    bad_fixture f;
+    f.ctx = test_context();
+    f.in = test_buffer(f.ctx, IN_BYTES, IN_BYTE);
+    f.out = test_buffer(f.ctx, OUT_BYTES, OUT_BYTE);
+    f.small = test_buffer(f.ctx, SMALL_BYTES, OUT_BYTE);
+    f.desc = (mcl_trimul_desc){BN, BC, BH, MCL_F32, 1e-5f, MCL_TRIMUL_OUTGOING};
+    cl_mem i = f.in, o = f.out;
+    f.ft = (mcl_trimul_fwd_tensors){{i, 0}, {i, 48}, {i, 64}, {i, 80}, {i, 96}, {i, 240}, {i, 256}, {i, 272},
+                                    {o, 0}, {o, 48}, {o, 224}, {o, 256}, {o, 272}, {o, 288}, {o, 304}};
+    f.bt = (mcl_trimul_bwd_tensors){{i, 0},   {i, 48},  {i, 64},  {i, 80},  {i, 96},  {i, 240}, {i, 256},
+                                    {i, 272}, {o, 48},  {o, 224}, {o, 256}, {o, 272}, {o, 288}, {o, 304},
+                                    {i, 304}, {o, 320}, {o, 368}, {o, 384}, {o, 400}, {o, 544}, {o, 560},
+                                    {o, 576}};
+    return f;
+}
+
+static void bad_teardown(bad_fixture *f)
+{
+    clReleaseMemObject(f->in), clReleaseMemObject(f->out), clReleaseMemObject(f->small);
+    mcl_context_release(f->ctx);
+}
+
+static void expect_bad(bad_fixture *f, mcl_status got, mcl_status expected, const char *needle, const char *label)
+{
+    const char *msg = mcl_last_error();
+    cr_expect_eq(got, expected, "%s: returned %s, expected %s: %s", label, mcl_status_name(got),
+                 mcl_status_name(expected), msg);
+    cr_expect(strstr(msg, "trimul"), "%s: message '%s' does not name the op", label, msg);
+    cr_expect(strstr(msg, needle), "%s: message '%s' lacks '%s'", label, msg, needle);
+    mcl_finish(f->ctx);
+    cl_mem mems[] = {f->in, f->out, f->small};
+    size_t sizes[] = {IN_BYTES, OUT_BYTES, SMALL_BYTES};
+    unsigned char fill[] = {IN_BYTE, OUT_BYTE, OUT_BYTE};
+    for (size_t i = 0; i < COUNT_OF(mems); i++) {
+        unsigned char *bytes = test_read_all(f->ctx, mems[i], sizes[i]);
+        size_t written = 0;
+        for (size_t j = 0; j < sizes[i]; j++) written += bytes[j] != fill[i];
+        cr_expect_eq(written, 0, "%s: %zu bytes of buffer %zu written", label, written, i);
+        free(bytes);
+    }
+}
+
+#define EXPECT_FWD(d, t, status, needle, label) \
+    expect_bad(&f, mcl_trimul_forward(f.ctx, &(d), &(t), NULL), status, needle, label)
+#define EXPECT_BWD(d, t, status, needle, label) \
+    expect_bad(&f, mcl_trimul_backward(f.ctx, &(d), &(t), NULL), status, needle, label)
+
+/* Descriptor faults, forward and backward alike. */
+static const struct {
+    mcl_trimul_desc desc;
+    mcl_status status;
+    const char *needle;
+} desc_faults[] = {
+    {{0, BC, BH, MCL_F32, 1e-5f, MCL_TRIMUL_OUTGOING}, MCL_ERR_INVALID_SIZE, "n (0)"},
+    {{BN, 0, BH, MCL_F32, 1e-5f, MCL_TRIMUL_OUTGOING}, MCL_ERR_INVALID_SIZE, "channels (0)"},
+    {{BN, BC, 0, MCL_F32, 1e-5f, MCL_TRIMUL_OUTGOING}, MCL_ERR_INVALID_SIZE, "hidden (0)"},
+    {{BN, BC, BH, (mcl_dtype)7, 1e-5f, MCL_TRIMUL_OUTGOING}, MCL_ERR_UNSUPPORTED_DTYPE, "dtype 7"},
+    {{BN, BC, BH, MCL_F32, NAN, MCL_TRIMUL_OUTGOING}, MCL_ERR_INVALID_ARGUMENT, "eps"},
+    {{BN, BC, BH, MCL_F32, -1.0f, MCL_TRIMUL_OUTGOING}, MCL_ERR_INVALID_ARGUMENT, "eps"},
+    {{BN, BC, BH, MCL_F32, 1e-5f, (mcl_trimul_direction)2}, MCL_ERR_INVALID_ARGUMENT, "direction 2"},
+};
+
+/* "NAME is required" for each of the named tensors set to NULL in turn */
+#define EXPECT_REQUIRED(EXPECT, base, fields, ids)                                              \
+    for (size_t r_ = 0; r_ < COUNT_OF(ids); r_++) {                                             \
+        t = (base), (fields)[r_]->mem = NULL;                                                   \
+        char needle[48];                                                                        \
+        snprintf(needle, sizeof needle, "%s is required", names[(ids)[r_]]);                    \
+        EXPECT(d, t, MCL_ERR_NULL_POINTER, needle, needle);                                     \
+    }
+
+Test(trimul, bad_forward_inputs)
+{
+    bad_fixture f = bad_setup();
+    mcl_trimul_desc d = f.desc;
+    mcl_trimul_fwd_tensors t = f.ft;
+    assert_status(mcl_trimul_forward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_trimul_forward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_trimul_forward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    for (size_t i = 0; i < COUNT_OF(desc_faults); i++)
+        EXPECT_FWD(desc_faults[i].desc, t, desc_faults[i].status, desc_faults[i].needle, desc_faults[i].needle);
+
+    mcl_tensor *required[] = {&t.z, &t.w_in, &t.w_out, &t.out, &t.p, &t.t, &t.mean_in, &t.rstd_in, &t.mean_out,
+                              &t.rstd_out};
+    const int required_ids[] = {T_Z, T_W_IN, T_W_OUT, T_OUT, T_P, T_T, T_MEAN_IN, T_RSTD_IN, T_MEAN_OUT,
+                                T_RSTD_OUT};
+    EXPECT_REQUIRED(EXPECT_FWD, f.ft, required, required_ids);
+    t = f.ft, t.p = (mcl_tensor){f.small, 0};
+    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "p buffer holds 16 bytes", "small p");
+    t = f.ft, t.mask = (mcl_tensor){f.small, 4};
+    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "mask buffer", "mask past its buffer");
+    t = f.ft, t.w_out = (mcl_tensor){f.in, 336};
+    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "w_out buffer", "w_out past its buffer");
+    t = f.ft, t.out = (mcl_tensor){f.in, 32};
+    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "output out overlaps z", "out over z");
+    t = f.ft, t.t = (mcl_tensor){f.out, 200};
+    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "t over p");
+    bad_teardown(&f);
+}
+
+Test(trimul, bad_backward_inputs)
+{
+    bad_fixture f = bad_setup();
+    mcl_trimul_desc d = f.desc;
+    mcl_trimul_bwd_tensors t = f.bt;
+    assert_status(mcl_trimul_backward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_trimul_backward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_trimul_backward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    for (size_t i = 0; i < COUNT_OF(desc_faults); i++)
+        EXPECT_BWD(desc_faults[i].desc, t, desc_faults[i].status, desc_faults[i].needle, desc_faults[i].needle);
+
+    t = f.bt;
+    t.dz = t.dln_in_weight = t.dln_in_bias = t.dw_in = t.dln_out_weight = t.dln_out_bias = t.dw_out =
+        (mcl_tensor){0};
+    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "no output requested", "no output");
+    mcl_tensor *required[] = {&t.z, &t.w_in, &t.w_out, &t.p, &t.t, &t.mean_in, &t.rstd_in, &t.mean_out,
+                              &t.rstd_out, &t.dout};
+    const int required_ids[] = {T_Z, T_W_IN, T_W_OUT, T_P, T_T, T_MEAN_IN, T_RSTD_IN, T_MEAN_OUT, T_RSTD_OUT,
+                                T_DOUT};
+    EXPECT_REQUIRED(EXPECT_BWD, f.bt, required, required_ids);
+    t = f.bt, t.dw_in = (mcl_tensor){f.small, 0};
+    EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "dw_in buffer holds 16 bytes", "small dw_in");
+    t = f.bt, t.t = (mcl_tensor){f.small, 0};
+    EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "t buffer holds 16 bytes", "small t");
+    t = f.bt, t.dz = (mcl_tensor){f.in, 272};
+    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dz over w_out and dout");
+    t = f.bt, t.dw_out = (mcl_tensor){f.out, 48};
+    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "output dw_out overlaps p", "dw_out over p");
+    t = f.bt, t.dln_out_bias = t.dln_out_weight;
+    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dln_out_bias on dln_out_weight");
+
+    size_t fwd = 0, bwd = 0;
+    assert_status(mcl_trimul_workspace_size(NULL, &d, &fwd, &bwd), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_trimul_workspace_size(f.ctx, NULL, &fwd, &bwd), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_trimul_workspace_size(f.ctx, &d, NULL, &bwd), MCL_ERR_NULL_POINTER);
+    for (size_t i = 0; i < COUNT_OF(desc_faults); i++)
+        assert_status(mcl_trimul_workspace_size(f.ctx, &desc_faults[i].desc, &fwd, &bwd), desc_faults[i].status);
+    bad_teardown(&f);
+}
