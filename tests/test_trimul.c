@@ -55,9 +55,10 @@ static double tolerance(mcl_dtype dt, int t)
     return host_tolerance(dt) * (t >= T_DZ && t <= T_DW_IN ? 3.0 : t == T_P || t == T_OUT ? 1.0 : 1.5);
 }
 
-/* Every |out - ref| within tol * (|ref| + floor), floor the rms of ref (or of scale, the size of
- * the error that rounding their inputs leaves, where larger): an element whose sum cancels is
- * held to the error its terms' rounding leaves, not to a relative one. */
+/* Every |out - ref| within tol * (|ref| + floor), floor the rms of ref or, where larger, of
+ * scale (the size of the terms each element sums, or of the error that rounding its inputs
+ * leaves): an element whose sum cancels is held to the error its terms' rounding leaves, not
+ * to a relative one. */
 static void expect_near(const char *label, const char *what, const float *out, const double *ref,
                         const double *scale, size_t n, double tol)
 {
@@ -89,6 +90,16 @@ static void spread_rows(host_rng *rng, mcl_dtype dt, float *z, size_t rows, size
             host_fill_uniform(rng, row, c, range[0], range[1]);
             host_quantize(dt, row, c);
         }
+}
+
+/* The rms of each row of x [rows, cols]: the size of the terms a row's mean adds. */
+static void row_rms(const float *x, size_t rows, size_t cols, double *rms)
+{
+    for (size_t r = 0; r < rows; r++) {
+        double ss = 0.0;
+        for (size_t k = 0; k < cols; k++) ss += (double)x[r * cols + k] * x[r * cols + k];
+        rms[r] = sqrt(ss / (double)cols);
+    }
 }
 
 /* ---- one forward and backward ----------------------------------------------------------- */
@@ -196,6 +207,8 @@ static void run_case(mcl_context *ctx, tm_case c, host_rng *rng, const char *var
     ref_trimul_grads sg = {scale[T_DZ], scale[T_DLN_IN_WEIGHT], scale[T_DLN_IN_BIAS], scale[T_DW_IN],
                            scale[T_DLN_OUT_WEIGHT], scale[T_DLN_OUT_BIAS], scale[T_DW_OUT]};
     ref_trimul_grad_scale(&rp, &sg);
+    row_rms(src[T_Z], c.n * c.n, c.c, scale[T_MEAN_IN] = malloc(n[T_MEAN_IN] * sizeof(double)));
+    row_rms(out[T_T], c.n * c.n, c.h, scale[T_MEAN_OUT] = malloc(n[T_MEAN_OUT] * sizeof(double)));
     for (int i = FIRST_OUTPUT; i < T_COUNT; i++) {
         if (ref[i]) expect_near(label, names[i], out[i], ref[i], scale[i], n[i], tolerance(c.dtype, i));
         free(ref[i]), free(scale[i]);

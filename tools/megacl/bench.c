@@ -1,6 +1,8 @@
 /* megacl bench: time workloads with event profiling, verify them, report table and JSON. */
 #include "bench.h"
 
+#include <math.h>
+
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,4 +288,25 @@ int cmd_bench(int argc, char **argv)
     json_object_put(results);
     mcl_context_release(ctx);
     return failed;
+}
+
+void bench_err_add(bench_err *e, float out, double ref)
+{
+    if (isinf(ref) && ref < 0) {
+        if (!(isinf(out) && out < 0)) e->bad = 1;
+        return;
+    }
+    if (!isfinite(out)) {
+        e->bad = 1;
+        return;
+    }
+    double d = (double)out - ref;
+    e->diff += d * d;
+    e->norm += ref * ref;
+}
+
+double bench_err_value(const bench_err *e)
+{
+    if (e->bad) return INFINITY;
+    return e->norm > 0.0 ? sqrt(e->diff / e->norm) : sqrt(e->diff);
 }

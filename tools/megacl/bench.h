@@ -38,6 +38,17 @@ typedef struct bench_workload {
     double (*tolerance)(mcl_dtype dtype);
 } bench_workload;
 
+/* ||out - ref|| / ||ref|| accumulated over any selection of elements (host_rel_error's
+ * definition), for checks on samples of large outputs; a non-finite output, or a reference
+ * -inf (a fully masked row's lse) not matched exactly, makes it infinite. */
+typedef struct bench_err {
+    double diff, norm;
+    int bad;
+} bench_err;
+
+void bench_err_add(bench_err *e, float out, double ref);
+double bench_err_value(const bench_err *e);
+
 extern const bench_workload bench_layernorm;
 extern const bench_workload bench_evoattn;
 extern const bench_workload bench_gating;

@@ -39,34 +39,6 @@ static mcl_status evo_backward(void *opaque, mcl_context *ctx)
     return mcl_evoattn_backward(ctx, &s->desc, &t, NULL);
 }
 
-/* ||out - ref|| / ||ref|| accumulated over any selection of elements (host_rel_error's
- * definition); a reference -inf (lse of a fully masked row) must be matched exactly. */
-typedef struct err_acc {
-    double diff, norm;
-    int bad;
-} err_acc;
-
-static void acc_add(err_acc *a, float out, double ref)
-{
-    if (isinf(ref) && ref < 0) {
-        if (!(isinf(out) && out < 0)) a->bad = 1;
-        return;
-    }
-    if (!isfinite(out)) {
-        a->bad = 1;
-        return;
-    }
-    double d = (double)out - ref;
-    a->diff += d * d;
-    a->norm += ref * ref;
-}
-
-static double acc_error(const err_acc *a)
-{
-    if (a->bad) return INFINITY;
-    return a->norm > 0.0 ? sqrt(a->diff / a->norm) : sqrt(a->diff);
-}
-
 enum { E_OUT, E_LSE, E_DQ, E_DK, E_DV, E_DMASK, E_DPAIR, E_COUNT };
 
 /* device results, downloaded as floats */
@@ -76,7 +48,7 @@ typedef struct evo_results {
 
 /* Full reference: every element of every output. */
 static int verify_full(const ref_evoattn_problem *p, const evo_state *s, const evo_results *r,
-                       err_acc *acc)
+                       bench_err *acc)
 {
     const size_t counts[E_COUNT] = {s->t, s->nl, s->t, s->t, s->t, s->nm, s->np};
     double *ref[E_COUNT];
@@ -87,7 +59,7 @@ static int verify_full(const ref_evoattn_problem *p, const evo_state *s, const e
         ok = ref_evoattn_backward(p, ref[E_DQ], ref[E_DK], ref[E_DV], NULL, ref[E_DMASK],
                                   ref[E_DPAIR]) == 0;
     for (int i = 0; i < E_COUNT && ok; i++)
-        for (size_t e = 0; e < counts[i]; e++) acc_add(&acc[i], r->t[i][e], ref[i][e]);
+        for (size_t e = 0; e < counts[i]; e++) bench_err_add(&acc[i], r->t[i][e], ref[i][e]);
     for (int i = 0; i < E_COUNT; i++) free(ref[i]);
     return ok;
 }
@@ -95,7 +67,7 @@ static int verify_full(const ref_evoattn_problem *p, const evo_state *s, const e
 /* Compares the device's O, lse, dq, dk, dv of slice (b, n, h) with the reference; adds the
  * slice's dS column sums to dmask_row when it is given. */
 static int verify_slice(const ref_evoattn_problem *p, const evo_results *r, size_t b, size_t n,
-                        size_t h, err_acc *acc, double *dmask_row)
+                        size_t h, bench_err *acc, double *dmask_row)
 {
     const size_t N = p->rows, S = p->seq, H = p->heads, D = p->head_dim;
     double *o = malloc(S * D * sizeof *o), *dq = malloc(S * D * sizeof *dq);
@@ -106,13 +78,13 @@ static int verify_slice(const ref_evoattn_problem *p, const evo_results *r, size
                                 .dmask = dmask_row};
     if (ok) ok = ref_evoattn_slice(p, b, n, h, &so) == 0;
     for (size_t i = 0; i < S && ok; i++) {
-        acc_add(&acc[E_LSE], r->t[E_LSE][((b * N + n) * H + h) * S + i], lse[i]);
+        bench_err_add(&acc[E_LSE], r->t[E_LSE][((b * N + n) * H + h) * S + i], lse[i]);
         const size_t base = (((b * N + n) * S + i) * H + h) * D;
         for (size_t d = 0; d < D; d++) {
-            acc_add(&acc[E_OUT], r->t[E_OUT][base + d], o[i * D + d]);
-            acc_add(&acc[E_DQ], r->t[E_DQ][base + d], dq[i * D + d]);
-            acc_add(&acc[E_DK], r->t[E_DK][base + d], dk[i * D + d]);
-            acc_add(&acc[E_DV], r->t[E_DV][base + d], dv[i * D + d]);
+            bench_err_add(&acc[E_OUT], r->t[E_OUT][base + d], o[i * D + d]);
+            bench_err_add(&acc[E_DQ], r->t[E_DQ][base + d], dq[i * D + d]);
+            bench_err_add(&acc[E_DK], r->t[E_DK][base + d], dk[i * D + d]);
+            bench_err_add(&acc[E_DV], r->t[E_DV][base + d], dv[i * D + d]);
         }
     }
     free(o), free(dq), free(dk), free(dv), free(lse);
@@ -126,7 +98,7 @@ static int verify_slice(const ref_evoattn_problem *p, const evo_results *r, size
  *  - dpair[b, h, i, :] for four query rows i (first, last, middle, a third in), each a sum over
  *    all N rows of dS.
  * Each error is the relative error over the sampled elements. */
-static int verify_sampled(const ref_evoattn_problem *p, const evo_results *r, err_acc *acc)
+static int verify_sampled(const ref_evoattn_problem *p, const evo_results *r, bench_err *acc)
 {
     const size_t B = p->batch, N = p->rows, S = p->seq, H = p->heads, D = p->head_dim;
     const int all_heads = (double)H * S * S * D <= 1073741824.0;
@@ -136,7 +108,7 @@ static int verify_sampled(const ref_evoattn_problem *p, const evo_results *r, er
         double *dmask_row = calloc(S, sizeof *dmask_row);
         ok = dmask_row != NULL;
         for (size_t h = 0; h < H && ok; h++) ok = verify_slice(p, r, 0, 0, h, acc, dmask_row);
-        for (size_t j = 0; j < S && ok; j++) acc_add(&acc[E_DMASK], r->t[E_DMASK][j], dmask_row[j]);
+        for (size_t j = 0; j < S && ok; j++) bench_err_add(&acc[E_DMASK], r->t[E_DMASK][j], dmask_row[j]);
         free(dmask_row);
     }
     for (size_t i = 0; i < 3 && ok; i++) {
@@ -160,7 +132,7 @@ static int verify_sampled(const ref_evoattn_problem *p, const evo_results *r, er
             for (size_t j = 0; j < S; j++) dpair_row[j] += row.ds[j];
         }
         const float *dev = r->t[E_DPAIR] + ((b * H + h) * S + i) * S;
-        for (size_t j = 0; j < S; j++) acc_add(&acc[E_DPAIR], dev[j], dpair_row[j]);
+        for (size_t j = 0; j < S; j++) bench_err_add(&acc[E_DPAIR], dev[j], dpair_row[j]);
     }
     ref_evoattn_row_free(&row);
     free(dpair_row);
@@ -187,16 +159,16 @@ static mcl_status evo_verify(void *opaque, mcl_context *ctx, double *fwd_err, do
     ref_evoattn_problem p = {d->batch, d->rows, d->seq, d->heads, d->head_dim,
                              ref_evoattn_scale(d->head_dim, d->scale), s->q, s->k, s->v, s->mask,
                              s->pair, NULL, s->dout};
-    err_acc acc[E_COUNT] = {{0}};
+    bench_err acc[E_COUNT] = {{0}};
     if (status == MCL_OK) {
         double work = (double)d->batch * d->rows * d->heads * d->seq * d->seq * d->head_dim;
         int ok = work <= 67108864.0 ? verify_full(&p, s, &r, acc) : verify_sampled(&p, &r, acc);
         if (!ok) status = MCL_ERR_OUT_OF_MEMORY;
     }
     if (status == MCL_OK) {
-        *fwd_err = fmax(acc_error(&acc[E_OUT]), acc_error(&acc[E_LSE]));
+        *fwd_err = fmax(bench_err_value(&acc[E_OUT]), bench_err_value(&acc[E_LSE]));
         *bwd_err = 0.0;
-        for (int i = E_DQ; i < E_COUNT; i++) *bwd_err = fmax(*bwd_err, acc_error(&acc[i]));
+        for (int i = E_DQ; i < E_COUNT; i++) *bwd_err = fmax(*bwd_err, bench_err_value(&acc[i]));
     }
     for (int i = 0; i < E_COUNT; i++) free(r.t[i]);
     return status;

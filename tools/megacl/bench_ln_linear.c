@@ -54,27 +54,15 @@ static double dxn(const lnl_ref *r, size_t row, size_t k)
     return sum;
 }
 
-typedef struct err_acc {
-    double diff, norm;
-} err_acc;
-
-static void acc_add(err_acc *a, float out, double ref)
-{
-    a->diff += isfinite(out) ? (out - ref) * (out - ref) : INFINITY;
-    a->norm += ref * ref;
-}
-
-static double acc_error(const err_acc *a) { return a->norm > 0 ? sqrt(a->diff / a->norm) : sqrt(a->diff); }
-
 /* y and dx of one row */
-static void check_row(const lnl_ref *r, size_t row, const float *y, const float *dx, err_acc *fwd, err_acc *bwd)
+static void check_row(const lnl_ref *r, size_t row, const float *y, const float *dx, bench_err *fwd, bench_err *bwd)
 {
     const lnl_state *s = r->s;
     size_t in = s->desc.in_features, out = s->desc.out_features;
     for (size_t n = 0; n < out; n++) {
         double sum = 0.0;
         for (size_t k = 0; k < in; k++) sum += (xhat(r, row, k) * s->g[k] + s->b[k]) * s->w[k * out + n];
-        acc_add(fwd, y[row * out + n], sum);
+        bench_err_add(fwd, y[row * out + n], sum);
     }
     double c1 = 0.0, c2 = 0.0; /* means of g dxn and of g dxn xhat over the row */
     for (size_t k = 0; k < in; k++) {
@@ -83,12 +71,12 @@ static void check_row(const lnl_ref *r, size_t row, const float *y, const float 
         c2 += gd * xhat(r, row, k) / in;
     }
     for (size_t k = 0; k < in; k++)
-        acc_add(bwd, dx[row * in + k], r->rstd[row] * (s->g[k] * dxn(r, row, k) - c1 - xhat(r, row, k) * c2));
+        bench_err_add(bwd, dx[row * in + k], r->rstd[row] * (s->g[k] * dxn(r, row, k) - c1 - xhat(r, row, k) * c2));
 }
 
 /* dln_weight[k], dln_bias[k] and the column dweight[k, :] of one input feature */
 static void check_feature(const lnl_ref *r, size_t k, const float *dg, const float *db, const float *dw,
-                          err_acc *bwd)
+                          bench_err *bwd)
 {
     const lnl_state *s = r->s;
     size_t rows = s->desc.rows, out = s->desc.out_features;
@@ -100,9 +88,9 @@ static void check_feature(const lnl_ref *r, size_t k, const float *dg, const flo
         sb += d;
         for (size_t n = 0; n < out; n++) col[n] += xn * s->dy[row * out + n];
     }
-    acc_add(bwd, dg[k], sg);
-    acc_add(bwd, db[k], sb);
-    for (size_t n = 0; n < out && col; n++) acc_add(bwd, dw[k * out + n], col[n]);
+    bench_err_add(bwd, dg[k], sg);
+    bench_err_add(bwd, db[k], sb);
+    for (size_t n = 0; n < out && col; n++) bench_err_add(bwd, dw[k * out + n], col[n]);
     if (!col) bwd->diff = INFINITY;
     free(col);
 }
@@ -137,11 +125,11 @@ static mcl_status lnl_verify(void *opaque, mcl_context *ctx, double *fwd_err, do
     }
     int full = (double)rows * in * out <= 1 << 26;
     size_t row_step = full ? 1 : (rows + 63) / 64, k_step = full ? 1 : (in + 3) / 4;
-    err_acc fwd = {0}, bwd = {0};
+    bench_err fwd = {0}, bwd = {0};
     for (size_t row = 0; row < rows && ok; row += row_step) check_row(&r, row, res[0], res[1], &fwd, &bwd);
     for (size_t k = 0; k < in && ok; k += k_step) check_feature(&r, k, res[2], res[3], res[4], &bwd);
-    *fwd_err = ok ? acc_error(&fwd) : INFINITY;
-    *bwd_err = ok ? acc_error(&bwd) : INFINITY;
+    *fwd_err = ok ? bench_err_value(&fwd) : INFINITY;
+    *bwd_err = ok ? bench_err_value(&bwd) : INFINITY;
     for (int i = 0; i < 5; i++) free(res[i]);
     free(r.mean), free(r.rstd);
     return ok ? MCL_OK : MCL_ERR_OUT_OF_MEMORY;

@@ -75,18 +75,6 @@ static void row_values(const tr_state *st, size_t r, tr_row *w, int full)
     }
 }
 
-typedef struct err_acc {
-    double diff, norm;
-} err_acc;
-
-static void acc_add(err_acc *a, float out, double ref)
-{
-    a->diff += isfinite(out) ? (out - ref) * (out - ref) : INFINITY;
-    a->norm += ref * ref;
-}
-
-static double acc_error(const err_acc *a) { return a->norm > 0 ? sqrt(a->diff / a->norm) : sqrt(a->diff); }
-
 enum { OUT_Y, OUT_DX, OUT_DG, OUT_DB, OUT_DW1, OUT_DW2, OUT_COUNT };
 
 /* Every output when the problem is small (rows x c x F <= 2^24); else y and dx of 64 rows
@@ -111,7 +99,7 @@ static mcl_status tr_verify(void *opaque, mcl_context *ctx, double *fwd_err, dou
     }
     int full = (double)rows * c * f <= (double)(1 << 24);
     size_t row_step = full ? 1 : (rows + 63) / 64, col_step = full ? 1 : (2 * f + 3) / 4, w2_step = full ? 1 : (f + 3) / 4;
-    err_acc fwd = {0}, bwd = {0};
+    bench_err fwd = {0}, bwd = {0};
     if (ok) {
         tr_row w = {0, buf, buf + c, buf + 2 * c, buf + 2 * c + 2 * f, buf + 2 * c + 3 * f, buf + 2 * c + 4 * f,
                     buf + 2 * c + 6 * f};
@@ -135,22 +123,22 @@ static mcl_status tr_verify(void *opaque, mcl_context *ctx, double *fwd_err, dou
             for (size_t n = 0; n < c; n++) {
                 double y = 0.0;
                 for (size_t i = 0; i < f; i++) y += w.s[i] * s->w2[i * c + n];
-                acc_add(&fwd, res[OUT_Y][r * c + n], y);
+                bench_err_add(&fwd, res[OUT_Y][r * c + n], y);
             }
             for (size_t k = 0; k < c; k++)
-                acc_add(&bwd, res[OUT_DX][r * c + k], w.rstd * (s->g[k] * w.dxn[k] - c1 - w.xhat[k] * c2));
+                bench_err_add(&bwd, res[OUT_DX][r * c + k], w.rstd * (s->g[k] * w.dxn[k] - c1 - w.xhat[k] * c2));
         }
         for (size_t k = 0; k < c; k++)
-            for (size_t j = 0; j < 2 * f; j += col_step) acc_add(&bwd, res[OUT_DW1][k * 2 * f + j], dw1[k * 2 * f + j]);
+            for (size_t j = 0; j < 2 * f; j += col_step) bench_err_add(&bwd, res[OUT_DW1][k * 2 * f + j], dw1[k * 2 * f + j]);
         for (size_t i = 0; i < f; i += w2_step)
-            for (size_t n = 0; n < c; n++) acc_add(&bwd, res[OUT_DW2][i * c + n], dw2[i * c + n]);
+            for (size_t n = 0; n < c; n++) bench_err_add(&bwd, res[OUT_DW2][i * c + n], dw2[i * c + n]);
         for (size_t k = 0; full && k < c; k++) {
-            acc_add(&bwd, res[OUT_DG][k], dg[k]);
-            acc_add(&bwd, res[OUT_DB][k], db[k]);
+            bench_err_add(&bwd, res[OUT_DG][k], dg[k]);
+            bench_err_add(&bwd, res[OUT_DB][k], db[k]);
         }
     }
-    *fwd_err = ok ? acc_error(&fwd) : INFINITY;
-    *bwd_err = ok ? acc_error(&bwd) : INFINITY;
+    *fwd_err = ok ? bench_err_value(&fwd) : INFINITY;
+    *bwd_err = ok ? bench_err_value(&bwd) : INFINITY;
     for (int i = 0; i < OUT_COUNT; i++) free(res[i]);
     free(buf);
     return ok ? MCL_OK : MCL_ERR_OUT_OF_MEMORY;

@@ -70,16 +70,6 @@ static void p_row(const tm_state *s, size_t ij, double *zn, double *p)
     }
 }
 
-typedef struct err_acc {
-    double diff, norm;
-} err_acc;
-
-static void acc_add(err_acc *a, float out, double ref)
-{
-    a->diff += isfinite(out) ? (out - ref) * (out - ref) : INFINITY;
-    a->norm += ref * ref;
-}
-
 /* out at 16 pair entries (i, j) spread over the pair, each from a's row i and b's row j in
  * double; and dw_out in full from the device's saved t and p (LN(t)^T (dout * sigmoid(g))),
  * which checks the backward's last GEMM on its own inputs. The Criterion tests check every
@@ -98,7 +88,7 @@ static mcl_status tm_verify(void *opaque, mcl_context *ctx, double *fwd_err, dou
     double *a = malloc(n * h * sizeof *a), *b = malloc(n * h * sizeof *b), *row = malloc((2 * w + 2 * c + h) * sizeof *row);
     double *ref_dw = calloc(h * c, sizeof *ref_dw);
     int ok = out && dwout && t && p && a && b && row && ref_dw;
-    err_acc fwd = {0}, bwd = {0};
+    bench_err fwd = {0}, bwd = {0};
     if (ok) {
         host_download(ctx, s->out, dt, out, np * c);
         host_download(ctx, s->dwout, dt, dwout, h * c);
@@ -129,7 +119,7 @@ static mcl_status tm_verify(void *opaque, mcl_context *ctx, double *fwd_err, dou
             for (size_t col = 0; col < c; col++) {
                 double o = 0.0;
                 for (size_t ch = 0; ch < h; ch++) o += ln[ch] * s->in[T_WOUT][ch * c + col];
-                acc_add(&fwd, out[(i * n + j) * c + col], o * sigmoid(pr[4 * h + col]));
+                bench_err_add(&fwd, out[(i * n + j) * c + col], o * sigmoid(pr[4 * h + col]));
             }
             free(ln);
         }
@@ -142,10 +132,10 @@ static mcl_status tm_verify(void *opaque, mcl_context *ctx, double *fwd_err, dou
                 for (size_t ch = 0; ch < h; ch++) ref_dw[ch * c + col] += ln[ch] * d;
             }
         }
-        for (size_t e = 0; e < h * c; e++) acc_add(&bwd, dwout[e], ref_dw[e]);
+        for (size_t e = 0; e < h * c; e++) bench_err_add(&bwd, dwout[e], ref_dw[e]);
     }
-    *fwd_err = ok ? sqrt(fwd.diff / fwd.norm) : INFINITY;
-    *bwd_err = ok ? sqrt(bwd.diff / bwd.norm) : INFINITY;
+    *fwd_err = ok ? bench_err_value(&fwd) : INFINITY;
+    *bwd_err = ok ? bench_err_value(&bwd) : INFINITY;
     free(out), free(dwout), free(t), free(p), free(a), free(b), free(row), free(ref_dw);
     return ok ? MCL_OK : MCL_ERR_OUT_OF_MEMORY;
 }
