@@ -207,6 +207,7 @@ static void run_case(mcl_context *ctx, tm_case c, host_rng *rng, const char *var
     ref_trimul_grads sg = {scale[T_DZ], scale[T_DLN_IN_WEIGHT], scale[T_DLN_IN_BIAS], scale[T_DW_IN],
                            scale[T_DLN_OUT_WEIGHT], scale[T_DLN_OUT_BIAS], scale[T_DW_OUT]};
     ref_trimul_grad_scale(&rp, &sg);
+    ref_trimul_out_scale(&rp, scale[T_OUT] = malloc(n[T_OUT] * sizeof(double)));
     row_rms(src[T_Z], c.n * c.n, c.c, scale[T_MEAN_IN] = malloc(n[T_MEAN_IN] * sizeof(double)));
     row_rms(out[T_T], c.n * c.n, c.h, scale[T_MEAN_OUT] = malloc(n[T_MEAN_OUT] * sizeof(double)));
     for (int i = FIRST_OUTPUT; i < T_COUNT; i++) {

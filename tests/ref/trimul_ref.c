@@ -179,6 +179,20 @@ void ref_trimul_forward(const ref_trimul_problem *p, double *out, double *pp, do
     chain_free(&ch);
 }
 
+void ref_trimul_out_scale(const ref_trimul_problem *p, double *out)
+{
+    chain ch;
+    chain_forward(p, &ch, NULL, NULL, NULL, NULL, NULL, NULL);
+    size_t c = p->c, h = p->h, w = ch.w;
+    for (size_t r = 0; r < ch.np; r++)
+        for (size_t k = 0; k < c; k++) {
+            double ss = 0.0;
+            for (size_t q = 0; q < h; q++) ss += pow(ch.lnt[r * h + q] * p->w_out[q * c + k], 2);
+            out[r * c + k] = sigmoid(ch.p[r * w + 4 * h + k]) * sqrt(ss);
+        }
+    chain_free(&ch);
+}
+
 /* The backward's intermediates: dLN(t) and dLN(z) (the LayerNorm backwards' dy), dO, dp. */
 typedef struct grads_chain {
     double *dlnt, *dt, *dO, *dp, *dlnz;

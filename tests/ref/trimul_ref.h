@@ -29,6 +29,10 @@ typedef struct ref_trimul_problem {
 void ref_trimul_forward(const ref_trimul_problem *p, double *out, double *pp, double *t, double *mean_in,
                         double *rstd_in, double *mean_out, double *rstd_out);
 
+/* Per element of out, sigmoid(g) times the 2-norm of the terms LN_out(t) W_out adds: the size of
+ * the error that rounding LN_out(t) leaves in out, however much its sum cancels. */
+void ref_trimul_out_scale(const ref_trimul_problem *p, double *out);
+
 /* The gradients of sum(dout * out); any may be NULL. */
 typedef struct ref_trimul_grads {
     double *dz, *dln_in_weight, *dln_in_bias, *dw_in, *dln_out_weight, *dln_out_bias, *dw_out;
