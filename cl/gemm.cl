@@ -19,7 +19,8 @@
  * over 4 x 4 blocks were no faster on an H200, register prefetch of the next step slower.) The K
  * range may be split (grid dimension 2 = batch x splits): split s writes fp32 partials to slot
  * slot_base + s of `slots`, and gemm_sum_splits adds the slots in order (deterministic; a
- * caller running K in chunks gives each chunk its own slots). */
+ * caller running K in chunks either gives each chunk its own slots or adds each chunk to the
+ * same slots, GEMM_ACCUMULATE, in chunk order). */
 #ifndef GEMM_BM
 #define GEMM_BM 128
 #endif
@@ -55,6 +56,7 @@
 #define GEMM_HAS_BETA 2u
 #define GEMM_HAS_BIAS 4u
 #define GEMM_PARTIAL 8u /* write fp32 partials of this split instead of C */
+#define GEMM_ACCUMULATE 16u /* with GEMM_PARTIAL: add to the slot's partials */
 
 inline float gemm_sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
 
@@ -180,7 +182,7 @@ void gemm(__global const store_t *a, ulong a_off, ulong lda, ulong a_batch,
             ulong n = n0 + tx + j * GX;
             if (m >= M || n >= N) continue;
             if (flags & GEMM_PARTIAL)
-                partial[m * N + n] = acc[i][j];
+                partial[m * N + n] = (flags & GEMM_ACCUMULATE) ? partial[m * N + n] + acc[i][j] : acc[i][j];
             else
                 store_c(c, ldc, m, n, acc[i][j], bias, h, ldh, silu_shift, gate_shift, flags);
         }

@@ -198,7 +198,7 @@ typedef struct mcl_layernorm_bwd_tensors {
     mcl_tensor mean;    /* in  [rows] fp32, saved by the forward */
     mcl_tensor rstd;    /* in  [rows] fp32, saved by the forward */
     mcl_tensor dy;      /* in  [rows, cols] */
-    mcl_tensor dx;      /* out [rows, cols], optional */
+    mcl_tensor dx;      /* out [rows, cols], optional; may be dy itself (in place) */
     mcl_tensor dweight; /* out [cols], optional; reduced over rows deterministically */
     mcl_tensor dbias;   /* out [cols], optional; reduced over rows deterministically */
 } mcl_layernorm_bwd_tensors;
@@ -269,8 +269,10 @@ MCL_API mcl_status mcl_evoattn_backward_workspace_size(mcl_context *context,
  * eps, optional ln_weight and ln_bias [in]), W [in, out] row-major, b [out] optional. The
  * normalised x is formed while the GEMM loads its operand and is never stored; the forward
  * writes mean and rstd [rows] fp32 for the backward. The backward recomputes LN(x) for dW the
- * same way and stores dLN(x) = dy W^T (in the storage dtype) in the workspace for the
- * LayerNorm backward; weight and bias gradients are reduced in a fixed order. */
+ * same way and stores dLN(x) = dy W^T (in the storage dtype) in dx, which the LayerNorm
+ * backward then turns into dx in place, so it needs little more memory than its outputs (dLN(x)
+ * takes workspace only when dx is not asked for); weight and bias gradients are reduced in a
+ * fixed order. */
 typedef struct mcl_ln_linear_desc {
     size_t rows, in_features, out_features;
     mcl_dtype dtype;
@@ -368,14 +370,17 @@ MCL_API mcl_status mcl_swiglu_backward(mcl_context *context, const mcl_swiglu_de
  * SwiGLU as silu_half says, W2 [F, c], and no biases (AF3 uses F = 4c). The forward keeps
  * what the backward needs: mean and rstd [rows] fp32 and the pre-activation h = LN(x) W1
  * [rows, 2F]; LN(x) and the SwiGLU output are formed as the GEMMs load their operands and are
- * never stored. The backward recomputes both the same way, stores dh through the second GEMM's
- * SwiGLU-backward epilogue a chunk of rows at a time, and keeps dLN(x) [rows, c] in the
- * workspace; weight gradients are reduced in a fixed order. */
+ * never stored. The backward recomputes both the same way and works through the rows a chunk
+ * at a time: it stores the chunk's dh [chunk_rows, 2F] in the workspace through the second
+ * GEMM's SwiGLU-backward epilogue, and writes its rows of dLN(x) into dx, which the LayerNorm
+ * backward then turns into dx in place (dLN(x) takes workspace only when dx is not asked for).
+ * Weight gradients are reduced in a fixed order. */
 typedef struct mcl_transition_desc {
     size_t rows, channels, hidden; /* rows, c, F */
     mcl_dtype dtype;
     float eps;
     mcl_swiglu_half silu_half;
+    size_t chunk_rows; /* rows per backward chunk: fewer save memory; 0 picks 32768 */
 } mcl_transition_desc;
 
 typedef struct mcl_transition_fwd_tensors {

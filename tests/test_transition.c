@@ -104,7 +104,7 @@ static void run_case(mcl_context *ctx, tr_case c, host_rng *rng, const char *var
         t[i] = (mcl_tensor){mem[i], off * mcl_dtype_size(dt[i])};
     }
 
-    mcl_transition_desc desc = {c.rows, c.c, c.f, c.dtype, 1e-5f, c.half};
+    mcl_transition_desc desc = {c.rows, c.c, c.f, c.dtype, 1e-5f, c.half, 0};
     mcl_transition_fwd_tensors ft = {t[T_X], t[T_LN_WEIGHT], t[T_LN_BIAS], t[T_W1], t[T_W2],
                                      t[T_Y], t[T_MEAN],      t[T_RSTD],    t[T_H]};
     mcl_transition_bwd_tensors bt = {t[T_X],  t[T_LN_WEIGHT], t[T_LN_BIAS],    t[T_W1],        t[T_W2],
@@ -282,7 +282,7 @@ Test(transition, workspace_size_is_positive_with_dw1)
 {
     mcl_context *ctx = test_context();
     cl_mem any = test_buffer(ctx, 4096, 0);
-    mcl_transition_desc desc = {7, 4, 5, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST};
+    mcl_transition_desc desc = {7, 4, 5, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST, 0};
     mcl_transition_bwd_tensors bt = {.x = {any, 0}, .w1 = {any, 0}, .w2 = {any, 0}, .mean = {any, 0},
                                      .rstd = {any, 0}, .h = {any, 0}, .dy = {any, 0}, .dw1 = {any, 0}};
     size_t bytes = 0;
@@ -371,7 +371,7 @@ static bad_fixture bad_setup(void)
     f.in = test_buffer(f.ctx, IN_BYTES, IN_BYTE);
     f.out = test_buffer(f.ctx, OUT_BYTES, OUT_BYTE);
     f.small = test_buffer(f.ctx, SMALL_BYTES, OUT_BYTE);
-    f.desc = (mcl_transition_desc){BR, BC, BF, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST};
+    f.desc = (mcl_transition_desc){BR, BC, BF, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST, 0};
     f.ft = (mcl_transition_fwd_tensors){.x = {f.in, 0}, .w1 = {f.in, 128}, .w2 = {f.in, 512}, .y = {f.out, 0},
                                         .mean = {f.out, 128}, .rstd = {f.out, 144}, .h = {f.out, 160}};
     f.bt = (mcl_transition_bwd_tensors){.x = {f.in, 0}, .w1 = {f.in, 128}, .w2 = {f.in, 512},
@@ -418,14 +418,14 @@ static const struct {
     mcl_status status;
     const char *needle;
 } desc_faults[] = {
-    {{0, BC, BF, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST}, MCL_ERR_INVALID_SIZE, "rows (0)"},
-    {{BR, 0, BF, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST}, MCL_ERR_INVALID_SIZE, "channels (0)"},
-    {{BR, BC, 0, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST}, MCL_ERR_INVALID_SIZE, "hidden (0)"},
-    {{BR, BC, BF, (mcl_dtype)7, 1e-5f, MCL_SWIGLU_SILU_FIRST}, MCL_ERR_UNSUPPORTED_DTYPE, "dtype 7"},
-    {{BR, BC, BF, MCL_F32, -1.0f, MCL_SWIGLU_SILU_FIRST}, MCL_ERR_INVALID_ARGUMENT, "eps"},
-    {{BR, BC, BF, MCL_F32, NAN, MCL_SWIGLU_SILU_FIRST}, MCL_ERR_INVALID_ARGUMENT, "eps"},
-    {{BR, BC, BF, MCL_F32, INFINITY, MCL_SWIGLU_SILU_FIRST}, MCL_ERR_INVALID_ARGUMENT, "eps"},
-    {{BR, BC, BF, MCL_F32, 1e-5f, (mcl_swiglu_half)2}, MCL_ERR_INVALID_ARGUMENT, "silu_half 2"},
+    {{0, BC, BF, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_SIZE, "rows (0)"},
+    {{BR, 0, BF, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_SIZE, "channels (0)"},
+    {{BR, BC, 0, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_SIZE, "hidden (0)"},
+    {{BR, BC, BF, (mcl_dtype)7, 1e-5f, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_UNSUPPORTED_DTYPE, "dtype 7"},
+    {{BR, BC, BF, MCL_F32, -1.0f, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_ARGUMENT, "eps"},
+    {{BR, BC, BF, MCL_F32, NAN, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_ARGUMENT, "eps"},
+    {{BR, BC, BF, MCL_F32, INFINITY, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_ARGUMENT, "eps"},
+    {{BR, BC, BF, MCL_F32, 1e-5f, (mcl_swiglu_half)2, 0}, MCL_ERR_INVALID_ARGUMENT, "silu_half 2"},
 };
 
 Test(transition, bad_forward_inputs)

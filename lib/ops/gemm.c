@@ -11,6 +11,7 @@
 #define FLAG_BETA 2u
 #define FLAG_BIAS 4u
 #define FLAG_PARTIAL 8u
+#define FLAG_ACCUMULATE 16u
 
 static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 
@@ -80,15 +81,16 @@ static cl_uint bias_flags(const gemm_call *g)
     return (ln && ln->gamma ? FLAG_GAMMA : 0) | (ln && ln->beta ? FLAG_BETA : 0) | (g->bias ? FLAG_BIAS : 0);
 }
 
-/* The GEMM kernel itself; `partial` non-zero: every split writes its slot's partials. */
+/* The GEMM kernel itself; `partial` non-zero: every split writes its slot's partials
+ * (FLAG_PARTIAL, with FLAG_ACCUMULATE: adds to them). */
 static mcl_status enqueue_gemm(mcl_context *ctx, const gemm_call *g, const gemm_plan *plan, cl_mem workspace,
-                               size_t partial_off, int partial, size_t first_slot, size_t slots)
+                               size_t partial_off, cl_uint partial, size_t first_slot, size_t slots)
 {
     const gemm_layernorm no_ln = {0};
     const gemm_swiglu no_swiglu = {0};
     const gemm_layernorm *ln = g->ln ? g->ln : &no_ln;
     const gemm_swiglu *sw = g->swiglu ? g->swiglu : &no_swiglu;
-    cl_uint flags = bias_flags(g) | (partial ? FLAG_PARTIAL : 0);
+    cl_uint flags = bias_flags(g) | partial;
     cl_ulong a_off = g->a.off, lda = g->a.ld, a_batch = g->a.batch_stride, b_off = g->b.off, ldb = g->b.ld,
              b_batch = g->b.batch_stride, mean_off = ln->mean_off, rstd_off = ln->rstd_off,
              stat_batch = ln->stat_batch, gamma_off = ln->gamma_off, beta_off = ln->beta_off,
@@ -118,14 +120,15 @@ mcl_status mcl_gemm_enqueue(mcl_context *ctx, const gemm_call *g, const gemm_pla
                             size_t partial_off)
 {
     int split = plan->splits > 1;
-    MCL_TRY(enqueue_gemm(ctx, g, plan, workspace, partial_off, split, 0, plan->splits));
+    MCL_TRY(enqueue_gemm(ctx, g, plan, workspace, partial_off, split ? FLAG_PARTIAL : 0, 0, plan->splits));
     return split ? mcl_gemm_sum(ctx, g, plan, workspace, partial_off, plan->splits) : MCL_OK;
 }
 
 mcl_status mcl_gemm_enqueue_piece(mcl_context *ctx, const gemm_call *g, const gemm_plan *plan, cl_mem workspace,
-                                  size_t partial_off, size_t first_slot, size_t slots)
+                                  size_t partial_off, size_t first_slot, size_t slots, int accumulate)
 {
-    return enqueue_gemm(ctx, g, plan, workspace, partial_off, 1, first_slot, slots);
+    cl_uint partial = FLAG_PARTIAL | (accumulate ? FLAG_ACCUMULATE : 0);
+    return enqueue_gemm(ctx, g, plan, workspace, partial_off, partial, first_slot, slots);
 }
 
 mcl_status mcl_gemm_sum(mcl_context *ctx, const gemm_call *g, const gemm_plan *plan, cl_mem workspace,

@@ -60,10 +60,12 @@ mcl_status mcl_gemm_enqueue(mcl_context *ctx, const gemm_call *call, const gemm_
 
 /* A K range run in pieces (calls differing in A's and B's offsets and k): each piece's splits
  * write fp32 partials to slots first_slot .. first_slot + plan->splits - 1 of `slots`
- * (slots x batch x m x n floats at partial_off), and mcl_gemm_sum adds every slot into C, in
- * order, once all pieces are enqueued. */
+ * (slots x batch x m x n floats at partial_off), or with `accumulate` add to what an earlier
+ * piece wrote there (pieces run in queue order, so the sums stay deterministic); mcl_gemm_sum
+ * adds every slot into C, in order, once all pieces are enqueued. */
 mcl_status mcl_gemm_enqueue_piece(mcl_context *ctx, const gemm_call *call, const gemm_plan *plan,
-                                  cl_mem workspace, size_t partial_off, size_t first_slot, size_t slots);
+                                  cl_mem workspace, size_t partial_off, size_t first_slot, size_t slots,
+                                  int accumulate);
 mcl_status mcl_gemm_sum(mcl_context *ctx, const gemm_call *call, const gemm_plan *plan, cl_mem workspace,
                         size_t partial_off, size_t slots);
 

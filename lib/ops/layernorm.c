@@ -241,17 +241,17 @@ static mcl_status enqueue_backward(mcl_context *ctx, const mcl_layernorm_desc *d
         MCL_TRY(mcl_enqueue(ctx, kernel, 1, &global, &local, "layernorm_backward"));
     } else {
         size_t local = 64;
+        if (want_params) { /* before dx: dy may be dx itself (in place) */
+            MCL_TRY(mcl_kernel_get(ctx, "layernorm", plan->defines, "layernorm_param_grads_ref", &kernel));
+            MCL_TRY(mcl_set_args(kernel, args, nargs, "layernorm_param_grads_ref"));
+            size_t global = round_up(d->cols, local);
+            MCL_TRY(mcl_enqueue(ctx, kernel, 1, &global, &local, "layernorm_param_grads_ref"));
+        }
         if (mcl_has(&t->dx)) {
             MCL_TRY(mcl_kernel_get(ctx, "layernorm", plan->defines, "layernorm_backward_dx_ref", &kernel));
             MCL_TRY(mcl_set_args(kernel, args, nargs, "layernorm_backward_dx_ref"));
             size_t global = round_up(d->rows, local);
             MCL_TRY(mcl_enqueue(ctx, kernel, 1, &global, &local, "layernorm_backward_dx_ref"));
-        }
-        if (want_params) {
-            MCL_TRY(mcl_kernel_get(ctx, "layernorm", plan->defines, "layernorm_param_grads_ref", &kernel));
-            MCL_TRY(mcl_set_args(kernel, args, nargs, "layernorm_param_grads_ref"));
-            size_t global = round_up(d->cols, local);
-            MCL_TRY(mcl_enqueue(ctx, kernel, 1, &global, &local, "layernorm_param_grads_ref"));
         }
     }
     return want_params ? enqueue_reduce(ctx, d, t, plan, partial) : MCL_OK;

@@ -102,14 +102,15 @@ static gemm_call forward_gemm(const mcl_ln_linear_desc *d, const mcl_ln_linear_f
                        .ln = ln, .bias = t->bias.mem, .bias_off = elem(&t->bias, es)};
 }
 
-/* dLN(x) = dy W^T into the workspace at element offset dxn_off */
-static gemm_call dxn_gemm(const mcl_ln_linear_desc *d, const mcl_ln_linear_bwd_tensors *t, cl_mem ws, size_t dxn_off)
+/* dLN(x) = dy W^T into `dest` (dx's own buffer, or the workspace without dx) */
+static gemm_call dxn_gemm(const mcl_ln_linear_desc *d, const mcl_ln_linear_bwd_tensors *t, cl_mem dest,
+                          size_t dest_off)
 {
     size_t es = mcl_dtype_size(d->dtype), in = d->in_features, out = d->out_features;
     return (gemm_call){.dtype = d->dtype, .m = d->rows, .n = in, .k = out, .batch = 1,
                        .a = {t->dy.mem, elem(&t->dy, es), out, 0, 0},
                        .b = {t->weight.mem, elem(&t->weight, es), out, 0, 1},
-                       .c = {ws, dxn_off, in, 0, 0}};
+                       .c = {dest, dest_off, in, 0, 0}};
 }
 
 /* dW = LN(x)^T dy, LayerNorm recomputed on the load */
@@ -123,16 +124,36 @@ static gemm_call dweight_gemm(const mcl_ln_linear_desc *d, const mcl_ln_linear_b
                        .c = {t->dweight.mem, elem(&t->dweight, es), out, 0, 0}, .ln = ln};
 }
 
-/* The backward's workspace: LayerNorm partials (first: the LayerNorm backward reads them from
- * offset 0), dLN(x), GEMM split partials (the two GEMMs run one after the other), bias
- * partials. */
-enum { PART_LN, PART_DXN, PART_GEMM, PART_DBIAS, PART_COUNT };
+/* The backward keeps its peak memory at the outputs it writes (MegaFold's target):
+ *  - dLN(x) goes into dx, and the LayerNorm backward turns it into dx in place (each element
+ *    is read before it is overwritten, by the same work-item). Only without dx does dLN(x)
+ *    take workspace.
+ *  - dW runs first, its split partials in dx's bytes when they fit: dx is written only later.
+ *  - Everything else shares one scratch part, at offset 0 where the LayerNorm backward wants
+ *    its partials: the kernels that use it run one after another on the in-order queue. */
+enum { PART_SCRATCH, PART_DXN, PART_COUNT };
 
 typedef struct bwd_plan {
     int want_dxn;
+    int dweight_partials_in_dx;
+    size_t dx_partial_off; /* byte offset of dW's partials in dx's buffer */
     gemm_plan dxn, dweight;
     size_t bytes[PART_COUNT];
 } bwd_plan;
+
+static void need_scratch(bwd_plan *p, size_t bytes)
+{
+    if (bytes > p->bytes[PART_SCRATCH]) p->bytes[PART_SCRATCH] = bytes;
+}
+
+/* Whether dW's fp32 partials fit in dx's bytes (from the first float-aligned byte on). */
+static int dweight_partials_fit_dx(const mcl_ln_linear_desc *d, const mcl_ln_linear_bwd_tensors *t, bwd_plan *p)
+{
+    if (!mcl_has(&t->dx) || p->dweight.partial_bytes == 0) return 0;
+    size_t end = t->dx.offset + d->rows * d->in_features * mcl_dtype_size(d->dtype);
+    p->dx_partial_off = (t->dx.offset + sizeof(float) - 1) / sizeof(float) * sizeof(float);
+    return p->dx_partial_off + p->dweight.partial_bytes <= end;
+}
 
 static mcl_status plan_backward(mcl_context *ctx, const mcl_ln_linear_desc *d, const mcl_ln_linear_bwd_tensors *t,
                                 bwd_plan *p)
@@ -142,19 +163,22 @@ static mcl_status plan_backward(mcl_context *ctx, const mcl_ln_linear_desc *d, c
     if (p->want_dxn) {
         gemm_call g = dxn_gemm(d, t, NULL, 0);
         MCL_TRY(mcl_gemm_plan(ctx, &g, &p->dxn));
-        p->bytes[PART_DXN] = d->rows * d->in_features * mcl_dtype_size(d->dtype);
-        p->bytes[PART_GEMM] = p->dxn.partial_bytes;
+        need_scratch(p, p->dxn.partial_bytes);
+        if (!mcl_has(&t->dx)) p->bytes[PART_DXN] = d->rows * d->in_features * mcl_dtype_size(d->dtype);
     }
     if (mcl_has(&t->dln_weight) || mcl_has(&t->dln_bias)) {
         mcl_layernorm_desc lnd = ln_desc(d);
-        MCL_TRY(mcl_layernorm_backward_workspace_size(ctx, &lnd, &p->bytes[PART_LN]));
+        size_t bytes;
+        MCL_TRY(mcl_layernorm_backward_workspace_size(ctx, &lnd, &bytes));
+        need_scratch(p, bytes);
     }
     if (mcl_has(&t->dweight)) {
         gemm_call g = dweight_gemm(d, t, &ln);
         MCL_TRY(mcl_gemm_plan(ctx, &g, &p->dweight));
-        if (p->dweight.partial_bytes > p->bytes[PART_GEMM]) p->bytes[PART_GEMM] = p->dweight.partial_bytes;
+        p->dweight_partials_in_dx = dweight_partials_fit_dx(d, t, p);
+        if (!p->dweight_partials_in_dx) need_scratch(p, p->dweight.partial_bytes);
     }
-    if (mcl_has(&t->dbias)) p->bytes[PART_DBIAS] = mcl_column_sums_bytes(ctx, d->rows, d->out_features);
+    if (mcl_has(&t->dbias)) need_scratch(p, mcl_column_sums_bytes(ctx, d->rows, d->out_features));
     return MCL_OK;
 }
 
@@ -179,24 +203,25 @@ static mcl_status enqueue_backward(mcl_context *ctx, const mcl_ln_linear_desc *d
     size_t es = mcl_dtype_size(d->dtype), off[PART_COUNT];
     cl_mem ws;
     MCL_TRY(mcl_workspace_parts(ctx, p->bytes, PART_COUNT, &ws, off));
-    if (p->want_dxn) {
-        gemm_call g = dxn_gemm(d, t, ws, off[PART_DXN] / es);
-        MCL_TRY(mcl_gemm_enqueue(ctx, &g, &p->dxn, ws, off[PART_GEMM]));
-        mcl_layernorm_desc lnd = ln_desc(d);
-        mcl_layernorm_bwd_tensors lt = {.x = t->x, .weight = t->ln_weight, .mean = t->mean, .rstd = t->rstd,
-                                        .dy = {ws, off[PART_DXN]}, .dx = t->dx, .dweight = t->dln_weight,
-                                        .dbias = t->dln_bias};
-        MCL_TRY(mcl_layernorm_backward_into(ctx, &lnd, &lt, ws));
-    }
     if (mcl_has(&t->dweight)) {
         gemm_layernorm ln = on_load(&t->mean, &t->rstd, &t->ln_weight, &t->ln_bias, es);
         gemm_call g = dweight_gemm(d, t, &ln);
-        MCL_TRY(mcl_gemm_enqueue(ctx, &g, &p->dweight, ws, off[PART_GEMM]));
+        if (p->dweight_partials_in_dx)
+            MCL_TRY(mcl_gemm_enqueue(ctx, &g, &p->dweight, t->dx.mem, p->dx_partial_off));
+        else
+            MCL_TRY(mcl_gemm_enqueue(ctx, &g, &p->dweight, ws, off[PART_SCRATCH]));
     }
     if (mcl_has(&t->dbias))
         MCL_TRY(mcl_column_sums(ctx, d->dtype, t->dy.mem, elem(&t->dy, es), d->rows, d->out_features, t->dbias.mem,
-                                elem(&t->dbias, es), ws, off[PART_DBIAS]));
-    return MCL_OK;
+                                elem(&t->dbias, es), ws, off[PART_SCRATCH]));
+    if (!p->want_dxn) return MCL_OK;
+    mcl_tensor dxn = mcl_has(&t->dx) ? t->dx : (mcl_tensor){ws, off[PART_DXN]};
+    gemm_call g = dxn_gemm(d, t, dxn.mem, dxn.offset / es);
+    MCL_TRY(mcl_gemm_enqueue(ctx, &g, &p->dxn, ws, off[PART_SCRATCH]));
+    mcl_layernorm_desc lnd = ln_desc(d);
+    mcl_layernorm_bwd_tensors lt = {.x = t->x, .weight = t->ln_weight, .mean = t->mean, .rstd = t->rstd,
+                                    .dy = dxn, .dx = t->dx, .dweight = t->dln_weight, .dbias = t->dln_bias};
+    return mcl_layernorm_backward_into(ctx, &lnd, &lt, ws);
 }
 
 /* ---- public entry points ---------------------------------------------------------------- */

@@ -10,9 +10,9 @@
 
 #include <math.h>
 
-/* The backward's dh scratch holds this many rows at most (a chunk; 2F values each); the
- * weight gradients' partials of every chunk are summed once at the end. */
-#define CHUNK_ROWS 32768
+/* The backward's rows per chunk when the caller leaves desc->chunk_rows 0: its dh scratch
+ * then holds 32768 x 2F values, and each chunk's GEMMs still fill a large GPU. */
+#define DEFAULT_CHUNK_ROWS 32768
 
 /* ---- validate --------------------------------------------------------------------------- */
 
@@ -154,13 +154,14 @@ static gemm_call dh_gemm(const mcl_transition_desc *d, const mcl_transition_bwd_
                        .b = {t->w2.mem, elem(&t->w2, es), c, 0, 1}, .c = {ws, dh_off, 2 * f, 0, 0}, .swiglu = sw};
 }
 
-/* dLN(x) = dh W1^T over the chunk, into the workspace's dLN(x) */
+/* dLN(x) = dh W1^T over the chunk, into dLN(x) (`dxn`: dx itself, or the workspace's) */
 static gemm_call dxn_gemm(const mcl_transition_desc *d, const mcl_transition_bwd_tensors *t, chunk k, cl_mem ws,
-                          size_t dh_off, size_t dxn_off)
+                          size_t dh_off, const mcl_tensor *dxn)
 {
     size_t es = mcl_dtype_size(d->dtype), c = d->channels, f2 = 2 * d->hidden;
     return (gemm_call){.dtype = d->dtype, .m = k.rows, .n = c, .k = f2, .batch = 1, .a = {ws, dh_off, f2, 0, 0},
-                       .b = {t->w1.mem, elem(&t->w1, es), f2, 0, 1}, .c = {ws, dxn_off + k.row * c, c, 0, 0}};
+                       .b = {t->w1.mem, elem(&t->w1, es), f2, 0, 1},
+                       .c = {dxn->mem, elem(dxn, es) + k.row * c, c, 0, 0}};
 }
 
 /* dW1 += LN(x)^T dh over the chunk */
@@ -173,10 +174,15 @@ static gemm_call dw1_gemm(const mcl_transition_desc *d, const mcl_transition_bwd
                        .c = {t->dw1.mem, elem(&t->dw1, es), f2, 0, 0}, .ln = ln};
 }
 
-/* The backward's workspace: LayerNorm partials (first: the LayerNorm backward reads them from
- * offset 0), dLN(x), a chunk of dh, split partials of a chunk's dLN(x) GEMM, then the fp32
- * partial slots of dW2 and dW1 (every chunk's). */
-enum { PART_LN, PART_DXN, PART_DH, PART_SPLITS, PART_DW2, PART_DW1, PART_COUNT };
+/* The backward's workspace:
+ *  - scratch at offset 0 (where the LayerNorm backward wants its partials), which the
+ *    LayerNorm backward and the split partials of each chunk's dLN(x) GEMM share, as they run
+ *    one after another on the in-order queue;
+ *  - dLN(x), only without dx: with it, dLN(x) goes into dx, and the LayerNorm backward turns
+ *    it into dx in place;
+ *  - a chunk of dh;
+ *  - the fp32 partial slots of dW2 and dW1, to which every chunk adds its piece in order. */
+enum { PART_SCRATCH, PART_DXN, PART_DH, PART_DW2, PART_DW1, PART_COUNT };
 
 typedef struct bwd_plan {
     int want_dh; /* dx, dln_weight, dln_bias or dw1 */
@@ -184,6 +190,11 @@ typedef struct bwd_plan {
     gemm_plan dw2, dw1; /* the same for every chunk: a shorter last chunk leaves splits empty */
     size_t bytes[PART_COUNT];
 } bwd_plan;
+
+static void need_scratch(bwd_plan *p, size_t bytes)
+{
+    if (bytes > p->bytes[PART_SCRATCH]) p->bytes[PART_SCRATCH] = bytes;
+}
 
 static chunk chunk_at(const mcl_transition_desc *d, const bwd_plan *p, size_t i)
 {
@@ -197,7 +208,8 @@ static mcl_status plan_backward(mcl_context *ctx, const mcl_transition_desc *d, 
     size_t es = mcl_dtype_size(d->dtype), c = d->channels, f = d->hidden;
     *p = (bwd_plan){.want_dh = mcl_has(&t->dx) || mcl_has(&t->dln_weight) || mcl_has(&t->dln_bias) ||
                                mcl_has(&t->dw1)};
-    p->chunk_rows = d->rows < CHUNK_ROWS ? d->rows : CHUNK_ROWS;
+    p->chunk_rows = d->chunk_rows ? d->chunk_rows : DEFAULT_CHUNK_ROWS;
+    if (p->chunk_rows > d->rows) p->chunk_rows = d->rows;
     p->chunks = (d->rows + p->chunk_rows - 1) / p->chunk_rows;
     chunk first = chunk_at(d, p, 0);
     const gemm_layernorm ln = {0};
@@ -205,27 +217,29 @@ static mcl_status plan_backward(mcl_context *ctx, const mcl_transition_desc *d, 
     if (mcl_has(&t->dw2)) {
         gemm_call g = dw2_gemm(d, t, first, &sw);
         MCL_TRY(mcl_gemm_plan(ctx, &g, &p->dw2));
-        p->bytes[PART_DW2] = p->chunks * p->dw2.splits * f * c * sizeof(float);
+        p->bytes[PART_DW2] = p->dw2.splits * f * c * sizeof(float);
     }
     if (p->want_dh) {
-        p->bytes[PART_DXN] = d->rows * c * es;
+        if (!mcl_has(&t->dx)) p->bytes[PART_DXN] = d->rows * c * es;
         p->bytes[PART_DH] = p->chunk_rows * 2 * f * es;
         for (size_t i = 0; i < p->chunks; i += p->chunks - 1) { /* the first and the last chunk */
-            gemm_call g = dxn_gemm(d, t, chunk_at(d, p, i), NULL, 0, 0);
+            gemm_call g = dxn_gemm(d, t, chunk_at(d, p, i), NULL, 0, &t->dx);
             gemm_plan plan;
             MCL_TRY(mcl_gemm_plan(ctx, &g, &plan));
-            if (plan.partial_bytes > p->bytes[PART_SPLITS]) p->bytes[PART_SPLITS] = plan.partial_bytes;
+            need_scratch(p, plan.partial_bytes);
             if (p->chunks == 1) break;
         }
     }
     if (mcl_has(&t->dw1)) {
         gemm_call g = dw1_gemm(d, t, first, NULL, 0, &ln);
         MCL_TRY(mcl_gemm_plan(ctx, &g, &p->dw1));
-        p->bytes[PART_DW1] = p->chunks * p->dw1.splits * c * 2 * f * sizeof(float);
+        p->bytes[PART_DW1] = p->dw1.splits * c * 2 * f * sizeof(float);
     }
     if (mcl_has(&t->dln_weight) || mcl_has(&t->dln_bias)) {
         mcl_layernorm_desc lnd = ln_desc(d);
-        MCL_TRY(mcl_layernorm_backward_workspace_size(ctx, &lnd, &p->bytes[PART_LN]));
+        size_t bytes;
+        MCL_TRY(mcl_layernorm_backward_workspace_size(ctx, &lnd, &bytes));
+        need_scratch(p, bytes);
     }
     return MCL_OK;
 }
@@ -255,30 +269,29 @@ static mcl_status enqueue_forward(mcl_context *ctx, const mcl_transition_desc *d
     return run_gemm(ctx, &y, NULL, 0);
 }
 
-/* One chunk of rows: its pieces of dW2 and dW1, its dh and its rows of dLN(x). */
+/* One chunk of rows: its pieces of dW2 and dW1 (added to the earlier chunks'), its dh and its
+ * rows of dLN(x). */
 static mcl_status enqueue_chunk(mcl_context *ctx, const mcl_transition_desc *d, const mcl_transition_bwd_tensors *t,
-                                const bwd_plan *p, size_t i, cl_mem ws, const size_t *off)
+                                const bwd_plan *p, size_t i, cl_mem ws, const size_t *off, const mcl_tensor *dxn)
 {
     size_t es = mcl_dtype_size(d->dtype);
     chunk k = chunk_at(d, p, i);
     if (mcl_has(&t->dw2)) {
         gemm_swiglu on_load = swiglu_of(d, NULL, 0, 1);
         gemm_call g = dw2_gemm(d, t, k, &on_load);
-        MCL_TRY(mcl_gemm_enqueue_piece(ctx, &g, &p->dw2, ws, off[PART_DW2], i * p->dw2.splits,
-                                       p->chunks * p->dw2.splits));
+        MCL_TRY(mcl_gemm_enqueue_piece(ctx, &g, &p->dw2, ws, off[PART_DW2], 0, p->dw2.splits, i > 0));
     }
     if (!p->want_dh) return MCL_OK;
     size_t dh_off = off[PART_DH] / es;
     gemm_swiglu backward = swiglu_of(d, t->h.mem, elem(&t->h, es) + k.row * 2 * d->hidden, 0);
     gemm_call dh = dh_gemm(d, t, k, ws, dh_off, &backward);
-    MCL_TRY(run_gemm(ctx, &dh, ws, off[PART_SPLITS])); /* never split: its epilogue needs whole sums */
-    gemm_call dxn = dxn_gemm(d, t, k, ws, dh_off, off[PART_DXN] / es);
-    MCL_TRY(run_gemm(ctx, &dxn, ws, off[PART_SPLITS]));
+    MCL_TRY(run_gemm(ctx, &dh, ws, off[PART_SCRATCH])); /* never split: its epilogue needs whole sums */
+    gemm_call dxn_call = dxn_gemm(d, t, k, ws, dh_off, dxn);
+    MCL_TRY(run_gemm(ctx, &dxn_call, ws, off[PART_SCRATCH]));
     if (mcl_has(&t->dw1)) {
         gemm_layernorm ln = ln_on_load(&t->mean, &t->rstd, &t->ln_weight, &t->ln_bias, es, k.row);
         gemm_call g = dw1_gemm(d, t, k, ws, dh_off, &ln);
-        MCL_TRY(mcl_gemm_enqueue_piece(ctx, &g, &p->dw1, ws, off[PART_DW1], i * p->dw1.splits,
-                                       p->chunks * p->dw1.splits));
+        MCL_TRY(mcl_gemm_enqueue_piece(ctx, &g, &p->dw1, ws, off[PART_DW1], 0, p->dw1.splits, i > 0));
     }
     return MCL_OK;
 }
@@ -289,21 +302,21 @@ static mcl_status enqueue_backward(mcl_context *ctx, const mcl_transition_desc *
     size_t off[PART_COUNT];
     cl_mem ws;
     MCL_TRY(mcl_workspace_parts(ctx, p->bytes, PART_COUNT, &ws, off));
-    for (size_t i = 0; i < p->chunks; i++) MCL_TRY(enqueue_chunk(ctx, d, t, p, i, ws, off));
+    mcl_tensor dxn = mcl_has(&t->dx) ? t->dx : (mcl_tensor){ws, off[PART_DXN]};
+    for (size_t i = 0; i < p->chunks; i++) MCL_TRY(enqueue_chunk(ctx, d, t, p, i, ws, off, &dxn));
     chunk all = {0, d->rows};
     if (mcl_has(&t->dw2)) {
         gemm_call g = dw2_gemm(d, t, all, NULL);
-        MCL_TRY(mcl_gemm_sum(ctx, &g, &p->dw2, ws, off[PART_DW2], p->chunks * p->dw2.splits));
+        MCL_TRY(mcl_gemm_sum(ctx, &g, &p->dw2, ws, off[PART_DW2], p->dw2.splits));
     }
     if (mcl_has(&t->dw1)) {
         gemm_call g = dw1_gemm(d, t, all, ws, 0, NULL);
-        MCL_TRY(mcl_gemm_sum(ctx, &g, &p->dw1, ws, off[PART_DW1], p->chunks * p->dw1.splits));
+        MCL_TRY(mcl_gemm_sum(ctx, &g, &p->dw1, ws, off[PART_DW1], p->dw1.splits));
     }
     if (!mcl_has(&t->dx) && !mcl_has(&t->dln_weight) && !mcl_has(&t->dln_bias)) return MCL_OK;
     mcl_layernorm_desc lnd = ln_desc(d);
     mcl_layernorm_bwd_tensors lt = {.x = t->x, .weight = t->ln_weight, .mean = t->mean, .rstd = t->rstd,
-                                    .dy = {ws, off[PART_DXN]}, .dx = t->dx, .dweight = t->dln_weight,
-                                    .dbias = t->dln_bias};
+                                    .dy = dxn, .dx = t->dx, .dweight = t->dln_weight, .dbias = t->dln_bias};
     return mcl_layernorm_backward_into(ctx, &lnd, &lt, ws);
 }
 

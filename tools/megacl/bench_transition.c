@@ -161,7 +161,8 @@ static mcl_status tr_create(mcl_context *ctx, const size_t *shape, mcl_dtype dty
     tr_state *s = calloc(1, sizeof *s);
     if (!s) return MCL_ERR_OUT_OF_MEMORY;
     size_t rows = shape[0], c = shape[1], f = shape[2], es = mcl_dtype_size(dtype);
-    s->desc = (mcl_transition_desc){rows, c, f, dtype, 1e-5f, MCL_SWIGLU_SILU_FIRST};
+    s->desc = (mcl_transition_desc){.rows = rows, .channels = c, .hidden = f, .dtype = dtype, .eps = 1e-5f,
+                                    .silu_half = MCL_SWIGLU_SILU_FIRST};
     *op = (bench_op){.state = s, .forward = tr_forward, .backward = tr_backward,
                      .verify = tr_verify, .destroy = tr_destroy};
     host_rng rng = host_rng_seeded(rows * 17 + c * 5 + f);
