@@ -67,8 +67,8 @@ size_t test_offset_of(int mode, int i)
     return 0;
 }
 
-/* A buffer of TEST_POISON bytes with src's n elements (none if src is NULL) at element offset off. */
-cl_mem test_place(mcl_context *ctx, mcl_dtype dt, const float *src, size_t n, size_t off)
+/* A tensor of src's n elements (none if src is NULL) at element offset off, poison around it. */
+mcl_tensor test_place(mcl_context *ctx, mcl_dtype dt, const float *src, size_t n, size_t off)
 {
     size_t es = mcl_dtype_size(dt);
     cl_mem mem = test_buffer(ctx, (off + n + TEST_GUARD) * es, TEST_POISON);
@@ -80,15 +80,15 @@ cl_mem test_place(mcl_context *ctx, mcl_dtype dt, const float *src, size_t n, si
         cr_assert_eq(err, CL_SUCCESS);
         free(bytes);
     }
-    return mem;
+    return (mcl_tensor){mem, off * es};
 }
 
-/* The n elements at off as floats; every byte around them must still be TEST_POISON. */
-float *test_fetch(mcl_context *ctx, cl_mem mem, mcl_dtype dt, size_t n, size_t off,
-                    const char *label, const char *what)
+/* t's n elements as floats; the poison around them intact, an input's values unchanged. */
+float *test_fetch(mcl_context *ctx, mcl_tensor t, mcl_dtype dt, size_t n, const float *was,
+                  const char *label, const char *what)
 {
-    size_t es = mcl_dtype_size(dt), lo = off * es, hi = lo + n * es, total = hi + TEST_GUARD * es;
-    unsigned char *bytes = test_read_all(ctx, mem, total);
+    size_t es = mcl_dtype_size(dt), lo = t.offset, hi = lo + n * es, total = hi + TEST_GUARD * es;
+    unsigned char *bytes = test_read_all(ctx, t.mem, total);
     size_t stray = 0, first = 0;
     for (size_t j = total; j-- > 0;)
         if ((j < lo || j >= hi) && bytes[j] != TEST_POISON) stray++, first = j;
@@ -97,24 +97,31 @@ float *test_fetch(mcl_context *ctx, cl_mem mem, mcl_dtype dt, size_t n, size_t o
     float *out = malloc(n * sizeof *out);
     host_from_storage(dt, bytes + lo, out, n);
     free(bytes);
+    if (was) cr_expect_eq(memcmp(out, was, n * sizeof *out), 0, "%s: input %s changed", label, what);
     return out;
 }
 
-/* Every element within tol * (|ref| + 1): storage rounding, plus fp32 cancellation near 0. */
-void test_expect_close(const char *label, const char *what, const float *out, const double *ref,
-                         size_t n, mcl_dtype dt)
+/* Counts the elements out of bound and names the worst, so one message says how far off. */
+void test_expect_near(const char *label, const char *what, const float *out, const double *ref,
+                      const double *floors, size_t n, double tol)
 {
-    double tol = host_tolerance(dt), worst_ratio = 0.0;
+    double worst_ratio = 0.0;
     size_t bad = 0, worst = 0;
     for (size_t i = 0; i < n; i++) {
-        double ratio = fabs(out[i] - ref[i]) / (tol * (fabs(ref[i]) + 1.0));
-        if (!(ratio <= 1.0)) {
-            if (isnan(ratio)) ratio = INFINITY;
+        double err = fabs(out[i] - ref[i]), bound = tol * (fabs(ref[i]) + (floors ? floors[i] : 1.0));
+        if (!(err <= bound)) {
+            double ratio = isnan(err) ? INFINITY : err / bound;
             if (!bad++ || ratio > worst_ratio) worst = i, worst_ratio = ratio;
         }
     }
-    cr_expect_eq(bad, 0, "%s: %s: %zu of %zu elements off; worst at %zu: got %.9g, expected %.9g "
-                 "(tol %.1g)", label, what, bad, n, worst, (double)out[worst], ref[worst], tol);
+    cr_expect_eq(bad, 0, "%s: %s: %zu of %zu elements off; worst at %zu: got %.9g, expected %.9g (tol %.2g x "
+                 "(|ref| + %.3g))", label, what, bad, n, worst, (double)out[worst], ref[worst], tol,
+                 floors ? floors[worst] : 1.0);
+}
+
+void test_free_all(float *const *arrays, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(arrays[i]);
 }
 
 /* A gate far out in sigmoid's tails (where exp overflows in fp32), rounded to dt. */
@@ -124,4 +131,100 @@ float test_extreme(host_rng *rng, mcl_dtype dt)
     float v = mags[(size_t)host_uniform(rng, 0.0f, 4.999f)] * (host_uniform(rng, -1, 1) < 0 ? -1 : 1);
     host_quantize(dt, &v, 1);
     return v;
+}
+
+const char *test_glu_params(char buf[64], size_t vec, size_t group)
+{
+    static const char *const groups[TEST_GLU_GROUPS] = {"WG=32,GROUPS_PER_CU=1", "WG=64,GROUPS_PER_CU=32",
+                                                        "WG=1024,GROUPS_PER_CU=2"};
+    static const int vecs[TEST_GLU_VECS] = {1, 2, 4, 8};
+    snprintf(buf, 64, "VEC=%d,%s", vecs[vec], groups[group]);
+    return buf;
+}
+
+void test_wait_event(cl_event event)
+{
+    cr_assert_not_null(event, "no event returned");
+    cr_assert_eq(clWaitForEvents(1, &event), CL_SUCCESS);
+    clReleaseEvent(event);
+}
+
+uint64_t test_workspace_bytes(mcl_context *ctx)
+{
+    mcl_context_stats stats;
+    mcl_context_get_stats(ctx, &stats);
+    return stats.workspace_bytes;
+}
+
+/* Central differences: v[e] + step and v[e] - step are rounded to float first, so the quotient
+ * divides by the step actually taken. */
+double test_fd_error(test_loss loss, const void *problem, float *v, size_t n, const double *an, float step)
+{
+    double diff = 0.0, norm = 0.0;
+    for (size_t e = 0; e < n; e++) {
+        float v0 = v[e], vp = v0 + step, vm = v0 - step;
+        v[e] = vp;
+        double lp = loss(problem);
+        v[e] = vm;
+        double lm = loss(problem);
+        v[e] = v0;
+        double fd = (lp - lm) / ((double)vp - (double)vm);
+        diff += (fd - an[e]) * (fd - an[e]);
+        norm += an[e] * an[e];
+    }
+    cr_assert_gt(norm, 0.0);
+    return sqrt(diff / norm);
+}
+
+/* ---- bad inputs ------------------------------------------------------------------------- */
+
+/* The message is checked only for a failure: a call that succeeded leaves the last one. */
+void test_expect_status(mcl_status got, mcl_status expected, const char *op, const char *needle,
+                        const char *label)
+{
+    const char *msg = mcl_last_error();
+    cr_expect_eq(got, expected, "%s: returned %s, expected %s: %s", label, mcl_status_name(got),
+                 mcl_status_name(expected), msg);
+    if (got == MCL_OK) return;
+    if (op) cr_expect(strstr(msg, op), "%s: message '%s' does not name the op", label, msg);
+    if (needle) cr_expect(strstr(msg, needle), "%s: message '%s' lacks '%s'", label, msg, needle);
+}
+
+void test_expect_untouched(mcl_context *ctx, const test_filled *bufs, size_t n, const char *label)
+{
+    mcl_finish(ctx);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char *bytes = test_read_all(ctx, bufs[i].mem, bufs[i].bytes);
+        size_t written = 0, first = 0;
+        for (size_t j = bufs[i].bytes; j-- > 0;)
+            if (bytes[j] != bufs[i].fill) written++, first = j;
+        cr_expect_eq(written, 0, "%s: %zu bytes of buffer %zu written, the first at byte %zu", label, written, i,
+                     first);
+        free(bytes);
+    }
+}
+
+test_bad_buffers test_bad_buffers_make(const char *op, size_t in_bytes, size_t out_bytes)
+{
+    test_bad_buffers b = {.ctx = test_context(), .op = op, .in_bytes = in_bytes, .out_bytes = out_bytes};
+    b.in = test_buffer(b.ctx, in_bytes, TEST_IN_BYTE);
+    b.out = test_buffer(b.ctx, out_bytes, TEST_OUT_BYTE);
+    b.small = test_buffer(b.ctx, TEST_SMALL_BYTES, TEST_OUT_BYTE);
+    return b;
+}
+
+void test_bad_buffers_release(test_bad_buffers *b)
+{
+    clReleaseMemObject(b->in), clReleaseMemObject(b->out), clReleaseMemObject(b->small);
+    mcl_context_release(b->ctx);
+}
+
+void test_expect_rejected(const test_bad_buffers *b, mcl_status got, mcl_status expected, const char *needle,
+                          const char *label)
+{
+    test_expect_status(got, expected, b->op, needle, label);
+    const test_filled bufs[] = {{b->in, b->in_bytes, TEST_IN_BYTE},
+                                {b->out, b->out_bytes, TEST_OUT_BYTE},
+                                {b->small, TEST_SMALL_BYTES, TEST_OUT_BYTE}};
+    test_expect_untouched(b->ctx, bufs, COUNT_OF(bufs), label);
 }

@@ -7,6 +7,7 @@
 #include "ref/host.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
 
 /* The selector the suite runs on: MEGACL_DEVICE, else "pocl". */
 const char *test_selector(void);
@@ -34,20 +35,44 @@ extern const char *const test_offset_names[OFF_MODES];
 /* Element offset of a call's i-th tensor: 0, multiples of 8, odd, or the two kinds mixed. */
 size_t test_offset_of(int mode, int i);
 
-/* A buffer of TEST_POISON bytes with src's n elements (none if src is NULL) at element offset
- * off, followed by TEST_GUARD elements. */
-cl_mem test_place(mcl_context *ctx, mcl_dtype dt, const float *src, size_t n, size_t off);
+/* A tensor of src's n elements (none if src is NULL) at element offset off, in a buffer of
+ * its own that is TEST_POISON everywhere else and runs TEST_GUARD elements past the tensor. */
+mcl_tensor test_place(mcl_context *ctx, mcl_dtype dt, const float *src, size_t n, size_t off);
 
-/* The n elements at off as floats; every byte around them must still be TEST_POISON. */
-float *test_fetch(mcl_context *ctx, cl_mem mem, mcl_dtype dt, size_t n, size_t off, const char *label,
+/* t's n elements as floats; every byte around them must still be TEST_POISON, and an input
+ * (was not NULL) must still hold was's values bit for bit. */
+float *test_fetch(mcl_context *ctx, mcl_tensor t, mcl_dtype dt, size_t n, const float *was, const char *label,
                   const char *what);
 
-/* Expects every element within tolerance * (|ref| + 1) of the reference. */
-void test_expect_close(const char *label, const char *what, const float *out, const double *ref, size_t n,
-                       mcl_dtype dt);
+/* Expects every |out - ref| within tol * (|ref| + floors[i]); floors NULL: 1 for every element,
+ * so the error is relative above 1 and absolute below. The caller's floors say how large an
+ * element's rounding errors may be where its value cancels. */
+void test_expect_near(const char *label, const char *what, const float *out, const double *ref,
+                      const double *floors, size_t n, double tol);
+
+/* Frees each of the n arrays (NULL ones included). */
+void test_free_all(float *const *arrays, size_t n);
 
 /* A value far out in sigmoid's tails (where exp overflows in fp32), rounded to dt. */
 float test_extreme(host_rng *rng, mcl_dtype dt);
+
+/* The glu family's parameter variants (gating, swiglu): VEC in {1, 2, 4, 8} (index vec), each
+ * with small and large work-groups and group counts (index group). Writes one to buf. */
+enum { TEST_GLU_VECS = 4, TEST_GLU_GROUPS = 3 };
+const char *test_glu_params(char buf[64], size_t vec, size_t group);
+
+/* Waits for the event an op returned (it must have returned one) and releases it. */
+void test_wait_event(cl_event event);
+
+/* The workspace bytes the context holds now. */
+uint64_t test_workspace_bytes(mcl_context *ctx);
+
+/* A scalar loss of a reference problem, evaluated on the problem's inputs as they are now. */
+typedef double (*test_loss)(const void *problem);
+
+/* ||central differences of loss over v's n elements (each moved by +-step) - an|| / ||an||,
+ * an the analytic gradient; v is restored. */
+double test_fd_error(test_loss loss, const void *problem, float *v, size_t n, const double *an, float step);
 
 #define assert_status(expr, expected)                                                          \
     do {                                                                                       \
@@ -57,5 +82,58 @@ float test_extreme(host_rng *rng, mcl_dtype dt);
     } while (0)
 
 #define assert_ok(expr) assert_status((expr), MCL_OK)
+
+/* An op's call with a NULL context, descriptor or tensor set: MCL_ERR_NULL_POINTER each time. */
+#define assert_null_args_rejected(op, ctx, desc, tensors)                                     \
+    do {                                                                                       \
+        assert_status(op(NULL, (desc), (tensors), NULL), MCL_ERR_NULL_POINTER);                \
+        assert_status(op((ctx), NULL, (tensors), NULL), MCL_ERR_NULL_POINTER);                 \
+        assert_status(op((ctx), (desc), NULL, NULL), MCL_ERR_NULL_POINTER);                    \
+    } while (0)
+
+/* ---- bad inputs: a specific status, a message, and no buffer touched ---------------------- */
+
+/* Expects a rejected call's status to be `expected`; unless it succeeded, its message must name
+ * `op` and hold `needle` (each unless NULL). */
+void test_expect_status(mcl_status got, mcl_status expected, const char *op, const char *needle,
+                        const char *label);
+
+/* A buffer a rejected call must leave as it was: `bytes` bytes of `fill`. */
+typedef struct test_filled {
+    cl_mem mem;
+    size_t bytes;
+    unsigned char fill;
+} test_filled;
+
+/* Expects every byte of the n buffers still to be its fill, once the queue has finished. */
+void test_expect_untouched(mcl_context *ctx, const test_filled *bufs, size_t n, const char *label);
+
+/* The buffers an op's bad-input tests point its tensors into: one for the inputs
+ * (TEST_IN_BYTE), one for the outputs and one too small for any tensor (TEST_OUT_BYTE). */
+enum { TEST_IN_BYTE = 0x11, TEST_OUT_BYTE = 0x3c, TEST_SMALL_BYTES = 16 };
+typedef struct test_bad_buffers {
+    mcl_context *ctx;
+    const char *op; /* the name its messages must hold; NULL: not checked */
+    cl_mem in, out, small;
+    size_t in_bytes, out_bytes;
+} test_bad_buffers;
+
+test_bad_buffers test_bad_buffers_make(const char *op, size_t in_bytes, size_t out_bytes);
+void test_bad_buffers_release(test_bad_buffers *b);
+
+/* test_expect_status, then none of the three buffers touched. */
+void test_expect_rejected(const test_bad_buffers *b, mcl_status got, mcl_status expected, const char *needle,
+                          const char *label);
+
+/* Expects "NAME is required" (MCL_ERR_NULL_POINTER) from expect(d, t, ...) with each tensor
+ * fields[k] points to in t left NULL in turn, t reset to base before each; NAME is
+ * names[ids[k]]. */
+#define EXPECT_EACH_REQUIRED(expect, d, t, base, fields, ids, names)                          \
+    for (size_t k_ = 0; k_ < COUNT_OF(ids); k_++) {                                            \
+        (t) = (base), (fields)[k_]->mem = NULL;                                                \
+        char needle_[48];                                                                      \
+        snprintf(needle_, sizeof needle_, "%s is required", (names)[(ids)[k_]]);                 \
+        expect(d, t, MCL_ERR_NULL_POINTER, needle_, needle_);                                  \
+    }
 
 #endif

@@ -661,16 +661,12 @@ Test(evoattn, event_and_workspace_size)
 
     cl_event event = NULL;
     assert_ok(mcl_evoattn_forward(ctx, &desc, &ft, &event));
-    cr_assert_not_null(event);
-    cr_assert_eq(clWaitForEvents(1, &event), CL_SUCCESS);
-    clReleaseEvent(event);
+    test_wait_event(event);
     assert_ok(mcl_context_trim(ctx));
     mcl_context_reset_peak(ctx);
     event = NULL;
     assert_ok(mcl_evoattn_backward(ctx, &desc, &bt, &event));
-    cr_assert_not_null(event);
-    cr_assert_eq(clWaitForEvents(1, &event), CL_SUCCESS);
-    clReleaseEvent(event);
+    test_wait_event(event);
     mcl_context_stats stats;
     mcl_context_get_stats(ctx, &stats);
     cr_assert_geq(stats.workspace_peak_bytes, bytes, "backward held %llu workspace bytes, size says %zu",
@@ -736,46 +732,27 @@ static void bad_teardown(evo_bad *f)
     mcl_context_release(f->ctx);
 }
 
-static void assert_untouched(evo_bad *f, const char *label)
+static void expect_bad(evo_bad *f, mcl_status got, mcl_status expected, const char *needle, const char *label)
 {
-    cl_mem outs[] = {f->out, f->gated, f->lse, f->dq, f->dk, f->dv, f->dg, f->dmask, f->dpair, f->small};
-    size_t sizes[] = {BAD_T * 4, BAD_T * 4, BAD_L * 4, BAD_T * 4, BAD_T * 4,
-                      BAD_T * 4, BAD_T * 4, BAD_M * 4, BAD_P * 4, 64};
-    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
-        unsigned char *bytes = test_read_all(f->ctx, outs[i], sizes[i]);
-        for (size_t j = 0; j < sizes[i]; j++)
-            cr_assert_eq(bytes[j], BAD_BYTE, "%s: output %zu byte %zu was written", label, i, j);
-        free(bytes);
-    }
-}
-
-static void check_message(const char *needle, const char *label)
-{
-    const char *msg = mcl_last_error();
-    cr_expect(strstr(msg, "evoattn") != NULL, "%s: message '%s' does not name the op", label, msg);
-    if (needle) cr_expect(strstr(msg, needle) != NULL, "%s: message '%s' lacks '%s'", label, msg, needle);
+    test_expect_status(got, expected, "evoattn", needle, label);
+    const test_filled outs[] = {{f->out, BAD_T * 4, BAD_BYTE},   {f->gated, BAD_T * 4, BAD_BYTE},
+                                {f->lse, BAD_L * 4, BAD_BYTE},   {f->dq, BAD_T * 4, BAD_BYTE},
+                                {f->dk, BAD_T * 4, BAD_BYTE},    {f->dv, BAD_T * 4, BAD_BYTE},
+                                {f->dg, BAD_T * 4, BAD_BYTE},    {f->dmask, BAD_M * 4, BAD_BYTE},
+                                {f->dpair, BAD_P * 4, BAD_BYTE}, {f->small, 64, BAD_BYTE}};
+    test_expect_untouched(f->ctx, outs, COUNT_OF(outs), label);
 }
 
 static void expect_fwd(evo_bad *f, mcl_evoattn_desc d, mcl_evoattn_fwd_tensors t, mcl_status expected,
                        const char *needle, const char *label)
 {
-    mcl_status got = mcl_evoattn_forward(f->ctx, &d, &t, NULL);
-    cr_expect_eq(got, expected, "%s: forward returned %s, expected %s: %s", label, mcl_status_name(got),
-                 mcl_status_name(expected), mcl_last_error());
-    if (got != MCL_OK) check_message(needle, label);
-    mcl_finish(f->ctx);
-    assert_untouched(f, label);
+    expect_bad(f, mcl_evoattn_forward(f->ctx, &d, &t, NULL), expected, needle, label);
 }
 
 static void expect_bwd(evo_bad *f, mcl_evoattn_desc d, mcl_evoattn_bwd_tensors t, mcl_status expected,
                        const char *needle, const char *label)
 {
-    mcl_status got = mcl_evoattn_backward(f->ctx, &d, &t, NULL);
-    cr_expect_eq(got, expected, "%s: backward returned %s, expected %s: %s", label, mcl_status_name(got),
-                 mcl_status_name(expected), mcl_last_error());
-    if (got != MCL_OK) check_message(needle, label);
-    mcl_finish(f->ctx);
-    assert_untouched(f, label);
+    expect_bad(f, mcl_evoattn_backward(f->ctx, &d, &t, NULL), expected, needle, label);
 }
 
 /* desc faults shared by forward and backward */
@@ -814,9 +791,7 @@ Test(evoattn, bad_forward_inputs)
     evo_bad f = bad_setup();
     mcl_evoattn_desc d = f.desc;
     mcl_evoattn_fwd_tensors t = f.ft;
-    assert_status(mcl_evoattn_forward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_evoattn_forward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_evoattn_forward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    assert_null_args_rejected(mcl_evoattn_forward, f.ctx, &d, &t);
     for (size_t i = 0; i < sizeof desc_faults / sizeof desc_faults[0]; i++)
         expect_fwd(&f, apply_fault(f.desc, &desc_faults[i]), t, desc_faults[i].status, NULL, desc_faults[i].label);
 
@@ -858,9 +833,7 @@ Test(evoattn, bad_backward_inputs)
     evo_bad f = bad_setup();
     mcl_evoattn_desc d = f.desc;
     mcl_evoattn_bwd_tensors t = f.bt;
-    assert_status(mcl_evoattn_backward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_evoattn_backward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_evoattn_backward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    assert_null_args_rejected(mcl_evoattn_backward, f.ctx, &d, &t);
     for (size_t i = 0; i < sizeof desc_faults / sizeof desc_faults[0]; i++)
         expect_bwd(&f, apply_fault(f.desc, &desc_faults[i]), t, desc_faults[i].status, NULL, desc_faults[i].label);
 

@@ -31,10 +31,7 @@ typedef struct gt_out {
     float *t[NT]; /* y, dx, dg as read back (NULL where not requested); inputs NULL */
 } gt_out;
 
-static void free_out(gt_out *o)
-{
-    for (int i = 0; i < NT; i++) free(o->t[i]);
-}
+static void free_out(gt_out *o) { test_free_all(o->t, NT); }
 
 /* The backward, then the forward (so in-place runs still see their inputs); every output and
  * guard is checked against the reference and the poison. */
@@ -46,7 +43,7 @@ static gt_out run_case(mcl_context *ctx, gt_case c, host_rng *rng, const char *v
     snprintf(label, sizeof label, "gating %s count=%zu offsets=%s alias=%s grads=%s params=%s",
              mcl_dtype_name(c.dtype), c.count, test_offset_names[c.offsets], alias_names[c.alias],
              out_names[c.outputs], variant);
-    size_t n = c.count, es = mcl_dtype_size(c.dtype);
+    size_t n = c.count;
     float *src[NT] = {host_random(rng, c.dtype, n, -3, 3), host_random(rng, c.dtype, n, -6, 6),
                       host_random(rng, c.dtype, n, -1, 1)};
     for (size_t i = 0; c.saturate && i < n; i += 5) src[G][i] = test_extreme(rng, c.dtype);
@@ -54,11 +51,10 @@ static gt_out run_case(mcl_context *ctx, gt_case c, host_rng *rng, const char *v
     int at[NT] = {X, G, DY, Y, DX, DG}; /* the slot each tensor lives in */
     if (c.alias == ALIAS_X) at[Y] = X, at[DX] = DY;
     int wanted[NT] = {1, 1, 1, 1, c.outputs & OUT_DX, c.outputs & OUT_DG};
-    cl_mem mem[NT] = {0};
-    mcl_tensor t[NT] = {{0}};
+    mcl_tensor placed[NT] = {{0}}, t[NT] = {{0}};
     for (int i = 0; i < NT; i++) {
-        if (wanted[i] && at[i] == i) mem[i] = test_place(ctx, c.dtype, src[i], n, test_offset_of(c.offsets, i));
-        if (wanted[i]) t[i] = (mcl_tensor){mem[at[i]], test_offset_of(c.offsets, at[i]) * es};
+        if (wanted[i] && at[i] == i) placed[i] = test_place(ctx, c.dtype, src[i], n, test_offset_of(c.offsets, i));
+        if (wanted[i]) t[i] = placed[at[i]];
     }
     mcl_gating_desc desc = {n, c.dtype};
     mcl_gating_bwd_tensors bt = {.x = t[X], .g = t[G], .dy = t[DY], .dx = t[DX], .dg = t[DG]};
@@ -74,12 +70,11 @@ static gt_out run_case(mcl_context *ctx, gt_case c, host_rng *rng, const char *v
     for (int i = 0; i < NT; i++) {
         int overwritten = i < Y && (at[Y] == i || (wanted[DX] && at[DX] == i));
         if (!wanted[i] || overwritten) continue;
-        out.t[i] = test_fetch(ctx, mem[at[i]], c.dtype, n, test_offset_of(c.offsets, at[i]), label, t_names[i]);
-        if (i >= Y) test_expect_close(label, t_names[i], out.t[i], ref[i], n, c.dtype);
-        else cr_expect_eq(memcmp(out.t[i], src[i], n * sizeof(float)), 0, "%s: input %s was modified", label, t_names[i]);
+        out.t[i] = test_fetch(ctx, t[i], c.dtype, n, i < Y ? src[i] : NULL, label, t_names[i]);
+        if (i >= Y) test_expect_near(label, t_names[i], out.t[i], ref[i], NULL, n, host_tolerance(c.dtype));
     }
     for (int i = 0; i < NT; i++) {
-        if (mem[i]) clReleaseMemObject(mem[i]);
+        if (placed[i].mem) clReleaseMemObject(placed[i].mem);
         if (i < Y) free(out.t[i]), out.t[i] = NULL;
         free(src[i]), free(ref[i]);
     }
@@ -149,16 +144,12 @@ Test(gating, saturated_gates_stay_finite_and_right)
  * so the vector widths are kept where the count allows. */
 Test(gating, every_parameter_variant_is_correct)
 {
-    static const char *const groups[] = {"WG=32,GROUPS_PER_CU=1", "WG=64,GROUPS_PER_CU=32",
-                                         "WG=1024,GROUPS_PER_CU=2"};
-    static const int vecs[] = {1, 2, 4, 8};
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
-    for (size_t v = 0; v < COUNT_OF(vecs); v++) {
-        for (size_t w = 0; w < COUNT_OF(groups); w++) {
+    for (size_t v = 0; v < TEST_GLU_VECS; v++) {
+        for (size_t w = 0; w < TEST_GLU_GROUPS; w++) {
             char params[64];
-            snprintf(params, sizeof params, "VEC=%d,%s", vecs[v], groups[w]);
-            assert_ok(mcl_context_set_params(ctx, "glu", params));
+            assert_ok(mcl_context_set_params(ctx, "glu", test_glu_params(params, v, w)));
             for (size_t i = 0; i < COUNT_OF(counts); i++) {
                 gt_case c = {counts[i], (mcl_dtype)((v + w + i) % 3), (int)(v + i) % 2, ALIAS_NONE, OUT_BOTH, 0};
                 check_case(ctx, c, &rng, params);
@@ -193,12 +184,10 @@ Test(gating, event_is_the_ops_last)
     mcl_gating_desc desc = {N, MCL_F32};
     mcl_gating_fwd_tensors ft = {.x = {a, 0}, .g = {a, 0}, .y = {b, 0}};
     mcl_gating_bwd_tensors bt = {.x = {a, 0}, .g = {a, 0}, .dy = {a, 0}, .dg = {b, 0}};
-    cl_event events[2] = {NULL, NULL};
-    assert_ok(mcl_gating_forward(ctx, &desc, &ft, &events[0]));
-    assert_ok(mcl_gating_backward(ctx, &desc, &bt, &events[1]));
-    cr_assert(events[0] && events[1], "no event returned");
-    cr_assert_eq(clWaitForEvents(2, events), CL_SUCCESS);
-    clReleaseEvent(events[0]), clReleaseEvent(events[1]);
+    cl_event fwd = NULL, bwd = NULL;
+    assert_ok(mcl_gating_forward(ctx, &desc, &ft, &fwd));
+    assert_ok(mcl_gating_backward(ctx, &desc, &bt, &bwd));
+    test_wait_event(fwd), test_wait_event(bwd);
     clReleaseMemObject(a), clReleaseMemObject(b);
     mcl_context_release(ctx);
 }
@@ -244,23 +233,10 @@ static void bad_teardown(bad_fixture *f)
 
 static void expect_bad(bad_fixture *f, mcl_status got, mcl_status expected, const char *needle, const char *label)
 {
-    const char *msg = mcl_last_error();
-    cr_expect_eq(got, expected, "%s: returned %s, expected %s: %s", label, mcl_status_name(got),
-                 mcl_status_name(expected), msg);
-    if (got != MCL_OK) {
-        cr_expect(strstr(msg, "gating"), "%s: message '%s' does not name the op", label, msg);
-        if (needle) cr_expect(strstr(msg, needle), "%s: message '%s' lacks '%s'", label, msg, needle);
-    }
-    mcl_finish(f->ctx);
-    cl_mem outs[] = {f->y, f->dx, f->dg, f->small};
-    size_t sizes[] = {BAD_BYTES + 64, BAD_BYTES, BAD_BYTES, 64};
-    for (size_t i = 0; i < COUNT_OF(outs); i++) {
-        unsigned char *bytes = test_read_all(f->ctx, outs[i], sizes[i]);
-        size_t written = 0;
-        for (size_t j = 0; j < sizes[i]; j++) written += bytes[j] != BAD_BYTE;
-        cr_expect_eq(written, 0, "%s: %zu bytes of output buffer %zu written", label, written, i);
-        free(bytes);
-    }
+    test_expect_status(got, expected, "gating", needle, label);
+    const test_filled outs[] = {{f->y, BAD_BYTES + 64, BAD_BYTE}, {f->dx, BAD_BYTES, BAD_BYTE},
+                                {f->dg, BAD_BYTES, BAD_BYTE}, {f->small, 64, BAD_BYTE}};
+    test_expect_untouched(f->ctx, outs, COUNT_OF(outs), label);
 }
 
 #define EXPECT_FWD(d, t, status, needle, label) \
@@ -273,9 +249,7 @@ Test(gating, bad_forward_inputs)
     bad_fixture f = bad_setup();
     mcl_gating_desc d = f.desc;
     mcl_gating_fwd_tensors t = f.ft;
-    assert_status(mcl_gating_forward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_gating_forward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_gating_forward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    assert_null_args_rejected(mcl_gating_forward, f.ctx, &d, &t);
 
     d.count = 0;
     EXPECT_FWD(d, t, MCL_ERR_INVALID_SIZE, "count", "zero count");
@@ -313,9 +287,7 @@ Test(gating, bad_backward_inputs)
     bad_fixture f = bad_setup();
     mcl_gating_desc d = f.desc;
     mcl_gating_bwd_tensors t = f.bt;
-    assert_status(mcl_gating_backward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_gating_backward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_gating_backward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    assert_null_args_rejected(mcl_gating_backward, f.ctx, &d, &t);
 
     d.count = 0;
     EXPECT_BWD(d, t, MCL_ERR_INVALID_SIZE, "count", "zero count");

@@ -33,18 +33,14 @@ static sw_out run_case(mcl_context *ctx, sw_case c, host_rng *rng, const char *v
     snprintf(label, sizeof label, "swiglu %s rows=%zu features=%zu silu_half=%s offsets=%s params=%s",
              mcl_dtype_name(c.dtype), c.rows, c.features,
              c.half == MCL_SWIGLU_SILU_FIRST ? "first" : "second", test_offset_names[c.offsets], variant);
-    size_t f = c.features, half = c.rows * f, es = mcl_dtype_size(c.dtype);
+    size_t f = c.features, half = c.rows * f;
     const size_t n[NT] = {2 * half, half, half, 2 * half};
     float *src[NT] = {host_random(rng, c.dtype, n[X], -4, 4), host_random(rng, c.dtype, n[DY], -1, 1)};
     size_t a_col = c.half == MCL_SWIGLU_SILU_FIRST ? 0 : f;
     for (size_t i = 0; c.saturate && i < half; i += 5) src[X][i / f * 2 * f + a_col + i % f] = test_extreme(rng, c.dtype);
 
-    cl_mem mem[NT];
     mcl_tensor t[NT];
-    for (int i = 0; i < NT; i++) {
-        mem[i] = test_place(ctx, c.dtype, src[i], n[i], test_offset_of(c.offsets, i));
-        t[i] = (mcl_tensor){mem[i], test_offset_of(c.offsets, i) * es};
-    }
+    for (int i = 0; i < NT; i++) t[i] = test_place(ctx, c.dtype, src[i], n[i], test_offset_of(c.offsets, i));
     mcl_swiglu_desc desc = {c.rows, c.features, c.dtype, c.half};
     mcl_swiglu_fwd_tensors ft = {.x = t[X], .y = t[Y]};
     mcl_swiglu_bwd_tensors bt = {.x = t[X], .dy = t[DY], .dx = t[DX]};
@@ -56,10 +52,9 @@ static sw_out run_case(mcl_context *ctx, sw_case c, host_rng *rng, const char *v
     ref_swiglu_backward(src[X], src[DY], c.rows, f, c.half, ref[DX]);
     float *out[NT];
     for (int i = 0; i < NT; i++) {
-        out[i] = test_fetch(ctx, mem[i], c.dtype, n[i], test_offset_of(c.offsets, i), label, t_names[i]);
-        if (ref[i]) test_expect_close(label, t_names[i], out[i], ref[i], n[i], c.dtype);
-        else cr_expect_eq(memcmp(out[i], src[i], n[i] * sizeof(float)), 0, "%s: input %s was modified", label, t_names[i]);
-        clReleaseMemObject(mem[i]);
+        out[i] = test_fetch(ctx, t[i], c.dtype, n[i], ref[i] ? NULL : src[i], label, t_names[i]);
+        if (ref[i]) test_expect_near(label, t_names[i], out[i], ref[i], NULL, n[i], host_tolerance(c.dtype));
+        clReleaseMemObject(t[i].mem);
         free(ref[i]);
         if (i < Y) free(out[i]), free(src[i]);
     }
@@ -105,17 +100,13 @@ Test(swiglu, saturated_inputs_stay_finite_and_right)
  * so the vector widths are kept where the features allow. */
 Test(swiglu, every_parameter_variant_is_correct)
 {
-    static const char *const groups[] = {"WG=32,GROUPS_PER_CU=1", "WG=64,GROUPS_PER_CU=32",
-                                         "WG=1024,GROUPS_PER_CU=2"};
-    static const int vecs[] = {1, 2, 4, 8};
     static const size_t shapes[][2] = {{1, 3}, {7, 127}, {300, 64}, {3, 512}};
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
-    for (size_t v = 0; v < COUNT_OF(vecs); v++) {
-        for (size_t w = 0; w < COUNT_OF(groups); w++) {
+    for (size_t v = 0; v < TEST_GLU_VECS; v++) {
+        for (size_t w = 0; w < TEST_GLU_GROUPS; w++) {
             char params[64];
-            snprintf(params, sizeof params, "VEC=%d,%s", vecs[v], groups[w]);
-            assert_ok(mcl_context_set_params(ctx, "glu", params));
+            assert_ok(mcl_context_set_params(ctx, "glu", test_glu_params(params, v, w)));
             for (size_t s = 0; s < COUNT_OF(shapes); s++) {
                 sw_case c = {shapes[s][0], shapes[s][1], (mcl_dtype)((v + w + s) % 3),
                              (mcl_swiglu_half)((w + s) % 2), (int)(v + s) % 2, 0};
@@ -152,12 +143,10 @@ Test(swiglu, event_is_the_ops_last)
     mcl_swiglu_desc desc = {ROWS, F, MCL_F32, MCL_SWIGLU_SILU_FIRST};
     mcl_swiglu_fwd_tensors ft = {.x = {x, 0}, .y = {y, 0}};
     mcl_swiglu_bwd_tensors bt = {.x = {x, 0}, .dy = {y, 0}, .dx = {dx, 0}};
-    cl_event events[2] = {NULL, NULL};
-    assert_ok(mcl_swiglu_forward(ctx, &desc, &ft, &events[0]));
-    assert_ok(mcl_swiglu_backward(ctx, &desc, &bt, &events[1]));
-    cr_assert(events[0] && events[1], "no event returned");
-    cr_assert_eq(clWaitForEvents(2, events), CL_SUCCESS);
-    clReleaseEvent(events[0]), clReleaseEvent(events[1]);
+    cl_event fwd = NULL, bwd = NULL;
+    assert_ok(mcl_swiglu_forward(ctx, &desc, &ft, &fwd));
+    assert_ok(mcl_swiglu_backward(ctx, &desc, &bt, &bwd));
+    test_wait_event(fwd), test_wait_event(bwd);
     clReleaseMemObject(x), clReleaseMemObject(y), clReleaseMemObject(dx);
     mcl_context_release(ctx);
 }
@@ -198,23 +187,10 @@ static void bad_teardown(bad_fixture *f)
 
 static void expect_bad(bad_fixture *f, mcl_status got, mcl_status expected, const char *needle, const char *label)
 {
-    const char *msg = mcl_last_error();
-    cr_expect_eq(got, expected, "%s: returned %s, expected %s: %s", label, mcl_status_name(got),
-                 mcl_status_name(expected), msg);
-    if (got != MCL_OK) {
-        cr_expect(strstr(msg, "swiglu"), "%s: message '%s' does not name the op", label, msg);
-        if (needle) cr_expect(strstr(msg, needle), "%s: message '%s' lacks '%s'", label, msg, needle);
-    }
-    mcl_finish(f->ctx);
-    cl_mem outs[] = {f->y, f->dx, f->small};
-    size_t sizes[] = {BAD_HALF + 64, 2 * BAD_HALF + 64, 64};
-    for (size_t i = 0; i < COUNT_OF(outs); i++) {
-        unsigned char *bytes = test_read_all(f->ctx, outs[i], sizes[i]);
-        size_t written = 0;
-        for (size_t j = 0; j < sizes[i]; j++) written += bytes[j] != BAD_BYTE;
-        cr_expect_eq(written, 0, "%s: %zu bytes of output buffer %zu written", label, written, i);
-        free(bytes);
-    }
+    test_expect_status(got, expected, "swiglu", needle, label);
+    const test_filled outs[] = {{f->y, BAD_HALF + 64, BAD_BYTE}, {f->dx, 2 * BAD_HALF + 64, BAD_BYTE},
+                                {f->small, 64, BAD_BYTE}};
+    test_expect_untouched(f->ctx, outs, COUNT_OF(outs), label);
 }
 
 #define EXPECT_FWD(d, t, status, needle, label) \
@@ -257,9 +233,7 @@ Test(swiglu, bad_forward_inputs)
     bad_fixture f = bad_setup();
     mcl_swiglu_desc d = f.desc;
     mcl_swiglu_fwd_tensors t = f.ft;
-    assert_status(mcl_swiglu_forward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_swiglu_forward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_swiglu_forward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    assert_null_args_rejected(mcl_swiglu_forward, f.ctx, &d, &t);
     for (size_t i = 0; i < COUNT_OF(desc_faults); i++) {
         mcl_swiglu_desc bad = faulty(&desc_faults[i]);
         expect_fault(&f, &desc_faults[i], mcl_swiglu_forward(f.ctx, &bad, &t, NULL));
@@ -289,9 +263,7 @@ Test(swiglu, bad_backward_inputs)
     bad_fixture f = bad_setup();
     mcl_swiglu_desc d = f.desc;
     mcl_swiglu_bwd_tensors t = f.bt;
-    assert_status(mcl_swiglu_backward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_swiglu_backward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_swiglu_backward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    assert_null_args_rejected(mcl_swiglu_backward, f.ctx, &d, &t);
     for (size_t i = 0; i < COUNT_OF(desc_faults); i++) {
         mcl_swiglu_desc bad = faulty(&desc_faults[i]);
         expect_fault(&f, &desc_faults[i], mcl_swiglu_backward(f.ctx, &bad, &t, NULL));

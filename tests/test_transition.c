@@ -47,20 +47,13 @@ static double rms(const double *v, size_t n)
 static void expect_near(const char *label, const char *what, const float *out, const double *ref,
                         const double *scale, size_t n, size_t cols, double tol)
 {
-    double whole = rms(ref, n), worst_ratio = 0.0, worst_floor = 0.0;
-    size_t bad = 0, worst = 0;
+    double whole = rms(ref, n), *floors = malloc(n * sizeof *floors);
     for (size_t g = 0; g < n; g += cols) {
         double floor = fmax(whole, fmax(rms(ref + g, cols), scale ? rms(scale + g, cols) : 0.0));
-        for (size_t i = g; i < g + cols; i++) {
-            double err = fabs(out[i] - ref[i]), allowed = tol * (fabs(ref[i]) + floor);
-            if (!(err <= allowed)) {
-                double ratio = isnan(err) ? INFINITY : err / allowed;
-                if (!bad++ || ratio > worst_ratio) worst = i, worst_ratio = ratio, worst_floor = floor;
-            }
-        }
+        for (size_t i = g; i < g + cols; i++) floors[i] = floor;
     }
-    cr_expect_eq(bad, 0, "%s: %s: %zu of %zu elements off; worst at %zu: got %.9g, expected %.9g (tol %.2g x "
-                 "(|ref| + %.3g))", label, what, bad, n, worst, (double)out[worst], ref[worst], tol, worst_floor);
+    test_expect_near(label, what, out, ref, floors, n, tol);
+    free(floors);
 }
 
 /* ---- one forward and backward ----------------------------------------------------------- */
@@ -91,7 +84,6 @@ static void run_case(mcl_context *ctx, tr_case c, host_rng *rng, const char *var
     const float range[FIRST_OUTPUT][2] = {{-2, 3}, {0.5f, 1.5f}, {-0.5f, 0.5f}, {-w1_range, w1_range},
                                           {-w2_range, w2_range}, {-1, 1}};
     float *src[FIRST_OUTPUT] = {0};
-    cl_mem mem[T_COUNT] = {0};
     mcl_tensor t[T_COUNT] = {0};
     mcl_dtype dt[T_COUNT];
     for (int i = 0; i < T_COUNT; i++) {
@@ -99,9 +91,7 @@ static void run_case(mcl_context *ctx, tr_case c, host_rng *rng, const char *var
         out[i] = NULL;
         if (i < FIRST_GRAD ? !given[i] : !(c.want & WANT(i))) continue;
         if (i < FIRST_OUTPUT) src[i] = host_random(rng, c.dtype, n[i], range[i][0], range[i][1]);
-        size_t off = test_offset_of(c.offsets, i);
-        mem[i] = test_place(ctx, dt[i], i < FIRST_OUTPUT ? src[i] : NULL, n[i], off);
-        t[i] = (mcl_tensor){mem[i], off * mcl_dtype_size(dt[i])};
+        t[i] = test_place(ctx, dt[i], i < FIRST_OUTPUT ? src[i] : NULL, n[i], test_offset_of(c.offsets, i));
     }
 
     mcl_transition_desc desc = {c.rows, c.c, c.f, c.dtype, 1e-5f, c.half, 0};
@@ -116,20 +106,15 @@ static void run_case(mcl_context *ctx, tr_case c, host_rng *rng, const char *var
     assert_ok(mcl_context_trim(ctx));
     cl_event event = NULL;
     assert_ok(mcl_transition_backward(ctx, &desc, &bt, &event));
-    cr_assert_not_null(event);
-    cr_assert_eq(clWaitForEvents(1, &event), CL_SUCCESS);
-    clReleaseEvent(event);
-    mcl_context_stats stats;
-    mcl_context_get_stats(ctx, &stats);
-    cr_expect_eq(stats.workspace_bytes, ws ? ws : 1, "%s: backward took %llu workspace bytes, size function %zu",
-                 label, (unsigned long long)stats.workspace_bytes, ws);
+    test_wait_event(event);
+    uint64_t took = test_workspace_bytes(ctx);
+    cr_expect_eq(took, ws ? ws : 1, "%s: backward took %llu workspace bytes, size function %zu", label,
+                 (unsigned long long)took, ws);
 
     for (int i = 0; i < T_COUNT; i++) {
-        if (!mem[i]) continue;
-        out[i] = test_fetch(ctx, mem[i], dt[i], n[i], test_offset_of(c.offsets, i), label, names[i]);
-        if (i < FIRST_OUTPUT)
-            cr_expect_eq(memcmp(out[i], src[i], n[i] * sizeof(float)), 0, "%s: input %s changed", label, names[i]);
-        clReleaseMemObject(mem[i]);
+        if (!t[i].mem) continue;
+        out[i] = test_fetch(ctx, t[i], dt[i], n[i], i < FIRST_OUTPUT ? src[i] : NULL, label, names[i]);
+        clReleaseMemObject(t[i].mem);
     }
 
     /* y's and the backward's reference start from the h the device saved, as the op does */
@@ -150,19 +135,14 @@ static void run_case(mcl_context *ctx, tr_case c, host_rng *rng, const char *var
         if (ref[i]) expect_near(label, names[i], out[i], ref[i], scale[i], n[i], cols, host_tolerance(dt[i]));
         free(ref[i]), free(scale[i]);
     }
-    for (int i = 0; i < FIRST_OUTPUT; i++) free(src[i]);
-}
-
-static void free_outputs(float *out[T_COUNT])
-{
-    for (int i = 0; i < T_COUNT; i++) free(out[i]);
+    test_free_all(src, FIRST_OUTPUT);
 }
 
 static void check_case(mcl_context *ctx, tr_case c, host_rng *rng, const char *variant)
 {
     float *out[T_COUNT];
     run_case(ctx, c, rng, variant, out);
-    free_outputs(out);
+    test_free_all(out, T_COUNT);
 }
 
 /* ---- correctness ------------------------------------------------------------------------ */
@@ -272,7 +252,7 @@ Test(transition, results_are_bitwise_identical_on_repeat, .timeout = 300)
         for (int t = FIRST_OUTPUT; t < T_COUNT; t++)
             cr_expect_eq(memcmp(first[t], second[t], n[t] * sizeof(float)), 0, "%s differs between runs (%s)",
                          names[t], variants[v] ? variants[v] : "default");
-        free_outputs(first), free_outputs(second);
+        test_free_all(first, T_COUNT), test_free_all(second, T_COUNT);
     }
     mcl_context_release(ctx);
 }
@@ -295,35 +275,19 @@ Test(transition, workspace_size_is_positive_with_dw1)
 /* ---- the reference itself ------------------------------------------------------------- */
 
 /* L = sum dy . y by the reference forward */
-static double functional(const ref_transition_problem *p, double *y)
+static double loss(const void *problem)
 {
+    const ref_transition_problem *p = problem;
+    double *y = malloc(p->rows * p->c * sizeof *y), l = 0.0;
     ref_transition_forward(p, y, NULL, NULL, NULL);
-    double l = 0.0;
     for (size_t i = 0; i < p->rows * p->c; i++) l += p->dy[i] * y[i];
+    free(y);
     return l;
 }
 
-/* ||central differences of L over v's n elements - analytic|| / ||analytic||. The forward
- * rounds h to fp32: the step of 2^-8 balances that noise and the truncation error, together
- * below 1e-4 of the gradient; a wrong or missing term leaves 1e-2 or more. */
-static double fd_error(const ref_transition_problem *p, float *v, size_t n, const double *an)
-{
-    double *y = malloc(p->rows * p->c * sizeof *y), diff = 0.0, norm = 0.0;
-    for (size_t e = 0; e < n; e++) {
-        float v0 = v[e], vp = v0 + 1.0f / 256, vm = v0 - 1.0f / 256;
-        v[e] = vp;
-        double lp = functional(p, y);
-        v[e] = vm;
-        double lm = functional(p, y);
-        v[e] = v0;
-        double fd = (lp - lm) / ((double)vp - (double)vm);
-        diff += (fd - an[e]) * (fd - an[e]);
-        norm += an[e] * an[e];
-    }
-    free(y);
-    cr_assert_gt(norm, 0.0);
-    return sqrt(diff / norm);
-}
+/* The forward rounds h to fp32: a step of 2^-8 balances that noise and the truncation error,
+ * together below 1e-4 of the gradient; a wrong or missing term leaves 1e-2 or more. */
+#define FD_STEP (1.0f / 256)
 
 Test(transition, reference_matches_finite_differences)
 {
@@ -341,7 +305,7 @@ Test(transition, reference_matches_finite_differences)
             {"x", x, R * C, dx}, {"ln_weight", lnw, C, dlnw}, {"ln_bias", lnb, C, dlnb},
             {"w1", w1, C * 2 * F, dw1}, {"w2", w2, F * C, dw2}};
         for (size_t i = 0; i < COUNT_OF(g); i++) {
-            double err = fd_error(&p, g[i].v, g[i].n, g[i].an);
+            double err = test_fd_error(loss, &p, g[i].v, g[i].n, g[i].an, FD_STEP);
             cr_expect_leq(err, 3e-4, "silu_half %d: d%s differs from finite differences by %.3g", half, g[i].name,
                           err);
         }
@@ -350,15 +314,14 @@ Test(transition, reference_matches_finite_differences)
 
 /* ---- bad inputs: a specific status, a message, and no buffer touched ------------------------ */
 
-enum { BR = 4, BC = 8, BF = 6, IN_BYTE = 0x11, OUT_BYTE = 0x3c };
+enum { BR = 4, BC = 8, BF = 6 };
 /* inputs (f32): x [BR,BC] @0, w1 [BC,2BF] @128, w2 [BF,BC] @512, dy [BR,BC] @704 (832 bytes);
  * outputs: y [BR,BC] @0, mean @128, rstd @144, h [BR,2BF] @160, dx [BR,BC] @352,
  * dln_weight [BC] @480, dln_bias [BC] @512, dw1 [BC,2BF] @544, dw2 [BF,BC] @928 (1120 bytes) */
-enum { IN_BYTES = 832, OUT_BYTES = 1120, SMALL_BYTES = 16 };
+enum { IN_BYTES = 832, OUT_BYTES = 1120 };
 
 typedef struct bad_fixture {
-    mcl_context *ctx;
-    cl_mem in, out, small;
+    test_bad_buffers b;
     mcl_transition_desc desc;
     mcl_transition_fwd_tensors ft;
     mcl_transition_bwd_tensors bt;
@@ -366,51 +329,22 @@ typedef struct bad_fixture {
 
 static bad_fixture bad_setup(void)
 {
-    bad_fixture f;
-    f.ctx = test_context();
-    f.in = test_buffer(f.ctx, IN_BYTES, IN_BYTE);
-    f.out = test_buffer(f.ctx, OUT_BYTES, OUT_BYTE);
-    f.small = test_buffer(f.ctx, SMALL_BYTES, OUT_BYTE);
+    bad_fixture f = {.b = test_bad_buffers_make("transition", IN_BYTES, OUT_BYTES)};
+    cl_mem i = f.b.in, o = f.b.out;
     f.desc = (mcl_transition_desc){BR, BC, BF, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST, 0};
-    f.ft = (mcl_transition_fwd_tensors){.x = {f.in, 0}, .w1 = {f.in, 128}, .w2 = {f.in, 512}, .y = {f.out, 0},
-                                        .mean = {f.out, 128}, .rstd = {f.out, 144}, .h = {f.out, 160}};
-    f.bt = (mcl_transition_bwd_tensors){.x = {f.in, 0}, .w1 = {f.in, 128}, .w2 = {f.in, 512},
-                                        .mean = {f.out, 128}, .rstd = {f.out, 144}, .h = {f.out, 160},
-                                        .dy = {f.in, 704}, .dx = {f.out, 352}, .dln_weight = {f.out, 480},
-                                        .dln_bias = {f.out, 512}, .dw1 = {f.out, 544}, .dw2 = {f.out, 928}};
+    f.ft = (mcl_transition_fwd_tensors){.x = {i, 0}, .w1 = {i, 128}, .w2 = {i, 512}, .y = {o, 0},
+                                        .mean = {o, 128}, .rstd = {o, 144}, .h = {o, 160}};
+    f.bt = (mcl_transition_bwd_tensors){.x = {i, 0}, .w1 = {i, 128}, .w2 = {i, 512},
+                                        .mean = {o, 128}, .rstd = {o, 144}, .h = {o, 160},
+                                        .dy = {i, 704}, .dx = {o, 352}, .dln_weight = {o, 480},
+                                        .dln_bias = {o, 512}, .dw1 = {o, 544}, .dw2 = {o, 928}};
     return f;
 }
 
-static void bad_teardown(bad_fixture *f)
-{
-    clReleaseMemObject(f->in), clReleaseMemObject(f->out), clReleaseMemObject(f->small);
-    mcl_context_release(f->ctx);
-}
-
-static void expect_bad(bad_fixture *f, mcl_status got, mcl_status expected, const char *needle, const char *label)
-{
-    const char *msg = mcl_last_error();
-    cr_expect_eq(got, expected, "%s: returned %s, expected %s: %s", label, mcl_status_name(got),
-                 mcl_status_name(expected), msg);
-    cr_expect(strstr(msg, "transition"), "%s: message '%s' does not name the op", label, msg);
-    cr_expect(strstr(msg, needle), "%s: message '%s' lacks '%s'", label, msg, needle);
-    mcl_finish(f->ctx);
-    cl_mem mems[] = {f->in, f->out, f->small};
-    size_t sizes[] = {IN_BYTES, OUT_BYTES, SMALL_BYTES};
-    unsigned char fill[] = {IN_BYTE, OUT_BYTE, OUT_BYTE};
-    for (size_t i = 0; i < COUNT_OF(mems); i++) {
-        unsigned char *bytes = test_read_all(f->ctx, mems[i], sizes[i]);
-        size_t written = 0;
-        for (size_t j = 0; j < sizes[i]; j++) written += bytes[j] != fill[i];
-        cr_expect_eq(written, 0, "%s: %zu bytes of buffer %zu written", label, written, i);
-        free(bytes);
-    }
-}
-
 #define EXPECT_FWD(d, t, status, needle, label) \
-    expect_bad(&f, mcl_transition_forward(f.ctx, &(d), &(t), NULL), status, needle, label)
+    test_expect_rejected(&f.b, mcl_transition_forward(f.b.ctx, &(d), &(t), NULL), status, needle, label)
 #define EXPECT_BWD(d, t, status, needle, label) \
-    expect_bad(&f, mcl_transition_backward(f.ctx, &(d), &(t), NULL), status, needle, label)
+    test_expect_rejected(&f.b, mcl_transition_backward(f.b.ctx, &(d), &(t), NULL), status, needle, label)
 
 /* Descriptor faults, forward and backward alike. */
 static const struct {
@@ -433,31 +367,24 @@ Test(transition, bad_forward_inputs)
     bad_fixture f = bad_setup();
     mcl_transition_desc d = f.desc;
     mcl_transition_fwd_tensors t = f.ft;
-    assert_status(mcl_transition_forward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_transition_forward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_transition_forward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    assert_null_args_rejected(mcl_transition_forward, f.b.ctx, &d, &t);
     for (size_t i = 0; i < COUNT_OF(desc_faults); i++)
         EXPECT_FWD(desc_faults[i].desc, t, desc_faults[i].status, desc_faults[i].needle, desc_faults[i].needle);
 
     mcl_tensor *required[] = {&t.x, &t.w1, &t.w2, &t.y, &t.mean, &t.rstd, &t.h};
-    const int required_names[] = {T_X, T_W1, T_W2, T_Y, T_MEAN, T_RSTD, T_H};
-    for (size_t i = 0; i < COUNT_OF(required); i++) {
-        t = f.ft, required[i]->mem = NULL;
-        char needle[32];
-        snprintf(needle, sizeof needle, "%s is required", names[required_names[i]]);
-        EXPECT_FWD(d, t, MCL_ERR_NULL_POINTER, needle, needle);
-    }
-    t = f.ft, t.h = (mcl_tensor){f.small, 0};
+    const int required_ids[] = {T_X, T_W1, T_W2, T_Y, T_MEAN, T_RSTD, T_H};
+    EXPECT_EACH_REQUIRED(EXPECT_FWD, d, t, f.ft, required, required_ids, names);
+    t = f.ft, t.h = (mcl_tensor){f.b.small, 0};
     EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "h buffer holds 16 bytes", "small h");
-    t = f.ft, t.w2 = (mcl_tensor){f.in, 704};
+    t = f.ft, t.w2 = (mcl_tensor){f.b.in, 704};
     EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "w2 buffer", "w2 past its buffer");
-    t = f.ft, t.ln_bias = (mcl_tensor){f.small, 0};
+    t = f.ft, t.ln_bias = (mcl_tensor){f.b.small, 0};
     EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "ln_bias buffer", "small ln_bias");
-    t = f.ft, t.y = (mcl_tensor){f.in, 64};
+    t = f.ft, t.y = (mcl_tensor){f.b.in, 64};
     EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "output y overlaps x", "y over x");
-    t = f.ft, t.h = (mcl_tensor){f.out, 96};
+    t = f.ft, t.h = (mcl_tensor){f.b.out, 96};
     EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "h over y");
-    bad_teardown(&f);
+    test_bad_buffers_release(&f.b);
 }
 
 Test(transition, bad_backward_inputs)
@@ -465,9 +392,7 @@ Test(transition, bad_backward_inputs)
     bad_fixture f = bad_setup();
     mcl_transition_desc d = f.desc;
     mcl_transition_bwd_tensors t = f.bt;
-    assert_status(mcl_transition_backward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_transition_backward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_transition_backward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    assert_null_args_rejected(mcl_transition_backward, f.b.ctx, &d, &t);
     for (size_t i = 0; i < COUNT_OF(desc_faults); i++)
         EXPECT_BWD(desc_faults[i].desc, t, desc_faults[i].status, desc_faults[i].needle, desc_faults[i].needle);
 
@@ -475,28 +400,23 @@ Test(transition, bad_backward_inputs)
                                      .rstd = f.bt.rstd, .h = f.bt.h, .dy = f.bt.dy};
     EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "no output requested", "no output");
     mcl_tensor *required[] = {&t.x, &t.w1, &t.w2, &t.mean, &t.rstd, &t.h, &t.dy};
-    const int required_names[] = {T_X, T_W1, T_W2, T_MEAN, T_RSTD, T_H, T_DY};
-    for (size_t i = 0; i < COUNT_OF(required); i++) {
-        t = f.bt, required[i]->mem = NULL;
-        char needle[32];
-        snprintf(needle, sizeof needle, "%s is required", names[required_names[i]]);
-        EXPECT_BWD(d, t, MCL_ERR_NULL_POINTER, needle, needle);
-    }
-    t = f.bt, t.dw1 = (mcl_tensor){f.small, 0};
+    const int required_ids[] = {T_X, T_W1, T_W2, T_MEAN, T_RSTD, T_H, T_DY};
+    EXPECT_EACH_REQUIRED(EXPECT_BWD, d, t, f.bt, required, required_ids, names);
+    t = f.bt, t.dw1 = (mcl_tensor){f.b.small, 0};
     EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "dw1 buffer holds 16 bytes", "small dw1");
-    t = f.bt, t.h = (mcl_tensor){f.small, 0};
+    t = f.bt, t.h = (mcl_tensor){f.b.small, 0};
     EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "h buffer holds 16 bytes", "small h");
-    t = f.bt, t.dx = (mcl_tensor){f.in, 640};
+    t = f.bt, t.dx = (mcl_tensor){f.b.in, 640};
     EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dx over w2 and dy");
-    t = f.bt, t.dw2 = (mcl_tensor){f.out, 160};
+    t = f.bt, t.dw2 = (mcl_tensor){f.b.out, 160};
     EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "output dw2 overlaps h", "dw2 over h");
     t = f.bt, t.dln_bias = t.dln_weight;
     EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dln_bias on dln_weight");
 
     size_t bytes = 0;
-    assert_status(mcl_transition_backward_workspace_size(f.ctx, &d, &f.bt, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_transition_backward_workspace_size(f.b.ctx, &d, &f.bt, NULL), MCL_ERR_NULL_POINTER);
     assert_status(mcl_transition_backward_workspace_size(NULL, &d, &f.bt, &bytes), MCL_ERR_NULL_POINTER);
     d.hidden = 0;
-    assert_status(mcl_transition_backward_workspace_size(f.ctx, &d, &f.bt, &bytes), MCL_ERR_INVALID_SIZE);
-    bad_teardown(&f);
+    assert_status(mcl_transition_backward_workspace_size(f.b.ctx, &d, &f.bt, &bytes), MCL_ERR_INVALID_SIZE);
+    test_bad_buffers_release(&f.b);
 }

@@ -66,21 +66,12 @@ static double tolerance(tm_case c, int t)
 static void expect_near(const char *label, const char *what, const float *out, const double *ref,
                         const double *scale, size_t n, double tol)
 {
-    double ss = 0.0, sc = 0.0, worst_ratio = 0.0;
+    double ss = 0.0, sc = 0.0, *floors = malloc(n * sizeof *floors);
     for (size_t i = 0; i < n; i++) ss += ref[i] * ref[i], sc += scale ? scale[i] * scale[i] : 0.0;
     double floor = sqrt((ss > sc ? ss : sc) / (double)n);
-    size_t bad = 0, worst = 0;
-    double worst_floor = floor;
-    for (size_t i = 0; i < n; i++) {
-        double fl = scale && scale[i] > floor ? scale[i] : floor;
-        double err = fabs(out[i] - ref[i]), bound = tol * (fabs(ref[i]) + fl);
-        if (!(err <= bound)) {
-            double ratio = isnan(err) ? INFINITY : err / bound;
-            if (!bad++ || ratio > worst_ratio) worst = i, worst_ratio = ratio, worst_floor = fl;
-        }
-    }
-    cr_expect_eq(bad, 0, "%s: %s: %zu of %zu elements off; worst at %zu: got %.9g, expected %.9g (tol %.2g x "
-                 "(|ref| + %.3g))", label, what, bad, n, worst, (double)out[worst], ref[worst], tol, worst_floor);
+    for (size_t i = 0; i < n; i++) floors[i] = scale && scale[i] > floor ? scale[i] : floor;
+    test_expect_near(label, what, out, ref, floors, n, tol);
+    free(floors);
 }
 
 /* Redraws the rows of z [rows, c] whose standard deviation is below 0.25: fp32 LayerNorm loses
@@ -119,13 +110,6 @@ static void sizes_of(tm_case c, size_t n[T_COUNT])
     memcpy(n, all, sizeof all);
 }
 
-static void context_workspace(mcl_context *ctx, uint64_t *bytes)
-{
-    mcl_context_stats stats;
-    mcl_context_get_stats(ctx, &stats);
-    *bytes = stats.workspace_bytes;
-}
-
 /* Runs the forward and then the backward, each from an empty workspace (within what
  * mcl_trimul_workspace_size reports: exactly that for the forward and for every gradient), and
  * checks every output against the reference and every buffer's poison around its tensor.
@@ -144,7 +128,6 @@ static void run_case(mcl_context *ctx, tm_case c, host_rng *rng, const char *var
     const float range[FIRST_OUTPUT][2] = {{-2, 3}, {0, 1}, {0.5f, 1.5f}, {-0.5f, 0.5f}, {-w_in, w_in},
                                           {0.5f, 1.5f}, {-0.5f, 0.5f}, {-w_out, w_out}, {-1, 1}};
     float *src[FIRST_OUTPUT] = {0};
-    cl_mem mem[T_COUNT] = {0};
     mcl_tensor t[T_COUNT] = {0};
     mcl_dtype dt[T_COUNT];
     for (int i = 0; i < T_COUNT; i++) {
@@ -155,9 +138,7 @@ static void run_case(mcl_context *ctx, tm_case c, host_rng *rng, const char *var
         if (i == T_MASK) /* a quarter of the pairs masked out */
             for (size_t e = 0; e < n[i]; e++) src[i][e] = src[i][e] < 0.25f ? 0.0f : 1.0f;
         if (i == T_Z) spread_rows(rng, c.dtype, src[i], c.n * c.n, c.c, range[i]);
-        size_t off = test_offset_of(c.offsets, i);
-        mem[i] = test_place(ctx, dt[i], i < FIRST_OUTPUT ? src[i] : NULL, n[i], off);
-        t[i] = (mcl_tensor){mem[i], off * mcl_dtype_size(dt[i])};
+        t[i] = test_place(ctx, dt[i], i < FIRST_OUTPUT ? src[i] : NULL, n[i], test_offset_of(c.offsets, i));
     }
 
     mcl_trimul_desc desc = {c.n, c.c, c.h, c.dtype, 1e-5f, c.direction};
@@ -170,30 +151,25 @@ static void run_case(mcl_context *ctx, tm_case c, host_rng *rng, const char *var
                                  t[T_DZ], t[T_DLN_IN_WEIGHT], t[T_DLN_IN_BIAS], t[T_DW_IN],
                                  t[T_DLN_OUT_WEIGHT], t[T_DLN_OUT_BIAS], t[T_DW_OUT]};
     size_t fwd_ws = 0, bwd_ws = 0;
-    uint64_t took;
     assert_ok(mcl_trimul_workspace_size(ctx, &desc, &fwd_ws, &bwd_ws));
     cr_expect(fwd_ws > 0 && bwd_ws > 0, "%s: workspace sizes %zu, %zu", label, fwd_ws, bwd_ws);
     assert_ok(mcl_context_trim(ctx));
     assert_ok(mcl_trimul_forward(ctx, &desc, &ft, NULL));
-    context_workspace(ctx, &took);
+    uint64_t took = test_workspace_bytes(ctx);
     cr_expect_eq(took, fwd_ws, "%s: forward took %llu workspace bytes, size function %zu", label,
                  (unsigned long long)took, fwd_ws);
     assert_ok(mcl_context_trim(ctx));
     cl_event event = NULL;
     assert_ok(mcl_trimul_backward(ctx, &desc, &bt, &event));
-    cr_assert_not_null(event);
-    cr_assert_eq(clWaitForEvents(1, &event), CL_SUCCESS);
-    clReleaseEvent(event);
-    context_workspace(ctx, &took);
+    test_wait_event(event);
+    took = test_workspace_bytes(ctx);
     cr_expect(c.want == WANT_ALL ? took == bwd_ws : took <= bwd_ws, "%s: backward took %llu workspace bytes, "
               "size function %zu", label, (unsigned long long)took, bwd_ws);
 
     for (int i = 0; i < T_COUNT; i++) {
-        if (!mem[i]) continue;
-        out[i] = test_fetch(ctx, mem[i], dt[i], n[i], test_offset_of(c.offsets, i), label, names[i]);
-        if (i < FIRST_OUTPUT)
-            cr_expect_eq(memcmp(out[i], src[i], n[i] * sizeof(float)), 0, "%s: input %s changed", label, names[i]);
-        clReleaseMemObject(mem[i]);
+        if (!t[i].mem) continue;
+        out[i] = test_fetch(ctx, t[i], dt[i], n[i], i < FIRST_OUTPUT ? src[i] : NULL, label, names[i]);
+        clReleaseMemObject(t[i].mem);
     }
 
     /* p against the reference from z; t from the device's p; out and the backward from its p and t */
@@ -220,19 +196,14 @@ static void run_case(mcl_context *ctx, tm_case c, host_rng *rng, const char *var
         if (ref[i]) expect_near(label, names[i], out[i], ref[i], scale[i], n[i], tolerance(c, i));
         free(ref[i]), free(scale[i]);
     }
-    for (int i = 0; i < FIRST_OUTPUT; i++) free(src[i]);
-}
-
-static void free_outputs(float *out[T_COUNT])
-{
-    for (int i = 0; i < T_COUNT; i++) free(out[i]);
+    test_free_all(src, FIRST_OUTPUT);
 }
 
 static void check_case(mcl_context *ctx, tm_case c, host_rng *rng, const char *variant)
 {
     float *out[T_COUNT];
     run_case(ctx, c, rng, variant, out);
-    free_outputs(out);
+    test_free_all(out, T_COUNT);
 }
 
 /* ---- correctness ------------------------------------------------------------------------ */
@@ -330,7 +301,7 @@ Test(trimul, results_are_bitwise_identical_on_repeat, .timeout = 300)
         for (int t = FIRST_OUTPUT; t < T_COUNT; t++)
             cr_expect_eq(memcmp(first[t], second[t], n[t] * sizeof(float)), 0, "%s differs between runs (%s)",
                          names[t], variants[v] ? variants[v] : "default");
-        free_outputs(first), free_outputs(second);
+        test_free_all(first, T_COUNT), test_free_all(second, T_COUNT);
     }
     mcl_context_release(ctx);
 }
@@ -425,18 +396,17 @@ Test(trimul, workspace_sizes_are_positive)
 
 /* ---- bad inputs: a specific status, a message, and no buffer touched ------------------------ */
 
-enum { BN = 2, BC = 3, BH = 2, IN_BYTE = 0x11, OUT_BYTE = 0x3c };
+enum { BN = 2, BC = 3, BH = 2 };
 /* f32, w = 4 BH + BC = 11. inputs: z [2,2,3] @0, mask [2,2] @48, ln_in_weight [3] @64, ln_in_bias
  * [3] @80, w_in [3,11] @96, ln_out_weight [2] @240, ln_out_bias [2] @256, w_out [2,3] @272,
  * dout [2,2,3] @304 (352 bytes); forward outputs: out [2,2,3] @0, p [2,2,11] @48, t [2,2,2] @224,
  * mean_in @256, rstd_in @272, mean_out @288, rstd_out @304; gradients: dz [2,2,3] @320,
  * dln_in_weight [3] @368, dln_in_bias [3] @384, dw_in [3,11] @400, dln_out_weight [2] @544,
  * dln_out_bias [2] @560, dw_out [2,3] @576 (600 bytes) */
-enum { IN_BYTES = 352, OUT_BYTES = 600, SMALL_BYTES = 16 };
+enum { IN_BYTES = 352, OUT_BYTES = 600 };
 
 typedef struct bad_fixture {
-    mcl_context *ctx;
-    cl_mem in, out, small;
+    test_bad_buffers b;
     mcl_trimul_desc desc;
     mcl_trimul_fwd_tensors ft;
     mcl_trimul_bwd_tensors bt;
@@ -444,13 +414,9 @@ typedef struct bad_fixture {
 
 static bad_fixture bad_setup(void)
 {
-    bad_fixture f;
-    f.ctx = test_context();
-    f.in = test_buffer(f.ctx, IN_BYTES, IN_BYTE);
-    f.out = test_buffer(f.ctx, OUT_BYTES, OUT_BYTE);
-    f.small = test_buffer(f.ctx, SMALL_BYTES, OUT_BYTE);
+    bad_fixture f = {.b = test_bad_buffers_make("trimul", IN_BYTES, OUT_BYTES)};
     f.desc = (mcl_trimul_desc){BN, BC, BH, MCL_F32, 1e-5f, MCL_TRIMUL_OUTGOING};
-    cl_mem i = f.in, o = f.out;
+    cl_mem i = f.b.in, o = f.b.out;
     f.ft = (mcl_trimul_fwd_tensors){{i, 0}, {i, 48}, {i, 64}, {i, 80}, {i, 96}, {i, 240}, {i, 256}, {i, 272},
                                     {o, 0}, {o, 48}, {o, 224}, {o, 256}, {o, 272}, {o, 288}, {o, 304}};
     f.bt = (mcl_trimul_bwd_tensors){{i, 0},   {i, 48},  {i, 64},  {i, 80},  {i, 96},  {i, 240}, {i, 256},
@@ -460,36 +426,10 @@ static bad_fixture bad_setup(void)
     return f;
 }
 
-static void bad_teardown(bad_fixture *f)
-{
-    clReleaseMemObject(f->in), clReleaseMemObject(f->out), clReleaseMemObject(f->small);
-    mcl_context_release(f->ctx);
-}
-
-static void expect_bad(bad_fixture *f, mcl_status got, mcl_status expected, const char *needle, const char *label)
-{
-    const char *msg = mcl_last_error();
-    cr_expect_eq(got, expected, "%s: returned %s, expected %s: %s", label, mcl_status_name(got),
-                 mcl_status_name(expected), msg);
-    cr_expect(strstr(msg, "trimul"), "%s: message '%s' does not name the op", label, msg);
-    cr_expect(strstr(msg, needle), "%s: message '%s' lacks '%s'", label, msg, needle);
-    mcl_finish(f->ctx);
-    cl_mem mems[] = {f->in, f->out, f->small};
-    size_t sizes[] = {IN_BYTES, OUT_BYTES, SMALL_BYTES};
-    unsigned char fill[] = {IN_BYTE, OUT_BYTE, OUT_BYTE};
-    for (size_t i = 0; i < COUNT_OF(mems); i++) {
-        unsigned char *bytes = test_read_all(f->ctx, mems[i], sizes[i]);
-        size_t written = 0;
-        for (size_t j = 0; j < sizes[i]; j++) written += bytes[j] != fill[i];
-        cr_expect_eq(written, 0, "%s: %zu bytes of buffer %zu written", label, written, i);
-        free(bytes);
-    }
-}
-
 #define EXPECT_FWD(d, t, status, needle, label) \
-    expect_bad(&f, mcl_trimul_forward(f.ctx, &(d), &(t), NULL), status, needle, label)
+    test_expect_rejected(&f.b, mcl_trimul_forward(f.b.ctx, &(d), &(t), NULL), status, needle, label)
 #define EXPECT_BWD(d, t, status, needle, label) \
-    expect_bad(&f, mcl_trimul_backward(f.ctx, &(d), &(t), NULL), status, needle, label)
+    test_expect_rejected(&f.b, mcl_trimul_backward(f.b.ctx, &(d), &(t), NULL), status, needle, label)
 
 /* Descriptor faults, forward and backward alike. */
 static const struct {
@@ -506,23 +446,12 @@ static const struct {
     {{BN, BC, BH, MCL_F32, 1e-5f, (mcl_trimul_direction)2}, MCL_ERR_INVALID_ARGUMENT, "direction 2"},
 };
 
-/* "NAME is required" for each of the named tensors set to NULL in turn */
-#define EXPECT_REQUIRED(EXPECT, base, fields, ids)                                              \
-    for (size_t r_ = 0; r_ < COUNT_OF(ids); r_++) {                                             \
-        t = (base), (fields)[r_]->mem = NULL;                                                   \
-        char needle[48];                                                                        \
-        snprintf(needle, sizeof needle, "%s is required", names[(ids)[r_]]);                    \
-        EXPECT(d, t, MCL_ERR_NULL_POINTER, needle, needle);                                     \
-    }
-
 Test(trimul, bad_forward_inputs)
 {
     bad_fixture f = bad_setup();
     mcl_trimul_desc d = f.desc;
     mcl_trimul_fwd_tensors t = f.ft;
-    assert_status(mcl_trimul_forward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_trimul_forward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_trimul_forward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    assert_null_args_rejected(mcl_trimul_forward, f.b.ctx, &d, &t);
     for (size_t i = 0; i < COUNT_OF(desc_faults); i++)
         EXPECT_FWD(desc_faults[i].desc, t, desc_faults[i].status, desc_faults[i].needle, desc_faults[i].needle);
 
@@ -530,18 +459,18 @@ Test(trimul, bad_forward_inputs)
                               &t.rstd_out};
     const int required_ids[] = {T_Z, T_W_IN, T_W_OUT, T_OUT, T_P, T_T, T_MEAN_IN, T_RSTD_IN, T_MEAN_OUT,
                                 T_RSTD_OUT};
-    EXPECT_REQUIRED(EXPECT_FWD, f.ft, required, required_ids);
-    t = f.ft, t.p = (mcl_tensor){f.small, 0};
+    EXPECT_EACH_REQUIRED(EXPECT_FWD, d, t, f.ft, required, required_ids, names);
+    t = f.ft, t.p = (mcl_tensor){f.b.small, 0};
     EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "p buffer holds 16 bytes", "small p");
-    t = f.ft, t.mask = (mcl_tensor){f.small, 4};
+    t = f.ft, t.mask = (mcl_tensor){f.b.small, 4};
     EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "mask buffer", "mask past its buffer");
-    t = f.ft, t.w_out = (mcl_tensor){f.in, 336};
+    t = f.ft, t.w_out = (mcl_tensor){f.b.in, 336};
     EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "w_out buffer", "w_out past its buffer");
-    t = f.ft, t.out = (mcl_tensor){f.in, 32};
+    t = f.ft, t.out = (mcl_tensor){f.b.in, 32};
     EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "output out overlaps z", "out over z");
-    t = f.ft, t.t = (mcl_tensor){f.out, 200};
+    t = f.ft, t.t = (mcl_tensor){f.b.out, 200};
     EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "t over p");
-    bad_teardown(&f);
+    test_bad_buffers_release(&f.b);
 }
 
 Test(trimul, bad_backward_inputs)
@@ -549,9 +478,7 @@ Test(trimul, bad_backward_inputs)
     bad_fixture f = bad_setup();
     mcl_trimul_desc d = f.desc;
     mcl_trimul_bwd_tensors t = f.bt;
-    assert_status(mcl_trimul_backward(NULL, &d, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_trimul_backward(f.ctx, NULL, &t, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_trimul_backward(f.ctx, &d, NULL, NULL), MCL_ERR_NULL_POINTER);
+    assert_null_args_rejected(mcl_trimul_backward, f.b.ctx, &d, &t);
     for (size_t i = 0; i < COUNT_OF(desc_faults); i++)
         EXPECT_BWD(desc_faults[i].desc, t, desc_faults[i].status, desc_faults[i].needle, desc_faults[i].needle);
 
@@ -563,23 +490,23 @@ Test(trimul, bad_backward_inputs)
                               &t.rstd_out, &t.dout};
     const int required_ids[] = {T_Z, T_W_IN, T_W_OUT, T_P, T_T, T_MEAN_IN, T_RSTD_IN, T_MEAN_OUT, T_RSTD_OUT,
                                 T_DOUT};
-    EXPECT_REQUIRED(EXPECT_BWD, f.bt, required, required_ids);
-    t = f.bt, t.dw_in = (mcl_tensor){f.small, 0};
+    EXPECT_EACH_REQUIRED(EXPECT_BWD, d, t, f.bt, required, required_ids, names);
+    t = f.bt, t.dw_in = (mcl_tensor){f.b.small, 0};
     EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "dw_in buffer holds 16 bytes", "small dw_in");
-    t = f.bt, t.t = (mcl_tensor){f.small, 0};
+    t = f.bt, t.t = (mcl_tensor){f.b.small, 0};
     EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "t buffer holds 16 bytes", "small t");
-    t = f.bt, t.dz = (mcl_tensor){f.in, 272};
+    t = f.bt, t.dz = (mcl_tensor){f.b.in, 272};
     EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dz over w_out and dout");
-    t = f.bt, t.dw_out = (mcl_tensor){f.out, 48};
+    t = f.bt, t.dw_out = (mcl_tensor){f.b.out, 48};
     EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "output dw_out overlaps p", "dw_out over p");
     t = f.bt, t.dln_out_bias = t.dln_out_weight;
     EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dln_out_bias on dln_out_weight");
 
     size_t fwd = 0, bwd = 0;
     assert_status(mcl_trimul_workspace_size(NULL, &d, &fwd, &bwd), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_trimul_workspace_size(f.ctx, NULL, &fwd, &bwd), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_trimul_workspace_size(f.ctx, &d, NULL, &bwd), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_trimul_workspace_size(f.b.ctx, NULL, &fwd, &bwd), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_trimul_workspace_size(f.b.ctx, &d, NULL, &bwd), MCL_ERR_NULL_POINTER);
     for (size_t i = 0; i < COUNT_OF(desc_faults); i++)
-        assert_status(mcl_trimul_workspace_size(f.ctx, &desc_faults[i].desc, &fwd, &bwd), desc_faults[i].status);
-    bad_teardown(&f);
+        assert_status(mcl_trimul_workspace_size(f.b.ctx, &desc_faults[i].desc, &fwd, &bwd), desc_faults[i].status);
+    test_bad_buffers_release(&f.b);
 }
