@@ -13,10 +13,12 @@
  * c[m, f + silu_shift] = dS b s (1 + a (1 - s)) and c[m, f + gate_shift] = dS a s, with
  * a = h[m, f + silu_shift], b = h[m, f + gate_shift], s = sigmoid(a).
  *
- * A work-group computes a BM x BN tile of C in steps of BK along K through local memory; a
- * work-item owns TM x TN outputs (rows ty + i BM / TM, columns tx + j BN / TN), so local reads
- * of A broadcast along a row of work-items and reads of B are consecutive. (float4 local reads
- * over 4 x 4 blocks were no faster on an H200, register prefetch of the next step slower.) The K
+ * A work-group computes a BM x BN tile of C in steps of BK along K through local memory, where
+ * both operand tiles are stored k-major as float4s of 4 consecutive rows (A) or columns (B). A
+ * work-item owns TM x TN outputs: TM / 4 groups of 4 consecutive rows spaced BM / (TM / 4)
+ * apart (likewise columns), so each step reads its operands with float4 loads, those of A
+ * broadcast along a row of work-items and those of B consecutive. With GEMM_PREFETCH the next
+ * step's operands are loaded into registers while the current step computes. The K
  * range may be split (grid dimension 2 = batch x splits): split s writes fp32 partials to slot
  * slot_base + s of `slots`, and gemm_sum_splits adds the slots in order (deterministic; a
  * caller running K in chunks either gives each chunk its own slots or adds each chunk to the
@@ -36,6 +38,9 @@
 #ifndef GEMM_TN
 #define GEMM_TN 8
 #endif
+#ifndef GEMM_PREFETCH
+#define GEMM_PREFETCH 1
+#endif
 #ifndef GEMM_TRANS_A
 #define GEMM_TRANS_A 0
 #endif
@@ -51,6 +56,13 @@
 
 #define GX (GEMM_BN / GEMM_TN) /* work-items along N */
 #define GY (GEMM_BM / GEMM_TM) /* work-items along M */
+#define ITEMS (GX * GY)
+#define A_UNITS (GEMM_BM / 4 * GEMM_BK) /* float4s of an A tile */
+#define B_UNITS (GEMM_BN / 4 * GEMM_BK)
+#define A_PER ((A_UNITS + ITEMS - 1) / ITEMS) /* per work-item */
+#define B_PER ((B_UNITS + ITEMS - 1) / ITEMS)
+#define A_ROW (GEMM_BM / 4 + 1) /* float4s per k of the local tiles; the one extra spreads */
+#define B_ROW (GEMM_BN / 4 + 1) /* the k-strided stores over all banks */
 
 #define GEMM_HAS_GAMMA 1u
 #define GEMM_HAS_BETA 2u
@@ -109,6 +121,32 @@ inline float load_b(__global const store_t *b, ulong ldb, ulong k, ulong n, ulon
 #endif
 }
 
+/* The operands of one step, in registers between the global loads and the local stores. */
+typedef struct gemm_stage {
+    float4 a[A_PER], b[B_PER];
+} gemm_stage;
+
+/* Unit u of the A tile: 4 consecutive rows (m) at one k, (mm, kk) in the tile; consecutive work-
+ * items take consecutive addresses of the stored matrix (along k, or along m transposed). */
+inline uint2 a_unit(uint u)
+{
+#if GEMM_TRANS_A
+    return (uint2)(u % (GEMM_BM / 4) * 4, u / (GEMM_BM / 4));
+#else
+    return (uint2)(u / GEMM_BK * 4, u % GEMM_BK);
+#endif
+}
+
+/* Unit u of the B tile: 4 consecutive columns (n) at one k, (nn, kk) in the tile. */
+inline uint2 b_unit(uint u)
+{
+#if GEMM_TRANS_B
+    return (uint2)(u / GEMM_BK * 4, u % GEMM_BK);
+#else
+    return (uint2)(u % (GEMM_BN / 4) * 4, u / (GEMM_BN / 4));
+#endif
+}
+
 __kernel __attribute__((reqd_work_group_size(GX, GY, 1)))
 void gemm(__global const store_t *a, ulong a_off, ulong lda, ulong a_batch,
           __global const store_t *b, ulong b_off, ulong ldb, ulong b_batch,
@@ -120,8 +158,8 @@ void gemm(__global const store_t *a, ulong a_off, ulong lda, ulong a_batch,
           ulong c_batch, __global float *partial, ulong partial_off, uint slot_base, uint slots, ulong M,
           ulong N, ulong K, ulong k_chunk, uint splits, uint flags)
 {
-    __local float a_l[GEMM_BK][GEMM_BM + 1], b_l[GEMM_BK][GEMM_BN + 1];
-    const uint tx = get_local_id(0), ty = get_local_id(1), lid = ty * GX + tx, items = GX * GY;
+    __local float4 a_l[GEMM_BK][A_ROW], b_l[GEMM_BK][B_ROW];
+    const uint tx = get_local_id(0), ty = get_local_id(1), lid = ty * GX + tx;
     const ulong n0 = get_group_id(0) * (ulong)GEMM_BN, m0 = get_group_id(1) * (ulong)GEMM_BM;
     const uint split = get_group_id(2) % splits;
     const ulong batch = get_group_id(2) / splits;
@@ -133,53 +171,77 @@ void gemm(__global const store_t *a, ulong a_off, ulong lda, ulong a_batch,
     beta += beta_off;
     const ulong k_begin = split * k_chunk, k_end = min(K, k_begin + k_chunk);
 
-    float acc[GEMM_TM][GEMM_TN]; /* rows ty + i GY, columns tx + j GX */
+    float acc[GEMM_TM][GEMM_TN]; /* row group i / 4 at ty + (i / 4) GY (in float4s), likewise columns */
     for (uint i = 0; i < GEMM_TM; i++)
         for (uint j = 0; j < GEMM_TN; j++) acc[i][j] = 0.0f;
 
+    gemm_stage st;
+#define GEMM_LOAD(k0)                                                                          \
+    for (uint t = 0; t < A_PER; t++) {                                                         \
+        uint2 p = a_unit(lid + t * ITEMS);                                                     \
+        float v[4];                                                                            \
+        for (uint r = 0; r < 4; r++)                                                           \
+            v[r] = load_a(a, lda, m0 + p.x + r, (k0) + p.y, M, k_end, mean, rstd, gamma, beta,  \
+                          silu_shift, gate_shift, flags);                                      \
+        st.a[t] = (float4)(v[0], v[1], v[2], v[3]);                                            \
+    }                                                                                          \
+    for (uint t = 0; t < B_PER; t++) {                                                         \
+        uint2 p = b_unit(lid + t * ITEMS);                                                     \
+        float v[4];                                                                            \
+        for (uint r = 0; r < 4; r++) v[r] = load_b(b, ldb, (k0) + p.y, n0 + p.x + r, k_end, N); \
+        st.b[t] = (float4)(v[0], v[1], v[2], v[3]);                                            \
+    }
+
+#if GEMM_PREFETCH
+    GEMM_LOAD(k_begin)
+#endif
     for (ulong k0 = k_begin; k0 < k_end; k0 += GEMM_BK) {
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous step's readers are done */
-        /* consecutive work-items read consecutive addresses of the stored matrices */
-        for (uint e = lid; e < GEMM_BM * GEMM_BK; e += items) {
-#if GEMM_TRANS_A
-            uint mm = e % GEMM_BM, kk = e / GEMM_BM;
-#else
-            uint kk = e % GEMM_BK, mm = e / GEMM_BK;
+#if !GEMM_PREFETCH
+        GEMM_LOAD(k0)
 #endif
-            a_l[kk][mm] =
-                load_a(a, lda, m0 + mm, k0 + kk, M, k_end, mean, rstd, gamma, beta, silu_shift, gate_shift, flags);
+        for (uint t = 0; t < A_PER; t++) {
+            uint u = lid + t * ITEMS;
+            uint2 p = a_unit(u);
+            if (A_UNITS % ITEMS == 0 || u < A_UNITS) a_l[p.y][p.x / 4] = st.a[t];
         }
-        for (uint e = lid; e < GEMM_BK * GEMM_BN; e += items) {
-#if GEMM_TRANS_B
-            uint kk = e % GEMM_BK, nn = e / GEMM_BK;
-#else
-            uint nn = e % GEMM_BN, kk = e / GEMM_BN;
-#endif
-            b_l[kk][nn] = load_b(b, ldb, k0 + kk, n0 + nn, k_end, N);
+        for (uint t = 0; t < B_PER; t++) {
+            uint u = lid + t * ITEMS;
+            uint2 p = b_unit(u);
+            if (B_UNITS % ITEMS == 0 || u < B_UNITS) b_l[p.y][p.x / 4] = st.b[t];
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+#if GEMM_PREFETCH
+        if (k0 + GEMM_BK < k_end) { GEMM_LOAD(k0 + GEMM_BK) } /* in flight while this step computes */
+#endif
         for (uint kk = 0; kk < GEMM_BK; kk++) {
-            /* reads of A broadcast along a row of work-items, reads of B are consecutive */
             float av[GEMM_TM], bv[GEMM_TN];
 #pragma unroll
-            for (uint i = 0; i < GEMM_TM; i++) av[i] = a_l[kk][ty + i * GY];
+            for (uint g = 0; g < GEMM_TM / 4; g++) {
+                float4 v = a_l[kk][ty + g * GY];
+                av[4 * g] = v.x, av[4 * g + 1] = v.y, av[4 * g + 2] = v.z, av[4 * g + 3] = v.w;
+            }
 #pragma unroll
-            for (uint j = 0; j < GEMM_TN; j++) bv[j] = b_l[kk][tx + j * GX];
+            for (uint g = 0; g < GEMM_TN / 4; g++) {
+                float4 v = b_l[kk][tx + g * GX];
+                bv[4 * g] = v.x, bv[4 * g + 1] = v.y, bv[4 * g + 2] = v.z, bv[4 * g + 3] = v.w;
+            }
 #pragma unroll
             for (uint i = 0; i < GEMM_TM; i++)
 #pragma unroll
                 for (uint j = 0; j < GEMM_TN; j++) acc[i][j] = fma(av[i], bv[j], acc[i][j]);
         }
     }
+#undef GEMM_LOAD
 
     bias += bias_off;
     h += h_off + batch * c_batch;
     c += c_off + batch * c_batch;
     partial += partial_off + (batch * slots + slot_base + split) * M * N;
     for (uint i = 0; i < GEMM_TM; i++) {
-        ulong m = m0 + ty + i * GY;
+        ulong m = m0 + 4 * (ty + i / 4 * GY) + i % 4;
         for (uint j = 0; j < GEMM_TN; j++) {
-            ulong n = n0 + tx + j * GX;
+            ulong n = n0 + 4 * (tx + j / 4 * GX) + j % 4;
             if (m >= M || n >= N) continue;
             if (flags & GEMM_PARTIAL)
                 partial[m * N + n] = (flags & GEMM_ACCUMULATE) ? partial[m * N + n] + acc[i][j] : acc[i][j];

@@ -189,7 +189,7 @@ Test(transition, each_backward_output_alone, .timeout = 300)
 
 /* 16 x 16 tiles over 8 waves: at rows 77, c 32, F 20 every GEMM but dh's (never split) splits
  * K into partials, on 2 compute units or more. */
-#define SPLIT_VARIANT "BM=16,BN=16,BK=4,TM=1,TN=2,SPLIT_WAVES=8"
+#define SPLIT_VARIANT "BM=16,BN=16,BK=4,TM=4,TN=4,SPLIT_WAVES=8,PREFETCH=0"
 
 /* Variants of the parameter space other than the tables' choice: small and tall or wide tiles,
  * with and without K splits, on partial tiles. */
@@ -202,8 +202,8 @@ Test(transition, parameter_variants_are_correct, .timeout = 300)
     } runs[] = {
         {SPLIT_VARIANT, 3, 5, 3, MCL_F32},
         {SPLIT_VARIANT, 77, 32, 20, MCL_BF16},
-        {"BM=32,BN=64,BK=8,TM=2,TN=4,SPLIT_WAVES=4", 77, 32, 20, MCL_F16},
-        {"BM=128,BN=16,BK=32,TM=8,TN=1,SPLIT_WAVES=1", 300, 32, 64, MCL_F32},
+        {"BM=32,BN=64,BK=8,TM=4,TN=8,SPLIT_WAVES=4", 77, 32, 20, MCL_F16},
+        {"BM=128,BN=16,BK=32,TM=8,TN=4,SPLIT_WAVES=1,PREFETCH=0", 300, 32, 64, MCL_F32},
     };
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());

@@ -133,9 +133,10 @@ static const mcl_param_decl gemm_params[] = {
     [GEMM_BM] = {"BM", 128, LEGAL(16, 32, 64, 128)},
     [GEMM_BN] = {"BN", 128, LEGAL(16, 32, 64, 128)},
     [GEMM_BK] = {"BK", 16, LEGAL(4, 8, 16, 32)},
-    [GEMM_TM] = {"TM", 8, LEGAL(1, 2, 4, 8)},
-    [GEMM_TN] = {"TN", 8, LEGAL(1, 2, 4, 8)},
+    [GEMM_TM] = {"TM", 8, LEGAL(4, 8)},
+    [GEMM_TN] = {"TN", 8, LEGAL(4, 8)},
     [GEMM_SPLIT_WAVES] = {"SPLIT_WAVES", 2, LEGAL(1, 2, 4, 8)},
+    [GEMM_PREFETCH] = {"PREFETCH", 1, LEGAL(0, 1)},
 };
 
 static const char *gemm_check(const int *v, const mcl_device_info *device)
@@ -143,7 +144,7 @@ static const char *gemm_check(const int *v, const mcl_device_info *device)
     if (v[GEMM_TM] > v[GEMM_BM] || v[GEMM_TN] > v[GEMM_BN]) return "TM or TN exceeds its tile";
     if ((size_t)(v[GEMM_BM] / v[GEMM_TM]) * (size_t)(v[GEMM_BN] / v[GEMM_TN]) > device->max_work_group_size)
         return "(BM / TM) x (BN / TN) exceeds the device's work-group size";
-    if ((uint64_t)v[GEMM_BK] * (uint64_t)(v[GEMM_BM] + v[GEMM_BN] + 2) * sizeof(float) > device->local_mem_bytes)
+    if ((uint64_t)v[GEMM_BK] * (uint64_t)(v[GEMM_BM] + v[GEMM_BN] + 8) * sizeof(float) > device->local_mem_bytes)
         return "the tiles need more local memory than the device has";
     return NULL;
 }

@@ -15,13 +15,15 @@
 
 static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 
-/* A tile no larger than the next power of two of its side (a 16-wide output gets a 16-wide
- * tile), its per-work-item share shrinking with it so the work-group keeps its work-items. */
+/* A tile no larger than the next power of two of its side, down to 8 (a 16-wide output gets a
+ * 16-wide tile), its per-work-item share shrinking with it (down to the 4 of a float4) so the
+ * work-group keeps its work-items. Not down to 4: PoCL 5 fails to compile the kernel for a
+ * work-group one work-item wide. */
 static void fit_tile(int *tile, int *per_item, size_t side)
 {
-    while (*tile > 1 && (size_t)*tile / 2 >= side) {
+    while (*tile > 8 && (size_t)*tile / 2 >= side) {
         *tile /= 2;
-        if (*per_item > 1) *per_item /= 2;
+        if (*per_item > 4) *per_item /= 2;
     }
 }
 

@@ -257,6 +257,12 @@ mcl_status mcl_profile_begin(mcl_context *ctx)
     return MCL_OK;
 }
 
+mcl_status mcl_profile_add_event(mcl_context *ctx, cl_event event)
+{
+    if (!ctx || !event) return mcl_fail(MCL_ERR_NULL_POINTER, "mcl_profile_add_event: NULL argument");
+    return ctx->tracing ? trace_push(ctx, event, "external") : MCL_OK;
+}
+
 mcl_status mcl_profile_end(mcl_context *ctx, double *milliseconds)
 {
     if (!ctx || !milliseconds) return mcl_fail(MCL_ERR_NULL_POINTER, "mcl_profile_end: NULL argument");
