@@ -487,6 +487,10 @@ MCL_API mcl_status mcl_context_set_params(mcl_context *context, const char *fami
 MCL_API mcl_status mcl_profile_begin(mcl_context *context);
 MCL_API mcl_status mcl_profile_end(mcl_context *context, double *milliseconds);
 
+/* Counts a command the caller enqueued on the context's queue itself (a CLBlast call, say) in
+ * the open profiling window; outside a window it does nothing. The context retains the event. */
+MCL_API mcl_status mcl_profile_add_event(mcl_context *context, cl_event event);
+
 #endif /* MCL_EXPERIMENTAL */
 
 #ifdef __cplusplus

@@ -10,7 +10,16 @@
 json_object *cli_device_json(const mcl_device_info *d);
 
 static const bench_workload *const workloads[] = {&bench_layernorm, &bench_evoattn, &bench_gating, &bench_swiglu, &bench_ln_linear, &bench_transition, &bench_trimul};
-#define WORKLOAD_NAMES "layernorm, evoattn, gating, swiglu, ln_linear, transition, trimul"
+
+/* Names that run several workloads in one go: `fused` is MegaFold's set of fused operators. */
+static const bench_workload *const fused_members[] = {&bench_gating, &bench_swiglu, &bench_ln_linear,
+                                                      &bench_transition, &bench_trimul};
+static const struct {
+    const char *name;
+    const bench_workload *const *members;
+    size_t count;
+} groups[] = {{"fused", fused_members, sizeof fused_members / sizeof fused_members[0]}};
+#define WORKLOAD_NAMES "layernorm, evoattn, gating, swiglu, ln_linear, transition, trimul; fused runs the last five"
 
 typedef struct bench_settings {
     mcl_dtype dtypes[3];
@@ -23,6 +32,7 @@ typedef struct bench_settings {
 } bench_settings;
 
 typedef struct bench_result {
+    const char *workload;
     const char *case_name;
     const char *impl;
     mcl_dtype dtype;
@@ -97,7 +107,7 @@ static mcl_status bench_case(mcl_context *ctx, const bench_workload *w, const be
                              bench_result *r, bench_op *op)
 {
     CLI_TRY(mcl_context_set_params(ctx, w->family, impl->params ? impl->params : s->params));
-    CLI_TRY(w->create(ctx, shape, dtype, op));
+    CLI_TRY((impl->create ? impl->create : w->create)(ctx, shape, dtype, op));
     r->op = op;
     r->tolerance = w->tolerance(dtype);
     CLI_TRY(op->verify(op->state, ctx, &r->fwd_err, &r->bwd_err));
@@ -113,7 +123,7 @@ static void print_row(const bench_result *r, const device_ceilings *ceil)
     double all_gbps = r->op->fwdbwd_bytes / (r->fwdbwd_ms * 1e-3) * 1e-9;
     double all_gflops = r->op->fwdbwd_flops / (r->fwdbwd_ms * 1e-3) * 1e-9;
     int ok = r->fwd_err <= r->tolerance && r->bwd_err <= r->tolerance;
-    printf("%-22s %-6s %-5s %9.4f %9.4f %8.1f %8.1f %5.0f%% %9.1f %8.4f %9.2e %9.2e %s\n",
+    printf("%-22s %-7s %-5s %9.4f %9.4f %8.1f %8.1f %5.0f%% %9.1f %8.4f %9.2e %9.2e %s\n",
            r->case_name, r->impl, mcl_dtype_name(r->dtype), r->fwd_ms, r->fwdbwd_ms, fwd_gbps,
            all_gbps, 100.0 * all_gbps / ceil->copy_gbps, all_gflops, r->peak_bytes / (1 << 30),
            r->fwd_err, r->bwd_err, ok ? "ok" : "FAIL");
@@ -123,6 +133,7 @@ static json_object *result_json(const bench_result *r, const device_ceilings *ce
 {
     json_object *o = json_object_new_object();
     double all_gbps = r->op->fwdbwd_bytes / (r->fwdbwd_ms * 1e-3) * 1e-9;
+    json_object_object_add(o, "workload", json_object_new_string(r->workload));
     json_object_object_add(o, "case", json_object_new_string(r->case_name));
     json_object_object_add(o, "impl", json_object_new_string(r->impl));
     json_object_object_add(o, "dtype", json_object_new_string(mcl_dtype_name(r->dtype)));
@@ -182,6 +193,10 @@ static int parse_settings(int argc, char **argv, const bench_workload *w, bench_
         for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ","), n++)
             if (n < sizeof s->custom_shape / sizeof s->custom_shape[0])
                 s->custom_shape[n] = strtoull(tok, NULL, 10);
+        if (!w) {
+            fprintf(stderr, "megacl bench: --shape needs a single workload, not a group\n");
+            return 0;
+        }
         if (n != w->shape_rank) {
             fprintf(stderr, "megacl bench %s: --shape takes %zu comma-separated sizes\n", w->name,
                     w->shape_rank);
@@ -196,7 +211,8 @@ static int run_workload(mcl_context *ctx, const bench_workload *w, const bench_s
 {
     size_t case_count = s->has_custom_shape ? 1 : w->case_count;
     int failed = 0;
-    printf("%-22s %-6s %-5s %9s %9s %8s %8s %6s %9s %8s %9s %9s %s\n", "case", "impl", "dtype",
+    printf("\n%s (parameters of family %s)\n", w->name, w->family);
+    printf("%-22s %-7s %-5s %9s %9s %8s %8s %6s %9s %8s %9s %9s %s\n", "case", "impl", "dtype",
            "fwd ms", "f+b ms", "fwd GB/s", "f+b GB/s", "%copy", "f+b GF/s", "peak GiB",
            "fwd err", "bwd err", "check");
     for (size_t c = 0; c < case_count; c++) {
@@ -211,19 +227,23 @@ static int run_workload(mcl_context *ctx, const bench_workload *w, const bench_s
             for (size_t i = 0; i < w->impl_count; i++) {
                 if (s->impl && strcmp(s->impl, w->impls[i].name) != 0) continue;
                 bench_op op = {0};
-                bench_result r = {.case_name = name, .impl = w->impls[i].name, .dtype = s->dtypes[d]};
+                bench_result r = {.workload = w->name, .case_name = name, .impl = w->impls[i].name, .dtype = s->dtypes[d]};
                 mcl_status status = bench_case(ctx, w, &w->impls[i], shape, s->dtypes[d], s, &r, &op);
                 if (status == MCL_OK) {
                     print_row(&r, ceil);
                     json_object_array_add(results, result_json(&r, ceil));
                     failed |= !(r.fwd_err <= r.tolerance && r.bwd_err <= r.tolerance);
-                } else if ((status == MCL_ERR_DEVICE_LIMIT || status == MCL_ERR_OUT_OF_MEMORY) &&
+                } else if ((status == MCL_ERR_DEVICE_LIMIT || status == MCL_ERR_OUT_OF_MEMORY ||
+                            status == MCL_ERR_UNSUPPORTED_DTYPE) &&
                            strcmp(w->impls[i].name, "megacl") != 0) {
-                    /* a baseline too big for the device is reported, not a failure */
-                    printf("%-22s %-6s %-5s skipped: does not fit (%s)\n", name, w->impls[i].name,
-                           mcl_dtype_name(s->dtypes[d]), mcl_last_error());
+                    /* a baseline too big for the device, or without this dtype, is reported, not
+                     * a failure */
+                    printf("%-22s %-7s %-5s skipped: %s (%s)\n", name, w->impls[i].name,
+                           mcl_dtype_name(s->dtypes[d]),
+                           status == MCL_ERR_UNSUPPORTED_DTYPE ? "no such dtype" : "does not fit",
+                           mcl_last_error());
                 } else {
-                    printf("%-22s %-6s %-5s failed: %s: %s\n", name, w->impls[i].name,
+                    printf("%-22s %-7s %-5s failed: %s: %s\n", name, w->impls[i].name,
                            mcl_dtype_name(s->dtypes[d]), mcl_status_name(status), mcl_last_error());
                     failed = 1;
                 }
@@ -242,15 +262,18 @@ int cmd_bench(int argc, char **argv)
         fprintf(stderr, "megacl bench: name a workload (" WORKLOAD_NAMES ")\n");
         return 2;
     }
-    const bench_workload *w = NULL;
+    const bench_workload *const *run = NULL;
+    size_t run_count = 1;
     for (size_t i = 0; i < sizeof workloads / sizeof workloads[0]; i++)
-        if (strcmp(workloads[i]->name, argv[1]) == 0) w = workloads[i];
-    if (!w) {
+        if (strcmp(workloads[i]->name, argv[1]) == 0) run = &workloads[i];
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
+        if (strcmp(groups[i].name, argv[1]) == 0) run = groups[i].members, run_count = groups[i].count;
+    if (!run) {
         fprintf(stderr, "megacl bench: unknown workload '%s' (" WORKLOAD_NAMES ")\n", argv[1]);
         return 2;
     }
     bench_settings s;
-    if (!parse_settings(argc, argv, w, &s)) return 2;
+    if (!parse_settings(argc, argv, run_count == 1 ? run[0] : NULL, &s)) return 2;
     mcl_context *ctx;
     mcl_status status = mcl_context_create(cli_option(argc, argv, "--device"), &ctx);
     if (status != MCL_OK) return cli_fail("creating a context", status);
@@ -265,13 +288,14 @@ int cmd_bench(int argc, char **argv)
            info->name, mcl_vendor_name(info->vendor), info->arch, ceil.copy_gbps, ceil.fma_gflops,
            s.reps);
     json_object *results = json_object_new_array();
-    int failed = run_workload(ctx, w, &s, &ceil, results);
+    int failed = 0;
+    for (size_t i = 0; i < run_count; i++) failed |= run_workload(ctx, run[i], &s, &ceil, results);
 
     const char *json_path = cli_option(argc, argv, "--json");
     if (json_path) {
         json_object *root = json_object_new_object();
         json_object_object_add(root, "megacl_version", json_object_new_string(mcl_version_string()));
-        json_object_object_add(root, "workload", json_object_new_string(w->name));
+        json_object_object_add(root, "workload", json_object_new_string(argv[1]));
         json_object_object_add(root, "device", cli_device_json(info));
         json_object *c = json_object_new_object();
         json_object_object_add(c, "copy_gbps", json_object_new_double(ceil.copy_gbps));

@@ -21,8 +21,11 @@ typedef struct bench_op {
 } bench_op;
 
 typedef struct bench_impl {
-    const char *name;    /* "megacl", "naive" */
+    const char *name;    /* "megacl", "naive", "unfused" */
     const char *params;  /* override of the workload's family, NULL for the tuned lookup */
+    /* the implementation's own create, NULL for the workload's; MCL_ERR_UNSUPPORTED_DTYPE: it
+     * has no path for the dtype (reported, not a failure) */
+    mcl_status (*create)(mcl_context *ctx, const size_t *shape, mcl_dtype dtype, struct bench_op *op);
 } bench_impl;
 
 typedef struct bench_workload {
@@ -48,6 +51,11 @@ typedef struct bench_err {
 
 void bench_err_add(bench_err *e, float out, double ref);
 double bench_err_value(const bench_err *e);
+
+/* C [m, n] = op(A) op(B), fp32 row-major, through CLBlast on the context's queue (the unfused
+ * baselines' GEMMs); the command counts in the profiling window. */
+mcl_status bench_sgemm(mcl_context *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k, cl_mem a,
+                       size_t lda, cl_mem b, size_t ldb, cl_mem c, size_t ldc);
 
 extern const bench_workload bench_layernorm;
 extern const bench_workload bench_evoattn;

@@ -249,7 +249,7 @@ static double evo_tolerance(mcl_dtype dtype)
     return dtype == MCL_F32 ? 2e-5 : host_tolerance(dtype);
 }
 
-static const bench_impl evo_impls[] = {{"megacl", NULL}, {"naive", "VARIANT=0"}};
+static const bench_impl evo_impls[] = {{"megacl", NULL, NULL}, {"naive", "VARIANT=0", NULL}};
 static const char *const evo_case_names[] = {"triangle S=384", "triangle S=768", "single S=768",
                                              "single S=2048", "msa-row N=512 S=384"};
 /* B, N, S, H, D */

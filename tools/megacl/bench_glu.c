@@ -145,7 +145,7 @@ static mcl_status swiglu_create(mcl_context *ctx, const size_t *shape, mcl_dtype
     return glu_setup(ctx, s, dtype, op, 3.0, 8.0);
 }
 
-static const bench_impl glu_impls[] = {{"megacl", NULL}};
+static const bench_impl glu_impls[] = {{"megacl", NULL, NULL}};
 static const char *const gating_case_names[] = {"pair M=147456 c=128", "single M=768 c=384"};
 static const size_t gating_case_shapes[][5] = {{147456, 128}, {768, 384}};
 static const char *const swiglu_case_names[] = {"transition M=147456 F=512", "transition M=768 F=1536"};

@@ -129,7 +129,7 @@ static double ln_tolerance(mcl_dtype dtype)
     return dtype == MCL_F32 ? 2e-5 : host_tolerance(dtype);
 }
 
-static const bench_impl ln_impls[] = {{"megacl", NULL}, {"naive", "VARIANT=0"}};
+static const bench_impl ln_impls[] = {{"megacl", NULL, NULL}, {"naive", "VARIANT=0", NULL}};
 static const char *const ln_case_names[] = {"pair M=147456 K=128", "single M=768 K=384",
                                             "wide M=4096 K=4096"};
 static const size_t ln_case_shapes[][5] = {{147456, 128}, {768, 384}, {4096, 4096}};

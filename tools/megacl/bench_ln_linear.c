@@ -1,9 +1,11 @@
-/* bench ln_linear: LayerNorm + Linear forward and backward (dx, dln_weight, dln_bias, dweight,
- * dbias) at AF3 pair shapes (M = 384^2 pair entries, c = 128), without a Linear bias as AF3's
- * projections. */
+/* bench ln_linear: LayerNorm + Linear forward and backward (dx, dln_weight, dln_bias, dweight)
+ * at AF3 pair shapes (M = 384^2 pair entries, c = 128), without a Linear bias as AF3's
+ * projections; fused, and unfused: megacl's LayerNorm and CLBlast's SGEMM as separate kernels
+ * with LN(x) and dLN(x) stored, as a framework runs it (fp32 only: CLBlast has no bf16). */
 #include "bench.h"
 
 #include "ref/host.h"
+#include "runtime/error.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -13,11 +15,36 @@ typedef struct lnl_state {
     float *x, *g, *b, *w, *dy; /* host inputs, quantized to the dtype */
     cl_mem x_mem, g_mem, b_mem, w_mem, dy_mem, y_mem, mean_mem, rstd_mem;
     cl_mem dx_mem, dg_mem, db_mem, dw_mem;
+    int unfused;
+    cl_mem xn_mem, dxn_mem; /* the unfused path's LN(x) and dLN(x) */
 } lnl_state;
+
+static mcl_status unfused_forward(lnl_state *s, mcl_context *ctx)
+{
+    size_t rows = s->desc.rows, in = s->desc.in_features, out = s->desc.out_features;
+    mcl_layernorm_desc ln = {rows, in, MCL_F32, s->desc.eps};
+    mcl_layernorm_fwd_tensors lt = {.x = {s->x_mem, 0}, .weight = {s->g_mem, 0}, .bias = {s->b_mem, 0},
+                                    .y = {s->xn_mem, 0}, .mean = {s->mean_mem, 0}, .rstd = {s->rstd_mem, 0}};
+    CLI_TRY(mcl_layernorm_forward(ctx, &ln, &lt, NULL));
+    return bench_sgemm(ctx, 0, 0, rows, out, in, s->xn_mem, in, s->w_mem, out, s->y_mem, out);
+}
+
+static mcl_status unfused_backward(lnl_state *s, mcl_context *ctx)
+{
+    size_t rows = s->desc.rows, in = s->desc.in_features, out = s->desc.out_features;
+    CLI_TRY(bench_sgemm(ctx, 0, 1, rows, in, out, s->dy_mem, out, s->w_mem, out, s->dxn_mem, in)); /* dy W^T */
+    CLI_TRY(bench_sgemm(ctx, 1, 0, in, out, rows, s->xn_mem, in, s->dy_mem, out, s->dw_mem, out)); /* LN(x)^T dy */
+    mcl_layernorm_desc ln = {rows, in, MCL_F32, s->desc.eps};
+    mcl_layernorm_bwd_tensors lt = {.x = {s->x_mem, 0}, .weight = {s->g_mem, 0}, .mean = {s->mean_mem, 0},
+                                    .rstd = {s->rstd_mem, 0}, .dy = {s->dxn_mem, 0}, .dx = {s->dx_mem, 0},
+                                    .dweight = {s->dg_mem, 0}, .dbias = {s->db_mem, 0}};
+    return mcl_layernorm_backward(ctx, &ln, &lt, NULL);
+}
 
 static mcl_status lnl_forward(void *opaque, mcl_context *ctx)
 {
     lnl_state *s = opaque;
+    if (s->unfused) return unfused_forward(s, ctx);
     mcl_ln_linear_fwd_tensors t = {.x = {s->x_mem, 0}, .ln_weight = {s->g_mem, 0}, .ln_bias = {s->b_mem, 0},
                                    .weight = {s->w_mem, 0}, .y = {s->y_mem, 0}, .mean = {s->mean_mem, 0},
                                    .rstd = {s->rstd_mem, 0}};
@@ -27,6 +54,7 @@ static mcl_status lnl_forward(void *opaque, mcl_context *ctx)
 static mcl_status lnl_backward(void *opaque, mcl_context *ctx)
 {
     lnl_state *s = opaque;
+    if (s->unfused) return unfused_backward(s, ctx);
     mcl_ln_linear_bwd_tensors t = {.x = {s->x_mem, 0}, .ln_weight = {s->g_mem, 0}, .ln_bias = {s->b_mem, 0},
                                    .weight = {s->w_mem, 0}, .mean = {s->mean_mem, 0}, .rstd = {s->rstd_mem, 0},
                                    .dy = {s->dy_mem, 0}, .dx = {s->dx_mem, 0}, .dln_weight = {s->dg_mem, 0},
@@ -139,8 +167,8 @@ static void lnl_destroy(void *opaque)
 {
     lnl_state *s = opaque;
     if (!s) return;
-    cl_mem mems[] = {s->x_mem,    s->g_mem,    s->b_mem,  s->w_mem,  s->dy_mem, s->y_mem,
-                     s->mean_mem, s->rstd_mem, s->dx_mem, s->dg_mem, s->db_mem, s->dw_mem};
+    cl_mem mems[] = {s->x_mem,  s->g_mem,  s->b_mem,  s->w_mem,  s->dy_mem, s->y_mem,  s->mean_mem,
+                     s->rstd_mem, s->dx_mem, s->dg_mem, s->db_mem, s->dw_mem, s->xn_mem, s->dxn_mem};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (mems[i]) clReleaseMemObject(mems[i]);
     free(s->x), free(s->g), free(s->b), free(s->w), free(s->dy);
@@ -187,13 +215,28 @@ static mcl_status lnl_create(mcl_context *ctx, const size_t *shape, mcl_dtype dt
     return MCL_OK;
 }
 
+/* The unfused path: the same problem and checks, LN(x) and dLN(x) counted as results. */
+static mcl_status lnl_create_unfused(mcl_context *ctx, const size_t *shape, mcl_dtype dtype, bench_op *op)
+{
+    if (dtype != MCL_F32) return mcl_fail(MCL_ERR_UNSUPPORTED_DTYPE, "CLBlast has no %s GEMM", mcl_dtype_name(dtype));
+    CLI_TRY(lnl_create(ctx, shape, dtype, op));
+    lnl_state *s = op->state;
+    size_t rows = shape[0], in = shape[1];
+    s->unfused = 1;
+    s->xn_mem = host_upload(ctx, MCL_F32, NULL, rows * in);
+    s->dxn_mem = host_upload(ctx, MCL_F32, NULL, rows * in);
+    if (!s->xn_mem || !s->dxn_mem) return MCL_ERR_OUT_OF_MEMORY;
+    op->result_bytes += (uint64_t)2 * rows * in * sizeof(float);
+    return MCL_OK;
+}
+
 static double lnl_tolerance(mcl_dtype dtype)
 {
     /* fp32: dweight sums over every row; bf16/f16: dLN(x) is stored in the dtype */
     return dtype == MCL_F32 ? 2e-5 : 2 * host_tolerance(dtype);
 }
 
-static const bench_impl lnl_impls[] = {{"megacl", NULL}};
+static const bench_impl lnl_impls[] = {{"megacl", NULL, NULL}, {"unfused", NULL, lnl_create_unfused}};
 static const char *const lnl_case_names[] = {"pair M=147456 K=128 N=16", "pair M=147456 K=128 N=1024",
                                              "single M=768 K=384 N=1536"};
 static const size_t lnl_case_shapes[][5] = {{147456, 128, 16}, {147456, 128, 1024}, {768, 384, 1536}};
@@ -202,7 +245,7 @@ const bench_workload bench_ln_linear = {
     .name = "ln_linear",
     .family = "gemm",
     .impls = lnl_impls,
-    .impl_count = 1,
+    .impl_count = 2,
     .case_names = lnl_case_names,
     .case_shapes = lnl_case_shapes,
     .case_count = 3,

@@ -1,9 +1,12 @@
 /* bench transition: AF3's transition block (LayerNorm -> Linear c->2F -> SwiGLU -> Linear F->c,
  * no biases, SiLU on the first half) forward and backward (dx, dln_weight, dln_bias, dw1, dw2)
- * at the pair shape (M = 384^2, c = 128, F = 4c). */
+ * at the pair shape (M = 384^2, c = 128, F = 4c), fused and unfused: megacl's LayerNorm and
+ * SwiGLU and CLBlast's SGEMM as separate kernels with every intermediate stored, as a framework
+ * runs the block (fp32 only: CLBlast has no bf16). */
 #include "bench.h"
 
 #include "ref/host.h"
+#include "runtime/error.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -13,11 +16,46 @@ typedef struct tr_state {
     float *x, *g, *b, *w1, *w2, *dy; /* host inputs, quantized to the dtype */
     cl_mem x_mem, g_mem, b_mem, w1_mem, w2_mem, dy_mem, y_mem, mean_mem, rstd_mem, h_mem;
     cl_mem dx_mem, dg_mem, db_mem, dw1_mem, dw2_mem;
+    /* the unfused path's intermediates: LN(x), SwiGLU(h), dS, dh and dLN(x) */
+    int unfused;
+    cl_mem xn_mem, sw_mem, ds_mem, dh_mem, dxn_mem;
 } tr_state;
+
+static mcl_status unfused_forward(tr_state *s, mcl_context *ctx)
+{
+    size_t rows = s->desc.rows, c = s->desc.channels, f = s->desc.hidden;
+    mcl_layernorm_desc ln = {rows, c, MCL_F32, s->desc.eps};
+    mcl_layernorm_fwd_tensors lt = {.x = {s->x_mem, 0}, .weight = {s->g_mem, 0}, .bias = {s->b_mem, 0},
+                                    .y = {s->xn_mem, 0}, .mean = {s->mean_mem, 0}, .rstd = {s->rstd_mem, 0}};
+    CLI_TRY(mcl_layernorm_forward(ctx, &ln, &lt, NULL));
+    CLI_TRY(bench_sgemm(ctx, 0, 0, rows, 2 * f, c, s->xn_mem, c, s->w1_mem, 2 * f, s->h_mem, 2 * f));
+    mcl_swiglu_desc sd = {rows, f, MCL_F32, s->desc.silu_half};
+    mcl_swiglu_fwd_tensors st = {.x = {s->h_mem, 0}, .y = {s->sw_mem, 0}};
+    CLI_TRY(mcl_swiglu_forward(ctx, &sd, &st, NULL));
+    return bench_sgemm(ctx, 0, 0, rows, c, f, s->sw_mem, f, s->w2_mem, c, s->y_mem, c);
+}
+
+static mcl_status unfused_backward(tr_state *s, mcl_context *ctx)
+{
+    size_t rows = s->desc.rows, c = s->desc.channels, f = s->desc.hidden;
+    CLI_TRY(bench_sgemm(ctx, 0, 1, rows, f, c, s->dy_mem, c, s->w2_mem, c, s->ds_mem, f));    /* dS = dy W2^T */
+    CLI_TRY(bench_sgemm(ctx, 1, 0, f, c, rows, s->sw_mem, f, s->dy_mem, c, s->dw2_mem, c));  /* dW2 = S^T dy */
+    mcl_swiglu_desc sd = {rows, f, MCL_F32, s->desc.silu_half};
+    mcl_swiglu_bwd_tensors st = {.x = {s->h_mem, 0}, .dy = {s->ds_mem, 0}, .dx = {s->dh_mem, 0}};
+    CLI_TRY(mcl_swiglu_backward(ctx, &sd, &st, NULL));
+    CLI_TRY(bench_sgemm(ctx, 0, 1, rows, c, 2 * f, s->dh_mem, 2 * f, s->w1_mem, 2 * f, s->dxn_mem, c));
+    CLI_TRY(bench_sgemm(ctx, 1, 0, c, 2 * f, rows, s->xn_mem, c, s->dh_mem, 2 * f, s->dw1_mem, 2 * f));
+    mcl_layernorm_desc ln = {rows, c, MCL_F32, s->desc.eps};
+    mcl_layernorm_bwd_tensors lt = {.x = {s->x_mem, 0}, .weight = {s->g_mem, 0}, .mean = {s->mean_mem, 0},
+                                    .rstd = {s->rstd_mem, 0}, .dy = {s->dxn_mem, 0}, .dx = {s->dx_mem, 0},
+                                    .dweight = {s->dg_mem, 0}, .dbias = {s->db_mem, 0}};
+    return mcl_layernorm_backward(ctx, &ln, &lt, NULL);
+}
 
 static mcl_status tr_forward(void *opaque, mcl_context *ctx)
 {
     tr_state *s = opaque;
+    if (s->unfused) return unfused_forward(s, ctx);
     mcl_transition_fwd_tensors t = {.x = {s->x_mem, 0}, .ln_weight = {s->g_mem, 0}, .ln_bias = {s->b_mem, 0},
                                     .w1 = {s->w1_mem, 0}, .w2 = {s->w2_mem, 0}, .y = {s->y_mem, 0},
                                     .mean = {s->mean_mem, 0}, .rstd = {s->rstd_mem, 0}, .h = {s->h_mem, 0}};
@@ -27,6 +65,7 @@ static mcl_status tr_forward(void *opaque, mcl_context *ctx)
 static mcl_status tr_backward(void *opaque, mcl_context *ctx)
 {
     tr_state *s = opaque;
+    if (s->unfused) return unfused_backward(s, ctx);
     mcl_transition_bwd_tensors t = {.x = {s->x_mem, 0}, .ln_weight = {s->g_mem, 0}, .ln_bias = {s->b_mem, 0},
                                     .w1 = {s->w1_mem, 0}, .w2 = {s->w2_mem, 0}, .mean = {s->mean_mem, 0},
                                     .rstd = {s->rstd_mem, 0}, .h = {s->h_mem, 0}, .dy = {s->dy_mem, 0},
@@ -148,8 +187,9 @@ static void tr_destroy(void *opaque)
 {
     tr_state *s = opaque;
     if (!s) return;
-    cl_mem mems[] = {s->x_mem,    s->g_mem,    s->b_mem,  s->w1_mem, s->w2_mem,  s->dy_mem,  s->y_mem,  s->mean_mem,
-                     s->rstd_mem, s->h_mem,    s->dx_mem, s->dg_mem, s->db_mem,  s->dw1_mem, s->dw2_mem};
+    cl_mem mems[] = {s->x_mem,    s->g_mem,  s->b_mem,  s->w1_mem, s->w2_mem,  s->dy_mem,  s->y_mem,
+                     s->mean_mem, s->rstd_mem, s->h_mem, s->dx_mem, s->dg_mem,  s->db_mem,  s->dw1_mem,
+                     s->dw2_mem,  s->xn_mem, s->sw_mem, s->ds_mem, s->dh_mem,  s->dxn_mem};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (mems[i]) clReleaseMemObject(mems[i]);
     free(s->x), free(s->g), free(s->b), free(s->w1), free(s->w2), free(s->dy);
@@ -202,13 +242,31 @@ static mcl_status tr_create(mcl_context *ctx, const size_t *shape, mcl_dtype dty
     return MCL_OK;
 }
 
+/* The unfused path: the same problem and checks, its intermediates counted as results. */
+static mcl_status tr_create_unfused(mcl_context *ctx, const size_t *shape, mcl_dtype dtype, bench_op *op)
+{
+    if (dtype != MCL_F32) return mcl_fail(MCL_ERR_UNSUPPORTED_DTYPE, "CLBlast has no %s GEMM", mcl_dtype_name(dtype));
+    CLI_TRY(tr_create(ctx, shape, dtype, op));
+    tr_state *s = op->state;
+    size_t rows = shape[0], c = shape[1], f = shape[2];
+    s->unfused = 1;
+    s->xn_mem = host_upload(ctx, MCL_F32, NULL, rows * c);
+    s->sw_mem = host_upload(ctx, MCL_F32, NULL, rows * f);
+    s->ds_mem = host_upload(ctx, MCL_F32, NULL, rows * f);
+    s->dh_mem = host_upload(ctx, MCL_F32, NULL, rows * 2 * f);
+    s->dxn_mem = host_upload(ctx, MCL_F32, NULL, rows * c);
+    if (!s->xn_mem || !s->sw_mem || !s->ds_mem || !s->dh_mem || !s->dxn_mem) return MCL_ERR_OUT_OF_MEMORY;
+    op->result_bytes += (uint64_t)rows * (c + f + f + 2 * f + c) * sizeof(float);
+    return MCL_OK;
+}
+
 static double tr_tolerance(mcl_dtype dtype)
 {
     /* fp32: weight gradients sum over every row; bf16/f16: h, dh and dLN(x) are stored in the dtype */
     return dtype == MCL_F32 ? 2e-5 : 4 * host_tolerance(dtype);
 }
 
-static const bench_impl tr_impls[] = {{"megacl", NULL}};
+static const bench_impl tr_impls[] = {{"megacl", NULL, NULL}, {"unfused", NULL, tr_create_unfused}};
 static const char *const tr_case_names[] = {"pair M=147456 c=128 F=512", "single M=768 c=384 F=1536"};
 static const size_t tr_case_shapes[][5] = {{147456, 128, 512}, {768, 384, 1536}};
 
@@ -216,7 +274,7 @@ const bench_workload bench_transition = {
     .name = "transition",
     .family = "gemm",
     .impls = tr_impls,
-    .impl_count = 1,
+    .impl_count = 2,
     .case_names = tr_case_names,
     .case_shapes = tr_case_shapes,
     .case_count = 2,

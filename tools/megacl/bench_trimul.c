@@ -196,7 +196,7 @@ static double tm_tolerance(mcl_dtype dtype)
     return dtype == MCL_F32 ? 2e-5 : 4 * host_tolerance(dtype);
 }
 
-static const bench_impl tm_impls[] = {{"megacl", NULL}};
+static const bench_impl tm_impls[] = {{"megacl", NULL, NULL}};
 static const char *const tm_case_names[] = {"outgoing N=384 c=h=128", "outgoing N=128 c=h=64"};
 static const size_t tm_case_shapes[][5] = {{384, 128, 128}, {128, 64, 64}};
 
