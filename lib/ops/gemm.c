@@ -33,8 +33,18 @@ mcl_status mcl_gemm_plan(mcl_context *ctx, const gemm_call *g, gemm_plan *plan)
     mcl_params params;
     MCL_TRY(mcl_params_lookup(ctx, &mcl_family_gemm, g->dtype, shape, &params));
     int *v = params.values;
+    size_t items = (size_t)(v[GEMM_BM] / v[GEMM_TM]) * (size_t)(v[GEMM_BN] / v[GEMM_TN]);
     fit_tile(&v[GEMM_BM], &v[GEMM_TM], g->m);
     fit_tile(&v[GEMM_BN], &v[GEMM_TN], g->n);
+    /* a skinny tile keeps its work-items by giving each fewer outputs on its long side: with
+     * 16 columns, 128 work-items of 4 x 4 instead of 64 of 8 x 4 (LayerNorm + Linear, N = 16) */
+    while ((size_t)(v[GEMM_BM] / v[GEMM_TM]) * (size_t)(v[GEMM_BN] / v[GEMM_TN]) < items &&
+           (v[GEMM_TM] > 4 || v[GEMM_TN] > 4)) {
+        if (v[GEMM_TM] >= v[GEMM_TN] && v[GEMM_TM] > 4)
+            v[GEMM_TM] /= 2;
+        else
+            v[GEMM_TN] /= 2;
+    }
     size_t bm = (size_t)v[GEMM_BM], bn = (size_t)v[GEMM_BN], bk = (size_t)v[GEMM_BK];
     /* split K when the tiles cannot fill SPLIT_WAVES waves, keeping >= 4 steps per split */
     size_t tiles = ceil_div(g->m, bm) * ceil_div(g->n, bn) * g->batch;
