@@ -1,6 +1,8 @@
 /* megacl bench: time workloads with event profiling, verify them, report table and JSON. */
 #include "bench.h"
 
+#include "ref/host.h"
+
 #include <math.h>
 
 #include <json-c/json.h>
@@ -333,4 +335,14 @@ double bench_err_value(const bench_err *e)
 {
     if (e->bad) return INFINITY;
     return e->norm > 0.0 ? sqrt(e->diff / e->norm) : sqrt(e->diff);
+}
+
+double bench_compare(mcl_context *ctx, cl_mem mem, mcl_dtype dtype, const double *ref, size_t n)
+{
+    float *out = malloc(n * sizeof *out);
+    if (!out) return INFINITY;
+    host_download(ctx, mem, dtype, out, n);
+    double err = host_rel_error(out, ref, n);
+    free(out);
+    return err;
 }

@@ -52,6 +52,10 @@ typedef struct bench_err {
 void bench_err_add(bench_err *e, float out, double ref);
 double bench_err_value(const bench_err *e);
 
+/* host_rel_error of a whole device tensor (n elements of dtype) against its reference;
+ * infinite if the host copy cannot be made. */
+double bench_compare(mcl_context *ctx, cl_mem mem, mcl_dtype dtype, const double *ref, size_t n);
+
 /* C [m, n] = op(A) op(B), fp32 row-major, through CLBlast on the context's queue (the unfused
  * baselines' GEMMs); the command counts in the profiling window. */
 mcl_status bench_sgemm(mcl_context *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k, cl_mem a,

@@ -41,16 +41,6 @@ static mcl_status glu_backward(void *opaque, mcl_context *ctx)
     return mcl_gating_backward(ctx, &s->gating, &t, NULL);
 }
 
-static double compare(mcl_context *ctx, cl_mem mem, mcl_dtype dtype, const double *ref, size_t n)
-{
-    float *out = malloc(n * sizeof *out);
-    if (!out) return INFINITY;
-    host_download(ctx, mem, dtype, out, n);
-    double err = host_rel_error(out, ref, n);
-    free(out);
-    return err;
-}
-
 static mcl_status glu_verify(void *opaque, mcl_context *ctx, double *fwd_err, double *bwd_err)
 {
     glu_state *s = opaque;
@@ -73,9 +63,9 @@ static mcl_status glu_verify(void *opaque, mcl_context *ctx, double *fwd_err, do
             ref_gating_forward(s->x, s->g, s->n_in, y);
             ref_gating_backward(s->x, s->g, s->dy, s->n_in, dx, dg);
         }
-        *fwd_err = compare(ctx, s->y_mem, dt, y, s->n_out);
-        *bwd_err = compare(ctx, s->dx_mem, dt, dx, s->n_in);
-        if (!s->swiglu) *bwd_err = fmax(*bwd_err, compare(ctx, s->dg_mem, dt, dg, s->n_in));
+        *fwd_err = bench_compare(ctx, s->y_mem, dt, y, s->n_out);
+        *bwd_err = bench_compare(ctx, s->dx_mem, dt, dx, s->n_in);
+        if (!s->swiglu) *bwd_err = fmax(*bwd_err, bench_compare(ctx, s->dg_mem, dt, dg, s->n_in));
     }
     free(y), free(dx), free(dg);
     return status;

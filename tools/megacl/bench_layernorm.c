@@ -32,16 +32,6 @@ static mcl_status ln_backward(void *opaque, mcl_context *ctx)
     return mcl_layernorm_backward(ctx, &s->desc, &t, NULL);
 }
 
-static double compare(mcl_context *ctx, cl_mem mem, mcl_dtype dtype, const double *ref, size_t n)
-{
-    float *out = malloc(n * sizeof *out);
-    if (!out) return INFINITY;
-    host_download(ctx, mem, dtype, out, n);
-    double err = host_rel_error(out, ref, n);
-    free(out);
-    return err;
-}
-
 static mcl_status ln_verify(void *opaque, mcl_context *ctx, double *fwd_err, double *bwd_err)
 {
     ln_state *s = opaque;
@@ -65,11 +55,11 @@ static mcl_status ln_verify(void *opaque, mcl_context *ctx, double *fwd_err, dou
         double eps = s->desc.eps;
         ref_layernorm_forward(s->x, s->w, s->b, rows, cols, eps, y, mean, rstd);
         ref_layernorm_backward(s->x, s->w, s->dy, rows, cols, eps, dx, dw, db);
-        *fwd_err = fmax(compare(ctx, s->y_mem, dt, y, n),
-                        fmax(compare(ctx, s->mean_mem, MCL_F32, mean, rows),
-                             compare(ctx, s->rstd_mem, MCL_F32, rstd, rows)));
-        *bwd_err = fmax(compare(ctx, s->dx_mem, dt, dx, n),
-                        fmax(compare(ctx, s->dw_mem, dt, dw, cols), compare(ctx, s->db_mem, dt, db, cols)));
+        *fwd_err = fmax(bench_compare(ctx, s->y_mem, dt, y, n),
+                        fmax(bench_compare(ctx, s->mean_mem, MCL_F32, mean, rows),
+                             bench_compare(ctx, s->rstd_mem, MCL_F32, rstd, rows)));
+        *bwd_err = fmax(bench_compare(ctx, s->dx_mem, dt, dx, n),
+                        fmax(bench_compare(ctx, s->dw_mem, dt, dw, cols), bench_compare(ctx, s->db_mem, dt, db, cols)));
     }
     free(y), free(dx), free(mean), free(rstd), free(dw), free(db);
     return status;
