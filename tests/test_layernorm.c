@@ -167,6 +167,46 @@ Test(layernorm, results_are_bitwise_identical_on_repeat)
     mcl_context_release(ctx);
 }
 
+/* The backward in place (dx written over dy) with the parameter gradients, in both variants:
+ * dy must be read before it is overwritten (LayerNorm + Linear and Transition rely on it). */
+Test(layernorm, backward_in_place_over_dy)
+{
+    enum { ROWS = 37, COLS = 50, N = ROWS * COLS };
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    float *x = host_random(&rng, MCL_F32, N, -2, 2), *dy = host_random(&rng, MCL_F32, N, -1, 1);
+    float *w = host_random(&rng, MCL_F32, COLS, 0.5f, 1.5f);
+    double dx[N], dw[COLS], db[COLS];
+    ref_layernorm_backward(x, w, dy, ROWS, COLS, 1e-5, dx, dw, db);
+    static const char *const variants[] = {NULL, "VARIANT=0"};
+    for (int v = 0; v < 2; v++) {
+        assert_ok(mcl_context_set_params(ctx, "layernorm", variants[v]));
+        cl_mem xm = host_upload(ctx, MCL_F32, x, N), wm = host_upload(ctx, MCL_F32, w, COLS),
+               dym = host_upload(ctx, MCL_F32, dy, N), ym = host_upload(ctx, MCL_F32, NULL, N),
+               mean = host_upload(ctx, MCL_F32, NULL, ROWS), rstd = host_upload(ctx, MCL_F32, NULL, ROWS),
+               dwm = host_upload(ctx, MCL_F32, NULL, COLS), dbm = host_upload(ctx, MCL_F32, NULL, COLS);
+        mcl_layernorm_desc desc = {ROWS, COLS, MCL_F32, 1e-5f};
+        mcl_layernorm_fwd_tensors ft = {.x = {xm, 0}, .weight = {wm, 0}, .y = {ym, 0}, .mean = {mean, 0},
+                                        .rstd = {rstd, 0}};
+        assert_ok(mcl_layernorm_forward(ctx, &desc, &ft, NULL));
+        mcl_layernorm_bwd_tensors bt = {.x = {xm, 0}, .weight = {wm, 0}, .mean = {mean, 0}, .rstd = {rstd, 0},
+                                        .dy = {dym, 0}, .dx = {dym, 0}, .dweight = {dwm, 0}, .dbias = {dbm, 0}};
+        assert_ok(mcl_layernorm_backward(ctx, &desc, &bt, NULL));
+        float out_dx[N], out_dw[COLS], out_db[COLS];
+        host_download(ctx, dym, MCL_F32, out_dx, N);
+        host_download(ctx, dwm, MCL_F32, out_dw, COLS);
+        host_download(ctx, dbm, MCL_F32, out_db, COLS);
+        const char *name = variants[v] ? variants[v] : "default";
+        cr_expect_leq(host_rel_error(out_dx, dx, N), 1e-5, "%s: dx", name);
+        cr_expect_leq(host_rel_error(out_dw, dw, COLS), 1e-5, "%s: dweight", name);
+        cr_expect_leq(host_rel_error(out_db, db, COLS), 1e-5, "%s: dbias", name);
+        cl_mem mems[] = {xm, wm, dym, ym, mean, rstd, dwm, dbm};
+        for (size_t i = 0; i < COUNT_OF(mems); i++) clReleaseMemObject(mems[i]);
+    }
+    free(x), free(dy), free(w);
+    mcl_context_release(ctx);
+}
+
 /* Tensors at odd offsets inside shared buffers, y written in place over x: results are right
  * and no byte outside the tensors changes. */
 Test(layernorm, offsets_and_in_place_touch_nothing_else)

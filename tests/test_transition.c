@@ -30,6 +30,7 @@ typedef struct tr_case {
     int ln_weight, ln_bias; /* optional inputs given */
     unsigned want;          /* backward outputs */
     int offsets;            /* OFF_* */
+    size_t chunk_rows;      /* the backward's rows per chunk, 0: the op's choice */
 } tr_case;
 
 static double rms(const double *v, size_t n)
@@ -74,9 +75,9 @@ static void run_case(mcl_context *ctx, tr_case c, host_rng *rng, const char *var
 {
     char label[256];
     snprintf(label, sizeof label, "transition %s rows=%zu c=%zu F=%zu silu_half=%s ln_weight=%d ln_bias=%d "
-             "want=%#x offsets=%s params=%s", mcl_dtype_name(c.dtype), c.rows, c.c, c.f,
+             "want=%#x offsets=%s chunk_rows=%zu params=%s", mcl_dtype_name(c.dtype), c.rows, c.c, c.f,
              c.half == MCL_SWIGLU_SILU_FIRST ? "first" : "second", c.ln_weight, c.ln_bias, c.want,
-             test_offset_names[c.offsets], variant);
+             test_offset_names[c.offsets], c.chunk_rows, variant);
     size_t n[T_COUNT];
     sizes_of(c, n);
     const int given[FIRST_GRAD] = {1, c.ln_weight, c.ln_bias, 1, 1, 1, 1, 1, 1, 1};
@@ -94,7 +95,7 @@ static void run_case(mcl_context *ctx, tr_case c, host_rng *rng, const char *var
         t[i] = test_place(ctx, dt[i], i < FIRST_OUTPUT ? src[i] : NULL, n[i], test_offset_of(c.offsets, i));
     }
 
-    mcl_transition_desc desc = {c.rows, c.c, c.f, c.dtype, 1e-5f, c.half, 0};
+    mcl_transition_desc desc = {c.rows, c.c, c.f, c.dtype, 1e-5f, c.half, c.chunk_rows};
     mcl_transition_fwd_tensors ft = {t[T_X], t[T_LN_WEIGHT], t[T_LN_BIAS], t[T_W1], t[T_W2],
                                      t[T_Y], t[T_MEAN],      t[T_RSTD],    t[T_H]};
     mcl_transition_bwd_tensors bt = {t[T_X],  t[T_LN_WEIGHT], t[T_LN_BIAS],    t[T_W1],        t[T_W2],
@@ -153,18 +154,18 @@ static void check_case(mcl_context *ctx, tr_case c, host_rng *rng, const char *v
  * c = 1, LN(x) is ln_bias (or 0: every output 0). Each case compiles its own GEMM variants, so
  * the shapes are spread over the dtypes rather than crossed with them. */
 static const tr_case cases[] = {
-    {1, 1, 1, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 1, WANT_ALL, OFF_ODD},
-    {1, 32, 64, MCL_F32, MCL_SWIGLU_SILU_SECOND, 0, 1, WANT_ALL, OFF_VEC},
-    {77, 5, 64, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 0, WANT_ALL, OFF_MIXED},
-    {300, 32, 128, MCL_F32, MCL_SWIGLU_SILU_SECOND, 0, 0, WANT_ALL, OFF_ZERO},
-    {1, 1, 1, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 0, 1, WANT_ALL, OFF_MIXED},
-    {3, 5, 3, MCL_BF16, MCL_SWIGLU_SILU_FIRST, 1, 0, WANT_ALL, OFF_ODD},
-    {77, 1, 3, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WANT_ALL, OFF_VEC},
-    {300, 32, 128, MCL_BF16, MCL_SWIGLU_SILU_FIRST, 0, 0, WANT_ALL, OFF_ZERO},
-    {1, 1, 1, MCL_F16, MCL_SWIGLU_SILU_FIRST, 0, 0, WANT_ALL, OFF_VEC},
-    {77, 32, 20, MCL_F16, MCL_SWIGLU_SILU_SECOND, 1, 1, WANT_ALL, OFF_ODD},
-    {3, 32, 1, MCL_F16, MCL_SWIGLU_SILU_FIRST, 1, 0, WANT_ALL, OFF_MIXED},
-    {300, 32, 128, MCL_F16, MCL_SWIGLU_SILU_SECOND, 0, 1, WANT_ALL, OFF_ZERO},
+    {1, 1, 1, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 1, WANT_ALL, OFF_ODD, 0},
+    {1, 32, 64, MCL_F32, MCL_SWIGLU_SILU_SECOND, 0, 1, WANT_ALL, OFF_VEC, 0},
+    {77, 5, 64, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 0, WANT_ALL, OFF_MIXED, 0},
+    {300, 32, 128, MCL_F32, MCL_SWIGLU_SILU_SECOND, 0, 0, WANT_ALL, OFF_ZERO, 0},
+    {1, 1, 1, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 0, 1, WANT_ALL, OFF_MIXED, 0},
+    {3, 5, 3, MCL_BF16, MCL_SWIGLU_SILU_FIRST, 1, 0, WANT_ALL, OFF_ODD, 0},
+    {77, 1, 3, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WANT_ALL, OFF_VEC, 0},
+    {300, 32, 128, MCL_BF16, MCL_SWIGLU_SILU_FIRST, 0, 0, WANT_ALL, OFF_ZERO, 0},
+    {1, 1, 1, MCL_F16, MCL_SWIGLU_SILU_FIRST, 0, 0, WANT_ALL, OFF_VEC, 0},
+    {77, 32, 20, MCL_F16, MCL_SWIGLU_SILU_SECOND, 1, 1, WANT_ALL, OFF_ODD, 0},
+    {3, 32, 1, MCL_F16, MCL_SWIGLU_SILU_FIRST, 1, 0, WANT_ALL, OFF_MIXED, 0},
+    {300, 32, 128, MCL_F16, MCL_SWIGLU_SILU_SECOND, 0, 1, WANT_ALL, OFF_ZERO, 0},
 };
 
 Test(transition, matches_reference_over_shapes_dtypes_and_halves, .timeout = 300)
@@ -181,7 +182,7 @@ Test(transition, each_backward_output_alone, .timeout = 300)
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
     for (int t = FIRST_GRAD; t < T_COUNT; t++) {
-        tr_case c = {77, 32, 20, MCL_F16, (mcl_swiglu_half)(t % 2), 1, 1, WANT(t), t % OFF_MODES};
+        tr_case c = {77, 32, 20, MCL_F16, (mcl_swiglu_half)(t % 2), 1, 1, WANT(t), t % OFF_MODES, 0};
         check_case(ctx, c, &rng, names[t]);
     }
     mcl_context_release(ctx);
@@ -210,7 +211,7 @@ Test(transition, parameter_variants_are_correct, .timeout = 300)
     for (size_t i = 0; i < COUNT_OF(runs); i++) {
         assert_ok(mcl_context_set_params(ctx, "gemm", runs[i].params));
         tr_case c = {runs[i].rows, runs[i].c, runs[i].f, runs[i].dtype, (mcl_swiglu_half)(i % 2), 1, (int)(i / 2),
-                     WANT_ALL, (int)(i % OFF_MODES)};
+                     WANT_ALL, (int)(i % OFF_MODES), 0};
         check_case(ctx, c, &rng, runs[i].params);
     }
     mcl_context_release(ctx);
@@ -227,8 +228,26 @@ Test(transition, backward_over_several_row_chunks, .timeout = 300)
     static const char *const variants[] = {NULL, SPLIT_VARIANT};
     for (int v = 0; v < 2; v++) {
         assert_ok(mcl_context_set_params(ctx, "gemm", variants[v]));
-        tr_case c = {70000, 8, 2, (mcl_dtype)v, (mcl_swiglu_half)v, 1, 1, WANT_ALL, v ? OFF_MIXED : OFF_ZERO};
+        tr_case c = {70000, 8, 2, (mcl_dtype)v, (mcl_swiglu_half)v, 1, 1, WANT_ALL, v ? OFF_MIXED : OFF_ZERO, 0};
         check_case(ctx, c, &rng, variants[v] ? variants[v] : "default");
+    }
+    mcl_context_release(ctx);
+}
+
+/* Rows per chunk chosen by the caller: one row, a short last chunk, exactly the rows, more than
+ * the rows; each with every gradient, default and split parameters (the chunks add their
+ * weight-gradient pieces to the same partial slots). */
+Test(transition, backward_with_chosen_chunk_rows, .timeout = 300)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    static const size_t chunk_rows[] = {1, 10, 77, 1000};
+    for (size_t i = 0; i < COUNT_OF(chunk_rows); i++) {
+        const char *variant = i % 2 ? SPLIT_VARIANT : NULL;
+        assert_ok(mcl_context_set_params(ctx, "gemm", variant));
+        tr_case c = {77, 32, 20, (mcl_dtype)(i % 3), (mcl_swiglu_half)(i % 2), 1, 1, WANT_ALL, (int)(i % OFF_MODES),
+                     chunk_rows[i]};
+        check_case(ctx, c, &rng, variant ? variant : "default");
     }
     mcl_context_release(ctx);
 }
@@ -242,7 +261,7 @@ Test(transition, results_are_bitwise_identical_on_repeat, .timeout = 300)
     static const char *const variants[] = {NULL, SPLIT_VARIANT};
     for (int v = 0; v < 2; v++) {
         assert_ok(mcl_context_set_params(ctx, "gemm", variants[v]));
-        tr_case c = {v ? 77 : 300, 32, v ? 20 : 128, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WANT_ALL, OFF_MIXED};
+        tr_case c = {v ? 77 : 300, 32, v ? 20 : 128, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WANT_ALL, OFF_MIXED, 0};
         host_rng again = rng;
         float *first[T_COUNT], *second[T_COUNT];
         run_case(ctx, c, &rng, "first", first);
