@@ -56,6 +56,21 @@ double bench_err_value(const bench_err *e);
  * infinite if the host copy cannot be made. */
 double bench_compare(mcl_context *ctx, cl_mem mem, mcl_dtype dtype, const double *ref, size_t n);
 
+/* An fp32 operand of an unfused elementwise kernel: a flat array (cols 0) or the half of each
+ * row of a [rows, 2 * cols] matrix that starts at column `shift`. */
+typedef struct bench_view {
+    cl_mem mem;
+    size_t cols, shift;
+} bench_view;
+
+/* The unfused baselines' elementwise kernels, built for the context (release it; NULL and a
+ * message on failure), and one of them run over n elements of its views, counted in the
+ * profiling window: k_sigmoid, k_silu (x -> y), k_mul (a, b -> y), k_sigmoid_backward (dy, s ->
+ * dx, s the saved sigmoid), k_silu_backward (dy, x -> dx). */
+cl_program bench_eltwise_program(mcl_context *ctx);
+mcl_status bench_eltwise(mcl_context *ctx, cl_program program, const char *kernel, size_t n, const bench_view *views,
+                         size_t view_count);
+
 /* C [m, n] = op(A) op(B), fp32 row-major, through CLBlast on the context's queue (the unfused
  * baselines' GEMMs); the command counts in the profiling window. */
 mcl_status bench_sgemm(mcl_context *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k, cl_mem a,

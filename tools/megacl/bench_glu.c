@@ -1,10 +1,13 @@
 /* bench gating and bench swiglu: the elementwise fused operators, forward and backward, at
  * AF3 pair shapes (M = 384^2 pair entries, c = 128; SwiGLU as in a Transition with expansion
- * 4). Memory-bound: the figure of merit is the fraction of copy bandwidth. */
+ * 4). Memory-bound: the figure of merit is the fraction of copy bandwidth. Next to megacl's
+ * ops, the unfused path: one elementwise operation per kernel with the intermediates stored,
+ * as a framework's eager mode runs them (fp32). */
 #include "bench.h"
 
 #include "ref/glu_ref.h"
 #include "ref/host.h"
+#include "runtime/error.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -16,11 +19,51 @@ typedef struct glu_state {
     size_t n_in, n_out;       /* elements of x (and g, dx, dg) and of y (and dy) */
     float *x, *g, *dy;        /* host inputs, quantized to the dtype; g only for gating */
     cl_mem x_mem, g_mem, dy_mem, y_mem, dx_mem, dg_mem;
+    /* the unfused path: its kernels, the saved activation (sigmoid(g) or silu(a)) and the
+     * backward's intermediate (dy x or dy b) */
+    cl_program eltwise;
+    cl_mem act_mem, tmp_mem;
 } glu_state;
+
+static bench_view flat(cl_mem mem) { return (bench_view){mem, 0, 0}; }
+static bench_view half(const glu_state *s, cl_mem mem, int second)
+{
+    return (bench_view){mem, s->swi.features, second ? s->swi.features : 0};
+}
+
+/* gating: s = sigmoid(g), y = x s; swiglu: s = silu(a), y = s b */
+static mcl_status unfused_forward(glu_state *s, mcl_context *ctx)
+{
+    size_t n = s->n_out;
+    bench_view act[] = {s->swiglu ? half(s, s->x_mem, 0) : flat(s->g_mem), flat(s->act_mem)};
+    CLI_TRY(bench_eltwise(ctx, s->eltwise, s->swiglu ? "k_silu" : "k_sigmoid", n, act, 2));
+    bench_view mul[] = {s->swiglu ? half(s, s->x_mem, 1) : flat(s->x_mem), flat(s->act_mem), flat(s->y_mem)};
+    return bench_eltwise(ctx, s->eltwise, "k_mul", n, mul, 3);
+}
+
+/* gating: dx = dy s, t = dy x, dg = t s (1 - s); swiglu: db = dy s, t = dy b, da = silu'(a) t */
+static mcl_status unfused_backward(glu_state *s, mcl_context *ctx)
+{
+    size_t n = s->n_out;
+    bench_view other = s->swiglu ? half(s, s->x_mem, 1) : flat(s->x_mem);
+    bench_view d_other = s->swiglu ? half(s, s->dx_mem, 1) : flat(s->dx_mem);
+    bench_view d_act = s->swiglu ? half(s, s->dx_mem, 0) : flat(s->dg_mem);
+    bench_view d1[] = {flat(s->dy_mem), flat(s->act_mem), d_other};
+    CLI_TRY(bench_eltwise(ctx, s->eltwise, "k_mul", n, d1, 3));
+    bench_view d2[] = {flat(s->dy_mem), other, flat(s->tmp_mem)};
+    CLI_TRY(bench_eltwise(ctx, s->eltwise, "k_mul", n, d2, 3));
+    if (s->swiglu) {
+        bench_view d3[] = {flat(s->tmp_mem), half(s, s->x_mem, 0), d_act};
+        return bench_eltwise(ctx, s->eltwise, "k_silu_backward", n, d3, 3);
+    }
+    bench_view d3[] = {flat(s->tmp_mem), flat(s->act_mem), d_act};
+    return bench_eltwise(ctx, s->eltwise, "k_sigmoid_backward", n, d3, 3);
+}
 
 static mcl_status glu_forward(void *opaque, mcl_context *ctx)
 {
     glu_state *s = opaque;
+    if (s->eltwise) return unfused_forward(s, ctx);
     if (s->swiglu) {
         mcl_swiglu_fwd_tensors t = {.x = {s->x_mem, 0}, .y = {s->y_mem, 0}};
         return mcl_swiglu_forward(ctx, &s->swi, &t, NULL);
@@ -32,6 +75,7 @@ static mcl_status glu_forward(void *opaque, mcl_context *ctx)
 static mcl_status glu_backward(void *opaque, mcl_context *ctx)
 {
     glu_state *s = opaque;
+    if (s->eltwise) return unfused_backward(s, ctx);
     if (s->swiglu) {
         mcl_swiglu_bwd_tensors t = {.x = {s->x_mem, 0}, .dy = {s->dy_mem, 0}, .dx = {s->dx_mem, 0}};
         return mcl_swiglu_backward(ctx, &s->swi, &t, NULL);
@@ -75,9 +119,10 @@ static void glu_destroy(void *opaque)
 {
     glu_state *s = opaque;
     if (!s) return;
-    cl_mem mems[] = {s->x_mem, s->g_mem, s->dy_mem, s->y_mem, s->dx_mem, s->dg_mem};
+    cl_mem mems[] = {s->x_mem, s->g_mem, s->dy_mem, s->y_mem, s->dx_mem, s->dg_mem, s->act_mem, s->tmp_mem};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (mems[i]) clReleaseMemObject(mems[i]);
+    if (s->eltwise) clReleaseProgram(s->eltwise);
     free(s->x), free(s->g), free(s->dy);
     free(s);
 }
@@ -135,7 +180,33 @@ static mcl_status swiglu_create(mcl_context *ctx, const size_t *shape, mcl_dtype
     return glu_setup(ctx, s, dtype, op, 3.0, 8.0);
 }
 
-static const bench_impl glu_impls[] = {{"megacl", NULL, NULL}};
+/* The unfused path on the same problem and checks, its two intermediates counted as results. */
+static mcl_status create_unfused(mcl_context *ctx, const size_t *shape, mcl_dtype dtype, bench_op *op,
+                                 mcl_status (*create)(mcl_context *, const size_t *, mcl_dtype, bench_op *))
+{
+    if (dtype != MCL_F32) return mcl_fail(MCL_ERR_UNSUPPORTED_DTYPE, "the unfused baselines are fp32 only");
+    CLI_TRY(create(ctx, shape, dtype, op));
+    glu_state *s = op->state;
+    s->act_mem = host_upload(ctx, MCL_F32, NULL, s->n_out);
+    s->tmp_mem = host_upload(ctx, MCL_F32, NULL, s->n_out);
+    if (!s->act_mem || !s->tmp_mem) return MCL_ERR_OUT_OF_MEMORY;
+    if (!(s->eltwise = bench_eltwise_program(ctx))) return MCL_ERR_BUILD;
+    op->result_bytes += (uint64_t)2 * s->n_out * sizeof(float);
+    return MCL_OK;
+}
+
+static mcl_status gating_create_unfused(mcl_context *ctx, const size_t *shape, mcl_dtype dtype, bench_op *op)
+{
+    return create_unfused(ctx, shape, dtype, op, gating_create);
+}
+
+static mcl_status swiglu_create_unfused(mcl_context *ctx, const size_t *shape, mcl_dtype dtype, bench_op *op)
+{
+    return create_unfused(ctx, shape, dtype, op, swiglu_create);
+}
+
+static const bench_impl gating_impls[] = {{"megacl", NULL, NULL}, {"unfused", NULL, gating_create_unfused}};
+static const bench_impl swiglu_impls[] = {{"megacl", NULL, NULL}, {"unfused", NULL, swiglu_create_unfused}};
 static const char *const gating_case_names[] = {"pair M=147456 c=128", "single M=768 c=384"};
 static const size_t gating_case_shapes[][5] = {{147456, 128}, {768, 384}};
 static const char *const swiglu_case_names[] = {"transition M=147456 F=512", "transition M=768 F=1536"};
@@ -144,8 +215,8 @@ static const size_t swiglu_case_shapes[][5] = {{147456, 512}, {768, 1536}};
 const bench_workload bench_gating = {
     .name = "gating",
     .family = "glu",
-    .impls = glu_impls,
-    .impl_count = 1,
+    .impls = gating_impls,
+    .impl_count = 2,
     .case_names = gating_case_names,
     .case_shapes = gating_case_shapes,
     .case_count = 2,
@@ -157,8 +228,8 @@ const bench_workload bench_gating = {
 const bench_workload bench_swiglu = {
     .name = "swiglu",
     .family = "glu",
-    .impls = glu_impls,
-    .impl_count = 1,
+    .impls = swiglu_impls,
+    .impl_count = 2,
     .case_names = swiglu_case_names,
     .case_shapes = swiglu_case_shapes,
     .case_count = 2,
