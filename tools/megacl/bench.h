@@ -56,11 +56,14 @@ double bench_err_value(const bench_err *e);
  * infinite if the host copy cannot be made. */
 double bench_compare(mcl_context *ctx, cl_mem mem, mcl_dtype dtype, const double *ref, size_t n);
 
-/* An fp32 operand of an unfused elementwise kernel: a flat array (cols 0) or the half of each
- * row of a [rows, 2 * cols] matrix that starts at column `shift`. */
+/* An fp32 operand of an unfused elementwise kernel: a flat array (cols 0), or element i at
+ * (i / cols) * stride + shift + i % cols (a block of `cols` columns of a matrix `stride` wide),
+ * or with `broadcast` at (i / cols) * stride + shift (one value per row, as a mask over the
+ * channels). */
 typedef struct bench_view {
     cl_mem mem;
-    size_t cols, shift;
+    size_t cols, stride, shift;
+    int broadcast;
 } bench_view;
 
 /* The unfused baselines' elementwise kernels, built for the context (release it; NULL and a
@@ -75,6 +78,11 @@ mcl_status bench_eltwise(mcl_context *ctx, cl_program program, const char *kerne
  * baselines' GEMMs); the command counts in the profiling window. */
 mcl_status bench_sgemm(mcl_context *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k, cl_mem a,
                        size_t lda, cl_mem b, size_t ldb, cl_mem c, size_t ldc);
+/* The same for `batch` products of packed matrices (entry t of each at t times its size). */
+mcl_status bench_sgemm_batched(mcl_context *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k, cl_mem a,
+                               size_t lda, cl_mem b, size_t ldb, cl_mem c, size_t ldc, size_t batch);
+/* b [cols, rows] = a [rows, cols]^T, fp32, through CLBlast. */
+mcl_status bench_transpose(mcl_context *ctx, size_t rows, size_t cols, cl_mem a, cl_mem b);
 
 extern const bench_workload bench_layernorm;
 extern const bench_workload bench_evoattn;

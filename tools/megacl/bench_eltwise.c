@@ -5,13 +5,12 @@
 
 #include "runtime/error.h"
 
-/* Element i of a view: flat (cols == 0) or the half starting at column `shift` of rows 2 * cols
- * wide. */
+/* Element i of a view (bench.h, bench_view). */
 static const char eltwise_source[] =
-    "inline ulong at(ulong i, ulong cols, ulong shift)\n"
-    "{ return cols ? i / cols * 2 * cols + shift + i % cols : i; }\n"
-    "#define VIEW(p) p, ulong p##_cols, ulong p##_shift\n"
-    "#define AT(p, i) p[at(i, p##_cols, p##_shift)]\n"
+    "inline ulong at(ulong i, ulong cols, ulong stride, ulong shift, ulong broadcast)\n"
+    "{ return cols ? i / cols * stride + shift + (broadcast ? 0 : i % cols) : i; }\n"
+    "#define VIEW(p) p, ulong p##_cols, ulong p##_stride, ulong p##_shift, ulong p##_bcast\n"
+    "#define AT(p, i) p[at(i, p##_cols, p##_stride, p##_shift, p##_bcast)]\n"
     "__kernel void k_sigmoid(__global const float *VIEW(x), __global float *VIEW(y), ulong n)\n"
     "{ ulong i = get_global_id(0); if (i < n) AT(y, i) = 1.0f / (1.0f + exp(-AT(x, i))); }\n"
     "__kernel void k_silu(__global const float *VIEW(x), __global float *VIEW(y), ulong n)\n"
@@ -52,10 +51,9 @@ mcl_status bench_eltwise(mcl_context *ctx, cl_program program, const char *kerne
     if (err != CL_SUCCESS) return mcl_fail(MCL_ERR_OPENCL, "clCreateKernel(%s) failed (%d)", kernel_name, err);
     cl_uint arg = 0;
     for (size_t v = 0; v < view_count; v++) {
-        cl_ulong cols = views[v].cols, shift = views[v].shift;
+        cl_ulong fields[4] = {views[v].cols, views[v].stride, views[v].shift, (cl_ulong)views[v].broadcast};
         clSetKernelArg(kernel, arg++, sizeof(cl_mem), &views[v].mem);
-        clSetKernelArg(kernel, arg++, sizeof cols, &cols);
-        clSetKernelArg(kernel, arg++, sizeof shift, &shift);
+        for (int f = 0; f < 4; f++) clSetKernelArg(kernel, arg++, sizeof fields[f], &fields[f]);
     }
     cl_ulong count = n;
     clSetKernelArg(kernel, arg, sizeof count, &count);

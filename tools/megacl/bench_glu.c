@@ -25,10 +25,11 @@ typedef struct glu_state {
     cl_mem act_mem, tmp_mem;
 } glu_state;
 
-static bench_view flat(cl_mem mem) { return (bench_view){mem, 0, 0}; }
+static bench_view flat(cl_mem mem) { return (bench_view){mem, 0, 0, 0, 0}; }
 static bench_view half(const glu_state *s, cl_mem mem, int second)
 {
-    return (bench_view){mem, s->swi.features, second ? s->swi.features : 0};
+    size_t f = s->swi.features;
+    return (bench_view){mem, f, 2 * f, second ? f : 0, 0};
 }
 
 /* gating: s = sigmoid(g), y = x s; swiglu: s = silu(a), y = s b */

@@ -1,8 +1,13 @@
 /* bench trimul: AF3's triangle multiplicative update (outgoing), forward and backward (dz, both
- * LayerNorms' parameters, dw_in, dw_out) with a pair mask, at N_res = 384, c = h = 128. */
+ * LayerNorms' parameters, dw_in, dw_out) with a pair mask, at N_res = 384, c = h = 128; fused,
+ * and unfused: megacl's LayerNorm, CLBlast's GEMMs, batched GEMM and transposes, and one
+ * elementwise operation per kernel, every intermediate stored, as a framework runs the block
+ * (fp32 only: CLBlast has no bf16). */
 #include "bench.h"
 
 #include "ref/host.h"
+#include "ref/trimul_ref.h"
+#include "runtime/error.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -14,13 +19,118 @@ typedef struct tm_state {
     float *in[T_INPUTS]; /* host inputs, quantized to the dtype */
     cl_mem mem[T_INPUTS];
     cl_mem out, p, t, mean_in, rstd_in, mean_out, rstd_out, dz, dg1, db1, dwin, dg2, db2, dwout;
+    struct tm_unfused *unfused; /* NULL: megacl's op */
 } tm_state;
 
+/* The unfused path's kernels and intermediates ([np, x]: pair-major; [x, np]: channel-first). */
+enum { U_ZN, U_SA, U_SB, U_A, U_B, U_ACF, U_BCF, U_TCF, U_TN, U_O, U_SG,          /* forward */
+       U_DO, U_DSG, U_DTN, U_DT, U_DTCF, U_DACF, U_DBCF, U_DA, U_DB, U_TMP, U_TMP2, U_DP, U_DZN, U_COUNT };
+typedef struct tm_unfused {
+    cl_program eltwise;
+    cl_mem mem[U_COUNT];
+} tm_unfused;
+
 static mcl_tensor ts(cl_mem m) { return (mcl_tensor){m, 0}; }
+static bench_view flat(cl_mem m) { return (bench_view){m, 0, 0, 0, 0}; }
+/* columns [shift, shift + cols) of a [rows, stride] matrix */
+static bench_view block(cl_mem m, size_t stride, size_t shift, size_t cols)
+{
+    return (bench_view){m, cols, stride, shift, 0};
+}
+/* the pair mask, one value per pair entry over its `cols` channels */
+static bench_view per_pair(cl_mem m, size_t cols) { return (bench_view){m, cols, 1, 0, 1}; }
+
+static mcl_status sigmoid_of(tm_state *s, mcl_context *ctx, size_t n, bench_view x, bench_view y)
+{
+    bench_view views[] = {x, y};
+    return bench_eltwise(ctx, s->unfused->eltwise, "k_sigmoid", n, views, 2);
+}
+
+static mcl_status eltwise(tm_state *s, mcl_context *ctx, const char *kernel, size_t n, bench_view a, bench_view b,
+                          bench_view y)
+{
+    bench_view views[] = {a, b, y};
+    return bench_eltwise(ctx, s->unfused->eltwise, kernel, n, views, 3);
+}
+
+/* x = sigmoid(p[gate]) * p[proj] * mask for one side (proj block `first`, gate the next) */
+static mcl_status gate_forward(tm_state *s, mcl_context *ctx, size_t first, cl_mem sig, cl_mem x)
+{
+    size_t np = s->desc.n * s->desc.n, h = s->desc.hidden, w = 4 * h + s->desc.channels;
+    CLI_TRY(sigmoid_of(s, ctx, np * h, block(s->p, w, (first + 1) * h, h), flat(sig)));
+    CLI_TRY(eltwise(s, ctx, "k_mul", np * h, block(s->p, w, first * h, h), flat(sig), flat(x)));
+    return eltwise(s, ctx, "k_mul", np * h, flat(x), per_pair(s->mem[T_MASK], h), flat(x));
+}
+
+/* dp[proj] = dx mask sig, dp[gate] = sigmoid'(dx mask p[proj]) */
+static mcl_status gate_backward(tm_state *s, mcl_context *ctx, size_t first, cl_mem sig, cl_mem dx)
+{
+    tm_unfused *u = s->unfused;
+    size_t np = s->desc.n * s->desc.n, h = s->desc.hidden, w = 4 * h + s->desc.channels;
+    CLI_TRY(eltwise(s, ctx, "k_mul", np * h, flat(dx), per_pair(s->mem[T_MASK], h), flat(u->mem[U_TMP])));
+    CLI_TRY(eltwise(s, ctx, "k_mul", np * h, flat(u->mem[U_TMP]), flat(sig), block(u->mem[U_DP], w, first * h, h)));
+    CLI_TRY(eltwise(s, ctx, "k_mul", np * h, flat(u->mem[U_TMP]), block(s->p, w, first * h, h), flat(u->mem[U_TMP2])));
+    return eltwise(s, ctx, "k_sigmoid_backward", np * h, flat(u->mem[U_TMP2]), flat(sig),
+                   block(u->mem[U_DP], w, (first + 1) * h, h));
+}
+
+static mcl_status unfused_forward(tm_state *s, mcl_context *ctx)
+{
+    cl_mem *u = s->unfused->mem;
+    size_t n = s->desc.n, np = n * n, c = s->desc.channels, h = s->desc.hidden, w = 4 * h + c;
+    mcl_layernorm_desc ln_in = {np, c, MCL_F32, s->desc.eps}, ln_out = {np, h, MCL_F32, s->desc.eps};
+    mcl_layernorm_fwd_tensors l1 = {.x = ts(s->mem[T_Z]), .weight = ts(s->mem[T_G1]), .bias = ts(s->mem[T_B1]),
+                                    .y = ts(u[U_ZN]), .mean = ts(s->mean_in), .rstd = ts(s->rstd_in)};
+    CLI_TRY(mcl_layernorm_forward(ctx, &ln_in, &l1, NULL));
+    CLI_TRY(bench_sgemm(ctx, 0, 0, np, w, c, u[U_ZN], c, s->mem[T_WIN], w, s->p, w));
+    CLI_TRY(gate_forward(s, ctx, 0, u[U_SA], u[U_A]));
+    CLI_TRY(gate_forward(s, ctx, 2, u[U_SB], u[U_B]));
+    CLI_TRY(bench_transpose(ctx, np, h, u[U_A], u[U_ACF]));
+    CLI_TRY(bench_transpose(ctx, np, h, u[U_B], u[U_BCF]));
+    CLI_TRY(bench_sgemm_batched(ctx, 0, 1, n, n, n, u[U_ACF], n, u[U_BCF], n, u[U_TCF], n, h)); /* a b^T */
+    CLI_TRY(bench_transpose(ctx, h, np, u[U_TCF], s->t));
+    mcl_layernorm_fwd_tensors l2 = {.x = ts(s->t), .weight = ts(s->mem[T_G2]), .bias = ts(s->mem[T_B2]),
+                                    .y = ts(u[U_TN]), .mean = ts(s->mean_out), .rstd = ts(s->rstd_out)};
+    CLI_TRY(mcl_layernorm_forward(ctx, &ln_out, &l2, NULL));
+    CLI_TRY(bench_sgemm(ctx, 0, 0, np, c, h, u[U_TN], h, s->mem[T_WOUT], c, u[U_O], c));
+    CLI_TRY(sigmoid_of(s, ctx, np * c, block(s->p, w, 4 * h, c), flat(u[U_SG])));
+    return eltwise(s, ctx, "k_mul", np * c, flat(u[U_SG]), flat(u[U_O]), flat(s->out));
+}
+
+static mcl_status unfused_backward(tm_state *s, mcl_context *ctx)
+{
+    cl_mem *u = s->unfused->mem;
+    size_t n = s->desc.n, np = n * n, c = s->desc.channels, h = s->desc.hidden, w = 4 * h + c;
+    cl_mem dout = s->mem[T_DOUT];
+    CLI_TRY(eltwise(s, ctx, "k_mul", np * c, flat(dout), flat(u[U_SG]), flat(u[U_DO])));
+    CLI_TRY(eltwise(s, ctx, "k_mul", np * c, flat(dout), flat(u[U_O]), flat(u[U_DSG])));
+    CLI_TRY(eltwise(s, ctx, "k_sigmoid_backward", np * c, flat(u[U_DSG]), flat(u[U_SG]), block(u[U_DP], w, 4 * h, c)));
+    CLI_TRY(bench_sgemm(ctx, 1, 0, h, c, np, u[U_TN], h, u[U_DO], c, s->dwout, c));
+    CLI_TRY(bench_sgemm(ctx, 0, 1, np, h, c, u[U_DO], c, s->mem[T_WOUT], c, u[U_DTN], h));
+    mcl_layernorm_desc ln_in = {np, c, MCL_F32, s->desc.eps}, ln_out = {np, h, MCL_F32, s->desc.eps};
+    mcl_layernorm_bwd_tensors l2 = {.x = ts(s->t), .weight = ts(s->mem[T_G2]), .mean = ts(s->mean_out),
+                                    .rstd = ts(s->rstd_out), .dy = ts(u[U_DTN]), .dx = ts(u[U_DT]),
+                                    .dweight = ts(s->dg2), .dbias = ts(s->db2)};
+    CLI_TRY(mcl_layernorm_backward(ctx, &ln_out, &l2, NULL));
+    CLI_TRY(bench_transpose(ctx, np, h, u[U_DT], u[U_DTCF]));
+    CLI_TRY(bench_sgemm_batched(ctx, 0, 0, n, n, n, u[U_DTCF], n, u[U_BCF], n, u[U_DACF], n, h)); /* dt b */
+    CLI_TRY(bench_sgemm_batched(ctx, 1, 0, n, n, n, u[U_DTCF], n, u[U_ACF], n, u[U_DBCF], n, h)); /* dt^T a */
+    CLI_TRY(bench_transpose(ctx, h, np, u[U_DACF], u[U_DA]));
+    CLI_TRY(bench_transpose(ctx, h, np, u[U_DBCF], u[U_DB]));
+    CLI_TRY(gate_backward(s, ctx, 0, u[U_SA], u[U_DA]));
+    CLI_TRY(gate_backward(s, ctx, 2, u[U_SB], u[U_DB]));
+    CLI_TRY(bench_sgemm(ctx, 1, 0, c, w, np, u[U_ZN], c, u[U_DP], w, s->dwin, w));
+    CLI_TRY(bench_sgemm(ctx, 0, 1, np, c, w, u[U_DP], w, s->mem[T_WIN], w, u[U_DZN], c));
+    mcl_layernorm_bwd_tensors l1 = {.x = ts(s->mem[T_Z]), .weight = ts(s->mem[T_G1]), .mean = ts(s->mean_in),
+                                    .rstd = ts(s->rstd_in), .dy = ts(u[U_DZN]), .dx = ts(s->dz),
+                                    .dweight = ts(s->dg1), .dbias = ts(s->db1)};
+    return mcl_layernorm_backward(ctx, &ln_in, &l1, NULL);
+}
 
 static mcl_status tm_forward(void *opaque, mcl_context *ctx)
 {
     tm_state *s = opaque;
+    if (s->unfused) return unfused_forward(s, ctx);
     mcl_trimul_fwd_tensors t = {.z = ts(s->mem[T_Z]), .mask = ts(s->mem[T_MASK]), .ln_in_weight = ts(s->mem[T_G1]),
                                 .ln_in_bias = ts(s->mem[T_B1]), .w_in = ts(s->mem[T_WIN]),
                                 .ln_out_weight = ts(s->mem[T_G2]), .ln_out_bias = ts(s->mem[T_B2]),
@@ -33,6 +143,7 @@ static mcl_status tm_forward(void *opaque, mcl_context *ctx)
 static mcl_status tm_backward(void *opaque, mcl_context *ctx)
 {
     tm_state *s = opaque;
+    if (s->unfused) return unfused_backward(s, ctx);
     mcl_trimul_bwd_tensors t = {.z = ts(s->mem[T_Z]), .mask = ts(s->mem[T_MASK]), .ln_in_weight = ts(s->mem[T_G1]),
                                 .ln_in_bias = ts(s->mem[T_B1]), .w_in = ts(s->mem[T_WIN]),
                                 .ln_out_weight = ts(s->mem[T_G2]), .ln_out_bias = ts(s->mem[T_B2]),
@@ -70,10 +181,41 @@ static void p_row(const tm_state *s, size_t ij, double *zn, double *p)
     }
 }
 
+/* The other gradients (dz, dw_in and both LayerNorms' parameters) in full against the reference
+ * continued from the device's saved p and t, when the problem is small enough for it. */
+static void check_other_grads(const tm_state *s, mcl_context *ctx, const float *p, const float *t, bench_err *bwd)
+{
+    size_t n = s->desc.n, np = n * n, c = s->desc.channels, h = s->desc.hidden, w = 4 * h + c;
+    ref_trimul_problem rp = {n, c, h, s->desc.eps, s->desc.direction, s->in[T_Z], s->in[T_WIN], s->in[T_WOUT],
+                             s->in[T_MASK], s->in[T_G1], s->in[T_B1], s->in[T_G2], s->in[T_B2], p, t,
+                             s->in[T_DOUT]};
+    cl_mem mems[] = {s->dz, s->dg1, s->db1, s->dwin, s->dg2, s->db2};
+    const size_t counts[] = {np * c, c, c, c * w, h, h};
+    double *ref[6];
+    float *got[6];
+    int ok = 1;
+    for (int i = 0; i < 6; i++) {
+        ref[i] = malloc(counts[i] * sizeof(double));
+        got[i] = malloc(counts[i] * sizeof(float));
+        ok &= ref[i] && got[i];
+    }
+    if (ok) {
+        ref_trimul_grads g = {ref[0], ref[1], ref[2], ref[3], ref[4], ref[5], NULL};
+        ref_trimul_backward(&rp, &g);
+        for (int i = 0; i < 6; i++) {
+            host_download(ctx, mems[i], s->desc.dtype, got[i], counts[i]);
+            for (size_t e = 0; e < counts[i]; e++) bench_err_add(bwd, got[i][e], ref[i][e]);
+        }
+    } else {
+        bwd->bad = 1;
+    }
+    for (int i = 0; i < 6; i++) free(ref[i]), free(got[i]);
+}
+
 /* out at 16 pair entries (i, j) spread over the pair, each from a's row i and b's row j in
- * double; and dw_out in full from the device's saved t and p (LN(t)^T (dout * sigmoid(g))),
- * which checks the backward's last GEMM on its own inputs. The Criterion tests check every
- * output against the reference on small shapes. */
+ * double; dw_out in full from the device's saved t and p (LN(t)^T (dout * sigmoid(g))), which
+ * checks the backward's last GEMM on its own inputs; and on problems of up to 2^28 k-sum terms
+ * (N^3 h) every other gradient. The Criterion tests check every output on small shapes. */
 static mcl_status tm_verify(void *opaque, mcl_context *ctx, double *fwd_err, double *bwd_err)
 {
     tm_state *s = opaque;
@@ -133,6 +275,7 @@ static mcl_status tm_verify(void *opaque, mcl_context *ctx, double *fwd_err, dou
             }
         }
         for (size_t e = 0; e < h * c; e++) bench_err_add(&bwd, dwout[e], ref_dw[e]);
+        if ((double)n * n * n * h <= (double)(1 << 28)) check_other_grads(s, ctx, p, t, &bwd);
     }
     *fwd_err = ok ? bench_err_value(&fwd) : INFINITY;
     *bwd_err = ok ? bench_err_value(&bwd) : INFINITY;
@@ -152,6 +295,12 @@ static void tm_destroy(void *opaque)
     }
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (mems[i]) clReleaseMemObject(mems[i]);
+    if (s->unfused) {
+        for (size_t i = 0; i < U_COUNT; i++)
+            if (s->unfused->mem[i]) clReleaseMemObject(s->unfused->mem[i]);
+        if (s->unfused->eltwise) clReleaseProgram(s->unfused->eltwise);
+        free(s->unfused);
+    }
     free(s);
 }
 
@@ -196,7 +345,27 @@ static double tm_tolerance(mcl_dtype dtype)
     return dtype == MCL_F32 ? 2e-5 : 4 * host_tolerance(dtype);
 }
 
-static const bench_impl tm_impls[] = {{"megacl", NULL, NULL}};
+/* The unfused path: the same problem and checks, its intermediates counted as results. */
+static mcl_status tm_create_unfused(mcl_context *ctx, const size_t *shape, mcl_dtype dtype, bench_op *op)
+{
+    if (dtype != MCL_F32) return mcl_fail(MCL_ERR_UNSUPPORTED_DTYPE, "CLBlast has no %s GEMM", mcl_dtype_name(dtype));
+    CLI_TRY(tm_create(ctx, shape, dtype, op));
+    tm_state *s = op->state;
+    size_t np = shape[0] * shape[0], c = shape[1], h = shape[2], w = 4 * h + c;
+    if (!(s->unfused = calloc(1, sizeof *s->unfused))) return MCL_ERR_OUT_OF_MEMORY;
+    size_t widths[U_COUNT];
+    for (size_t i = 0; i < U_COUNT; i++) widths[i] = h; /* most are [np, h] or [h, np] */
+    widths[U_ZN] = widths[U_O] = widths[U_SG] = widths[U_DO] = widths[U_DSG] = widths[U_DZN] = c;
+    widths[U_DP] = w;
+    for (size_t i = 0; i < U_COUNT; i++) {
+        if (!(s->unfused->mem[i] = host_upload(ctx, MCL_F32, NULL, np * widths[i]))) return MCL_ERR_OUT_OF_MEMORY;
+        op->result_bytes += (uint64_t)np * widths[i] * sizeof(float);
+    }
+    if (!(s->unfused->eltwise = bench_eltwise_program(ctx))) return MCL_ERR_BUILD;
+    return MCL_OK;
+}
+
+static const bench_impl tm_impls[] = {{"megacl", NULL, NULL}, {"unfused", NULL, tm_create_unfused}};
 static const char *const tm_case_names[] = {"outgoing N=384 c=h=128", "outgoing N=128 c=h=64"};
 static const size_t tm_case_shapes[][5] = {{384, 128, 128}, {128, 64, 64}};
 
@@ -204,7 +373,7 @@ const bench_workload bench_trimul = {
     .name = "trimul",
     .family = "gemm",
     .impls = tm_impls,
-    .impl_count = 1,
+    .impl_count = 2,
     .case_names = tm_case_names,
     .case_shapes = tm_case_shapes,
     .case_count = 2,
