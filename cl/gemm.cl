@@ -15,9 +15,11 @@
  *
  * A work-group computes a BM x BN tile of C in steps of BK along K through local memory, where
  * both operand tiles are stored k-major as float4s of 4 consecutive rows (A) or columns (B). A
- * work-item owns TM x TN outputs: TM / 4 groups of 4 consecutive rows spaced BM / (TM / 4)
- * apart (likewise columns), so each step reads its operands with float4 loads, those of A
- * broadcast along a row of work-items and those of B consecutive. With GEMM_PREFETCH the next
+ * work-item owns TM x TN outputs. With TM >= 4 they are TM / 4 groups of 4 consecutive rows
+ * spaced BM / (TM / 4) apart, read as float4s; with TM < 4 (the thin tiles of a skinny output,
+ * which keep the work-group's work-items that way) single rows spaced BM / TM apart, read one
+ * float at a time. Columns likewise. Reads of A broadcast along a row of work-items, reads of B
+ * are consecutive. With GEMM_PREFETCH the next
  * step's operands are loaded into registers while the current step computes. The K
  * range may be split (grid dimension 2 = batch x splits): split s writes fp32 partials to slot
  * slot_base + s of `slots`, and gemm_sum_splits adds the slots in order (deterministic; a
@@ -63,6 +65,18 @@
 #define B_PER ((B_UNITS + ITEMS - 1) / ITEMS)
 #define A_ROW (GEMM_BM / 4 + 1) /* float4s per k of the local tiles; the one extra spreads */
 #define B_ROW (GEMM_BN / 4 + 1) /* the k-strided stores over all banks */
+
+/* The tile row of a work-item's output row i, and the tile column of its output column j. */
+#if GEMM_TM >= 4
+#define ROW_OF(i) (4 * (ty + (i) / 4 * GY) + (i) % 4)
+#else
+#define ROW_OF(i) (ty + (i) * GY)
+#endif
+#if GEMM_TN >= 4
+#define COL_OF(j) (4 * (tx + (j) / 4 * GX) + (j) % 4)
+#else
+#define COL_OF(j) (tx + (j) * GX)
+#endif
 
 #define GEMM_HAS_GAMMA 1u
 #define GEMM_HAS_BETA 2u
@@ -216,16 +230,24 @@ void gemm(__global const store_t *a, ulong a_off, ulong lda, ulong a_batch,
 #endif
         for (uint kk = 0; kk < GEMM_BK; kk++) {
             float av[GEMM_TM], bv[GEMM_TN];
+#if GEMM_TM >= 4
 #pragma unroll
             for (uint g = 0; g < GEMM_TM / 4; g++) {
                 float4 v = a_l[kk][ty + g * GY];
                 av[4 * g] = v.x, av[4 * g + 1] = v.y, av[4 * g + 2] = v.z, av[4 * g + 3] = v.w;
             }
+#else
+            for (uint i = 0; i < GEMM_TM; i++) av[i] = ((__local const float *)a_l[kk])[ROW_OF(i)];
+#endif
+#if GEMM_TN >= 4
 #pragma unroll
             for (uint g = 0; g < GEMM_TN / 4; g++) {
                 float4 v = b_l[kk][tx + g * GX];
                 bv[4 * g] = v.x, bv[4 * g + 1] = v.y, bv[4 * g + 2] = v.z, bv[4 * g + 3] = v.w;
             }
+#else
+            for (uint j = 0; j < GEMM_TN; j++) bv[j] = ((__local const float *)b_l[kk])[COL_OF(j)];
+#endif
 #pragma unroll
             for (uint i = 0; i < GEMM_TM; i++)
 #pragma unroll
@@ -239,9 +261,9 @@ void gemm(__global const store_t *a, ulong a_off, ulong lda, ulong a_batch,
     c += c_off + batch * c_batch;
     partial += partial_off + (batch * slots + slot_base + split) * M * N;
     for (uint i = 0; i < GEMM_TM; i++) {
-        ulong m = m0 + 4 * (ty + i / 4 * GY) + i % 4;
+        ulong m = m0 + ROW_OF(i);
         for (uint j = 0; j < GEMM_TN; j++) {
-            ulong n = n0 + 4 * (tx + j / 4 * GX) + j % 4;
+            ulong n = n0 + COL_OF(j);
             if (m >= M || n >= N) continue;
             if (flags & GEMM_PARTIAL)
                 partial[m * N + n] = (flags & GEMM_ACCUMULATE) ? partial[m * N + n] + acc[i][j] : acc[i][j];

@@ -250,6 +250,7 @@ Test(ln_linear, every_parameter_variant_is_correct, .timeout = 600)
     } runs[] = {
         {NULL, {2000, 24, 8, MCL_F32}}, /* the tables' choice */
         {"BM=16,BN=32,BK=4,TM=4,TN=4,SPLIT_WAVES=8", {2000, 24, 8, MCL_BF16}},
+        {"BM=64,BN=16,BK=8,TM=2,TN=1,SPLIT_WAVES=2", {2000, 24, 8, MCL_F32}}, /* one-float operand reads */
         {SPLIT_VARIANT, {2000, 24, 8, MCL_F16}},
         {SPLIT_VARIANT, {3, 130, 100, MCL_F16}}, /* splits the forward (K = in) and dLN(x) (K = out) */
         {"BM=128,BN=64,BK=32,TM=8,TN=4,SPLIT_WAVES=1,PREFETCH=0", {2000, 24, 8, MCL_F32}},

@@ -190,7 +190,7 @@ Test(transition, each_backward_output_alone, .timeout = 300)
 
 /* 16 x 16 tiles over 8 waves: at rows 77, c 32, F 20 every GEMM but dh's (never split) splits
  * K into partials, on 2 compute units or more. */
-#define SPLIT_VARIANT "BM=16,BN=16,BK=4,TM=4,TN=4,SPLIT_WAVES=8,PREFETCH=0"
+#define SPLIT_VARIANT "BM=16,BN=16,BK=4,TM=1,TN=2,SPLIT_WAVES=8,PREFETCH=0"
 
 /* Variants of the parameter space other than the tables' choice: small and tall or wide tiles,
  * with and without K splits, on partial tiles. */

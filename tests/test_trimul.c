@@ -260,7 +260,7 @@ Test(trimul, each_backward_output_alone, .timeout = 300)
 }
 
 /* 16 x 16 tiles over 8 waves: the weight gradients' GEMMs (K = N^2) split K into partials. */
-#define SPLIT_VARIANT "BM=16,BN=16,BK=4,TM=4,TN=4,SPLIT_WAVES=8,PREFETCH=0"
+#define SPLIT_VARIANT "BM=16,BN=16,BK=4,TM=1,TN=2,SPLIT_WAVES=8,PREFETCH=0"
 
 /* Variants of the parameter space besides the tables' choice must be correct too. */
 Test(trimul, parameter_variants_are_correct, .timeout = 300)

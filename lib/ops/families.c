@@ -133,8 +133,8 @@ static const mcl_param_decl gemm_params[] = {
     [GEMM_BM] = {"BM", 128, LEGAL(16, 32, 64, 128)},
     [GEMM_BN] = {"BN", 128, LEGAL(16, 32, 64, 128)},
     [GEMM_BK] = {"BK", 16, LEGAL(4, 8, 16, 32)},
-    [GEMM_TM] = {"TM", 8, LEGAL(4, 8)},
-    [GEMM_TN] = {"TN", 8, LEGAL(4, 8)},
+    [GEMM_TM] = {"TM", 8, LEGAL(1, 2, 4, 8)},
+    [GEMM_TN] = {"TN", 8, LEGAL(1, 2, 4, 8)},
     [GEMM_SPLIT_WAVES] = {"SPLIT_WAVES", 2, LEGAL(1, 2, 4, 8)},
     [GEMM_PREFETCH] = {"PREFETCH", 1, LEGAL(0, 1)},
 };

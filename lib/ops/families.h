@@ -32,7 +32,7 @@ enum { EV_VARIANT_REFERENCE = 0, EV_VARIANT_TILED = 1 };
 enum { GLU_VEC, GLU_WG, GLU_GROUPS_PER_CU };
 
 /* gemm: the fused operators' GEMM. A work-group computes a BM x BN tile in steps of BK; a
- * work-item owns TM x TN outputs (float4 groups). SPLIT_WAVES: the K range is split until the
+ * work-item owns TM x TN outputs (float4 groups from 4 on). SPLIT_WAVES: the K range is split until the
  * grid fills this many work-groups per compute unit (partials summed in a fixed order).
  * PREFETCH: load the next step's operands while computing the current one. */
 enum { GEMM_BM, GEMM_BN, GEMM_BK, GEMM_TM, GEMM_TN, GEMM_SPLIT_WAVES, GEMM_PREFETCH };

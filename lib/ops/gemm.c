@@ -16,14 +16,14 @@
 static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 
 /* A tile no larger than the next power of two of its side, down to 8 (a 16-wide output gets a
- * 16-wide tile), its per-work-item share shrinking with it (down to the 4 of a float4) so the
- * work-group keeps its work-items. Not down to 4: PoCL 5 fails to compile the kernel for a
- * work-group one work-item wide. */
+ * 16-wide tile), its per-work-item share shrinking with it so the work-group keeps its
+ * work-items (a 16-column tile of 128-column parameters: 16 work-items of one column each).
+ * Not down to 4 and below: PoCL 5 cannot compile a work-group one work-item wide. */
 static void fit_tile(int *tile, int *per_item, size_t side)
 {
     while (*tile > 8 && (size_t)*tile / 2 >= side) {
         *tile /= 2;
-        if (*per_item > 4) *per_item /= 2;
+        if (*per_item > 1) *per_item /= 2;
     }
 }
 
@@ -33,18 +33,8 @@ mcl_status mcl_gemm_plan(mcl_context *ctx, const gemm_call *g, gemm_plan *plan)
     mcl_params params;
     MCL_TRY(mcl_params_lookup(ctx, &mcl_family_gemm, g->dtype, shape, &params));
     int *v = params.values;
-    size_t items = (size_t)(v[GEMM_BM] / v[GEMM_TM]) * (size_t)(v[GEMM_BN] / v[GEMM_TN]);
     fit_tile(&v[GEMM_BM], &v[GEMM_TM], g->m);
     fit_tile(&v[GEMM_BN], &v[GEMM_TN], g->n);
-    /* a skinny tile keeps its work-items by giving each fewer outputs on its long side: with
-     * 16 columns, 128 work-items of 4 x 4 instead of 64 of 8 x 4 (LayerNorm + Linear, N = 16) */
-    while ((size_t)(v[GEMM_BM] / v[GEMM_TM]) * (size_t)(v[GEMM_BN] / v[GEMM_TN]) < items &&
-           (v[GEMM_TM] > 4 || v[GEMM_TN] > 4)) {
-        if (v[GEMM_TM] >= v[GEMM_TN] && v[GEMM_TM] > 4)
-            v[GEMM_TM] /= 2;
-        else
-            v[GEMM_TN] /= 2;
-    }
     size_t bm = (size_t)v[GEMM_BM], bn = (size_t)v[GEMM_BN], bk = (size_t)v[GEMM_BK];
     /* split K when the tiles cannot fill SPLIT_WAVES waves, keeping >= 4 steps per split */
     size_t tiles = ceil_div(g->m, bm) * ceil_div(g->n, bn) * g->batch;
