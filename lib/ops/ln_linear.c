@@ -141,11 +141,6 @@ typedef struct bwd_plan {
     size_t bytes[PART_COUNT];
 } bwd_plan;
 
-static void need_scratch(bwd_plan *p, size_t bytes)
-{
-    if (bytes > p->bytes[PART_SCRATCH]) p->bytes[PART_SCRATCH] = bytes;
-}
-
 /* Whether dW's fp32 partials fit in dx's bytes (from the first float-aligned byte on). */
 static int dweight_partials_fit_dx(const mcl_ln_linear_desc *d, const mcl_ln_linear_bwd_tensors *t, bwd_plan *p)
 {
@@ -163,22 +158,25 @@ static mcl_status plan_backward(mcl_context *ctx, const mcl_ln_linear_desc *d, c
     if (p->want_dxn) {
         gemm_call g = dxn_gemm(d, t, NULL, 0);
         MCL_TRY(mcl_gemm_plan(ctx, &g, &p->dxn));
-        need_scratch(p, p->dxn.partial_bytes);
+        mcl_part_grow(&p->bytes[PART_SCRATCH], p->dxn.partial_bytes);
         if (!mcl_has(&t->dx)) p->bytes[PART_DXN] = d->rows * d->in_features * mcl_dtype_size(d->dtype);
     }
     if (mcl_has(&t->dln_weight) || mcl_has(&t->dln_bias)) {
         mcl_layernorm_desc lnd = ln_desc(d);
         size_t bytes;
         MCL_TRY(mcl_layernorm_backward_workspace_size(ctx, &lnd, &bytes));
-        need_scratch(p, bytes);
+        mcl_part_grow(&p->bytes[PART_SCRATCH], bytes);
     }
     if (mcl_has(&t->dweight)) {
         gemm_call g = dweight_gemm(d, t, &ln);
         MCL_TRY(mcl_gemm_plan(ctx, &g, &p->dweight));
         p->dweight_partials_in_dx = dweight_partials_fit_dx(d, t, p);
-        if (!p->dweight_partials_in_dx) need_scratch(p, p->dweight.partial_bytes);
+        if (!p->dweight_partials_in_dx)
+            mcl_part_grow(&p->bytes[PART_SCRATCH], p->dweight.partial_bytes);
     }
-    if (mcl_has(&t->dbias)) need_scratch(p, mcl_column_sums_bytes(ctx, d->rows, d->out_features));
+    if (mcl_has(&t->dbias))
+        mcl_part_grow(&p->bytes[PART_SCRATCH],
+                      mcl_column_sums_bytes(ctx, d->rows, d->out_features));
     return MCL_OK;
 }
 

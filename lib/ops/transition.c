@@ -191,11 +191,6 @@ typedef struct bwd_plan {
     size_t bytes[PART_COUNT];
 } bwd_plan;
 
-static void need_scratch(bwd_plan *p, size_t bytes)
-{
-    if (bytes > p->bytes[PART_SCRATCH]) p->bytes[PART_SCRATCH] = bytes;
-}
-
 static chunk chunk_at(const mcl_transition_desc *d, const bwd_plan *p, size_t i)
 {
     size_t row = i * p->chunk_rows, rows = d->rows - row < p->chunk_rows ? d->rows - row : p->chunk_rows;
@@ -226,7 +221,7 @@ static mcl_status plan_backward(mcl_context *ctx, const mcl_transition_desc *d, 
             gemm_call g = dxn_gemm(d, t, chunk_at(d, p, i), NULL, 0, &t->dx);
             gemm_plan plan;
             MCL_TRY(mcl_gemm_plan(ctx, &g, &plan));
-            need_scratch(p, plan.partial_bytes);
+            mcl_part_grow(&p->bytes[PART_SCRATCH], plan.partial_bytes);
             if (p->chunks == 1) break;
         }
     }
@@ -239,7 +234,7 @@ static mcl_status plan_backward(mcl_context *ctx, const mcl_transition_desc *d, 
         mcl_layernorm_desc lnd = ln_desc(d);
         size_t bytes;
         MCL_TRY(mcl_layernorm_backward_workspace_size(ctx, &lnd, &bytes));
-        need_scratch(p, bytes);
+        mcl_part_grow(&p->bytes[PART_SCRATCH], bytes);
     }
     return MCL_OK;
 }

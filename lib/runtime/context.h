@@ -57,6 +57,13 @@ mcl_status mcl_workspace(mcl_context *ctx, size_t bytes, cl_mem *buffer);
 mcl_status mcl_workspace_parts(mcl_context *ctx, const size_t *bytes, size_t count, cl_mem *buffer,
                                size_t *offsets);
 
+/* Grows a part's size to `bytes`: for a part that several steps use one after another on the
+ * in-order queue, each needing its own amount. */
+static inline void mcl_part_grow(size_t *part, size_t bytes)
+{
+    if (bytes > *part) *part = bytes;
+}
+
 /* The workspace bytes mcl_workspace_parts takes for these sizes. */
 size_t mcl_workspace_parts_size(const size_t *bytes, size_t count);
 

@@ -71,6 +71,13 @@ typedef struct bench_view {
  * profiling window: k_sigmoid, k_silu (x -> y), k_mul (a, b -> y), k_sigmoid_backward (dy, s ->
  * dx, s the saved sigmoid), k_silu_backward (dy, x -> dx). */
 cl_program bench_eltwise_program(mcl_context *ctx);
+bench_view bench_flat(cl_mem mem);
+bench_view bench_block(cl_mem mem, size_t stride, size_t shift, size_t cols); /* columns [shift, shift + cols) */
+bench_view bench_per_row(cl_mem mem, size_t cols); /* one value per row of `cols` elements */
+
+/* MCL_OK for fp32, the one dtype of the unfused baselines (CLBlast has no bf16); else
+ * MCL_ERR_UNSUPPORTED_DTYPE with a message, which the bench reports as a skipped row. */
+mcl_status bench_unfused_dtype(mcl_dtype dtype);
 mcl_status bench_eltwise(mcl_context *ctx, cl_program program, const char *kernel, size_t n, const bench_view *views,
                          size_t view_count);
 

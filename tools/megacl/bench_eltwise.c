@@ -28,6 +28,21 @@ static const char eltwise_source[] =
     "{ ulong i = get_global_id(0); if (i < n) { float v = AT(x, i), s = 1.0f / (1.0f + exp(-v));\n"
     "  AT(dx, i) = AT(dy, i) * s * (1.0f + v * (1.0f - s)); } }\n";
 
+bench_view bench_flat(cl_mem mem) { return (bench_view){mem, 0, 0, 0, 0}; }
+
+bench_view bench_block(cl_mem mem, size_t stride, size_t shift, size_t cols)
+{
+    return (bench_view){mem, cols, stride, shift, 0};
+}
+
+bench_view bench_per_row(cl_mem mem, size_t cols) { return (bench_view){mem, cols, 1, 0, 1}; }
+
+mcl_status bench_unfused_dtype(mcl_dtype dtype)
+{
+    if (dtype == MCL_F32) return MCL_OK;
+    return mcl_fail(MCL_ERR_UNSUPPORTED_DTYPE, "fp32 only: CLBlast has no %s GEMM", mcl_dtype_name(dtype));
+}
+
 cl_program bench_eltwise_program(mcl_context *ctx)
 {
     cl_device_id device;

@@ -7,7 +7,6 @@
 
 #include "ref/glu_ref.h"
 #include "ref/host.h"
-#include "runtime/error.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -25,20 +24,21 @@ typedef struct glu_state {
     cl_mem act_mem, tmp_mem;
 } glu_state;
 
-static bench_view flat(cl_mem mem) { return (bench_view){mem, 0, 0, 0, 0}; }
 static bench_view half(const glu_state *s, cl_mem mem, int second)
 {
     size_t f = s->swi.features;
-    return (bench_view){mem, f, 2 * f, second ? f : 0, 0};
+    return bench_block(mem, 2 * f, second ? f : 0, f);
 }
 
 /* gating: s = sigmoid(g), y = x s; swiglu: s = silu(a), y = s b */
 static mcl_status unfused_forward(glu_state *s, mcl_context *ctx)
 {
     size_t n = s->n_out;
-    bench_view act[] = {s->swiglu ? half(s, s->x_mem, 0) : flat(s->g_mem), flat(s->act_mem)};
+    bench_view act[] = {s->swiglu ? half(s, s->x_mem, 0) : bench_flat(s->g_mem),
+                        bench_flat(s->act_mem)};
     CLI_TRY(bench_eltwise(ctx, s->eltwise, s->swiglu ? "k_silu" : "k_sigmoid", n, act, 2));
-    bench_view mul[] = {s->swiglu ? half(s, s->x_mem, 1) : flat(s->x_mem), flat(s->act_mem), flat(s->y_mem)};
+    bench_view mul[] = {s->swiglu ? half(s, s->x_mem, 1) : bench_flat(s->x_mem),
+                        bench_flat(s->act_mem), bench_flat(s->y_mem)};
     return bench_eltwise(ctx, s->eltwise, "k_mul", n, mul, 3);
 }
 
@@ -46,18 +46,18 @@ static mcl_status unfused_forward(glu_state *s, mcl_context *ctx)
 static mcl_status unfused_backward(glu_state *s, mcl_context *ctx)
 {
     size_t n = s->n_out;
-    bench_view other = s->swiglu ? half(s, s->x_mem, 1) : flat(s->x_mem);
-    bench_view d_other = s->swiglu ? half(s, s->dx_mem, 1) : flat(s->dx_mem);
-    bench_view d_act = s->swiglu ? half(s, s->dx_mem, 0) : flat(s->dg_mem);
-    bench_view d1[] = {flat(s->dy_mem), flat(s->act_mem), d_other};
+    bench_view other = s->swiglu ? half(s, s->x_mem, 1) : bench_flat(s->x_mem);
+    bench_view d_other = s->swiglu ? half(s, s->dx_mem, 1) : bench_flat(s->dx_mem);
+    bench_view d_act = s->swiglu ? half(s, s->dx_mem, 0) : bench_flat(s->dg_mem);
+    bench_view d1[] = {bench_flat(s->dy_mem), bench_flat(s->act_mem), d_other};
     CLI_TRY(bench_eltwise(ctx, s->eltwise, "k_mul", n, d1, 3));
-    bench_view d2[] = {flat(s->dy_mem), other, flat(s->tmp_mem)};
+    bench_view d2[] = {bench_flat(s->dy_mem), other, bench_flat(s->tmp_mem)};
     CLI_TRY(bench_eltwise(ctx, s->eltwise, "k_mul", n, d2, 3));
     if (s->swiglu) {
-        bench_view d3[] = {flat(s->tmp_mem), half(s, s->x_mem, 0), d_act};
+        bench_view d3[] = {bench_flat(s->tmp_mem), half(s, s->x_mem, 0), d_act};
         return bench_eltwise(ctx, s->eltwise, "k_silu_backward", n, d3, 3);
     }
-    bench_view d3[] = {flat(s->tmp_mem), flat(s->act_mem), d_act};
+    bench_view d3[] = {bench_flat(s->tmp_mem), bench_flat(s->act_mem), d_act};
     return bench_eltwise(ctx, s->eltwise, "k_sigmoid_backward", n, d3, 3);
 }
 
@@ -185,7 +185,7 @@ static mcl_status swiglu_create(mcl_context *ctx, const size_t *shape, mcl_dtype
 static mcl_status create_unfused(mcl_context *ctx, const size_t *shape, mcl_dtype dtype, bench_op *op,
                                  mcl_status (*create)(mcl_context *, const size_t *, mcl_dtype, bench_op *))
 {
-    if (dtype != MCL_F32) return mcl_fail(MCL_ERR_UNSUPPORTED_DTYPE, "the unfused baselines are fp32 only");
+    CLI_TRY(bench_unfused_dtype(dtype));
     CLI_TRY(create(ctx, shape, dtype, op));
     glu_state *s = op->state;
     s->act_mem = host_upload(ctx, MCL_F32, NULL, s->n_out);

@@ -5,7 +5,6 @@
 #include "bench.h"
 
 #include "ref/host.h"
-#include "runtime/error.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -218,7 +217,7 @@ static mcl_status lnl_create(mcl_context *ctx, const size_t *shape, mcl_dtype dt
 /* The unfused path: the same problem and checks, LN(x) and dLN(x) counted as results. */
 static mcl_status lnl_create_unfused(mcl_context *ctx, const size_t *shape, mcl_dtype dtype, bench_op *op)
 {
-    if (dtype != MCL_F32) return mcl_fail(MCL_ERR_UNSUPPORTED_DTYPE, "CLBlast has no %s GEMM", mcl_dtype_name(dtype));
+    CLI_TRY(bench_unfused_dtype(dtype));
     CLI_TRY(lnl_create(ctx, shape, dtype, op));
     lnl_state *s = op->state;
     size_t rows = shape[0], in = shape[1];

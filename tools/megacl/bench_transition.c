@@ -6,7 +6,6 @@
 #include "bench.h"
 
 #include "ref/host.h"
-#include "runtime/error.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -245,7 +244,7 @@ static mcl_status tr_create(mcl_context *ctx, const size_t *shape, mcl_dtype dty
 /* The unfused path: the same problem and checks, its intermediates counted as results. */
 static mcl_status tr_create_unfused(mcl_context *ctx, const size_t *shape, mcl_dtype dtype, bench_op *op)
 {
-    if (dtype != MCL_F32) return mcl_fail(MCL_ERR_UNSUPPORTED_DTYPE, "CLBlast has no %s GEMM", mcl_dtype_name(dtype));
+    CLI_TRY(bench_unfused_dtype(dtype));
     CLI_TRY(tr_create(ctx, shape, dtype, op));
     tr_state *s = op->state;
     size_t rows = shape[0], c = shape[1], f = shape[2];

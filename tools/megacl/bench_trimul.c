@@ -7,7 +7,6 @@
 
 #include "ref/host.h"
 #include "ref/trimul_ref.h"
-#include "runtime/error.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -31,14 +30,6 @@ typedef struct tm_unfused {
 } tm_unfused;
 
 static mcl_tensor ts(cl_mem m) { return (mcl_tensor){m, 0}; }
-static bench_view flat(cl_mem m) { return (bench_view){m, 0, 0, 0, 0}; }
-/* columns [shift, shift + cols) of a [rows, stride] matrix */
-static bench_view block(cl_mem m, size_t stride, size_t shift, size_t cols)
-{
-    return (bench_view){m, cols, stride, shift, 0};
-}
-/* the pair mask, one value per pair entry over its `cols` channels */
-static bench_view per_pair(cl_mem m, size_t cols) { return (bench_view){m, cols, 1, 0, 1}; }
 
 static mcl_status sigmoid_of(tm_state *s, mcl_context *ctx, size_t n, bench_view x, bench_view y)
 {
@@ -57,9 +48,9 @@ static mcl_status eltwise(tm_state *s, mcl_context *ctx, const char *kernel, siz
 static mcl_status gate_forward(tm_state *s, mcl_context *ctx, size_t first, cl_mem sig, cl_mem x)
 {
     size_t np = s->desc.n * s->desc.n, h = s->desc.hidden, w = 4 * h + s->desc.channels;
-    CLI_TRY(sigmoid_of(s, ctx, np * h, block(s->p, w, (first + 1) * h, h), flat(sig)));
-    CLI_TRY(eltwise(s, ctx, "k_mul", np * h, block(s->p, w, first * h, h), flat(sig), flat(x)));
-    return eltwise(s, ctx, "k_mul", np * h, flat(x), per_pair(s->mem[T_MASK], h), flat(x));
+    CLI_TRY(sigmoid_of(s, ctx, np * h, bench_block(s->p, w, (first + 1) * h, h), bench_flat(sig)));
+    CLI_TRY(eltwise(s, ctx, "k_mul", np * h, bench_block(s->p, w, first * h, h), bench_flat(sig), bench_flat(x)));
+    return eltwise(s, ctx, "k_mul", np * h, bench_flat(x), bench_per_row(s->mem[T_MASK], h), bench_flat(x));
 }
 
 /* dp[proj] = dx mask sig, dp[gate] = sigmoid'(dx mask p[proj]) */
@@ -67,11 +58,14 @@ static mcl_status gate_backward(tm_state *s, mcl_context *ctx, size_t first, cl_
 {
     tm_unfused *u = s->unfused;
     size_t np = s->desc.n * s->desc.n, h = s->desc.hidden, w = 4 * h + s->desc.channels;
-    CLI_TRY(eltwise(s, ctx, "k_mul", np * h, flat(dx), per_pair(s->mem[T_MASK], h), flat(u->mem[U_TMP])));
-    CLI_TRY(eltwise(s, ctx, "k_mul", np * h, flat(u->mem[U_TMP]), flat(sig), block(u->mem[U_DP], w, first * h, h)));
-    CLI_TRY(eltwise(s, ctx, "k_mul", np * h, flat(u->mem[U_TMP]), block(s->p, w, first * h, h), flat(u->mem[U_TMP2])));
-    return eltwise(s, ctx, "k_sigmoid_backward", np * h, flat(u->mem[U_TMP2]), flat(sig),
-                   block(u->mem[U_DP], w, (first + 1) * h, h));
+    CLI_TRY(eltwise(s, ctx, "k_mul", np * h, bench_flat(dx), bench_per_row(s->mem[T_MASK], h),
+                    bench_flat(u->mem[U_TMP])));
+    CLI_TRY(eltwise(s, ctx, "k_mul", np * h, bench_flat(u->mem[U_TMP]), bench_flat(sig),
+                    bench_block(u->mem[U_DP], w, first * h, h)));
+    CLI_TRY(eltwise(s, ctx, "k_mul", np * h, bench_flat(u->mem[U_TMP]),
+                    bench_block(s->p, w, first * h, h), bench_flat(u->mem[U_TMP2])));
+    return eltwise(s, ctx, "k_sigmoid_backward", np * h, bench_flat(u->mem[U_TMP2]),
+                   bench_flat(sig), bench_block(u->mem[U_DP], w, (first + 1) * h, h));
 }
 
 static mcl_status unfused_forward(tm_state *s, mcl_context *ctx)
@@ -93,8 +87,8 @@ static mcl_status unfused_forward(tm_state *s, mcl_context *ctx)
                                     .y = ts(u[U_TN]), .mean = ts(s->mean_out), .rstd = ts(s->rstd_out)};
     CLI_TRY(mcl_layernorm_forward(ctx, &ln_out, &l2, NULL));
     CLI_TRY(bench_sgemm(ctx, 0, 0, np, c, h, u[U_TN], h, s->mem[T_WOUT], c, u[U_O], c));
-    CLI_TRY(sigmoid_of(s, ctx, np * c, block(s->p, w, 4 * h, c), flat(u[U_SG])));
-    return eltwise(s, ctx, "k_mul", np * c, flat(u[U_SG]), flat(u[U_O]), flat(s->out));
+    CLI_TRY(sigmoid_of(s, ctx, np * c, bench_block(s->p, w, 4 * h, c), bench_flat(u[U_SG])));
+    return eltwise(s, ctx, "k_mul", np * c, bench_flat(u[U_SG]), bench_flat(u[U_O]), bench_flat(s->out));
 }
 
 static mcl_status unfused_backward(tm_state *s, mcl_context *ctx)
@@ -102,9 +96,12 @@ static mcl_status unfused_backward(tm_state *s, mcl_context *ctx)
     cl_mem *u = s->unfused->mem;
     size_t n = s->desc.n, np = n * n, c = s->desc.channels, h = s->desc.hidden, w = 4 * h + c;
     cl_mem dout = s->mem[T_DOUT];
-    CLI_TRY(eltwise(s, ctx, "k_mul", np * c, flat(dout), flat(u[U_SG]), flat(u[U_DO])));
-    CLI_TRY(eltwise(s, ctx, "k_mul", np * c, flat(dout), flat(u[U_O]), flat(u[U_DSG])));
-    CLI_TRY(eltwise(s, ctx, "k_sigmoid_backward", np * c, flat(u[U_DSG]), flat(u[U_SG]), block(u[U_DP], w, 4 * h, c)));
+    CLI_TRY(eltwise(s, ctx, "k_mul", np * c, bench_flat(dout), bench_flat(u[U_SG]),
+                    bench_flat(u[U_DO])));
+    CLI_TRY(eltwise(s, ctx, "k_mul", np * c, bench_flat(dout), bench_flat(u[U_O]),
+                    bench_flat(u[U_DSG])));
+    CLI_TRY(eltwise(s, ctx, "k_sigmoid_backward", np * c, bench_flat(u[U_DSG]), bench_flat(u[U_SG]),
+                    bench_block(u[U_DP], w, 4 * h, c)));
     CLI_TRY(bench_sgemm(ctx, 1, 0, h, c, np, u[U_TN], h, u[U_DO], c, s->dwout, c));
     CLI_TRY(bench_sgemm(ctx, 0, 1, np, h, c, u[U_DO], c, s->mem[T_WOUT], c, u[U_DTN], h));
     mcl_layernorm_desc ln_in = {np, c, MCL_F32, s->desc.eps}, ln_out = {np, h, MCL_F32, s->desc.eps};
@@ -227,7 +224,8 @@ static mcl_status tm_verify(void *opaque, mcl_context *ctx, double *fwd_err, dou
     CLI_TRY(tm_backward(s, ctx));
     float *out = malloc(np * c * sizeof *out), *dwout = malloc(h * c * sizeof *dwout);
     float *t = malloc(np * h * sizeof *t), *p = malloc(np * w * sizeof *p);
-    double *a = malloc(n * h * sizeof *a), *b = malloc(n * h * sizeof *b), *row = malloc((2 * w + 2 * c + h) * sizeof *row);
+    double *a = malloc(n * h * sizeof *a), *b = malloc(n * h * sizeof *b),
+           *row = malloc((2 * w + 2 * c + h) * sizeof *row);
     double *ref_dw = calloc(h * c, sizeof *ref_dw);
     int ok = out && dwout && t && p && a && b && row && ref_dw;
     bench_err fwd = {0}, bwd = {0};
@@ -348,7 +346,7 @@ static double tm_tolerance(mcl_dtype dtype)
 /* The unfused path: the same problem and checks, its intermediates counted as results. */
 static mcl_status tm_create_unfused(mcl_context *ctx, const size_t *shape, mcl_dtype dtype, bench_op *op)
 {
-    if (dtype != MCL_F32) return mcl_fail(MCL_ERR_UNSUPPORTED_DTYPE, "CLBlast has no %s GEMM", mcl_dtype_name(dtype));
+    CLI_TRY(bench_unfused_dtype(dtype));
     CLI_TRY(tm_create(ctx, shape, dtype, op));
     tm_state *s = op->state;
     size_t np = shape[0] * shape[0], c = shape[1], h = shape[2], w = 4 * h + c;
