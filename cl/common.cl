@@ -65,6 +65,10 @@ MCL_VEC_FUNCS(8)
 inline void load_vec1(__global const store_t *p, size_t i, float *dst) { dst[0] = load_elem(p, i); }
 inline void store_vec1(__global store_t *p, size_t i, const float *src) { store_elem(p, i, src[0]); }
 
+/* #pragma with macro arguments expanded (a tuning parameter's unroll count) */
+#define MCL_PRAGMA_(x) _Pragma(#x)
+#define MCL_PRAGMA(x) MCL_PRAGMA_(x)
+
 #define MCL_CAT_(a, b) a##b
 #define MCL_CAT(a, b) MCL_CAT_(a, b)
 

@@ -19,9 +19,11 @@
  * spaced BM / (TM / 4) apart, read as float4s; with TM < 4 (the thin tiles of a skinny output,
  * which keep the work-group's work-items that way) single rows spaced BM / TM apart, read one
  * float at a time. Columns likewise. Reads of A broadcast along a row of work-items, reads of B
- * are consecutive. With GEMM_PREFETCH the next
- * step's operands are loaded into registers while the current step computes. The K
- * range may be split (grid dimension 2 = batch x splits): split s writes fp32 partials to slot
+ * are consecutive. With GEMM_PREFETCH the next step's operands are loaded into registers while
+ * the current step computes, and stored to a second local buffer after it. Tiles inside the
+ * matrices take a fast path where the storage is aligned (GEMM_ALIGN_*): vector loads and
+ * stores without bounds checks, LayerNorm statistics read once; tiles on the edges check every
+ * element. The K range may be split (grid dimension 2 = batch x splits): split s writes fp32 partials to slot
  * slot_base + s of `slots`, and gemm_sum_splits adds the slots in order (deterministic; a
  * caller running K in chunks either gives each chunk its own slots or adds each chunk to the
  * same slots, GEMM_ACCUMULATE, in chunk order). */
@@ -43,6 +45,9 @@
 #ifndef GEMM_PREFETCH
 #define GEMM_PREFETCH 1
 #endif
+#ifndef GEMM_UNROLL
+#define GEMM_UNROLL 2
+#endif
 #ifndef GEMM_TRANS_A
 #define GEMM_TRANS_A 0
 #endif
@@ -55,6 +60,18 @@
 #ifndef GEMM_C_OP
 #define GEMM_C_OP 0
 #endif
+/* The largest power of two up to 8 dividing every offset, leading dimension and shift of A's
+ * stored matrix (and its LayerNorm weights), in elements; likewise B. Set by the host per call. */
+#ifndef GEMM_ALIGN_A
+#define GEMM_ALIGN_A 1
+#endif
+#ifndef GEMM_ALIGN_B
+#define GEMM_ALIGN_B 1
+#endif
+/* Likewise for what the epilogue writes and reads: C (or the partials), bias, h. */
+#ifndef GEMM_ALIGN_C
+#define GEMM_ALIGN_C 1
+#endif
 
 #define GX (GEMM_BN / GEMM_TN) /* work-items along N */
 #define GY (GEMM_BM / GEMM_TM) /* work-items along M */
@@ -63,6 +80,22 @@
 #define B_UNITS (GEMM_BN / 4 * GEMM_BK)
 #define A_PER ((A_UNITS + ITEMS - 1) / ITEMS) /* per work-item */
 #define B_PER ((B_UNITS + ITEMS - 1) / ITEMS)
+/* An operand takes the fast path (vector loads, no bounds checks) on the steps its tile lies
+ * inside the matrix when its units divide evenly among the work-items and its storage is
+ * aligned to the vector width: a unit's 4 elements transposed, else a run of A_PER (B_PER) k. */
+#if GEMM_TRANS_A
+#define A_VEC 4
+#else
+#define A_VEC A_PER
+#endif
+#if GEMM_TRANS_B
+#define B_VEC B_PER
+#else
+#define B_VEC 4
+#endif
+#define A_FAST (A_UNITS % ITEMS == 0 && A_PER <= GEMM_BK && GEMM_ALIGN_A % A_VEC == 0)
+#define B_FAST (B_UNITS % ITEMS == 0 && B_PER <= GEMM_BK && GEMM_ALIGN_B % B_VEC == 0)
+#define STAGES (GEMM_PREFETCH ? 2 : 1) /* local buffers of the operand tiles */
 #define A_ROW (GEMM_BM / 4 + 1) /* float4s per k of the local tiles; the one extra spreads */
 #define B_ROW (GEMM_BN / 4 + 1) /* the k-strided stores over all banks */
 
@@ -125,6 +158,33 @@ inline void store_c(__global store_t *c, ulong ldc, ulong m, ulong n, float v, _
 #endif
 }
 
+#if GEMM_TN >= 4 && GEMM_ALIGN_C % 4 == 0
+/* store_c for the 4 consecutive outputs (m, n .. n + 3), by vector accesses */
+inline void store_c4(__global store_t *c, ulong ldc, ulong m, ulong n, float *v, __global const store_t *bias,
+                     __global const store_t *h, ulong ldh, ulong silu_shift, ulong gate_shift, uint flags)
+{
+#if GEMM_C_OP == 1
+    float x[4], g[4], ds[4], dg[4];
+    load_vec4(h, m * ldh + n + silu_shift, x);
+    load_vec4(h, m * ldh + n + gate_shift, g);
+    for (uint i = 0; i < 4; i++) {
+        float s = gemm_sigmoid(x[i]);
+        ds[i] = v[i] * g[i] * s * (1.0f + x[i] * (1.0f - s));
+        dg[i] = v[i] * x[i] * s;
+    }
+    store_vec4(c, m * ldc + n + silu_shift, ds);
+    store_vec4(c, m * ldc + n + gate_shift, dg);
+#else
+    if (flags & GEMM_HAS_BIAS) {
+        float b[4];
+        load_vec4(bias, n, b);
+        for (uint i = 0; i < 4; i++) v[i] += b[i];
+    }
+    store_vec4(c, m * ldc + n, v);
+#endif
+}
+#endif
+
 inline float load_b(__global const store_t *b, ulong ldb, ulong k, ulong n, ulong k_end, ulong N)
 {
     if (k >= k_end || n >= N) return 0.0f;
@@ -140,25 +200,191 @@ typedef struct gemm_stage {
     float4 a[A_PER], b[B_PER];
 } gemm_stage;
 
-/* Unit u of the A tile: 4 consecutive rows (m) at one k, (mm, kk) in the tile; consecutive work-
- * items take consecutive addresses of the stored matrix (along k, or along m transposed). */
-inline uint2 a_unit(uint u)
+/* The operand tiles' units a work-item loads in a step: unit t of work-item lid is 4 consecutive
+ * rows (A) or columns (B) at one k, (mm or nn, kk) in the tile. An operand stored along k (A
+ * as stored, B transposed) that takes the fast path has each work-item load 4 rows (columns)
+ * x a run of A_PER (B_PER) consecutive k, vector loads along the rows; otherwise consecutive
+ * work-items take consecutive addresses of the stored matrix. */
+inline uint2 a_unit(uint lid, uint t)
 {
+#if !GEMM_TRANS_A && A_FAST
+    return (uint2)(lid / (GEMM_BK / A_PER) * 4, lid % (GEMM_BK / A_PER) * A_PER + t);
+#else
+    uint u = lid + t * ITEMS;
 #if GEMM_TRANS_A
     return (uint2)(u % (GEMM_BM / 4) * 4, u / (GEMM_BM / 4));
 #else
     return (uint2)(u / GEMM_BK * 4, u % GEMM_BK);
 #endif
+#endif
 }
 
-/* Unit u of the B tile: 4 consecutive columns (n) at one k, (nn, kk) in the tile. */
-inline uint2 b_unit(uint u)
+inline uint2 b_unit(uint lid, uint t)
 {
+#if GEMM_TRANS_B && B_FAST
+    return (uint2)(lid / (GEMM_BK / B_PER) * 4, lid % (GEMM_BK / B_PER) * B_PER + t);
+#else
+    uint u = lid + t * ITEMS;
 #if GEMM_TRANS_B
     return (uint2)(u / GEMM_BK * 4, u % GEMM_BK);
 #else
     return (uint2)(u % (GEMM_BN / 4) * 4, u / (GEMM_BN / 4));
 #endif
+#endif
+}
+
+/* n (1, 2, 4 or 8, a constant) consecutive elements from element i into dst */
+#define LOAD_RUN(n, p, i, dst)                                                                 \
+    do {                                                                                       \
+        if ((n) == 8) load_vec8((p), (i), (dst));                                              \
+        else if ((n) == 4) load_vec4((p), (i), (dst));                                         \
+        else if ((n) == 2) load_vec2((p), (i), (dst));                                         \
+        else load_vec1((p), (i), (dst));                                                       \
+    } while (0)
+
+/* The LayerNorm and SwiGLU arguments of load_a, passed along unchanged */
+#define A_OP_PARAMS                                                                            \
+    __global const float *mean, __global const float *rstd, __global const store_t *gamma,     \
+        __global const store_t *beta, ulong silu_shift, ulong gate_shift, uint flags
+#define A_OP_ARGS mean, rstd, gamma, beta, silu_shift, gate_shift, flags
+
+/* A's share of a step, checked element by element (tiles on the matrix's edges, unaligned A) */
+inline void load_a_checked(gemm_stage *st, uint lid, __global const store_t *a, ulong lda, ulong m0, ulong k0,
+                           ulong M, ulong k_end, A_OP_PARAMS)
+{
+    for (uint t = 0; t < A_PER; t++) {
+        uint2 p = a_unit(lid, t);
+        float v[4];
+        for (uint r = 0; r < 4; r++)
+            v[r] = load_a(a, lda, m0 + p.x + r, k0 + p.y, M, k_end, A_OP_ARGS);
+        st->a[t] = vload4(0, v);
+    }
+}
+
+inline void load_b_checked(gemm_stage *st, uint lid, __global const store_t *b, ulong ldb, ulong n0, ulong k0,
+                           ulong N, ulong k_end)
+{
+    for (uint t = 0; t < B_PER; t++) {
+        uint2 p = b_unit(lid, t);
+        float v[4];
+        for (uint r = 0; r < 4; r++) v[r] = load_b(b, ldb, k0 + p.y, n0 + p.x + r, k_end, N);
+        st->b[t] = vload4(0, v);
+    }
+}
+
+#if A_FAST
+/* A's share of a step inside the matrix, by vector loads. Along k, the LayerNorm statistics of
+ * the work-item's 4 rows come from row_mean and row_rstd, read once. */
+inline void load_a_fast(gemm_stage *st, uint lid, __global const store_t *a, ulong lda, ulong m0, ulong k0,
+                        const float *row_mean, const float *row_rstd, A_OP_PARAMS)
+{
+#if GEMM_TRANS_A
+#pragma unroll
+    for (uint t = 0; t < A_PER; t++) {
+        uint2 p = a_unit(lid, t);
+        ulong k = k0 + p.y, m = m0 + p.x, at = k * lda + m; /* stored row k, columns m .. m + 3 */
+        float v[4];
+#if GEMM_A_OP == 2
+        float g[4];
+        load_vec4(a, at + silu_shift, v);
+        load_vec4(a, at + gate_shift, g);
+        for (uint i = 0; i < 4; i++) v[i] = v[i] * gemm_sigmoid(v[i]) * g[i];
+#else
+        load_vec4(a, at, v);
+#if GEMM_A_OP == 1
+        float mu = mean[k], rs = rstd[k], w[4] = {1.0f, 1.0f, 1.0f, 1.0f}, c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (flags & GEMM_HAS_GAMMA) load_vec4(gamma, m, w);
+        if (flags & GEMM_HAS_BETA) load_vec4(beta, m, c);
+        for (uint i = 0; i < 4; i++) v[i] = (v[i] - mu) * rs * w[i] + c[i];
+#endif
+#endif
+        st->a[t] = vload4(0, v);
+    }
+#else
+    uint2 p = a_unit(lid, 0);
+    ulong k = k0 + p.y;
+    float v[4][A_PER];
+#if GEMM_A_OP == 1
+    float w[A_PER], c[A_PER];
+    for (uint j = 0; j < A_PER; j++) w[j] = 1.0f, c[j] = 0.0f;
+    if (flags & GEMM_HAS_GAMMA) LOAD_RUN(A_PER, gamma, k, w);
+    if (flags & GEMM_HAS_BETA) LOAD_RUN(A_PER, beta, k, c);
+#endif
+#pragma unroll
+    for (uint r = 0; r < 4; r++) {
+        ulong at = (m0 + p.x + r) * lda + k;
+#if GEMM_A_OP == 2
+        float g[A_PER];
+        LOAD_RUN(A_PER, a, at + silu_shift, v[r]);
+        LOAD_RUN(A_PER, a, at + gate_shift, g);
+        for (uint j = 0; j < A_PER; j++) v[r][j] = v[r][j] * gemm_sigmoid(v[r][j]) * g[j];
+#else
+        LOAD_RUN(A_PER, a, at, v[r]);
+#if GEMM_A_OP == 1
+        for (uint j = 0; j < A_PER; j++) v[r][j] = (v[r][j] - row_mean[r]) * row_rstd[r] * w[j] + c[j];
+#endif
+#endif
+    }
+#pragma unroll
+    for (uint t = 0; t < A_PER; t++) st->a[t] = (float4)(v[0][t], v[1][t], v[2][t], v[3][t]);
+#endif
+}
+#endif
+
+#if B_FAST
+/* B's share of a step inside the matrix, by vector loads */
+inline void load_b_fast(gemm_stage *st, uint lid, __global const store_t *b, ulong ldb, ulong n0, ulong k0)
+{
+#if GEMM_TRANS_B
+    uint2 p = b_unit(lid, 0);
+    float v[4][B_PER];
+#pragma unroll
+    for (uint c = 0; c < 4; c++) LOAD_RUN(B_PER, b, (n0 + p.x + c) * ldb + k0 + p.y, v[c]);
+#pragma unroll
+    for (uint t = 0; t < B_PER; t++) st->b[t] = (float4)(v[0][t], v[1][t], v[2][t], v[3][t]);
+#else
+#pragma unroll
+    for (uint t = 0; t < B_PER; t++) {
+        uint2 p = b_unit(lid, t);
+        float v[4];
+        load_vec4(b, (k0 + p.y) * ldb + n0 + p.x, v);
+        st->b[t] = vload4(0, v);
+    }
+#endif
+}
+#endif
+
+/* One step's products: acc += the A tile's rows x the B tile's columns of this work-item, over
+ * the BK values of k in local memory. */
+inline void gemm_step(__local const float4 (*a_l)[A_ROW], __local const float4 (*b_l)[B_ROW], uint tx, uint ty,
+                      float acc[GEMM_TM][GEMM_TN])
+{
+    MCL_PRAGMA(unroll GEMM_UNROLL)
+    for (uint kk = 0; kk < GEMM_BK; kk++) {
+        float av[GEMM_TM], bv[GEMM_TN];
+#if GEMM_TM >= 4
+#pragma unroll
+        for (uint g = 0; g < GEMM_TM / 4; g++) {
+            float4 v = a_l[kk][ty + g * GY];
+            av[4 * g] = v.x, av[4 * g + 1] = v.y, av[4 * g + 2] = v.z, av[4 * g + 3] = v.w;
+        }
+#else
+        for (uint i = 0; i < GEMM_TM; i++) av[i] = ((__local const float *)a_l[kk])[ROW_OF(i)];
+#endif
+#if GEMM_TN >= 4
+#pragma unroll
+        for (uint g = 0; g < GEMM_TN / 4; g++) {
+            float4 v = b_l[kk][tx + g * GX];
+            bv[4 * g] = v.x, bv[4 * g + 1] = v.y, bv[4 * g + 2] = v.z, bv[4 * g + 3] = v.w;
+        }
+#else
+        for (uint j = 0; j < GEMM_TN; j++) bv[j] = ((__local const float *)b_l[kk])[COL_OF(j)];
+#endif
+#pragma unroll
+        for (uint i = 0; i < GEMM_TM; i++)
+#pragma unroll
+            for (uint j = 0; j < GEMM_TN; j++) acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+    }
 }
 
 __kernel __attribute__((reqd_work_group_size(GX, GY, 1)))
@@ -172,7 +398,7 @@ void gemm(__global const store_t *a, ulong a_off, ulong lda, ulong a_batch,
           ulong c_batch, __global float *partial, ulong partial_off, uint slot_base, uint slots, ulong M,
           ulong N, ulong K, ulong k_chunk, uint splits, uint flags)
 {
-    __local float4 a_l[GEMM_BK][A_ROW], b_l[GEMM_BK][B_ROW];
+    __local float4 a_l[STAGES][GEMM_BK][A_ROW], b_l[STAGES][GEMM_BK][B_ROW];
     const uint tx = get_local_id(0), ty = get_local_id(1), lid = ty * GX + tx;
     const ulong n0 = get_group_id(0) * (ulong)GEMM_BN, m0 = get_group_id(1) * (ulong)GEMM_BM;
     const uint split = get_group_id(2) % splits;
@@ -186,80 +412,105 @@ void gemm(__global const store_t *a, ulong a_off, ulong lda, ulong a_batch,
     const ulong k_begin = split * k_chunk, k_end = min(K, k_begin + k_chunk);
 
     float acc[GEMM_TM][GEMM_TN]; /* row group i / 4 at ty + (i / 4) GY (in float4s), likewise columns */
+#pragma unroll
     for (uint i = 0; i < GEMM_TM; i++)
+#pragma unroll
         for (uint j = 0; j < GEMM_TN; j++) acc[i][j] = 0.0f;
 
+    /* the fast paths need the whole tile inside the matrix along m (A) or n (B) */
+    const bool a_inside = m0 + GEMM_BM <= M, b_inside = n0 + GEMM_BN <= N;
+    float row_mean[4] = {0.0f, 0.0f, 0.0f, 0.0f}, row_rstd[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#if A_FAST && !GEMM_TRANS_A && GEMM_A_OP == 1
+    if (a_inside) {
+        uint2 p = a_unit(lid, 0);
+        for (uint r = 0; r < 4; r++) row_mean[r] = mean[m0 + p.x + r], row_rstd[r] = rstd[m0 + p.x + r];
+    }
+#endif
+
     gemm_stage st;
-#define GEMM_LOAD(k0)                                                                          \
+#if A_FAST
+#define LOAD_A(k0)                                                                             \
+    if (a_inside && (k0) + GEMM_BK <= k_end)                                                   \
+        load_a_fast(&st, lid, a, lda, m0, (k0), row_mean, row_rstd, A_OP_ARGS);                \
+    else                                                                                       \
+        load_a_checked(&st, lid, a, lda, m0, (k0), M, k_end, A_OP_ARGS);
+#else
+#define LOAD_A(k0) load_a_checked(&st, lid, a, lda, m0, (k0), M, k_end, A_OP_ARGS);
+#endif
+#if B_FAST
+#define LOAD_B(k0)                                                                             \
+    if (b_inside && (k0) + GEMM_BK <= k_end)                                                   \
+        load_b_fast(&st, lid, b, ldb, n0, (k0));                                               \
+    else                                                                                       \
+        load_b_checked(&st, lid, b, ldb, n0, (k0), N, k_end);
+#else
+#define LOAD_B(k0) load_b_checked(&st, lid, b, ldb, n0, (k0), N, k_end);
+#endif
+#define GEMM_LOAD(k0) LOAD_A(k0) LOAD_B(k0)
+
+    /* the staged operands into local buffer `buf` */
+#define GEMM_STORE(buf)                                                                        \
     for (uint t = 0; t < A_PER; t++) {                                                         \
-        uint2 p = a_unit(lid + t * ITEMS);                                                     \
-        float v[4];                                                                            \
-        for (uint r = 0; r < 4; r++)                                                           \
-            v[r] = load_a(a, lda, m0 + p.x + r, (k0) + p.y, M, k_end, mean, rstd, gamma, beta,  \
-                          silu_shift, gate_shift, flags);                                      \
-        st.a[t] = (float4)(v[0], v[1], v[2], v[3]);                                            \
+        uint2 p = a_unit(lid, t);                                                              \
+        if (A_UNITS % ITEMS == 0 || lid + t * ITEMS < A_UNITS) a_l[buf][p.y][p.x / 4] = st.a[t]; \
     }                                                                                          \
     for (uint t = 0; t < B_PER; t++) {                                                         \
-        uint2 p = b_unit(lid + t * ITEMS);                                                     \
-        float v[4];                                                                            \
-        for (uint r = 0; r < 4; r++) v[r] = load_b(b, ldb, (k0) + p.y, n0 + p.x + r, k_end, N); \
-        st.b[t] = (float4)(v[0], v[1], v[2], v[3]);                                            \
+        uint2 p = b_unit(lid, t);                                                              \
+        if (B_UNITS % ITEMS == 0 || lid + t * ITEMS < B_UNITS) b_l[buf][p.y][p.x / 4] = st.b[t]; \
     }
 
 #if GEMM_PREFETCH
+    /* Step s computes from local buffer s % 2 while the next step's operands, loaded into
+     * registers before it began, wait to go to the other buffer: one barrier a step. */
     GEMM_LOAD(k_begin)
-#endif
-    for (ulong k0 = k_begin; k0 < k_end; k0 += GEMM_BK) {
-        barrier(CLK_LOCAL_MEM_FENCE); /* the previous step's readers are done */
-#if !GEMM_PREFETCH
-        GEMM_LOAD(k0)
-#endif
-        for (uint t = 0; t < A_PER; t++) {
-            uint u = lid + t * ITEMS;
-            uint2 p = a_unit(u);
-            if (A_UNITS % ITEMS == 0 || u < A_UNITS) a_l[p.y][p.x / 4] = st.a[t];
-        }
-        for (uint t = 0; t < B_PER; t++) {
-            uint u = lid + t * ITEMS;
-            uint2 p = b_unit(u);
-            if (B_UNITS % ITEMS == 0 || u < B_UNITS) b_l[p.y][p.x / 4] = st.b[t];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-#if GEMM_PREFETCH
-        if (k0 + GEMM_BK < k_end) { GEMM_LOAD(k0 + GEMM_BK) } /* in flight while this step computes */
-#endif
-        for (uint kk = 0; kk < GEMM_BK; kk++) {
-            float av[GEMM_TM], bv[GEMM_TN];
-#if GEMM_TM >= 4
-#pragma unroll
-            for (uint g = 0; g < GEMM_TM / 4; g++) {
-                float4 v = a_l[kk][ty + g * GY];
-                av[4 * g] = v.x, av[4 * g + 1] = v.y, av[4 * g + 2] = v.z, av[4 * g + 3] = v.w;
-            }
-#else
-            for (uint i = 0; i < GEMM_TM; i++) av[i] = ((__local const float *)a_l[kk])[ROW_OF(i)];
-#endif
-#if GEMM_TN >= 4
-#pragma unroll
-            for (uint g = 0; g < GEMM_TN / 4; g++) {
-                float4 v = b_l[kk][tx + g * GX];
-                bv[4 * g] = v.x, bv[4 * g + 1] = v.y, bv[4 * g + 2] = v.z, bv[4 * g + 3] = v.w;
-            }
-#else
-            for (uint j = 0; j < GEMM_TN; j++) bv[j] = ((__local const float *)b_l[kk])[COL_OF(j)];
-#endif
-#pragma unroll
-            for (uint i = 0; i < GEMM_TM; i++)
-#pragma unroll
-                for (uint j = 0; j < GEMM_TN; j++) acc[i][j] = fma(av[i], bv[j], acc[i][j]);
-        }
+    GEMM_STORE(0)
+    barrier(CLK_LOCAL_MEM_FENCE);
+    uint buf = 0;
+    for (ulong k0 = k_begin; k0 < k_end; k0 += GEMM_BK, buf ^= 1) {
+        const bool more = k0 + GEMM_BK < k_end;
+        if (more) { GEMM_LOAD(k0 + GEMM_BK) } /* in flight while this step computes */
+        gemm_step(a_l[buf], b_l[buf], tx, ty, acc);
+        if (more) { GEMM_STORE(buf ^ 1) }
+        barrier(CLK_LOCAL_MEM_FENCE); /* the next buffer is full, this one free again */
     }
+#else
+    for (ulong k0 = k_begin; k0 < k_end; k0 += GEMM_BK) {
+        GEMM_LOAD(k0)
+        GEMM_STORE(0)
+        barrier(CLK_LOCAL_MEM_FENCE);
+        gemm_step(a_l[0], b_l[0], tx, ty, acc);
+        barrier(CLK_LOCAL_MEM_FENCE); /* the readers are done before the next step's stores */
+    }
+#endif
 #undef GEMM_LOAD
+#undef GEMM_STORE
+#undef LOAD_A
+#undef LOAD_B
 
     bias += bias_off;
     h += h_off + batch * c_batch;
     c += c_off + batch * c_batch;
     partial += partial_off + (batch * slots + slot_base + split) * M * N;
+#if GEMM_TN >= 4 && GEMM_ALIGN_C % 4 == 0
+    if (a_inside && b_inside) { /* the whole tile, by vector accesses of a column group */
+#pragma unroll
+        for (uint i = 0; i < GEMM_TM; i++) {
+            ulong m = m0 + ROW_OF(i);
+#pragma unroll
+            for (uint j = 0; j < GEMM_TN; j += 4) {
+                ulong n = n0 + COL_OF(j);
+                float v[4] = {acc[i][j], acc[i][j + 1], acc[i][j + 2], acc[i][j + 3]};
+                if (flags & GEMM_PARTIAL) {
+                    __global float4 *out = (__global float4 *)(partial + m * N + n);
+                    *out = (flags & GEMM_ACCUMULATE) ? *out + vload4(0, v) : vload4(0, v);
+                } else {
+                    store_c4(c, ldc, m, n, v, bias, h, ldh, silu_shift, gate_shift, flags);
+                }
+            }
+        }
+        return;
+    }
+#endif
     for (uint i = 0; i < GEMM_TM; i++) {
         ulong m = m0 + ROW_OF(i);
         for (uint j = 0; j < GEMM_TN; j++) {

@@ -188,7 +188,23 @@ Test(transition, each_backward_output_alone, .timeout = 300)
     mcl_context_release(ctx);
 }
 
-/* 16 x 16 tiles over 8 waves: at rows 77, c 32, F 20 every GEMM but dh's (never split) splits
+/* Whole default tiles (128 x 128) inside every matrix at aligned offsets take the GEMM's fast
+ * path (vector loads and stores, no bounds checks) in each GEMM, the edge tiles the checked one;
+ * every dtype, with chunks of rows adding to the weight gradients' vector partials. */
+Test(transition, whole_tiles_take_the_fast_path_correctly, .timeout = 300)
+{
+    static const tr_case cases[] = {
+        {300, 128, 128, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 1, WANT_ALL, OFF_VEC, 0},
+        {300, 128, 128, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 0, 0, WANT_ALL, OFF_ZERO, 100},
+        {300, 128, 128, MCL_F16, MCL_SWIGLU_SILU_FIRST, 1, 0, WANT_ALL, OFF_VEC, 128},
+    };
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (size_t i = 0; i < COUNT_OF(cases); i++) check_case(ctx, cases[i], &rng, "default");
+    mcl_context_release(ctx);
+}
+
+/* 16 x 16 tiles over 8 waves: at rows 30, c 32, F 20 every GEMM but dh's (never split) splits
  * K into partials, on 2 compute units or more. */
 #define SPLIT_VARIANT "BM=16,BN=16,BK=4,TM=1,TN=2,SPLIT_WAVES=8,PREFETCH=0"
 
@@ -202,7 +218,7 @@ Test(transition, parameter_variants_are_correct, .timeout = 300)
         mcl_dtype dtype;
     } runs[] = {
         {SPLIT_VARIANT, 3, 5, 3, MCL_F32},
-        {SPLIT_VARIANT, 77, 32, 20, MCL_BF16},
+        {SPLIT_VARIANT, 30, 32, 20, MCL_BF16},
         {"BM=32,BN=64,BK=8,TM=4,TN=8,SPLIT_WAVES=4", 77, 32, 20, MCL_F16},
         {"BM=128,BN=16,BK=32,TM=8,TN=4,SPLIT_WAVES=1,PREFETCH=0", 300, 32, 64, MCL_F32},
     };

@@ -137,6 +137,7 @@ static const mcl_param_decl gemm_params[] = {
     [GEMM_TN] = {"TN", 8, LEGAL(1, 2, 4, 8)},
     [GEMM_SPLIT_WAVES] = {"SPLIT_WAVES", 2, LEGAL(1, 2, 4, 8)},
     [GEMM_PREFETCH] = {"PREFETCH", 1, LEGAL(0, 1)},
+    [GEMM_UNROLL] = {"UNROLL", 2, LEGAL(1, 2, 4, 8, 16, 32)},
 };
 
 static const char *gemm_check(const int *v, const mcl_device_info *device)
@@ -144,7 +145,8 @@ static const char *gemm_check(const int *v, const mcl_device_info *device)
     if (v[GEMM_TM] > v[GEMM_BM] || v[GEMM_TN] > v[GEMM_BN]) return "TM or TN exceeds its tile";
     if ((size_t)(v[GEMM_BM] / v[GEMM_TM]) * (size_t)(v[GEMM_BN] / v[GEMM_TN]) > device->max_work_group_size)
         return "(BM / TM) x (BN / TN) exceeds the device's work-group size";
-    if ((uint64_t)v[GEMM_BK] * (uint64_t)(v[GEMM_BM] + v[GEMM_BN] + 8) * sizeof(float) > device->local_mem_bytes)
+    uint64_t stages = v[GEMM_PREFETCH] ? 2 : 1; /* prefetching double-buffers the local tiles */
+    if (stages * v[GEMM_BK] * (uint64_t)(v[GEMM_BM] + v[GEMM_BN] + 8) * sizeof(float) > device->local_mem_bytes)
         return "the tiles need more local memory than the device has";
     return NULL;
 }

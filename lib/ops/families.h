@@ -34,8 +34,10 @@ enum { GLU_VEC, GLU_WG, GLU_GROUPS_PER_CU };
 /* gemm: the fused operators' GEMM. A work-group computes a BM x BN tile in steps of BK; a
  * work-item owns TM x TN outputs (float4 groups from 4 on). SPLIT_WAVES: the K range is split until the
  * grid fills this many work-groups per compute unit (partials summed in a fixed order).
- * PREFETCH: load the next step's operands while computing the current one. */
-enum { GEMM_BM, GEMM_BN, GEMM_BK, GEMM_TM, GEMM_TN, GEMM_SPLIT_WAVES, GEMM_PREFETCH };
+ * PREFETCH: load the next step's operands while computing the current one (two local buffers,
+ * one barrier a step). UNROLL: steps of
+ * k within a BK step unrolled together (BK caps it). */
+enum { GEMM_BM, GEMM_BN, GEMM_BK, GEMM_TM, GEMM_TN, GEMM_SPLIT_WAVES, GEMM_PREFETCH, GEMM_UNROLL };
 
 extern const mcl_family mcl_family_layernorm;
 extern const mcl_family mcl_family_evoattn;

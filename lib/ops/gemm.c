@@ -36,14 +36,17 @@ mcl_status mcl_gemm_plan(mcl_context *ctx, const gemm_call *g, gemm_plan *plan)
     fit_tile(&v[GEMM_BM], &v[GEMM_TM], g->m);
     fit_tile(&v[GEMM_BN], &v[GEMM_TN], g->n);
     size_t bm = (size_t)v[GEMM_BM], bn = (size_t)v[GEMM_BN], bk = (size_t)v[GEMM_BK];
-    /* split K when the tiles cannot fill SPLIT_WAVES waves, keeping >= 4 steps per split */
+    /* split K when the tiles cannot fill SPLIT_WAVES work-groups per compute unit, into as many
+     * splits as fit in that many (a second, partial round would only add a tail), keeping >= 4
+     * steps per split */
     size_t tiles = ceil_div(g->m, bm) * ceil_div(g->n, bn) * g->batch;
     size_t target = (size_t)ctx->device.info.compute_units * (size_t)v[GEMM_SPLIT_WAVES];
-    size_t splits = tiles < target ? ceil_div(target, tiles) : 1;
+    size_t splits = tiles < target ? target / tiles : 1;
     if (g->swiglu && g->swiglu->h) splits = 1; /* SwiGLU's backward needs the whole sum */
     size_t max_splits = ceil_div(g->k, 4 * bk);
     if (splits > max_splits) splits = max_splits;
     if (splits < 1) splits = 1;
+    plan->bk = bk;
     plan->k_chunk = ceil_div(ceil_div(g->k, splits), bk) * bk;
     plan->splits = ceil_div(g->k, plan->k_chunk);
     plan->partial_bytes = plan->splits > 1 ? plan->splits * g->batch * g->m * g->n * sizeof(float) : 0;
@@ -61,9 +64,19 @@ mcl_status mcl_gemm_plan(mcl_context *ctx, const gemm_call *g, gemm_plan *plan)
     return MCL_OK;
 }
 
-static mcl_status enqueue_sum(mcl_context *ctx, const gemm_call *g, const char *defines, cl_mem workspace,
-                              cl_ulong partial_off, size_t slots, cl_uint flags)
+/* The reductions of split partials depend on the dtype alone, so every tile shape shares them. */
+static void dtype_defines(mcl_dtype dtype, char *out, size_t cap) { snprintf(out, cap, "-DMCL_DTYPE=%d", (int)dtype); }
+
+void mcl_gemm_plan_k(gemm_plan *plan, size_t k)
 {
+    plan->k_chunk = ceil_div(ceil_div(k, plan->splits), plan->bk) * plan->bk;
+}
+
+static mcl_status enqueue_sum(mcl_context *ctx, const gemm_call *g, cl_mem workspace, cl_ulong partial_off,
+                              size_t slots, cl_uint flags)
+{
+    char defines[32];
+    dtype_defines(g->dtype, defines, sizeof defines);
     cl_kernel kernel;
     MCL_TRY(mcl_kernel_get(ctx, "gemm", defines, "gemm_sum_splits", &kernel));
     cl_ulong bias_off = g->bias_off, c_off = g->c.off, ldc = g->c.ld, c_batch = g->c.batch_stride, m = g->m,
@@ -81,6 +94,53 @@ static cl_uint bias_flags(const gemm_call *g)
 {
     const gemm_layernorm *ln = g->ln;
     return (ln && ln->gamma ? FLAG_GAMMA : 0) | (ln && ln->beta ? FLAG_BETA : 0) | (g->bias ? FLAG_BIAS : 0);
+}
+
+/* The largest power of two up to 8 dividing every one of the values, in elements. */
+static int alignment_of(const size_t *values, size_t count)
+{
+    size_t align = 8;
+    for (size_t i = 0; i < count; i++)
+        while (values[i] % align != 0) align /= 2;
+    return (int)align;
+}
+
+/* What the kernel's vector loads of A need aligned: A's placement and what A's operation adds
+ * to its addresses (LayerNorm's weights, SwiGLU's halves). */
+static int a_alignment(const gemm_call *g)
+{
+    const gemm_layernorm *ln = g->ln;
+    const gemm_swiglu *sw = g->swiglu && g->swiglu->on_a ? g->swiglu : NULL;
+    size_t values[] = {g->a.off,
+                       g->a.ld,
+                       g->a.batch_stride,
+                       ln && ln->gamma ? ln->gamma_off : 0,
+                       ln && ln->beta ? ln->beta_off : 0,
+                       sw ? sw->silu_shift : 0,
+                       sw ? sw->gate_shift : 0};
+    return alignment_of(values, sizeof values / sizeof values[0]);
+}
+
+static int b_alignment(const gemm_call *g)
+{
+    size_t values[] = {g->b.off, g->b.ld, g->b.batch_stride};
+    return alignment_of(values, sizeof values / sizeof values[0]);
+}
+
+/* What the epilogue's vector accesses need aligned: C's placement, or the partials' (rows of n
+ * floats from partial_off); the bias; SwiGLU's backward's h and halves. */
+static int c_alignment(const gemm_call *g, size_t partial_off, cl_uint partial)
+{
+    const gemm_swiglu *sw = g->swiglu && g->swiglu->h ? g->swiglu : NULL;
+    size_t values[] = {partial ? partial_off : g->c.off,
+                       partial ? g->n : g->c.ld,
+                       partial ? 0 : g->c.batch_stride,
+                       g->bias ? g->bias_off : 0,
+                       sw ? sw->h_off : 0,
+                       sw ? sw->ldh : 0,
+                       sw ? sw->silu_shift : 0,
+                       sw ? sw->gate_shift : 0};
+    return alignment_of(values, sizeof values / sizeof values[0]);
 }
 
 /* The GEMM kernel itself; `partial` non-zero: every split writes its slot's partials
@@ -111,8 +171,12 @@ static mcl_status enqueue_gemm(mcl_context *ctx, const gemm_call *g, const gemm_
                       MCL_ARG(part),      MCL_ARG(part_off),   MCL_ARG(slot_base), MCL_ARG(slots_u),
                       MCL_ARG(m),         MCL_ARG(n),          MCL_ARG(k),         MCL_ARG(k_chunk),
                       MCL_ARG(splits),    MCL_ARG(flags)};
+    /* alignment is the call's, not the plan's: pieces of one plan lie at different offsets */
+    char defines[sizeof plan->defines + 60];
+    snprintf(defines, sizeof defines, "%s -DGEMM_ALIGN_A=%d -DGEMM_ALIGN_B=%d -DGEMM_ALIGN_C=%d", plan->defines,
+             a_alignment(g), b_alignment(g), c_alignment(g, part_off, partial));
     cl_kernel kernel;
-    MCL_TRY(mcl_kernel_get(ctx, "gemm", plan->defines, "gemm", &kernel));
+    MCL_TRY(mcl_kernel_get(ctx, "gemm", defines, "gemm", &kernel));
     MCL_TRY(mcl_set_args(kernel, args, sizeof args / sizeof args[0], "gemm"));
     const size_t local[3] = {plan->local[0], plan->local[1], 1};
     return mcl_enqueue(ctx, kernel, 3, plan->global, local, "gemm");
@@ -123,7 +187,7 @@ mcl_status mcl_gemm_enqueue(mcl_context *ctx, const gemm_call *g, const gemm_pla
 {
     int split = plan->splits > 1;
     MCL_TRY(enqueue_gemm(ctx, g, plan, workspace, partial_off, split ? FLAG_PARTIAL : 0, 0, plan->splits));
-    return split ? mcl_gemm_sum(ctx, g, plan, workspace, partial_off, plan->splits) : MCL_OK;
+    return split ? mcl_gemm_sum(ctx, g, workspace, partial_off, plan->splits) : MCL_OK;
 }
 
 mcl_status mcl_gemm_enqueue_piece(mcl_context *ctx, const gemm_call *g, const gemm_plan *plan, cl_mem workspace,
@@ -133,10 +197,9 @@ mcl_status mcl_gemm_enqueue_piece(mcl_context *ctx, const gemm_call *g, const ge
     return enqueue_gemm(ctx, g, plan, workspace, partial_off, partial, first_slot, slots);
 }
 
-mcl_status mcl_gemm_sum(mcl_context *ctx, const gemm_call *g, const gemm_plan *plan, cl_mem workspace,
-                        size_t partial_off, size_t slots)
+mcl_status mcl_gemm_sum(mcl_context *ctx, const gemm_call *g, cl_mem workspace, size_t partial_off, size_t slots)
 {
-    return enqueue_sum(ctx, g, plan->defines, workspace, partial_off / sizeof(float), slots, bias_flags(g));
+    return enqueue_sum(ctx, g, workspace, partial_off / sizeof(float), slots, bias_flags(g));
 }
 
 /* Splits of at least 64 rows, up to a few per compute unit, so the columns' sums fill the
@@ -157,10 +220,10 @@ mcl_status mcl_column_sums(mcl_context *ctx, mcl_dtype dtype, cl_mem x, size_t x
                            cl_mem out, size_t out_off, cl_mem workspace, size_t partial_off)
 {
     size_t splits = column_splits(ctx, m, n);
-    gemm_plan plan;
-    snprintf(plan.defines, sizeof plan.defines, "-DMCL_DTYPE=%d", (int)dtype);
+    char defines[32];
+    dtype_defines(dtype, defines, sizeof defines);
     cl_kernel kernel;
-    MCL_TRY(mcl_kernel_get(ctx, "gemm", plan.defines, "column_sums", &kernel));
+    MCL_TRY(mcl_kernel_get(ctx, "gemm", defines, "column_sums", &kernel));
     cl_ulong x_off_l = x_off, part_off = partial_off / sizeof(float), m_l = m, n_l = n,
              rows_per_split = ceil_div(m, splits);
     mcl_arg args[] = {MCL_ARG(x), MCL_ARG(x_off_l), MCL_ARG(workspace), MCL_ARG(part_off),
@@ -169,5 +232,5 @@ mcl_status mcl_column_sums(mcl_context *ctx, mcl_dtype dtype, cl_mem x, size_t x
     size_t local[2] = {64, 1}, global[2] = {ceil_div(n, 64) * 64, splits};
     MCL_TRY(mcl_enqueue(ctx, kernel, 2, global, local, "column_sums"));
     gemm_call sum = {.dtype = dtype, .m = 1, .n = n, .k = m, .batch = 1, .c = {out, out_off, n, 0, 0}};
-    return enqueue_sum(ctx, &sum, plan.defines, workspace, part_off, splits, 0);
+    return enqueue_sum(ctx, &sum, workspace, part_off, splits, 0);
 }

@@ -46,13 +46,17 @@ typedef struct gemm_call {
 } gemm_call;
 
 typedef struct gemm_plan {
-    size_t splits, k_chunk;
+    size_t splits, k_chunk, bk;
     size_t partial_bytes; /* fp32 split partials the call needs in the workspace */
     size_t local[2], global[3];
     char defines[320];
 } gemm_plan;
 
 mcl_status mcl_gemm_plan(mcl_context *ctx, const gemm_call *call, gemm_plan *plan);
+
+/* The plan's splits over a K range of length k instead of the planned call's: a piece of a K
+ * range shorter than the others keeps its slots and spreads its k over all of them. */
+void mcl_gemm_plan_k(gemm_plan *plan, size_t k);
 
 /* Enqueues the call; split partials go to `workspace` at byte offset `partial_off`. */
 mcl_status mcl_gemm_enqueue(mcl_context *ctx, const gemm_call *call, const gemm_plan *plan,
@@ -66,8 +70,8 @@ mcl_status mcl_gemm_enqueue(mcl_context *ctx, const gemm_call *call, const gemm_
 mcl_status mcl_gemm_enqueue_piece(mcl_context *ctx, const gemm_call *call, const gemm_plan *plan,
                                   cl_mem workspace, size_t partial_off, size_t first_slot, size_t slots,
                                   int accumulate);
-mcl_status mcl_gemm_sum(mcl_context *ctx, const gemm_call *call, const gemm_plan *plan, cl_mem workspace,
-                        size_t partial_off, size_t slots);
+mcl_status mcl_gemm_sum(mcl_context *ctx, const gemm_call *call, cl_mem workspace, size_t partial_off,
+                        size_t slots);
 
 /* out[n] = sum over rows of x [m, n] (dtype), through fp32 split partials summed in a fixed
  * order: the workspace needs mcl_column_sums_bytes at byte offset `partial_off`. */

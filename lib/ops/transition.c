@@ -187,7 +187,7 @@ enum { PART_SCRATCH, PART_DXN, PART_DH, PART_DW2, PART_DW1, PART_COUNT };
 typedef struct bwd_plan {
     int want_dh; /* dx, dln_weight, dln_bias or dw1 */
     size_t chunks, chunk_rows;
-    gemm_plan dw2, dw1; /* the same for every chunk: a shorter last chunk leaves splits empty */
+    gemm_plan dw2, dw1; /* the same splits for every chunk, each chunk's k spread over them */
     size_t bytes[PART_COUNT];
 } bwd_plan;
 
@@ -274,7 +274,9 @@ static mcl_status enqueue_chunk(mcl_context *ctx, const mcl_transition_desc *d, 
     if (mcl_has(&t->dw2)) {
         gemm_swiglu on_load = swiglu_of(d, NULL, 0, 1);
         gemm_call g = dw2_gemm(d, t, k, &on_load);
-        MCL_TRY(mcl_gemm_enqueue_piece(ctx, &g, &p->dw2, ws, off[PART_DW2], 0, p->dw2.splits, i > 0));
+        gemm_plan plan = p->dw2;
+        mcl_gemm_plan_k(&plan, k.rows);
+        MCL_TRY(mcl_gemm_enqueue_piece(ctx, &g, &plan, ws, off[PART_DW2], 0, plan.splits, i > 0));
     }
     if (!p->want_dh) return MCL_OK;
     size_t dh_off = off[PART_DH] / es;
@@ -286,7 +288,9 @@ static mcl_status enqueue_chunk(mcl_context *ctx, const mcl_transition_desc *d, 
     if (mcl_has(&t->dw1)) {
         gemm_layernorm ln = ln_on_load(&t->mean, &t->rstd, &t->ln_weight, &t->ln_bias, es, k.row);
         gemm_call g = dw1_gemm(d, t, k, ws, dh_off, &ln);
-        MCL_TRY(mcl_gemm_enqueue_piece(ctx, &g, &p->dw1, ws, off[PART_DW1], 0, p->dw1.splits, i > 0));
+        gemm_plan plan = p->dw1;
+        mcl_gemm_plan_k(&plan, k.rows);
+        MCL_TRY(mcl_gemm_enqueue_piece(ctx, &g, &plan, ws, off[PART_DW1], 0, plan.splits, i > 0));
     }
     return MCL_OK;
 }
@@ -302,11 +306,11 @@ static mcl_status enqueue_backward(mcl_context *ctx, const mcl_transition_desc *
     chunk all = {0, d->rows};
     if (mcl_has(&t->dw2)) {
         gemm_call g = dw2_gemm(d, t, all, NULL);
-        MCL_TRY(mcl_gemm_sum(ctx, &g, &p->dw2, ws, off[PART_DW2], p->dw2.splits));
+        MCL_TRY(mcl_gemm_sum(ctx, &g, ws, off[PART_DW2], p->dw2.splits));
     }
     if (mcl_has(&t->dw1)) {
         gemm_call g = dw1_gemm(d, t, all, ws, 0, NULL);
-        MCL_TRY(mcl_gemm_sum(ctx, &g, &p->dw1, ws, off[PART_DW1], p->dw1.splits));
+        MCL_TRY(mcl_gemm_sum(ctx, &g, ws, off[PART_DW1], p->dw1.splits));
     }
     if (!mcl_has(&t->dx) && !mcl_has(&t->dln_weight) && !mcl_has(&t->dln_bias)) return MCL_OK;
     mcl_layernorm_desc lnd = ln_desc(d);
