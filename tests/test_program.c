@@ -243,6 +243,34 @@ Test(params, overrides_are_validated)
     mcl_context_release(ctx);
 }
 
+/* Every family's defaults, or a fallback of them, are legal on a device with OpenCL 1.2's
+ * minimum local memory (32 KiB) and 256 work-items a group; the GEMM double-buffers its local
+ * tiles only where they fit, and a device too small for any fallback is told so. */
+Test(params, defaults_fit_the_smallest_conformant_device)
+{
+    mcl_device_info small = {.compute_units = 1, .local_mem_bytes = 32 * 1024, .max_work_group_size = 256,
+                             .simd_width = 1};
+    strcpy(small.name, "a 32 KiB device");
+    int values[MCL_MAX_PARAMS];
+    for (size_t i = 0; i < mcl_family_count; i++) {
+        assert_ok(mcl_params_defaults(mcl_families[i], &small, values, NULL));
+        assert_ok(mcl_params_check(mcl_families[i], values, &small));
+    }
+    const char *applied;
+    assert_ok(mcl_params_defaults(&mcl_family_gemm, &small, values, &applied));
+    cr_assert_eq(values[GEMM_PREFETCH], 0);
+    cr_assert_str_eq(applied, "PREFETCH=0");
+    mcl_device_info roomy = small;
+    roomy.local_mem_bytes = 48 * 1024;
+    assert_ok(mcl_params_defaults(&mcl_family_gemm, &roomy, values, &applied));
+    cr_assert_eq(values[GEMM_PREFETCH], 1);
+    cr_assert_str_eq(applied, "");
+    mcl_device_info tiny = small;
+    tiny.local_mem_bytes = 4 * 1024;
+    assert_status(mcl_params_defaults(&mcl_family_gemm, &tiny, values, NULL), MCL_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(mcl_last_error(), "local memory"), "%s", mcl_last_error());
+}
+
 static void write_db(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");

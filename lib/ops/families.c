@@ -158,6 +158,9 @@ static void gemm_bucket(const size_t *shape, char *out, size_t cap)
     snprintf(out, cap, "min(m,n)%s", side <= 32 ? "<=32" : side <= 256 ? "<=256" : ">256");
 }
 
+/* The double-buffered default tiles take 33 KiB of local memory; OpenCL 1.2 promises 32. */
+static const char *const gemm_fallbacks[] = {"PREFETCH=0", NULL};
+
 const mcl_family mcl_family_gemm = {
     .name = "gemm",
     .define_prefix = "GEMM_",
@@ -165,6 +168,7 @@ const mcl_family mcl_family_gemm = {
     .param_count = sizeof gemm_params / sizeof gemm_params[0],
     .check = gemm_check,
     .bucket = gemm_bucket,
+    .fallbacks = gemm_fallbacks,
 };
 
 /* ---- registry --------------------------------------------------------------------------- */

@@ -75,6 +75,25 @@ static void set_defaults(const mcl_family *family, int *values)
     for (size_t i = 0; i < family->param_count; i++) values[i] = family->params[i].default_value;
 }
 
+mcl_status mcl_params_defaults(const mcl_family *family, const mcl_device_info *device, int *values,
+                               const char **applied)
+{
+    set_defaults(family, values);
+    if (applied) *applied = "";
+    const char *why = family->check ? family->check(values, device) : NULL;
+    for (const char *const *f = family->fallbacks; why && f && *f; f++) {
+        int tried[MCL_MAX_PARAMS];
+        set_defaults(family, tried);
+        if (mcl_params_parse(family, *f, tried) != MCL_OK || family->check(tried, device)) continue;
+        memcpy(values, tried, sizeof tried);
+        if (applied) *applied = *f;
+        return MCL_OK;
+    }
+    return why ? mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s defaults not legal on %s: %s", family->name, device->name,
+                          why)
+               : MCL_OK;
+}
+
 void mcl_params_format(const mcl_params *params, char *out, size_t cap)
 {
     size_t used = 0;
@@ -125,7 +144,7 @@ static int accept_entry(const mcl_db_entry *entry, void *opaque)
 {
     accept_arg *arg = opaque;
     int values[MCL_MAX_PARAMS];
-    set_defaults(arg->family, values);
+    mcl_params_defaults(arg->family, arg->device, values, NULL);
     if (mcl_params_parse(arg->family, entry->params, values) != MCL_OK ||
         mcl_params_check(arg->family, values, arg->device) != MCL_OK) {
         mcl_log(MCL_LOG_WARN, "tuning entry for %s skipped: %s", entry->family, mcl_last_error());
@@ -156,7 +175,6 @@ mcl_status mcl_params_lookup(mcl_context *ctx, const mcl_family *family, mcl_dty
                              const size_t *shape, mcl_params *params)
 {
     params->family = family;
-    set_defaults(family, params->values);
     for (mcl_override *o = ctx->overrides; o; o = o->next) {
         if (o->family == family) {
             memcpy(params->values, o->values, sizeof params->values);
@@ -170,10 +188,11 @@ mcl_status mcl_params_lookup(mcl_context *ctx, const mcl_family *family, mcl_dty
     if (lookup_db(ctx->user_db, family, &ctx->device.info, dtype, bucket, params) ||
         lookup_db(ctx->builtin_db, family, &ctx->device.info, dtype, bucket, params))
         return MCL_OK;
-    set_defaults(family, params->values);
-    snprintf(params->origin, sizeof params->origin, "defaults");
-    /* the defaults must be legal everywhere; a device that refuses them is told plainly */
-    return mcl_params_check(family, params->values, &ctx->device.info);
+    /* the defaults, or a fallback a small device accepts; one that accepts none is told plainly */
+    const char *applied;
+    MCL_TRY(mcl_params_defaults(family, &ctx->device.info, params->values, &applied));
+    snprintf(params->origin, sizeof params->origin, *applied ? "defaults with %s" : "defaults", applied);
+    return MCL_OK;
 }
 
 void mcl_params_release(mcl_context *ctx)
@@ -206,7 +225,7 @@ mcl_status mcl_context_set_params(mcl_context *ctx, const char *family_name,
         return MCL_OK;
     }
     int values[MCL_MAX_PARAMS];
-    set_defaults(family, values);
+    mcl_params_defaults(family, &ctx->device.info, values, NULL); /* what is not assigned */
     MCL_TRY(mcl_params_parse(family, assignments, values));
     MCL_TRY(mcl_params_check(family, values, &ctx->device.info));
     if (!*link) {

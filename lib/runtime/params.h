@@ -26,6 +26,9 @@ typedef struct mcl_family {
     const char *(*check)(const int *values, const mcl_device_info *device);
     /* the shape bucket a database entry is keyed by, e.g. "cols<=128" */
     void (*bucket)(const size_t *shape, char *out, size_t cap);
+    /* assignments tried in order over the defaults on a device that refuses them (a smaller
+     * local memory, say); NULL-terminated, the last legal on every OpenCL 1.2 device */
+    const char *const *fallbacks;
 } mcl_family;
 
 typedef struct mcl_params {
@@ -49,6 +52,12 @@ mcl_status mcl_params_parse(const mcl_family *family, const char *assignments, i
 /* Legal on this device? MCL_OK, or MCL_ERR_INVALID_ARGUMENT with the family's reason. */
 mcl_status mcl_params_check(const mcl_family *family, const int *values,
                             const mcl_device_info *device);
+
+/* The family's defaults on this device: the declared ones, or where the device refuses them
+ * the first fallback it accepts (MCL_ERR_INVALID_ARGUMENT when it accepts none). `applied`
+ * (optional) names the fallback, or is "" for the declared defaults. */
+mcl_status mcl_params_defaults(const mcl_family *family, const mcl_device_info *device, int *values,
+                               const char **applied);
 
 void mcl_params_release(mcl_context *ctx);
 
