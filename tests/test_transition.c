@@ -190,11 +190,13 @@ Test(transition, each_backward_output_alone, .timeout = 300)
 
 /* Whole default tiles (128 x 128) inside every matrix at aligned offsets take the GEMM's fast
  * path (vector loads and stores, no bounds checks) in each GEMM, the edge tiles the checked one;
- * every dtype, with chunks of rows adding to the weight gradients' vector partials. */
+ * every dtype, with chunks of rows adding to the weight gradients' vector partials, and aligned
+ * and odd tensors mixed (one operand of a GEMM fast, the other checked). */
 Test(transition, whole_tiles_take_the_fast_path_correctly, .timeout = 300)
 {
     static const tr_case cases[] = {
         {300, 128, 128, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 1, WANT_ALL, OFF_VEC, 0},
+        {300, 128, 128, MCL_F32, MCL_SWIGLU_SILU_SECOND, 1, 1, WANT_ALL, OFF_MIXED, 0},
         {300, 128, 128, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 0, 0, WANT_ALL, OFF_ZERO, 100},
         {300, 128, 128, MCL_F16, MCL_SWIGLU_SILU_FIRST, 1, 0, WANT_ALL, OFF_VEC, 128},
     };
