@@ -35,8 +35,7 @@ enum { GLU_VEC, GLU_WG, GLU_GROUPS_PER_CU };
  * work-item owns TM x TN outputs (float4 groups from 4 on). SPLIT_WAVES: the K range is split until the
  * grid fills this many work-groups per compute unit (partials summed in a fixed order).
  * PREFETCH: load the next step's operands while computing the current one (two local buffers,
- * one barrier a step). UNROLL: steps of
- * k within a BK step unrolled together (BK caps it). */
+ * one barrier a step). UNROLL: values of k within a BK step unrolled together (BK caps it). */
 enum { GEMM_BM, GEMM_BN, GEMM_BK, GEMM_TM, GEMM_TN, GEMM_SPLIT_WAVES, GEMM_PREFETCH, GEMM_UNROLL };
 
 extern const mcl_family mcl_family_layernorm;

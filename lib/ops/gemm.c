@@ -67,11 +67,6 @@ mcl_status mcl_gemm_plan(mcl_context *ctx, const gemm_call *g, gemm_plan *plan)
 /* The reductions of split partials depend on the dtype alone, so every tile shape shares them. */
 static void dtype_defines(mcl_dtype dtype, char *out, size_t cap) { snprintf(out, cap, "-DMCL_DTYPE=%d", (int)dtype); }
 
-void mcl_gemm_plan_k(gemm_plan *plan, size_t k)
-{
-    plan->k_chunk = ceil_div(ceil_div(k, plan->splits), plan->bk) * plan->bk;
-}
-
 static mcl_status enqueue_sum(mcl_context *ctx, const gemm_call *g, cl_mem workspace, cl_ulong partial_off,
                               size_t slots, cl_uint flags)
 {
@@ -194,7 +189,9 @@ mcl_status mcl_gemm_enqueue_piece(mcl_context *ctx, const gemm_call *g, const ge
                                   size_t partial_off, size_t first_slot, size_t slots, int accumulate)
 {
     cl_uint partial = FLAG_PARTIAL | (accumulate ? FLAG_ACCUMULATE : 0);
-    return enqueue_gemm(ctx, g, plan, workspace, partial_off, partial, first_slot, slots);
+    gemm_plan piece = *plan; /* the plan's splits, this piece's k spread over all of them */
+    piece.k_chunk = ceil_div(ceil_div(g->k, plan->splits), plan->bk) * plan->bk;
+    return enqueue_gemm(ctx, g, &piece, workspace, partial_off, partial, first_slot, slots);
 }
 
 mcl_status mcl_gemm_sum(mcl_context *ctx, const gemm_call *g, cl_mem workspace, size_t partial_off, size_t slots)

@@ -54,17 +54,14 @@ typedef struct gemm_plan {
 
 mcl_status mcl_gemm_plan(mcl_context *ctx, const gemm_call *call, gemm_plan *plan);
 
-/* The plan's splits over a K range of length k instead of the planned call's: a piece of a K
- * range shorter than the others keeps its slots and spreads its k over all of them. */
-void mcl_gemm_plan_k(gemm_plan *plan, size_t k);
-
 /* Enqueues the call; split partials go to `workspace` at byte offset `partial_off`. */
 mcl_status mcl_gemm_enqueue(mcl_context *ctx, const gemm_call *call, const gemm_plan *plan,
                             cl_mem workspace, size_t partial_off);
 
 /* A K range run in pieces (calls differing in A's and B's offsets and k): each piece's splits
- * write fp32 partials to slots first_slot .. first_slot + plan->splits - 1 of `slots`
- * (slots x batch x m x n floats at partial_off), or with `accumulate` add to what an earlier
+ * (the plan's, each piece's k spread over all of them) write fp32 partials to slots
+ * first_slot .. first_slot + plan->splits - 1 of `slots` (slots x batch x m x n floats at
+ * partial_off), or with `accumulate` add to what an earlier
  * piece wrote there (pieces run in queue order, so the sums stay deterministic); mcl_gemm_sum
  * adds every slot into C, in order, once all pieces are enqueued. */
 mcl_status mcl_gemm_enqueue_piece(mcl_context *ctx, const gemm_call *call, const gemm_plan *plan,

@@ -274,9 +274,7 @@ static mcl_status enqueue_chunk(mcl_context *ctx, const mcl_transition_desc *d, 
     if (mcl_has(&t->dw2)) {
         gemm_swiglu on_load = swiglu_of(d, NULL, 0, 1);
         gemm_call g = dw2_gemm(d, t, k, &on_load);
-        gemm_plan plan = p->dw2;
-        mcl_gemm_plan_k(&plan, k.rows);
-        MCL_TRY(mcl_gemm_enqueue_piece(ctx, &g, &plan, ws, off[PART_DW2], 0, plan.splits, i > 0));
+        MCL_TRY(mcl_gemm_enqueue_piece(ctx, &g, &p->dw2, ws, off[PART_DW2], 0, p->dw2.splits, i > 0));
     }
     if (!p->want_dh) return MCL_OK;
     size_t dh_off = off[PART_DH] / es;
@@ -288,9 +286,7 @@ static mcl_status enqueue_chunk(mcl_context *ctx, const mcl_transition_desc *d, 
     if (mcl_has(&t->dw1)) {
         gemm_layernorm ln = ln_on_load(&t->mean, &t->rstd, &t->ln_weight, &t->ln_bias, es, k.row);
         gemm_call g = dw1_gemm(d, t, k, ws, dh_off, &ln);
-        gemm_plan plan = p->dw1;
-        mcl_gemm_plan_k(&plan, k.rows);
-        MCL_TRY(mcl_gemm_enqueue_piece(ctx, &g, &plan, ws, off[PART_DW1], 0, plan.splits, i > 0));
+        MCL_TRY(mcl_gemm_enqueue_piece(ctx, &g, &p->dw1, ws, off[PART_DW1], 0, p->dw1.splits, i > 0));
     }
     return MCL_OK;
 }
