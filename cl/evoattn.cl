@@ -10,7 +10,8 @@
  *  - evoattn_bwd_dkdv: a work-group owns BK key rows of one (b, h) and a chunk of N; for each
  *    n it streams query tiles: dK, dV, per-head partial column sums of dS for d(mask bias),
  *    and dS added into its chunk's partial of d(pair bias) (the first n stores, later n add;
- *    no other work-group touches those entries, so no atomics).
+ *    no other work-group touches those entries, so no atomics; the partial is loaded
+ *    EV_DKV_AHEAD queries ahead, since that read-modify-write bounds the kernel).
  *  - evoattn_sum_partials: sums partials in a fixed order (deterministic bias gradients).
  * Reference kernels (VARIANT 0) materialise scores and probabilities: the unfused baseline.
  *
@@ -72,6 +73,10 @@
 #endif
 #ifndef EV_DQ_DW
 #define EV_DQ_DW 32
+#endif
+
+#ifndef EV_DKV_AHEAD
+#define EV_DKV_AHEAD 8
 #endif
 
 #ifndef EV_VEC4
@@ -254,6 +259,13 @@ inline void add_tile(__global float *part, ulong base, __local const float *tile
         ulong at = base + (ulong)i * S + j;
         part[at] = (accumulate ? part[at] : 0.0f) + tile[r * stride + c];
     }
+}
+
+/* Entry (i, j) of a chunk's d(pair bias) partial, 0 where nothing was added yet. */
+inline float partial_so_far(__global const float *part, ulong base, uint i, uint j, uint S, uint flags,
+                            bool added)
+{
+    return added && (flags & EV_WANT_DPAIR) && i < S && j < S ? part[base + (ulong)i * S + j] : 0.0f;
 }
 
 /* With DS > 1: sums each work-item's partial dot products vals[R][COLS] over the DS slices
@@ -515,6 +527,7 @@ void evoattn_bwd_dq(EV_ARGS)
 #define G (BK / R)
 #define V4 (DW / 4)
 #define DP4 (DS * V4)
+#define AHEAD (EV_DKV_AHEAD < BQ ? EV_DKV_AHEAD : BQ) /* queries of d(pair) partial loaded ahead */
 
 __kernel __attribute__((reqd_work_group_size(G * DS, 1, 1)))
 void evoattn_bwd_dkdv(EV_ARGS)
@@ -563,32 +576,46 @@ void evoattn_bwd_dkdv(EV_ARGS)
 #if DS == 1
             /* one slice: each query column is finished before the next, so nothing of the
              * tile's size lives in registers and the compiler's unrolling cannot spill it */
-            for (uint c = 0; c < BQ; c++) {
-                float4 q4[V4], o4[V4];
-                for (uint e = 0; e < V4; e++) {
-                    q4[e] = q_l[c][e];
-                    o4[e] = do_l[c][e];
-                }
-                for (uint r = 0; r < R; r++) {
-                    uint col = grp + r * G, i = i0 + c, j = j0 + col;
-                    bool rmw = (flags & EV_WANT_DPAIR) && i < S && j < S;
-                    ulong at = part_base + (ulong)i * S + j;
-                    /* the chunk's partial so far, loaded first so its latency overlaps the dots */
-                    float old = rmw && n != n_first ? pair_part[at] : 0.0f;
-                    float4 s4 = 0.0f, dp4 = 0.0f; /* four independent chains per dot */
+            /* the chunk's partial so far is loaded AHEAD queries ahead, so that many loads are
+             * in flight while the dots run (the kernel is otherwise latency bound on them) */
+            const bool added = n != n_first;
+            float ahead[R][AHEAD];
+            for (uint r = 0; r < R; r++)
+                for (uint u = 0; u < AHEAD; u++)
+                    ahead[r][u] = partial_so_far(pair_part, part_base, i0 + u, j0 + grp + r * G, S, flags, added);
+            for (uint c0 = 0; c0 < BQ; c0 += AHEAD) {
+                float next[R][AHEAD];
+                for (uint r = 0; r < R; r++)
+                    for (uint u = 0; u < AHEAD; u++)
+                        next[r][u] = partial_so_far(pair_part, part_base, i0 + c0 + AHEAD + u, j0 + grp + r * G, S,
+                                                    flags, added && c0 + AHEAD + u < BQ);
+                for (uint u = 0; u < AHEAD; u++) {
+                    const uint c = c0 + u;
+                    float4 q4[V4], o4[V4];
                     for (uint e = 0; e < V4; e++) {
-                        s4 = fma(kv[r][e], q4[e], s4);
-                        dp4 = fma(vv[r][e], o4[e], dp4);
+                        q4[e] = q_l[c][e];
+                        o4[e] = do_l[c][e];
                     }
-                    float bias = (flags & EV_HAS_PAIR) ? mask_l[col] + pair_l[c][col] : mask_l[col];
-                    float2 pds = prob_and_dscore(hsum(s4), hsum(dp4), bias, l2_l[c], delta_l[c], scale2);
-                    dmask_acc[r] += pds.y;
-                    if (rmw) pair_part[at] = old + pds.y;
-                    for (uint e = 0; e < V4; e++) {
-                        dv_acc[r][e] = fma((float4)(pds.x), o4[e], dv_acc[r][e]);
-                        dk_acc[r][e] = fma((float4)(pds.y), q4[e], dk_acc[r][e]);
+                    for (uint r = 0; r < R; r++) {
+                        uint col = grp + r * G, i = i0 + c, j = j0 + col;
+                        float4 s4 = 0.0f, dp4 = 0.0f; /* four independent chains per dot */
+                        for (uint e = 0; e < V4; e++) {
+                            s4 = fma(kv[r][e], q4[e], s4);
+                            dp4 = fma(vv[r][e], o4[e], dp4);
+                        }
+                        float bias = (flags & EV_HAS_PAIR) ? mask_l[col] + pair_l[c][col] : mask_l[col];
+                        float2 pds = prob_and_dscore(hsum(s4), hsum(dp4), bias, l2_l[c], delta_l[c], scale2);
+                        dmask_acc[r] += pds.y;
+                        if ((flags & EV_WANT_DPAIR) && i < S && j < S)
+                            pair_part[part_base + (ulong)i * S + j] = ahead[r][u] + pds.y;
+                        for (uint e = 0; e < V4; e++) {
+                            dv_acc[r][e] = fma((float4)(pds.x), o4[e], dv_acc[r][e]);
+                            dk_acc[r][e] = fma((float4)(pds.y), q4[e], dk_acc[r][e]);
+                        }
                     }
                 }
+                for (uint r = 0; r < R; r++)
+                    for (uint u = 0; u < AHEAD; u++) ahead[r][u] = next[r][u];
             }
 #else
             float s[R][BQ], dp[R][BQ];
@@ -648,6 +675,7 @@ void evoattn_bwd_dkdv(EV_ARGS)
 #undef G
 #undef V4
 #undef DP4
+#undef AHEAD
 
 /* out[o * inner + x] = sum over c < chunks of part[(o * chunks + c) * inner + x], in c order:
  * d(mask bias) sums per-head partials (chunks = H), d(pair bias) per-chunk partials. */

@@ -65,6 +65,7 @@ static const mcl_param_decl evoattn_params[] = {
     [EV_DQ_BQ] = {"DQ_BQ", 128, TILE},   [EV_DQ_BK] = {"DQ_BK", 32, TILE},
     [EV_DQ_R] = {"DQ_R", 1, ROWS_PER_ITEM}, [EV_DQ_DW] = {"DQ_DW", 64, SLICE},
     [EV_DPAIR_WAVES] = {"DPAIR_WAVES", 4, LEGAL(1, 2, 4, 8, 16)},
+    [EV_DKV_AHEAD] = {"DKV_AHEAD", 8, LEGAL(1, 2, 4, 8, 16)},
 };
 
 /* A work-group's rows must hold at least one work-item's rows; the local memory and the

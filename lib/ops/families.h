@@ -16,13 +16,14 @@ enum { LN_VARIANT_REFERENCE = 0, LN_VARIANT_TILED = 1 };
  * the tile it streams. R is the rows a work-item owns and DW the widest head-dim slice it
  * holds (the head dim is split into the fewest slices of at most DW columns). DPAIR_WAVES sets
  * how many work-groups per compute unit the dK/dV kernel's split over N aims for when
- * d(pair bias) is wanted. */
+ * d(pair bias) is wanted, and DKV_AHEAD how many queries ahead that kernel loads its d(pair
+ * bias) partial (loads in flight hide the memory latency it is otherwise bound by). */
 enum {
     EV_VARIANT,
     EV_FWD_BQ, EV_FWD_BK, EV_FWD_R, EV_FWD_DW,
     EV_DKV_BQ, EV_DKV_BK, EV_DKV_R, EV_DKV_DW,
     EV_DQ_BQ, EV_DQ_BK, EV_DQ_R, EV_DQ_DW,
-    EV_DPAIR_WAVES,
+    EV_DPAIR_WAVES, EV_DKV_AHEAD,
 };
 enum { EV_VARIANT_REFERENCE = 0, EV_VARIANT_TILED = 1 };
 
