@@ -47,7 +47,8 @@ uint64_t test_seed(void)
     const char *env = getenv("MEGACL_TEST_SEED");
     uint64_t seed = env ? strtoull(env, NULL, 0)
                         : (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid() << 16;
-    cr_log_info("seed %llu (MEGACL_TEST_SEED reproduces it)", (unsigned long long)seed);
+    /* on stderr, so that a failing run's log (ctest --output-on-failure) names it */
+    fprintf(stderr, "seed %llu (MEGACL_TEST_SEED reproduces it)\n", (unsigned long long)seed);
     return seed;
 }
 
