@@ -195,9 +195,22 @@ inline float load_b(__global const store_t *b, ulong ldb, ulong k, ulong n, ulon
 #endif
 }
 
+/* The fast path loads A as stored and forms it (SwiGLU; LayerNorm when A is not transposed)
+ * only as it goes to local memory (form_a), after the step that the loads overlap: formed at
+ * the load, the work-item would wait for its loads before that step. */
+#define DEFER_A (A_FAST && (GEMM_A_OP == 2 || (GEMM_A_OP == 1 && !GEMM_TRANS_A)))
+
 /* The operands of one step, in registers between the global loads and the local stores. */
 typedef struct gemm_stage {
     float4 a[A_PER], b[B_PER];
+#if DEFER_A
+    uint raw; /* a holds A as loaded: SwiGLU's silu half, or X before its LayerNorm */
+#if GEMM_A_OP == 2
+    float4 gate[A_PER]; /* SwiGLU's gate half */
+#else
+    float w[A_PER], c[A_PER]; /* LayerNorm's weight and bias at each unit's k */
+#endif
+#endif
 } gemm_stage;
 
 /* The operand tiles' units a work-item loads in a step: unit t of work-item lid is 4 consecutive
@@ -259,6 +272,9 @@ inline void load_a_checked(gemm_stage *st, uint lid, __global const store_t *a, 
             v[r] = load_a(a, lda, m0 + p.x + r, k0 + p.y, M, k_end, A_OP_ARGS);
         st->a[t] = vload4(0, v);
     }
+#if DEFER_A
+    st->raw = 0;
+#endif
 }
 
 inline void load_b_checked(gemm_stage *st, uint lid, __global const store_t *b, ulong ldb, ulong n0, ulong k0,
@@ -273,10 +289,10 @@ inline void load_b_checked(gemm_stage *st, uint lid, __global const store_t *b, 
 }
 
 #if A_FAST
-/* A's share of a step inside the matrix, by vector loads. Along k, the LayerNorm statistics of
- * the work-item's 4 rows come from row_mean and row_rstd, read once. */
+/* A's share of a step inside the matrix, by vector loads; formed here only where transposed
+ * LayerNorm (DEFER_A clear), else by form_a. */
 inline void load_a_fast(gemm_stage *st, uint lid, __global const store_t *a, ulong lda, ulong m0, ulong k0,
-                        const float *row_mean, const float *row_rstd, A_OP_PARAMS)
+                        A_OP_PARAMS)
 {
 #if GEMM_TRANS_A
 #pragma unroll
@@ -288,7 +304,7 @@ inline void load_a_fast(gemm_stage *st, uint lid, __global const store_t *a, ulo
         float g[4];
         load_vec4(a, at + silu_shift, v);
         load_vec4(a, at + gate_shift, g);
-        for (uint i = 0; i < 4; i++) v[i] = v[i] * gemm_sigmoid(v[i]) * g[i];
+        st->gate[t] = vload4(0, g);
 #else
         load_vec4(a, at, v);
 #if GEMM_A_OP == 1
@@ -305,30 +321,54 @@ inline void load_a_fast(gemm_stage *st, uint lid, __global const store_t *a, ulo
     ulong k = k0 + p.y;
     float v[4][A_PER];
 #if GEMM_A_OP == 1
-    float w[A_PER], c[A_PER];
-    for (uint j = 0; j < A_PER; j++) w[j] = 1.0f, c[j] = 0.0f;
-    if (flags & GEMM_HAS_GAMMA) LOAD_RUN(A_PER, gamma, k, w);
-    if (flags & GEMM_HAS_BETA) LOAD_RUN(A_PER, beta, k, c);
+    for (uint j = 0; j < A_PER; j++) st->w[j] = 1.0f, st->c[j] = 0.0f;
+    if (flags & GEMM_HAS_GAMMA) LOAD_RUN(A_PER, gamma, k, st->w);
+    if (flags & GEMM_HAS_BETA) LOAD_RUN(A_PER, beta, k, st->c);
+#elif GEMM_A_OP == 2
+    float g[4][A_PER];
 #endif
 #pragma unroll
     for (uint r = 0; r < 4; r++) {
         ulong at = (m0 + p.x + r) * lda + k;
 #if GEMM_A_OP == 2
-        float g[A_PER];
         LOAD_RUN(A_PER, a, at + silu_shift, v[r]);
-        LOAD_RUN(A_PER, a, at + gate_shift, g);
-        for (uint j = 0; j < A_PER; j++) v[r][j] = v[r][j] * gemm_sigmoid(v[r][j]) * g[j];
+        LOAD_RUN(A_PER, a, at + gate_shift, g[r]);
 #else
         LOAD_RUN(A_PER, a, at, v[r]);
-#if GEMM_A_OP == 1
-        for (uint j = 0; j < A_PER; j++) v[r][j] = (v[r][j] - row_mean[r]) * row_rstd[r] * w[j] + c[j];
-#endif
 #endif
     }
 #pragma unroll
-    for (uint t = 0; t < A_PER; t++) st->a[t] = (float4)(v[0][t], v[1][t], v[2][t], v[3][t]);
+    for (uint t = 0; t < A_PER; t++) {
+        st->a[t] = (float4)(v[0][t], v[1][t], v[2][t], v[3][t]);
+#if GEMM_A_OP == 2
+        st->gate[t] = (float4)(g[0][t], g[1][t], g[2][t], g[3][t]);
+#endif
+    }
+#endif
+#if DEFER_A
+    st->raw = 1;
 #endif
 }
+#endif
+
+#if DEFER_A
+/* A as loaded by the fast path, formed: silu(a) * gate, or the LayerNorm of the work-item's 4
+ * rows (their statistics in row_mean and row_rstd) */
+inline void form_a(gemm_stage *st, const float *row_mean, const float *row_rstd)
+{
+    if (!st->raw) return;
+#if GEMM_A_OP == 2
+#pragma unroll
+    for (uint t = 0; t < A_PER; t++) st->a[t] = st->a[t] * (1.0f / (1.0f + exp(-st->a[t]))) * st->gate[t];
+#else
+    float4 mu = vload4(0, row_mean), rs = vload4(0, row_rstd);
+#pragma unroll
+    for (uint t = 0; t < A_PER; t++) st->a[t] = (st->a[t] - mu) * rs * st->w[t] + st->c[t];
+#endif
+}
+#define FORM_A form_a(&st, row_mean, row_rstd);
+#else
+#define FORM_A
 #endif
 
 #if B_FAST
@@ -431,7 +471,7 @@ void gemm(__global const store_t *a, ulong a_off, ulong lda, ulong a_batch,
 #if A_FAST
 #define LOAD_A(k0)                                                                             \
     if (a_inside && (k0) + GEMM_BK <= k_end)                                                   \
-        load_a_fast(&st, lid, a, lda, m0, (k0), row_mean, row_rstd, A_OP_ARGS);                \
+        load_a_fast(&st, lid, a, lda, m0, (k0), A_OP_ARGS);                                    \
     else                                                                                       \
         load_a_checked(&st, lid, a, lda, m0, (k0), M, k_end, A_OP_ARGS);
 #else
@@ -450,6 +490,7 @@ void gemm(__global const store_t *a, ulong a_off, ulong lda, ulong a_batch,
 
     /* the staged operands into local buffer `buf` */
 #define GEMM_STORE(buf)                                                                        \
+    FORM_A                                                                                     \
     for (uint t = 0; t < A_PER; t++) {                                                         \
         uint2 p = a_unit(lid, t);                                                              \
         if (A_UNITS % ITEMS == 0 || lid + t * ITEMS < A_UNITS) a_l[buf][p.y][p.x / 4] = st.a[t]; \
