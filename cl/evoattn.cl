@@ -79,6 +79,10 @@
 #define EV_DKV_AHEAD 8
 #endif
 
+#ifndef EV_DKV_MT
+#define EV_DKV_MT 1
+#endif
+
 #ifndef EV_VEC4
 #define EV_VEC4 0 /* D and every tensor offset are multiples of 4: vector loads and stores */
 #endif
@@ -173,15 +177,15 @@ inline float4 load4(__global const store_t *src, __global const store_t *gate, u
     return vload4(0, x);
 }
 
-/* Rows first .. first + count of a slice into local [count][dp4] float4s, zero past S and
- * past D; `gate` non-NULL forms dO from dY on the way. */
-inline void stage_rows(__local float4 *dst, __global const store_t *src, __global const store_t *gate,
-                       ulong base, uint first, uint count, uint dp4, uint S, uint H, uint flags,
-                       uint lid, uint items)
+/* Rows first .. first + count of a slice into local rows of `stride` float4s, dp4 of them
+ * filled, zero past S and past D; `gate` non-NULL forms dO from dY on the way. */
+inline void stage_rows(__local float4 *dst, uint stride, __global const store_t *src,
+                       __global const store_t *gate, ulong base, uint first, uint count, uint dp4,
+                       uint S, uint H, uint flags, uint lid, uint items)
 {
     for (uint e = lid; e < count * dp4; e += items) {
         uint r = e / dp4, d = 4 * (e % dp4);
-        dst[e] = first + r < S ? load4(src, gate, AT(base, first + r, d), d, flags) : 0.0f;
+        dst[r * stride + d / 4] = first + r < S ? load4(src, gate, AT(base, first + r, d), d, flags) : 0.0f;
     }
 }
 
@@ -324,8 +328,8 @@ void evoattn_forward(EV_ARGS)
 
     for (uint j0 = 0; j0 < S; j0 += BK) {
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's readers are done */
-        stage_rows(&k_l[0][0], k, NULL, base, j0, BK, DP4, S, H, flags, lid, items);
-        stage_rows(&v_l[0][0], v, NULL, base, j0, BK, DP4, S, H, flags, lid, items);
+        stage_rows(&k_l[0][0], DP4, k, NULL, base, j0, BK, DP4, S, H, flags, lid, items);
+        stage_rows(&v_l[0][0], DP4, v, NULL, base, j0, BK, DP4, S, H, flags, lid, items);
         stage_bias(mask_l, &pair_l[0][0], BK + 1, mask, mask_row, pair, pair_base, i0, BQ, j0, BK, S, flags, lid, items);
         barrier(CLK_LOCAL_MEM_FENCE);
 
@@ -453,8 +457,8 @@ void evoattn_bwd_dq(EV_ARGS)
 
     for (uint j0 = 0; j0 < S; j0 += BK) {
         barrier(CLK_LOCAL_MEM_FENCE);
-        stage_rows(&k_l[0][0], k, NULL, base, j0, BK, DP4, S, H, flags, lid, items);
-        stage_rows(&v_l[0][0], v, NULL, base, j0, BK, DP4, S, H, flags, lid, items);
+        stage_rows(&k_l[0][0], DP4, k, NULL, base, j0, BK, DP4, S, H, flags, lid, items);
+        stage_rows(&v_l[0][0], DP4, v, NULL, base, j0, BK, DP4, S, H, flags, lid, items);
         stage_bias(mask_l, &pair_l[0][0], BK + 1, mask, mask_row, pair, pair_base, i0, BQ, j0, BK, S, flags, lid, items);
         barrier(CLK_LOCAL_MEM_FENCE);
 
@@ -563,8 +567,8 @@ void evoattn_bwd_dkdv(EV_ARGS)
 
         for (uint i0 = 0; i0 < S; i0 += BQ) {
             barrier(CLK_LOCAL_MEM_FENCE);
-            stage_rows(&q_l[0][0], q, NULL, base, i0, BQ, DP4, S, H, flags, lid, items);
-            stage_rows(&do_l[0][0], dout, g, base, i0, BQ, DP4, S, H, flags, lid, items);
+            stage_rows(&q_l[0][0], DP4, q, NULL, base, i0, BQ, DP4, S, H, flags, lid, items);
+            stage_rows(&do_l[0][0], DP4, dout, g, base, i0, BQ, DP4, S, H, flags, lid, items);
             stage_bias(mask_l, &pair_l[0][0], BK + 1, mask, mask_row, pair, pair_base, i0, BQ, j0, BK, S, flags, lid, items);
             for (uint e = lid; e < BQ; e += items) {
                 bool in = i0 + e < S;
@@ -676,6 +680,202 @@ void evoattn_bwd_dkdv(EV_ARGS)
 #undef V4
 #undef DP4
 #undef AHEAD
+
+/* ---- backward: dK, dV and the bias gradients' partials, micro-tiled (DKV_MT = 1) --------- */
+
+/* The work of evoattn_bwd_dkdv (same grid, same chunks of N, same partials) organised like a
+ * GEMM, for head dims up to 64: the key tile's K and V, the query tile's Q and dO, and then
+ * the tile's P and dS all sit in local memory. A work-item first computes the scores and dP
+ * of 4 keys x 4 queries (keys kg + t * KG, queries qg + u * QG), then adds the tile into the
+ * dK and dV of 4 consecutive keys x 4 head-dim columns per task. Each 16-byte local read
+ * feeds 8 FMAs (the row kernel's broadcasts feed 4), and no row of D lives in registers. Rows
+ * of the D-wide tiles are an odd number of float4s apart, so the 8 rows a quarter-warp reads
+ * fall in 8 different banks. */
+#if EV_DKV_MT /* built only where chosen: its tiles need at least 4 keys and 4 queries */
+#define BQ EV_DKV_BQ
+#define BK EV_DKV_BK
+#define DP4 ((EV_D + 3) / 4)                   /* float4 vectors in a row */
+#define LD4 (DP4 % 2 ? DP4 : DP4 + 1)          /* local row stride of the D-wide tiles */
+#define KG (BK / 4)                            /* key groups of the score block */
+#define QG (BQ / 4)                            /* query groups of the score block */
+#define ITEMS (KG * QG)
+#define TASKS ((KG * DP4 + ITEMS - 1) / ITEMS) /* 4-key x 4-column blocks of dK, dV per item */
+
+#define FETCH_ROWS ((BQ * DP4 + ITEMS - 1) / ITEMS) /* float4s of Q (and of dO) per item */
+#define FETCH_BIAS ((BQ * BK + ITEMS - 1) / ITEMS)  /* pair bias entries per item */
+#define FETCH_STATS ((BQ + ITEMS - 1) / ITEMS)       /* queries' statistics per item */
+
+/* s[u][t] = K row kg + t * KG . Q row qg + u * QG, and dp likewise from V and dO */
+inline void block_dots(float s[4][4], float dp[4][4], __local const float4 *k_l, __local const float4 *q_l,
+                       __local const float4 *v_l, __local const float4 *do_l, uint kg, uint qg)
+{
+    for (uint u = 0; u < 4; u++)
+        for (uint t = 0; t < 4; t++) s[u][t] = dp[u][t] = 0.0f;
+    for (uint d4 = 0; d4 < DP4; d4++) {
+        float4 kk[4], vv[4], qq[4], oo[4];
+        for (uint t = 0; t < 4; t++) {
+            kk[t] = k_l[(kg + t * KG) * LD4 + d4];
+            vv[t] = v_l[(kg + t * KG) * LD4 + d4];
+            qq[t] = q_l[(qg + t * QG) * LD4 + d4];
+            oo[t] = do_l[(qg + t * QG) * LD4 + d4];
+        }
+        for (uint u = 0; u < 4; u++)
+            for (uint t = 0; t < 4; t++) {
+                s[u][t] = dot_acc(kk[t], qq[u], s[u][t]);
+                dp[u][t] = dot_acc(vv[t], oo[u], dp[u][t]);
+            }
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(ITEMS, 1, 1)))
+void evoattn_bwd_dkdv_mt(EV_ARGS)
+{
+    EV_OFFSETS;
+    __local float4 k_l[BK][LD4], v_l[BK][LD4], q_l[BQ][LD4], do_l[BQ][LD4];
+    __local float4 p_l[BQ][KG], ds_l[BQ][KG]; /* p_l holds the pair bias until P replaces it */
+    __local float mask_l[BK], l2_l[BQ], delta_l[BQ];
+    __local float *p_f = (__local float *)p_l, *ds_f = (__local float *)ds_l;
+    const uint lid = get_local_id(0), kg = lid % KG, qg = lid / KG;
+    const uint chunks = (N + n_per_chunk - 1) / n_per_chunk, tiles = (S + BK - 1) / BK;
+    const uint group = get_group_id(0) / tiles, chunk = group % chunks, h = (group / chunks) % H;
+    const uint b = group / (chunks * H);
+    const uint j0 = (get_group_id(0) % tiles) * BK;
+    const ulong pair_base = ((ulong)b * H + h) * S * S;
+    const ulong part_base = (((ulong)chunk * B + b) * H + h) * S * S;
+    const uint n_first = chunk * n_per_chunk, n_end = min(N, n_first + n_per_chunk);
+    const float scale2 = scale * EV_LOG2E;
+    /* element e = lid + x * ITEMS of the fetched Q and dO rows and of the bias tile */
+    #define FETCH_ROW(x) ((lid + (x) * ITEMS) / DP4)
+    #define FETCH_D(x) (4 * ((lid + (x) * ITEMS) % DP4))
+
+    for (uint n = n_first; n < n_end; n++) {
+        const ulong base = slice_base(b, n, h, N, S, H), mask_row = ((ulong)b * N + n) * S;
+        const ulong stat_row = stat_index(b, n, h, 0, N, S, H);
+        float4 dk_acc[TASKS][4], dv_acc[TASKS][4];
+        float dmask_acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (uint x = 0; x < TASKS; x++)
+            for (uint e = 0; e < 4; e++) dk_acc[x][e] = dv_acc[x][e] = 0.0f;
+        barrier(CLK_LOCAL_MEM_FENCE); /* the previous row's readers are done */
+        stage_rows(&k_l[0][0], LD4, k, NULL, base, j0, BK, DP4, S, H, flags, lid, ITEMS);
+        stage_rows(&v_l[0][0], LD4, v, NULL, base, j0, BK, DP4, S, H, flags, lid, ITEMS);
+        stage_bias(mask_l, p_f, BK, mask, mask_row, pair, pair_base, 0, 0, j0, BK, S, flags & ~EV_HAS_PAIR,
+                   lid, ITEMS);
+
+        /* each query tile's Q, dO, pair bias and statistics are loaded into registers while the
+         * previous tile is computed, and stored to local memory after it */
+        float4 q_next[FETCH_ROWS], do_next[FETCH_ROWS];
+        float bias_next[FETCH_BIAS], l2_next[FETCH_STATS], delta_next[FETCH_STATS];
+        for (uint i0 = 0; i0 < S + BQ; i0 += BQ) {
+            if (i0 > 0) {
+                barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's readers are done */
+                for (uint x = 0; x < FETCH_ROWS; x++)
+                    if (lid + x * ITEMS < BQ * DP4) {
+                        q_l[FETCH_ROW(x)][FETCH_D(x) / 4] = q_next[x];
+                        do_l[FETCH_ROW(x)][FETCH_D(x) / 4] = do_next[x];
+                    }
+                for (uint x = 0; x < FETCH_BIAS; x++)
+                    if (lid + x * ITEMS < BQ * BK) p_f[lid + x * ITEMS] = bias_next[x];
+                for (uint x = 0; x < FETCH_STATS; x++)
+                    if (lid + x * ITEMS < BQ) l2_l[lid + x * ITEMS] = l2_next[x], delta_l[lid + x * ITEMS] = delta_next[x];
+                barrier(CLK_LOCAL_MEM_FENCE);
+            }
+            if (i0 < S) { /* fetch tile i0 */
+                for (uint x = 0; x < FETCH_ROWS; x++) {
+                    uint i = i0 + FETCH_ROW(x), d = FETCH_D(x);
+                    bool in = lid + x * ITEMS < BQ * DP4 && i < S;
+                    q_next[x] = in ? load4(q, NULL, AT(base, i, d), d, flags) : 0.0f;
+                    do_next[x] = in ? load4(dout, g, AT(base, i, d), d, flags) : 0.0f;
+                }
+                for (uint x = 0; x < FETCH_BIAS; x++) {
+                    uint e = lid + x * ITEMS, i = i0 + e / BK, j = j0 + e % BK;
+                    bool in = (flags & EV_HAS_PAIR) && e < BQ * BK && i < S && j < S;
+                    bias_next[x] = in ? load_elem(pair, pair_base + (ulong)i * S + j) * EV_LOG2E : 0.0f;
+                }
+                for (uint x = 0; x < FETCH_STATS; x++) {
+                    uint i = i0 + lid + x * ITEMS;
+                    bool in = lid + x * ITEMS < BQ && i < S;
+                    l2_next[x] = in ? lse[stat_row + i] * EV_LOG2E : -INFINITY;
+                    delta_next[x] = in ? delta[stat_row + i] : 0.0f;
+                }
+            }
+            if (i0 == 0) continue;
+            const uint t0 = i0 - BQ; /* the tile in local memory */
+
+            /* the chunk's d(pair bias) partial so far, loaded before the dots so that the
+             * loads are in flight while they run */
+            float part[4][4];
+            for (uint u = 0; u < 4; u++)
+                for (uint t = 0; t < 4; t++)
+                    part[u][t] = partial_so_far(pair_part, part_base, t0 + qg + u * QG, j0 + kg + t * KG, S,
+                                                flags, n != n_first);
+            float s[4][4], dp[4][4];
+            block_dots(s, dp, &k_l[0][0], &q_l[0][0], &v_l[0][0], &do_l[0][0], kg, qg);
+            for (uint u = 0; u < 4; u++)
+                for (uint t = 0; t < 4; t++) {
+                    uint ii = qg + u * QG, jj = kg + t * KG, i = t0 + ii, j = j0 + jj;
+                    float bias = mask_l[jj] + p_f[ii * BK + jj];
+                    float2 pds = prob_and_dscore(s[u][t], dp[u][t], bias, l2_l[ii], delta_l[ii], scale2);
+                    dmask_acc[t] += pds.y;
+                    if ((flags & EV_WANT_DPAIR) && i < S && j < S)
+                        pair_part[part_base + (ulong)i * S + j] = part[u][t] + pds.y;
+                    p_f[ii * BK + jj] = pds.x; /* each entry is read and replaced by one item */
+                    ds_f[ii * BK + jj] = pds.y;
+                }
+            barrier(CLK_LOCAL_MEM_FENCE);
+
+            /* dV += P^T dO and dK += dS^T Q for 4 keys x 4 columns per task */
+            for (uint x = 0; x < TASKS; x++) {
+                uint task = lid + x * ITEMS, kc = task / DP4, dc = task % DP4;
+                if (kc >= KG) break;
+                for (uint ii = 0; ii < BQ; ii++) {
+                    float4 p4 = p_l[ii][kc], s4 = ds_l[ii][kc], o4 = do_l[ii][dc], q4 = q_l[ii][dc];
+                    dv_acc[x][0] = fma((float4)(p4.x), o4, dv_acc[x][0]);
+                    dv_acc[x][1] = fma((float4)(p4.y), o4, dv_acc[x][1]);
+                    dv_acc[x][2] = fma((float4)(p4.z), o4, dv_acc[x][2]);
+                    dv_acc[x][3] = fma((float4)(p4.w), o4, dv_acc[x][3]);
+                    dk_acc[x][0] = fma((float4)(s4.x), q4, dk_acc[x][0]);
+                    dk_acc[x][1] = fma((float4)(s4.y), q4, dk_acc[x][1]);
+                    dk_acc[x][2] = fma((float4)(s4.z), q4, dk_acc[x][2]);
+                    dk_acc[x][3] = fma((float4)(s4.w), q4, dk_acc[x][3]);
+                }
+            }
+        }
+
+        for (uint x = 0; x < TASKS; x++) {
+            uint task = lid + x * ITEMS, kc = task / DP4, dc = task % DP4;
+            if (kc >= KG) break;
+            for (uint e = 0; e < 4; e++) {
+                uint j = j0 + 4 * kc + e;
+                if (flags & EV_WANT_DK) store_slice(dk, &dk_acc[x][e], 1, scale, base, j, 4 * dc, S, H);
+                if (flags & EV_WANT_DV) store_slice(dv, &dv_acc[x][e], 1, 1.0f, base, j, 4 * dc, S, H);
+            }
+        }
+        /* d(mask bias): column sums of dS over the query groups, in order (the barriers
+         * stay unconditional, see evoattn_bwd_dkdv) */
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint t = 0; t < 4; t++) ds_f[qg * BK + kg + t * KG] = dmask_acc[t];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint jj = lid; jj < BK && (flags & EV_WANT_DMASK); jj += ITEMS) {
+            float sum = 0.0f;
+            for (uint r = 0; r < QG; r++) sum += ds_f[r * BK + jj];
+            if (j0 + jj < S) mask_part[stat_row + j0 + jj] = sum;
+        }
+    }
+}
+#undef BQ
+#undef BK
+#undef DP4
+#undef LD4
+#undef KG
+#undef QG
+#undef ITEMS
+#undef TASKS
+#undef FETCH_ROWS
+#undef FETCH_BIAS
+#undef FETCH_STATS
+#undef FETCH_ROW
+#undef FETCH_D
+#endif
 
 /* out[o * inner + x] = sum over c < chunks of part[(o * chunks + c) * inner + x], in c order:
  * d(mask bias) sums per-head partials (chunks = H), d(pair bias) per-chunk partials. */

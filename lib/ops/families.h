@@ -17,14 +17,18 @@ enum { LN_VARIANT_REFERENCE = 0, LN_VARIANT_TILED = 1 };
  * holds (the head dim is split into the fewest slices of at most DW columns). DPAIR_WAVES sets
  * how many work-groups per compute unit the dK/dV kernel's split over N aims for when
  * d(pair bias) is wanted, and DKV_AHEAD how many queries ahead that kernel loads its d(pair
- * bias) partial (loads in flight hide the memory latency it is otherwise bound by). */
+ * bias) partial (loads in flight hide the memory latency it is otherwise bound by). DKV_MT = 1
+ * runs dK/dV as a micro-tiled kernel instead (head dims up to EV_MT_MAX_HEAD_DIM): DKV_BK keys
+ * by DKV_BQ queries a step, a work-item per 4 x 4 block of them (both at least 4); its R, DW
+ * and AHEAD are unused. */
 enum {
     EV_VARIANT,
     EV_FWD_BQ, EV_FWD_BK, EV_FWD_R, EV_FWD_DW,
     EV_DKV_BQ, EV_DKV_BK, EV_DKV_R, EV_DKV_DW,
     EV_DQ_BQ, EV_DQ_BK, EV_DQ_R, EV_DQ_DW,
-    EV_DPAIR_WAVES, EV_DKV_AHEAD,
+    EV_DPAIR_WAVES, EV_DKV_AHEAD, EV_DKV_MT,
 };
+#define EV_MT_MAX_HEAD_DIM 64
 enum { EV_VARIANT_REFERENCE = 0, EV_VARIANT_TILED = 1 };
 
 /* glu: sigmoid gating and SwiGLU. VEC elements per work-item step (shrunk to divide the
