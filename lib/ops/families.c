@@ -7,6 +7,11 @@
 
 #define LEGAL(...) (const int[]){__VA_ARGS__}, sizeof((const int[]){__VA_ARGS__}) / sizeof(int)
 
+/* The number of a family's parameters; their values travel in arrays of MCL_MAX_PARAMS. */
+#define PARAM_COUNT(params) (sizeof params / sizeof params[0])
+#define FITS_PARAM_ARRAYS(params) \
+    _Static_assert(PARAM_COUNT(params) <= MCL_MAX_PARAMS, #params " needs a larger MCL_MAX_PARAMS")
+
 /* ---- layernorm -------------------------------------------------------------------------- */
 
 static const mcl_param_decl layernorm_params[] = {
@@ -41,11 +46,13 @@ static void layernorm_bucket(const size_t *shape, char *out, size_t cap)
     snprintf(out, cap, "cols>4096");
 }
 
+FITS_PARAM_ARRAYS(layernorm_params);
+
 const mcl_family mcl_family_layernorm = {
     .name = "layernorm",
     .define_prefix = "LN_",
     .params = layernorm_params,
-    .param_count = sizeof layernorm_params / sizeof layernorm_params[0],
+    .param_count = PARAM_COUNT(layernorm_params),
     .check = layernorm_check,
     .bucket = layernorm_bucket,
 };
@@ -92,11 +99,13 @@ static void evoattn_bucket(const size_t *shape, char *out, size_t cap)
     snprintf(out, cap, "d=%zu,s%s", shape[4], shape[2] <= 256 ? "<=256" : shape[2] <= 1024 ? "<=1024" : ">1024");
 }
 
+FITS_PARAM_ARRAYS(evoattn_params);
+
 const mcl_family mcl_family_evoattn = {
     .name = "evoattn",
     .define_prefix = "EV_",
     .params = evoattn_params,
-    .param_count = sizeof evoattn_params / sizeof evoattn_params[0],
+    .param_count = PARAM_COUNT(evoattn_params),
     .check = evoattn_check,
     .bucket = evoattn_bucket,
 };
@@ -122,11 +131,13 @@ static void glu_bucket(const size_t *shape, char *out, size_t cap)
     snprintf(out, cap, "any");
 }
 
+FITS_PARAM_ARRAYS(glu_params);
+
 const mcl_family mcl_family_glu = {
     .name = "glu",
     .define_prefix = "GLU_",
     .params = glu_params,
-    .param_count = sizeof glu_params / sizeof glu_params[0],
+    .param_count = PARAM_COUNT(glu_params),
     .check = glu_check,
     .bucket = glu_bucket,
 };
@@ -165,11 +176,13 @@ static void gemm_bucket(const size_t *shape, char *out, size_t cap)
 /* The double-buffered default tiles take 33 KiB of local memory; OpenCL 1.2 promises 32. */
 static const char *const gemm_fallbacks[] = {"PREFETCH=0", NULL};
 
+FITS_PARAM_ARRAYS(gemm_params);
+
 const mcl_family mcl_family_gemm = {
     .name = "gemm",
     .define_prefix = "GEMM_",
     .params = gemm_params,
-    .param_count = sizeof gemm_params / sizeof gemm_params[0],
+    .param_count = PARAM_COUNT(gemm_params),
     .check = gemm_check,
     .bucket = gemm_bucket,
     .fallbacks = gemm_fallbacks,

@@ -8,7 +8,7 @@
 
 #include "context.h"
 
-#define MCL_MAX_PARAMS 16
+#define MCL_MAX_PARAMS 32
 
 typedef struct mcl_param_decl {
     const char *name; /* without the family's define prefix: "TPR" */
