@@ -681,43 +681,28 @@ void evoattn_bwd_dkdv(EV_ARGS)
 #undef DP4
 #undef AHEAD
 
-/* ---- backward: dK, dV and the bias gradients' partials, micro-tiled (DKV_MT = 1) --------- */
+/* ---- micro-tiled kernels -------------------------------------------------------------------- */
 
-/* The work of evoattn_bwd_dkdv (same grid, same chunks of N, same partials) organised like a
- * GEMM, for head dims up to 64: the key tile's K and V, the query tile's Q and dO, and then
- * the tile's P and dS all sit in local memory. A work-item first computes the scores and dP
- * of 4 keys x 4 queries (keys kg + t * KG, queries qg + u * QG), then adds the tile into the
- * dK and dV of 4 consecutive keys x 4 head-dim columns per task. Each 16-byte local read
- * feeds 8 FMAs (the row kernel's broadcasts feed 4), and no row of D lives in registers. Rows
- * of the D-wide tiles are an odd number of float4s apart, so the 8 rows a quarter-warp reads
- * fall in 8 different banks. */
-#if EV_DKV_MT /* built only where chosen: its tiles need at least 4 keys and 4 queries */
-#define BQ EV_DKV_BQ
-#define BK EV_DKV_BK
-#define DP4 ((EV_D + 3) / 4)                   /* float4 vectors in a row */
-#define LD4 (DP4 % 2 ? DP4 : DP4 + 1)          /* local row stride of the D-wide tiles */
-#define KG (BK / 4)                            /* key groups of the score block */
-#define QG (BQ / 4)                            /* query groups of the score block */
-#define ITEMS (KG * QG)
-#define TASKS ((KG * DP4 + ITEMS - 1) / ITEMS) /* 4-key x 4-column blocks of dK, dV per item */
+/* Their D-wide local tiles have rows of EV_LD4 float4s, an odd number, so the 8 rows a
+ * quarter-warp reads fall in 8 different banks. */
+#define EV_DP4 ((EV_D + 3) / 4)                       /* float4 vectors in a row */
+#define EV_LD4 (EV_DP4 % 2 ? EV_DP4 : EV_DP4 + 1)
 
-#define FETCH_ROWS ((BQ * DP4 + ITEMS - 1) / ITEMS) /* float4s of Q (and of dO) per item */
-#define FETCH_BIAS ((BQ * BK + ITEMS - 1) / ITEMS)  /* pair bias entries per item */
-#define FETCH_STATS ((BQ + ITEMS - 1) / ITEMS)       /* queries' statistics per item */
-
-/* s[u][t] = K row kg + t * KG . Q row qg + u * QG, and dp likewise from V and dO */
+/* The scores and dP of a 4 x 4 block: s[u][t] = K row k0 + t * kstep . Q row q0 + u * qstep,
+ * and dp likewise from V and dO. */
 inline void block_dots(float s[4][4], float dp[4][4], __local const float4 *k_l, __local const float4 *q_l,
-                       __local const float4 *v_l, __local const float4 *do_l, uint kg, uint qg)
+                       __local const float4 *v_l, __local const float4 *do_l, uint k0, uint kstep, uint q0,
+                       uint qstep)
 {
     for (uint u = 0; u < 4; u++)
         for (uint t = 0; t < 4; t++) s[u][t] = dp[u][t] = 0.0f;
-    for (uint d4 = 0; d4 < DP4; d4++) {
+    for (uint d4 = 0; d4 < EV_DP4; d4++) {
         float4 kk[4], vv[4], qq[4], oo[4];
         for (uint t = 0; t < 4; t++) {
-            kk[t] = k_l[(kg + t * KG) * LD4 + d4];
-            vv[t] = v_l[(kg + t * KG) * LD4 + d4];
-            qq[t] = q_l[(qg + t * QG) * LD4 + d4];
-            oo[t] = do_l[(qg + t * QG) * LD4 + d4];
+            kk[t] = k_l[(k0 + t * kstep) * EV_LD4 + d4];
+            vv[t] = v_l[(k0 + t * kstep) * EV_LD4 + d4];
+            qq[t] = q_l[(q0 + t * qstep) * EV_LD4 + d4];
+            oo[t] = do_l[(q0 + t * qstep) * EV_LD4 + d4];
         }
         for (uint u = 0; u < 4; u++)
             for (uint t = 0; t < 4; t++) {
@@ -726,6 +711,28 @@ inline void block_dots(float s[4][4], float dp[4][4], __local const float4 *k_l,
             }
     }
 }
+
+/* ---- backward: dK, dV and the bias gradients' partials, micro-tiled (DKV_MT = 1) --------- */
+
+/* The work of evoattn_bwd_dkdv (same grid, same chunks of N, same partials) organised like a
+ * GEMM, for head dims up to 64: the key tile's K and V, the query tile's Q and dO, and then
+ * the tile's P and dS all sit in local memory. A work-item first computes the scores and dP
+ * of 4 keys x 4 queries (keys kg + t * KG, queries qg + u * QG), then adds the tile into the
+ * dK and dV of 4 consecutive keys x 4 head-dim columns per task. Each 16-byte local read
+ * feeds 8 FMAs (the row kernel's broadcasts feed 4), and no row of D lives in registers. */
+#if EV_DKV_MT /* built only where chosen: its tiles need at least 4 keys and 4 queries */
+#define BQ EV_DKV_BQ
+#define BK EV_DKV_BK
+#define DP4 EV_DP4
+#define LD4 EV_LD4
+#define KG (BK / 4)                            /* key groups of the score block */
+#define QG (BQ / 4)                            /* query groups of the score block */
+#define ITEMS (KG * QG)
+#define TASKS ((KG * DP4 + ITEMS - 1) / ITEMS) /* 4-key x 4-column blocks of dK, dV per item */
+
+#define FETCH_ROWS ((BQ * DP4 + ITEMS - 1) / ITEMS) /* float4s of Q (and of dO) per item */
+#define FETCH_BIAS ((BQ * BK + ITEMS - 1) / ITEMS)  /* pair bias entries per item */
+#define FETCH_STATS ((BQ + ITEMS - 1) / ITEMS)       /* queries' statistics per item */
 
 __kernel __attribute__((reqd_work_group_size(ITEMS, 1, 1)))
 void evoattn_bwd_dkdv_mt(EV_ARGS)
@@ -809,7 +816,7 @@ void evoattn_bwd_dkdv_mt(EV_ARGS)
                     part[u][t] = partial_so_far(pair_part, part_base, t0 + qg + u * QG, j0 + kg + t * KG, S,
                                                 flags, n != n_first);
             float s[4][4], dp[4][4];
-            block_dots(s, dp, &k_l[0][0], &q_l[0][0], &v_l[0][0], &do_l[0][0], kg, qg);
+            block_dots(s, dp, &k_l[0][0], &q_l[0][0], &v_l[0][0], &do_l[0][0], kg, KG, qg, QG);
             for (uint u = 0; u < 4; u++)
                 for (uint t = 0; t < 4; t++) {
                     uint ii = qg + u * QG, jj = kg + t * KG, i = t0 + ii, j = j0 + jj;

@@ -19,13 +19,22 @@ enum {
 
 /* The three tiled kernels, in the order of the family's declarations (each has BQ, BK, R and
  * DW). A kernel's own rows are its query tile, or for dK/dV its key tile; `parts` is the number
- * of partial score arrays it sums over head-dim slices. */
+ * of partial score arrays it sums over head-dim slices. A kernel with a micro-tiled variant
+ * names the parameter that switches it (`mt_param`, else -1) and how many tile-sized score
+ * arrays that variant keeps in local memory. */
 enum { K_FWD, K_DKV, K_DQ, K_COUNT };
 static const struct {
     int first_param;
     const char *prefix;
     int owns_keys, parts;
-} kernels[K_COUNT] = {{EV_FWD_BQ, "FWD", 0, 1}, {EV_DKV_BQ, "DKV", 1, 2}, {EV_DQ_BQ, "DQ", 0, 2}};
+    const char *name;
+    int mt_param, mt_scores;
+    const char *mt_name;
+} kernels[K_COUNT] = {
+    {EV_FWD_BQ, "FWD", 0, 1, "evoattn_forward", -1, 0, NULL},
+    {EV_DKV_BQ, "DKV", 1, 2, "evoattn_bwd_dkdv", EV_DKV_MT, 2, "evoattn_bwd_dkdv_mt"},
+    {EV_DQ_BQ, "DQ", 0, 2, "evoattn_bwd_dq", -1, 0, NULL},
+};
 
 typedef struct ev_tile {
     size_t bq, bk, r; /* query tile, key tile, rows per work-item */
@@ -35,7 +44,7 @@ typedef struct ev_tile {
 typedef struct ev_plan {
     mcl_params params;
     int tiled;
-    int dkv_mt;                 /* dK/dV runs the micro-tiled kernel (DKV_MT) */
+    int mt[K_COUNT];            /* the kernel runs its micro-tiled variant */
     ev_tile tile[K_COUNT];      /* effective tiles (shrunk to fit the device) */
     size_t chunks, n_per_chunk; /* the dK/dV kernel's split of N */
     float scale;
@@ -195,24 +204,25 @@ static mcl_status fit_tile(mcl_context *ctx, int kernel, size_t d, ev_tile *t)
     return MCL_OK;
 }
 
-/* The micro-tiled dK/dV kernel: the D-wide tiles of K, V, Q and dO (rows an odd number of
- * float4s apart), P and dS, the mask row and the queries' statistics. */
-static size_t mt_local_bytes(size_t d, ev_tile t)
+/* A micro-tiled kernel: the D-wide tiles of K, V, Q and dO (rows an odd number of float4s
+ * apart), its tile-sized score arrays, the mask bias and the queries' statistics. */
+static size_t mt_local_bytes(int kernel, size_t d, ev_tile t)
 {
     size_t dp4 = (d + 3) / 4, ld4 = dp4 % 2 ? dp4 : dp4 + 1;
-    return 16 * ((2 * t.bk + 2 * t.bq) * ld4 + 2 * t.bq * (t.bk / 4)) + sizeof(float) * (t.bk + 2 * t.bq);
+    return 16 * (2 * t.bk + 2 * t.bq) * ld4 +
+           sizeof(float) * (kernels[kernel].mt_scores * t.bq * t.bk + t.bk + 2 * t.bq);
 }
 
 static size_t mt_work_items(ev_tile t) { return t.bk / 4 * (t.bq / 4); }
 
-/* Halves the larger of the micro-tiled kernel's tiles (neither below 4) until it fits the
+/* Halves the larger of a micro-tiled kernel's tiles (neither below 4) until it fits the
  * device; 0 when it cannot, or when the head dim is past what it is written for. */
-static int fit_mt_tile(mcl_context *ctx, size_t d, ev_tile *t)
+static int fit_mt_tile(mcl_context *ctx, int kernel, size_t d, ev_tile *t)
 {
     const mcl_device_info *info = &ctx->device.info;
     if (d > EV_MT_MAX_HEAD_DIM) return 0;
     t->ds = 1, t->dw = round_up(d, 4), t->r = 1;
-    while (mt_local_bytes(d, *t) > info->local_mem_bytes || mt_work_items(*t) > info->max_work_group_size ||
+    while (mt_local_bytes(kernel, d, *t) > info->local_mem_bytes || mt_work_items(*t) > info->max_work_group_size ||
            mt_work_items(*t) > EV_MAX_WORK_ITEMS) {
         size_t *larger = t->bq >= t->bk ? &t->bq : &t->bk, *other = larger == &t->bq ? &t->bk : &t->bq;
         if (*larger > 4) *larger /= 2;
@@ -224,8 +234,12 @@ static int fit_mt_tile(mcl_context *ctx, size_t d, ev_tile *t)
 
 static size_t kernel_items(const ev_plan *plan, int kernel)
 {
-    if (kernel == K_DKV && plan->dkv_mt) return mt_work_items(plan->tile[K_DKV]);
-    return work_items(kernel, plan->tile[kernel]);
+    return plan->mt[kernel] ? mt_work_items(plan->tile[kernel]) : work_items(kernel, plan->tile[kernel]);
+}
+
+static const char *kernel_name(const ev_plan *plan, int kernel)
+{
+    return plan->mt[kernel] ? kernels[kernel].mt_name : kernels[kernel].name;
 }
 
 /* Vector loads and stores need D and the offsets of the D-wide tensors to be multiples of 4. */
@@ -251,13 +265,15 @@ static mcl_status choose_plan(mcl_context *ctx, const mcl_evoattn_desc *d, int w
     for (int k = 0; k < K_COUNT; k++) {
         int p = kernels[k].first_param;
         ev_tile t = {(size_t)v[p], (size_t)v[p + 1], (size_t)v[p + 2], 1, (size_t)v[p + 3]};
-        if (k == K_DKV) { /* the micro-tiled kernel where it applies, else the row kernel */
+        int mt_param = kernels[k].mt_param;
+        plan->mt[k] = 0;
+        if (mt_param >= 0) { /* the micro-tiled variant where it applies, else the row kernel */
             ev_tile mt = t;
-            plan->dkv_mt = plan->tiled && v[EV_DKV_MT] && fit_mt_tile(ctx, d->head_dim, &mt);
-            v[EV_DKV_MT] = plan->dkv_mt;
-            if (plan->dkv_mt) t = mt;
+            plan->mt[k] = plan->tiled && v[mt_param] && fit_mt_tile(ctx, k, d->head_dim, &mt);
+            v[mt_param] = plan->mt[k];
+            if (plan->mt[k]) t = mt;
         }
-        if (plan->tiled && !(k == K_DKV && plan->dkv_mt)) MCL_TRY(fit_tile(ctx, k, d->head_dim, &t));
+        if (plan->tiled && !plan->mt[k]) MCL_TRY(fit_tile(ctx, k, d->head_dim, &t));
         plan->tile[k] = t;
         v[p] = (int)t.bq, v[p + 1] = (int)t.bk, v[p + 2] = (int)t.r, v[p + 3] = (int)t.dw;
         used += (size_t)snprintf(slices_defines + used, sizeof slices_defines - used, " -DEV_%s_DS=%zu",
@@ -377,7 +393,7 @@ static mcl_status enqueue_forward(mcl_context *ctx, const mcl_evoattn_desc *d,
     if (plan->tiled) {
         ev_args a = forward_args(t, &t->lse);
         ev_tile tile = plan->tile[K_FWD];
-        return launch_tiled(ctx, d, plan, &a, "evoattn_forward", kernel_items(plan, K_FWD), tile.bq, slices(d));
+        return launch_tiled(ctx, d, plan, &a, kernel_name(plan, K_FWD), kernel_items(plan, K_FWD), tile.bq, slices(d));
     }
     /* reference: scores, softmax (lse into the caller's tensor or the workspace), P V */
     MCL_TRY(check_scores_fit(ctx, d, 1));
@@ -433,10 +449,10 @@ static mcl_status enqueue_gradients(mcl_context *ctx, const mcl_evoattn_desc *d,
     if (plan->tiled) {
         ev_tile dkv = plan->tile[K_DKV], dq = plan->tile[K_DQ];
         if (a->flags & FLAG_DQ)
-            MCL_TRY(launch_tiled(ctx, d, plan, a, "evoattn_bwd_dq", kernel_items(plan, K_DQ), dq.bq, slices(d)));
+            MCL_TRY(launch_tiled(ctx, d, plan, a, kernel_name(plan, K_DQ), kernel_items(plan, K_DQ), dq.bq, slices(d)));
         if (a->flags & (FLAG_DK | FLAG_DV | FLAG_DMASK | FLAG_DPAIR))
-            MCL_TRY(launch_tiled(ctx, d, plan, a, plan->dkv_mt ? "evoattn_bwd_dkdv_mt" : "evoattn_bwd_dkdv",
-                                 kernel_items(plan, K_DKV), dkv.bk, d->batch * d->heads * plan->chunks));
+            MCL_TRY(launch_tiled(ctx, d, plan, a, kernel_name(plan, K_DKV), kernel_items(plan, K_DKV), dkv.bk,
+                                 d->batch * d->heads * plan->chunks));
     } else {
         size_t grid_sq[3] = {d->seq, d->seq, slices(d)}, grid_rows[2] = {d->seq, slices(d)};
         size_t grid_out[3] = {d->head_dim, d->seq, slices(d)};
