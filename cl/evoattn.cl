@@ -82,6 +82,12 @@
 #ifndef EV_DKV_MT
 #define EV_DKV_MT 1
 #endif
+#ifndef EV_DKV_MT_BQ
+#define EV_DKV_MT_BQ 32
+#endif
+#ifndef EV_DKV_MT_BK
+#define EV_DKV_MT_BK 64
+#endif
 
 #ifndef EV_VEC4
 #define EV_VEC4 0 /* D and every tensor offset are multiples of 4: vector loads and stores */
@@ -522,7 +528,9 @@ void evoattn_bwd_dq(EV_ARGS)
 
 /* Rows are keys here (BK per work-group), the streamed tile is BQ queries. Work-groups: key
  * tiles x B x H x chunks of N; a work-group handles the rows n of its chunk one after the
- * other, so it alone owns its keys' columns of the chunk's pair partial. */
+ * other, so it alone owns its keys' columns of the chunk's pair partial. Built only where the
+ * micro-tiled variant is not chosen. */
+#if !EV_DKV_MT
 #define BQ EV_DKV_BQ
 #define BK EV_DKV_BK
 #define R EV_DKV_R
@@ -680,6 +688,7 @@ void evoattn_bwd_dkdv(EV_ARGS)
 #undef V4
 #undef DP4
 #undef AHEAD
+#endif
 
 /* ---- micro-tiled kernels -------------------------------------------------------------------- */
 
@@ -720,9 +729,9 @@ inline void block_dots(float s[4][4], float dp[4][4], __local const float4 *k_l,
  * of 4 keys x 4 queries (keys kg + t * KG, queries qg + u * QG), then adds the tile into the
  * dK and dV of 4 consecutive keys x 4 head-dim columns per task. Each 16-byte local read
  * feeds 8 FMAs (the row kernel's broadcasts feed 4), and no row of D lives in registers. */
-#if EV_DKV_MT /* built only where chosen: its tiles need at least 4 keys and 4 queries */
-#define BQ EV_DKV_BQ
-#define BK EV_DKV_BK
+#if EV_DKV_MT /* built only where chosen */
+#define BQ EV_DKV_MT_BQ
+#define BK EV_DKV_MT_BK
 #define DP4 EV_DP4
 #define LD4 EV_LD4
 #define KG (BK / 4)                            /* key groups of the score block */

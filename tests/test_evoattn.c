@@ -510,8 +510,8 @@ Test(evoattn, every_parameter_variant_is_correct, .timeout = 900)
         "DQ_BQ=2,DQ_BK=8,DQ_R=2,DQ_DW=64,DPAIR_WAVES=1,DKV_AHEAD=16",
         /* micro-tiled dK/dV: the smallest blocks (several dK/dV tasks per work-item at D = 64)
          * and a key tile of one block */
-        "DKV_MT=1,DKV_BQ=4,DKV_BK=8,DPAIR_WAVES=1",
-        "DKV_MT=1,DKV_BQ=16,DKV_BK=4,DPAIR_WAVES=16",
+        "DKV_MT=1,DKV_MT_BQ=4,DKV_MT_BK=8,DPAIR_WAVES=1",
+        "DKV_MT=1,DKV_MT_BQ=16,DKV_MT_BK=4,DPAIR_WAVES=16",
     };
     static const evo_case shapes[] = {
         {1, 3, 70, 2, 24, MCL_F32, 1, 1, 1, 1, 0.0f},

@@ -20,8 +20,8 @@ enum {
 /* The three tiled kernels, in the order of the family's declarations (each has BQ, BK, R and
  * DW). A kernel's own rows are its query tile, or for dK/dV its key tile; `parts` is the number
  * of partial score arrays it sums over head-dim slices. A kernel with a micro-tiled variant
- * names the parameter that switches it (`mt_param`, else -1) and how many tile-sized score
- * arrays that variant keeps in local memory. */
+ * names the parameter that switches it (`mt_param`, else -1; its BQ and BK follow it) and how
+ * many tile-sized score arrays that variant keeps in local memory. */
 enum { K_FWD, K_DKV, K_DQ, K_COUNT };
 static const struct {
     int first_param;
@@ -216,11 +216,11 @@ static size_t mt_local_bytes(int kernel, size_t d, ev_tile t)
 static size_t mt_work_items(ev_tile t) { return t.bk / 4 * (t.bq / 4); }
 
 /* Halves the larger of a micro-tiled kernel's tiles (neither below 4) until it fits the
- * device; 0 when it cannot, or when the head dim is past what it is written for. */
+ * device; 0 when it cannot, or when the head dim is outside the range the variant is for. */
 static int fit_mt_tile(mcl_context *ctx, int kernel, size_t d, ev_tile *t)
 {
     const mcl_device_info *info = &ctx->device.info;
-    if (d > EV_MT_MAX_HEAD_DIM) return 0;
+    if (d < EV_MT_MIN_HEAD_DIM || d > EV_MT_MAX_HEAD_DIM) return 0;
     t->ds = 1, t->dw = round_up(d, 4), t->r = 1;
     while (mt_local_bytes(kernel, d, *t) > info->local_mem_bytes || mt_work_items(*t) > info->max_work_group_size ||
            mt_work_items(*t) > EV_MAX_WORK_ITEMS) {
@@ -268,9 +268,10 @@ static mcl_status choose_plan(mcl_context *ctx, const mcl_evoattn_desc *d, int w
         int mt_param = kernels[k].mt_param;
         plan->mt[k] = 0;
         if (mt_param >= 0) { /* the micro-tiled variant where it applies, else the row kernel */
-            ev_tile mt = t;
+            ev_tile mt = {(size_t)v[mt_param + 1], (size_t)v[mt_param + 2], 1, 1, 4};
             plan->mt[k] = plan->tiled && v[mt_param] && fit_mt_tile(ctx, k, d->head_dim, &mt);
             v[mt_param] = plan->mt[k];
+            v[mt_param + 1] = (int)mt.bq, v[mt_param + 2] = (int)mt.bk;
             if (plan->mt[k]) t = mt;
         }
         if (plan->tiled && !plan->mt[k]) MCL_TRY(fit_tile(ctx, k, d->head_dim, &t));

@@ -62,18 +62,20 @@ const mcl_family mcl_family_layernorm = {
 #define TILE LEGAL(1, 2, 4, 8, 16, 32, 64, 128, 256)
 #define ROWS_PER_ITEM LEGAL(1, 2, 4, 8)
 #define SLICE LEGAL(4, 8, 16, 32, 64)
+#define MT_TILE LEGAL(4, 8, 16, 32, 64, 128, 256) /* whole 4 x 4 blocks */
 
 static const mcl_param_decl evoattn_params[] = {
     [EV_VARIANT] = {"VARIANT", EV_VARIANT_TILED, LEGAL(EV_VARIANT_REFERENCE, EV_VARIANT_TILED)},
     [EV_FWD_BQ] = {"FWD_BQ", 128, TILE}, [EV_FWD_BK] = {"FWD_BK", 32, TILE},
     [EV_FWD_R] = {"FWD_R", 1, ROWS_PER_ITEM}, [EV_FWD_DW] = {"FWD_DW", 64, SLICE},
-    [EV_DKV_BQ] = {"DKV_BQ", 32, TILE},  [EV_DKV_BK] = {"DKV_BK", 64, TILE},
+    [EV_DKV_BQ] = {"DKV_BQ", 64, TILE},  [EV_DKV_BK] = {"DKV_BK", 128, TILE},
     [EV_DKV_R] = {"DKV_R", 1, ROWS_PER_ITEM}, [EV_DKV_DW] = {"DKV_DW", 32, SLICE},
     [EV_DQ_BQ] = {"DQ_BQ", 128, TILE},   [EV_DQ_BK] = {"DQ_BK", 32, TILE},
     [EV_DQ_R] = {"DQ_R", 1, ROWS_PER_ITEM}, [EV_DQ_DW] = {"DQ_DW", 64, SLICE},
     [EV_DPAIR_WAVES] = {"DPAIR_WAVES", 4, LEGAL(1, 2, 3, 4, 6, 8, 12, 16)},
     [EV_DKV_AHEAD] = {"DKV_AHEAD", 8, LEGAL(1, 2, 4, 8, 16)},
     [EV_DKV_MT] = {"DKV_MT", 1, LEGAL(0, 1)},
+    [EV_DKV_MT_BQ] = {"DKV_MT_BQ", 32, MT_TILE}, [EV_DKV_MT_BK] = {"DKV_MT_BK", 64, MT_TILE},
 };
 
 /* A work-group's rows must hold at least one work-item's rows; the local memory and the
@@ -88,8 +90,6 @@ static const char *evoattn_check(const int *v, const mcl_device_info *device)
         if ((size_t)(rows / per_item) > device->max_work_group_size)
             return "rows / R exceeds the device's work-group size";
     }
-    if (v[EV_DKV_MT] && (v[EV_DKV_BQ] < 4 || v[EV_DKV_BK] < 4))
-        return "DKV_MT needs DKV_BQ and DKV_BK of at least 4";
     return NULL;
 }
 
