@@ -215,6 +215,65 @@ inline void stage_bias(__local float *mask_l, __local float *pair_l, uint stride
         }
 }
 
+/* Register prefetch of a tile (the next one is loaded while the current one is computed):
+ * work-item lid holds elements e = lid + x * items, x < n, and stores them to local memory
+ * after the barrier that ends the current tile. */
+#define EV_PER_ITEM(elems, items) (((elems) + (items) - 1) / (items))
+
+/* Rows first .. first + count of a slice, dp4 float4s each (zero past S and past D; `gate`
+ * non-NULL forms dO from dY). */
+inline void fetch_rows(float4 *dst, uint n, __global const store_t *src, __global const store_t *gate,
+                       ulong base, uint first, uint count, uint dp4, uint S, uint H, uint flags, uint lid,
+                       uint items)
+{
+    for (uint x = 0; x < n; x++) {
+        uint e = lid + x * items, r = e / dp4, d = 4 * (e % dp4);
+        dst[x] = e < count * dp4 && first + r < S ? load4(src, gate, AT(base, first + r, d), d, flags) : 0.0f;
+    }
+}
+
+inline void put_rows(__local float4 *dst, uint stride, const float4 *src, uint n, uint count, uint dp4, uint lid,
+                     uint items)
+{
+    for (uint x = 0; x < n; x++) {
+        uint e = lid + x * items;
+        if (e < count * dp4) dst[e / dp4 * stride + e % dp4] = src[x];
+    }
+}
+
+/* The pair bias of queries i0 .. i0 + rows and keys j0 .. j0 + cols in log2 units, 0 past S
+ * or without a pair bias. */
+inline void fetch_pair(float *dst, uint n, __global const store_t *pair, ulong pair_base, uint i0, uint rows,
+                       uint j0, uint cols, uint S, uint flags, uint lid, uint items)
+{
+    for (uint x = 0; x < n; x++) {
+        uint e = lid + x * items, i = i0 + e / cols, j = j0 + e % cols;
+        bool in = (flags & EV_HAS_PAIR) && e < rows * cols && i < S && j < S;
+        dst[x] = in ? load_elem(pair, pair_base + (ulong)i * S + j) * EV_LOG2E : 0.0f;
+    }
+}
+
+/* The log2 log-sum-exp and delta of queries i0 .. (-inf and 0 past S) */
+inline void fetch_stats(float *l2, float *dl, uint n, __global const float *lse, __global const float *delta,
+                        ulong stat_row, uint i0, uint S, uint lid, uint items)
+{
+    for (uint x = 0; x < n; x++) {
+        uint i = i0 + lid + x * items;
+        l2[x] = i < S ? lse[stat_row + i] * EV_LOG2E : -INFINITY;
+        dl[x] = i < S ? delta[stat_row + i] : 0.0f;
+    }
+}
+
+/* A rows x cols tile of floats into local rows of `stride` */
+inline void put_tile(__local float *dst, uint stride, const float *src, uint n, uint rows, uint cols, uint lid,
+                     uint items)
+{
+    for (uint x = 0; x < n; x++) {
+        uint e = lid + x * items;
+        if (e < rows * cols) dst[e / cols * stride + e % cols] = src[x];
+    }
+}
+
 /* The work-item's slice (columns d0 .. d0 + 4 * nvec) of row i, zero past S and past D;
  * `gate` non-NULL forms dO from dY. */
 inline void load_slice(float4 *dst, uint nvec, __global const store_t *src, __global const store_t *gate,
@@ -739,9 +798,16 @@ inline void block_dots(float s[4][4], float dp[4][4], __local const float4 *k_l,
 #define ITEMS (KG * QG)
 #define TASKS ((KG * DP4 + ITEMS - 1) / ITEMS) /* 4-key x 4-column blocks of dK, dV per item */
 
-#define FETCH_ROWS ((BQ * DP4 + ITEMS - 1) / ITEMS) /* float4s of Q (and of dO) per item */
-#define FETCH_BIAS ((BQ * BK + ITEMS - 1) / ITEMS)  /* pair bias entries per item */
-#define FETCH_STATS ((BQ + ITEMS - 1) / ITEMS)       /* queries' statistics per item */
+#define FETCH_ROWS EV_PER_ITEM(BQ * DP4, ITEMS)
+#define FETCH_PAIR EV_PER_ITEM(BQ * BK, ITEMS)
+#define FETCH_STATS EV_PER_ITEM(BQ, ITEMS)
+#define FETCH_TILE(i)                                                                          \
+    do {                                                                                       \
+        fetch_rows(q_next, FETCH_ROWS, q, NULL, base, (i), BQ, DP4, S, H, flags, lid, ITEMS);  \
+        fetch_rows(do_next, FETCH_ROWS, dout, g, base, (i), BQ, DP4, S, H, flags, lid, ITEMS); \
+        fetch_pair(pair_next, FETCH_PAIR, pair, pair_base, (i), BQ, j0, BK, S, flags, lid, ITEMS); \
+        fetch_stats(l2_next, delta_next, FETCH_STATS, lse, delta, stat_row, (i), S, lid, ITEMS); \
+    } while (0)
 
 __kernel __attribute__((reqd_work_group_size(ITEMS, 1, 1)))
 void evoattn_bwd_dkdv_mt(EV_ARGS)
@@ -760,9 +826,6 @@ void evoattn_bwd_dkdv_mt(EV_ARGS)
     const ulong part_base = (((ulong)chunk * B + b) * H + h) * S * S;
     const uint n_first = chunk * n_per_chunk, n_end = min(N, n_first + n_per_chunk);
     const float scale2 = scale * EV_LOG2E;
-    /* element e = lid + x * ITEMS of the fetched Q and dO rows and of the bias tile */
-    #define FETCH_ROW(x) ((lid + (x) * ITEMS) / DP4)
-    #define FETCH_D(x) (4 * ((lid + (x) * ITEMS) % DP4))
 
     for (uint n = n_first; n < n_end; n++) {
         const ulong base = slice_base(b, n, h, N, S, H), mask_row = ((ulong)b * N + n) * S;
@@ -778,57 +841,32 @@ void evoattn_bwd_dkdv_mt(EV_ARGS)
                    lid, ITEMS);
 
         /* each query tile's Q, dO, pair bias and statistics are loaded into registers while the
-         * previous tile is computed, and stored to local memory after it */
+         * previous tile is computed */
         float4 q_next[FETCH_ROWS], do_next[FETCH_ROWS];
-        float bias_next[FETCH_BIAS], l2_next[FETCH_STATS], delta_next[FETCH_STATS];
-        for (uint i0 = 0; i0 < S + BQ; i0 += BQ) {
-            if (i0 > 0) {
-                barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's readers are done */
-                for (uint x = 0; x < FETCH_ROWS; x++)
-                    if (lid + x * ITEMS < BQ * DP4) {
-                        q_l[FETCH_ROW(x)][FETCH_D(x) / 4] = q_next[x];
-                        do_l[FETCH_ROW(x)][FETCH_D(x) / 4] = do_next[x];
-                    }
-                for (uint x = 0; x < FETCH_BIAS; x++)
-                    if (lid + x * ITEMS < BQ * BK) p_f[lid + x * ITEMS] = bias_next[x];
-                for (uint x = 0; x < FETCH_STATS; x++)
-                    if (lid + x * ITEMS < BQ) l2_l[lid + x * ITEMS] = l2_next[x], delta_l[lid + x * ITEMS] = delta_next[x];
-                barrier(CLK_LOCAL_MEM_FENCE);
-            }
-            if (i0 < S) { /* fetch tile i0 */
-                for (uint x = 0; x < FETCH_ROWS; x++) {
-                    uint i = i0 + FETCH_ROW(x), d = FETCH_D(x);
-                    bool in = lid + x * ITEMS < BQ * DP4 && i < S;
-                    q_next[x] = in ? load4(q, NULL, AT(base, i, d), d, flags) : 0.0f;
-                    do_next[x] = in ? load4(dout, g, AT(base, i, d), d, flags) : 0.0f;
-                }
-                for (uint x = 0; x < FETCH_BIAS; x++) {
-                    uint e = lid + x * ITEMS, i = i0 + e / BK, j = j0 + e % BK;
-                    bool in = (flags & EV_HAS_PAIR) && e < BQ * BK && i < S && j < S;
-                    bias_next[x] = in ? load_elem(pair, pair_base + (ulong)i * S + j) * EV_LOG2E : 0.0f;
-                }
-                for (uint x = 0; x < FETCH_STATS; x++) {
-                    uint i = i0 + lid + x * ITEMS;
-                    bool in = lid + x * ITEMS < BQ && i < S;
-                    l2_next[x] = in ? lse[stat_row + i] * EV_LOG2E : -INFINITY;
-                    delta_next[x] = in ? delta[stat_row + i] : 0.0f;
-                }
-            }
-            if (i0 == 0) continue;
-            const uint t0 = i0 - BQ; /* the tile in local memory */
+        float pair_next[FETCH_PAIR], l2_next[FETCH_STATS], delta_next[FETCH_STATS];
+        FETCH_TILE(0);
+        for (uint i0 = 0; i0 < S; i0 += BQ) {
+            barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's readers are done */
+            put_rows(&q_l[0][0], LD4, q_next, FETCH_ROWS, BQ, DP4, lid, ITEMS);
+            put_rows(&do_l[0][0], LD4, do_next, FETCH_ROWS, BQ, DP4, lid, ITEMS);
+            put_tile(p_f, BK, pair_next, FETCH_PAIR, BQ, BK, lid, ITEMS);
+            put_tile(l2_l, BQ, l2_next, FETCH_STATS, 1, BQ, lid, ITEMS);
+            put_tile(delta_l, BQ, delta_next, FETCH_STATS, 1, BQ, lid, ITEMS);
+            barrier(CLK_LOCAL_MEM_FENCE);
+            if (i0 + BQ < S) FETCH_TILE(i0 + BQ);
 
             /* the chunk's d(pair bias) partial so far, loaded before the dots so that the
              * loads are in flight while they run */
             float part[4][4];
             for (uint u = 0; u < 4; u++)
                 for (uint t = 0; t < 4; t++)
-                    part[u][t] = partial_so_far(pair_part, part_base, t0 + qg + u * QG, j0 + kg + t * KG, S,
+                    part[u][t] = partial_so_far(pair_part, part_base, i0 + qg + u * QG, j0 + kg + t * KG, S,
                                                 flags, n != n_first);
             float s[4][4], dp[4][4];
             block_dots(s, dp, &k_l[0][0], &q_l[0][0], &v_l[0][0], &do_l[0][0], kg, KG, qg, QG);
             for (uint u = 0; u < 4; u++)
                 for (uint t = 0; t < 4; t++) {
-                    uint ii = qg + u * QG, jj = kg + t * KG, i = t0 + ii, j = j0 + jj;
+                    uint ii = qg + u * QG, jj = kg + t * KG, i = i0 + ii, j = j0 + jj;
                     float bias = mask_l[jj] + p_f[ii * BK + jj];
                     float2 pds = prob_and_dscore(s[u][t], dp[u][t], bias, l2_l[ii], delta_l[ii], scale2);
                     dmask_acc[t] += pds.y;
@@ -887,10 +925,9 @@ void evoattn_bwd_dkdv_mt(EV_ARGS)
 #undef ITEMS
 #undef TASKS
 #undef FETCH_ROWS
-#undef FETCH_BIAS
+#undef FETCH_PAIR
 #undef FETCH_STATS
-#undef FETCH_ROW
-#undef FETCH_D
+#undef FETCH_TILE
 #endif
 
 /* out[o * inner + x] = sum over c < chunks of part[(o * chunks + c) * inner + x], in c order:
