@@ -583,6 +583,29 @@ void evoattn_bwd_dq(EV_ARGS)
 #undef V4
 #undef DP4
 
+/* Where a dK/dV work-group works (grid: key tiles x B x H x chunks of N): key tile j0 of
+ * head h in batch b, rows n_first .. n_end of its chunk, the pair bias of (b, h) and its
+ * chunk's d(pair bias) partial. */
+typedef struct dkv_group {
+    uint b, h, j0, n_first, n_end;
+    ulong pair_base, part_base;
+} dkv_group;
+
+inline dkv_group dkv_group_of(uint id, uint keys, uint B, uint N, uint S, uint H, uint n_per_chunk)
+{
+    const uint chunks = (N + n_per_chunk - 1) / n_per_chunk, tiles = (S + keys - 1) / keys;
+    const uint group = id / tiles, chunk = group % chunks;
+    dkv_group at;
+    at.h = (group / chunks) % H;
+    at.b = group / (chunks * H);
+    at.j0 = (id % tiles) * keys;
+    at.n_first = chunk * n_per_chunk;
+    at.n_end = min(N, at.n_first + n_per_chunk);
+    at.pair_base = ((ulong)at.b * H + at.h) * S * S;
+    at.part_base = (((ulong)chunk * B + at.b) * H + at.h) * S * S;
+    return at;
+}
+
 /* ---- backward: dK, dV and the bias gradients' partials ---------------------------------- */
 
 /* Rows are keys here (BK per work-group), the streamed tile is BQ queries. Work-groups: key
@@ -611,13 +634,9 @@ void evoattn_bwd_dkdv(EV_ARGS)
     __local float part_s[DS][BK][BQ + 1], part_dp[DS][BK][BQ + 1];
 #endif
     const uint lid = get_local_id(0), grp = lid % G, sl = lid / G, items = G * DS;
-    const uint chunks = (N + n_per_chunk - 1) / n_per_chunk, tiles = (S + BK - 1) / BK;
-    const uint group = get_group_id(0) / tiles, chunk = group % chunks, h = (group / chunks) % H;
-    const uint b = group / (chunks * H);
-    const uint j0 = (get_group_id(0) % tiles) * BK;
-    const ulong pair_base = ((ulong)b * H + h) * S * S;
-    const ulong part_base = (((ulong)chunk * B + b) * H + h) * S * S;
-    const uint n_first = chunk * n_per_chunk, n_end = min(N, n_first + n_per_chunk);
+    const dkv_group at = dkv_group_of(get_group_id(0), BK, B, N, S, H, n_per_chunk);
+    const uint b = at.b, h = at.h, j0 = at.j0, n_first = at.n_first, n_end = at.n_end;
+    const ulong pair_base = at.pair_base, part_base = at.part_base;
     const float scale2 = scale * EV_LOG2E;
 
     for (uint n = n_first; n < n_end; n++) {
@@ -818,13 +837,9 @@ void evoattn_bwd_dkdv_mt(EV_ARGS)
     __local float mask_l[BK], l2_l[BQ], delta_l[BQ];
     __local float *p_f = (__local float *)p_l, *ds_f = (__local float *)ds_l;
     const uint lid = get_local_id(0), kg = lid % KG, qg = lid / KG;
-    const uint chunks = (N + n_per_chunk - 1) / n_per_chunk, tiles = (S + BK - 1) / BK;
-    const uint group = get_group_id(0) / tiles, chunk = group % chunks, h = (group / chunks) % H;
-    const uint b = group / (chunks * H);
-    const uint j0 = (get_group_id(0) % tiles) * BK;
-    const ulong pair_base = ((ulong)b * H + h) * S * S;
-    const ulong part_base = (((ulong)chunk * B + b) * H + h) * S * S;
-    const uint n_first = chunk * n_per_chunk, n_end = min(N, n_first + n_per_chunk);
+    const dkv_group at = dkv_group_of(get_group_id(0), BK, B, N, S, H, n_per_chunk);
+    const uint b = at.b, h = at.h, j0 = at.j0, n_first = at.n_first, n_end = at.n_end;
+    const ulong pair_base = at.pair_base, part_base = at.part_base;
     const float scale2 = scale * EV_LOG2E;
 
     for (uint n = n_first; n < n_end; n++) {
