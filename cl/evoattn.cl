@@ -12,6 +12,7 @@
  *    and dS added into its chunk's partial of d(pair bias) (the first n stores, later n add;
  *    no other work-group touches those entries, so no atomics; the partial is loaded
  *    EV_DKV_AHEAD queries ahead, since that read-modify-write bounds the kernel).
+ *  - evoattn_bwd_dkdv_mt: the same work micro-tiled like a GEMM (DKV_MT, see there).
  *  - evoattn_sum_partials: sums partials in a fixed order (deterministic bias gradients).
  * Reference kernels (VARIANT 0) materialise scores and probabilities: the unfused baseline.
  *
@@ -183,36 +184,54 @@ inline float4 load4(__global const store_t *src, __global const store_t *gate, u
     return vload4(0, x);
 }
 
+/* Float4 e of rows first, first + 1, .. of a slice (dp4 float4s a row), zero past S and
+ * past D; `gate` non-NULL forms dO from dY. */
+inline float4 row_vec(__global const store_t *src, __global const store_t *gate, ulong base, uint first, uint e,
+                      uint dp4, uint S, uint H, uint flags)
+{
+    uint r = e / dp4, d = 4 * (e % dp4);
+    return first + r < S ? load4(src, gate, AT(base, first + r, d), d, flags) : 0.0f;
+}
+
+/* Pair bias entry (i, j) in log2 units, 0 past S or without a pair bias. */
+inline float pair_entry(__global const store_t *pair, ulong pair_base, uint i, uint j, uint S, uint flags)
+{
+    return (flags & EV_HAS_PAIR) && i < S && j < S ? load_elem(pair, pair_base + (ulong)i * S + j) * EV_LOG2E : 0.0f;
+}
+
 /* Rows first .. first + count of a slice into local rows of `stride` float4s, dp4 of them
  * filled, zero past S and past D; `gate` non-NULL forms dO from dY on the way. */
 inline void stage_rows(__local float4 *dst, uint stride, __global const store_t *src,
                        __global const store_t *gate, ulong base, uint first, uint count, uint dp4,
                        uint S, uint H, uint flags, uint lid, uint items)
 {
-    for (uint e = lid; e < count * dp4; e += items) {
-        uint r = e / dp4, d = 4 * (e % dp4);
-        dst[r * stride + d / 4] = first + r < S ? load4(src, gate, AT(base, first + r, d), d, flags) : 0.0f;
-    }
+    for (uint e = lid; e < count * dp4; e += items)
+        dst[e / dp4 * stride + e % dp4] = row_vec(src, gate, base, first, e, dp4, S, H, flags);
 }
 
-/* The bias tile of queries i0 .. i0 + rows and keys j0 .. j0 + cols, in log2 units:
- * mask_l[c] is the key's mask bias, -inf for a removed key (masked, or past S); with a pair
- * bias, pair_l[r * stride + c] is its entry (0 past S). */
-inline void stage_bias(__local float *mask_l, __local float *pair_l, uint stride,
-                       __global const store_t *mask, ulong mask_row, __global const store_t *pair,
-                       ulong pair_base, uint i0, uint rows, uint j0, uint cols, uint S, uint flags,
-                       uint lid, uint items)
+/* The mask bias of keys j0 .. j0 + cols in log2 units, -inf for a removed key (masked, or
+ * past S). */
+inline void stage_mask(__local float *mask_l, __global const store_t *mask, ulong mask_row, uint j0, uint cols,
+                       uint S, uint flags, uint lid, uint items)
 {
     for (uint c = lid; c < cols; c += items) {
         bool removed;
         float mb = mask_bias(mask, mask_row, j0 + c, S, flags, &removed);
         mask_l[c] = removed ? -INFINITY : mb * EV_LOG2E;
     }
+}
+
+/* The bias tile of queries i0 .. i0 + rows and keys j0 .. j0 + cols: the keys' mask bias
+ * (stage_mask), and with a pair bias, pair_l[r * stride + c] = pair_entry(i0 + r, j0 + c). */
+inline void stage_bias(__local float *mask_l, __local float *pair_l, uint stride,
+                       __global const store_t *mask, ulong mask_row, __global const store_t *pair,
+                       ulong pair_base, uint i0, uint rows, uint j0, uint cols, uint S, uint flags,
+                       uint lid, uint items)
+{
+    stage_mask(mask_l, mask, mask_row, j0, cols, S, flags, lid, items);
     if (flags & EV_HAS_PAIR)
-        for (uint e = lid; e < rows * cols; e += items) {
-            uint r = e / cols, c = e % cols, i = i0 + r, j = j0 + c;
-            pair_l[r * stride + c] = i < S && j < S ? load_elem(pair, pair_base + (ulong)i * S + j) * EV_LOG2E : 0.0f;
-        }
+        for (uint e = lid; e < rows * cols; e += items)
+            pair_l[e / cols * stride + e % cols] = pair_entry(pair, pair_base, i0 + e / cols, j0 + e % cols, S, flags);
 }
 
 /* Register prefetch of a tile (the next one is loaded while the current one is computed):
@@ -220,15 +239,14 @@ inline void stage_bias(__local float *mask_l, __local float *pair_l, uint stride
  * after the barrier that ends the current tile. */
 #define EV_PER_ITEM(elems, items) (((elems) + (items) - 1) / (items))
 
-/* Rows first .. first + count of a slice, dp4 float4s each (zero past S and past D; `gate`
- * non-NULL forms dO from dY). */
+/* Rows first .. first + count of a slice (row_vec) */
 inline void fetch_rows(float4 *dst, uint n, __global const store_t *src, __global const store_t *gate,
                        ulong base, uint first, uint count, uint dp4, uint S, uint H, uint flags, uint lid,
                        uint items)
 {
     for (uint x = 0; x < n; x++) {
-        uint e = lid + x * items, r = e / dp4, d = 4 * (e % dp4);
-        dst[x] = e < count * dp4 && first + r < S ? load4(src, gate, AT(base, first + r, d), d, flags) : 0.0f;
+        uint e = lid + x * items;
+        dst[x] = e < count * dp4 ? row_vec(src, gate, base, first, e, dp4, S, H, flags) : 0.0f;
     }
 }
 
@@ -241,15 +259,13 @@ inline void put_rows(__local float4 *dst, uint stride, const float4 *src, uint n
     }
 }
 
-/* The pair bias of queries i0 .. i0 + rows and keys j0 .. j0 + cols in log2 units, 0 past S
- * or without a pair bias. */
+/* The pair bias (pair_entry) of queries i0 .. i0 + rows and keys j0 .. j0 + cols */
 inline void fetch_pair(float *dst, uint n, __global const store_t *pair, ulong pair_base, uint i0, uint rows,
                        uint j0, uint cols, uint S, uint flags, uint lid, uint items)
 {
     for (uint x = 0; x < n; x++) {
-        uint e = lid + x * items, i = i0 + e / cols, j = j0 + e % cols;
-        bool in = (flags & EV_HAS_PAIR) && e < rows * cols && i < S && j < S;
-        dst[x] = in ? load_elem(pair, pair_base + (ulong)i * S + j) * EV_LOG2E : 0.0f;
+        uint e = lid + x * items;
+        dst[x] = e < rows * cols ? pair_entry(pair, pair_base, i0 + e / cols, j0 + e % cols, S, flags) : 0.0f;
     }
 }
 
@@ -852,8 +868,7 @@ void evoattn_bwd_dkdv_mt(EV_ARGS)
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous row's readers are done */
         stage_rows(&k_l[0][0], LD4, k, NULL, base, j0, BK, DP4, S, H, flags, lid, ITEMS);
         stage_rows(&v_l[0][0], LD4, v, NULL, base, j0, BK, DP4, S, H, flags, lid, ITEMS);
-        stage_bias(mask_l, p_f, BK, mask, mask_row, pair, pair_base, 0, 0, j0, BK, S, flags & ~EV_HAS_PAIR,
-                   lid, ITEMS);
+        stage_mask(mask_l, mask, mask_row, j0, BK, S, flags, lid, ITEMS);
 
         /* each query tile's Q, dO, pair bias and statistics are loaded into registers while the
          * previous tile is computed */

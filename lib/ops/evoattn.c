@@ -276,7 +276,8 @@ static mcl_status choose_plan(mcl_context *ctx, const mcl_evoattn_desc *d, int w
         }
         if (plan->tiled && !plan->mt[k]) MCL_TRY(fit_tile(ctx, k, d->head_dim, &t));
         plan->tile[k] = t;
-        v[p] = (int)t.bq, v[p + 1] = (int)t.bk, v[p + 2] = (int)t.r, v[p + 3] = (int)t.dw;
+        if (!plan->mt[k]) /* the row kernel's effective tiles (it is not built otherwise) */
+            v[p] = (int)t.bq, v[p + 1] = (int)t.bk, v[p + 2] = (int)t.r, v[p + 3] = (int)t.dw;
         used += (size_t)snprintf(slices_defines + used, sizeof slices_defines - used, " -DEV_%s_DS=%zu",
                                  kernels[k].prefix, t.ds);
     }
