@@ -11,6 +11,7 @@
 #include <string.h>
 
 #define EV_MAX_HEAD_DIM 256
+#define EV_PRE_ELEMS 2048 /* elements a preprocess work-group reads (8 to 16 KiB of local memory) */
 
 enum {
     FLAG_MASK = 1, FLAG_PAIR = 2, FLAG_GATE = 4, FLAG_LSE = 8, FLAG_DQ = 16, FLAG_DK = 32,
@@ -47,8 +48,9 @@ typedef struct ev_plan {
     int mt[K_COUNT];            /* the kernel runs its micro-tiled variant */
     ev_tile tile[K_COUNT];      /* effective tiles (shrunk to fit the device) */
     size_t chunks, n_per_chunk; /* the dK/dV kernel's split of N */
+    size_t pre_items, pre_rows; /* the preprocess kernel's work-group and its rows */
     float scale;
-    char defines[768];
+    char defines[1024];
 } ev_plan;
 
 /* Every kernel of the family takes the same arguments: all tensors plus workspace parts. */
@@ -294,10 +296,14 @@ static mcl_status choose_plan(mcl_context *ctx, const mcl_evoattn_desc *d, int w
         plan->n_per_chunk = (d->rows + chunks - 1) / chunks;
         plan->chunks = (d->rows + plan->n_per_chunk - 1) / plan->n_per_chunk;
     }
+    /* the preprocess reads about EV_PRE_ELEMS elements a work-group */
+    plan->pre_items = ctx->device.info.max_work_group_size < 256 ? ctx->device.info.max_work_group_size : 256;
+    plan->pre_rows = d->head_dim >= EV_PRE_ELEMS ? 1 : EV_PRE_ELEMS / d->head_dim;
     char defines[640];
     mcl_params_defines(&effective, defines, sizeof defines);
-    snprintf(plan->defines, sizeof plan->defines, "-DMCL_DTYPE=%d -DEV_D=%zu -DEV_VEC4=%d %s%s",
-             (int)d->dtype, d->head_dim, vec4, defines, slices_defines);
+    snprintf(plan->defines, sizeof plan->defines,
+             "-DMCL_DTYPE=%d -DEV_D=%zu -DEV_VEC4=%d -DEV_PRE_ITEMS=%zu -DEV_PRE_ROWS=%zu %s%s", (int)d->dtype,
+             d->head_dim, vec4, plan->pre_items, plan->pre_rows, defines, slices_defines);
     return MCL_OK;
 }
 
@@ -447,7 +453,8 @@ static mcl_status enqueue_gradients(mcl_context *ctx, const mcl_evoattn_desc *d,
                                     const ev_args *a)
 {
     size_t rows = d->batch * d->rows * d->seq * d->heads;
-    MCL_TRY(launch(ctx, d, plan, a, "evoattn_bwd_preprocess", 1, &rows, 64));
+    size_t groups = (rows + plan->pre_rows - 1) / plan->pre_rows, global = groups * plan->pre_items;
+    MCL_TRY(launch(ctx, d, plan, a, "evoattn_bwd_preprocess", 1, &global, plan->pre_items));
     if (plan->tiled) {
         ev_tile dkv = plan->tile[K_DKV], dq = plan->tile[K_DQ];
         if (a->flags & FLAG_DQ)
