@@ -5,6 +5,7 @@
  * Tiled kernels (FlashAttention-2 style; nothing of size S x S is stored):
  *  - evoattn_forward: a work-group owns BQ query rows and streams key tiles with an online
  *    softmax; writes O (and Y) and the log-sum-exp.
+ *  - evoattn_forward_mt: the same work micro-tiled like a GEMM (FWD_MT, see there).
  *  - evoattn_bwd_preprocess: delta = rowsum(dO * O) and dG.
  *  - evoattn_bwd_dq: a work-group owns BQ query rows and streams key tiles: dQ.
  *  - evoattn_bwd_dkdv: a work-group owns BK key rows of one (b, h) and a chunk of N; for each
@@ -80,6 +81,15 @@
 #define EV_DKV_AHEAD 8
 #endif
 
+#ifndef EV_FWD_MT
+#define EV_FWD_MT 1
+#endif
+#ifndef EV_FWD_MT_BQ
+#define EV_FWD_MT_BQ 32
+#endif
+#ifndef EV_FWD_MT_BK
+#define EV_FWD_MT_BK 32
+#endif
 #ifndef EV_DKV_MT
 #define EV_DKV_MT 1
 #endif
@@ -209,29 +219,32 @@ inline void stage_rows(__local float4 *dst, uint stride, __global const store_t 
         dst[e / dp4 * stride + e % dp4] = row_vec(src, gate, base, first, e, dp4, S, H, flags);
 }
 
-/* The mask bias of keys j0 .. j0 + cols in log2 units, -inf for a removed key (masked, or
- * past S). */
+/* The mask bias of key j in log2 units, -inf for a removed key (masked, or past S). */
+inline float mask_entry(__global const store_t *mask, ulong mask_row, uint j, uint S, uint flags)
+{
+    bool removed;
+    float mb = mask_bias(mask, mask_row, j, S, flags, &removed);
+    return removed ? -INFINITY : mb * EV_LOG2E;
+}
+
+/* The mask_entry of keys j0 .. j0 + cols */
 inline void stage_mask(__local float *mask_l, __global const store_t *mask, ulong mask_row, uint j0, uint cols,
                        uint S, uint flags, uint lid, uint items)
 {
-    for (uint c = lid; c < cols; c += items) {
-        bool removed;
-        float mb = mask_bias(mask, mask_row, j0 + c, S, flags, &removed);
-        mask_l[c] = removed ? -INFINITY : mb * EV_LOG2E;
-    }
+    for (uint c = lid; c < cols; c += items) mask_l[c] = mask_entry(mask, mask_row, j0 + c, S, flags);
 }
 
 /* The bias tile of queries i0 .. i0 + rows and keys j0 .. j0 + cols: the keys' mask bias
- * (stage_mask), and with a pair bias, pair_l[r * stride + c] = pair_entry(i0 + r, j0 + c). */
+ * (stage_mask) and pair_l[r * stride + c] = pair_entry(i0 + r, j0 + c) (zeros without a pair
+ * bias). */
 inline void stage_bias(__local float *mask_l, __local float *pair_l, uint stride,
                        __global const store_t *mask, ulong mask_row, __global const store_t *pair,
                        ulong pair_base, uint i0, uint rows, uint j0, uint cols, uint S, uint flags,
                        uint lid, uint items)
 {
     stage_mask(mask_l, mask, mask_row, j0, cols, S, flags, lid, items);
-    if (flags & EV_HAS_PAIR)
-        for (uint e = lid; e < rows * cols; e += items)
-            pair_l[e / cols * stride + e % cols] = pair_entry(pair, pair_base, i0 + e / cols, j0 + e % cols, S, flags);
+    for (uint e = lid; e < rows * cols; e += items)
+        pair_l[e / cols * stride + e % cols] = pair_entry(pair, pair_base, i0 + e / cols, j0 + e % cols, S, flags);
 }
 
 /* Register prefetch of a tile (the next one is loaded while the current one is computed):
@@ -372,6 +385,7 @@ inline float partial_so_far(__global const float *part, ulong base, uint i, uint
 
 /* ---- forward ---------------------------------------------------------------------------- */
 
+#if !EV_FWD_MT /* built only where chosen */
 #define BQ EV_FWD_BQ
 #define BK EV_FWD_BK
 #define R EV_FWD_R
@@ -471,6 +485,7 @@ void evoattn_forward(EV_ARGS)
 #undef G
 #undef V4
 #undef DP4
+#endif
 
 /* ---- backward: delta = rowsum(dO * O), dG ------------------------------------------------- */
 
@@ -804,6 +819,7 @@ void evoattn_bwd_dkdv(EV_ARGS)
 
 /* ---- micro-tiled kernels -------------------------------------------------------------------- */
 
+
 /* Their D-wide local tiles have rows of EV_LD4 float4s, an odd number, so the 8 rows a
  * quarter-warp reads fall in 8 different banks. */
 #define EV_DP4 ((EV_D + 3) / 4)                       /* float4 vectors in a row */
@@ -832,6 +848,178 @@ inline void block_dots(float s[4][4], float dp[4][4], __local const float4 *k_l,
             }
     }
 }
+
+/* The scores of a 4 x 4 block: s[u][t] = K row k0 + t * kstep . Q row q0 + u * qstep */
+inline void block_scores(float s[4][4], __local const float4 *k_l, __local const float4 *q_l, uint k0, uint kstep,
+                         uint q0, uint qstep)
+{
+    for (uint u = 0; u < 4; u++)
+        for (uint t = 0; t < 4; t++) s[u][t] = 0.0f;
+    for (uint d4 = 0; d4 < EV_DP4; d4++) {
+        float4 kk[4], qq[4];
+        for (uint t = 0; t < 4; t++) {
+            kk[t] = k_l[(k0 + t * kstep) * EV_LD4 + d4];
+            qq[t] = q_l[(q0 + t * qstep) * EV_LD4 + d4];
+        }
+        for (uint u = 0; u < 4; u++)
+            for (uint t = 0; t < 4; t++) s[u][t] = dot_acc(kk[t], qq[u], s[u][t]);
+    }
+}
+
+/* acc[e] += sum over the tile's keys of P[row 4 qc + e][key] * V[key][column block dc]:
+ * P rows of `pld` float4s (4 keys each), V rows of EV_LD4. */
+inline void block_pv(float4 acc[4], __local const float4 *p_l, uint pld, __local const float4 *v_l, uint qc,
+                     uint dc, uint key_blocks)
+{
+    for (uint kc = 0; kc < key_blocks; kc++) {
+        float4 vv[4], pp[4];
+        for (uint t = 0; t < 4; t++) {
+            vv[t] = v_l[(4 * kc + t) * EV_LD4 + dc];
+            pp[t] = p_l[(4 * qc + t) * pld + kc];
+        }
+        for (uint e = 0; e < 4; e++)
+            acc[e] = fma((float4)(pp[e].w), vv[3], fma((float4)(pp[e].z), vv[2],
+                     fma((float4)(pp[e].y), vv[1], fma((float4)(pp[e].x), vv[0], acc[e]))));
+    }
+}
+
+/* ---- forward, micro-tiled (FWD_MT = 1) ------------------------------------------------------ */
+
+/* The work of evoattn_forward (same grid) organised like a GEMM, for the head dims that
+ * families.h gives: the query tile's Q stays in local memory and each key tile's K, V and bias
+ * are staged beside it. A work-item computes the scores of 4 queries x 4 keys (queries
+ * qg + u * QG, keys kg + t * KG); the tile's row maxima and row sums go through local memory,
+ * P replaces the bias tile, and each work-item then adds P V into its tasks of O, 4
+ * consecutive queries x 4 head-dim columns each. Every work-item of a query group keeps the
+ * same running maximum (same inputs, same order); the kg = 0 items keep the row sums. The next
+ * key tile is not prefetched into registers as in the dK/dV kernel: that took the NVIDIA
+ * compiler from 128 to 250 registers a work-item and the kernel from 1.5 to 2.1 ms (H100,
+ * triangle S = 384). */
+#if EV_FWD_MT /* built only where chosen */
+#define BQ EV_FWD_MT_BQ
+#define BK EV_FWD_MT_BK
+#define DP4 EV_DP4
+#define LD4 EV_LD4
+#define KG (BK / 4)
+#define QG (BQ / 4)
+#define ITEMS (KG * QG)
+#define PLD (KG % 2 ? KG : KG + 1)             /* float4s a P row: odd, as EV_LD4 */
+#define TASKS ((QG * DP4 + ITEMS - 1) / ITEMS) /* 4-query x 4-column blocks of O per item */
+
+__kernel __attribute__((reqd_work_group_size(ITEMS, 1, 1)))
+void evoattn_forward_mt(EV_ARGS)
+{
+    EV_OFFSETS;
+    __local float4 q_l[BQ][LD4], k_l[BK][LD4], v_l[BK][LD4], p_l[BQ][PLD]; /* p_l: bias, then P */
+    __local float mask_l[BK], max_l[BQ][KG], sum_l[BQ][KG];
+    __local float4 rescale_l[QG]; /* each query's factor for O: the tile's alpha, at the end 1 / l */
+    __local float *p_f = (__local float *)p_l, *rescale_f = (__local float *)rescale_l;
+    const uint lid = get_local_id(0), kg = lid % KG, qg = lid / KG;
+    const uint tiles = (S + BQ - 1) / BQ, bnh = get_group_id(0) / tiles;
+    const uint h = bnh % H, n = (bnh / H) % N, b = bnh / (H * N);
+    const uint i0 = (get_group_id(0) % tiles) * BQ;
+    const ulong base = slice_base(b, n, h, N, S, H), mask_row = ((ulong)b * N + n) * S;
+    const ulong pair_base = ((ulong)b * H + h) * S * S;
+    const float scale2 = scale * EV_LOG2E;
+
+    stage_rows(&q_l[0][0], LD4, q, NULL, base, i0, BQ, DP4, S, H, flags, lid, ITEMS);
+    float4 acc[TASKS][4];
+    float m[4], l[4];
+    for (uint x = 0; x < TASKS; x++)
+        for (uint e = 0; e < 4; e++) acc[x][e] = 0.0f;
+    for (uint u = 0; u < 4; u++) m[u] = -INFINITY, l[u] = 0.0f;
+
+    for (uint j0 = 0; j0 < S; j0 += BK) {
+        barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's readers are done */
+        stage_rows(&k_l[0][0], LD4, k, NULL, base, j0, BK, DP4, S, H, flags, lid, ITEMS);
+        stage_rows(&v_l[0][0], LD4, v, NULL, base, j0, BK, DP4, S, H, flags, lid, ITEMS);
+        stage_bias(mask_l, p_f, 4 * PLD, mask, mask_row, pair, pair_base, i0, BQ, j0, BK, S, flags, lid, ITEMS);
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        float s[4][4];
+        block_scores(s, &k_l[0][0], &q_l[0][0], kg, KG, qg, QG);
+        for (uint u = 0; u < 4; u++) {
+            uint ii = qg + u * QG;
+            float top = -INFINITY;
+            for (uint t = 0; t < 4; t++) {
+                uint jj = kg + t * KG;
+                s[u][t] = fma(s[u][t], scale2, mask_l[jj] + p_f[ii * 4 * PLD + jj]);
+                top = fmax(top, s[u][t]);
+            }
+            max_l[ii][kg] = top;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        float alpha[4];
+        for (uint u = 0; u < 4; u++) {
+            uint ii = qg + u * QG;
+            float m_new = m[u], sum = 0.0f;
+            for (uint c = 0; c < KG; c++) m_new = fmax(m_new, max_l[ii][c]);
+            float m_use = m_new == -INFINITY ? 0.0f : m_new; /* no key yet: every p is 0 */
+            alpha[u] = exp2(m[u] - m_use);
+            m[u] = m_new;
+            for (uint t = 0; t < 4; t++) {
+                uint jj = kg + t * KG;
+                float p = exp2(s[u][t] - m_use);
+                p_f[ii * 4 * PLD + jj] = p; /* each entry is read and replaced by one item */
+                sum += p;
+            }
+            sum_l[ii][kg] = sum;
+            if (kg == 0) rescale_f[ii] = alpha[u];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        if (kg == 0)
+            for (uint u = 0; u < 4; u++) {
+                float sum = 0.0f;
+                for (uint c = 0; c < KG; c++) sum += sum_l[qg + u * QG][c];
+                l[u] = fma(l[u], alpha[u], sum);
+            }
+        for (uint x = 0; x < TASKS; x++) {
+            uint task = lid + x * ITEMS, qc = task / DP4, dc = task % DP4;
+            if (qc >= QG) break;
+            float4 a4 = rescale_l[qc];
+            acc[x][0] *= a4.x, acc[x][1] *= a4.y, acc[x][2] *= a4.z, acc[x][3] *= a4.w;
+            block_pv(acc[x], &p_l[0][0], PLD, &v_l[0][0], qc, dc, KG);
+        }
+    }
+
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (kg == 0)
+        for (uint u = 0; u < 4; u++) {
+            uint ii = qg + u * QG, i = i0 + ii;
+            rescale_f[ii] = l[u] > 0.0f ? 1.0f / l[u] : 0.0f;
+            if ((flags & EV_WANT_LSE) && i < S)
+                lse[stat_index(b, n, h, i, N, S, H)] = l[u] > 0.0f ? (m[u] + log2(l[u])) * EV_LN2 : -INFINITY;
+        }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint x = 0; x < TASKS; x++) {
+        uint task = lid + x * ITEMS, qc = task / DP4, dc = task % DP4;
+        if (qc >= QG) break;
+        float inv[4];
+        vstore4(rescale_l[qc], 0, inv);
+        for (uint e = 0; e < 4; e++) {
+            uint i = i0 + 4 * qc + e;
+            store_slice(o, &acc[x][e], 1, inv[e], base, i, 4 * dc, S, H);
+            if (flags & EV_HAS_GATE) {
+                float4 gv;
+                load_slice(&gv, 1, g, NULL, base, i, 4 * dc, S, H, flags);
+                gv = acc[x][e] * inv[e] * (1.0f / (1.0f + exp(-gv)));
+                store_slice(y, &gv, 1, 1.0f, base, i, 4 * dc, S, H);
+            }
+        }
+    }
+}
+#undef BQ
+#undef BK
+#undef DP4
+#undef LD4
+#undef KG
+#undef QG
+#undef ITEMS
+#undef PLD
+#undef TASKS
+#endif
 
 /* ---- backward: dK, dV and the bias gradients' partials, micro-tiled (DKV_MT = 1) --------- */
 

@@ -501,24 +501,24 @@ Test(evoattn, every_parameter_variant_is_correct, .timeout = 900)
         NULL, /* the defaults */
         "VARIANT=0",
         /* head dim split into 3 (D = 24) or 8 (D = 64) slices per row */
-        "FWD_BQ=16,FWD_BK=16,FWD_R=1,FWD_DW=8,DKV_MT=0,DKV_BQ=16,DKV_BK=16,DKV_R=1,DKV_DW=8,"
+        "FWD_MT=0,FWD_BQ=16,FWD_BK=16,FWD_R=1,FWD_DW=8,DKV_MT=0,DKV_BQ=16,DKV_BK=16,DKV_R=1,DKV_DW=8,"
         "DQ_BQ=16,DQ_BK=16,DQ_R=1,DQ_DW=8",
-        "FWD_BQ=32,FWD_BK=64,FWD_R=4,FWD_DW=16,DKV_MT=0,DKV_BQ=32,DKV_BK=32,DKV_R=2,DKV_DW=64,"
+        "FWD_MT=0,FWD_BQ=32,FWD_BK=64,FWD_R=4,FWD_DW=16,DKV_MT=0,DKV_BQ=32,DKV_BK=32,DKV_R=2,DKV_DW=64,"
         "DQ_BQ=32,DQ_BK=32,DQ_R=2,DQ_DW=16,DKV_AHEAD=2",
         /* single-row tiles and the narrowest slices */
-        "FWD_BQ=8,FWD_BK=1,FWD_R=8,FWD_DW=4,DKV_MT=0,DKV_BQ=1,DKV_BK=8,DKV_R=8,DKV_DW=4,"
+        "FWD_MT=0,FWD_BQ=8,FWD_BK=1,FWD_R=8,FWD_DW=4,DKV_MT=0,DKV_BQ=1,DKV_BK=8,DKV_R=8,DKV_DW=4,"
         "DQ_BQ=2,DQ_BK=8,DQ_R=2,DQ_DW=64,DPAIR_WAVES=1,DKV_AHEAD=16",
-        /* micro-tiled dK/dV: the smallest blocks (several dK/dV tasks per work-item at D = 64)
-         * and a key tile of one block */
-        "DKV_MT=1,DKV_MT_BQ=4,DKV_MT_BK=8,DPAIR_WAVES=1",
-        "DKV_MT=1,DKV_MT_BQ=16,DKV_MT_BK=4,DPAIR_WAVES=16",
+        /* micro-tiled kernels: the smallest blocks (several dK/dV or O tasks per work-item at
+         * D = 44 and 64) and a key tile of one block */
+        "FWD_MT=1,FWD_MT_BQ=4,FWD_MT_BK=8,DKV_MT=1,DKV_MT_BQ=4,DKV_MT_BK=8,DPAIR_WAVES=1",
+        "FWD_MT=1,FWD_MT_BQ=16,FWD_MT_BK=4,DKV_MT=1,DKV_MT_BQ=16,DKV_MT_BK=4,DPAIR_WAVES=16",
     };
     static const evo_case shapes[] = {
         {1, 3, 70, 2, 24, MCL_F32, 1, 1, 1, 1, 0.0f},
         {2, 1, 1, 3, 24, MCL_F32, 1, 1, 0, 0, 0.0f},
         {2, 2, 9, 4, 24, MCL_F32, 0, 1, 1, 0, 0.0f},
         {1, 5, 37, 3, 64, MCL_BF16, 1, 1, 0, 1, 0.0f},
-        {1, 2, 33, 2, 64, MCL_BF16, 1, 0, 1, 0, 0.0f},
+        {1, 2, 33, 2, 44, MCL_F16, 1, 0, 1, 0, 0.0f},
     };
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());

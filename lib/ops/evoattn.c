@@ -21,8 +21,9 @@ enum {
 /* The three tiled kernels, in the order of the family's declarations (each has BQ, BK, R and
  * DW). A kernel's own rows are its query tile, or for dK/dV its key tile; `parts` is the number
  * of partial score arrays it sums over head-dim slices. A kernel with a micro-tiled variant
- * names the parameter that switches it (`mt_param`, else -1; its BQ and BK follow it) and how
- * many tile-sized score arrays that variant keeps in local memory. */
+ * names the parameter that switches it (`mt_param`, else -1; its BQ and BK follow it), how
+ * many tile-sized score arrays that variant keeps in local memory and the largest head dim it
+ * is for. */
 enum { K_FWD, K_DKV, K_DQ, K_COUNT };
 static const struct {
     int first_param;
@@ -30,11 +31,12 @@ static const struct {
     int owns_keys, parts;
     const char *name;
     int mt_param, mt_scores;
+    size_t mt_max_head_dim;
     const char *mt_name;
 } kernels[K_COUNT] = {
-    {EV_FWD_BQ, "FWD", 0, 1, "evoattn_forward", -1, 0, NULL},
-    {EV_DKV_BQ, "DKV", 1, 2, "evoattn_bwd_dkdv", EV_DKV_MT, 2, "evoattn_bwd_dkdv_mt"},
-    {EV_DQ_BQ, "DQ", 0, 2, "evoattn_bwd_dq", -1, 0, NULL},
+    {EV_FWD_BQ, "FWD", 0, 1, "evoattn_forward", EV_FWD_MT, 2, EV_FWD_MT_MAX_HEAD_DIM, "evoattn_forward_mt"},
+    {EV_DKV_BQ, "DKV", 1, 2, "evoattn_bwd_dkdv", EV_DKV_MT, 2, EV_DKV_MT_MAX_HEAD_DIM, "evoattn_bwd_dkdv_mt"},
+    {EV_DQ_BQ, "DQ", 0, 2, "evoattn_bwd_dq", -1, 0, 0, NULL},
 };
 
 typedef struct ev_tile {
@@ -207,7 +209,9 @@ static mcl_status fit_tile(mcl_context *ctx, int kernel, size_t d, ev_tile *t)
 }
 
 /* A micro-tiled kernel: the D-wide tiles of K, V, Q and dO (rows an odd number of float4s
- * apart), its tile-sized score arrays, the mask bias and the queries' statistics. */
+ * apart), its tile-sized score arrays, the mask bias and the queries' statistics. (An upper
+ * bound for the forward, which has no dO tile and keeps 1.5 score tiles: P and the row
+ * maxima and sums of each 4 keys.) */
 static size_t mt_local_bytes(int kernel, size_t d, ev_tile t)
 {
     size_t dp4 = (d + 3) / 4, ld4 = dp4 % 2 ? dp4 : dp4 + 1;
@@ -222,7 +226,7 @@ static size_t mt_work_items(ev_tile t) { return t.bk / 4 * (t.bq / 4); }
 static int fit_mt_tile(mcl_context *ctx, int kernel, size_t d, ev_tile *t)
 {
     const mcl_device_info *info = &ctx->device.info;
-    if (d < EV_MT_MIN_HEAD_DIM || d > EV_MT_MAX_HEAD_DIM) return 0;
+    if (d < EV_MT_MIN_HEAD_DIM || d > kernels[kernel].mt_max_head_dim) return 0;
     t->ds = 1, t->dw = round_up(d, 4), t->r = 1;
     while (mt_local_bytes(kernel, d, *t) > info->local_mem_bytes || mt_work_items(*t) > info->max_work_group_size ||
            mt_work_items(*t) > EV_MAX_WORK_ITEMS) {

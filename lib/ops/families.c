@@ -76,6 +76,8 @@ static const mcl_param_decl evoattn_params[] = {
     [EV_DKV_AHEAD] = {"DKV_AHEAD", 8, LEGAL(1, 2, 4, 8, 16)},
     [EV_DKV_MT] = {"DKV_MT", 1, LEGAL(0, 1)},
     [EV_DKV_MT_BQ] = {"DKV_MT_BQ", 32, MT_TILE}, [EV_DKV_MT_BK] = {"DKV_MT_BK", 64, MT_TILE},
+    [EV_FWD_MT] = {"FWD_MT", 1, LEGAL(0, 1)},
+    [EV_FWD_MT_BQ] = {"FWD_MT_BQ", 32, MT_TILE}, [EV_FWD_MT_BK] = {"FWD_MT_BK", 32, MT_TILE},
 };
 
 /* A work-group's rows must hold at least one work-item's rows; the local memory and the

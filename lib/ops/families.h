@@ -19,18 +19,23 @@ enum { LN_VARIANT_REFERENCE = 0, LN_VARIANT_TILED = 1 };
  * d(pair bias) is wanted, and DKV_AHEAD how many queries ahead that kernel loads its d(pair
  * bias) partial (loads in flight hide the memory latency it is otherwise bound by). DKV_MT = 1
  * runs dK/dV as a micro-tiled kernel instead where the head dim is in EV_MT_MIN_HEAD_DIM ..
- * EV_MT_MAX_HEAD_DIM: DKV_MT_BK keys by DKV_MT_BQ queries a step, a work-item per 4 x 4 block
- * of them. Below that range its dot products are too short to pay for the per-tile softmax
- * and barriers (MSA rows, D = 8, on the H100: 6.1 ms against the row kernel's 4.5). */
+ * EV_DKV_MT_MAX_HEAD_DIM: DKV_MT_BK keys by DKV_MT_BQ queries a step, a work-item per 4 x 4
+ * block of them. Below that range its dot products are too short to pay for the per-tile
+ * softmax and barriers (MSA rows, D = 8, on the H100: 6.1 ms against the row kernel's 4.5).
+ * FWD_MT, FWD_MT_BQ and FWD_MT_BK do the same for the forward, up to EV_FWD_MT_MAX_HEAD_DIM:
+ * at D = 64 a work-item holds two 4 x 4 blocks of O and the row kernel is faster (H100, single
+ * attention S = 2048: 1.15 ms against 1.05). */
 enum {
     EV_VARIANT,
     EV_FWD_BQ, EV_FWD_BK, EV_FWD_R, EV_FWD_DW,
     EV_DKV_BQ, EV_DKV_BK, EV_DKV_R, EV_DKV_DW,
     EV_DQ_BQ, EV_DQ_BK, EV_DQ_R, EV_DQ_DW,
     EV_DPAIR_WAVES, EV_DKV_AHEAD, EV_DKV_MT, EV_DKV_MT_BQ, EV_DKV_MT_BK,
+    EV_FWD_MT, EV_FWD_MT_BQ, EV_FWD_MT_BK,
 };
 #define EV_MT_MIN_HEAD_DIM 17
-#define EV_MT_MAX_HEAD_DIM 64
+#define EV_DKV_MT_MAX_HEAD_DIM 64
+#define EV_FWD_MT_MAX_HEAD_DIM 48
 enum { EV_VARIANT_REFERENCE = 0, EV_VARIANT_TILED = 1 };
 
 /* glu: sigmoid gating and SwiGLU. VEC elements per work-item step (shrunk to divide the
