@@ -329,6 +329,21 @@ inline void store_slice(__global store_t *dst, const float4 *src, uint nvec, flo
     }
 }
 
+/* The forward's outputs of row i from column d0 (nvec float4s): O = inv * acc, and with a gate
+ * Y = sigmoid(G) * O. */
+inline void store_outputs(__global store_t *o, __global store_t *y, __global const store_t *g, const float4 *acc,
+                          uint nvec, float inv, ulong base, uint i, uint d0, uint S, uint H, uint flags)
+{
+    store_slice(o, acc, nvec, inv, base, i, d0, S, H);
+    if (!(flags & EV_HAS_GATE)) return;
+    for (uint e = 0; e < nvec; e++) {
+        float4 gv;
+        load_slice(&gv, 1, g, NULL, base, i, d0 + 4 * e, S, H, flags);
+        gv = acc[e] * inv * (1.0f / (1.0f + exp(-gv)));
+        store_slice(y, &gv, 1, 1.0f, base, i, d0 + 4 * e, S, H);
+    }
+}
+
 /* acc + a . b in a fixed order */
 inline float dot_acc(float4 a, float4 b, float acc)
 {
@@ -466,13 +481,7 @@ void evoattn_forward(EV_ARGS)
     for (uint r = 0; r < R; r++) {
         uint i = i0 + grp + r * G;
         float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-        store_slice(o, acc[r], V4, inv, base, i, sl * DW, S, H);
-        if (flags & EV_HAS_GATE) {
-            float4 gv[V4];
-            load_slice(gv, V4, g, NULL, base, i, sl * DW, S, H, flags);
-            for (uint e = 0; e < V4; e++) gv[e] = acc[r][e] * inv * (1.0f / (1.0f + exp(-gv[e])));
-            store_slice(y, gv, V4, 1.0f, base, i, sl * DW, S, H);
-        }
+        store_outputs(o, y, g, acc[r], V4, inv, base, i, sl * DW, S, H, flags);
         if ((flags & EV_WANT_LSE) && sl == 0 && i < S)
             lse[stat_index(b, n, h, i, N, S, H)] = l[r] > 0.0f ? (m[r] + log2(l[r])) * EV_LN2 : -INFINITY;
     }
@@ -998,16 +1007,7 @@ void evoattn_forward_mt(EV_ARGS)
         if (qc >= QG) break;
         float inv[4];
         vstore4(rescale_l[qc], 0, inv);
-        for (uint e = 0; e < 4; e++) {
-            uint i = i0 + 4 * qc + e;
-            store_slice(o, &acc[x][e], 1, inv[e], base, i, 4 * dc, S, H);
-            if (flags & EV_HAS_GATE) {
-                float4 gv;
-                load_slice(&gv, 1, g, NULL, base, i, 4 * dc, S, H, flags);
-                gv = acc[x][e] * inv[e] * (1.0f / (1.0f + exp(-gv)));
-                store_slice(y, &gv, 1, 1.0f, base, i, 4 * dc, S, H);
-            }
-        }
+        for (uint e = 0; e < 4; e++) store_outputs(o, y, g, &acc[x][e], 1, inv[e], base, i0 + 4 * qc + e, 4 * dc, S, H, flags);
     }
 }
 #undef BQ
