@@ -398,6 +398,27 @@ inline float partial_so_far(__global const float *part, ulong base, uint i, uint
             }                                                                                  \
     } while (0)
 
+/* Where a forward or dQ work-group works (grid: query tiles x B x N x H): query tile i0 of
+ * slice (b, n, h), that slice's base, its mask row and the pair bias of (b, h). */
+typedef struct query_group {
+    uint b, n, h, i0;
+    ulong base, mask_row, pair_base;
+} query_group;
+
+inline query_group query_group_of(uint id, uint queries, uint N, uint S, uint H)
+{
+    const uint tiles = (S + queries - 1) / queries, bnh = id / tiles;
+    query_group at;
+    at.h = bnh % H;
+    at.n = (bnh / H) % N;
+    at.b = bnh / (H * N);
+    at.i0 = (id % tiles) * queries;
+    at.base = slice_base(at.b, at.n, at.h, N, S, H);
+    at.mask_row = ((ulong)at.b * N + at.n) * S;
+    at.pair_base = ((ulong)at.b * H + at.h) * S * S;
+    return at;
+}
+
 /* ---- forward ---------------------------------------------------------------------------- */
 
 #if !EV_FWD_MT /* built only where chosen */
@@ -420,11 +441,9 @@ void evoattn_forward(EV_ARGS)
     __local float part_l[DS][BQ][BK + 1];
 #endif
     const uint lid = get_local_id(0), grp = lid % G, sl = lid / G, items = G * DS;
-    const uint tiles = (S + BQ - 1) / BQ, bnh = get_group_id(0) / tiles;
-    const uint h = bnh % H, n = (bnh / H) % N, b = bnh / (H * N);
-    const uint i0 = (get_group_id(0) % tiles) * BQ;
-    const ulong base = slice_base(b, n, h, N, S, H), mask_row = ((ulong)b * N + n) * S;
-    const ulong pair_base = ((ulong)b * H + h) * S * S;
+    const query_group at = query_group_of(get_group_id(0), BQ, N, S, H);
+    const uint b = at.b, n = at.n, h = at.h, i0 = at.i0;
+    const ulong base = at.base, mask_row = at.mask_row, pair_base = at.pair_base;
     const float scale2 = scale * EV_LOG2E;
 
     float4 qv[R][V4], acc[R][V4];
@@ -457,7 +476,7 @@ void evoattn_forward(EV_ARGS)
         for (uint r = 0; r < R; r++) {
             float m_new = m[r];
             for (uint c = 0; c < BK; c++) {
-                float bias = (flags & EV_HAS_PAIR) ? mask_l[c] + pair_l[grp + r * G][c] : mask_l[c];
+                float bias = mask_l[c] + pair_l[grp + r * G][c];
                 s[r][c] = fma(s[r][c], scale2, bias);
                 m_new = fmax(m_new, s[r][c]);
             }
@@ -560,11 +579,10 @@ void evoattn_bwd_dq(EV_ARGS)
     __local float part_s[DS][BQ][BK + 1], part_dp[DS][BQ][BK + 1];
 #endif
     const uint lid = get_local_id(0), grp = lid % G, sl = lid / G, items = G * DS;
-    const uint tiles = (S + BQ - 1) / BQ, bnh = get_group_id(0) / tiles;
-    const uint h = bnh % H, n = (bnh / H) % N, b = bnh / (H * N);
-    const uint i0 = (get_group_id(0) % tiles) * BQ;
-    const ulong base = slice_base(b, n, h, N, S, H), mask_row = ((ulong)b * N + n) * S;
-    const ulong pair_base = ((ulong)b * H + h) * S * S, stat_row = stat_index(b, n, h, 0, N, S, H);
+    const query_group at = query_group_of(get_group_id(0), BQ, N, S, H);
+    const uint b = at.b, n = at.n, h = at.h, i0 = at.i0;
+    const ulong base = at.base, mask_row = at.mask_row, pair_base = at.pair_base;
+    const ulong stat_row = stat_index(b, n, h, 0, N, S, H);
     const float scale2 = scale * EV_LOG2E;
 
     float4 qv[R][V4], dov[R][V4], dq_acc[R][V4];
@@ -599,7 +617,7 @@ void evoattn_bwd_dq(EV_ARGS)
                     s4 = fma(qv[r][e], k4[e], s4);
                     dp4 = fma(dov[r][e], v4[e], dp4);
                 }
-                float bias = (flags & EV_HAS_PAIR) ? mask_l[c] + pair_l[grp + r * G][c] : mask_l[c];
+                float bias = mask_l[c] + pair_l[grp + r * G][c];
                 float ds = prob_and_dscore(hsum(s4), hsum(dp4), bias, l2[r], dl[r], scale2).y;
                 for (uint e = 0; e < V4; e++) dq_acc[r][e] = fma((float4)(ds), k4[e], dq_acc[r][e]);
             }
@@ -620,7 +638,7 @@ void evoattn_bwd_dq(EV_ARGS)
         EV_SUM_SLICES(dp, part_dp, BK);
         for (uint r = 0; r < R; r++) /* s becomes dS */
             for (uint c = 0; c < BK; c++) {
-                float bias = (flags & EV_HAS_PAIR) ? mask_l[c] + pair_l[grp + r * G][c] : mask_l[c];
+                float bias = mask_l[c] + pair_l[grp + r * G][c];
                 s[r][c] = prob_and_dscore(s[r][c], dp[r][c], bias, l2[r], dl[r], scale2).y;
             }
         for (uint c = 0; c < BK; c++)
@@ -751,7 +769,7 @@ void evoattn_bwd_dkdv(EV_ARGS)
                             s4 = fma(kv[r][e], q4[e], s4);
                             dp4 = fma(vv[r][e], o4[e], dp4);
                         }
-                        float bias = (flags & EV_HAS_PAIR) ? mask_l[col] + pair_l[c][col] : mask_l[col];
+                        float bias = mask_l[col] + pair_l[c][col];
                         float2 pds = prob_and_dscore(hsum(s4), hsum(dp4), bias, l2_l[c], delta_l[c], scale2);
                         dmask_acc[r] += pds.y;
                         if ((flags & EV_WANT_DPAIR) && i < S && j < S)
@@ -782,7 +800,7 @@ void evoattn_bwd_dkdv(EV_ARGS)
             for (uint r = 0; r < R; r++) /* s becomes P, dp becomes dS */
                 for (uint c = 0; c < BQ; c++) {
                     uint col = grp + r * G;
-                    float bias = (flags & EV_HAS_PAIR) ? mask_l[col] + pair_l[c][col] : mask_l[col];
+                    float bias = mask_l[col] + pair_l[c][col];
                     float2 pds = prob_and_dscore(s[r][c], dp[r][c], bias, l2_l[c], delta_l[c], scale2);
                     s[r][c] = pds.x;
                     dp[r][c] = pds.y;
@@ -827,7 +845,6 @@ void evoattn_bwd_dkdv(EV_ARGS)
 #endif
 
 /* ---- micro-tiled kernels -------------------------------------------------------------------- */
-
 
 /* Their D-wide local tiles have rows of EV_LD4 float4s, an odd number, so the 8 rows a
  * quarter-warp reads fall in 8 different banks. */
@@ -924,11 +941,9 @@ void evoattn_forward_mt(EV_ARGS)
     __local float4 rescale_l[QG]; /* each query's factor for O: the tile's alpha, at the end 1 / l */
     __local float *p_f = (__local float *)p_l, *rescale_f = (__local float *)rescale_l;
     const uint lid = get_local_id(0), kg = lid % KG, qg = lid / KG;
-    const uint tiles = (S + BQ - 1) / BQ, bnh = get_group_id(0) / tiles;
-    const uint h = bnh % H, n = (bnh / H) % N, b = bnh / (H * N);
-    const uint i0 = (get_group_id(0) % tiles) * BQ;
-    const ulong base = slice_base(b, n, h, N, S, H), mask_row = ((ulong)b * N + n) * S;
-    const ulong pair_base = ((ulong)b * H + h) * S * S;
+    const query_group at = query_group_of(get_group_id(0), BQ, N, S, H);
+    const uint b = at.b, n = at.n, h = at.h, i0 = at.i0;
+    const ulong base = at.base, mask_row = at.mask_row, pair_base = at.pair_base;
     const float scale2 = scale * EV_LOG2E;
 
     stage_rows(&q_l[0][0], LD4, q, NULL, base, i0, BQ, DP4, S, H, flags, lid, ITEMS);
