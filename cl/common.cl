@@ -1,5 +1,6 @@
-/* Prelude of every kernel family: storage types, loads and stores that widen to fp32, and
- * work-group reductions. The host prepends it to each family's source.
+/* Prelude of every kernel source: storage types, loads and stores that widen to fp32,
+ * work-group reductions and the logistic function. The host puts it before the family's
+ * helpers and the kernel's own file.
  *
  * MCL_DTYPE selects the storage type of the op's tensors: 0 = f32, 1 = bf16, 2 = f16. bf16 is
  * the upper half of an f32 (stores round to nearest even); f16 goes through vload_half and
@@ -64,6 +65,10 @@ MCL_VEC_FUNCS(4)
 MCL_VEC_FUNCS(8)
 inline void load_vec1(__global const store_t *p, size_t i, float *dst) { dst[0] = load_elem(p, i); }
 inline void store_vec1(__global store_t *p, size_t i, const float *src) { store_elem(p, i, src[0]); }
+
+/* The logistic function; exp overflows to +inf for x below about -88, which gives 0. */
+inline float mcl_sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
+inline float4 mcl_sigmoid4(float4 x) { return 1.0f / (1.0f + exp(-x)); }
 
 /* #pragma with macro arguments expanded (a tuning parameter's unroll count) */
 #define MCL_PRAGMA_(x) _Pragma(#x)

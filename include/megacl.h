@@ -481,6 +481,38 @@ MCL_API mcl_status mcl_trimul_workspace_size(mcl_context *context, const mcl_tri
 MCL_API mcl_status mcl_context_set_params(mcl_context *context, const char *family,
                                   const char *assignments);
 
+/* The kernel families and their tuning parameters, as `megacl params` and the tuner list them. */
+typedef struct mcl_family_info {
+    const char *name;          /* "layernorm" */
+    const char *define_prefix; /* "LN_": a kernel parameter TPR is built as -DLN_TPR=... */
+    const char *shape_names;   /* "rows,cols": what the shape of mcl_context_get_params holds */
+    size_t shape_rank;
+    const size_t *example_shape; /* shape_rank sizes of a typical AF3 call */
+    size_t param_count;
+} mcl_family_info;
+
+typedef struct mcl_param_info {
+    const char *name;          /* "TPR" */
+    int default_value;
+    const int *legal_values;
+    size_t legal_count;
+    const char *kernel;        /* the kernel source it is a define of; NULL: a host choice */
+} mcl_param_info;
+
+MCL_API size_t mcl_family_count(void);
+MCL_API mcl_status mcl_family_get(size_t index, mcl_family_info *info);
+MCL_API mcl_status mcl_family_param(size_t family_index, size_t param_index, mcl_param_info *info);
+
+/* The parameters the context runs a family with for a dtype and shape (shape_rank sizes, as
+ * mcl_family_info names them), and where they come from. */
+typedef struct mcl_param_choice {
+    char values[1024]; /* "TPR=32,VEC=4,...", every parameter of the family */
+    char origin[128];  /* "override", "<database> (arch)", "defaults", ... */
+} mcl_param_choice;
+
+MCL_API mcl_status mcl_context_get_params(mcl_context *context, const char *family, mcl_dtype dtype,
+                                          const size_t *shape, size_t shape_rank, mcl_param_choice *choice);
+
 /* Device time of everything the context enqueues between begin and end, from the first
  * command's start to the last command's end (event profiling; needs a profiling queue). end
  * waits for the commands to finish. */

@@ -2,7 +2,8 @@
  * (overrides and tuning databases). */
 #include "common.h"
 
-#include "ops/families.h"
+#include "ops/gemm/gemm.h"
+#include "ops/layernorm/layernorm.h"
 #include "runtime/binary_cache.h"
 #include "runtime/params.h"
 #include "runtime/program.h"
@@ -54,8 +55,10 @@ Test(program, in_memory_cache_builds_once_per_options)
 Test(program, build_options_are_the_defines_after_the_device_options)
 {
     mcl_context *ctx = test_context();
-    char options[512];
-    mcl_program_options(ctx, "-DLN_TPR=8", options, sizeof options);
+    char options[2048];
+    mcl_defines defines = {0};
+    mcl_define(&defines, "LN_TPR", 8);
+    assert_ok(mcl_program_options(ctx, &defines, options, sizeof options));
     cr_assert(strstr(options, "-DLN_TPR=8"));
     if (mcl_context_device(ctx)->vendor == MCL_VENDOR_POCL)
         cr_assert_null(strstr(options, "MMA"), "nothing vendor-specific reaches PoCL: %s", options);
@@ -230,16 +233,17 @@ Test(params, overrides_are_validated)
     assert_status(mcl_context_set_params(ctx, "no_family", "TPR=8"), MCL_ERR_INVALID_ARGUMENT);
     assert_status(mcl_context_set_params(NULL, "layernorm", "TPR=8"), MCL_ERR_NULL_POINTER);
     assert_ok(mcl_context_set_params(ctx, "layernorm", "TPR=8,WG=64"));
-    mcl_params p;
+    ln_params p;
+    char origin[MCL_ORIGIN_CAP];
     const size_t shape[2] = {10, 100};
-    assert_ok(mcl_params_lookup(ctx, &mcl_family_layernorm, MCL_F32, shape, &p));
-    cr_assert_eq(p.values[LN_TPR], 8);
-    cr_assert_eq(p.values[LN_WG], 64);
-    cr_assert_eq(p.values[LN_VEC], mcl_family_layernorm.params[LN_VEC].default_value);
-    cr_assert_str_eq(p.origin, "override");
+    assert_ok(mcl_params_lookup(ctx, &mcl_family_layernorm, MCL_F32, shape, &p, origin));
+    cr_assert_eq(p.tpr, 8);
+    cr_assert_eq(p.wg, 64);
+    cr_assert_eq(p.vec, 4, "an unassigned parameter keeps its default");
+    cr_assert_str_eq(origin, "override");
     assert_ok(mcl_context_set_params(ctx, "layernorm", NULL));
-    assert_ok(mcl_params_lookup(ctx, &mcl_family_layernorm, MCL_F32, shape, &p));
-    cr_assert_str_neq(p.origin, "override");
+    assert_ok(mcl_params_lookup(ctx, &mcl_family_layernorm, MCL_F32, shape, &p, origin));
+    cr_assert_str_neq(origin, "override");
     mcl_context_release(ctx);
 }
 
@@ -251,23 +255,24 @@ Test(params, defaults_fit_the_smallest_conformant_device)
     mcl_device_info small = {.compute_units = 1, .local_mem_bytes = 32 * 1024, .max_work_group_size = 256,
                              .simd_width = 1};
     strcpy(small.name, "a 32 KiB device");
-    int values[MCL_MAX_PARAMS];
-    for (size_t i = 0; i < mcl_family_count; i++) {
-        assert_ok(mcl_params_defaults(mcl_families[i], &small, values, NULL));
-        assert_ok(mcl_params_check(mcl_families[i], values, &small));
+    mcl_param_block values;
+    for (size_t i = 0; i < mcl_family_registry_count; i++) {
+        assert_ok(mcl_params_defaults(mcl_family_registry[i], &small, &values, NULL));
+        assert_ok(mcl_params_check(mcl_family_registry[i], &values, &small));
     }
     const char *applied;
-    assert_ok(mcl_params_defaults(&mcl_family_gemm, &small, values, &applied));
-    cr_assert_eq(values[GEMM_PREFETCH], 0);
+    gemm_params gemm;
+    assert_ok(mcl_params_defaults(&mcl_family_gemm, &small, &gemm, &applied));
+    cr_assert_eq(gemm.prefetch, 0);
     cr_assert_str_eq(applied, "PREFETCH=0");
     mcl_device_info roomy = small;
     roomy.local_mem_bytes = 48 * 1024;
-    assert_ok(mcl_params_defaults(&mcl_family_gemm, &roomy, values, &applied));
-    cr_assert_eq(values[GEMM_PREFETCH], 1);
+    assert_ok(mcl_params_defaults(&mcl_family_gemm, &roomy, &gemm, &applied));
+    cr_assert_eq(gemm.prefetch, 1);
     cr_assert_str_eq(applied, "");
     mcl_device_info tiny = small;
     tiny.local_mem_bytes = 4 * 1024;
-    assert_status(mcl_params_defaults(&mcl_family_gemm, &tiny, values, NULL), MCL_ERR_INVALID_ARGUMENT);
+    assert_status(mcl_params_defaults(&mcl_family_gemm, &tiny, &gemm, NULL), MCL_ERR_INVALID_ARGUMENT);
     cr_assert(strstr(mcl_last_error(), "local memory"), "%s", mcl_last_error());
 }
 
@@ -291,13 +296,12 @@ static int tpr_with(const char *entries, char *origin)
     write_db(path, text);
     setenv("MEGACL_TUNING_DB", path, 1);
     mcl_context *ctx = test_context();
-    mcl_params p;
+    ln_params p;
     const size_t shape[2] = {10, 100};
-    assert_ok(mcl_params_lookup(ctx, &mcl_family_layernorm, MCL_F32, shape, &p));
-    strcpy(origin, p.origin);
+    assert_ok(mcl_params_lookup(ctx, &mcl_family_layernorm, MCL_F32, shape, &p, origin));
     mcl_context_release(ctx);
     unlink(path);
-    return p.values[LN_TPR];
+    return p.tpr;
 }
 
 Test(params, database_falls_back_device_arch_vendor_any)

@@ -104,7 +104,7 @@ static mcl_vendor classify_vendor(const char *platform_name, cl_uint vendor_id,
  * PoCL: the CPU model from the device version's HSTR ("...-linux-gnu-skylake-avx512"). */
 static void describe_arch(cl_device_id device, mcl_device_info *info)
 {
-    snprintf(info->arch, sizeof info->arch, "%s", info->name);
+    snprintf(info->arch, sizeof info->arch, "%.*s", (int)sizeof info->arch - 1, info->name);
     if (info->vendor == MCL_VENDOR_NVIDIA && has_extension(device, "cl_nv_device_attribute_query")) {
         cl_uint major = device_uint(device, CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV, 0);
         cl_uint minor = device_uint(device, CL_DEVICE_COMPUTE_CAPABILITY_MINOR_NV, 0);

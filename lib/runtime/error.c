@@ -72,6 +72,22 @@ mcl_status mcl_fail(mcl_status status, const char *fmt, ...)
     return status;
 }
 
+mcl_status mcl_fail_within(mcl_status status, const char *fmt, ...)
+{
+    if (status == MCL_OK) return status;
+    char context[256], inner[sizeof last_error];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(context, sizeof context, fmt, args);
+    va_end(args);
+    memcpy(inner, last_error, sizeof inner);
+    /* the end of a message too long for the buffer is what is lost, never the context */
+    int n = snprintf(last_error, sizeof last_error, "%s: ", context);
+    if (n > 0 && (size_t)n < sizeof last_error)
+        snprintf(last_error + n, sizeof last_error - (size_t)n, "%s", inner);
+    return status;
+}
+
 mcl_status mcl_fail_cl(cl_int err, const char *what)
 {
     mcl_status status = MCL_ERR_OPENCL;

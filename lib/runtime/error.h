@@ -23,6 +23,11 @@ typedef enum mcl_log_level {
  * status so that callers can write `return mcl_fail(MCL_ERR_..., "...", ...)`. */
 mcl_status mcl_fail(mcl_status status, const char *fmt, ...) MCL_PRINTF(2, 3);
 
+/* Puts "<context>: " before the detail message of a failure that happened inside a step of an
+ * op, so the message names the op and the step ("trimul_backward: dW_in GEMM: ..."); returns
+ * status. MCL_OK passes through untouched. */
+mcl_status mcl_fail_within(mcl_status status, const char *fmt, ...) MCL_PRINTF(2, 3);
+
 /* Like mcl_fail for an OpenCL error code: names the code and the call that returned it. */
 mcl_status mcl_fail_cl(cl_int err, const char *what);
 

@@ -6,8 +6,6 @@
 #include "error.h"
 #include "tuning_db.h"
 
-#include "../ops/families.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +13,7 @@
 struct mcl_override {
     mcl_override *next;
     const mcl_family *family;
-    int values[MCL_MAX_PARAMS];
+    mcl_param_block block;
 };
 
 static int param_index(const mcl_family *family, const char *name, size_t len)
@@ -33,7 +31,7 @@ static int is_legal(const mcl_param_decl *decl, int value)
     return 0;
 }
 
-mcl_status mcl_params_parse(const mcl_family *family, const char *assignments, int *values)
+mcl_status mcl_params_parse(const mcl_family *family, const char *assignments, void *values)
 {
     const char *p = assignments ? assignments : "";
     while (*p) {
@@ -55,14 +53,13 @@ mcl_status mcl_params_parse(const mcl_family *family, const char *assignments, i
         if (!is_legal(&family->params[index], (int)value))
             return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s parameter %s=%ld is not a legal value",
                             family->name, family->params[index].name, value);
-        values[index] = (int)value;
+        mcl_param_set(family, values, (size_t)index, (int)value);
         p = *end ? end + 1 : end;
     }
     return MCL_OK;
 }
 
-mcl_status mcl_params_check(const mcl_family *family, const int *values,
-                            const mcl_device_info *device)
+mcl_status mcl_params_check(const mcl_family *family, const void *values, const mcl_device_info *device)
 {
     const char *why = family->check ? family->check(values, device) : NULL;
     return why ? mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s parameters not legal on %s: %s",
@@ -70,47 +67,44 @@ mcl_status mcl_params_check(const mcl_family *family, const int *values,
                : MCL_OK;
 }
 
-static void set_defaults(const mcl_family *family, int *values)
+static void set_defaults(const mcl_family *family, void *values)
 {
-    for (size_t i = 0; i < family->param_count; i++) values[i] = family->params[i].default_value;
+    for (size_t i = 0; i < family->param_count; i++)
+        mcl_param_set(family, values, i, family->params[i].default_value);
 }
 
-mcl_status mcl_params_defaults(const mcl_family *family, const mcl_device_info *device, int *values,
+mcl_status mcl_params_defaults(const mcl_family *family, const mcl_device_info *device, void *values,
                                const char **applied)
 {
     set_defaults(family, values);
     if (applied) *applied = "";
     const char *why = family->check ? family->check(values, device) : NULL;
     for (const char *const *f = family->fallbacks; why && f && *f; f++) {
-        int tried[MCL_MAX_PARAMS];
-        set_defaults(family, tried);
-        if (mcl_params_parse(family, *f, tried) != MCL_OK || family->check(tried, device)) continue;
-        memcpy(values, tried, sizeof tried);
+        mcl_param_block tried;
+        set_defaults(family, &tried);
+        if (mcl_params_parse(family, *f, &tried) != MCL_OK || family->check(&tried, device)) continue;
+        memcpy(values, &tried, family->values_size);
         if (applied) *applied = *f;
         return MCL_OK;
     }
-    return why ? mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s defaults not legal on %s: %s", family->name, device->name,
-                          why)
+    return why ? mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s defaults not legal on %s: %s", family->name,
+                          device->name, why)
                : MCL_OK;
 }
 
-void mcl_params_format(const mcl_params *params, char *out, size_t cap)
+mcl_status mcl_params_format(const mcl_family *family, const void *values, char *out, size_t cap)
 {
     size_t used = 0;
     out[0] = '\0';
-    for (size_t i = 0; i < params->family->param_count && used < cap; i++)
-        used += snprintf(out + used, cap - used, "%s%s=%d", i ? "," : "",
-                         params->family->params[i].name, params->values[i]);
-}
-
-void mcl_params_defines(const mcl_params *params, char *out, size_t cap)
-{
-    size_t used = 0;
-    out[0] = '\0';
-    for (size_t i = 0; i < params->family->param_count && used < cap; i++)
-        used += snprintf(out + used, cap - used, "%s-D%s%s=%d", i ? " " : "",
-                         params->family->define_prefix, params->family->params[i].name,
-                         params->values[i]);
+    for (size_t i = 0; i < family->param_count; i++) {
+        int n = snprintf(out + used, cap - used, "%s%s=%d", i ? "," : "", family->params[i].name,
+                         mcl_param_get(family, values, i));
+        if (n < 0 || (size_t)n >= cap - used)
+            return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s parameters: %zu bytes do not hold them", family->name,
+                            cap);
+        used += (size_t)n;
+    }
+    return MCL_OK;
 }
 
 /* ---- databases -------------------------------------------------------------------------- */
@@ -136,62 +130,58 @@ static void load_databases(mcl_context *ctx)
 typedef struct accept_arg {
     const mcl_family *family;
     const mcl_device_info *device;
-    int *values;
+    void *values;
 } accept_arg;
 
 /* Accepts a database entry whose parameters parse and are legal here; fills values. */
 static int accept_entry(const mcl_db_entry *entry, void *opaque)
 {
     accept_arg *arg = opaque;
-    int values[MCL_MAX_PARAMS];
-    mcl_params_defaults(arg->family, arg->device, values, NULL);
-    if (mcl_params_parse(arg->family, entry->params, values) != MCL_OK ||
-        mcl_params_check(arg->family, values, arg->device) != MCL_OK) {
+    mcl_param_block values;
+    mcl_params_defaults(arg->family, arg->device, &values, NULL);
+    if (mcl_params_parse(arg->family, entry->params, &values) != MCL_OK ||
+        mcl_params_check(arg->family, &values, arg->device) != MCL_OK) {
         mcl_log(MCL_LOG_WARN, "tuning entry for %s skipped: %s", entry->family, mcl_last_error());
         return 0;
     }
-    memcpy(arg->values, values, sizeof values);
+    memcpy(arg->values, &values, arg->family->values_size);
     return 1;
 }
 
-static int lookup_db(const mcl_tuning_db *db, const mcl_family *family,
-                     const mcl_device_info *device, mcl_dtype dtype, const char *bucket,
-                     mcl_params *params)
+static int lookup_db(const mcl_tuning_db *db, const mcl_family *family, const mcl_device_info *device,
+                     mcl_dtype dtype, const char *bucket, void *values, char *origin)
 {
     static const char *const level_names[] = {"device", "arch", "vendor", "any device"};
-    accept_arg arg = {family, device, params->values};
+    accept_arg arg = {family, device, values};
     for (int level = 0; level < MCL_DB_LEVELS; level++) {
-        if (mcl_tuning_db_find(db, family->name, device, dtype, bucket, (mcl_db_level)level,
-                               accept_entry, &arg)) {
-            snprintf(params->origin, sizeof params->origin, "%s (%s)", db->origin,
-                     level_names[level]);
+        if (mcl_tuning_db_find(db, family->name, device, dtype, bucket, (mcl_db_level)level, accept_entry, &arg)) {
+            if (origin) snprintf(origin, MCL_ORIGIN_CAP, "%.100s (%s)", db->origin, level_names[level]);
             return 1;
         }
     }
     return 0;
 }
 
-mcl_status mcl_params_lookup(mcl_context *ctx, const mcl_family *family, mcl_dtype dtype,
-                             const size_t *shape, mcl_params *params)
+mcl_status mcl_params_lookup(mcl_context *ctx, const mcl_family *family, mcl_dtype dtype, const size_t *shape,
+                             void *values, char *origin)
 {
-    params->family = family;
     for (mcl_override *o = ctx->overrides; o; o = o->next) {
         if (o->family == family) {
-            memcpy(params->values, o->values, sizeof params->values);
-            snprintf(params->origin, sizeof params->origin, "override");
+            memcpy(values, &o->block, family->values_size);
+            if (origin) snprintf(origin, MCL_ORIGIN_CAP, "override");
             return MCL_OK;
         }
     }
     char bucket[64];
     family->bucket(shape, bucket, sizeof bucket);
     load_databases(ctx);
-    if (lookup_db(ctx->user_db, family, &ctx->device.info, dtype, bucket, params) ||
-        lookup_db(ctx->builtin_db, family, &ctx->device.info, dtype, bucket, params))
+    if (lookup_db(ctx->user_db, family, &ctx->device.info, dtype, bucket, values, origin) ||
+        lookup_db(ctx->builtin_db, family, &ctx->device.info, dtype, bucket, values, origin))
         return MCL_OK;
     /* the defaults, or a fallback a small device accepts; one that accepts none is told plainly */
     const char *applied;
-    MCL_TRY(mcl_params_defaults(family, &ctx->device.info, params->values, &applied));
-    snprintf(params->origin, sizeof params->origin, *applied ? "defaults with %s" : "defaults", applied);
+    MCL_TRY(mcl_params_defaults(family, &ctx->device.info, values, &applied));
+    if (origin) snprintf(origin, MCL_ORIGIN_CAP, *applied ? "defaults with %.100s" : "defaults", applied);
     return MCL_OK;
 }
 
@@ -210,12 +200,17 @@ void mcl_params_release(mcl_context *ctx)
 
 /* ---- experimental public API ------------------------------------------------------------ */
 
-mcl_status mcl_context_set_params(mcl_context *ctx, const char *family_name,
-                                  const char *assignments)
+static mcl_status find_family(const char *name, const char *what, const mcl_family **out)
+{
+    *out = mcl_family_find(name);
+    return *out ? MCL_OK : mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: no kernel family '%s'", what, name);
+}
+
+mcl_status mcl_context_set_params(mcl_context *ctx, const char *family_name, const char *assignments)
 {
     if (!ctx || !family_name) return mcl_fail(MCL_ERR_NULL_POINTER, "mcl_context_set_params: NULL argument");
-    const mcl_family *family = mcl_family_find(family_name);
-    if (!family) return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "no kernel family '%s'", family_name);
+    const mcl_family *family;
+    MCL_TRY(find_family(family_name, "mcl_context_set_params", &family));
     mcl_override **link = &ctx->overrides;
     while (*link && (*link)->family != family) link = &(*link)->next;
     if (!assignments) { /* clear */
@@ -224,15 +219,36 @@ mcl_status mcl_context_set_params(mcl_context *ctx, const char *family_name,
         free(gone);
         return MCL_OK;
     }
-    int values[MCL_MAX_PARAMS];
-    mcl_params_defaults(family, &ctx->device.info, values, NULL); /* what is not assigned */
-    MCL_TRY(mcl_params_parse(family, assignments, values));
-    MCL_TRY(mcl_params_check(family, values, &ctx->device.info));
+    mcl_param_block values;
+    mcl_params_defaults(family, &ctx->device.info, &values, NULL); /* what is not assigned */
+    MCL_TRY(mcl_params_parse(family, assignments, &values));
+    MCL_TRY(mcl_params_check(family, &values, &ctx->device.info));
     if (!*link) {
         *link = calloc(1, sizeof **link);
         if (!*link) return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "storing parameter overrides");
         (*link)->family = family;
     }
-    memcpy((*link)->values, values, sizeof values);
+    (*link)->block = values;
+    return MCL_OK;
+}
+
+mcl_status mcl_context_get_params(mcl_context *ctx, const char *family_name, mcl_dtype dtype, const size_t *shape,
+                                  size_t shape_rank, mcl_param_choice *choice)
+{
+    if (!ctx || !family_name || !shape || !choice)
+        return mcl_fail(MCL_ERR_NULL_POINTER, "mcl_context_get_params: NULL argument");
+    const mcl_family *family;
+    MCL_TRY(find_family(family_name, "mcl_context_get_params", &family));
+    if (shape_rank != family->shape_rank)
+        return mcl_fail(MCL_ERR_INVALID_SIZE, "mcl_context_get_params: %s takes a shape of %zu sizes (%s), not %zu",
+                        family->name, family->shape_rank, family->shape_names, shape_rank);
+    if (mcl_dtype_size(dtype) == 0)
+        return mcl_fail(MCL_ERR_UNSUPPORTED_DTYPE, "mcl_context_get_params: dtype %d is not f32, bf16 or f16",
+                        (int)dtype);
+    mcl_param_block values;
+    char origin[MCL_ORIGIN_CAP];
+    MCL_TRY(mcl_params_lookup(ctx, family, dtype, shape, &values, origin));
+    MCL_TRY(mcl_params_format(family, &values, choice->values, sizeof choice->values));
+    snprintf(choice->origin, sizeof choice->origin, "%s", origin);
     return MCL_OK;
 }

@@ -1,4 +1,4 @@
-/* Program building and the in-memory program cache. */
+/* Program assembly, building and the in-memory program cache. */
 #include "program.h"
 
 #include "binary_cache.h"
@@ -9,10 +9,12 @@
 #include <string.h>
 
 #define MAX_KERNELS_PER_PROGRAM 16
+#define OPTIONS_CAP (MCL_DEFINES_CAP + 128)
+#define MAX_SOURCE_PARTS 8 /* the prelude, helpers and the kernel's own file */
 
 struct mcl_program_entry {
     mcl_program_entry *next;
-    char *family;
+    char *source;  /* the kernel source's name */
     char *options; /* the full build options */
     cl_program program;
     size_t kernel_count;
@@ -27,78 +29,100 @@ const char *mcl_kernel_source_text(const char *name)
     return NULL;
 }
 
-void mcl_program_options(const mcl_context *ctx, const char *defines, char *out, size_t cap)
+mcl_status mcl_program_options(const mcl_context *ctx, const mcl_defines *defines, char *out, size_t cap)
 {
     const mcl_device_info *info = &ctx->device.info;
+    MCL_TRY(mcl_defines_check(defines, "program options"));
     /* vendor defines appear only where a probe proved the feature; PoCL gets plain -D options */
-    snprintf(out, cap, "-cl-std=CL1.2 -DMCL_SIMD_WIDTH=%u%s %s", info->simd_width,
-             info->has_mma_sync ? " -DMCL_HAS_MMA_SYNC=1" : "", defines ? defines : "");
+    int n = snprintf(out, cap, "-cl-std=CL1.2 -DMCL_SIMD_WIDTH=%u%s%s", info->simd_width,
+                     info->has_mma_sync ? " -DMCL_HAS_MMA_SYNC=1" : "", defines->text);
+    if (n < 0 || (size_t)n >= cap)
+        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "program options exceed %zu bytes", cap);
+    return MCL_OK;
 }
 
-static char *concat_source(const char *family_text)
+mcl_status mcl_program_text(const mcl_family *family, const char *source, char **text)
 {
-    const char *prelude = mcl_kernel_source_text("common");
-    size_t a = strlen(prelude), b = strlen(family_text);
-    char *text = malloc(a + b + 2);
-    if (!text) return NULL;
-    memcpy(text, prelude, a);
-    text[a] = '\n';
-    memcpy(text + a + 1, family_text, b + 1);
-    return text;
+    const char *parts[MAX_SOURCE_PARTS];
+    size_t count = 0, bytes = 1;
+    parts[count++] = "common";
+    for (const char *const *h = family->helpers; h && *h; h++) {
+        if (count == MAX_SOURCE_PARTS - 1)
+            return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: more than %d helper sources", family->name,
+                            MAX_SOURCE_PARTS - 2);
+        parts[count++] = *h;
+    }
+    parts[count++] = source;
+    for (size_t i = 0; i < count; i++) {
+        const char *part = mcl_kernel_source_text(parts[i]);
+        if (!part)
+            return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: no kernel source cl/%s.cl", family->name, parts[i]);
+        bytes += strlen(part) + 1;
+    }
+    char *out = malloc(bytes);
+    if (!out) return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "assembling the source of %s", source);
+    size_t used = 0;
+    for (size_t i = 0; i < count; i++) {
+        const char *part = mcl_kernel_source_text(parts[i]);
+        size_t len = strlen(part);
+        memcpy(out + used, part, len);
+        used += len;
+        out[used++] = '\n';
+    }
+    out[used] = '\0';
+    *text = out;
+    return MCL_OK;
 }
 
-static mcl_status build_failure(mcl_context *ctx, cl_program program, const char *family,
+static mcl_status build_failure(mcl_context *ctx, cl_program program, const char *source,
                                 const char *options, cl_int err)
 {
     char log[2048] = "";
-    clGetProgramBuildInfo(program, ctx->device.id, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log,
-                          NULL);
+    clGetProgramBuildInfo(program, ctx->device.id, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
     log[sizeof log - 1] = '\0';
-    return mcl_fail(MCL_ERR_BUILD, "building %s.cl with '%s' failed (%s): %s", family, options,
+    return mcl_fail(MCL_ERR_BUILD, "building cl/%s.cl with '%s' failed (%s): %s", source, options,
                     mcl_cl_error_name(err), log);
 }
 
-static mcl_status build_program(mcl_context *ctx, const char *family, const char *options,
-                                cl_program *out)
+static mcl_status build_program(mcl_context *ctx, const mcl_family *family, const char *source,
+                                const char *options, cl_program *out)
 {
-    const char *family_text = mcl_kernel_source_text(family);
-    if (!family_text) return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "no kernel family '%s'", family);
-    char *source = concat_source(family_text);
-    if (!source) return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "assembling the source of %s", family);
+    char *text;
+    MCL_TRY(mcl_program_text(family, source, &text));
     char key[33];
-    mcl_binary_cache_key(source, options, &ctx->device.info, key);
+    mcl_binary_cache_key(text, options, &ctx->device.info, key);
     cl_program program = mcl_binary_cache_load(ctx, key, options);
     if (program) {
         ctx->stats.binary_cache_hits++;
-        free(source);
+        free(text);
         *out = program;
         return MCL_OK;
     }
     cl_int err;
-    const char *sources[1] = {source};
+    const char *sources[1] = {text};
     program = clCreateProgramWithSource(ctx->cl, 1, sources, NULL, &err);
-    free(source);
+    free(text);
     if (err != CL_SUCCESS) return mcl_fail_cl(err, "clCreateProgramWithSource");
     err = clBuildProgram(program, 1, &ctx->device.id, options, NULL, NULL);
     if (err != CL_SUCCESS) {
-        mcl_status status = build_failure(ctx, program, family, options, err);
+        mcl_status status = build_failure(ctx, program, source, options, err);
         clReleaseProgram(program);
         return status;
     }
     ctx->stats.programs_built++;
-    mcl_log(MCL_LOG_DEBUG, "built %s with '%s'", family, options);
+    mcl_log(MCL_LOG_DEBUG, "built %s with '%s'", source, options);
     mcl_binary_cache_store(ctx, key, program);
     *out = program;
     return MCL_OK;
 }
 
-static mcl_status find_entry(mcl_context *ctx, const char *family, const char *defines,
-                             mcl_program_entry **out)
+static mcl_status find_entry(mcl_context *ctx, const mcl_family *family, const char *source,
+                             const mcl_defines *defines, mcl_program_entry **out)
 {
-    char options[2048];
-    mcl_program_options(ctx, defines, options, sizeof options);
+    char options[OPTIONS_CAP];
+    MCL_TRY(mcl_program_options(ctx, defines, options, sizeof options));
     for (mcl_program_entry *e = ctx->programs; e; e = e->next) {
-        if (strcmp(e->family, family) == 0 && strcmp(e->options, options) == 0) {
+        if (strcmp(e->source, source) == 0 && strcmp(e->options, options) == 0) {
             ctx->stats.program_cache_hits++;
             *out = e;
             return MCL_OK;
@@ -106,13 +130,13 @@ static mcl_status find_entry(mcl_context *ctx, const char *family, const char *d
     }
     mcl_program_entry *entry = calloc(1, sizeof *entry);
     if (!entry) return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "allocating a program cache entry");
-    entry->family = strdup(family);
+    entry->source = strdup(source);
     entry->options = strdup(options);
-    mcl_status status = entry->family && entry->options
-                            ? build_program(ctx, family, options, &entry->program)
+    mcl_status status = entry->source && entry->options
+                            ? build_program(ctx, family, source, options, &entry->program)
                             : mcl_fail(MCL_ERR_OUT_OF_MEMORY, "copying program options");
     if (status != MCL_OK) {
-        free(entry->family);
+        free(entry->source);
         free(entry->options);
         free(entry);
         return status;
@@ -123,20 +147,20 @@ static mcl_status find_entry(mcl_context *ctx, const char *family, const char *d
     return MCL_OK;
 }
 
-mcl_status mcl_program_get(mcl_context *ctx, const char *family, const char *defines,
-                           cl_program *program)
+mcl_status mcl_program_get(mcl_context *ctx, const mcl_family *family, const char *source,
+                           const mcl_defines *defines, cl_program *program)
 {
     mcl_program_entry *entry;
-    MCL_TRY(find_entry(ctx, family, defines, &entry));
+    MCL_TRY(find_entry(ctx, family, source, defines, &entry));
     *program = entry->program;
     return MCL_OK;
 }
 
-mcl_status mcl_kernel_get(mcl_context *ctx, const char *family, const char *defines,
-                          const char *kernel_name, cl_kernel *kernel)
+mcl_status mcl_kernel_get(mcl_context *ctx, const mcl_family *family, const char *source,
+                          const mcl_defines *defines, const char *kernel_name, cl_kernel *kernel)
 {
     mcl_program_entry *entry;
-    MCL_TRY(find_entry(ctx, family, defines, &entry));
+    MCL_TRY(find_entry(ctx, family, source, defines, &entry));
     for (size_t i = 0; i < entry->kernel_count; i++) {
         if (strcmp(entry->kernel_names[i], kernel_name) == 0) {
             *kernel = entry->kernels[i];
@@ -144,7 +168,7 @@ mcl_status mcl_kernel_get(mcl_context *ctx, const char *family, const char *defi
         }
     }
     if (entry->kernel_count == MAX_KERNELS_PER_PROGRAM)
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "too many kernels requested from %s", family);
+        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "too many kernels requested from %s", source);
     cl_int err;
     cl_kernel created = clCreateKernel(entry->program, kernel_name, &err);
     if (err != CL_SUCCESS) return mcl_fail_cl(err, kernel_name);
@@ -169,7 +193,7 @@ void mcl_program_cache_clear(mcl_context *ctx)
             free(entry->kernel_names[i]);
         }
         clReleaseProgram(entry->program);
-        free(entry->family);
+        free(entry->source);
         free(entry->options);
         free(entry);
     }
@@ -181,7 +205,7 @@ mcl_status mcl_set_args(cl_kernel kernel, const mcl_arg *args, size_t count, con
         cl_int err = clSetKernelArg(kernel, (cl_uint)i, args[i].size, args[i].value);
         if (err != CL_SUCCESS) {
             char where[160];
-            snprintf(where, sizeof where, "clSetKernelArg(%s, %zu)", what, i);
+            snprintf(where, sizeof where, "clSetKernelArg(%.120s, %zu)", what, i);
             return mcl_fail_cl(err, where);
         }
     }

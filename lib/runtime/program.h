@@ -1,13 +1,16 @@
-/* Programs: the embedded kernel sources compiled per context and options, cached in memory and
- * (where enabled) on disk. */
+/* Programs: a kernel source of a family, assembled from the embedded cl/ files (the prelude,
+ * the family's helpers, the kernel's own file), compiled per context and build options, cached
+ * in memory and (where enabled) on disk. */
 #ifndef MCL_RUNTIME_PROGRAM_H
 #define MCL_RUNTIME_PROGRAM_H
 
 #include "context.h"
+#include "defines.h"
+#include "family.h"
 
-/* The embedded cl/ files (generated at build time from every .cl file in cl/). */
+/* The embedded cl/ files (generated at build time from every .cl file under cl/). */
 typedef struct mcl_kernel_source {
-    const char *name; /* file name without ".cl" */
+    const char *name; /* path under cl/ without ".cl": "common", "evoattn/forward" */
     const char *text;
 } mcl_kernel_source;
 
@@ -17,18 +20,23 @@ extern const size_t mcl_kernel_source_count;
 /* The text of cl/<name>.cl, or NULL. */
 const char *mcl_kernel_source_text(const char *name);
 
-/* The full options a family's program is built with on this context: the device's base
- * options (and defines of probed capabilities), then `defines` (tuning parameters). */
-void mcl_program_options(const mcl_context *ctx, const char *defines, char *out, size_t cap);
+/* The full program text of `source`, a kernel source of `family`: cl/common.cl, the family's
+ * helpers, then cl/<source>.cl (malloc'd; the binary cache keys on exactly this text). */
+mcl_status mcl_program_text(const mcl_family *family, const char *source, char **text);
 
-/* A kernel of family `family` (cl/<family>.cl after the common prelude) built with `defines`.
- * The program is built on first use and cached; the kernel object is owned by the cache. */
-mcl_status mcl_kernel_get(mcl_context *ctx, const char *family, const char *defines,
-                          const char *kernel_name, cl_kernel *kernel);
+/* The full options a program is built with on this context: the device's base options (and
+ * defines of probed capabilities), then `defines`. */
+mcl_status mcl_program_options(const mcl_context *ctx, const mcl_defines *defines, char *out, size_t cap);
+
+/* Kernel `kernel_name` of the program of `source` (a kernel source of `family`) built with
+ * `defines`. The program is built on first use and cached; the kernel object is owned by the
+ * cache. */
+mcl_status mcl_kernel_get(mcl_context *ctx, const mcl_family *family, const char *source,
+                          const mcl_defines *defines, const char *kernel_name, cl_kernel *kernel);
 
 /* Builds a program now (for the tuner, which compiles candidates ahead of timing them). */
-mcl_status mcl_program_get(mcl_context *ctx, const char *family, const char *defines,
-                           cl_program *program);
+mcl_status mcl_program_get(mcl_context *ctx, const mcl_family *family, const char *source,
+                           const mcl_defines *defines, cl_program *program);
 
 void mcl_program_cache_clear(mcl_context *ctx);
 

@@ -1,19 +1,34 @@
 /* megacl params: kernel families, their parameters and legal values, and what the lookup
- * chooses on a device (and from where: override, user or built-in database, defaults). */
+ * chooses on a device at each family's AF3 example shape (and from where: override, user or
+ * built-in database, defaults). */
 #include "cli.h"
 
-#include "ops/families.h"
-#include "runtime/error.h"
-#include "runtime/params.h"
-
-/* A representative AF3 shape per family, to show what the lookup picks for it. */
-static const size_t *example_shape(const mcl_family *family, const char **label)
+static void print_shape(const mcl_family_info *f)
 {
-    static const size_t pair_rows[5] = {147456, 128, 0, 0, 0};
-    static const size_t triangle[5] = {1, 384, 384, 4, 32};
-    int attention = family == &mcl_family_evoattn;
-    *label = attention ? "B,N,S,H,D = 1,384,384,4,32" : "147456 x 128";
-    return attention ? triangle : pair_rows;
+    printf("%s = ", f->shape_names);
+    for (size_t i = 0; i < f->shape_rank; i++) printf("%s%zu", i ? "," : "", f->example_shape[i]);
+}
+
+static mcl_status print_family(mcl_context *ctx, size_t index)
+{
+    mcl_family_info f;
+    CLI_TRY(mcl_family_get(index, &f));
+    printf("\n%s (defines %s*)\n", f.name, f.define_prefix);
+    for (size_t p = 0; p < f.param_count; p++) {
+        mcl_param_info info;
+        CLI_TRY(mcl_family_param(index, p, &info));
+        printf("  %-16s default %-5d %-7s legal", info.name, info.default_value, info.kernel ? "kernel" : "host");
+        for (size_t i = 0; i < info.legal_count; i++) printf(" %d", info.legal_values[i]);
+        printf("\n");
+    }
+    for (int d = MCL_F32; d <= MCL_F16; d++) {
+        mcl_param_choice choice;
+        CLI_TRY(mcl_context_get_params(ctx, f.name, (mcl_dtype)d, f.example_shape, f.shape_rank, &choice));
+        printf("  chosen for %-4s at ", mcl_dtype_name((mcl_dtype)d));
+        print_shape(&f);
+        printf(": %s (from %s)\n", choice.values, choice.origin);
+    }
+    return MCL_OK;
 }
 
 int cmd_params(int argc, char **argv)
@@ -21,29 +36,9 @@ int cmd_params(int argc, char **argv)
     mcl_context *ctx;
     mcl_status status = mcl_context_create(cli_option(argc, argv, "--device"), &ctx);
     if (status != MCL_OK) return cli_fail("creating a context", status);
-    printf("device: %s (%s, %s)\n", ctx->device.info.name, mcl_vendor_name(ctx->device.info.vendor),
-           ctx->device.info.arch);
-    for (size_t f = 0; f < mcl_family_count; f++) {
-        const mcl_family *family = mcl_families[f];
-        printf("\n%s (defines %s*)\n", family->name, family->define_prefix);
-        for (size_t p = 0; p < family->param_count; p++) {
-            const mcl_param_decl *decl = &family->params[p];
-            printf("  %-16s default %-5d legal", decl->name, decl->default_value);
-            for (size_t i = 0; i < decl->legal_count; i++) printf(" %d", decl->legal[i]);
-            printf("\n");
-        }
-        for (int d = MCL_F32; d <= MCL_F16; d++) {
-            mcl_params params;
-            const char *label;
-            const size_t *shape = example_shape(family, &label);
-            status = mcl_params_lookup(ctx, family, (mcl_dtype)d, shape, &params);
-            if (status != MCL_OK) break;
-            char values[512];
-            mcl_params_format(&params, values, sizeof values);
-            printf("  chosen for %-4s at %s: %s (from %s)\n", mcl_dtype_name((mcl_dtype)d), label,
-                   values, params.origin);
-        }
-    }
+    const mcl_device_info *device = mcl_context_device(ctx);
+    printf("device: %s (%s, %s)\n", device->name, mcl_vendor_name(device->vendor), device->arch);
+    for (size_t f = 0; f < mcl_family_count() && status == MCL_OK; f++) status = print_family(ctx, f);
     mcl_context_release(ctx);
     return status == MCL_OK ? 0 : cli_fail("looking up parameters", status);
 }

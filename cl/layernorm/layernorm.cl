@@ -16,7 +16,7 @@
 #define LN_WG 128
 #endif
 #ifndef LN_VEC
-#define LN_VEC 1
+#define LN_VEC 4
 #endif
 #ifndef LN_ITEMS
 #define LN_ITEMS 4
@@ -51,10 +51,11 @@
     __global const store_t *x, ulong x_off, __global const store_t *w, ulong w_off,             \
         __global const float *mean, ulong mean_off, __global const float *rstd,                 \
         ulong rstd_off, __global const store_t *dy, ulong dy_off, __global store_t *dx,         \
-        ulong dx_off, __global float *partial, ulong rows, uint cols, ulong rows_per_group,     \
-        uint flags
+        ulong dx_off, __global float *partial, ulong partial_off, ulong rows, uint cols,         \
+        ulong rows_per_group, uint flags
 #define LN_BACKWARD_OFFSETS                                                                    \
-    x += x_off; w += w_off; mean += mean_off; rstd += rstd_off; dy += dy_off; dx += dx_off
+    x += x_off; w += w_off; mean += mean_off; rstd += rstd_off; dy += dy_off; dx += dx_off;     \
+    partial += partial_off
 
 /* ---- reference variant ------------------------------------------------------------------ */
 
@@ -268,10 +269,11 @@ void layernorm_backward(LN_BACKWARD_ARGS)
  * LN_REDUCE_SPLIT rows of work-items sums every LN_REDUCE_SPLIT-th chunk, then a fixed
  * sequence combines them. */
 __kernel __attribute__((reqd_work_group_size(32, LN_REDUCE_SPLIT, 1)))
-void layernorm_reduce_partials(__global const float *partial, ulong chunks, uint cols,
+void layernorm_reduce_partials(__global const float *partial, ulong partial_off, ulong chunks, uint cols,
                                __global store_t *dweight, ulong dweight_off,
                                __global store_t *dbias, ulong dbias_off, uint flags)
 {
+    partial += partial_off;
     __local float sums[LN_REDUCE_SPLIT][32];
     uint tx = get_local_id(0), ty = get_local_id(1);
     uint c = get_group_id(0) * 32 + tx;

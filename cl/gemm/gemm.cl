@@ -23,10 +23,10 @@
  * the current step computes, and stored to a second local buffer after it. Tiles inside the
  * matrices take a fast path where the storage is aligned (GEMM_ALIGN_*): vector loads and
  * stores without bounds checks, LayerNorm statistics read once; tiles on the edges check every
- * element. The K range may be split (grid dimension 2 = batch x splits): split s writes fp32 partials to slot
- * slot_base + s of `slots`, and gemm_sum_splits adds the slots in order (deterministic; a
- * caller running K in chunks either gives each chunk its own slots or adds each chunk to the
- * same slots, GEMM_ACCUMULATE, in chunk order). */
+ * element. The K range may be split (grid dimension 2 = batch x splits): split s writes fp32
+ * partials to slot slot_base + s of `slots`, and gemm_sum_splits (sums.cl) adds the slots in
+ * order (deterministic; a caller running K in chunks either gives each chunk its own slots or
+ * adds each chunk to the same slots, GEMM_ACCUMULATE, in chunk order). */
 #ifndef GEMM_BM
 #define GEMM_BM 128
 #endif
@@ -111,14 +111,6 @@
 #define COL_OF(j) (tx + (j) * GX)
 #endif
 
-#define GEMM_HAS_GAMMA 1u
-#define GEMM_HAS_BETA 2u
-#define GEMM_HAS_BIAS 4u
-#define GEMM_PARTIAL 8u /* write fp32 partials of this split instead of C */
-#define GEMM_ACCUMULATE 16u /* with GEMM_PARTIAL: add to the slot's partials */
-
-inline float gemm_sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
-
 /* A(m, k) of this batch entry, formed by GEMM_A_OP; 0 outside the matrix. */
 inline float load_a(__global const store_t *a, ulong lda, ulong m, ulong k, ulong M, ulong k_end,
                     __global const float *mean, __global const float *rstd, __global const store_t *gamma,
@@ -132,7 +124,7 @@ inline float load_a(__global const store_t *a, ulong lda, ulong m, ulong k, ulon
 #endif
 #if GEMM_A_OP == 2
     float u = load_elem(a, r * lda + col + silu_shift);
-    return u * gemm_sigmoid(u) * load_elem(a, r * lda + col + gate_shift);
+    return u * mcl_sigmoid(u) * load_elem(a, r * lda + col + gate_shift);
 #else
     float x = load_elem(a, r * lda + col);
 #if GEMM_A_OP == 1
@@ -150,7 +142,7 @@ inline void store_c(__global store_t *c, ulong ldc, ulong m, ulong n, float v, _
 {
 #if GEMM_C_OP == 1
     float x = load_elem(h, m * ldh + n + silu_shift), g = load_elem(h, m * ldh + n + gate_shift);
-    float s = gemm_sigmoid(x);
+    float s = mcl_sigmoid(x);
     store_elem(c, m * ldc + n + silu_shift, v * g * s * (1.0f + x * (1.0f - s)));
     store_elem(c, m * ldc + n + gate_shift, v * x * s);
 #else
@@ -168,7 +160,7 @@ inline void store_c4(__global store_t *c, ulong ldc, ulong m, ulong n, float *v,
     load_vec4(h, m * ldh + n + silu_shift, x);
     load_vec4(h, m * ldh + n + gate_shift, g);
     for (uint i = 0; i < 4; i++) {
-        float s = gemm_sigmoid(x[i]);
+        float s = mcl_sigmoid(x[i]);
         ds[i] = v[i] * g[i] * s * (1.0f + x[i] * (1.0f - s));
         dg[i] = v[i] * x[i] * s;
     }
@@ -359,7 +351,7 @@ inline void form_a(gemm_stage *st, const float *row_mean, const float *row_rstd)
     if (!st->raw) return;
 #if GEMM_A_OP == 2
 #pragma unroll
-    for (uint t = 0; t < A_PER; t++) st->a[t] = st->a[t] * (1.0f / (1.0f + exp(-st->a[t]))) * st->gate[t];
+    for (uint t = 0; t < A_PER; t++) st->a[t] = st->a[t] * mcl_sigmoid4(st->a[t]) * st->gate[t];
 #else
     float4 mu = vload4(0, row_mean), rs = vload4(0, row_rstd);
 #pragma unroll
@@ -563,33 +555,4 @@ void gemm(__global const store_t *a, ulong a_off, ulong lda, ulong a_batch,
                 store_c(c, ldc, m, n, acc[i][j], bias, h, ldh, silu_shift, gate_shift, flags);
         }
     }
-}
-
-/* C[batch][m][n] = sum over s < slots of partial[batch][s][m][n], in slot order (+ bias).
- * Grid (N, M, batches). */
-__kernel void gemm_sum_splits(__global const float *partial, ulong partial_off, __global const store_t *bias,
-                              ulong bias_off, __global store_t *c, ulong c_off, ulong ldc, ulong c_batch,
-                              ulong M, ulong N, uint slots, uint flags)
-{
-    ulong n = get_global_id(0), m = get_global_id(1), batch = get_global_id(2);
-    if (n >= N || m >= M) return;
-    partial += partial_off + batch * slots * M * N;
-    float sum = 0.0f;
-    for (uint s = 0; s < slots; s++) sum += partial[(s * M + m) * N + n];
-    if (flags & GEMM_HAS_BIAS) sum += load_elem(bias + bias_off, n);
-    store_elem(c + c_off + batch * c_batch, m * ldc + n, sum);
-}
-
-/* partial[s][n] = sum over the rows of split s (rows_per_split of them) of x[m][n], in row
- * order; gemm_sum_splits then adds the splits (a bias gradient). Grid (N, splits). */
-__kernel void column_sums(__global const store_t *x, ulong x_off, __global float *partial, ulong partial_off,
-                          ulong M, ulong N, ulong rows_per_split)
-{
-    ulong n = get_global_id(0), s = get_global_id(1);
-    if (n >= N) return;
-    x += x_off;
-    ulong end = min(M, (s + 1) * rows_per_split);
-    float sum = 0.0f;
-    for (ulong m = s * rows_per_split; m < end; m++) sum += load_elem(x, m * N + n);
-    partial[partial_off + s * N + n] = sum;
 }

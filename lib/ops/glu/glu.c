@@ -1,43 +1,27 @@
-/* Sigmoid gating and SwiGLU: validate -> choose parameters -> enqueue. Kernels: cl/glu.cl. */
-#include "megacl.h"
+/* Sigmoid gating and SwiGLU: validate -> choose parameters -> enqueue. Kernels: cl/glu/glu.cl. */
+#include "glu.h"
 
-#include "../runtime/error.h"
-#include "../runtime/program.h"
-#include "check.h"
-#include "families.h"
-
-#include <stdio.h>
+#include "ops/common/check.h"
+#include "runtime/error.h"
+#include "runtime/params.h"
+#include "runtime/program.h"
 
 #define FLAG_DX 1u
 #define FLAG_DG 2u
 
 typedef struct glu_plan {
-    size_t vectors;       /* work units of GLU_VEC elements */
+    glu_params params;    /* effective: vec shrunk to divide the elements and offsets */
+    size_t vectors;       /* work units of vec elements */
     size_t local, global; /* the grid-stride loop's work-group and grid */
-    char defines[256];
 } glu_plan;
 
 /* ---- validate --------------------------------------------------------------------------- */
-
-static mcl_status validate_dtype(mcl_dtype dtype, const char *op)
-{
-    if (mcl_dtype_size(dtype) == 0)
-        return mcl_fail(MCL_ERR_UNSUPPORTED_DTYPE, "%s: dtype %d is not f32, bf16 or f16", op, (int)dtype);
-    return MCL_OK;
-}
-
-static mcl_tensor_check flat(const char *name, const mcl_tensor *t, const mcl_gating_desc *d, int required,
-                             int is_output)
-{
-    return (mcl_tensor_check){name, t, required, is_output, mcl_dtype_size(d->dtype),
-                              mcl_dtype_name(d->dtype), {d->count}, 1, NULL};
-}
 
 static mcl_status validate_gating(mcl_context *ctx, const mcl_gating_desc *d, const void *t, const char *op)
 {
     if (!ctx || !d || !t) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL context, desc or tensors", op);
     if (d->count == 0) return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: count must be positive", op);
-    return validate_dtype(d->dtype, op);
+    return mcl_check_dtype(d->dtype, op);
 }
 
 static mcl_status validate_gating_forward(mcl_context *ctx, const mcl_gating_desc *d,
@@ -45,9 +29,11 @@ static mcl_status validate_gating_forward(mcl_context *ctx, const mcl_gating_des
 {
     const char *op = "gating_forward";
     MCL_TRY(validate_gating(ctx, d, t, op));
-    mcl_tensor_check checks[] = {flat("x", &t->x, d, 1, 0), flat("g", &t->g, d, 1, 0), flat("y", &t->y, d, 1, 1)};
+    mcl_tensor_check checks[] = {MCL_TENSOR("x", &t->x, d->dtype, MCL_REQUIRED_IN, d->count),
+                                 MCL_TENSOR("g", &t->g, d->dtype, MCL_REQUIRED_IN, d->count),
+                                 MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->count)};
     checks[2].may_alias = "x";
-    return mcl_check_tensors(ctx, op, checks, sizeof checks / sizeof checks[0]);
+    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
 }
 
 static mcl_status validate_gating_backward(mcl_context *ctx, const mcl_gating_desc *d,
@@ -57,18 +43,13 @@ static mcl_status validate_gating_backward(mcl_context *ctx, const mcl_gating_de
     MCL_TRY(validate_gating(ctx, d, t, op));
     if (!mcl_has(&t->dx) && !mcl_has(&t->dg))
         return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: no output requested (dx, dg)", op);
-    mcl_tensor_check checks[] = {flat("x", &t->x, d, 1, 0), flat("g", &t->g, d, 1, 0),
-                                 flat("dy", &t->dy, d, 1, 0), flat("dx", &t->dx, d, 0, 1),
-                                 flat("dg", &t->dg, d, 0, 1)};
+    mcl_tensor_check checks[] = {MCL_TENSOR("x", &t->x, d->dtype, MCL_REQUIRED_IN, d->count),
+                                 MCL_TENSOR("g", &t->g, d->dtype, MCL_REQUIRED_IN, d->count),
+                                 MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->count),
+                                 MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->count),
+                                 MCL_TENSOR("dg", &t->dg, d->dtype, MCL_OPTIONAL_OUT, d->count)};
     checks[3].may_alias = "dy";
-    return mcl_check_tensors(ctx, op, checks, sizeof checks / sizeof checks[0]);
-}
-
-static mcl_tensor_check rows_of(const char *name, const mcl_tensor *t, const mcl_swiglu_desc *d, size_t width,
-                                int is_output)
-{
-    return (mcl_tensor_check){name, t, 1, is_output, mcl_dtype_size(d->dtype),
-                              mcl_dtype_name(d->dtype), {d->rows, width}, 2, NULL};
+    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
 }
 
 static mcl_status validate_swiglu(mcl_context *ctx, const mcl_swiglu_desc *d, const void *t, const char *op)
@@ -82,7 +63,7 @@ static mcl_status validate_swiglu(mcl_context *ctx, const mcl_swiglu_desc *d, co
     if (d->silu_half != MCL_SWIGLU_SILU_FIRST && d->silu_half != MCL_SWIGLU_SILU_SECOND)
         return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: silu_half %d is not MCL_SWIGLU_SILU_FIRST or _SECOND",
                         op, (int)d->silu_half);
-    return validate_dtype(d->dtype, op);
+    return mcl_check_dtype(d->dtype, op);
 }
 
 static mcl_status validate_swiglu_forward(mcl_context *ctx, const mcl_swiglu_desc *d,
@@ -90,9 +71,9 @@ static mcl_status validate_swiglu_forward(mcl_context *ctx, const mcl_swiglu_des
 {
     const char *op = "swiglu_forward";
     MCL_TRY(validate_swiglu(ctx, d, t, op));
-    mcl_tensor_check checks[] = {rows_of("x", &t->x, d, 2 * d->features, 0),
-                                 rows_of("y", &t->y, d, d->features, 1)};
-    return mcl_check_tensors(ctx, op, checks, sizeof checks / sizeof checks[0]);
+    mcl_tensor_check checks[] = {MCL_TENSOR("x", &t->x, d->dtype, MCL_REQUIRED_IN, d->rows, 2 * d->features),
+                                 MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->features)};
+    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
 }
 
 static mcl_status validate_swiglu_backward(mcl_context *ctx, const mcl_swiglu_desc *d,
@@ -100,10 +81,10 @@ static mcl_status validate_swiglu_backward(mcl_context *ctx, const mcl_swiglu_de
 {
     const char *op = "swiglu_backward";
     MCL_TRY(validate_swiglu(ctx, d, t, op));
-    mcl_tensor_check checks[] = {rows_of("x", &t->x, d, 2 * d->features, 0),
-                                 rows_of("dy", &t->dy, d, d->features, 0),
-                                 rows_of("dx", &t->dx, d, 2 * d->features, 1)};
-    return mcl_check_tensors(ctx, op, checks, sizeof checks / sizeof checks[0]);
+    mcl_tensor_check checks[] = {MCL_TENSOR("x", &t->x, d->dtype, MCL_REQUIRED_IN, d->rows, 2 * d->features),
+                                 MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, d->features),
+                                 MCL_TENSOR("dx", &t->dx, d->dtype, MCL_REQUIRED_OUT, d->rows, 2 * d->features)};
+    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
 }
 
 /* ---- choose parameters ------------------------------------------------------------------ */
@@ -113,31 +94,30 @@ static mcl_status validate_swiglu_backward(mcl_context *ctx, const mcl_swiglu_de
 static mcl_status choose_plan(mcl_context *ctx, mcl_dtype dtype, size_t elements, size_t divisor,
                               const mcl_tensor *const *tensors, size_t count, glu_plan *plan)
 {
-    mcl_params params;
-    MCL_TRY(mcl_params_lookup(ctx, &mcl_family_glu, dtype, &elements, &params));
-    int *v = params.values;
+    glu_params *p = &plan->params;
+    MCL_TRY(mcl_params_lookup(ctx, &mcl_family_glu, dtype, &elements, p, NULL));
     unsigned vec = mcl_offset_vec_limit(mcl_dtype_size(dtype), tensors, count);
-    if ((unsigned)v[GLU_VEC] < vec) vec = (unsigned)v[GLU_VEC];
+    if ((unsigned)p->vec < vec) vec = (unsigned)p->vec;
     while (divisor % vec != 0) vec /= 2;
-    v[GLU_VEC] = (int)vec;
+    p->vec = (int)vec;
     plan->vectors = elements / vec;
-    plan->local = (size_t)v[GLU_WG];
-    size_t groups = (plan->vectors + plan->local - 1) / plan->local;
-    size_t max_groups = (size_t)ctx->device.info.compute_units * (size_t)v[GLU_GROUPS_PER_CU];
+    plan->local = (size_t)p->wg;
+    size_t groups = mcl_ceil_div(plan->vectors, plan->local);
+    size_t max_groups = (size_t)ctx->device.info.compute_units * (size_t)p->groups_per_cu;
     plan->global = (groups < max_groups ? groups : max_groups) * plan->local;
-    char defines[200];
-    mcl_params_defines(&params, defines, sizeof defines);
-    snprintf(plan->defines, sizeof plan->defines, "-DMCL_DTYPE=%d %s", (int)dtype, defines);
     return MCL_OK;
 }
 
 /* ---- enqueue ---------------------------------------------------------------------------- */
 
-static mcl_status run(mcl_context *ctx, const glu_plan *plan, const char *name, const mcl_arg *args,
-                      size_t nargs, cl_event *event)
+static mcl_status run(mcl_context *ctx, mcl_dtype dtype, const glu_plan *plan, const char *name,
+                      const mcl_arg *args, size_t nargs, cl_event *event)
 {
+    mcl_defines defines = {0};
+    mcl_define(&defines, "MCL_DTYPE", dtype);
+    mcl_define_params(&defines, &mcl_family_glu, &plan->params, "glu/glu");
     cl_kernel kernel;
-    MCL_TRY(mcl_kernel_get(ctx, "glu", plan->defines, name, &kernel));
+    MCL_TRY(mcl_kernel_get(ctx, &mcl_family_glu, "glu/glu", &defines, name, &kernel));
     MCL_TRY(mcl_set_args(kernel, args, nargs, name));
     MCL_TRY(mcl_enqueue(ctx, kernel, 1, &plan->global, &plan->local, name));
     mcl_hand_event(ctx, event);
@@ -158,7 +138,7 @@ mcl_status mcl_gating_forward(mcl_context *ctx, const mcl_gating_desc *desc, con
              y_off = mcl_elem_offset(&t->y, es), nvec = plan.vectors;
     mcl_arg args[] = {MCL_ARG(t->x.mem), MCL_ARG(x_off), MCL_ARG(t->g.mem), MCL_ARG(g_off),
                       MCL_ARG(t->y.mem), MCL_ARG(y_off), MCL_ARG(nvec)};
-    return run(ctx, &plan, "gating_forward", args, sizeof args / sizeof args[0], event);
+    return run(ctx, desc->dtype, &plan, "gating_forward", args, MCL_COUNT(args), event);
 }
 
 mcl_status mcl_gating_backward(mcl_context *ctx, const mcl_gating_desc *desc, const mcl_gating_bwd_tensors *t,
@@ -176,7 +156,7 @@ mcl_status mcl_gating_backward(mcl_context *ctx, const mcl_gating_desc *desc, co
     mcl_arg args[] = {MCL_ARG(t->x.mem),  MCL_ARG(x_off),  MCL_ARG(t->g.mem),  MCL_ARG(g_off),
                       MCL_ARG(t->dy.mem), MCL_ARG(dy_off), MCL_ARG(t->dx.mem), MCL_ARG(dx_off),
                       MCL_ARG(t->dg.mem), MCL_ARG(dg_off), MCL_ARG(nvec),      MCL_ARG(flags)};
-    return run(ctx, &plan, "gating_backward", args, sizeof args / sizeof args[0], event);
+    return run(ctx, desc->dtype, &plan, "gating_backward", args, MCL_COUNT(args), event);
 }
 
 mcl_status mcl_swiglu_forward(mcl_context *ctx, const mcl_swiglu_desc *desc, const mcl_swiglu_fwd_tensors *t,
@@ -191,7 +171,7 @@ mcl_status mcl_swiglu_forward(mcl_context *ctx, const mcl_swiglu_desc *desc, con
     cl_uint features = (cl_uint)desc->features, silu_second = desc->silu_half == MCL_SWIGLU_SILU_SECOND;
     mcl_arg args[] = {MCL_ARG(t->x.mem), MCL_ARG(x_off),    MCL_ARG(t->y.mem),    MCL_ARG(y_off),
                       MCL_ARG(nvec),     MCL_ARG(features), MCL_ARG(silu_second)};
-    return run(ctx, &plan, "swiglu_forward", args, sizeof args / sizeof args[0], event);
+    return run(ctx, desc->dtype, &plan, "swiglu_forward", args, MCL_COUNT(args), event);
 }
 
 mcl_status mcl_swiglu_backward(mcl_context *ctx, const mcl_swiglu_desc *desc, const mcl_swiglu_bwd_tensors *t,
@@ -208,5 +188,5 @@ mcl_status mcl_swiglu_backward(mcl_context *ctx, const mcl_swiglu_desc *desc, co
     mcl_arg args[] = {MCL_ARG(t->x.mem),  MCL_ARG(x_off),  MCL_ARG(t->dy.mem), MCL_ARG(dy_off),
                       MCL_ARG(t->dx.mem), MCL_ARG(dx_off), MCL_ARG(nvec),      MCL_ARG(features),
                       MCL_ARG(silu_second)};
-    return run(ctx, &plan, "swiglu_backward", args, sizeof args / sizeof args[0], event);
+    return run(ctx, desc->dtype, &plan, "swiglu_backward", args, MCL_COUNT(args), event);
 }

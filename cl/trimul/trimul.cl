@@ -1,4 +1,4 @@
-/* Triangle multiplicative update: the elementwise steps around its GEMMs (lib/ops/trimul.c).
+/* Triangle multiplicative update: the elementwise steps around its GEMMs (lib/ops/trimul/trimul.c).
  * The k-sum is a batched GEMM over channels, T_ch = A_ch B_ch^T, on channel-first operands
  * [h][N][N] that these kernels prepare: for the outgoing update A_ch[i][k] = a[i, k] and
  * B_ch[j][k] = b[j, k]; for the incoming one both are transposed (A_ch[i][k] = a[k, i]), so
@@ -7,7 +7,6 @@
 #define TM_HAS_MASK 1u
 #define TM_INCOMING 2u
 
-inline float tm_sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
 
 /* Element e = (i * N + j) * h + ch of the pair's channels-last [N, N, h] layout, and its slot in
  * the channel-first operand layout. */
@@ -34,8 +33,8 @@ __kernel void trimul_gates(__global const store_t *p, ulong p_off, __global cons
     ulong ij = e / h, ch = e % h, row = ij * width;
     float m = pair_mask(mask, ij, flags);
     ulong slot = operand_slot(e, n, h, flags);
-    store_elem(a, a_off + slot, tm_sigmoid(load_elem(p, row + h + ch)) * load_elem(p, row + ch) * m);
-    store_elem(b, b_off + slot, tm_sigmoid(load_elem(p, row + 3 * h + ch)) * load_elem(p, row + 2 * h + ch) * m);
+    store_elem(a, a_off + slot, mcl_sigmoid(load_elem(p, row + h + ch)) * load_elem(p, row + ch) * m);
+    store_elem(b, b_off + slot, mcl_sigmoid(load_elem(p, row + 3 * h + ch)) * load_elem(p, row + 2 * h + ch) * m);
 }
 
 /* dp's first 4h columns from dA and dB (the gradients of the prepared operands). */
@@ -53,7 +52,7 @@ __kernel void trimul_gates_backward(__global const store_t *p, ulong p_off, __gl
     float m = pair_mask(mask, ij, flags);
     for (uint side = 0; side < 2; side++) { /* a, then b */
         ulong proj = row + 2 * side * h + ch, gate = proj + h;
-        float d = (side ? load_elem(db, db_off + slot) : load_elem(da, da_off + slot)) * m, x = load_elem(p, proj), s = tm_sigmoid(load_elem(p, gate));
+        float d = (side ? load_elem(db, db_off + slot) : load_elem(da, da_off + slot)) * m, x = load_elem(p, proj), s = mcl_sigmoid(load_elem(p, gate));
         store_elem(dp, proj, d * s);
         store_elem(dp, gate, d * x * s * (1.0f - s));
     }
@@ -80,7 +79,7 @@ __kernel void trimul_out_gate(__global const store_t *o, ulong o_off, __global c
     if (e >= pairs * c) return;
     ulong row = e / c, col = e % c;
     float g = load_elem(p, p_off + row * width + (width - c) + col);
-    store_elem(out, out_off + e, load_elem(o, o_off + e) * tm_sigmoid(g));
+    store_elem(out, out_off + e, load_elem(o, o_off + e) * mcl_sigmoid(g));
 }
 
 /* do = dout * sigmoid(g) in place of o, and (with want_dg) dp's last c columns =
@@ -92,7 +91,7 @@ __kernel void trimul_out_gate_backward(__global store_t *o, ulong o_off, __globa
     ulong e = get_global_id(0);
     if (e >= pairs * c) return;
     ulong row = e / c, col = e % c, g_at = row * width + (width - c) + col;
-    float s = tm_sigmoid(load_elem(p, p_off + g_at)), d = load_elem(dout, dout_off + e);
+    float s = mcl_sigmoid(load_elem(p, p_off + g_at)), d = load_elem(dout, dout_off + e);
     float ov = load_elem(o, o_off + e);
     if (want_dg) store_elem(dp, dp_off + g_at, d * ov * s * (1.0f - s));
     store_elem(o, o_off + e, d * s);

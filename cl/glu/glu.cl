@@ -21,7 +21,6 @@
 #define FOR_EACH_VECTOR(v, count)                                                              \
     for (ulong v = get_global_id(0); v < (count); v += get_global_size(0))
 
-inline float glu_sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
 
 /* y = x * sigmoid(g) over nvec vectors */
 __kernel __attribute__((reqd_work_group_size(GLU_WG, 1, 1)))
@@ -33,7 +32,7 @@ void gating_forward(__global const store_t *x, ulong x_off, __global const store
         float xv[GLU_VEC], gv[GLU_VEC], yv[GLU_VEC];
         LOADV(x, v * GLU_VEC, xv);
         LOADV(g, v * GLU_VEC, gv);
-        for (uint e = 0; e < GLU_VEC; e++) yv[e] = xv[e] * glu_sigmoid(gv[e]);
+        for (uint e = 0; e < GLU_VEC; e++) yv[e] = xv[e] * mcl_sigmoid(gv[e]);
         STOREV(y, v * GLU_VEC, yv);
     }
 }
@@ -51,7 +50,7 @@ void gating_backward(__global const store_t *x, ulong x_off, __global const stor
         LOADV(dy, v * GLU_VEC, dyv);
         if (flags & GLU_WANT_DG) LOADV(x, v * GLU_VEC, xv);
         for (uint e = 0; e < GLU_VEC; e++) {
-            float s = glu_sigmoid(gv[e]);
+            float s = mcl_sigmoid(gv[e]);
             dxv[e] = dyv[e] * s;
             dgv[e] = (flags & GLU_WANT_DG) ? dyv[e] * xv[e] * s * (1.0f - s) : 0.0f;
         }
@@ -83,7 +82,7 @@ void swiglu_forward(__global const store_t *x, ulong x_off, __global store_t *y,
         float av[GLU_VEC], bv[GLU_VEC], yv[GLU_VEC];
         LOADV(x, ia, av);
         LOADV(x, ib, bv);
-        for (uint e = 0; e < GLU_VEC; e++) yv[e] = av[e] * glu_sigmoid(av[e]) * bv[e];
+        for (uint e = 0; e < GLU_VEC; e++) yv[e] = av[e] * mcl_sigmoid(av[e]) * bv[e];
         STOREV(y, iy, yv);
     }
 }
@@ -102,7 +101,7 @@ void swiglu_backward(__global const store_t *x, ulong x_off, __global const stor
         LOADV(x, ib, bv);
         LOADV(dy, iy, dyv);
         for (uint e = 0; e < GLU_VEC; e++) {
-            float s = glu_sigmoid(av[e]);
+            float s = mcl_sigmoid(av[e]);
             dav[e] = dyv[e] * bv[e] * s * (1.0f + av[e] * (1.0f - s));
             dbv[e] = dyv[e] * av[e] * s;
         }

@@ -1,10 +1,25 @@
 /* Tensor argument validation (see check.h). */
 #include "check.h"
 
-#include "../runtime/error.h"
+#include "runtime/error.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+mcl_status mcl_check_dtype(mcl_dtype dtype, const char *op)
+{
+    return mcl_dtype_size(dtype) ? MCL_OK
+                                 : mcl_fail(MCL_ERR_UNSUPPORTED_DTYPE, "%s: dtype %d is not f32, bf16 or f16", op,
+                                            (int)dtype);
+}
+
+mcl_status mcl_check_eps(float eps, const char *op)
+{
+    return eps >= 0.0f && !isinf(eps)
+               ? MCL_OK
+               : mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: eps must be finite and >= 0 (got %g)", op, (double)eps);
+}
 
 mcl_status mcl_mul_size(size_t a, size_t b, size_t *out, const char *op, const char *what)
 {

@@ -1,0 +1,72 @@
+/* Validation shared by every op: each tensor argument is checked against the shape and dtype
+ * the op's descriptor gives it, before anything is enqueued. Also the offsets and size
+ * arithmetic the ops' plans share. */
+#ifndef MCL_OPS_CHECK_H
+#define MCL_OPS_CHECK_H
+
+#include "runtime/context.h"
+#include "runtime/family.h"
+
+#define MCL_MAX_DIMS 6
+#define MCL_MAX_TENSORS 32 /* tensor arguments of one op call */
+
+typedef struct mcl_tensor_check {
+    const char *name;
+    const mcl_tensor *tensor;
+    int required;
+    int is_output;
+    size_t elem_size;
+    const char *dtype_name;
+    size_t dims[MCL_MAX_DIMS];
+    int ndims;
+    const char *may_alias; /* name of an input this output may exactly alias (in place) */
+} mcl_tensor_check;
+
+/* What a tensor argument is to the op. */
+enum { MCL_OPTIONAL_IN = 0, MCL_REQUIRED_IN = 1, MCL_OPTIONAL_OUT = 2, MCL_REQUIRED_OUT = 3 };
+
+/* The check of tensor `t` called `name` for an op: of `dtype` storage, `role` one of the above,
+ * shape the sizes that follow: MCL_TENSOR("x", &t->x, d->dtype, MCL_REQUIRED_IN, d->rows, cols). */
+#define MCL_TENSOR(name, t, dtype, role, ...)                                                  \
+    mcl_tensor_check_of(name, t, dtype, role, (const size_t[]){__VA_ARGS__},                   \
+                        MCL_COUNT(((const size_t[]){__VA_ARGS__})))
+
+static inline mcl_tensor_check mcl_tensor_check_of(const char *name, const mcl_tensor *t, mcl_dtype dtype, int role,
+                                                   const size_t *dims, size_t ndims)
+{
+    mcl_tensor_check c = {name, t, role & 1, role >> 1, mcl_dtype_size(dtype), mcl_dtype_name(dtype), {0},
+                          (int)ndims, NULL};
+    for (size_t i = 0; i < ndims && i < MCL_MAX_DIMS; i++) c.dims[i] = dims[i];
+    return c;
+}
+
+/* Checks presence, offset alignment, element-count overflow, the buffer's context and size,
+ * and that no output overlaps another tensor. Messages start with `op`. */
+mcl_status mcl_check_tensors(mcl_context *ctx, const char *op, const mcl_tensor_check *checks,
+                             size_t count);
+
+/* MCL_ERR_UNSUPPORTED_DTYPE unless dtype is f32, bf16 or f16. */
+mcl_status mcl_check_dtype(mcl_dtype dtype, const char *op);
+
+/* MCL_ERR_INVALID_ARGUMENT unless a LayerNorm's eps is finite and >= 0. */
+mcl_status mcl_check_eps(float eps, const char *op);
+
+/* a * b, failing with MCL_ERR_SIZE_OVERFLOW naming `what` */
+mcl_status mcl_mul_size(size_t a, size_t b, size_t *out, const char *op, const char *what);
+
+/* The widest vector (<= 8 elements) every given tensor's offset is aligned to. */
+unsigned mcl_offset_vec_limit(size_t elem_size, const mcl_tensor *const *tensors, size_t n);
+
+/* true if the tensor is given */
+static inline int mcl_has(const mcl_tensor *t) { return t->mem != NULL; }
+
+/* The element offset a kernel receives for a tensor (0 for an absent one). */
+static inline cl_ulong mcl_elem_offset(const mcl_tensor *t, size_t elem_size)
+{
+    return t->mem ? (cl_ulong)(t->offset / elem_size) : 0;
+}
+
+static inline size_t mcl_ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
+static inline size_t mcl_round_up(size_t a, size_t to) { return mcl_ceil_div(a, to) * to; }
+
+#endif

@@ -1,0 +1,88 @@
+/* The evoattn family: its parameters, legal values, portable defaults and shape buckets. */
+#include "evoattn.h"
+
+#include <stdio.h>
+
+#define TILE MCL_LEGAL(1, 2, 4, 8, 16, 32, 64, 128, 256)
+#define ROWS_PER_ITEM MCL_LEGAL(1, 2, 4, 8)
+#define SLICE MCL_LEGAL(4, 8, 16, 32, 64)
+#define MT_TILE MCL_LEGAL(4, 8, 16, 32, 64, 128, 256) /* whole 4 x 4 blocks */
+#define ON_OFF MCL_LEGAL(0, 1)
+#define FWD "evoattn/forward"
+#define DKV "evoattn/dkdv"
+#define DQ "evoattn/dq"
+#define FWD_MT "evoattn/forward_mt"
+#define DKV_MT "evoattn/dkdv_mt"
+
+static const mcl_param_decl ev_params_decl[] = {
+    MCL_PARAM(ev_params, variant, "VARIANT", EV_VARIANT_TILED, MCL_LEGAL(EV_VARIANT_REFERENCE, EV_VARIANT_TILED),
+              NULL),
+    MCL_PARAM(ev_params, fwd.bq, "FWD_BQ", 128, TILE, FWD),
+    MCL_PARAM(ev_params, fwd.bk, "FWD_BK", 32, TILE, FWD),
+    MCL_PARAM(ev_params, fwd.r, "FWD_R", 1, ROWS_PER_ITEM, FWD),
+    MCL_PARAM(ev_params, fwd.dw, "FWD_DW", 64, SLICE, FWD),
+    MCL_PARAM(ev_params, dkv.bq, "DKV_BQ", 64, TILE, DKV),
+    MCL_PARAM(ev_params, dkv.bk, "DKV_BK", 128, TILE, DKV),
+    MCL_PARAM(ev_params, dkv.r, "DKV_R", 1, ROWS_PER_ITEM, DKV),
+    MCL_PARAM(ev_params, dkv.dw, "DKV_DW", 32, SLICE, DKV),
+    MCL_PARAM(ev_params, dq.bq, "DQ_BQ", 128, TILE, DQ),
+    MCL_PARAM(ev_params, dq.bk, "DQ_BK", 32, TILE, DQ),
+    MCL_PARAM(ev_params, dq.r, "DQ_R", 1, ROWS_PER_ITEM, DQ),
+    MCL_PARAM(ev_params, dq.dw, "DQ_DW", 64, SLICE, DQ),
+    MCL_PARAM(ev_params, dpair_waves, "DPAIR_WAVES", 4, MCL_LEGAL(1, 2, 3, 4, 6, 8, 12, 16), NULL),
+    MCL_PARAM(ev_params, dkv_ahead, "DKV_AHEAD", 8, MCL_LEGAL(1, 2, 4, 8, 16), DKV),
+    MCL_PARAM(ev_params, dkv_mt.on, "DKV_MT", 1, ON_OFF, NULL),
+    MCL_PARAM(ev_params, dkv_mt.bq, "DKV_MT_BQ", 32, MT_TILE, DKV_MT),
+    MCL_PARAM(ev_params, dkv_mt.bk, "DKV_MT_BK", 64, MT_TILE, DKV_MT),
+    MCL_PARAM(ev_params, fwd_mt.on, "FWD_MT", 1, ON_OFF, NULL),
+    MCL_PARAM(ev_params, fwd_mt.bq, "FWD_MT_BQ", 32, MT_TILE, FWD_MT),
+    MCL_PARAM(ev_params, fwd_mt.bk, "FWD_MT_BK", 32, MT_TILE, FWD_MT),
+};
+MCL_PARAMS_FIT(ev_params, ev_params_decl);
+
+/* the head dim and vector access of a call; each row kernel's head-dim slices; the
+ * preprocess kernel's work-group and rows */
+static const mcl_derived_define ev_derived[] = {
+    {"EV_D", NULL},           {"EV_VEC4", NULL},           {"EV_FWD_DS", FWD},
+    {"EV_DKV_DS", DKV},       {"EV_DQ_DS", DQ},            {"EV_PRE_ITEMS", "evoattn/preprocess"},
+    {"EV_PRE_ROWS", "evoattn/preprocess"},
+};
+
+/* A work-group's rows must hold at least one work-item's rows; the local memory and the
+ * work-items a kernel needs depend on the head dim, so the op checks those (and shrinks
+ * tiles) per call. */
+static const char *ev_check(const void *values, const mcl_device_info *device)
+{
+    const ev_params *v = values;
+    const int rows[3] = {v->fwd.bq, v->dkv.bk, v->dq.bq}, per_item[3] = {v->fwd.r, v->dkv.r, v->dq.r};
+    for (int k = 0; k < 3; k++) {
+        if (per_item[k] > rows[k]) return "R exceeds the work-group's rows (FWD_BQ, DKV_BK or DQ_BQ)";
+        if ((size_t)(rows[k] / per_item[k]) > device->max_work_group_size)
+            return "rows / R exceeds the device's work-group size";
+    }
+    return NULL;
+}
+
+/* shapes are {B, N, S, H, D}: tuned per head dim and sequence length class */
+static void ev_bucket(const size_t *shape, char *out, size_t cap)
+{
+    snprintf(out, cap, "d=%zu,s%s", shape[4], shape[2] <= 256 ? "<=256" : shape[2] <= 1024 ? "<=1024" : ">1024");
+}
+
+static const char *const ev_helpers[] = {"evoattn/common", "evoattn/blocks", NULL};
+
+const mcl_family mcl_family_evoattn = {
+    .name = "evoattn",
+    .define_prefix = "EV_",
+    .shape_names = "batch,rows,seq,heads,head_dim",
+    .shape_rank = 5,
+    .example_shape = (const size_t[]){1, 384, 384, 4, 32},
+    .params = ev_params_decl,
+    .param_count = MCL_COUNT(ev_params_decl),
+    .values_size = sizeof(ev_params),
+    .helpers = ev_helpers,
+    .derived = ev_derived,
+    .derived_count = MCL_COUNT(ev_derived),
+    .check = ev_check,
+    .bucket = ev_bucket,
+};

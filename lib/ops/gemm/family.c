@@ -1,0 +1,65 @@
+/* The gemm family: the fused operators' GEMM tiles, their legal values and portable defaults. */
+#include "gemm.h"
+
+#include <stdio.h>
+
+#define GEMM_SOURCE "gemm/gemm"
+
+static const mcl_param_decl gemm_params_decl[] = {
+    MCL_PARAM(gemm_params, bm, "BM", 128, MCL_LEGAL(16, 32, 64, 128), GEMM_SOURCE),
+    MCL_PARAM(gemm_params, bn, "BN", 128, MCL_LEGAL(16, 32, 64, 128), GEMM_SOURCE),
+    MCL_PARAM(gemm_params, bk, "BK", 16, MCL_LEGAL(4, 8, 16, 32), GEMM_SOURCE),
+    MCL_PARAM(gemm_params, tm, "TM", 8, MCL_LEGAL(1, 2, 4, 8), GEMM_SOURCE),
+    MCL_PARAM(gemm_params, tn, "TN", 8, MCL_LEGAL(1, 2, 4, 8), GEMM_SOURCE),
+    MCL_PARAM(gemm_params, split_waves, "SPLIT_WAVES", 2, MCL_LEGAL(1, 2, 4, 8), NULL),
+    MCL_PARAM(gemm_params, prefetch, "PREFETCH", 1, MCL_LEGAL(0, 1), GEMM_SOURCE),
+    MCL_PARAM(gemm_params, unroll, "UNROLL", 2, MCL_LEGAL(1, 2, 4, 8, 16, 32), GEMM_SOURCE),
+};
+MCL_PARAMS_FIT(gemm_params, gemm_params_decl);
+
+/* the operand layout and operations of a call, and the alignment its fast paths may assume */
+static const mcl_derived_define gemm_derived[] = {
+    {"GEMM_TRANS_A", GEMM_SOURCE}, {"GEMM_TRANS_B", GEMM_SOURCE}, {"GEMM_A_OP", GEMM_SOURCE},
+    {"GEMM_C_OP", GEMM_SOURCE},    {"GEMM_ALIGN_A", GEMM_SOURCE}, {"GEMM_ALIGN_B", GEMM_SOURCE},
+    {"GEMM_ALIGN_C", GEMM_SOURCE},
+};
+
+static const char *gemm_check(const void *values, const mcl_device_info *device)
+{
+    const gemm_params *v = values;
+    if (v->tm > v->bm || v->tn > v->bn) return "TM or TN exceeds its tile";
+    if ((size_t)(v->bm / v->tm) * (size_t)(v->bn / v->tn) > device->max_work_group_size)
+        return "(BM / TM) x (BN / TN) exceeds the device's work-group size";
+    uint64_t stages = v->prefetch ? 2 : 1; /* prefetching double-buffers the local tiles */
+    if (stages * v->bk * (uint64_t)(v->bm + v->bn + 8) * sizeof(float) > device->local_mem_bytes)
+        return "the tiles need more local memory than the device has";
+    return NULL;
+}
+
+/* shapes are {M, N, K}: one bucket per class of the smaller output side */
+static void gemm_bucket(const size_t *shape, char *out, size_t cap)
+{
+    size_t side = shape[0] < shape[1] ? shape[0] : shape[1];
+    snprintf(out, cap, "min(m,n)%s", side <= 32 ? "<=32" : side <= 256 ? "<=256" : ">256");
+}
+
+/* The double-buffered default tiles take 33 KiB of local memory; OpenCL 1.2 promises 32. */
+static const char *const gemm_fallbacks[] = {"PREFETCH=0", NULL};
+static const char *const gemm_helpers[] = {"gemm/flags", NULL};
+
+const mcl_family mcl_family_gemm = {
+    .name = "gemm",
+    .define_prefix = "GEMM_",
+    .shape_names = "m,n,k",
+    .shape_rank = 3,
+    .example_shape = (const size_t[]){147456, 1024, 128},
+    .params = gemm_params_decl,
+    .param_count = MCL_COUNT(gemm_params_decl),
+    .values_size = sizeof(gemm_params),
+    .helpers = gemm_helpers,
+    .derived = gemm_derived,
+    .derived_count = MCL_COUNT(gemm_derived),
+    .check = gemm_check,
+    .bucket = gemm_bucket,
+    .fallbacks = gemm_fallbacks,
+};

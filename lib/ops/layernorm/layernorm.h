@@ -1,0 +1,33 @@
+/* LayerNorm's family and the steps of it that the ops built on LayerNorm take (LayerNorm +
+ * Linear, Transition, the triangle update). */
+#ifndef MCL_OPS_LAYERNORM_H
+#define MCL_OPS_LAYERNORM_H
+
+#include "ops/common/walk.h"
+#include "runtime/family.h"
+
+/* The family's tuning parameters. variant: 0 the reference kernels (a work-item per row), 1
+ * the tiled ones: tpr work-items per row, wg per work-group, vec adjacent columns a load;
+ * groups_per_cu work-groups per compute unit share the backward's rows; reduce_split rows of
+ * work-items sum the dweight/dbias partials. */
+typedef struct ln_params {
+    int variant, tpr, vec, wg, groups_per_cu, reduce_split;
+} ln_params;
+
+enum { LN_VARIANT_REFERENCE = 0, LN_VARIANT_TILED = 1 };
+#define LN_MAX_COLUMNS 32 /* columns one work-item holds in registers */
+
+extern const mcl_family mcl_family_layernorm;
+
+/* mean and rstd of x's rows only (no y). The tensors are not validated. */
+mcl_status mcl_layernorm_stats_step(mcl_walk *walk, const char *step, const mcl_layernorm_desc *desc,
+                                    const mcl_tensor *x, const mcl_tensor *mean, const mcl_tensor *rstd);
+
+/* The backward. params_part is the part of the walk its dweight/dbias partials take, or
+ * MCL_NO_PART when neither is asked for (the caller says, so that a sizing pass over tensors
+ * not yet given still counts them). The tensors are not validated. */
+#define MCL_NO_PART (-1)
+mcl_status mcl_layernorm_backward_step(mcl_walk *walk, const char *step, const mcl_layernorm_desc *desc,
+                                       const mcl_layernorm_bwd_tensors *tensors, int params_part);
+
+#endif

@@ -1,0 +1,191 @@
+/* LayerNorm + Linear: validate -> choose parameters -> enqueue, as steps of a walk. Kernels:
+ * the layernorm family's (row statistics, the LayerNorm backward) and the gemm family's (GEMMs
+ * with LayerNorm on the load). */
+#include "ops/common/check.h"
+#include "ops/common/walk.h"
+#include "ops/gemm/gemm.h"
+#include "ops/layernorm/layernorm.h"
+#include "runtime/error.h"
+
+/* ---- validate --------------------------------------------------------------------------- */
+
+static mcl_status validate_desc(const mcl_ln_linear_desc *d, const char *op)
+{
+    if (d->rows == 0 || d->in_features == 0 || d->out_features == 0)
+        return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: rows (%zu), in_features (%zu) and out_features (%zu) must be positive",
+                        op, d->rows, d->in_features, d->out_features);
+    MCL_TRY(mcl_check_dtype(d->dtype, op));
+    if (d->in_features > UINT32_MAX)
+        return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: in_features %zu exceeds 2^32 - 1", op, d->in_features);
+    return mcl_check_eps(d->eps, op);
+}
+
+static mcl_status validate_forward(mcl_context *ctx, const mcl_ln_linear_desc *d, const mcl_ln_linear_fwd_tensors *t)
+{
+    const char *op = "ln_linear_forward";
+    if (!ctx || !d || !t) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL context, desc or tensors", op);
+    MCL_TRY(validate_desc(d, op));
+    size_t in = d->in_features, out = d->out_features;
+    mcl_dtype dt = d->dtype;
+    mcl_tensor_check checks[] = {
+        MCL_TENSOR("x", &t->x, dt, MCL_REQUIRED_IN, d->rows, in),
+        MCL_TENSOR("ln_weight", &t->ln_weight, dt, MCL_OPTIONAL_IN, in),
+        MCL_TENSOR("ln_bias", &t->ln_bias, dt, MCL_OPTIONAL_IN, in),
+        MCL_TENSOR("weight", &t->weight, dt, MCL_REQUIRED_IN, in, out),
+        MCL_TENSOR("bias", &t->bias, dt, MCL_OPTIONAL_IN, out),
+        MCL_TENSOR("y", &t->y, dt, MCL_REQUIRED_OUT, d->rows, out),
+        MCL_TENSOR("mean", &t->mean, MCL_F32, MCL_REQUIRED_OUT, d->rows),
+        MCL_TENSOR("rstd", &t->rstd, MCL_F32, MCL_REQUIRED_OUT, d->rows),
+    };
+    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
+}
+
+static mcl_status validate_backward(mcl_context *ctx, const mcl_ln_linear_desc *d, const mcl_ln_linear_bwd_tensors *t)
+{
+    const char *op = "ln_linear_backward";
+    if (!ctx || !d || !t) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL context, desc or tensors", op);
+    MCL_TRY(validate_desc(d, op));
+    if (!mcl_has(&t->dx) && !mcl_has(&t->dln_weight) && !mcl_has(&t->dln_bias) && !mcl_has(&t->dweight) &&
+        !mcl_has(&t->dbias))
+        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: no output requested (dx, dln_weight, dln_bias, dweight, dbias)",
+                        op);
+    size_t in = d->in_features, out = d->out_features;
+    mcl_dtype dt = d->dtype;
+    mcl_tensor_check checks[] = {
+        MCL_TENSOR("x", &t->x, dt, MCL_REQUIRED_IN, d->rows, in),
+        MCL_TENSOR("ln_weight", &t->ln_weight, dt, MCL_OPTIONAL_IN, in),
+        MCL_TENSOR("ln_bias", &t->ln_bias, dt, MCL_OPTIONAL_IN, in),
+        MCL_TENSOR("weight", &t->weight, dt, MCL_REQUIRED_IN, in, out),
+        MCL_TENSOR("mean", &t->mean, MCL_F32, MCL_REQUIRED_IN, d->rows),
+        MCL_TENSOR("rstd", &t->rstd, MCL_F32, MCL_REQUIRED_IN, d->rows),
+        MCL_TENSOR("dy", &t->dy, dt, MCL_REQUIRED_IN, d->rows, out),
+        MCL_TENSOR("dx", &t->dx, dt, MCL_OPTIONAL_OUT, d->rows, in),
+        MCL_TENSOR("dln_weight", &t->dln_weight, dt, MCL_OPTIONAL_OUT, in),
+        MCL_TENSOR("dln_bias", &t->dln_bias, dt, MCL_OPTIONAL_OUT, in),
+        MCL_TENSOR("dweight", &t->dweight, dt, MCL_OPTIONAL_OUT, in, out),
+        MCL_TENSOR("dbias", &t->dbias, dt, MCL_OPTIONAL_OUT, out),
+    };
+    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
+}
+
+/* ---- choose parameters ------------------------------------------------------------------ */
+
+static mcl_layernorm_desc ln_desc(const mcl_ln_linear_desc *d)
+{
+    return (mcl_layernorm_desc){d->rows, d->in_features, d->dtype, d->eps};
+}
+
+/* y = LN(x) W + b */
+static gemm_call forward_gemm(const mcl_ln_linear_desc *d, const mcl_ln_linear_fwd_tensors *t,
+                              const gemm_layernorm *ln)
+{
+    size_t in = d->in_features, out = d->out_features, es = mcl_dtype_size(d->dtype);
+    return (gemm_call){.dtype = d->dtype, .m = d->rows, .n = out, .k = in, .batch = 1,
+                       .a = gemm_operand(&t->x, d->dtype, 0, in, 0), .b = gemm_operand(&t->weight, d->dtype, 0, out, 0),
+                       .c = gemm_operand(&t->y, d->dtype, 0, out, 0), .ln = ln, .bias = t->bias.mem,
+                       .bias_off = mcl_elem_offset(&t->bias, es)};
+}
+
+/* dLN(x) = dy W^T into dxn (dx's own buffer, or the workspace without dx) */
+static gemm_call dxn_gemm(const mcl_ln_linear_desc *d, const mcl_ln_linear_bwd_tensors *t, const mcl_tensor *dxn)
+{
+    size_t in = d->in_features, out = d->out_features;
+    return (gemm_call){.dtype = d->dtype, .m = d->rows, .n = in, .k = out, .batch = 1,
+                       .a = gemm_operand(&t->dy, d->dtype, 0, out, 0), .b = gemm_operand(&t->weight, d->dtype, 0, out, 1),
+                       .c = gemm_operand(dxn, d->dtype, 0, in, 0)};
+}
+
+/* dW = LN(x)^T dy, LayerNorm recomputed on the load */
+static gemm_call dweight_gemm(const mcl_ln_linear_desc *d, const mcl_ln_linear_bwd_tensors *t,
+                              const gemm_layernorm *ln)
+{
+    size_t in = d->in_features, out = d->out_features;
+    return (gemm_call){.dtype = d->dtype, .m = in, .n = out, .k = d->rows, .batch = 1,
+                       .a = gemm_operand(&t->x, d->dtype, 0, in, 1), .b = gemm_operand(&t->dy, d->dtype, 0, out, 0),
+                       .c = gemm_operand(&t->dweight, d->dtype, 0, out, 0), .ln = ln};
+}
+
+/* The backward keeps its peak memory at the outputs it writes (MegaFold's target):
+ *  - dLN(x) goes into dx, and the LayerNorm backward turns it into dx in place (each element
+ *    is read before it is overwritten, by the same work-item). Only without dx does dLN(x)
+ *    take workspace.
+ *  - dW runs first, its split partials in dx's bytes when they fit: dx is written only later.
+ *  - Everything else shares one scratch part: the kernels that use it run one after another
+ *    on the in-order queue. */
+enum { PART_SCRATCH, PART_DXN };
+
+/* Where dW's fp32 partials go: dx's bytes from the first float-aligned one, when they fit. */
+static mcl_tensor dweight_partials(mcl_walk *w, const mcl_ln_linear_desc *d, const mcl_ln_linear_bwd_tensors *t,
+                                   const gemm_plan *plan)
+{
+    size_t end = t->dx.offset + d->rows * d->in_features * mcl_dtype_size(d->dtype);
+    mcl_tensor in_dx = {t->dx.mem, mcl_round_up(t->dx.offset, sizeof(float))};
+    int fits = mcl_has(&t->dx) && plan->partial_bytes > 0 && in_dx.offset + plan->partial_bytes <= end;
+    return fits ? in_dx : mcl_walk_part(w, PART_SCRATCH, plan->partial_bytes);
+}
+
+/* ---- enqueue ---------------------------------------------------------------------------- */
+
+static mcl_status forward_steps(mcl_walk *w, const void *args)
+{
+    const mcl_op_args *a = args;
+    const mcl_ln_linear_desc *d = a->desc;
+    const mcl_ln_linear_fwd_tensors *t = a->tensors;
+    mcl_layernorm_desc lnd = ln_desc(d);
+    MCL_TRY(mcl_layernorm_stats_step(w, "row statistics", &lnd, &t->x, &t->mean, &t->rstd));
+    gemm_layernorm ln = gemm_layernorm_of(&t->mean, &t->rstd, &t->ln_weight, &t->ln_bias, d->dtype, 0);
+    gemm_call g = forward_gemm(d, t, &ln);
+    return mcl_gemm_step(w, "LN(x) W GEMM", &g, PART_SCRATCH);
+}
+
+static mcl_status backward_steps(mcl_walk *w, const void *args)
+{
+    const mcl_op_args *a = args;
+    const mcl_ln_linear_desc *d = a->desc;
+    const mcl_ln_linear_bwd_tensors *t = a->tensors;
+    if (mcl_has(&t->dweight)) {
+        gemm_layernorm ln = gemm_layernorm_of(&t->mean, &t->rstd, &t->ln_weight, &t->ln_bias, d->dtype, 0);
+        gemm_call g = dweight_gemm(d, t, &ln);
+        gemm_plan plan;
+        MCL_TRY(mcl_walk_step(w, "dW GEMM", mcl_gemm_plan(w->ctx, &g, &plan)));
+        MCL_TRY(mcl_gemm_planned_step(w, "dW GEMM", &g, &plan, dweight_partials(w, d, t, &plan)));
+    }
+    if (mcl_has(&t->dbias))
+        MCL_TRY(mcl_column_sums_step(w, "db column sums", d->dtype, &t->dy, d->rows, d->out_features, &t->dbias,
+                                     PART_SCRATCH));
+    int want_params = mcl_has(&t->dln_weight) || mcl_has(&t->dln_bias);
+    if (!mcl_has(&t->dx) && !want_params) return MCL_OK;
+    mcl_tensor dxn = mcl_has(&t->dx) ? t->dx
+                                     : mcl_walk_part(w, PART_DXN, d->rows * d->in_features * mcl_dtype_size(d->dtype));
+    gemm_call g = dxn_gemm(d, t, &dxn);
+    MCL_TRY(mcl_gemm_step(w, "dLN(x) GEMM", &g, PART_SCRATCH));
+    mcl_layernorm_desc lnd = ln_desc(d);
+    mcl_layernorm_bwd_tensors lt = {.x = t->x, .weight = t->ln_weight, .mean = t->mean, .rstd = t->rstd,
+                                    .dy = dxn, .dx = t->dx, .dweight = t->dln_weight, .dbias = t->dln_bias};
+    return mcl_layernorm_backward_step(w, "LayerNorm backward", &lnd, &lt, want_params ? PART_SCRATCH : MCL_NO_PART);
+}
+
+/* ---- public entry points ---------------------------------------------------------------- */
+
+mcl_status mcl_ln_linear_forward(mcl_context *ctx, const mcl_ln_linear_desc *desc,
+                                 const mcl_ln_linear_fwd_tensors *tensors, cl_event *event)
+{
+    MCL_TRY(validate_forward(ctx, desc, tensors));
+    return mcl_walk_op(ctx, "ln_linear_forward", forward_steps, &(mcl_op_args){desc, tensors}, event);
+}
+
+mcl_status mcl_ln_linear_backward(mcl_context *ctx, const mcl_ln_linear_desc *desc,
+                                  const mcl_ln_linear_bwd_tensors *tensors, cl_event *event)
+{
+    MCL_TRY(validate_backward(ctx, desc, tensors));
+    return mcl_walk_op(ctx, "ln_linear_backward", backward_steps, &(mcl_op_args){desc, tensors}, event);
+}
+
+mcl_status mcl_ln_linear_backward_workspace_size(mcl_context *ctx, const mcl_ln_linear_desc *desc,
+                                                 const mcl_ln_linear_bwd_tensors *tensors, size_t *bytes)
+{
+    const char *op = "ln_linear_backward_workspace_size";
+    if (!ctx || !desc || !tensors || !bytes) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL argument", op);
+    MCL_TRY(validate_desc(desc, op));
+    return mcl_walk_size(ctx, op, backward_steps, &(mcl_op_args){desc, tensors}, bytes);
+}

@@ -1,0 +1,89 @@
+/* Kernel families as the runtime sees them: the declaration each family gives (its tunable
+ * parameters with legal values and portable defaults, which of them are kernel defines, the
+ * legality check on a device, shape buckets, fallbacks and kernel sources), and the registry
+ * of every family. The runtime reads families only through these declarations; the families
+ * live with their ops (lib/ops/<family>/) and are listed in lib/ops/registry.c. */
+#ifndef MCL_RUNTIME_FAMILY_H
+#define MCL_RUNTIME_FAMILY_H
+
+#include "megacl.h"
+
+#include <stddef.h>
+
+#define MCL_MAX_PARAMS 32
+
+/* A tunable parameter: one int field of the family's parameter struct. A kernel parameter is
+ * passed to its kernel source as -D<prefix><name>=<value>; a host choice (kernel NULL) decides
+ * how the host runs the kernels and never reaches the compiler. */
+typedef struct mcl_param_decl {
+    const char *name;   /* "TPR" */
+    size_t offset;      /* of its int in the family's parameter struct */
+    int default_value;  /* portable: correct on every device */
+    const int *legal;
+    size_t legal_count;
+    const char *kernel; /* the kernel source that reads it ("layernorm/layernorm"), or NULL */
+} mcl_param_decl;
+
+/* A define the host computes per call (a dtype, a head dim, an alignment), not tuned: `kernel`
+ * names the source that reads it, NULL every source of the family. */
+typedef struct mcl_derived_define {
+    const char *name;
+    const char *kernel;
+} mcl_derived_define;
+
+typedef struct mcl_family {
+    const char *name;          /* "layernorm" */
+    const char *define_prefix; /* "LN_" */
+    const char *shape_names;   /* what the shape of a lookup holds, "rows,cols" */
+    size_t shape_rank;
+    const size_t *example_shape; /* an AF3 shape, for `megacl params` to show what a lookup picks */
+    const mcl_param_decl *params;
+    size_t param_count;
+    size_t values_size; /* sizeof the parameter struct */
+    /* sources each kernel of the family is built from after the prelude (cl/common.cl) and
+     * before its own, NULL-terminated; NULL for none */
+    const char *const *helpers;
+    const mcl_derived_define *derived;
+    size_t derived_count;
+    /* NULL when the values are a legal combination on the device, else the reason */
+    const char *(*check)(const void *values, const mcl_device_info *device);
+    /* the shape bucket a database entry is keyed by, e.g. "cols<=128" */
+    void (*bucket)(const size_t *shape, char *out, size_t cap);
+    /* assignments tried in order over the defaults on a device that refuses them (a smaller
+     * local memory, say); NULL-terminated, the last legal on every OpenCL 1.2 device */
+    const char *const *fallbacks;
+} mcl_family;
+
+/* Declaration helpers: MCL_PARAM(ln_params, tpr, "TPR", 32, MCL_LEGAL(1, 2, 4), "layernorm/layernorm") */
+#define MCL_LEGAL(...) (const int[]){__VA_ARGS__}, sizeof((const int[]){__VA_ARGS__}) / sizeof(int)
+#define MCL_PARAM(type, field, name, default_value, legal, kernel)                              \
+    {name, offsetof(type, field), default_value, legal, kernel}
+#define MCL_COUNT(array) (sizeof(array) / sizeof((array)[0]))
+/* A parameter struct holds ints only and fits the arrays parameters travel in. */
+#define MCL_PARAMS_FIT(type, decls)                                                            \
+    _Static_assert(sizeof(type) == MCL_COUNT(decls) * sizeof(int) && MCL_COUNT(decls) <= MCL_MAX_PARAMS, \
+                   #type " must be one int per declared parameter, at most MCL_MAX_PARAMS")
+
+/* Room for any family's parameter struct. */
+typedef struct mcl_param_block {
+    int values[MCL_MAX_PARAMS];
+} mcl_param_block;
+
+static inline int mcl_param_get(const mcl_family *family, const void *values, size_t i)
+{
+    return *(const int *)((const char *)values + family->params[i].offset);
+}
+
+static inline void mcl_param_set(const mcl_family *family, void *values, size_t i, int value)
+{
+    *(int *)((char *)values + family->params[i].offset) = value;
+}
+
+/* Every family of the library (lib/ops/registry.c). */
+extern const mcl_family *const mcl_family_registry[];
+extern const size_t mcl_family_registry_count;
+
+/* The family of that name in the registry, or NULL. */
+const mcl_family *mcl_family_find(const char *name);
+
+#endif
