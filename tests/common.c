@@ -229,3 +229,105 @@ void test_expect_rejected(const test_bad_buffers *b, mcl_status got, mcl_status 
                                 {b->small, TEST_SMALL_BYTES, TEST_OUT_BYTE}};
     test_expect_untouched(b->ctx, bufs, COUNT_OF(bufs), label);
 }
+
+/* ---- workloads -------------------------------------------------------------------------- */
+
+wl_problem *test_problem(mcl_context *ctx, const wl_workload *w, wl_case c, int offsets, host_rng *rng)
+{
+    wl_problem *p = NULL;
+    mcl_status status = wl_create(w, ctx, &c, rng, &p);
+    if (status == MCL_OK) status = wl_place(p, offsets);
+    cr_assert_eq(status, MCL_OK, "%s: making a problem: %s: %s", w->name, mcl_status_name(status), wl_last_error());
+    return p;
+}
+
+void test_label(const wl_problem *p, const char *variant, char *out, size_t cap)
+{
+    char what[192];
+    wl_describe(p, what, sizeof what);
+    snprintf(out, cap, "%s offsets=%s params=%s", what, wl_offset_names[p->offsets], variant ? variant : "default");
+}
+
+/* The op's step ran; with a size function, it took the workspace that reports (exactly, or at
+ * most). */
+static void expect_step(wl_problem *p, mcl_status status, size_t reported, int exact, int sized, const char *step,
+                        const char *label)
+{
+    cr_assert_eq(status, MCL_OK, "%s: %s: %s", label, step, wl_last_error());
+    if (!sized || reported == WL_UNSIZED) return;
+    uint64_t took = test_workspace_bytes(p->ctx);
+    cr_expect(exact ? took == reported : took <= reported, "%s: %s took %llu workspace bytes, its size function %zu",
+              label, step, (unsigned long long)took, reported);
+}
+
+/* Runs forward and backward, fetches every tensor; returns the label in `label`. */
+static void run_and_fetch(wl_problem *p, const char *variant, char *label, size_t cap)
+{
+    test_label(p, variant, label, cap);
+    size_t fwd_ws = 0, bwd_ws = 0;
+    int exact = 0, sized = p->w->workspace != NULL;
+    if (sized) assert_ok(p->w->workspace(p, &fwd_ws, &bwd_ws, &exact));
+    cr_assert_eq(wl_poison(p), MCL_OK, "%s: %s", label, wl_last_error());
+    assert_ok(mcl_context_trim(p->ctx));
+    expect_step(p, wl_forward(p, NULL), fwd_ws, exact, sized, "forward", label);
+    assert_ok(mcl_context_trim(p->ctx));
+    expect_step(p, wl_backward(p, NULL), bwd_ws, exact, sized, "backward", label);
+    wl_fetch_report r;
+    cr_assert_eq(wl_fetch(p, 1, &r), MCL_OK, "%s: fetching: %s", label, wl_last_error());
+    cr_expect_eq(r.stray_bytes, 0, "%s: %zu bytes outside the tensors written (in %s's buffer)", label, r.stray_bytes,
+                 r.stray_tensor >= 0 ? p->w->tensors[r.stray_tensor].name : "?");
+    cr_expect_lt(r.changed_input, 0, "%s: input %s changed", label,
+                 r.changed_input >= 0 ? p->w->tensors[r.changed_input].name : "?");
+}
+
+void test_run(wl_problem *p, const char *variant)
+{
+    char label[320];
+    run_and_fetch(p, variant, label, sizeof label);
+    cr_assert_eq(wl_reference(p), MCL_OK, "%s: %s", label, wl_last_error());
+    for (int i = 0; i < (int)p->w->tensor_count; i++) {
+        if (!wl_has(p, i) || wl_is_input(p, i)) continue;
+        wl_error e = wl_compare(p, i);
+        const wl_tensor *t = &p->t[i];
+        if (t->check == WL_NORM)
+            cr_expect_eq(e.bad, 0, "%s: %s: relative error %.3g > %.2g; the worst element %zu: got %.9g, expected %.9g",
+                         label, p->w->tensors[i].name, e.err, t->tol, e.worst, (double)t->values[e.worst],
+                         t->ref[e.worst]);
+        else
+            cr_expect_eq(e.bad, 0, "%s: %s: %zu of %zu elements off; worst at %zu: got %.9g, expected %.9g (tol %.2g x "
+                         "(|ref| + %.3g))", label, p->w->tensors[i].name, e.bad, t->count, e.worst,
+                         (double)t->values[e.worst], t->ref[e.worst], t->tol, t->floor ? t->floor[e.worst] : 1.0);
+    }
+}
+
+void test_check_case(mcl_context *ctx, const wl_workload *w, wl_case c, int offsets, host_rng *rng,
+                     const char *variant)
+{
+    wl_problem *p = test_problem(ctx, w, c, offsets, rng);
+    test_run(p, variant);
+    wl_destroy(p);
+}
+
+void test_repeat_is_bitwise(mcl_context *ctx, const wl_workload *w, wl_case c, int offsets, host_rng *rng,
+                            const char *variant)
+{
+    wl_problem *p = test_problem(ctx, w, c, offsets, rng);
+    char label[320];
+    float *first[WL_MAX_TENSORS] = {0};
+    for (int run = 0; run < 2; run++) {
+        run_and_fetch(p, variant, label, sizeof label);
+        for (int i = 0; i < (int)w->tensor_count; i++) {
+            if (!wl_has(p, i) || wl_is_input(p, i)) continue;
+            size_t bytes = p->t[i].count * sizeof(float);
+            if (run == 0) {
+                cr_assert_not_null(first[i] = malloc(bytes));
+                memcpy(first[i], p->t[i].values, bytes);
+            } else {
+                cr_expect_eq(memcmp(first[i], p->t[i].values, bytes), 0, "%s: %s differs between runs", label,
+                             w->tensors[i].name);
+            }
+        }
+    }
+    test_free_all(first, WL_MAX_TENSORS);
+    wl_destroy(p);
+}

@@ -5,6 +5,7 @@
 #define MCL_EXPERIMENTAL
 #include "megacl.h"
 #include "ref/host.h"
+#include "workload/workload.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -25,6 +26,28 @@ void *test_read_all(mcl_context *ctx, cl_mem mem, size_t bytes);
 uint64_t test_seed(void);
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- workloads: a case run and checked against its reference ----------------------------- */
+
+/* A problem of case c of workload w, its tensors placed at `offsets` (WL_OFF_*); fails the test
+ * if it cannot be made. */
+wl_problem *test_problem(mcl_context *ctx, const wl_workload *w, wl_case c, int offsets, host_rng *rng);
+
+/* Poisons the outputs, runs the forward and then the backward, each from an empty workspace held
+ * to what the workload's size functions report, fetches every tensor and expects the guard
+ * bytes and inputs intact and every output within its tolerance of the reference. */
+void test_run(wl_problem *p, const char *variant);
+
+/* test_run on a fresh problem of the case. */
+void test_check_case(mcl_context *ctx, const wl_workload *w, wl_case c, int offsets, host_rng *rng,
+                     const char *variant);
+
+/* The case twice on the same inputs: every output's bytes must be identical. */
+void test_repeat_is_bitwise(mcl_context *ctx, const wl_workload *w, wl_case c, int offsets, host_rng *rng,
+                            const char *variant);
+
+/* "<case in words> offsets=<placement> params=<variant>" */
+void test_label(const wl_problem *p, const char *variant, char *out, size_t cap);
 
 /* ---- tensors inside larger buffers (offsets, guard bytes, poison) ------------------------ */
 

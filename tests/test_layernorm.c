@@ -1,82 +1,18 @@
-/* LayerNorm forward and backward against the double-precision reference. */
+/* LayerNorm forward and backward against the double-precision reference (the layernorm
+ * workload, tests/workload/layernorm.c): shapes that fill no tile, every dtype, every parameter
+ * variant, tensors inside larger buffers, in place, determinism, workspace and bad inputs. */
 #include "common.h"
-
-#include "ref/layernorm_ref.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct ln_case {
-    size_t rows, cols;
-    mcl_dtype dtype;
-    int weight, bias;
-} ln_case;
+enum { X, WEIGHT, BIAS, DY, Y, MEAN, RSTD, DX, DWEIGHT, DBIAS }; /* the workload's tensors */
+enum { OPT_WEIGHT = 1, OPT_BIAS = 2 };
 
-typedef struct ln_errors {
-    double y, mean, rstd, dx, dweight, dbias;
-} ln_errors;
-
-static double compare(mcl_context *ctx, cl_mem mem, mcl_dtype dtype, const double *ref, size_t n)
+static wl_case case_of(size_t rows, size_t cols, mcl_dtype dtype, unsigned options)
 {
-    float *out = malloc(n * sizeof *out);
-    host_download(ctx, mem, dtype, out, n);
-    double err = host_rel_error(out, ref, n);
-    free(out);
-    return err;
-}
-
-/* Runs forward then backward on poisoned outputs and compares every output with the
- * reference. */
-static ln_errors run_case(mcl_context *ctx, ln_case c, host_rng *rng)
-{
-    size_t n = c.rows * c.cols;
-    float *x = host_random(rng, c.dtype, n, -2.0f, 3.0f), *dy = host_random(rng, c.dtype, n, -1.0f, 1.0f);
-    float *w = c.weight ? host_random(rng, c.dtype, c.cols, 0.5f, 1.5f) : NULL;
-    float *b = c.bias ? host_random(rng, c.dtype, c.cols, -0.5f, 0.5f) : NULL;
-    cl_mem xm = host_upload(ctx, c.dtype, x, n), dym = host_upload(ctx, c.dtype, dy, n);
-    cl_mem wm = w ? host_upload(ctx, c.dtype, w, c.cols) : NULL;
-    cl_mem bm = b ? host_upload(ctx, c.dtype, b, c.cols) : NULL;
-    cl_mem ym = host_upload(ctx, c.dtype, NULL, n), dxm = host_upload(ctx, c.dtype, NULL, n);
-    cl_mem meanm = host_upload(ctx, MCL_F32, NULL, c.rows), rstdm = host_upload(ctx, MCL_F32, NULL, c.rows);
-    cl_mem dwm = host_upload(ctx, c.dtype, NULL, c.cols), dbm = host_upload(ctx, c.dtype, NULL, c.cols);
-
-    mcl_layernorm_desc desc = {c.rows, c.cols, c.dtype, 1e-5f};
-    mcl_layernorm_fwd_tensors ft = {.x = {xm, 0}, .weight = {wm, 0}, .bias = {bm, 0}, .y = {ym, 0},
-                                    .mean = {meanm, 0}, .rstd = {rstdm, 0}};
-    mcl_layernorm_bwd_tensors bt = {.x = {xm, 0}, .weight = {wm, 0}, .mean = {meanm, 0},
-                                    .rstd = {rstdm, 0}, .dy = {dym, 0}, .dx = {dxm, 0},
-                                    .dweight = {dwm, 0}, .dbias = {dbm, 0}};
-    assert_ok(mcl_layernorm_forward(ctx, &desc, &ft, NULL));
-    assert_ok(mcl_layernorm_backward(ctx, &desc, &bt, NULL));
-
-    double *y = malloc(n * sizeof *y), *dx = malloc(n * sizeof *dx);
-    double *mean = malloc(c.rows * sizeof *mean), *rstd = malloc(c.rows * sizeof *rstd);
-    double *dw = malloc(c.cols * sizeof *dw), *db = malloc(c.cols * sizeof *db);
-    ref_layernorm_forward(x, w, b, c.rows, c.cols, 1e-5, y, mean, rstd);
-    ref_layernorm_backward(x, w, dy, c.rows, c.cols, 1e-5, dx, dw, db);
-    ln_errors e = {compare(ctx, ym, c.dtype, y, n),        compare(ctx, meanm, MCL_F32, mean, c.rows),
-                   compare(ctx, rstdm, MCL_F32, rstd, c.rows), compare(ctx, dxm, c.dtype, dx, n),
-                   compare(ctx, dwm, c.dtype, dw, c.cols),  compare(ctx, dbm, c.dtype, db, c.cols)};
-    cl_mem mems[] = {xm, dym, wm, bm, ym, dxm, meanm, rstdm, dwm, dbm};
-    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
-        if (mems[i]) clReleaseMemObject(mems[i]);
-    free(x), free(dy), free(w), free(b), free(y), free(dx), free(mean), free(rstd), free(dw), free(db);
-    return e;
-}
-
-static void check_case(mcl_context *ctx, ln_case c, host_rng *rng, const char *variant)
-{
-    ln_errors e = run_case(ctx, c, rng);
-    double tol = host_tolerance(c.dtype);
-    double long_tol = c.dtype == MCL_F32 ? 2e-5 : tol; /* reductions over rows or long rows */
-    const double errs[] = {e.y, e.mean, e.rstd, e.dx, e.dweight, e.dbias};
-    const double tols[] = {long_tol, 1e-5, 1e-5, long_tol, long_tol, long_tol};
-    const char *names[] = {"y", "mean", "rstd", "dx", "dweight", "dbias"};
-    for (int i = 0; i < 6; i++)
-        cr_expect(errs[i] <= tols[i], "%s: %s rows=%zu cols=%zu %s w=%d b=%d: rel error %.3g > %.1g",
-                  variant, names[i], c.rows, c.cols, mcl_dtype_name(c.dtype), c.weight, c.bias,
-                  errs[i], tols[i]);
+    return (wl_case){{rows, cols}, dtype, options, WL_ALL, 0};
 }
 
 /* Shapes: size 1, non-multiples of every tile and vector width, the AF3 widths, 4096. */
@@ -85,19 +21,21 @@ static const size_t fixed_shapes[][2] = {
     {4, 1000}, {2, 4095}, {129, 256},
 };
 
+/* Each dtype over the fixed shapes and fresh random ones, the weight and bias given or not, the
+ * placements cycling (odd offsets keep the kernels to one element a load). */
 Test(layernorm, matches_reference_over_shapes_and_dtypes, .timeout = 900)
 {
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
     for (int dt = MCL_F32; dt <= MCL_F16; dt++) {
-        for (size_t i = 0; i < sizeof fixed_shapes / sizeof fixed_shapes[0]; i++) {
-            ln_case c = {fixed_shapes[i][0], fixed_shapes[i][1], (mcl_dtype)dt, (int)(i % 2), (int)(i % 3 != 1)};
-            check_case(ctx, c, &rng, "default");
+        for (size_t i = 0; i < COUNT_OF(fixed_shapes); i++) {
+            unsigned options = (i % 2 ? OPT_WEIGHT : 0) | (i % 3 != 1 ? OPT_BIAS : 0);
+            test_check_case(ctx, &wl_layernorm, case_of(fixed_shapes[i][0], fixed_shapes[i][1], (mcl_dtype)dt, options),
+                            (int)(i + (size_t)dt) % WL_OFF_MODES, &rng, "default");
         }
-        for (int i = 0; i < 4; i++) { /* fresh random shapes on every run */
-            ln_case c = {1 + (size_t)host_uniform(&rng, 0, 200), 1 + (size_t)host_uniform(&rng, 0, 4096),
-                         (mcl_dtype)dt, i % 2, i / 2};
-            check_case(ctx, c, &rng, "random");
+        for (unsigned i = 0; i < 4; i++) { /* fresh random shapes on every run */
+            size_t rows = 1 + (size_t)host_uniform(&rng, 0, 200), cols = 1 + (size_t)host_uniform(&rng, 0, 4096);
+            test_check_case(ctx, &wl_layernorm, case_of(rows, cols, (mcl_dtype)dt, i), WL_OFF_ZERO, &rng, "random");
         }
     }
     mcl_context_release(ctx);
@@ -116,54 +54,23 @@ Test(layernorm, every_parameter_variant_is_correct, .timeout = 900)
     static const size_t shapes[][2] = {{1, 1}, {5, 77}, {33, 256}, {3, 1500}};
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
-    for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
+    for (size_t v = 0; v < COUNT_OF(variants); v++) {
         assert_ok(mcl_context_set_params(ctx, "layernorm", variants[v]));
-        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-            mcl_dtype dt = (mcl_dtype)((v + s) % 3);
-            check_case(ctx, (ln_case){shapes[s][0], shapes[s][1], dt, 1, 1}, &rng, variants[v]);
+        for (size_t s = 0; s < COUNT_OF(shapes); s++) {
+            wl_case c = case_of(shapes[s][0], shapes[s][1], (mcl_dtype)((v + s) % 3), OPT_WEIGHT | OPT_BIAS);
+            test_check_case(ctx, &wl_layernorm, c, WL_OFF_VEC, &rng, variants[v]);
         }
     }
     mcl_context_release(ctx);
 }
 
-/* Forward and backward twice on the same inputs: the bytes must be identical. */
 Test(layernorm, results_are_bitwise_identical_on_repeat)
 {
-    enum { ROWS = 513, COLS = 200 };
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
-    float *x = host_random(&rng, MCL_F32, ROWS * COLS, -1, 1), *dy = host_random(&rng, MCL_F32, ROWS * COLS, -1, 1);
-    float *w = host_random(&rng, MCL_F32, COLS, 0, 2);
-    cl_mem xm = host_upload(ctx, MCL_F32, x, ROWS * COLS), dym = host_upload(ctx, MCL_F32, dy, ROWS * COLS);
-    cl_mem wm = host_upload(ctx, MCL_F32, w, COLS);
-    void *first[4] = {0};
-    for (int run = 0; run < 2; run++) {
-        cl_mem ym = host_upload(ctx, MCL_F32, NULL, ROWS * COLS), dxm = host_upload(ctx, MCL_F32, NULL, ROWS * COLS);
-        cl_mem mm = host_upload(ctx, MCL_F32, NULL, ROWS), rm = host_upload(ctx, MCL_F32, NULL, ROWS);
-        cl_mem dwm = host_upload(ctx, MCL_F32, NULL, COLS);
-        mcl_layernorm_desc desc = {ROWS, COLS, MCL_F32, 1e-5f};
-        mcl_layernorm_fwd_tensors ft = {.x = {xm, 0}, .weight = {wm, 0}, .y = {ym, 0}, .mean = {mm, 0}, .rstd = {rm, 0}};
-        mcl_layernorm_bwd_tensors bt = {.x = {xm, 0}, .weight = {wm, 0}, .mean = {mm, 0}, .rstd = {rm, 0},
-                                        .dy = {dym, 0}, .dx = {dxm, 0}, .dweight = {dwm, 0}};
-        assert_ok(mcl_layernorm_forward(ctx, &desc, &ft, NULL));
-        assert_ok(mcl_layernorm_backward(ctx, &desc, &bt, NULL));
-        cl_mem outs[4] = {ym, dxm, dwm, rm};
-        size_t bytes[4] = {ROWS * COLS * 4, ROWS * COLS * 4, COLS * 4, ROWS * 4};
-        for (int i = 0; i < 4; i++) {
-            void *data = test_read_all(ctx, outs[i], bytes[i]);
-            if (run == 0)
-                first[i] = data;
-            else {
-                cr_assert_eq(memcmp(first[i], data, bytes[i]), 0, "output %d differs between runs", i);
-                free(data);
-                free(first[i]);
-            }
-            clReleaseMemObject(outs[i]);
-        }
-        clReleaseMemObject(mm);
-    }
-    clReleaseMemObject(xm), clReleaseMemObject(dym), clReleaseMemObject(wm);
-    free(x), free(dy), free(w);
+    test_repeat_is_bitwise(ctx, &wl_layernorm, case_of(513, 200, MCL_F32, OPT_WEIGHT), WL_OFF_ZERO, &rng, "default");
+    test_repeat_is_bitwise(ctx, &wl_layernorm, case_of(300, 130, MCL_BF16, OPT_WEIGHT | OPT_BIAS), WL_OFF_ODD, &rng,
+                           "default");
     mcl_context_release(ctx);
 }
 
@@ -171,86 +78,47 @@ Test(layernorm, results_are_bitwise_identical_on_repeat)
  * dy must be read before it is overwritten (LayerNorm + Linear and Transition rely on it). */
 Test(layernorm, backward_in_place_over_dy)
 {
-    enum { ROWS = 37, COLS = 50, N = ROWS * COLS };
+    static const char *const variants[] = {NULL, "VARIANT=0"};
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
-    float *x = host_random(&rng, MCL_F32, N, -2, 2), *dy = host_random(&rng, MCL_F32, N, -1, 1);
-    float *w = host_random(&rng, MCL_F32, COLS, 0.5f, 1.5f);
-    double dx[N], dw[COLS], db[COLS];
-    ref_layernorm_backward(x, w, dy, ROWS, COLS, 1e-5, dx, dw, db);
-    static const char *const variants[] = {NULL, "VARIANT=0"};
     for (int v = 0; v < 2; v++) {
         assert_ok(mcl_context_set_params(ctx, "layernorm", variants[v]));
-        cl_mem xm = host_upload(ctx, MCL_F32, x, N), wm = host_upload(ctx, MCL_F32, w, COLS),
-               dym = host_upload(ctx, MCL_F32, dy, N), ym = host_upload(ctx, MCL_F32, NULL, N),
-               mean = host_upload(ctx, MCL_F32, NULL, ROWS), rstd = host_upload(ctx, MCL_F32, NULL, ROWS),
-               dwm = host_upload(ctx, MCL_F32, NULL, COLS), dbm = host_upload(ctx, MCL_F32, NULL, COLS);
-        mcl_layernorm_desc desc = {ROWS, COLS, MCL_F32, 1e-5f};
-        mcl_layernorm_fwd_tensors ft = {.x = {xm, 0}, .weight = {wm, 0}, .y = {ym, 0}, .mean = {mean, 0},
-                                        .rstd = {rstd, 0}};
-        assert_ok(mcl_layernorm_forward(ctx, &desc, &ft, NULL));
-        mcl_layernorm_bwd_tensors bt = {.x = {xm, 0}, .weight = {wm, 0}, .mean = {mean, 0}, .rstd = {rstd, 0},
-                                        .dy = {dym, 0}, .dx = {dym, 0}, .dweight = {dwm, 0}, .dbias = {dbm, 0}};
-        assert_ok(mcl_layernorm_backward(ctx, &desc, &bt, NULL));
-        float out_dx[N], out_dw[COLS], out_db[COLS];
-        host_download(ctx, dym, MCL_F32, out_dx, N);
-        host_download(ctx, dwm, MCL_F32, out_dw, COLS);
-        host_download(ctx, dbm, MCL_F32, out_db, COLS);
-        const char *name = variants[v] ? variants[v] : "default";
-        cr_expect_leq(host_rel_error(out_dx, dx, N), 1e-5, "%s: dx", name);
-        cr_expect_leq(host_rel_error(out_dw, dw, COLS), 1e-5, "%s: dweight", name);
-        cr_expect_leq(host_rel_error(out_db, db, COLS), 1e-5, "%s: dbias", name);
-        cl_mem mems[] = {xm, wm, dym, ym, mean, rstd, dwm, dbm};
-        for (size_t i = 0; i < COUNT_OF(mems); i++) clReleaseMemObject(mems[i]);
+        wl_problem *p = NULL;
+        wl_case c = case_of(37, 50, v ? MCL_F16 : MCL_F32, OPT_WEIGHT);
+        assert_ok(wl_create(&wl_layernorm, ctx, &c, &rng, &p));
+        p->t[DX].alias = DY;
+        assert_ok(wl_place(p, WL_OFF_ODD));
+        test_run(p, variants[v]);
+        wl_destroy(p);
     }
-    free(x), free(dy), free(w);
     mcl_context_release(ctx);
 }
 
-/* Tensors at odd offsets inside shared buffers, y written in place over x: results are right
- * and no byte outside the tensors changes. */
-Test(layernorm, offsets_and_in_place_touch_nothing_else)
+/* The forward in place (y written over x) at odd offsets: y is right and no byte outside the
+ * tensors changes. */
+Test(layernorm, forward_in_place_over_x)
 {
-    enum { ROWS = 9, COLS = 64, N = ROWS * COLS, GUARD = 0x7b };
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
-    float *x = host_random(&rng, MCL_BF16, N, -2, 2), *dy = host_random(&rng, MCL_BF16, N, -1, 1);
-    /* one buffer: [guard 6 B][x/y N][guard][dy N][guard][dx N][guard][mean ROWS f32][rstd ROWS f32][guard] */
-    size_t x_off = 6, dy_off = x_off + 2 * N + 2, dx_off = dy_off + 2 * N + 2, mean_off = dx_off + 2 * N + 10;
-    size_t rstd_off = mean_off + 4 * ROWS, total = rstd_off + 4 * ROWS + 16;
-    cl_mem buf = test_buffer(ctx, total, GUARD);
-    unsigned short staging[N];
-    host_to_storage(MCL_BF16, x, staging, N);
-    clEnqueueWriteBuffer(mcl_context_queue(ctx), buf, CL_TRUE, x_off, 2 * N, staging, 0, NULL, NULL);
-    host_to_storage(MCL_BF16, dy, staging, N);
-    clEnqueueWriteBuffer(mcl_context_queue(ctx), buf, CL_TRUE, dy_off, 2 * N, staging, 0, NULL, NULL);
-
-    mcl_layernorm_desc desc = {ROWS, COLS, MCL_BF16, 1e-5f};
-    mcl_layernorm_fwd_tensors ft = {.x = {buf, x_off}, .y = {buf, x_off}, .mean = {buf, mean_off}, .rstd = {buf, rstd_off}};
-    assert_ok(mcl_layernorm_forward(ctx, &desc, &ft, NULL));
-    /* x now holds y: the backward needs the original x, so upload it again elsewhere */
-    cl_mem xm = host_upload(ctx, MCL_BF16, x, N);
-    mcl_layernorm_bwd_tensors bt = {.x = {xm, 0}, .mean = {buf, mean_off}, .rstd = {buf, rstd_off},
-                                    .dy = {buf, dy_off}, .dx = {buf, dx_off}};
-    assert_ok(mcl_layernorm_backward(ctx, &desc, &bt, NULL));
-
-    unsigned char *bytes = test_read_all(ctx, buf, total);
-    size_t regions[][2] = {{x_off, 2 * N}, {dy_off, 2 * N}, {dx_off, 2 * N}, {mean_off, 8 * ROWS}};
-    for (size_t i = 0; i < total; i++) {
-        int inside = 0;
-        for (size_t r = 0; r < 4; r++) inside |= i >= regions[r][0] && i < regions[r][0] + regions[r][1];
-        if (!inside) cr_assert_eq(bytes[i], GUARD, "byte %zu outside every tensor changed", i);
+    for (int dt = MCL_F32; dt <= MCL_F16; dt++) {
+        wl_problem *p = NULL;
+        wl_case c = case_of(9, 64, (mcl_dtype)dt, OPT_BIAS);
+        assert_ok(wl_create(&wl_layernorm, ctx, &c, &rng, &p));
+        p->t[Y].alias = X;
+        assert_ok(wl_place(p, WL_OFF_ODD));
+        assert_ok(wl_poison(p));
+        assert_ok(wl_forward(p, NULL));
+        wl_fetch_report r;
+        assert_ok(wl_fetch(p, 1, &r));
+        cr_expect_eq(r.stray_bytes, 0, "%s: bytes outside the tensors written", mcl_dtype_name(c.dtype));
+        assert_ok(wl_reference(p));
+        for (int i = Y; i <= RSTD; i++) {
+            wl_error e = wl_compare(p, i);
+            cr_expect_eq(e.bad, 0, "%s: %s relative error %.3g", mcl_dtype_name(c.dtype), wl_layernorm.tensors[i].name,
+                         e.err);
+        }
+        wl_destroy(p);
     }
-    double *y = malloc(N * sizeof *y), *dx = malloc(N * sizeof *dx);
-    float out[N];
-    ref_layernorm_forward(x, NULL, NULL, ROWS, COLS, 1e-5, y, NULL, NULL);
-    ref_layernorm_backward(x, NULL, dy, ROWS, COLS, 1e-5, dx, NULL, NULL);
-    host_from_storage(MCL_BF16, bytes + x_off, out, N);
-    cr_assert_leq(host_rel_error(out, y, N), 2e-2);
-    host_from_storage(MCL_BF16, bytes + dx_off, out, N);
-    cr_assert_leq(host_rel_error(out, dx, N), 2e-2);
-    free(bytes), free(y), free(dx), free(x), free(dy);
-    clReleaseMemObject(xm), clReleaseMemObject(buf);
     mcl_context_release(ctx);
 }
 

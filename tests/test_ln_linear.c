@@ -1,6 +1,7 @@
-/* LayerNorm + Linear forward and backward against the double-precision reference. Every tensor
- * lies at a nonzero offset inside its own buffer between guard bytes; outputs are poisoned (NaN)
- * before each run, and after it no byte outside the outputs may have changed. */
+/* LayerNorm + Linear forward and backward against the double-precision reference (the
+ * ln_linear workload, tests/workload/ln_linear.c). Every tensor lies at a nonzero offset inside
+ * its own buffer between guard bytes; outputs are poisoned (NaN) before each run, and after it no
+ * byte outside the outputs may have changed. */
 #include "common.h"
 
 #include "ref/ln_linear_ref.h"
@@ -10,197 +11,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The tensors of a forward + backward: inputs first. */
-enum { T_X, T_LN_WEIGHT, T_LN_BIAS, T_WEIGHT, T_BIAS, T_DY,
-       T_Y, T_MEAN, T_RSTD, T_DX, T_DLN_WEIGHT, T_DLN_BIAS, T_DWEIGHT, T_DBIAS, T_COUNT };
-enum { FIRST_OUTPUT = T_Y, FIRST_GRAD = T_DX };
+/* The workload's tensors, and the bit of each gradient in a case's want. */
+enum { T_X, T_LN_WEIGHT, T_LN_BIAS, T_WEIGHT, T_BIAS, T_DY, T_Y, T_MEAN, T_RSTD, T_DX, T_DLN_WEIGHT, T_DLN_BIAS,
+       T_DWEIGHT, T_DBIAS, T_COUNT };
+#define WANT(t) (1u << ((t) - T_DX))
 static const char *const names[T_COUNT] = {"x", "ln_weight", "ln_bias", "weight", "bias", "dy", "y", "mean",
                                            "rstd", "dx", "dln_weight", "dln_bias", "dweight", "dbias"};
-
-/* Backward outputs a case asks for: bit (t - FIRST_GRAD) for tensor t. */
-#define WANT(t) (1u << ((t) - FIRST_GRAD))
-#define WANT_ALL (WANT(T_COUNT) - 1u)
-
-enum { GUARD = 0x5a, TAIL = 24 };
-
-typedef struct lnl_case {
-    size_t rows, in, out;
-    mcl_dtype dtype;
-    int ln_weight, ln_bias, bias; /* optional inputs given */
-    unsigned want;                /* backward outputs */
-    int aligned;                  /* offsets of 8-element multiples (else odd ones) */
-} lnl_case;
-
-typedef struct slot {
-    cl_mem mem; /* NULL: not given */
-    mcl_dtype dtype;
-    size_t n, off, bytes, total; /* n elements at byte offset off of a total-byte buffer */
-    float *values;               /* an input's values (quantized) */
-} slot;
-
-typedef struct problem {
-    lnl_case c;
-    slot s[T_COUNT];
-} problem;
-
-static void slot_write(mcl_context *ctx, const slot *s)
-{
-    void *staging = malloc(s->bytes);
-    host_to_storage(s->dtype, s->values, staging, s->n);
-    cl_int err =
-        clEnqueueWriteBuffer(mcl_context_queue(ctx), s->mem, CL_TRUE, s->off, s->bytes, staging, 0, NULL, NULL);
-    cr_assert_eq(err, CL_SUCCESS);
-    free(staging);
-}
-
-/* NaN in the tensor's dtype, so an element the op fails to write shows */
-static void slot_poison(mcl_context *ctx, const slot *s)
-{
-    float nan_value = NAN;
-    unsigned char pattern[4];
-    host_to_storage(s->dtype, &nan_value, pattern, 1);
-    cl_int err = clEnqueueFillBuffer(mcl_context_queue(ctx), s->mem, pattern, mcl_dtype_size(s->dtype), s->off,
-                                     s->bytes, 0, NULL, NULL);
-    cr_assert_eq(err, CL_SUCCESS);
-}
-
-/* The tensor's values read back; the guard bytes around it must be intact and an input must
- * still hold what was written. */
-static float *slot_read(mcl_context *ctx, const slot *s, const char *name, const char *label)
-{
-    unsigned char *bytes = test_read_all(ctx, s->mem, s->total);
-    for (size_t i = 0; i < s->total; i++)
-        if (i < s->off || i >= s->off + s->bytes)
-            cr_assert_eq(bytes[i], GUARD, "%s: guard byte %zu of %s's buffer changed", label, i, name);
-    float *values = malloc(s->n * sizeof *values);
-    host_from_storage(s->dtype, bytes + s->off, values, s->n);
-    if (s->values)
-        cr_assert_eq(memcmp(values, s->values, s->n * sizeof *values), 0, "%s: input %s changed", label, name);
-    free(bytes);
-    return values;
-}
-
-static problem problem_make(mcl_context *ctx, lnl_case c, host_rng *rng)
-{
-    problem p = {.c = c};
-    const size_t x = c.rows * c.in, w = c.in * c.out, y = c.rows * c.out;
-    const size_t n[T_COUNT] = {x, c.in, c.in, w, c.out, y, y, c.rows, c.rows, x, c.in, c.in, w, c.out};
-    const int given[T_COUNT] = {1, c.ln_weight, c.ln_bias, 1, c.bias, 1, 1, 1, 1};
-    static const float range[FIRST_OUTPUT][2] = {{-2, 3}, {0.5f, 1.5f}, {-0.5f, 0.5f}, {-1, 1}, {-1, 1}, {-1, 1}};
-    for (int t = 0; t < T_COUNT; t++) {
-        if (t < FIRST_GRAD ? !given[t] : !(c.want & WANT(t))) continue;
-        slot *s = &p.s[t];
-        s->dtype = t == T_MEAN || t == T_RSTD ? MCL_F32 : c.dtype;
-        s->n = n[t];
-        s->off = mcl_dtype_size(s->dtype) * (c.aligned ? 8 * (size_t)(t + 1) : 2 * (size_t)t + 1);
-        s->bytes = s->n * mcl_dtype_size(s->dtype);
-        s->total = s->off + s->bytes + TAIL;
-        s->mem = test_buffer(ctx, s->total, GUARD);
-        if (t < FIRST_OUTPUT) {
-            s->values = host_random(rng, c.dtype, s->n, range[t][0], range[t][1]);
-            slot_write(ctx, s);
-        }
-    }
-    return p;
-}
-
-static void problem_free(problem *p)
-{
-    for (int t = 0; t < T_COUNT; t++) {
-        if (p->s[t].mem) clReleaseMemObject(p->s[t].mem);
-        free(p->s[t].values);
-    }
-}
-
-static mcl_tensor tensor(const problem *p, int t) { return (mcl_tensor){p->s[t].mem, p->s[t].off}; }
-
-/* Poisons the outputs, runs the forward, then the backward from an empty workspace: it must
- * take exactly what mcl_ln_linear_backward_workspace_size reports. */
-static void problem_run(mcl_context *ctx, const problem *p)
-{
-    for (int t = FIRST_OUTPUT; t < T_COUNT; t++)
-        if (p->s[t].mem) slot_poison(ctx, &p->s[t]);
-    mcl_ln_linear_desc desc = {p->c.rows, p->c.in, p->c.out, p->c.dtype, 1e-5f};
-    mcl_ln_linear_fwd_tensors ft = {
-        tensor(p, T_X),    tensor(p, T_LN_WEIGHT), tensor(p, T_LN_BIAS), tensor(p, T_WEIGHT),
-        tensor(p, T_BIAS), tensor(p, T_Y),         tensor(p, T_MEAN),    tensor(p, T_RSTD)};
-    mcl_ln_linear_bwd_tensors bt = {
-        tensor(p, T_X),    tensor(p, T_LN_WEIGHT), tensor(p, T_LN_BIAS),   tensor(p, T_WEIGHT),
-        tensor(p, T_MEAN), tensor(p, T_RSTD),      tensor(p, T_DY),        tensor(p, T_DX),
-        tensor(p, T_DLN_WEIGHT), tensor(p, T_DLN_BIAS), tensor(p, T_DWEIGHT), tensor(p, T_DBIAS)};
-    assert_ok(mcl_ln_linear_forward(ctx, &desc, &ft, NULL));
-    size_t ws = 0;
-    assert_ok(mcl_ln_linear_backward_workspace_size(ctx, &desc, &bt, &ws));
-    assert_ok(mcl_context_trim(ctx));
-    cl_event event = NULL;
-    assert_ok(mcl_ln_linear_backward(ctx, &desc, &bt, &event));
-    test_wait_event(event);
-    uint64_t took = test_workspace_bytes(ctx);
-    cr_assert_eq(took, ws, "backward took %llu workspace bytes, size function %zu", (unsigned long long)took,
-                 ws);
-}
-
-/* Relative 2-norm error allowed: fp32 sums of up to a few thousand terms, or the dtype's storage
- * rounding (host_tolerance). For 16-bit dtypes dx, dln_weight and dln_bias come from dLN(x)
- * stored in that dtype: one rounding more, whose error adds in quadrature (sqrt(2), rounded up
- * to 1.5). */
-static double tolerance(mcl_dtype dtype, int t)
-{
-    if (t == T_MEAN || t == T_RSTD) return 1e-5;
-    if (dtype == MCL_F32) return 2e-5;
-    return host_tolerance(dtype) * (t == T_DX || t == T_DLN_WEIGHT || t == T_DLN_BIAS ? 1.5 : 1.0);
-}
-
-/* ||out - ref|| / max(||ref||, ||scale||): the relative error, or for sums that cancel (scale
- * given) the error against the size of their terms, which is what rounding them leaves. */
-static double error_of(const float *out, const double *ref, const double *scale, size_t n)
-{
-    double err = host_rel_error(out, ref, n), r = 0.0, q = 0.0;
-    for (size_t i = 0; scale && i < n; i++) r += ref[i] * ref[i], q += scale[i] * scale[i];
-    return q > r ? err * (r > 0.0 ? sqrt(r) : 1.0) / sqrt(q) : err;
-}
-
-static void check_case(mcl_context *ctx, lnl_case c, host_rng *rng, const char *variant)
-{
-    problem p = problem_make(ctx, c, rng);
-    problem_run(ctx, &p);
-    const slot *s = p.s;
-    ref_ln_linear_problem rp = {c.rows, c.in, c.out, 1e-5, s[T_X].values, s[T_WEIGHT].values,
-                                s[T_LN_WEIGHT].values, s[T_LN_BIAS].values, s[T_BIAS].values, s[T_DY].values};
-    double *ref[T_COUNT] = {0}, *scale[T_COUNT] = {0};
-    for (int t = FIRST_OUTPUT; t < T_COUNT; t++)
-        if (s[t].mem) ref[t] = malloc(s[t].n * sizeof *ref[t]);
-    for (int t = T_DLN_WEIGHT; t <= T_DLN_BIAS; t++)
-        if (s[t].mem) scale[t] = malloc(s[t].n * sizeof *scale[t]);
-    ref_ln_linear_forward(&rp, ref[T_Y], ref[T_MEAN], ref[T_RSTD]);
-    ref_ln_linear_backward(&rp, ref[T_DX], ref[T_DLN_WEIGHT], ref[T_DLN_BIAS], ref[T_DWEIGHT], ref[T_DBIAS]);
-    ref_ln_linear_param_grad_scale(&rp, scale[T_DLN_WEIGHT], scale[T_DLN_BIAS]);
-
-    char label[192];
-    snprintf(label, sizeof label, "%s: rows=%zu in=%zu out=%zu %s ln_weight=%d ln_bias=%d bias=%d want=%#x%s",
-             variant, c.rows, c.in, c.out, mcl_dtype_name(c.dtype), c.ln_weight, c.ln_bias, c.bias, c.want,
-             c.aligned ? " aligned" : "");
-    for (int t = 0; t < T_COUNT; t++) {
-        if (!s[t].mem) continue;
-        float *out = slot_read(ctx, &s[t], names[t], label);
-        if (ref[t]) {
-            double err = error_of(out, ref[t], scale[t], s[t].n), tol = tolerance(c.dtype, t);
-            cr_expect(err <= tol, "%s: %s rel error %.3g > %.2g", label, names[t], err, tol);
-        }
-        free(out), free(ref[t]), free(scale[t]);
-    }
-    problem_free(&p);
-}
 
 typedef struct shape {
     size_t rows, in, out;
     mcl_dtype dtype;
 } shape;
 
-/* opts: bit 0 ln_weight, bit 1 ln_bias, bit 2 bias */
-static lnl_case make_case(shape sh, unsigned want, size_t opts, int aligned)
+/* opts: bit 0 ln_weight, bit 1 ln_bias, bit 2 bias (the workload's option bits) */
+static wl_case make_case(shape sh, unsigned want, size_t opts)
 {
-    return (lnl_case){sh.rows, sh.in, sh.out, sh.dtype, opts & 1, opts >> 1 & 1, opts >> 2 & 1, want, aligned};
+    return (wl_case){{sh.rows, sh.in, sh.out}, sh.dtype, (unsigned)opts, want, 0};
+}
+
+static void check_case(mcl_context *ctx, wl_case c, int aligned, host_rng *rng, const char *variant)
+{
+    test_check_case(ctx, &wl_ln_linear, c, aligned ? WL_OFF_VEC : WL_OFF_ODD, rng, variant);
 }
 
 /* All outputs, for size 1 and sizes that are multiples of no tile (every value of rows {1, 3,
@@ -219,8 +50,8 @@ Test(ln_linear, matches_reference_over_shapes_and_dtypes, .timeout = 600)
 {
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
-    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
-        check_case(ctx, make_case(shapes[k], WANT_ALL, k % 8, (int)(k / 8 % 2)), &rng, "default");
+    for (size_t k = 0; k < COUNT_OF(shapes); k++)
+        check_case(ctx, make_case(shapes[k], WL_ALL, k % 8), (int)(k / 8 % 2), &rng, "default");
     mcl_context_release(ctx);
 }
 
@@ -233,7 +64,7 @@ Test(ln_linear, whole_tiles_take_the_fast_path_correctly, .timeout = 600)
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
     for (size_t d = 0; d < COUNT_OF(per_dtype); d++)
-        check_case(ctx, make_case(per_dtype[d], WANT_ALL, d ? 7 : 0, 1), &rng, "default");
+        check_case(ctx, make_case(per_dtype[d], WL_ALL, d ? 7 : 0), 1, &rng, "default");
     mcl_context_release(ctx);
 }
 
@@ -244,8 +75,7 @@ Test(ln_linear, each_backward_output_alone, .timeout = 600)
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
     for (size_t d = 0; d < 3; d++)
-        for (int t = FIRST_GRAD; t < T_COUNT; t++)
-            check_case(ctx, make_case(per_dtype[d], WANT(t), 7, t % 2), &rng, names[t]);
+        for (int t = T_DX; t < T_COUNT; t++) check_case(ctx, make_case(per_dtype[d], WANT(t), 7), t % 2, &rng, names[t]);
     mcl_context_release(ctx);
 }
 
@@ -271,10 +101,9 @@ Test(ln_linear, every_parameter_variant_is_correct, .timeout = 600)
     };
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
-    for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
+    for (size_t k = 0; k < COUNT_OF(runs); k++) {
         assert_ok(mcl_context_set_params(ctx, "gemm", runs[k].params));
-        check_case(ctx, make_case(runs[k].sh, WANT_ALL, 7 - k, (int)(k % 2)), &rng,
-                   runs[k].params ? runs[k].params : "default");
+        check_case(ctx, make_case(runs[k].sh, WL_ALL, 7 - k), (int)(k % 2), &rng, runs[k].params);
     }
     mcl_context_release(ctx);
 }
@@ -305,23 +134,7 @@ Test(ln_linear, results_are_bitwise_identical_on_repeat, .timeout = 300)
     for (int v = 0; v < 2; v++) {
         assert_ok(mcl_context_set_params(ctx, "gemm", variants[v]));
         shape sh = {2000, 24, 8, v ? MCL_F16 : MCL_F32};
-        problem p = problem_make(ctx, make_case(sh, WANT_ALL, 7, 0), &rng);
-        float *first[T_COUNT] = {0};
-        for (int run = 0; run < 2; run++) {
-            problem_run(ctx, &p);
-            for (int t = FIRST_OUTPUT; t < T_COUNT; t++) {
-                float *out = slot_read(ctx, &p.s[t], names[t], "repeat");
-                if (run == 0) {
-                    first[t] = out;
-                    continue;
-                }
-                cr_assert_eq(memcmp(first[t], out, p.s[t].n * sizeof *out), 0, "%s differs between runs (%s)",
-                             names[t], variants[v] ? variants[v] : "default");
-                free(out);
-                free(first[t]);
-            }
-        }
-        problem_free(&p);
+        test_repeat_is_bitwise(ctx, &wl_ln_linear, make_case(sh, WL_ALL, 7), WL_OFF_VEC, &rng, variants[v]);
     }
     mcl_context_release(ctx);
 }

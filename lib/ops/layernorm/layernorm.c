@@ -286,6 +286,7 @@ mcl_status mcl_layernorm_backward_workspace_size(mcl_context *ctx, const mcl_lay
     MCL_TRY(validate_desc(desc, "layernorm_backward_workspace_size"));
     ln_plan plan;
     MCL_TRY(choose_plan(ctx, desc, 8, &plan)); /* the vector width does not change the size */
-    *bytes = partial_bytes(desc, &plan);
+    size_t partials = partial_bytes(desc, &plan);
+    *bytes = mcl_workspace_parts_size(&partials, 1); /* the one part the backward's walk takes */
     return MCL_OK;
 }

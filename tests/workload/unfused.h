@@ -1,0 +1,55 @@
+/* The unfused baselines' building blocks: an op as a framework's eager mode runs it, one
+ * operation per kernel with every intermediate stored, fp32 only (CLBlast has no bf16). Dense
+ * products and transposes through CLBlast, elementwise operations through small kernels of
+ * their own; every command joins the context's profiling window. */
+#ifndef MCL_WORKLOAD_UNFUSED_H
+#define MCL_WORKLOAD_UNFUSED_H
+
+#include "workload.h"
+
+#define WL_MAX_SCRATCH 32
+
+/* The baseline's state: its kernels and intermediates. */
+typedef struct wl_unfused {
+    cl_program eltwise;
+    cl_mem scratch[WL_MAX_SCRATCH];
+    size_t scratch_count;
+} wl_unfused;
+
+/* For an unfused baseline's setup: fp32 only (MCL_ERR_UNSUPPORTED_DTYPE otherwise), its
+ * elementwise kernels built, and `count` fp32 intermediates of counts[i] elements, counted in
+ * the problem's baseline_bytes. */
+mcl_status wl_unfused_setup(wl_problem *p, const size_t *counts, size_t count);
+void wl_unfused_teardown(wl_problem *p);
+
+/* Intermediate i of the baseline. */
+mcl_tensor wl_scratch(const wl_problem *p, int i);
+
+/* An fp32 operand of an elementwise kernel: element i at the tensor's i (cols 0), or at
+ * (i / cols) * stride + shift + i % cols (a block of `cols` columns of a matrix `stride` wide),
+ * or with broadcast at (i / cols) * stride + shift (one value per row, as a mask over channels). */
+typedef struct wl_view {
+    mcl_tensor t;
+    size_t cols, stride, shift;
+    int broadcast;
+} wl_view;
+
+wl_view wl_flat(mcl_tensor t);
+wl_view wl_block(mcl_tensor t, size_t stride, size_t shift, size_t cols); /* columns [shift, shift + cols) */
+wl_view wl_per_row(mcl_tensor t, size_t cols);                             /* one value per row of cols */
+
+/* One elementwise kernel over n elements of its views: k_sigmoid, k_silu (x -> y), k_mul
+ * (a, b -> y), k_sigmoid_backward (dy, s -> dx, s the saved sigmoid), k_silu_backward
+ * (dy, x -> dx). */
+mcl_status wl_eltwise(const wl_problem *p, const char *kernel, size_t n, const wl_view *views, size_t count);
+
+/* C [m, n] = op(A) op(B), fp32 row-major; the batched form for `batch` products of packed
+ * matrices; b [cols, rows] = a [rows, cols]^T. */
+mcl_status wl_sgemm(const wl_problem *p, int trans_a, int trans_b, size_t m, size_t n, size_t k, mcl_tensor a,
+                    size_t lda, mcl_tensor b, size_t ldb, mcl_tensor c, size_t ldc);
+mcl_status wl_sgemm_batched(const wl_problem *p, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                            mcl_tensor a, size_t lda, mcl_tensor b, size_t ldb, mcl_tensor c, size_t ldc,
+                            size_t batch);
+mcl_status wl_transpose(const wl_problem *p, size_t rows, size_t cols, mcl_tensor a, mcl_tensor b);
+
+#endif

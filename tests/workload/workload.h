@@ -1,0 +1,226 @@
+/* Workloads: one description per op of what it computes on (its tensors, the inputs drawn for
+ * them, how the op is called), what it is compared with (the double-precision reference in
+ * tests/ref, the tolerance of each output), what it costs (FLOP and byte counts) and the
+ * baselines it is timed against (the unfused path a framework runs, the naive kernels). The
+ * Criterion tests, `megacl bench` and the tuner build their cases from it, so what is tested,
+ * what is timed and what is tuned are the same calls.
+ *
+ * A problem is one case of a workload on a context: every tensor in its own buffer at the offset
+ * the placement gives, between guard bytes (WL_GUARD), inputs drawn and uploaded, outputs
+ * poisoned (NaN) before each run. The engine fetches the outputs back, checks that no byte
+ * outside them changed and that the inputs are intact, and compares each output with the
+ * reference. */
+#ifndef MCL_WORKLOAD_H
+#define MCL_WORKLOAD_H
+
+#define MCL_EXPERIMENTAL
+#include "megacl.h"
+#include "ref/host.h"
+
+#include <stddef.h>
+
+#define WL_MAX_TENSORS 24
+#define WL_MAX_RANK 5
+#define WL_ALL (~0u) /* every gradient */
+#define WL_UNSIZED ((size_t)-1)
+
+#define WL_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+#define WL_TRY(expr)                                                                           \
+    do {                                                                                       \
+        mcl_status wl_try_status_ = (expr);                                                    \
+        if (wl_try_status_ != MCL_OK) return wl_try_status_;                                   \
+    } while (0)
+
+typedef enum wl_role {
+    WL_INPUT,    /* given to the forward or the backward (x, dy): drawn */
+    WL_FORWARD,  /* written by the forward (y, saved statistics) */
+    WL_GRADIENT, /* written by the backward */
+} wl_role;
+
+typedef struct wl_tensor_decl {
+    const char *name;
+    wl_role role;
+    int fp32;     /* stored as fp32 whatever the case's dtype (statistics, lse) */
+    float lo, hi; /* an input's values are drawn uniformly from [lo, hi) */
+} wl_tensor_decl;
+
+/* One case: a shape (the workload names its sizes), a dtype, the workload's option bits
+ * (optional inputs given, direction, SiLU half, ...), the gradients asked for (bit g for the
+ * g-th WL_GRADIENT tensor) and one scalar option (the workload says what). */
+typedef struct wl_case {
+    size_t shape[WL_MAX_RANK];
+    mcl_dtype dtype;
+    unsigned options;
+    unsigned want;
+    double arg;
+} wl_case;
+
+typedef struct wl_named_case {
+    const char *name;
+    wl_case c;
+} wl_named_case;
+
+/* How an output is compared with its reference: the 2-norm error ||out - ref|| / max(||ref||,
+ * ||floor||) (floor NULL: ||ref||), or element by element |out - ref| <= tol (|ref| + floor[i])
+ * (floor NULL: 1), for outputs whose elements cancel to sizes a relative norm would not see. A
+ * reference entry of -inf must be -inf exactly. */
+typedef enum wl_check { WL_NORM, WL_ELEMENTWISE } wl_check;
+
+typedef struct wl_tensor {
+    size_t count;     /* elements; 0 for a tensor the case leaves out */
+    mcl_dtype dtype;  /* storage */
+    float *values;    /* an input's values; an output's once fetched */
+    mcl_tensor at;    /* the tensor the op is given */
+    cl_mem buffer;    /* its own buffer, NULL where it shares another tensor's (alias) */
+    size_t buffer_bytes;
+    int alias;        /* the tensor whose place it shares (an output written in place), or -1 */
+    double *ref;      /* the reference of an output */
+    double *floor;    /* see wl_check, or NULL */
+    wl_check check;
+    double tol;
+} wl_tensor;
+
+typedef struct wl_problem {
+    const struct wl_workload *w;
+    wl_case c;
+    mcl_context *ctx;
+    int offsets; /* the placement (WL_OFF_*) */
+    wl_tensor t[WL_MAX_TENSORS];
+    const struct wl_baseline *baseline_path; /* set up by wl_setup_baseline, torn down with the problem */
+    void *baseline;        /* its state */
+    double baseline_bytes; /* the device memory of its intermediates */
+} wl_problem;
+
+typedef struct wl_counts {
+    double fwd_bytes, fwdbwd_bytes; /* the fewest bytes each must move */
+    double fwd_flops, fwdbwd_flops;
+} wl_counts;
+
+/* Another path of the same problem, timed beside megacl's. */
+typedef struct wl_baseline {
+    const char *name;   /* "naive", "unfused" */
+    const char *params; /* an override of the workload's family ("VARIANT=0"), or NULL */
+    /* its intermediates (counted in baseline_bytes) and its own kernels; NULL: none.
+     * MCL_ERR_UNSUPPORTED_DTYPE: it has no path for the dtype (reported, not a failure) */
+    mcl_status (*setup)(wl_problem *p);
+    void (*teardown)(wl_problem *p);
+    mcl_status (*forward)(wl_problem *p); /* NULL: the workload's own, under `params` */
+    mcl_status (*backward)(wl_problem *p);
+} wl_baseline;
+
+typedef struct wl_workload {
+    const char *name;        /* "ln_linear" */
+    const char *family;      /* the kernel family whose parameters its calls run with */
+    const char *shape_names; /* "M,K,N": what a case's shape holds */
+    size_t rank;
+    const char *const *option_names; /* bit i of a case's options, for messages (NULL-terminated) */
+    const wl_tensor_decl *tensors;
+    size_t tensor_count;
+    const wl_named_case *cases; /* the benchmark's AF3 shapes (the first one's options serve a custom shape) */
+    size_t case_count;
+    /* element counts of every tensor for the case, 0 for one it leaves out */
+    void (*sizes)(const wl_case *c, size_t *counts);
+    /* changes drawn inputs the op needs particular values in (masks, rows of spread); NULL: none */
+    void (*draw)(wl_problem *p, host_rng *rng);
+    mcl_status (*forward)(wl_problem *p);
+    mcl_status (*backward)(wl_problem *p);
+    /* the workspace the forward and the backward take as their size functions report
+     * (WL_UNSIZED: the op has none); *exact: they must take exactly that (else at most); NULL:
+     * no size function at all */
+    mcl_status (*workspace)(wl_problem *p, size_t *forward, size_t *backward, int *exact);
+    /* ref, floor and check of every output present, from the inputs and, where the op continues
+     * from its saved tensors, from the fetched forward outputs; 0, or -1 without memory */
+    int (*reference)(wl_problem *p);
+    double (*tolerance)(const wl_case *c, int tensor);
+    /* whether `reference` is affordable on the host for this case; where it is not, `sample`
+     * gives the norm error of each output it checks (err[i] < 0: not checked) on a sample */
+    int (*full_reference)(const wl_case *c);
+    int (*sample)(wl_problem *p, double *err);
+    wl_counts (*counts)(const wl_case *c);
+    const wl_baseline *baselines;
+    size_t baseline_count;
+} wl_workload;
+
+extern const wl_workload wl_layernorm, wl_evoattn, wl_gating, wl_swiglu, wl_ln_linear, wl_transition, wl_trimul;
+extern const wl_workload *const wl_workloads[];
+extern const size_t wl_workload_count;
+
+/* ---- problems ---------------------------------------------------------------------------- */
+
+/* Placement of a problem's tensors: element offsets 0, multiples of 8, odd, or the two mixed. */
+enum { WL_OFF_ZERO, WL_OFF_VEC, WL_OFF_ODD, WL_OFF_MIXED, WL_OFF_MODES };
+extern const char *const wl_offset_names[WL_OFF_MODES];
+enum { WL_GUARD = 37, WL_POISON = 0x7f }; /* guard elements after each tensor, and their bytes */
+
+/* A problem of case c: inputs drawn from rng (quantized to the dtype). wl_place then puts every
+ * tensor in a buffer of its own, at the placement's element offset; an output set to alias an
+ * input before it shares that input's place (in place). */
+mcl_status wl_create(const wl_workload *w, mcl_context *ctx, const wl_case *c, host_rng *rng, wl_problem **out);
+mcl_status wl_place(wl_problem *p, int offsets);
+void wl_destroy(wl_problem *p);
+
+/* The tensor the op is given for tensor i (mem NULL where the case leaves it out). */
+static inline mcl_tensor wl_at(const wl_problem *p, int i) { return p->t[i].at; }
+static inline int wl_has(const wl_problem *p, int i) { return p->t[i].count > 0; }
+static inline int wl_is_input(const wl_problem *p, int i) { return p->w->tensors[i].role == WL_INPUT; }
+
+/* NaN into every output (its own bytes; the guards keep WL_POISON). */
+mcl_status wl_poison(wl_problem *p);
+
+/* A baseline's intermediates and kernels for the problem (wl_baseline.setup), released with it. */
+mcl_status wl_setup_baseline(wl_problem *p, const wl_baseline *b);
+
+/* The workload's own forward and backward, or a baseline's. */
+mcl_status wl_forward(wl_problem *p, const wl_baseline *b);
+mcl_status wl_backward(wl_problem *p, const wl_baseline *b);
+
+/* What a fetch found: bytes outside the tensors written, inputs changed. */
+typedef struct wl_fetch_report {
+    size_t stray_bytes;  /* the most of any buffer */
+    int stray_tensor;    /* the tensor whose buffer they are in, or -1 */
+    int changed_input;   /* an input whose values changed, or -1 */
+} wl_fetch_report;
+
+/* Reads every output back into its values (inputs too with check_inputs: compared with what
+ * was given), and checks every byte around the tensors. */
+mcl_status wl_fetch(wl_problem *p, int check_inputs, wl_fetch_report *report);
+
+/* The comparison of one output with its reference. */
+typedef struct wl_error {
+    double err;          /* the 2-norm error (infinite when an element is NaN or a -inf missed) */
+    size_t bad;          /* elements outside the bound (WL_ELEMENTWISE), or 1 if err > tol (WL_NORM) */
+    size_t worst;        /* the worst element */
+    double worst_ratio;  /* its error over its bound */
+} wl_error;
+
+/* The reference of every output (wl_workload.reference, tolerances from wl_workload.tolerance). */
+mcl_status wl_reference(wl_problem *p);
+wl_error wl_compare(const wl_problem *p, int i);
+
+/* The 2-norm error of a selection of an output's elements (a sample of a large output),
+ * accumulated pair by pair as wl_compare defines it. */
+typedef struct wl_err {
+    double diff, norm;
+    int bad; /* a non-finite output, or a -inf reference missed */
+} wl_err;
+void wl_err_add(wl_err *e, float out, double ref);
+double wl_err_value(const wl_err *e);
+
+/* "ln_linear f32 M,K,N=77,130,16 ln_weight bias want=0x1f": a case in words. */
+void wl_describe(const wl_problem *p, char *out, size_t cap);
+
+/* The device bytes of the problem's outputs (what forward and backward write). */
+double wl_result_bytes(const wl_problem *p);
+
+/* The detail of the last failure of the workload layer (or of the op it called). */
+const char *wl_last_error(void);
+mcl_status wl_fail(mcl_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* An op's status: on failure its message becomes the workload layer's. */
+mcl_status wl_op(mcl_status status);
+
+#endif
