@@ -9,9 +9,6 @@
 #ifndef GLU_WG
 #define GLU_WG 256
 #endif
-#ifndef GLU_GROUPS_PER_CU
-#define GLU_GROUPS_PER_CU 8
-#endif
 
 #define GLU_WANT_DX 1u
 #define GLU_WANT_DG 2u
