@@ -4,6 +4,7 @@
 
 #include "error.h"
 
+#include <stdio.h>
 #include <string.h>
 
 const mcl_family *mcl_family_find(const char *name)
@@ -11,6 +12,17 @@ const mcl_family *mcl_family_find(const char *name)
     for (size_t i = 0; i < mcl_family_registry_count; i++)
         if (strcmp(mcl_family_registry[i]->name, name) == 0) return mcl_family_registry[i];
     return NULL;
+}
+
+void mcl_bucket_any(const size_t *shape, char *out, size_t cap)
+{
+    (void)shape;
+    snprintf(out, cap, "any");
+}
+
+const char *mcl_check_work_group(int items, const mcl_device_info *device)
+{
+    return (size_t)items > device->max_work_group_size ? "WG exceeds the device's work-group size" : NULL;
 }
 
 size_t mcl_family_count(void) { return mcl_family_registry_count; }

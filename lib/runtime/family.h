@@ -64,6 +64,10 @@ typedef struct mcl_family {
     _Static_assert(sizeof(type) == MCL_COUNT(decls) * sizeof(int) && MCL_COUNT(decls) <= MCL_MAX_PARAMS, \
                    #type " must be one int per declared parameter, at most MCL_MAX_PARAMS")
 
+/* The parameter and derived-define fields of a family's declaration. */
+#define MCL_FAMILY_PARAMS(type, decls) .params = decls, .param_count = MCL_COUNT(decls), .values_size = sizeof(type)
+#define MCL_FAMILY_DERIVED(defines) .derived = defines, .derived_count = MCL_COUNT(defines)
+
 /* Room for any family's parameter struct. */
 typedef struct mcl_param_block {
     int values[MCL_MAX_PARAMS];
@@ -78,6 +82,12 @@ static inline void mcl_param_set(const mcl_family *family, void *values, size_t 
 {
     *(int *)((char *)values + family->params[i].offset) = value;
 }
+
+/* Pieces of declarations several families share: one bucket for every shape (kernels tuned per
+ * dtype only), and why a work-group of `items` work-items is too large for the device (NULL when
+ * it fits). */
+void mcl_bucket_any(const size_t *shape, char *out, size_t cap);
+const char *mcl_check_work_group(int items, const mcl_device_info *device);
 
 /* Every family of the library (lib/ops/registry.c). */
 extern const mcl_family *const mcl_family_registry[];

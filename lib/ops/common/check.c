@@ -7,6 +7,12 @@
 #include <stdio.h>
 #include <string.h>
 
+mcl_status mcl_check_call(const char *op, const void *ctx, const void *desc, const void *tensors)
+{
+    return ctx && desc && tensors ? MCL_OK
+                                  : mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL context, desc or tensors", op);
+}
+
 mcl_status mcl_check_dtype(mcl_dtype dtype, const char *op)
 {
     return mcl_dtype_size(dtype) ? MCL_OK

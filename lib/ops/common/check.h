@@ -45,6 +45,9 @@ static inline mcl_tensor_check mcl_tensor_check_of(const char *name, const mcl_t
 mcl_status mcl_check_tensors(mcl_context *ctx, const char *op, const mcl_tensor_check *checks,
                              size_t count);
 
+/* MCL_ERR_NULL_POINTER naming the op unless the context, descriptor and tensors are given. */
+mcl_status mcl_check_call(const char *op, const void *ctx, const void *desc, const void *tensors);
+
 /* MCL_ERR_UNSUPPORTED_DTYPE unless dtype is f32, bf16 or f16. */
 mcl_status mcl_check_dtype(mcl_dtype dtype, const char *op);
 

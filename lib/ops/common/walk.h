@@ -47,4 +47,14 @@ mcl_status mcl_walk_run(mcl_context *ctx, const char *op, mcl_steps steps, const
  * caller when asked for. */
 mcl_status mcl_walk_op(mcl_context *ctx, const char *op, mcl_steps steps, const void *args, cl_event *event);
 
+/* The public entry point mcl_<op>_<pass> (pass forward with tensors fwd, or backward with bwd)
+ * of an op made of walks: validate_<pass>, then <pass>_steps over an mcl_op_args. */
+#define MCL_WALKED_ENTRY_POINT(op, pass, tensors_kind)                                           \
+    mcl_status mcl_##op##_##pass(mcl_context *ctx, const mcl_##op##_desc *desc,                   \
+                                 const mcl_##op##_##tensors_kind##_tensors *tensors, cl_event *event) \
+    {                                                                                            \
+        MCL_TRY(validate_##pass(ctx, desc, tensors));                                            \
+        return mcl_walk_op(ctx, #op "_" #pass, pass##_steps, &(mcl_op_args){desc, tensors}, event); \
+    }
+
 #endif

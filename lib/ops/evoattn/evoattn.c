@@ -97,7 +97,7 @@ static mcl_status validate_desc(const mcl_evoattn_desc *d, const char *op)
 static mcl_status validate_forward(mcl_context *ctx, const mcl_evoattn_desc *d, const mcl_evoattn_fwd_tensors *t)
 {
     const char *op = "evoattn_forward";
-    if (!ctx || !d || !t) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL context, desc or tensors", op);
+    MCL_TRY(mcl_check_call(op, ctx, d, t));
     MCL_TRY(validate_desc(d, op));
     if (mcl_has(&t->gate) != mcl_has(&t->gated))
         return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: gate and gated are given together", op);
@@ -114,7 +114,7 @@ static mcl_status validate_forward(mcl_context *ctx, const mcl_evoattn_desc *d, 
 static mcl_status validate_backward(mcl_context *ctx, const mcl_evoattn_desc *d, const mcl_evoattn_bwd_tensors *t)
 {
     const char *op = "evoattn_backward";
-    if (!ctx || !d || !t) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL context, desc or tensors", op);
+    MCL_TRY(mcl_check_call(op, ctx, d, t));
     MCL_TRY(validate_desc(d, op));
     if (!mcl_has(&t->dq) && !mcl_has(&t->dk) && !mcl_has(&t->dv) && !mcl_has(&t->dgate) && !mcl_has(&t->dmask) &&
         !mcl_has(&t->dpair))

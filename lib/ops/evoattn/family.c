@@ -72,17 +72,9 @@ static void ev_bucket(const size_t *shape, char *out, size_t cap)
 static const char *const ev_helpers[] = {"evoattn/common", "evoattn/blocks", NULL};
 
 const mcl_family mcl_family_evoattn = {
-    .name = "evoattn",
-    .define_prefix = "EV_",
-    .shape_names = "batch,rows,seq,heads,head_dim",
-    .shape_rank = 5,
+    .name = "evoattn", .define_prefix = "EV_",
+    .shape_names = "batch,rows,seq,heads,head_dim", .shape_rank = 5,
     .example_shape = (const size_t[]){1, 384, 384, 4, 32},
-    .params = ev_params_decl,
-    .param_count = MCL_COUNT(ev_params_decl),
-    .values_size = sizeof(ev_params),
-    .helpers = ev_helpers,
-    .derived = ev_derived,
-    .derived_count = MCL_COUNT(ev_derived),
-    .check = ev_check,
-    .bucket = ev_bucket,
+    MCL_FAMILY_PARAMS(ev_params, ev_params_decl), MCL_FAMILY_DERIVED(ev_derived),
+    .helpers = ev_helpers, .check = ev_check, .bucket = ev_bucket,
 };

@@ -48,18 +48,8 @@ static const char *const gemm_fallbacks[] = {"PREFETCH=0", NULL};
 static const char *const gemm_helpers[] = {"gemm/flags", NULL};
 
 const mcl_family mcl_family_gemm = {
-    .name = "gemm",
-    .define_prefix = "GEMM_",
-    .shape_names = "m,n,k",
-    .shape_rank = 3,
-    .example_shape = (const size_t[]){147456, 1024, 128},
-    .params = gemm_params_decl,
-    .param_count = MCL_COUNT(gemm_params_decl),
-    .values_size = sizeof(gemm_params),
-    .helpers = gemm_helpers,
-    .derived = gemm_derived,
-    .derived_count = MCL_COUNT(gemm_derived),
-    .check = gemm_check,
-    .bucket = gemm_bucket,
-    .fallbacks = gemm_fallbacks,
+    .name = "gemm", .define_prefix = "GEMM_",
+    .shape_names = "m,n,k", .shape_rank = 3, .example_shape = (const size_t[]){147456, 1024, 128},
+    MCL_FAMILY_PARAMS(gemm_params, gemm_params_decl), MCL_FAMILY_DERIVED(gemm_derived),
+    .helpers = gemm_helpers, .check = gemm_check, .bucket = gemm_bucket, .fallbacks = gemm_fallbacks,
 };

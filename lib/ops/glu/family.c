@@ -1,8 +1,6 @@
 /* The glu family: its parameters, legal values and portable defaults. */
 #include "glu.h"
 
-#include <stdio.h>
-
 #define GLU_SOURCE "glu/glu"
 
 static const mcl_param_decl glu_params_decl[] = {
@@ -14,26 +12,12 @@ MCL_PARAMS_FIT(glu_params, glu_params_decl);
 
 static const char *glu_check(const void *values, const mcl_device_info *device)
 {
-    const glu_params *v = values;
-    return (size_t)v->wg > device->max_work_group_size ? "WG exceeds the device's work-group size" : NULL;
-}
-
-/* shapes are {elements}: elementwise kernels are tuned per dtype only */
-static void glu_bucket(const size_t *shape, char *out, size_t cap)
-{
-    (void)shape;
-    snprintf(out, cap, "any");
+    return mcl_check_work_group(((const glu_params *)values)->wg, device);
 }
 
 const mcl_family mcl_family_glu = {
-    .name = "glu",
-    .define_prefix = "GLU_",
-    .shape_names = "elements",
-    .shape_rank = 1,
-    .example_shape = (const size_t[]){147456 * 128},
-    .params = glu_params_decl,
-    .param_count = MCL_COUNT(glu_params_decl),
-    .values_size = sizeof(glu_params),
-    .check = glu_check,
-    .bucket = glu_bucket,
+    .name = "glu", .define_prefix = "GLU_",
+    .shape_names = "elements", .shape_rank = 1, .example_shape = (const size_t[]){147456 * 128},
+    MCL_FAMILY_PARAMS(glu_params, glu_params_decl),
+    .check = glu_check, .bucket = mcl_bucket_any, /* elementwise: tuned per dtype only */
 };

@@ -19,7 +19,7 @@ typedef struct glu_plan {
 
 static mcl_status validate_gating(mcl_context *ctx, const mcl_gating_desc *d, const void *t, const char *op)
 {
-    if (!ctx || !d || !t) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL context, desc or tensors", op);
+    MCL_TRY(mcl_check_call(op, ctx, d, t));
     if (d->count == 0) return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: count must be positive", op);
     return mcl_check_dtype(d->dtype, op);
 }
@@ -54,7 +54,7 @@ static mcl_status validate_gating_backward(mcl_context *ctx, const mcl_gating_de
 
 static mcl_status validate_swiglu(mcl_context *ctx, const mcl_swiglu_desc *d, const void *t, const char *op)
 {
-    if (!ctx || !d || !t) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL context, desc or tensors", op);
+    MCL_TRY(mcl_check_call(op, ctx, d, t));
     if (d->rows == 0 || d->features == 0)
         return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: rows (%zu) and features (%zu) must be positive", op,
                         d->rows, d->features);

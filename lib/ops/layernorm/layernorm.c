@@ -40,7 +40,7 @@ static mcl_status validate_desc(const mcl_layernorm_desc *d, const char *op)
 static mcl_status validate_forward(mcl_context *ctx, const mcl_layernorm_desc *d, const mcl_layernorm_fwd_tensors *t)
 {
     const char *op = "layernorm_forward";
-    if (!ctx || !d || !t) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL context, desc or tensors", op);
+    MCL_TRY(mcl_check_call(op, ctx, d, t));
     MCL_TRY(validate_desc(d, op));
     if (mcl_has(&t->mean) != mcl_has(&t->rstd))
         return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: mean and rstd are saved together", op);
@@ -59,7 +59,7 @@ static mcl_status validate_forward(mcl_context *ctx, const mcl_layernorm_desc *d
 static mcl_status validate_backward(mcl_context *ctx, const mcl_layernorm_desc *d, const mcl_layernorm_bwd_tensors *t)
 {
     const char *op = "layernorm_backward";
-    if (!ctx || !d || !t) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL context, desc or tensors", op);
+    MCL_TRY(mcl_check_call(op, ctx, d, t));
     MCL_TRY(validate_desc(d, op));
     if (!mcl_has(&t->dx) && !mcl_has(&t->dweight) && !mcl_has(&t->dbias))
         return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: no output requested (dx, dweight, dbias)", op);

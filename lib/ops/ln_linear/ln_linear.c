@@ -23,7 +23,7 @@ static mcl_status validate_desc(const mcl_ln_linear_desc *d, const char *op)
 static mcl_status validate_forward(mcl_context *ctx, const mcl_ln_linear_desc *d, const mcl_ln_linear_fwd_tensors *t)
 {
     const char *op = "ln_linear_forward";
-    if (!ctx || !d || !t) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL context, desc or tensors", op);
+    MCL_TRY(mcl_check_call(op, ctx, d, t));
     MCL_TRY(validate_desc(d, op));
     size_t in = d->in_features, out = d->out_features;
     mcl_dtype dt = d->dtype;
@@ -43,7 +43,7 @@ static mcl_status validate_forward(mcl_context *ctx, const mcl_ln_linear_desc *d
 static mcl_status validate_backward(mcl_context *ctx, const mcl_ln_linear_desc *d, const mcl_ln_linear_bwd_tensors *t)
 {
     const char *op = "ln_linear_backward";
-    if (!ctx || !d || !t) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL context, desc or tensors", op);
+    MCL_TRY(mcl_check_call(op, ctx, d, t));
     MCL_TRY(validate_desc(d, op));
     if (!mcl_has(&t->dx) && !mcl_has(&t->dln_weight) && !mcl_has(&t->dln_bias) && !mcl_has(&t->dweight) &&
         !mcl_has(&t->dbias))
@@ -167,19 +167,8 @@ static mcl_status backward_steps(mcl_walk *w, const void *args)
 
 /* ---- public entry points ---------------------------------------------------------------- */
 
-mcl_status mcl_ln_linear_forward(mcl_context *ctx, const mcl_ln_linear_desc *desc,
-                                 const mcl_ln_linear_fwd_tensors *tensors, cl_event *event)
-{
-    MCL_TRY(validate_forward(ctx, desc, tensors));
-    return mcl_walk_op(ctx, "ln_linear_forward", forward_steps, &(mcl_op_args){desc, tensors}, event);
-}
-
-mcl_status mcl_ln_linear_backward(mcl_context *ctx, const mcl_ln_linear_desc *desc,
-                                  const mcl_ln_linear_bwd_tensors *tensors, cl_event *event)
-{
-    MCL_TRY(validate_backward(ctx, desc, tensors));
-    return mcl_walk_op(ctx, "ln_linear_backward", backward_steps, &(mcl_op_args){desc, tensors}, event);
-}
+MCL_WALKED_ENTRY_POINT(ln_linear, forward, fwd)
+MCL_WALKED_ENTRY_POINT(ln_linear, backward, bwd)
 
 mcl_status mcl_ln_linear_backward_workspace_size(mcl_context *ctx, const mcl_ln_linear_desc *desc,
                                                  const mcl_ln_linear_bwd_tensors *tensors, size_t *bytes)

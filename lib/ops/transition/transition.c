@@ -33,7 +33,7 @@ static mcl_status validate_desc(const mcl_transition_desc *d, const char *op)
 static mcl_status validate_forward(mcl_context *ctx, const mcl_transition_desc *d, const mcl_transition_fwd_tensors *t)
 {
     const char *op = "transition_forward";
-    if (!ctx || !d || !t) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL context, desc or tensors", op);
+    MCL_TRY(mcl_check_call(op, ctx, d, t));
     MCL_TRY(validate_desc(d, op));
     size_t c = d->channels, f = d->hidden;
     mcl_dtype dt = d->dtype;
@@ -54,7 +54,7 @@ static mcl_status validate_forward(mcl_context *ctx, const mcl_transition_desc *
 static mcl_status validate_backward(mcl_context *ctx, const mcl_transition_desc *d, const mcl_transition_bwd_tensors *t)
 {
     const char *op = "transition_backward";
-    if (!ctx || !d || !t) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL context, desc or tensors", op);
+    MCL_TRY(mcl_check_call(op, ctx, d, t));
     MCL_TRY(validate_desc(d, op));
     if (!mcl_has(&t->dx) && !mcl_has(&t->dln_weight) && !mcl_has(&t->dln_bias) && !mcl_has(&t->dw1) &&
         !mcl_has(&t->dw2))
@@ -278,19 +278,8 @@ static mcl_status backward_steps(mcl_walk *w, const void *args)
 
 /* ---- public entry points ---------------------------------------------------------------- */
 
-mcl_status mcl_transition_forward(mcl_context *ctx, const mcl_transition_desc *desc,
-                                  const mcl_transition_fwd_tensors *tensors, cl_event *event)
-{
-    MCL_TRY(validate_forward(ctx, desc, tensors));
-    return mcl_walk_op(ctx, "transition_forward", forward_steps, &(mcl_op_args){desc, tensors}, event);
-}
-
-mcl_status mcl_transition_backward(mcl_context *ctx, const mcl_transition_desc *desc,
-                                   const mcl_transition_bwd_tensors *tensors, cl_event *event)
-{
-    MCL_TRY(validate_backward(ctx, desc, tensors));
-    return mcl_walk_op(ctx, "transition_backward", backward_steps, &(mcl_op_args){desc, tensors}, event);
-}
+MCL_WALKED_ENTRY_POINT(transition, forward, fwd)
+MCL_WALKED_ENTRY_POINT(transition, backward, bwd)
 
 mcl_status mcl_transition_backward_workspace_size(mcl_context *ctx, const mcl_transition_desc *desc,
                                                   const mcl_transition_bwd_tensors *tensors, size_t *bytes)

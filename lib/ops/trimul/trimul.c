@@ -44,7 +44,7 @@ static size_t pairs(const mcl_trimul_desc *d) { return d->n * d->n; }
 static mcl_status validate_forward(mcl_context *ctx, const mcl_trimul_desc *d, const mcl_trimul_fwd_tensors *t)
 {
     const char *op = "trimul_forward";
-    if (!ctx || !d || !t) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL context, desc or tensors", op);
+    MCL_TRY(mcl_check_call(op, ctx, d, t));
     MCL_TRY(validate_desc(d, op));
     size_t c = d->channels, h = d->hidden;
     mcl_tensor_check checks[] = {
@@ -70,7 +70,7 @@ static mcl_status validate_forward(mcl_context *ctx, const mcl_trimul_desc *d, c
 static mcl_status validate_backward(mcl_context *ctx, const mcl_trimul_desc *d, const mcl_trimul_bwd_tensors *t)
 {
     const char *op = "trimul_backward";
-    if (!ctx || !d || !t) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL context, desc or tensors", op);
+    MCL_TRY(mcl_check_call(op, ctx, d, t));
     MCL_TRY(validate_desc(d, op));
     if (!mcl_has(&t->dz) && !mcl_has(&t->dln_in_weight) && !mcl_has(&t->dln_in_bias) && !mcl_has(&t->dw_in) &&
         !mcl_has(&t->dln_out_weight) && !mcl_has(&t->dln_out_bias) && !mcl_has(&t->dw_out))
@@ -383,12 +383,7 @@ static mcl_status backward_steps(mcl_walk *w, const void *args)
 
 /* ---- public entry points ---------------------------------------------------------------- */
 
-mcl_status mcl_trimul_forward(mcl_context *ctx, const mcl_trimul_desc *desc, const mcl_trimul_fwd_tensors *tensors,
-                              cl_event *event)
-{
-    MCL_TRY(validate_forward(ctx, desc, tensors));
-    return mcl_walk_op(ctx, "trimul_forward", forward_steps, &(mcl_op_args){desc, tensors}, event);
-}
+MCL_WALKED_ENTRY_POINT(trimul, forward, fwd)
 
 mcl_status mcl_trimul_backward(mcl_context *ctx, const mcl_trimul_desc *desc, const mcl_trimul_bwd_tensors *tensors,
                                cl_event *event)
