@@ -1,90 +1,20 @@
-/* Sigmoid gating forward and backward against the double-precision reference: sizes that fill
- * no vector or work-group, tensors inside larger buffers, in place, partial gradients, every
- * parameter variant, determinism and bad inputs. */
+/* Sigmoid gating forward and backward against the double-precision reference (the gating
+ * workload, tests/workload/gating.c): sizes that fill no vector or work-group, tensors inside
+ * larger buffers, in place, partial gradients, saturated gates, every parameter variant,
+ * determinism and bad inputs. */
 #include "common.h"
 
-#include "ref/glu_ref.h"
-
-#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-/* ---- one forward and backward ----------------------------------------------------------- */
+enum { X, G, DY, Y, DX, DG }; /* the workload's tensors */
+enum { WANT_DX = 1, WANT_DG = 2, WANT_BOTH = 3 };
+enum { OPT_SATURATE = 1 };
 
-enum { ALIAS_NONE, ALIAS_X }; /* ALIAS_X: y over x and dx over dy */
-enum { OUT_DX = 1, OUT_DG = 2, OUT_BOTH = 3 };
-
-typedef struct gt_case {
-    size_t count;
-    mcl_dtype dtype;
-    int offsets;  /* OFF_* */
-    int alias;    /* ALIAS_* */
-    int outputs;  /* OUT_*: what the backward is asked for */
-    int saturate; /* every 5th gate in sigmoid's tails */
-} gt_case;
-
-enum { X, G, DY, Y, DX, DG, NT };
-static const char *const t_names[NT] = {"x", "g", "dy", "y", "dx", "dg"};
-
-typedef struct gt_out {
-    float *t[NT]; /* y, dx, dg as read back (NULL where not requested); inputs NULL */
-} gt_out;
-
-static void free_out(gt_out *o) { test_free_all(o->t, NT); }
-
-/* The backward, then the forward (so in-place runs still see their inputs); every output and
- * guard is checked against the reference and the poison. */
-static gt_out run_case(mcl_context *ctx, gt_case c, host_rng *rng, const char *variant)
+/* A flat count of elements: the workload's M x C as count x 1. */
+static wl_case case_of(size_t count, mcl_dtype dtype, unsigned want, unsigned options)
 {
-    static const char *const alias_names[] = {"none", "y=x,dx=dy", "y=g"};
-    static const char *const out_names[] = {"", "dx", "dg", "dx+dg"};
-    char label[256];
-    snprintf(label, sizeof label, "gating %s count=%zu offsets=%s alias=%s grads=%s params=%s",
-             mcl_dtype_name(c.dtype), c.count, test_offset_names[c.offsets], alias_names[c.alias],
-             out_names[c.outputs], variant);
-    size_t n = c.count;
-    float *src[NT] = {host_random(rng, c.dtype, n, -3, 3), host_random(rng, c.dtype, n, -6, 6),
-                      host_random(rng, c.dtype, n, -1, 1)};
-    for (size_t i = 0; c.saturate && i < n; i += 5) src[G][i] = test_extreme(rng, c.dtype);
-
-    int at[NT] = {X, G, DY, Y, DX, DG}; /* the slot each tensor lives in */
-    if (c.alias == ALIAS_X) at[Y] = X, at[DX] = DY;
-    int wanted[NT] = {1, 1, 1, 1, c.outputs & OUT_DX, c.outputs & OUT_DG};
-    mcl_tensor placed[NT] = {{0}}, t[NT] = {{0}};
-    for (int i = 0; i < NT; i++) {
-        if (wanted[i] && at[i] == i) placed[i] = test_place(ctx, c.dtype, src[i], n, test_offset_of(c.offsets, i));
-        if (wanted[i]) t[i] = placed[at[i]];
-    }
-    mcl_gating_desc desc = {n, c.dtype};
-    mcl_gating_bwd_tensors bt = {.x = t[X], .g = t[G], .dy = t[DY], .dx = t[DX], .dg = t[DG]};
-    mcl_gating_fwd_tensors ft = {.x = t[X], .g = t[G], .y = t[Y]};
-    assert_ok(mcl_gating_backward(ctx, &desc, &bt, NULL));
-    assert_ok(mcl_gating_forward(ctx, &desc, &ft, NULL));
-
-    double *ref[NT] = {0};
-    for (int i = Y; i < NT; i++) ref[i] = wanted[i] ? malloc(n * sizeof(double)) : NULL;
-    ref_gating_forward(src[X], src[G], n, ref[Y]);
-    ref_gating_backward(src[X], src[G], src[DY], n, ref[DX], ref[DG]);
-    gt_out out = {{0}};
-    for (int i = 0; i < NT; i++) {
-        int overwritten = i < Y && (at[Y] == i || (wanted[DX] && at[DX] == i));
-        if (!wanted[i] || overwritten) continue;
-        out.t[i] = test_fetch(ctx, t[i], c.dtype, n, i < Y ? src[i] : NULL, label, t_names[i]);
-        if (i >= Y) test_expect_near(label, t_names[i], out.t[i], ref[i], NULL, n, host_tolerance(c.dtype));
-    }
-    for (int i = 0; i < NT; i++) {
-        if (placed[i].mem) clReleaseMemObject(placed[i].mem);
-        if (i < Y) free(out.t[i]), out.t[i] = NULL;
-        free(src[i]), free(ref[i]);
-    }
-    return out;
-}
-
-static void check_case(mcl_context *ctx, gt_case c, host_rng *rng, const char *variant)
-{
-    gt_out out = run_case(ctx, c, rng, variant);
-    free_out(&out);
+    return (wl_case){{count, 1}, dtype, options, want, 0};
 }
 
 /* Counts no vector width divides, and multiples of 8 that fill no work-group (the host takes
@@ -99,24 +29,69 @@ Test(gating, matches_reference_over_sizes_dtypes_and_offsets)
     host_rng rng = host_rng_seeded(test_seed());
     for (int dt = MCL_F32; dt <= MCL_F16; dt++)
         for (size_t i = 0; i < COUNT_OF(counts); i++)
-            for (int off = 0; off < OFF_MODES; off++)
-                check_case(ctx, (gt_case){counts[i], (mcl_dtype)dt, off, ALIAS_NONE, OUT_BOTH, 0}, &rng, "default");
+            for (int off = 0; off < WL_OFF_MODES; off++)
+                test_check_case(ctx, &wl_gating, case_of(counts[i], (mcl_dtype)dt, WANT_BOTH, 0), off, &rng,
+                                "default");
     mcl_context_release(ctx);
 }
 
-static void check_in_place(int alias)
+/* A step of an in-place run succeeded. */
+static void expect_ok(mcl_status status, const char *label, const char *step)
+{
+    cr_assert_eq(status, MCL_OK, "%s: %s: %s", label, step, wl_last_error());
+}
+
+static const char *name_of(int tensor) { return tensor >= 0 ? wl_gating.tensors[tensor].name : "?"; }
+
+/* What test_run expects of a run: no byte outside the tensors written, the inputs still there
+ * (g: x and dy were overwritten), every output within its tolerance of the reference. */
+static void expect_run_right(wl_problem *p, const wl_fetch_report *r, const char *label)
+{
+    cr_expect_eq(r->stray_bytes, 0, "%s: %zu bytes outside the tensors written (in %s's buffer)", label,
+                 r->stray_bytes, name_of(r->stray_tensor));
+    cr_expect_lt(r->changed_input, 0, "%s: input %s changed", label, name_of(r->changed_input));
+    expect_ok(wl_reference(p), label, "the reference");
+    for (int i = Y; i <= DG; i++) {
+        if (!wl_has(p, i)) continue;
+        wl_error e = wl_compare(p, i);
+        const wl_tensor *t = &p->t[i];
+        cr_expect_eq(e.bad, 0,
+                     "%s: %s: %zu of %zu elements off; worst at %zu: got %.9g, expected %.9g (tol %.2g x (|ref| + 1))",
+                     label, name_of(i), e.bad, t->count, e.worst, (double)t->values[e.worst], t->ref[e.worst],
+                     t->tol);
+    }
+}
+
+/* y over x and dx over dy: the backward runs first, so that it still reads x and dy. */
+static void check_in_place(mcl_context *ctx, wl_case c, int offsets, host_rng *rng)
+{
+    wl_problem *p = NULL;
+    expect_ok(wl_create(&wl_gating, ctx, &c, rng, &p), "gating in place", "making the problem");
+    p->t[Y].alias = X, p->t[DX].alias = DY;
+    expect_ok(wl_place(p, offsets), "gating in place", "placing it");
+    char what[320], label[352];
+    test_label(p, "default", what, sizeof what);
+    snprintf(label, sizeof label, "%s in place (y=x, dx=dy)", what);
+    expect_ok(wl_poison(p), label, "poisoning");
+    expect_ok(wl_backward(p, NULL), label, "backward");
+    expect_ok(wl_forward(p, NULL), label, "forward");
+    wl_fetch_report r;
+    expect_ok(wl_fetch(p, 1, &r), label, "fetching");
+    expect_run_right(p, &r, label);
+    wl_destroy(p);
+}
+
+Test(gating, in_place_y_over_x_and_dx_over_dy)
 {
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
     for (int dt = MCL_F32; dt <= MCL_F16; dt++)
         for (size_t i = 0; i < COUNT_OF(counts); i++)
-            for (int outputs = OUT_DX; outputs <= OUT_BOTH; outputs += 2) /* dx, dx+dg */
-                check_case(ctx, (gt_case){counts[i], (mcl_dtype)dt, (int)(i + outputs) % OFF_MODES, alias, outputs, 0},
-                           &rng, "default");
+            for (unsigned want = WANT_DX; want <= WANT_BOTH; want += 2) /* dx, dx+dg */
+                check_in_place(ctx, case_of(counts[i], (mcl_dtype)dt, want, 0), (int)(i + want) % WL_OFF_MODES,
+                               &rng);
     mcl_context_release(ctx);
 }
-
-Test(gating, in_place_y_over_x_and_dx_over_dy) { check_in_place(ALIAS_X); }
 
 Test(gating, backward_with_only_dx_or_only_dg)
 {
@@ -124,9 +99,9 @@ Test(gating, backward_with_only_dx_or_only_dg)
     host_rng rng = host_rng_seeded(test_seed());
     for (int dt = MCL_F32; dt <= MCL_F16; dt++)
         for (size_t i = 0; i < COUNT_OF(counts); i++)
-            for (int outputs = OUT_DX; outputs <= OUT_DG; outputs++)
-                check_case(ctx, (gt_case){counts[i], (mcl_dtype)dt, (int)i % OFF_MODES, ALIAS_NONE, outputs, 0},
-                           &rng, "default");
+            for (unsigned want = WANT_DX; want <= WANT_DG; want++)
+                test_check_case(ctx, &wl_gating, case_of(counts[i], (mcl_dtype)dt, want, 0),
+                                (int)i % WL_OFF_MODES, &rng, "default");
     mcl_context_release(ctx);
 }
 
@@ -136,7 +111,8 @@ Test(gating, saturated_gates_stay_finite_and_right)
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
     for (int dt = MCL_F32; dt <= MCL_F16; dt++)
-        check_case(ctx, (gt_case){8008, (mcl_dtype)dt, OFF_ZERO, ALIAS_NONE, OUT_BOTH, 1}, &rng, "default");
+        test_check_case(ctx, &wl_gating, case_of(8008, (mcl_dtype)dt, WANT_BOTH, OPT_SATURATE), WL_OFF_ZERO, &rng,
+                        "default");
     mcl_context_release(ctx);
 }
 
@@ -151,8 +127,8 @@ Test(gating, every_parameter_variant_is_correct)
             char params[64];
             assert_ok(mcl_context_set_params(ctx, "glu", test_glu_params(params, v, w)));
             for (size_t i = 0; i < COUNT_OF(counts); i++) {
-                gt_case c = {counts[i], (mcl_dtype)((v + w + i) % 3), (int)(v + i) % 2, ALIAS_NONE, OUT_BOTH, 0};
-                check_case(ctx, c, &rng, params);
+                wl_case c = case_of(counts[i], (mcl_dtype)((v + w + i) % 3), WANT_BOTH, 0);
+                test_check_case(ctx, &wl_gating, c, (int)(v + i) % 2, &rng, params);
             }
         }
     }
@@ -160,18 +136,16 @@ Test(gating, every_parameter_variant_is_correct)
     mcl_context_release(ctx);
 }
 
+/* Twice on the same inputs, bit for bit; and those inputs against the reference. */
 Test(gating, results_are_bitwise_identical_on_repeat)
 {
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
     for (int dt = MCL_F32; dt <= MCL_F16; dt++) {
-        gt_case c = {65537, (mcl_dtype)dt, OFF_MIXED, ALIAS_NONE, OUT_BOTH, 0};
+        wl_case c = case_of(65537, (mcl_dtype)dt, WANT_BOTH, 0);
         host_rng again = rng;
-        gt_out first = run_case(ctx, c, &rng, "first"), second = run_case(ctx, c, &again, "second");
-        for (int i = Y; i < NT; i++)
-            cr_expect_eq(memcmp(first.t[i], second.t[i], c.count * sizeof(float)), 0,
-                         "gating %s: %s differs between runs", mcl_dtype_name(c.dtype), t_names[i]);
-        free_out(&first), free_out(&second);
+        test_repeat_is_bitwise(ctx, &wl_gating, c, WL_OFF_MIXED, &rng, "default");
+        test_check_case(ctx, &wl_gating, c, WL_OFF_MIXED, &again, "default");
     }
     mcl_context_release(ctx);
 }

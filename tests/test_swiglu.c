@@ -1,70 +1,16 @@
-/* SwiGLU forward and backward against the double-precision reference: both SiLU halves, shapes
- * that fill no vector or work-group, tensors inside larger buffers, every parameter variant,
- * determinism and bad inputs. */
+/* SwiGLU forward and backward against the double-precision reference (the swiglu workload,
+ * tests/workload/swiglu.c): both SiLU halves, shapes that fill no vector or work-group, tensors
+ * inside larger buffers, saturated inputs, every parameter variant, determinism and bad inputs. */
 #include "common.h"
 
-#include "ref/glu_ref.h"
+#include <stdint.h>
 
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+enum { OPT_SILU_SECOND = 1, OPT_SATURATE = 2 }; /* the workload's options */
 
-/* ---- one forward and backward ----------------------------------------------------------- */
-
-typedef struct sw_case {
-    size_t rows, features;
-    mcl_dtype dtype;
-    mcl_swiglu_half half;
-    int offsets;  /* OFF_* */
-    int saturate; /* every 5th SiLU input in sigmoid's tails */
-} sw_case;
-
-enum { X, DY, Y, DX, NT };
-static const char *const t_names[NT] = {"x", "dy", "y", "dx"};
-
-typedef struct sw_out {
-    float *y, *dx;
-} sw_out;
-
-static sw_out run_case(mcl_context *ctx, sw_case c, host_rng *rng, const char *variant)
+static wl_case case_of(size_t rows, size_t features, mcl_dtype dtype, mcl_swiglu_half half, unsigned options)
 {
-    char label[256];
-    snprintf(label, sizeof label, "swiglu %s rows=%zu features=%zu silu_half=%s offsets=%s params=%s",
-             mcl_dtype_name(c.dtype), c.rows, c.features,
-             c.half == MCL_SWIGLU_SILU_FIRST ? "first" : "second", test_offset_names[c.offsets], variant);
-    size_t f = c.features, half = c.rows * f;
-    const size_t n[NT] = {2 * half, half, half, 2 * half};
-    float *src[NT] = {host_random(rng, c.dtype, n[X], -4, 4), host_random(rng, c.dtype, n[DY], -1, 1)};
-    size_t a_col = c.half == MCL_SWIGLU_SILU_FIRST ? 0 : f;
-    for (size_t i = 0; c.saturate && i < half; i += 5) src[X][i / f * 2 * f + a_col + i % f] = test_extreme(rng, c.dtype);
-
-    mcl_tensor t[NT];
-    for (int i = 0; i < NT; i++) t[i] = test_place(ctx, c.dtype, src[i], n[i], test_offset_of(c.offsets, i));
-    mcl_swiglu_desc desc = {c.rows, c.features, c.dtype, c.half};
-    mcl_swiglu_fwd_tensors ft = {.x = t[X], .y = t[Y]};
-    mcl_swiglu_bwd_tensors bt = {.x = t[X], .dy = t[DY], .dx = t[DX]};
-    assert_ok(mcl_swiglu_forward(ctx, &desc, &ft, NULL));
-    assert_ok(mcl_swiglu_backward(ctx, &desc, &bt, NULL));
-
-    double *ref[NT] = {NULL, NULL, malloc(n[Y] * sizeof(double)), malloc(n[DX] * sizeof(double))};
-    ref_swiglu_forward(src[X], c.rows, f, c.half, ref[Y]);
-    ref_swiglu_backward(src[X], src[DY], c.rows, f, c.half, ref[DX]);
-    float *out[NT];
-    for (int i = 0; i < NT; i++) {
-        out[i] = test_fetch(ctx, t[i], c.dtype, n[i], ref[i] ? NULL : src[i], label, t_names[i]);
-        if (ref[i]) test_expect_near(label, t_names[i], out[i], ref[i], NULL, n[i], host_tolerance(c.dtype));
-        clReleaseMemObject(t[i].mem);
-        free(ref[i]);
-        if (i < Y) free(out[i]), free(src[i]);
-    }
-    return (sw_out){out[Y], out[DX]};
-}
-
-static void check_case(mcl_context *ctx, sw_case c, host_rng *rng, const char *variant)
-{
-    sw_out out = run_case(ctx, c, rng, variant);
-    free(out.y), free(out.dx);
+    unsigned silu = half == MCL_SWIGLU_SILU_SECOND ? OPT_SILU_SECOND : 0;
+    return (wl_case){{rows, features}, dtype, options | silu, WL_ALL, 0};
 }
 
 /* ---- correctness ------------------------------------------------------------------------ */
@@ -78,9 +24,8 @@ Test(swiglu, matches_reference_over_shapes_dtypes_halves_and_offsets)
         for (size_t r = 0; r < COUNT_OF(rows); r++)
             for (size_t f = 0; f < COUNT_OF(features); f++)
                 for (int h = MCL_SWIGLU_SILU_FIRST; h <= MCL_SWIGLU_SILU_SECOND; h++) {
-                    sw_case c = {rows[r], features[f], (mcl_dtype)dt, (mcl_swiglu_half)h,
-                                 (int)(r + f + (size_t)h) % OFF_MODES, 0};
-                    check_case(ctx, c, &rng, "default");
+                    wl_case c = case_of(rows[r], features[f], (mcl_dtype)dt, (mcl_swiglu_half)h, 0);
+                    test_check_case(ctx, &wl_swiglu, c, (int)(r + f + (size_t)h) % WL_OFF_MODES, &rng, "default");
                 }
     mcl_context_release(ctx);
 }
@@ -92,7 +37,8 @@ Test(swiglu, saturated_inputs_stay_finite_and_right)
     host_rng rng = host_rng_seeded(test_seed());
     for (int dt = MCL_F32; dt <= MCL_F16; dt++)
         for (int h = MCL_SWIGLU_SILU_FIRST; h <= MCL_SWIGLU_SILU_SECOND; h++)
-            check_case(ctx, (sw_case){7, 120, (mcl_dtype)dt, (mcl_swiglu_half)h, OFF_ZERO, 1}, &rng, "default");
+            test_check_case(ctx, &wl_swiglu, case_of(7, 120, (mcl_dtype)dt, (mcl_swiglu_half)h, OPT_SATURATE),
+                            WL_OFF_ZERO, &rng, "default");
     mcl_context_release(ctx);
 }
 
@@ -108,9 +54,9 @@ Test(swiglu, every_parameter_variant_is_correct)
             char params[64];
             assert_ok(mcl_context_set_params(ctx, "glu", test_glu_params(params, v, w)));
             for (size_t s = 0; s < COUNT_OF(shapes); s++) {
-                sw_case c = {shapes[s][0], shapes[s][1], (mcl_dtype)((v + w + s) % 3),
-                             (mcl_swiglu_half)((w + s) % 2), (int)(v + s) % 2, 0};
-                check_case(ctx, c, &rng, params);
+                wl_case c = case_of(shapes[s][0], shapes[s][1], (mcl_dtype)((v + w + s) % 3),
+                                    (mcl_swiglu_half)((w + s) % 2), 0);
+                test_check_case(ctx, &wl_swiglu, c, (int)(v + s) % 2, &rng, params);
             }
         }
     }
@@ -118,18 +64,16 @@ Test(swiglu, every_parameter_variant_is_correct)
     mcl_context_release(ctx);
 }
 
+/* Twice on the same inputs, bit for bit; and those inputs against the reference. */
 Test(swiglu, results_are_bitwise_identical_on_repeat)
 {
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
     for (int dt = MCL_F32; dt <= MCL_F16; dt++) {
-        sw_case c = {300, 127, (mcl_dtype)dt, MCL_SWIGLU_SILU_SECOND, OFF_MIXED, 0};
+        wl_case c = case_of(300, 127, (mcl_dtype)dt, MCL_SWIGLU_SILU_SECOND, 0);
         host_rng again = rng;
-        sw_out first = run_case(ctx, c, &rng, "first"), second = run_case(ctx, c, &again, "second");
-        size_t n = c.rows * c.features * sizeof(float);
-        cr_expect_eq(memcmp(first.y, second.y, n), 0, "swiglu %s: y differs between runs", mcl_dtype_name(c.dtype));
-        cr_expect_eq(memcmp(first.dx, second.dx, 2 * n), 0, "swiglu %s: dx differs between runs", mcl_dtype_name(c.dtype));
-        free(first.y), free(first.dx), free(second.y), free(second.dx);
+        test_repeat_is_bitwise(ctx, &wl_swiglu, c, WL_OFF_MIXED, &rng, "default");
+        test_check_case(ctx, &wl_swiglu, c, WL_OFF_MIXED, &again, "default");
     }
     mcl_context_release(ctx);
 }

@@ -248,6 +248,14 @@ wl_error wl_compare(const wl_problem *p, int i)
     return e;
 }
 
+float wl_sigmoid_tail(host_rng *rng, mcl_dtype dtype)
+{
+    static const float magnitudes[] = {8.0f, 20.0f, 40.0f, 100.0f, 1e4f};
+    float v = magnitudes[(size_t)host_uniform(rng, 0.0f, 4.999f)] * (host_uniform(rng, -1, 1) < 0 ? -1 : 1);
+    host_quantize(dtype, &v, 1);
+    return v;
+}
+
 void wl_err_add(wl_err *e, float out, double ref)
 {
     if (isinf(ref) && ref < 0) {

@@ -198,6 +198,10 @@ typedef struct wl_error {
 mcl_status wl_reference(wl_problem *p);
 wl_error wl_compare(const wl_problem *p, int i);
 
+/* A value far out in sigmoid's tails, where exp overflows in fp32, rounded to the dtype: the
+ * saturated inputs of gates and SiLU. */
+float wl_sigmoid_tail(host_rng *rng, mcl_dtype dtype);
+
 /* The 2-norm error of a selection of an output's elements (a sample of a large output),
  * accumulated pair by pair as wl_compare defines it. */
 typedef struct wl_err {
