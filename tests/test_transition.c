@@ -1,7 +1,8 @@
-/* Transition forward and backward against the double-precision reference: every dtype, both
- * SiLU halves, with and without the LayerNorm's weight and bias, shapes that fill no tile, each
- * backward output alone, tensors inside larger buffers (poison and guard bytes checked),
- * parameter variants, a backward in several row chunks, determinism and bad inputs. */
+/* Transition forward and backward against the double-precision reference (the transition
+ * workload, tests/workload/transition.c): every dtype, both SiLU halves, with and without the
+ * LayerNorm's weight and bias, shapes that fill no tile, each backward output alone, tensors
+ * inside larger buffers (poison and guard bytes checked), parameter variants, a backward in
+ * several row chunks, determinism and bad inputs. */
 #include "common.h"
 
 #include "ref/transition_ref.h"
@@ -9,19 +10,13 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-/* The tensors of a forward + backward: inputs first, then the forward's outputs (inputs of the
- * backward), then the gradients. */
+/* The workload's tensors, and the bit of each gradient in a case's want. */
 enum { T_X, T_LN_WEIGHT, T_LN_BIAS, T_W1, T_W2, T_DY, T_Y, T_MEAN, T_RSTD, T_H,
        T_DX, T_DLN_WEIGHT, T_DLN_BIAS, T_DW1, T_DW2, T_COUNT };
-enum { FIRST_OUTPUT = T_Y, FIRST_GRAD = T_DX };
+#define WANT(t) (1u << ((t) - T_DX))
 static const char *const names[T_COUNT] = {"x", "ln_weight", "ln_bias", "w1", "w2", "dy", "y", "mean",
                                            "rstd", "h", "dx", "dln_weight", "dln_bias", "dw1", "dw2"};
-
-/* Backward outputs a case asks for: bit (t - FIRST_GRAD) for tensor t. */
-#define WANT(t) (1u << ((t) - FIRST_GRAD))
-#define WANT_ALL (WANT(T_COUNT) - 1u)
 
 typedef struct tr_case {
     size_t rows, c, f;
@@ -29,121 +24,26 @@ typedef struct tr_case {
     mcl_swiglu_half half;
     int ln_weight, ln_bias; /* optional inputs given */
     unsigned want;          /* backward outputs */
-    int offsets;            /* OFF_* */
+    int offsets;            /* WL_OFF_* */
     size_t chunk_rows;      /* the backward's rows per chunk, 0: the op's choice */
 } tr_case;
 
-static double rms(const double *v, size_t n)
-{
-    double ss = 0.0;
-    for (size_t i = 0; i < n; i++) ss += v[i] * v[i];
-    return sqrt(ss / (double)n);
-}
+/* The workload's option bits; its arg is the rows per chunk. */
+enum { SILU_SECOND = 1, LN_WEIGHT = 2, LN_BIAS = 4 };
 
-/* Every |out - ref| within tol * (|ref| + floor), floor the size of the element's errors: the
- * largest of the rms of ref over the whole tensor, and of ref and scale (the size of the
- * rounding errors of what it is built from: ref_transition_error_scale) over the element's
- * group of `cols` (a row of dx, y or h; the element itself for the sums over rows). An element
- * whose value cancels is held to the error its terms' rounding leaves, never to a relative one. */
-static void expect_near(const char *label, const char *what, const float *out, const double *ref,
-                        const double *scale, size_t n, size_t cols, double tol)
+static wl_case workload_case(tr_case c)
 {
-    double whole = rms(ref, n), *floors = malloc(n * sizeof *floors);
-    for (size_t g = 0; g < n; g += cols) {
-        double floor = fmax(whole, fmax(rms(ref + g, cols), scale ? rms(scale + g, cols) : 0.0));
-        for (size_t i = g; i < g + cols; i++) floors[i] = floor;
-    }
-    test_expect_near(label, what, out, ref, floors, n, tol);
-    free(floors);
-}
-
-/* ---- one forward and backward ----------------------------------------------------------- */
-
-/* Element counts of every tensor. */
-static void sizes_of(tr_case c, size_t n[T_COUNT])
-{
-    const size_t x = c.rows * c.c, w1 = c.c * 2 * c.f, w2 = c.f * c.c;
-    const size_t all[T_COUNT] = {x, c.c, c.c, w1, w2, x, x, c.rows, c.rows, c.rows * 2 * c.f, x, c.c, c.c, w1, w2};
-    memcpy(n, all, sizeof all);
+    unsigned options = (c.half == MCL_SWIGLU_SILU_SECOND ? SILU_SECOND : 0u) | (c.ln_weight ? LN_WEIGHT : 0u) |
+                       (c.ln_bias ? LN_BIAS : 0u);
+    return (wl_case){{c.rows, c.c, c.f}, c.dtype, options, c.want, (double)c.chunk_rows};
 }
 
 /* Runs the forward, then the backward from an empty workspace (it must take exactly what
  * mcl_transition_backward_workspace_size reports), and checks every output against the
- * reference and every buffer's poison around its tensor. Returns every tensor's values (NULL
- * where absent): the caller frees them. */
-static void run_case(mcl_context *ctx, tr_case c, host_rng *rng, const char *variant, float *out[T_COUNT])
-{
-    char label[256];
-    snprintf(label, sizeof label, "transition %s rows=%zu c=%zu F=%zu silu_half=%s ln_weight=%d ln_bias=%d "
-             "want=%#x offsets=%s chunk_rows=%zu params=%s", mcl_dtype_name(c.dtype), c.rows, c.c, c.f,
-             c.half == MCL_SWIGLU_SILU_FIRST ? "first" : "second", c.ln_weight, c.ln_bias, c.want,
-             test_offset_names[c.offsets], c.chunk_rows, variant);
-    size_t n[T_COUNT];
-    sizes_of(c, n);
-    const int given[FIRST_GRAD] = {1, c.ln_weight, c.ln_bias, 1, 1, 1, 1, 1, 1, 1};
-    const float w1_range = 2.0f / sqrtf((float)c.c), w2_range = 2.0f / sqrtf((float)c.f);
-    const float range[FIRST_OUTPUT][2] = {{-2, 3}, {0.5f, 1.5f}, {-0.5f, 0.5f}, {-w1_range, w1_range},
-                                          {-w2_range, w2_range}, {-1, 1}};
-    float *src[FIRST_OUTPUT] = {0};
-    mcl_tensor t[T_COUNT] = {0};
-    mcl_dtype dt[T_COUNT];
-    for (int i = 0; i < T_COUNT; i++) {
-        dt[i] = i == T_MEAN || i == T_RSTD ? MCL_F32 : c.dtype;
-        out[i] = NULL;
-        if (i < FIRST_GRAD ? !given[i] : !(c.want & WANT(i))) continue;
-        if (i < FIRST_OUTPUT) src[i] = host_random(rng, c.dtype, n[i], range[i][0], range[i][1]);
-        t[i] = test_place(ctx, dt[i], i < FIRST_OUTPUT ? src[i] : NULL, n[i], test_offset_of(c.offsets, i));
-    }
-
-    mcl_transition_desc desc = {c.rows, c.c, c.f, c.dtype, 1e-5f, c.half, c.chunk_rows};
-    mcl_transition_fwd_tensors ft = {t[T_X], t[T_LN_WEIGHT], t[T_LN_BIAS], t[T_W1], t[T_W2],
-                                     t[T_Y], t[T_MEAN],      t[T_RSTD],    t[T_H]};
-    mcl_transition_bwd_tensors bt = {t[T_X],  t[T_LN_WEIGHT], t[T_LN_BIAS],    t[T_W1],        t[T_W2],
-                                     t[T_MEAN], t[T_RSTD],    t[T_H],          t[T_DY],        t[T_DX],
-                                     t[T_DLN_WEIGHT], t[T_DLN_BIAS], t[T_DW1], t[T_DW2]};
-    assert_ok(mcl_transition_forward(ctx, &desc, &ft, NULL));
-    size_t ws = 0;
-    assert_ok(mcl_transition_backward_workspace_size(ctx, &desc, &bt, &ws));
-    assert_ok(mcl_context_trim(ctx));
-    cl_event event = NULL;
-    assert_ok(mcl_transition_backward(ctx, &desc, &bt, &event));
-    test_wait_event(event);
-    uint64_t took = test_workspace_bytes(ctx);
-    cr_expect_eq(took, ws, "%s: backward took %llu workspace bytes, size function %zu", label,
-                 (unsigned long long)took, ws);
-
-    for (int i = 0; i < T_COUNT; i++) {
-        if (!t[i].mem) continue;
-        out[i] = test_fetch(ctx, t[i], dt[i], n[i], i < FIRST_OUTPUT ? src[i] : NULL, label, names[i]);
-        clReleaseMemObject(t[i].mem);
-    }
-
-    /* y's and the backward's reference start from the h the device saved, as the op does */
-    ref_transition_problem rp = {c.rows, c.c, c.f, 1e-5, c.half, src[T_X], src[T_W1], src[T_W2],
-                                 src[T_LN_WEIGHT], src[T_LN_BIAS], out[T_H], src[T_DY]};
-    double *ref[T_COUNT] = {0}, *scale[T_COUNT] = {0};
-    for (int i = FIRST_OUTPUT; i < T_COUNT; i++)
-        if (out[i]) ref[i] = malloc(n[i] * sizeof(double));
-    for (int i = FIRST_GRAD; i < T_COUNT; i++)
-        if (out[i]) scale[i] = malloc(n[i] * sizeof(double));
-    ref_transition_forward(&rp, ref[T_Y], ref[T_MEAN], ref[T_RSTD], ref[T_H]);
-    ref_transition_backward(&rp, ref[T_DX], ref[T_DLN_WEIGHT], ref[T_DLN_BIAS], ref[T_DW1], ref[T_DW2]);
-    ref_transition_error_scale(&rp, scale[T_DX], scale[T_DLN_WEIGHT], scale[T_DLN_BIAS], scale[T_DW1], scale[T_DW2]);
-    /* the storage dtype's tolerance (fp32's for mean and rstd): each output is its own rounding
-     * and fp32 sums away from the reference; the roundings of dh and dLN(x) are in scale */
-    for (int i = FIRST_OUTPUT; i < T_COUNT; i++) {
-        size_t cols = i == T_Y || i == T_DX ? c.c : i == T_H ? 2 * c.f : i == T_MEAN || i == T_RSTD ? n[i] : 1;
-        if (ref[i]) expect_near(label, names[i], out[i], ref[i], scale[i], n[i], cols, host_tolerance(dt[i]));
-        free(ref[i]), free(scale[i]);
-    }
-    test_free_all(src, FIRST_OUTPUT);
-}
-
+ * reference continued from the device's h, and every buffer's poison around its tensor. */
 static void check_case(mcl_context *ctx, tr_case c, host_rng *rng, const char *variant)
 {
-    float *out[T_COUNT];
-    run_case(ctx, c, rng, variant, out);
-    test_free_all(out, T_COUNT);
+    test_check_case(ctx, &wl_transition, workload_case(c), c.offsets, rng, variant);
 }
 
 /* ---- correctness ------------------------------------------------------------------------ */
@@ -154,18 +54,18 @@ static void check_case(mcl_context *ctx, tr_case c, host_rng *rng, const char *v
  * c = 1, LN(x) is ln_bias (or 0: every output 0). Each case compiles its own GEMM variants, so
  * the shapes are spread over the dtypes rather than crossed with them. */
 static const tr_case cases[] = {
-    {1, 1, 1, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 1, WANT_ALL, OFF_ODD, 0},
-    {1, 32, 64, MCL_F32, MCL_SWIGLU_SILU_SECOND, 0, 1, WANT_ALL, OFF_VEC, 0},
-    {77, 5, 64, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 0, WANT_ALL, OFF_MIXED, 0},
-    {300, 32, 128, MCL_F32, MCL_SWIGLU_SILU_SECOND, 0, 0, WANT_ALL, OFF_ZERO, 0},
-    {1, 1, 1, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 0, 1, WANT_ALL, OFF_MIXED, 0},
-    {3, 5, 3, MCL_BF16, MCL_SWIGLU_SILU_FIRST, 1, 0, WANT_ALL, OFF_ODD, 0},
-    {77, 1, 3, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WANT_ALL, OFF_VEC, 0},
-    {300, 32, 128, MCL_BF16, MCL_SWIGLU_SILU_FIRST, 0, 0, WANT_ALL, OFF_ZERO, 0},
-    {1, 1, 1, MCL_F16, MCL_SWIGLU_SILU_FIRST, 0, 0, WANT_ALL, OFF_VEC, 0},
-    {77, 32, 20, MCL_F16, MCL_SWIGLU_SILU_SECOND, 1, 1, WANT_ALL, OFF_ODD, 0},
-    {3, 32, 1, MCL_F16, MCL_SWIGLU_SILU_FIRST, 1, 0, WANT_ALL, OFF_MIXED, 0},
-    {300, 32, 128, MCL_F16, MCL_SWIGLU_SILU_SECOND, 0, 1, WANT_ALL, OFF_ZERO, 0},
+    {1, 1, 1, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 1, WL_ALL, WL_OFF_ODD, 0},
+    {1, 32, 64, MCL_F32, MCL_SWIGLU_SILU_SECOND, 0, 1, WL_ALL, WL_OFF_VEC, 0},
+    {77, 5, 64, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 0, WL_ALL, WL_OFF_MIXED, 0},
+    {300, 32, 128, MCL_F32, MCL_SWIGLU_SILU_SECOND, 0, 0, WL_ALL, WL_OFF_ZERO, 0},
+    {1, 1, 1, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 0, 1, WL_ALL, WL_OFF_MIXED, 0},
+    {3, 5, 3, MCL_BF16, MCL_SWIGLU_SILU_FIRST, 1, 0, WL_ALL, WL_OFF_ODD, 0},
+    {77, 1, 3, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_VEC, 0},
+    {300, 32, 128, MCL_BF16, MCL_SWIGLU_SILU_FIRST, 0, 0, WL_ALL, WL_OFF_ZERO, 0},
+    {1, 1, 1, MCL_F16, MCL_SWIGLU_SILU_FIRST, 0, 0, WL_ALL, WL_OFF_VEC, 0},
+    {77, 32, 20, MCL_F16, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_ODD, 0},
+    {3, 32, 1, MCL_F16, MCL_SWIGLU_SILU_FIRST, 1, 0, WL_ALL, WL_OFF_MIXED, 0},
+    {300, 32, 128, MCL_F16, MCL_SWIGLU_SILU_SECOND, 0, 1, WL_ALL, WL_OFF_ZERO, 0},
 };
 
 Test(transition, matches_reference_over_shapes_dtypes_and_halves, .timeout = 300)
@@ -181,8 +81,8 @@ Test(transition, each_backward_output_alone, .timeout = 300)
 {
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
-    for (int t = FIRST_GRAD; t < T_COUNT; t++) {
-        tr_case c = {77, 32, 20, MCL_F16, (mcl_swiglu_half)(t % 2), 1, 1, WANT(t), t % OFF_MODES, 0};
+    for (int t = T_DX; t < T_COUNT; t++) {
+        tr_case c = {77, 32, 20, MCL_F16, (mcl_swiglu_half)(t % 2), 1, 1, WANT(t), t % WL_OFF_MODES, 0};
         check_case(ctx, c, &rng, names[t]);
     }
     mcl_context_release(ctx);
@@ -195,10 +95,10 @@ Test(transition, each_backward_output_alone, .timeout = 300)
 Test(transition, whole_tiles_take_the_fast_path_correctly, .timeout = 300)
 {
     static const tr_case cases[] = {
-        {300, 128, 128, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 1, WANT_ALL, OFF_VEC, 0},
-        {300, 128, 128, MCL_F32, MCL_SWIGLU_SILU_SECOND, 1, 1, WANT_ALL, OFF_MIXED, 0},
-        {300, 128, 128, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 0, 0, WANT_ALL, OFF_ZERO, 100},
-        {300, 128, 128, MCL_F16, MCL_SWIGLU_SILU_FIRST, 1, 0, WANT_ALL, OFF_VEC, 128},
+        {300, 128, 128, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 1, WL_ALL, WL_OFF_VEC, 0},
+        {300, 128, 128, MCL_F32, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_MIXED, 0},
+        {300, 128, 128, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 0, 0, WL_ALL, WL_OFF_ZERO, 100},
+        {300, 128, 128, MCL_F16, MCL_SWIGLU_SILU_FIRST, 1, 0, WL_ALL, WL_OFF_VEC, 128},
     };
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
@@ -229,7 +129,7 @@ Test(transition, parameter_variants_are_correct, .timeout = 300)
     for (size_t i = 0; i < COUNT_OF(runs); i++) {
         assert_ok(mcl_context_set_params(ctx, "gemm", runs[i].params));
         tr_case c = {runs[i].rows, runs[i].c, runs[i].f, runs[i].dtype, (mcl_swiglu_half)(i % 2), 1, (int)(i / 2),
-                     WANT_ALL, (int)(i % OFF_MODES), 0};
+                     WL_ALL, (int)(i % WL_OFF_MODES), 0};
         check_case(ctx, c, &rng, runs[i].params);
     }
     mcl_context_release(ctx);
@@ -246,7 +146,7 @@ Test(transition, backward_over_several_row_chunks, .timeout = 300)
     static const char *const variants[] = {NULL, SPLIT_VARIANT};
     for (int v = 0; v < 2; v++) {
         assert_ok(mcl_context_set_params(ctx, "gemm", variants[v]));
-        tr_case c = {70000, 8, 2, (mcl_dtype)v, (mcl_swiglu_half)v, 1, 1, WANT_ALL, v ? OFF_MIXED : OFF_ZERO, 0};
+        tr_case c = {70000, 8, 2, (mcl_dtype)v, (mcl_swiglu_half)v, 1, 1, WL_ALL, v ? WL_OFF_MIXED : WL_OFF_ZERO, 0};
         check_case(ctx, c, &rng, variants[v] ? variants[v] : "default");
     }
     mcl_context_release(ctx);
@@ -263,7 +163,7 @@ Test(transition, backward_with_chosen_chunk_rows, .timeout = 300)
     for (size_t i = 0; i < COUNT_OF(chunk_rows); i++) {
         const char *variant = i % 2 ? SPLIT_VARIANT : NULL;
         assert_ok(mcl_context_set_params(ctx, "gemm", variant));
-        tr_case c = {77, 32, 20, (mcl_dtype)(i % 3), (mcl_swiglu_half)(i % 2), 1, 1, WANT_ALL, (int)(i % OFF_MODES),
+        tr_case c = {77, 32, 20, (mcl_dtype)(i % 3), (mcl_swiglu_half)(i % 2), 1, 1, WL_ALL, (int)(i % WL_OFF_MODES),
                      chunk_rows[i]};
         check_case(ctx, c, &rng, variant ? variant : "default");
     }
@@ -271,7 +171,7 @@ Test(transition, backward_with_chosen_chunk_rows, .timeout = 300)
 }
 
 /* Forward and backward twice on the same inputs, default and split parameters: every output's
- * bytes must be identical. */
+ * bytes must be identical; and a third run on those inputs against the reference. */
 Test(transition, results_are_bitwise_identical_on_repeat, .timeout = 300)
 {
     mcl_context *ctx = test_context();
@@ -279,17 +179,10 @@ Test(transition, results_are_bitwise_identical_on_repeat, .timeout = 300)
     static const char *const variants[] = {NULL, SPLIT_VARIANT};
     for (int v = 0; v < 2; v++) {
         assert_ok(mcl_context_set_params(ctx, "gemm", variants[v]));
-        tr_case c = {v ? 77 : 300, 32, v ? 20 : 128, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WANT_ALL, OFF_MIXED, 0};
+        tr_case c = {v ? 77 : 300, 32, v ? 20 : 128, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_MIXED, 0};
         host_rng again = rng;
-        float *first[T_COUNT], *second[T_COUNT];
-        run_case(ctx, c, &rng, "first", first);
-        run_case(ctx, c, &again, "second", second);
-        size_t n[T_COUNT];
-        sizes_of(c, n);
-        for (int t = FIRST_OUTPUT; t < T_COUNT; t++)
-            cr_expect_eq(memcmp(first[t], second[t], n[t] * sizeof(float)), 0, "%s differs between runs (%s)",
-                         names[t], variants[v] ? variants[v] : "default");
-        test_free_all(first, T_COUNT), test_free_all(second, T_COUNT);
+        test_repeat_is_bitwise(ctx, &wl_transition, workload_case(c), c.offsets, &rng, variants[v]);
+        check_case(ctx, c, &again, variants[v] ? variants[v] : "default");
     }
     mcl_context_release(ctx);
 }
@@ -455,5 +348,18 @@ Test(transition, bad_backward_inputs)
     assert_status(mcl_transition_backward_workspace_size(NULL, &d, &f.bt, &bytes), MCL_ERR_NULL_POINTER);
     d.hidden = 0;
     assert_status(mcl_transition_backward_workspace_size(f.b.ctx, &d, &f.bt, &bytes), MCL_ERR_INVALID_SIZE);
+    test_bad_buffers_release(&f.b);
+}
+
+/* The workload runs the op without events; the bad-input tests' valid tensors show that the
+ * forward and the backward each return one. */
+Test(transition, forward_and_backward_return_events)
+{
+    bad_fixture f = bad_setup();
+    cl_event fwd = NULL, bwd = NULL;
+    assert_ok(mcl_transition_forward(f.b.ctx, &f.desc, &f.ft, &fwd));
+    test_wait_event(fwd);
+    assert_ok(mcl_transition_backward(f.b.ctx, &f.desc, &f.bt, &bwd));
+    test_wait_event(bwd);
     test_bad_buffers_release(&f.b);
 }

@@ -1,8 +1,9 @@
-/* Triangle multiplicative update forward and backward against the double-precision reference:
- * every dtype, both directions, with and without the mask and the LayerNorms' weights and
- * biases, shapes that fill no tile, each backward output alone, tensors inside larger buffers
- * (poison and guard bytes checked), parameter variants, determinism, workspace sizes and bad
- * inputs; and the reference's own backward against finite differences. */
+/* Triangle multiplicative update forward and backward against the double-precision reference
+ * (the trimul workload, tests/workload/trimul.c): every dtype, both directions, with and without
+ * the mask and the LayerNorms' weights and biases, shapes that fill no tile, each backward
+ * output alone, tensors inside larger buffers (poison and guard bytes checked), parameter
+ * variants, determinism, workspace sizes and bad inputs; and the reference's own backward
+ * against finite differences. */
 #include "common.h"
 
 #include "ref/trimul_ref.h"
@@ -10,22 +11,16 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-/* The tensors of a forward + backward: inputs first, then the forward's outputs (inputs of the
- * backward), then the gradients. */
+/* The workload's tensors, and the bit of each gradient in a case's want. */
 enum { T_Z, T_MASK, T_LN_IN_WEIGHT, T_LN_IN_BIAS, T_W_IN, T_LN_OUT_WEIGHT, T_LN_OUT_BIAS, T_W_OUT, T_DOUT,
        T_OUT, T_P, T_T, T_MEAN_IN, T_RSTD_IN, T_MEAN_OUT, T_RSTD_OUT,
        T_DZ, T_DLN_IN_WEIGHT, T_DLN_IN_BIAS, T_DW_IN, T_DLN_OUT_WEIGHT, T_DLN_OUT_BIAS, T_DW_OUT, T_COUNT };
-enum { FIRST_OUTPUT = T_OUT, FIRST_GRAD = T_DZ };
+#define WANT(t) (1u << ((t) - T_DZ))
 static const char *const names[T_COUNT] = {
     "z", "mask", "ln_in_weight", "ln_in_bias", "w_in", "ln_out_weight", "ln_out_bias", "w_out", "dout",
     "out", "p", "t", "mean_in", "rstd_in", "mean_out", "rstd_out",
     "dz", "dln_in_weight", "dln_in_bias", "dw_in", "dln_out_weight", "dln_out_bias", "dw_out"};
-
-/* Backward outputs a case asks for: bit (t - FIRST_GRAD) for tensor t. */
-#define WANT(t) (1u << ((t) - FIRST_GRAD))
-#define WANT_ALL (WANT(T_COUNT) - 1u)
 /* Which LayerNorms get their weight and bias. */
 enum { LN_IN = 1, LN_OUT = 2 };
 
@@ -36,174 +31,34 @@ typedef struct tm_case {
     int mask;      /* given */
     int ln;        /* LN_IN | LN_OUT: weights and biases given */
     unsigned want; /* backward outputs */
-    int offsets;   /* OFF_* */
+    int offsets;   /* WL_OFF_* */
 } tm_case;
 
-static int is_stat(int t) { return t >= T_MEAN_IN && t <= T_RSTD_OUT; }
+/* The workload's option bits: incoming, the mask, then LN_IN and LN_OUT as above. */
+enum { INCOMING = 1, MASK = 2, LN_SHIFT = 2 };
 
-/* Elementwise tolerance, relative to |ref| + the output's rms (below). fp32: 2e-5. 16-bit
- * storage: the reference of each forward stage starts from the device's saved p and t, so p
- * and out carry their own rounding (and o's): host_tolerance; t also a's and b's, and the
- * output side's gradients dO's and dLN(t)'s: 1.5x; dz, dw_in and dln_in_* follow dO, dLN(t),
- * dt, dA, dB, dp and dLN(z), each stored in 16 bits: 3x. Over 30 seeds the worst element came
- * to 0.6 of these; a dropped k-term, an ignored mask or LayerNorm bias, a gate's missing
- * derivative or a transposed operand exceed them tenfold. c = 1 with N > 1 (f32 only, see
- * shapes): LN_in(z) is its bias alone, so every row of p, and with it of a, b, t and o, is the
- * same; every row rounds alike, and a value that cancels in one row cancels in all, out of the
- * floors' reach (below): 10x. */
-static double tolerance(tm_case c, int t)
+static wl_case workload_case(tm_case c)
 {
-    double degenerate = c.c == 1 && c.n > 1 ? 10.0 : 1.0;
-    if (is_stat(t)) return 1e-5 * degenerate;
-    if (c.dtype == MCL_F32) return 2e-5 * degenerate;
-    return host_tolerance(c.dtype) * (t >= T_DZ && t <= T_DW_IN ? 3.0 : t == T_P || t == T_OUT ? 1.0 : 1.5);
-}
-
-/* Every |out - ref| within tol * (|ref| + floor), floor the rms of ref or, where larger, of
- * scale, or the element's own scale where larger still (scale: the size of the terms each
- * element sums, or of the error that rounding its inputs leaves): an element whose sum cancels
- * is held to the error its terms' rounding leaves, not to a relative one. */
-static void expect_near(const char *label, const char *what, const float *out, const double *ref,
-                        const double *scale, size_t n, double tol)
-{
-    double ss = 0.0, sc = 0.0, *floors = malloc(n * sizeof *floors);
-    for (size_t i = 0; i < n; i++) ss += ref[i] * ref[i], sc += scale ? scale[i] * scale[i] : 0.0;
-    double floor = sqrt((ss > sc ? ss : sc) / (double)n);
-    for (size_t i = 0; i < n; i++) floors[i] = scale && scale[i] > floor ? scale[i] : floor;
-    test_expect_near(label, what, out, ref, floors, n, tol);
-    free(floors);
-}
-
-/* Redraws the rows of z [rows, c] whose standard deviation is below 0.25: fp32 LayerNorm loses
- * digits of (z - mean) in a row of nearly equal values that rstd then amplifies, and the
- * reference's double does not; that says nothing of the op. */
-static void spread_rows(host_rng *rng, mcl_dtype dt, float *z, size_t rows, size_t c, const float range[2])
-{
-    for (size_t r = 0; c > 1 && r < rows; r++)
-        for (float *row = z + r * c;;) {
-            double sum = 0.0, sq = 0.0;
-            for (size_t k = 0; k < c; k++) sum += row[k], sq += (double)row[k] * row[k];
-            if (sq / (double)c - (sum / (double)c) * (sum / (double)c) >= 0.0625) break;
-            host_fill_uniform(rng, row, c, range[0], range[1]);
-            host_quantize(dt, row, c);
-        }
-}
-
-/* The rms of each row of x [rows, cols]: the size of the terms a row's mean adds. */
-static void row_rms(const float *x, size_t rows, size_t cols, double *rms)
-{
-    for (size_t r = 0; r < rows; r++) {
-        double ss = 0.0;
-        for (size_t k = 0; k < cols; k++) ss += (double)x[r * cols + k] * x[r * cols + k];
-        rms[r] = sqrt(ss / (double)cols);
-    }
-}
-
-/* ---- one forward and backward ----------------------------------------------------------- */
-
-static void sizes_of(tm_case c, size_t n[T_COUNT])
-{
-    const size_t np = c.n * c.n, z = np * c.c, w = 4 * c.h + c.c;
-    const size_t all[T_COUNT] = {z, np, c.c, c.c, c.c * w, c.h, c.h, c.h * c.c, z,   /* inputs */
-                                 z, np * w, np * c.h, np, np, np, np,            /* forward outputs */
-                                 z, c.c, c.c, c.c * w, c.h, c.h, c.h * c.c};     /* gradients */
-    memcpy(n, all, sizeof all);
+    unsigned options = (c.direction == MCL_TRIMUL_INCOMING ? INCOMING : 0u) | (c.mask ? MASK : 0u) |
+                       (unsigned)c.ln << LN_SHIFT;
+    return (wl_case){{c.n, c.c, c.h}, c.dtype, options, c.want, 0};
 }
 
 /* Runs the forward and then the backward, each from an empty workspace (within what
- * mcl_trimul_workspace_size reports: exactly that for the forward and for every gradient), and
- * checks every output against the reference and every buffer's poison around its tensor.
- * Returns every tensor's values (NULL where absent): the caller frees them. */
-static void run_case(mcl_context *ctx, tm_case c, host_rng *rng, const char *variant, float *out[T_COUNT])
-{
-    char label[256];
-    snprintf(label, sizeof label, "trimul %s N=%zu c=%zu h=%zu %s mask=%d ln=%d want=%#x offsets=%s params=%s",
-             mcl_dtype_name(c.dtype), c.n, c.c, c.h, c.direction == MCL_TRIMUL_INCOMING ? "incoming" : "outgoing",
-             c.mask, c.ln, c.want, test_offset_names[c.offsets], variant);
-    size_t n[T_COUNT];
-    sizes_of(c, n);
-    const int ln_in = !!(c.ln & LN_IN), ln_out = !!(c.ln & LN_OUT);
-    const int given[FIRST_OUTPUT] = {1, c.mask, ln_in, ln_in, 1, ln_out, ln_out, 1, 1};
-    const float w_in = 2.0f / sqrtf((float)c.c), w_out = 2.0f / sqrtf((float)c.h);
-    const float range[FIRST_OUTPUT][2] = {{-2, 3}, {0, 1}, {0.5f, 1.5f}, {-0.5f, 0.5f}, {-w_in, w_in},
-                                          {0.5f, 1.5f}, {-0.5f, 0.5f}, {-w_out, w_out}, {-1, 1}};
-    float *src[FIRST_OUTPUT] = {0};
-    mcl_tensor t[T_COUNT] = {0};
-    mcl_dtype dt[T_COUNT];
-    for (int i = 0; i < T_COUNT; i++) {
-        dt[i] = is_stat(i) ? MCL_F32 : c.dtype;
-        out[i] = NULL;
-        if (i < FIRST_GRAD ? i < FIRST_OUTPUT && !given[i] : !(c.want & WANT(i))) continue;
-        if (i < FIRST_OUTPUT) src[i] = host_random(rng, c.dtype, n[i], range[i][0], range[i][1]);
-        if (i == T_MASK) /* a quarter of the pairs masked out */
-            for (size_t e = 0; e < n[i]; e++) src[i][e] = src[i][e] < 0.25f ? 0.0f : 1.0f;
-        if (i == T_Z) spread_rows(rng, c.dtype, src[i], c.n * c.n, c.c, range[i]);
-        t[i] = test_place(ctx, dt[i], i < FIRST_OUTPUT ? src[i] : NULL, n[i], test_offset_of(c.offsets, i));
-    }
-
-    mcl_trimul_desc desc = {c.n, c.c, c.h, c.dtype, 1e-5f, c.direction};
-    mcl_trimul_fwd_tensors ft = {t[T_Z], t[T_MASK], t[T_LN_IN_WEIGHT], t[T_LN_IN_BIAS], t[T_W_IN],
-                                 t[T_LN_OUT_WEIGHT], t[T_LN_OUT_BIAS], t[T_W_OUT], t[T_OUT], t[T_P], t[T_T],
-                                 t[T_MEAN_IN], t[T_RSTD_IN], t[T_MEAN_OUT], t[T_RSTD_OUT]};
-    mcl_trimul_bwd_tensors bt = {t[T_Z], t[T_MASK], t[T_LN_IN_WEIGHT], t[T_LN_IN_BIAS], t[T_W_IN],
-                                 t[T_LN_OUT_WEIGHT], t[T_LN_OUT_BIAS], t[T_W_OUT], t[T_P], t[T_T],
-                                 t[T_MEAN_IN], t[T_RSTD_IN], t[T_MEAN_OUT], t[T_RSTD_OUT], t[T_DOUT],
-                                 t[T_DZ], t[T_DLN_IN_WEIGHT], t[T_DLN_IN_BIAS], t[T_DW_IN],
-                                 t[T_DLN_OUT_WEIGHT], t[T_DLN_OUT_BIAS], t[T_DW_OUT]};
-    size_t fwd_ws = 0, bwd_ws = 0;
-    assert_ok(mcl_trimul_workspace_size(ctx, &desc, &fwd_ws, &bwd_ws));
-    cr_expect(fwd_ws > 0 && bwd_ws > 0, "%s: workspace sizes %zu, %zu", label, fwd_ws, bwd_ws);
-    assert_ok(mcl_context_trim(ctx));
-    assert_ok(mcl_trimul_forward(ctx, &desc, &ft, NULL));
-    uint64_t took = test_workspace_bytes(ctx);
-    cr_expect_eq(took, fwd_ws, "%s: forward took %llu workspace bytes, size function %zu", label,
-                 (unsigned long long)took, fwd_ws);
-    assert_ok(mcl_context_trim(ctx));
-    cl_event event = NULL;
-    assert_ok(mcl_trimul_backward(ctx, &desc, &bt, &event));
-    test_wait_event(event);
-    took = test_workspace_bytes(ctx);
-    cr_expect(c.want == WANT_ALL ? took == bwd_ws : took <= bwd_ws, "%s: backward took %llu workspace bytes, "
-              "size function %zu", label, (unsigned long long)took, bwd_ws);
-
-    for (int i = 0; i < T_COUNT; i++) {
-        if (!t[i].mem) continue;
-        out[i] = test_fetch(ctx, t[i], dt[i], n[i], i < FIRST_OUTPUT ? src[i] : NULL, label, names[i]);
-        clReleaseMemObject(t[i].mem);
-    }
-
-    /* p against the reference from z; t from the device's p; out and the backward from its p and t */
-    ref_trimul_problem rp = {c.n, c.c, c.h, 1e-5, c.direction, src[T_Z], src[T_W_IN], src[T_W_OUT],
-                             src[T_MASK], src[T_LN_IN_WEIGHT], src[T_LN_IN_BIAS], src[T_LN_OUT_WEIGHT],
-                             src[T_LN_OUT_BIAS], out[T_P], out[T_T], src[T_DOUT]};
-    double *ref[T_COUNT] = {0}, *scale[T_COUNT] = {0};
-    for (int i = FIRST_OUTPUT; i < T_COUNT; i++)
-        if (out[i]) ref[i] = malloc(n[i] * sizeof(double));
-    for (int i = FIRST_GRAD; i < T_COUNT; i++)
-        if (out[i]) scale[i] = malloc(n[i] * sizeof(double));
-    ref_trimul_forward(&rp, ref[T_OUT], ref[T_P], ref[T_T], ref[T_MEAN_IN], ref[T_RSTD_IN], ref[T_MEAN_OUT],
-                       ref[T_RSTD_OUT]);
-    ref_trimul_grads rg = {ref[T_DZ], ref[T_DLN_IN_WEIGHT], ref[T_DLN_IN_BIAS], ref[T_DW_IN],
-                           ref[T_DLN_OUT_WEIGHT], ref[T_DLN_OUT_BIAS], ref[T_DW_OUT]};
-    ref_trimul_backward(&rp, &rg);
-    ref_trimul_grads sg = {scale[T_DZ], scale[T_DLN_IN_WEIGHT], scale[T_DLN_IN_BIAS], scale[T_DW_IN],
-                           scale[T_DLN_OUT_WEIGHT], scale[T_DLN_OUT_BIAS], scale[T_DW_OUT]};
-    ref_trimul_grad_scale(&rp, &sg);
-    ref_trimul_out_scale(&rp, scale[T_OUT] = malloc(n[T_OUT] * sizeof(double)));
-    row_rms(src[T_Z], c.n * c.n, c.c, scale[T_MEAN_IN] = malloc(n[T_MEAN_IN] * sizeof(double)));
-    row_rms(out[T_T], c.n * c.n, c.h, scale[T_MEAN_OUT] = malloc(n[T_MEAN_OUT] * sizeof(double)));
-    for (int i = FIRST_OUTPUT; i < T_COUNT; i++) {
-        if (ref[i]) expect_near(label, names[i], out[i], ref[i], scale[i], n[i], tolerance(c, i));
-        free(ref[i]), free(scale[i]);
-    }
-    test_free_all(src, FIRST_OUTPUT);
-}
-
+ * mcl_trimul_workspace_size reports, which is more than none: exactly that for the forward and
+ * for every gradient), and checks every output against the reference and every buffer's poison
+ * around its tensor. */
 static void check_case(mcl_context *ctx, tm_case c, host_rng *rng, const char *variant)
 {
-    float *out[T_COUNT];
-    run_case(ctx, c, rng, variant, out);
-    test_free_all(out, T_COUNT);
+    wl_problem *p = test_problem(ctx, &wl_trimul, workload_case(c), c.offsets, rng);
+    char label[320];
+    test_label(p, variant, label, sizeof label);
+    size_t fwd_ws = 0, bwd_ws = 0;
+    int backward_exact = 0;
+    assert_ok(wl_trimul.workspace(p, &fwd_ws, &bwd_ws, &backward_exact));
+    cr_expect(fwd_ws > 0 && bwd_ws > 0, "%s: workspace sizes %zu, %zu", label, fwd_ws, bwd_ws);
+    test_run(p, variant);
+    wl_destroy(p);
 }
 
 /* ---- correctness ------------------------------------------------------------------------ */
@@ -238,8 +93,8 @@ Test(trimul, matches_reference_over_shapes_dtypes_directions_and_masks, .timeout
     size_t j[3] = {0};
     for (size_t i = 0; i < 2 * COUNT_OF(shapes); i++) {
         size_t dt = (size_t)shapes[i / 2].dtype, k = j[dt]++;
-        tm_case c = case_of(i / 2, (mcl_trimul_direction)(k % 2), (int)(k / 2 % 2), (int)((k + dt) % 4), WANT_ALL,
-                            (int)((k + dt) % OFF_MODES));
+        tm_case c = case_of(i / 2, (mcl_trimul_direction)(k % 2), (int)(k / 2 % 2), (int)((k + dt) % 4), WL_ALL,
+                            (int)((k + dt) % WL_OFF_MODES));
         check_case(ctx, c, &rng, "default");
     }
     mcl_context_release(ctx);
@@ -250,10 +105,10 @@ Test(trimul, each_backward_output_alone, .timeout = 300)
 {
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
-    for (int t = FIRST_GRAD; t < T_COUNT; t++)
+    for (int t = T_DZ; t < T_COUNT; t++)
         for (size_t s = 2; s <= 4; s += 2) {
             tm_case c = case_of(s, (mcl_trimul_direction)((t + s / 2) % 2), 1, LN_IN | LN_OUT, WANT(t),
-                                (t + (int)s) % OFF_MODES);
+                                (t + (int)s) % WL_OFF_MODES);
             check_case(ctx, c, &rng, names[t]);
         }
     mcl_context_release(ctx);
@@ -267,8 +122,8 @@ Test(trimul, parameter_variants_are_correct, .timeout = 300)
 {
     static const char *const variants[] = {SPLIT_VARIANT, "BM=32,BN=64,BK=8,TM=4,TN=8,SPLIT_WAVES=4"};
     static const tm_case cases[] = {
-        {24, 16, 16, MCL_F16, MCL_TRIMUL_INCOMING, 1, LN_IN | LN_OUT, WANT_ALL, OFF_ODD},
-        {7, 3, 6, MCL_BF16, MCL_TRIMUL_OUTGOING, 0, LN_OUT, WANT_ALL, OFF_MIXED},
+        {24, 16, 16, MCL_F16, MCL_TRIMUL_INCOMING, 1, LN_IN | LN_OUT, WL_ALL, WL_OFF_ODD},
+        {7, 3, 6, MCL_BF16, MCL_TRIMUL_OUTGOING, 0, LN_OUT, WL_ALL, WL_OFF_MIXED},
     };
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
@@ -280,28 +135,21 @@ Test(trimul, parameter_variants_are_correct, .timeout = 300)
 }
 
 /* Forward and backward twice on the same inputs, default and split parameters: every output's
- * bytes must be identical. */
+ * bytes must be identical; and a third run on those inputs against the reference. */
 Test(trimul, results_are_bitwise_identical_on_repeat, .timeout = 300)
 {
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
     static const char *const variants[] = {NULL, SPLIT_VARIANT};
     static const tm_case cases[] = {
-        {20, 8, 6, MCL_F16, MCL_TRIMUL_OUTGOING, 1, LN_IN | LN_OUT, WANT_ALL, OFF_MIXED},
-        {24, 16, 16, MCL_F16, MCL_TRIMUL_INCOMING, 1, LN_IN | LN_OUT, WANT_ALL, OFF_MIXED},
+        {20, 8, 6, MCL_F16, MCL_TRIMUL_OUTGOING, 1, LN_IN | LN_OUT, WL_ALL, WL_OFF_MIXED},
+        {24, 16, 16, MCL_F16, MCL_TRIMUL_INCOMING, 1, LN_IN | LN_OUT, WL_ALL, WL_OFF_MIXED},
     };
     for (int v = 0; v < 2; v++) {
         assert_ok(mcl_context_set_params(ctx, "gemm", variants[v]));
         host_rng again = rng;
-        float *first[T_COUNT], *second[T_COUNT];
-        run_case(ctx, cases[v], &rng, "first", first);
-        run_case(ctx, cases[v], &again, "second", second);
-        size_t n[T_COUNT];
-        sizes_of(cases[v], n);
-        for (int t = FIRST_OUTPUT; t < T_COUNT; t++)
-            cr_expect_eq(memcmp(first[t], second[t], n[t] * sizeof(float)), 0, "%s differs between runs (%s)",
-                         names[t], variants[v] ? variants[v] : "default");
-        test_free_all(first, T_COUNT), test_free_all(second, T_COUNT);
+        test_repeat_is_bitwise(ctx, &wl_trimul, workload_case(cases[v]), cases[v].offsets, &rng, variants[v]);
+        check_case(ctx, cases[v], &again, variants[v] ? variants[v] : "default");
     }
     mcl_context_release(ctx);
 }
@@ -508,5 +356,18 @@ Test(trimul, bad_backward_inputs)
     assert_status(mcl_trimul_workspace_size(f.b.ctx, &d, NULL, &bwd), MCL_ERR_NULL_POINTER);
     for (size_t i = 0; i < COUNT_OF(desc_faults); i++)
         assert_status(mcl_trimul_workspace_size(f.b.ctx, &desc_faults[i].desc, &fwd, &bwd), desc_faults[i].status);
+    test_bad_buffers_release(&f.b);
+}
+
+/* The workload runs the op without events; the bad-input tests' valid tensors show that the
+ * forward and the backward each return one. */
+Test(trimul, forward_and_backward_return_events)
+{
+    bad_fixture f = bad_setup();
+    cl_event fwd = NULL, bwd = NULL;
+    assert_ok(mcl_trimul_forward(f.b.ctx, &f.desc, &f.ft, &fwd));
+    test_wait_event(fwd);
+    assert_ok(mcl_trimul_backward(f.b.ctx, &f.desc, &f.bt, &bwd));
+    test_wait_event(bwd);
     test_bad_buffers_release(&f.b);
 }

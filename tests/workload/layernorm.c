@@ -53,11 +53,11 @@ static mcl_status backward(wl_problem *p)
     return mcl_layernorm_backward(p->ctx, &d, &t, NULL);
 }
 
-static mcl_status workspace(wl_problem *p, size_t *fwd, size_t *bwd, int *exact)
+static mcl_status workspace(wl_problem *p, size_t *fwd, size_t *bwd, int *backward_exact)
 {
     mcl_layernorm_desc d = desc_of(p);
     *fwd = 0;
-    *exact = 1;
+    *backward_exact = 1;
     return mcl_layernorm_backward_workspace_size(p->ctx, &d, bwd);
 }
 

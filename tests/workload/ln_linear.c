@@ -71,12 +71,12 @@ static mcl_status backward(wl_problem *p)
     return mcl_ln_linear_backward(p->ctx, &d, &t, NULL);
 }
 
-static mcl_status workspace(wl_problem *p, size_t *fwd, size_t *bwd, int *exact)
+static mcl_status workspace(wl_problem *p, size_t *fwd, size_t *bwd, int *backward_exact)
 {
     mcl_ln_linear_desc d = desc_of(p);
     mcl_ln_linear_bwd_tensors t = bwd_tensors(p);
     *fwd = WL_UNSIZED;
-    *exact = 1;
+    *backward_exact = 1;
     return mcl_ln_linear_backward_workspace_size(p->ctx, &d, &t, bwd);
 }
 

@@ -126,9 +126,9 @@ typedef struct wl_workload {
     mcl_status (*forward)(wl_problem *p);
     mcl_status (*backward)(wl_problem *p);
     /* the workspace the forward and the backward take as their size functions report
-     * (WL_UNSIZED: the op has none); *exact: they must take exactly that (else at most); NULL:
-     * no size function at all */
-    mcl_status (*workspace)(wl_problem *p, size_t *forward, size_t *backward, int *exact);
+     * (WL_UNSIZED: the op has none). The forward takes exactly that; the backward too with
+     * *backward_exact, else at most that (a size for every gradient); NULL: no size function */
+    mcl_status (*workspace)(wl_problem *p, size_t *forward, size_t *backward, int *backward_exact);
     /* ref, floor and check of every output present, from the inputs and, where the op continues
      * from its saved tensors, from the fetched forward outputs; 0, or -1 without memory */
     int (*reference)(wl_problem *p);

@@ -1,0 +1,536 @@
+/* The trimul workload: AF3's triangle multiplicative update over z [N, N, c] with hidden width
+ * h, forward and backward (dz, both LayerNorms' weights and biases, dw_in, dw_out); outgoing or
+ * incoming, the pair mask and each LayerNorm's weight and bias optional. The benchmark runs
+ * AF3's outgoing update with a mask next to the unfused path: megacl's LayerNorm, CLBlast's
+ * GEMMs, batched GEMM and transposes, and one elementwise operation per kernel, every
+ * intermediate stored, as a framework runs the block. */
+#include "unfused.h"
+
+#include "ref/layernorm_ref.h"
+#include "ref/trimul_ref.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+enum { Z, MASK, LN_IN_WEIGHT, LN_IN_BIAS, W_IN, LN_OUT_WEIGHT, LN_OUT_BIAS, W_OUT, DOUT,
+       OUT, P, T, MEAN_IN, RSTD_IN, MEAN_OUT, RSTD_OUT,
+       DZ, DLN_IN_WEIGHT, DLN_IN_BIAS, DW_IN, DLN_OUT_WEIGHT, DLN_OUT_BIAS, DW_OUT, COUNT };
+/* LN_IN, LN_OUT: that LayerNorm's weight and bias given */
+enum { OPT_INCOMING = 1, OPT_MASK = 2, OPT_LN_IN = 4, OPT_LN_OUT = 8 };
+
+static const wl_tensor_decl tensors[COUNT] = {
+    [Z] = {"z", WL_INPUT, 0, -2.0f, 3.0f},
+    [MASK] = {"mask", WL_INPUT, 0, 0.0f, 1.0f}, /* made 0 or 1 by `draw` */
+    [LN_IN_WEIGHT] = {"ln_in_weight", WL_INPUT, 0, 0.5f, 1.5f},
+    [LN_IN_BIAS] = {"ln_in_bias", WL_INPUT, 0, -0.5f, 0.5f},
+    [W_IN] = {"w_in", WL_INPUT, 0, 0, 0}, /* drawn by `draw`: the range depends on the case */
+    [LN_OUT_WEIGHT] = {"ln_out_weight", WL_INPUT, 0, 0.5f, 1.5f},
+    [LN_OUT_BIAS] = {"ln_out_bias", WL_INPUT, 0, -0.5f, 0.5f},
+    [W_OUT] = {"w_out", WL_INPUT, 0, 0, 0},
+    [DOUT] = {"dout", WL_INPUT, 0, -1.0f, 1.0f},
+    [OUT] = {"out", WL_FORWARD, 0, 0, 0},
+    [P] = {"p", WL_FORWARD, 0, 0, 0},
+    [T] = {"t", WL_FORWARD, 0, 0, 0},
+    [MEAN_IN] = {"mean_in", WL_FORWARD, 1, 0, 0},
+    [RSTD_IN] = {"rstd_in", WL_FORWARD, 1, 0, 0},
+    [MEAN_OUT] = {"mean_out", WL_FORWARD, 1, 0, 0},
+    [RSTD_OUT] = {"rstd_out", WL_FORWARD, 1, 0, 0},
+    [DZ] = {"dz", WL_GRADIENT, 0, 0, 0},
+    [DLN_IN_WEIGHT] = {"dln_in_weight", WL_GRADIENT, 0, 0, 0},
+    [DLN_IN_BIAS] = {"dln_in_bias", WL_GRADIENT, 0, 0, 0},
+    [DW_IN] = {"dw_in", WL_GRADIENT, 0, 0, 0},
+    [DLN_OUT_WEIGHT] = {"dln_out_weight", WL_GRADIENT, 0, 0, 0},
+    [DLN_OUT_BIAS] = {"dln_out_bias", WL_GRADIENT, 0, 0, 0},
+    [DW_OUT] = {"dw_out", WL_GRADIENT, 0, 0, 0},
+};
+static const char *const options[] = {"incoming", "mask", "ln_in", "ln_out", NULL};
+
+/* p's width: a_proj, a_gate, b_proj, b_gate (h each) and the output gate g (c) */
+static size_t width_of(const wl_case *c) { return 4 * c->shape[2] + c->shape[1]; }
+
+static void sizes(const wl_case *c, size_t *n)
+{
+    size_t np = c->shape[0] * c->shape[0], ch = c->shape[1], h = c->shape[2], w = width_of(c);
+    n[Z] = n[DOUT] = n[OUT] = n[DZ] = np * ch;
+    n[MASK] = c->options & OPT_MASK ? np : 0;
+    n[LN_IN_WEIGHT] = n[LN_IN_BIAS] = c->options & OPT_LN_IN ? ch : 0;
+    n[W_IN] = n[DW_IN] = ch * w;
+    n[LN_OUT_WEIGHT] = n[LN_OUT_BIAS] = c->options & OPT_LN_OUT ? h : 0;
+    n[W_OUT] = n[DW_OUT] = h * ch;
+    n[P] = np * w;
+    n[T] = np * h;
+    n[MEAN_IN] = n[RSTD_IN] = n[MEAN_OUT] = n[RSTD_OUT] = np;
+    n[DLN_IN_WEIGHT] = n[DLN_IN_BIAS] = ch;
+    n[DLN_OUT_WEIGHT] = n[DLN_OUT_BIAS] = h;
+}
+
+/* n values uniform in [lo, hi), rounded to the dtype */
+static void fill(float *v, size_t n, mcl_dtype dtype, host_rng *rng, float lo, float hi)
+{
+    host_fill_uniform(rng, v, n, lo, hi);
+    host_quantize(dtype, v, n);
+}
+
+/* Redraws the rows of z [rows, c] whose standard deviation is below 0.25: fp32 LayerNorm loses
+ * digits of (z - mean) in a row of nearly equal values that rstd then amplifies, and the
+ * reference's double does not; that says nothing of the op. */
+static void spread_rows(wl_tensor *z, size_t c, host_rng *rng)
+{
+    for (size_t r = 0; c > 1 && r < z->count / c; r++)
+        for (float *row = z->values + r * c;;) {
+            double sum = 0.0, sq = 0.0;
+            for (size_t k = 0; k < c; k++) sum += row[k], sq += (double)row[k] * row[k];
+            if (sq / (double)c - (sum / (double)c) * (sum / (double)c) >= 0.0625) break;
+            fill(row, c, z->dtype, rng, tensors[Z].lo, tensors[Z].hi);
+        }
+}
+
+/* A quarter of the pairs masked out; z's rows spread; the weights uniform in +-2 / sqrt(fan-in),
+ * so that p and out stay of the size of z whatever c and h. */
+static void draw(wl_problem *p, host_rng *rng)
+{
+    wl_tensor *t = p->t;
+    for (size_t e = 0; e < t[MASK].count; e++) t[MASK].values[e] = t[MASK].values[e] < 0.25f ? 0.0f : 1.0f;
+    spread_rows(&t[Z], p->c.shape[1], rng);
+    const size_t fan_in[2] = {p->c.shape[1], p->c.shape[2]};
+    for (int k = 0; k < 2; k++) {
+        wl_tensor *wt = &t[k ? W_OUT : W_IN];
+        float range = 2.0f / sqrtf((float)fan_in[k]);
+        fill(wt->values, wt->count, wt->dtype, rng, -range, range);
+    }
+}
+
+static mcl_trimul_desc desc_of(const wl_problem *p)
+{
+    return (mcl_trimul_desc){p->c.shape[0], p->c.shape[1], p->c.shape[2], p->c.dtype, 1e-5f,
+                             p->c.options & OPT_INCOMING ? MCL_TRIMUL_INCOMING : MCL_TRIMUL_OUTGOING};
+}
+
+static mcl_status forward(wl_problem *p)
+{
+    mcl_trimul_desc d = desc_of(p);
+    mcl_trimul_fwd_tensors t = {wl_at(p, Z),           wl_at(p, MASK),     wl_at(p, LN_IN_WEIGHT),
+                                wl_at(p, LN_IN_BIAS),  wl_at(p, W_IN),     wl_at(p, LN_OUT_WEIGHT),
+                                wl_at(p, LN_OUT_BIAS), wl_at(p, W_OUT),    wl_at(p, OUT),
+                                wl_at(p, P),           wl_at(p, T),        wl_at(p, MEAN_IN),
+                                wl_at(p, RSTD_IN),     wl_at(p, MEAN_OUT), wl_at(p, RSTD_OUT)};
+    return mcl_trimul_forward(p->ctx, &d, &t, NULL);
+}
+
+static mcl_status backward(wl_problem *p)
+{
+    mcl_trimul_desc d = desc_of(p);
+    mcl_trimul_bwd_tensors t = {wl_at(p, Z),           wl_at(p, MASK),           wl_at(p, LN_IN_WEIGHT),
+                                wl_at(p, LN_IN_BIAS),  wl_at(p, W_IN),           wl_at(p, LN_OUT_WEIGHT),
+                                wl_at(p, LN_OUT_BIAS), wl_at(p, W_OUT),          wl_at(p, P),
+                                wl_at(p, T),           wl_at(p, MEAN_IN),        wl_at(p, RSTD_IN),
+                                wl_at(p, MEAN_OUT),    wl_at(p, RSTD_OUT),       wl_at(p, DOUT),
+                                wl_at(p, DZ),          wl_at(p, DLN_IN_WEIGHT),  wl_at(p, DLN_IN_BIAS),
+                                wl_at(p, DW_IN),       wl_at(p, DLN_OUT_WEIGHT), wl_at(p, DLN_OUT_BIAS),
+                                wl_at(p, DW_OUT)};
+    return mcl_trimul_backward(p->ctx, &d, &t, NULL);
+}
+
+static int every_gradient(const wl_problem *p)
+{
+    for (int i = DZ; i < COUNT; i++)
+        if (!wl_has(p, i)) return 0;
+    return 1;
+}
+
+/* One size function for both steps: the forward and a backward of every gradient take exactly
+ * what it reports; a backward of fewer may take less. */
+static mcl_status workspace(wl_problem *p, size_t *fwd, size_t *bwd, int *backward_exact)
+{
+    mcl_trimul_desc d = desc_of(p);
+    *backward_exact = every_gradient(p);
+    return mcl_trimul_workspace_size(p->ctx, &d, fwd, bwd);
+}
+
+/* ---- reference and tolerances ----------------------------------------------------------- */
+
+/* p against the reference from z; t from the device's p; out and the backward from its p and t */
+static ref_trimul_problem ref_problem(const wl_problem *p)
+{
+    const wl_tensor *t = p->t;
+    return (ref_trimul_problem){p->c.shape[0], p->c.shape[1], p->c.shape[2], 1e-5, desc_of(p).direction,
+                                t[Z].values, t[W_IN].values, t[W_OUT].values, t[MASK].values,
+                                t[LN_IN_WEIGHT].values, t[LN_IN_BIAS].values, t[LN_OUT_WEIGHT].values,
+                                t[LN_OUT_BIAS].values, t[P].values, t[T].values, t[DOUT].values};
+}
+
+static ref_trimul_grads grads_of(double *const *g)
+{
+    return (ref_trimul_grads){g[DZ], g[DLN_IN_WEIGHT], g[DLN_IN_BIAS], g[DW_IN], g[DLN_OUT_WEIGHT], g[DLN_OUT_BIAS],
+                              g[DW_OUT]};
+}
+
+/* The rms of each row of x [rows, cols]: the size of the terms a row's mean adds. */
+static void row_rms(const float *x, size_t rows, size_t cols, double *rms)
+{
+    for (size_t r = 0; r < rows; r++) {
+        double ss = 0.0;
+        for (size_t k = 0; k < cols; k++) ss += (double)x[r * cols + k] * x[r * cols + k];
+        rms[r] = sqrt(ss / (double)cols);
+    }
+}
+
+/* The outputs given a scale of their own: the size of the terms each element sums, or of the
+ * error that rounding its inputs leaves. */
+static int scaled(int i) { return i == OUT || i == MEAN_IN || i == MEAN_OUT || i >= DZ; }
+
+/* Element by element, with the floor of each element the rms of ref or, where larger, of the
+ * scale t->floor holds on entry (NULL: none), or the element's own scale where larger still: an
+ * element whose sum cancels is held to the error its terms' rounding leaves, not to a relative
+ * one. */
+static int set_floors(wl_tensor *t)
+{
+    int has_scale = t->floor != NULL;
+    if (!has_scale && !(t->floor = malloc(t->count * sizeof *t->floor))) return -1;
+    double ss = 0.0, sc = 0.0;
+    for (size_t i = 0; i < t->count; i++) {
+        ss += t->ref[i] * t->ref[i];
+        sc += has_scale ? t->floor[i] * t->floor[i] : 0.0;
+    }
+    double floor = sqrt((ss > sc ? ss : sc) / (double)t->count);
+    for (size_t i = 0; i < t->count; i++) t->floor[i] = has_scale && t->floor[i] > floor ? t->floor[i] : floor;
+    t->check = WL_ELEMENTWISE;
+    return 0;
+}
+
+static int reference(wl_problem *p)
+{
+    wl_tensor *t = p->t;
+    size_t np = p->c.shape[0] * p->c.shape[0];
+    ref_trimul_problem rp = ref_problem(p);
+    double *refs[COUNT], *scales[COUNT];
+    for (int i = 0; i < COUNT; i++) {
+        if (wl_has(p, i) && scaled(i) && !(t[i].floor = malloc(t[i].count * sizeof(double)))) return -1;
+        refs[i] = t[i].ref, scales[i] = t[i].floor;
+    }
+    ref_trimul_forward(&rp, t[OUT].ref, t[P].ref, t[T].ref, t[MEAN_IN].ref, t[RSTD_IN].ref, t[MEAN_OUT].ref,
+                       t[RSTD_OUT].ref);
+    ref_trimul_grads grads = grads_of(refs), grad_scales = grads_of(scales);
+    ref_trimul_backward(&rp, &grads);
+    ref_trimul_grad_scale(&rp, &grad_scales);
+    ref_trimul_out_scale(&rp, t[OUT].floor);
+    row_rms(t[Z].values, np, p->c.shape[1], t[MEAN_IN].floor);
+    row_rms(t[T].values, np, p->c.shape[2], t[MEAN_OUT].floor);
+    for (int i = OUT; i < COUNT; i++)
+        if (wl_has(p, i) && set_floors(&t[i]) != 0) return -1;
+    return 0;
+}
+
+static int is_stat(int t) { return t >= MEAN_IN && t <= RSTD_OUT; }
+
+/* Relative to |ref| + the floor (above). fp32: 2e-5. 16-bit storage: the reference of each
+ * forward stage starts from the device's saved p and t, so p and out carry their own rounding
+ * (and o's): host_tolerance; t also a's and b's, and the output side's gradients dO's and
+ * dLN(t)'s: 1.5x; dz, dw_in and dln_in_* follow dO, dLN(t), dt, dA, dB, dp and dLN(z), each
+ * stored in 16 bits: 3x. Over 30 seeds the worst element came to 0.6 of these; a dropped
+ * k-term, an ignored mask or LayerNorm bias, a gate's missing derivative or a transposed
+ * operand exceed them tenfold. c = 1 with N > 1 (f32 only, see the tests' shapes): LN_in(z) is
+ * its bias alone, so every row of p, and with it of a, b, t and o, is the same; every row
+ * rounds alike, and a value that cancels in one row cancels in all, out of the floors' reach:
+ * 10x. */
+static double tolerance(const wl_case *c, int tensor)
+{
+    double degenerate = c->shape[1] == 1 && c->shape[0] > 1 ? 10.0 : 1.0;
+    if (is_stat(tensor)) return 1e-5 * degenerate;
+    if (c->dtype == MCL_F32) return 2e-5 * degenerate;
+    double stored = tensor >= DZ && tensor <= DW_IN ? 3.0 : tensor == P || tensor == OUT ? 1.0 : 1.5;
+    return host_tolerance(c->dtype) * stored;
+}
+
+/* The reference's k-sums (N^3 h) and projections (N^2 c w), each formed a few times */
+static int full_reference(const wl_case *c)
+{
+    double n = (double)c->shape[0];
+    return n * n * (n * c->shape[2] + (double)c->shape[1] * width_of(c)) <= (double)(1 << 29);
+}
+
+/* ---- the benchmark's check of large problems -------------------------------------------- */
+
+static double sigmoid(double v) { return 1.0 / (1.0 + exp(-v)); }
+
+/* Pair entry of operand element (i, k): a[i, k] outgoing, a[k, i] incoming. */
+static size_t slot(const wl_case *c, size_t i, size_t k)
+{
+    size_t n = c->shape[0];
+    return c->options & OPT_INCOMING ? k * n + i : i * n + k;
+}
+
+/* a (side 0) or b (side 1) at pair entry r, channel q, from the saved p: sigmoid(gate) proj mask */
+static double operand_at(const wl_problem *p, int side, size_t r, size_t q)
+{
+    size_t h = p->c.shape[2];
+    const float *proj = p->t[P].values + r * width_of(&p->c) + 2 * (size_t)side * h;
+    return sigmoid(proj[h + q]) * proj[q] * (wl_has(p, MASK) ? p->t[MASK].values[r] : 1.0);
+}
+
+static void add_all(wl_err *e, const float *out, const double *ref, size_t n)
+{
+    for (size_t i = 0; i < n; i++) wl_err_add(e, out[i], ref[i]);
+}
+
+/* p, t and out of pair entry ij, each stage from the one the device saved before it, as the
+ * reference continues: p from z, t from the saved p, out from the saved p and t; buf holds
+ * c + w values. */
+static void check_pair(const wl_problem *p, size_t ij, double *buf, wl_err *err)
+{
+    const wl_tensor *t = p->t;
+    size_t n = p->c.shape[0], c = p->c.shape[1], h = p->c.shape[2], w = width_of(&p->c);
+    ref_layernorm_forward(t[Z].values + ij * c, t[LN_IN_WEIGHT].values, t[LN_IN_BIAS].values, 1, c, 1e-5, buf, NULL,
+                          NULL);
+    for (size_t col = 0; col < w; col++) {
+        double sum = 0.0;
+        for (size_t k = 0; k < c; k++) sum += buf[k] * t[W_IN].values[k * w + col];
+        wl_err_add(&err[P], t[P].values[ij * w + col], sum);
+    }
+    for (size_t q = 0; q < h; q++) {
+        double sum = 0.0;
+        for (size_t k = 0; k < n; k++)
+            sum += operand_at(p, 0, slot(&p->c, ij / n, k), q) * operand_at(p, 1, slot(&p->c, ij % n, k), q);
+        wl_err_add(&err[T], t[T].values[ij * h + q], sum);
+    }
+    ref_layernorm_forward(t[T].values + ij * h, t[LN_OUT_WEIGHT].values, t[LN_OUT_BIAS].values, 1, h, 1e-5, buf, NULL,
+                          NULL);
+    for (size_t col = 0; col < c; col++) {
+        double o = 0.0;
+        for (size_t q = 0; q < h; q++) o += buf[q] * t[W_OUT].values[q * c + col];
+        wl_err_add(&err[OUT], t[OUT].values[ij * c + col], sigmoid(t[P].values[ij * w + 4 * h + col]) * o);
+    }
+}
+
+/* Both LayerNorms' statistics at every pair entry (of z, and of the saved t), and with dw_out
+ * its terms LN_out(t)^T (dout sigmoid(g)) from the saved t and p. */
+static void check_rows(const wl_problem *p, double *buf, double *dw_out, wl_err *err)
+{
+    const wl_tensor *t = p->t;
+    size_t np = p->c.shape[0] * p->c.shape[0], c = p->c.shape[1], h = p->c.shape[2], w = width_of(&p->c);
+    for (size_t r = 0; r < np; r++) {
+        double mean, rstd;
+        ref_layernorm_forward(t[Z].values + r * c, t[LN_IN_WEIGHT].values, t[LN_IN_BIAS].values, 1, c, 1e-5, buf,
+                              &mean, &rstd);
+        wl_err_add(&err[MEAN_IN], t[MEAN_IN].values[r], mean);
+        wl_err_add(&err[RSTD_IN], t[RSTD_IN].values[r], rstd);
+        ref_layernorm_forward(t[T].values + r * h, t[LN_OUT_WEIGHT].values, t[LN_OUT_BIAS].values, 1, h, 1e-5, buf,
+                              &mean, &rstd);
+        wl_err_add(&err[MEAN_OUT], t[MEAN_OUT].values[r], mean);
+        wl_err_add(&err[RSTD_OUT], t[RSTD_OUT].values[r], rstd);
+        for (size_t col = 0; col < c && dw_out; col++) {
+            double d = t[DOUT].values[r * c + col] * sigmoid(t[P].values[r * w + 4 * h + col]);
+            for (size_t q = 0; q < h; q++) dw_out[q * c + col] += buf[q] * d;
+        }
+    }
+}
+
+/* Every gradient against the reference continued from the saved p and t (the tests' check) */
+static int check_gradients(const wl_problem *p, wl_err *err)
+{
+    ref_trimul_problem rp = ref_problem(p);
+    double *g[COUNT] = {0};
+    int ok = 1;
+    for (int i = DZ; i < COUNT; i++)
+        if (wl_has(p, i)) ok &= (g[i] = malloc(p->t[i].count * sizeof(double))) != NULL;
+    ref_trimul_grads grads = grads_of(g);
+    if (ok) ref_trimul_backward(&rp, &grads);
+    for (int i = DZ; i < COUNT; i++) {
+        if (ok && g[i]) add_all(&err[i], p->t[i].values, g[i], p->t[i].count);
+        free(g[i]);
+    }
+    return ok ? 0 : -1;
+}
+
+/* Both LayerNorms' statistics at every pair entry; p, t and out at 64 pair entries spread over
+ * all of them; on problems of up to 2^28 k-sum terms (N^3 h) every gradient against the
+ * reference, on larger ones dw_out alone, in full from the saved t and p (which checks the
+ * backward's last GEMM on its own inputs). */
+static int sample(wl_problem *p, double *errors)
+{
+    size_t n = p->c.shape[0], np = n * n, c = p->c.shape[1], h = p->c.shape[2], w = width_of(&p->c);
+    int all = (double)np * n * h <= (double)(1 << 28), direct = !all && wl_has(p, DW_OUT);
+    double *buf = malloc((c + w) * sizeof *buf), *dw_out = direct ? calloc(h * c, sizeof *dw_out) : NULL;
+    int ok = buf && (!direct || dw_out);
+    wl_err err[COUNT] = {{0}};
+    if (ok) check_rows(p, buf, dw_out, err);
+    for (size_t ij = 0; ij < np && ok; ij += (np + 63) / 64) check_pair(p, ij, buf, err);
+    if (ok && direct) add_all(&err[DW_OUT], p->t[DW_OUT].values, dw_out, h * c);
+    if (ok && all) ok = check_gradients(p, err) == 0;
+    for (int i = 0; i < COUNT; i++)
+        errors[i] = ok && wl_has(p, i) && !wl_is_input(p, i) && (i < DZ || all || i == DW_OUT) ? wl_err_value(&err[i])
+                                                                                              : -1.0;
+    free(buf), free(dw_out);
+    return ok ? 0 : -1;
+}
+
+static wl_counts counts(const wl_case *c)
+{
+    size_t n = c->shape[0], np = n * n, ch = c->shape[1], h = c->shape[2], w = width_of(c);
+    size_t es = mcl_dtype_size(c->dtype);
+    double zb = (double)np * ch * es, pb = (double)np * w * es, tb = (double)np * h * es, st = 16.0 * np;
+    wl_counts k;
+    k.fwd_bytes = zb + pb + tb + zb + st;                   /* z in; p, t, out, stats out */
+    k.fwdbwd_bytes = k.fwd_bytes + 2 * zb + pb + tb + zb;   /* z, dout, p, t in; dz out */
+    k.fwd_flops = 2.0 * np * ch * w + 2.0 * np * n * h + 2.0 * np * h * ch;
+    k.fwdbwd_flops = 3.0 * k.fwd_flops;
+    return k;
+}
+
+/* ---- the unfused path ------------------------------------------------------------------- */
+
+/* Its intermediates ([np, x]: pair-major; CF: channel-first [x, np]): LN(z), the gates'
+ * sigmoids, a and b, t and dt channel-first, LN(t), o = LN(t) W_out, sigmoid(g); then dO,
+ * d sigmoid(g), dLN(t), dt, da and db (channel-first and pair-major), two temporaries, dp and
+ * dLN(z). */
+enum { ZN, SA, SB, A, B, ACF, BCF, TCF, TN, O, SG,
+       DO, DSG, DTN, DT, DTCF, DACF, DBCF, DA, DB, TMP, TMP2, DP, DZN, SCRATCH };
+
+static mcl_status unfused_setup(wl_problem *p)
+{
+    if (p->c.options & OPT_INCOMING) return wl_fail(MCL_ERR_UNSUPPORTED, "the unfused path is AF3's outgoing update");
+    if (!wl_has(p, MASK) || !every_gradient(p))
+        return wl_fail(MCL_ERR_UNSUPPORTED, "the unfused path takes a mask and computes every gradient");
+    size_t np = p->c.shape[0] * p->c.shape[0], c = p->c.shape[1], h = p->c.shape[2], counts_[SCRATCH];
+    for (int i = 0; i < SCRATCH; i++) counts_[i] = np * h; /* most are [np, h] or [h, np] */
+    counts_[ZN] = counts_[O] = counts_[SG] = counts_[DO] = counts_[DSG] = counts_[DZN] = np * c;
+    counts_[DP] = np * width_of(&p->c);
+    return wl_unfused_setup(p, counts_, SCRATCH);
+}
+
+static mcl_status eltwise(const wl_problem *p, const char *kernel, size_t n, wl_view a, wl_view b, wl_view y)
+{
+    const wl_view views[] = {a, b, y};
+    return wl_eltwise(p, kernel, n, views, 3);
+}
+
+static mcl_status sigmoid_of(const wl_problem *p, size_t n, wl_view x, wl_view y)
+{
+    const wl_view views[] = {x, y};
+    return wl_eltwise(p, "k_sigmoid", n, views, 2);
+}
+
+/* Column block `block` (h columns) of p or dp */
+static wl_view p_block(const wl_problem *p, mcl_tensor m, size_t block)
+{
+    return wl_block(m, width_of(&p->c), block * p->c.shape[2], p->c.shape[2]);
+}
+
+/* x = sigmoid(p[gate]) * p[proj] * mask for one side (proj block `first`, gate the next) */
+static mcl_status gate_forward(const wl_problem *p, size_t first, int sig, int x)
+{
+    size_t n = p->c.shape[0] * p->c.shape[0] * p->c.shape[2];
+    wl_view s = wl_flat(wl_scratch(p, sig)), out = wl_flat(wl_scratch(p, x));
+    WL_TRY(sigmoid_of(p, n, p_block(p, wl_at(p, P), first + 1), s));
+    WL_TRY(eltwise(p, "k_mul", n, p_block(p, wl_at(p, P), first), s, out));
+    return eltwise(p, "k_mul", n, out, wl_per_row(wl_at(p, MASK), p->c.shape[2]), out);
+}
+
+/* dp[proj] = dx mask sig, dp[gate] = sigmoid'(dx mask p[proj]) */
+static mcl_status gate_backward(const wl_problem *p, size_t first, int sig, int dx)
+{
+    size_t n = p->c.shape[0] * p->c.shape[0] * p->c.shape[2];
+    wl_view s = wl_flat(wl_scratch(p, sig)), tmp = wl_flat(wl_scratch(p, TMP)), tmp2 = wl_flat(wl_scratch(p, TMP2));
+    WL_TRY(eltwise(p, "k_mul", n, wl_flat(wl_scratch(p, dx)), wl_per_row(wl_at(p, MASK), p->c.shape[2]), tmp));
+    WL_TRY(eltwise(p, "k_mul", n, tmp, s, p_block(p, wl_scratch(p, DP), first)));
+    WL_TRY(eltwise(p, "k_mul", n, tmp, p_block(p, wl_at(p, P), first), tmp2));
+    return eltwise(p, "k_sigmoid_backward", n, tmp2, s, p_block(p, wl_scratch(p, DP), first + 1));
+}
+
+static mcl_status unfused_forward(wl_problem *p)
+{
+    size_t n = p->c.shape[0], np = n * n, c = p->c.shape[1], h = p->c.shape[2], w = width_of(&p->c);
+    mcl_layernorm_desc ln_in = {np, c, MCL_F32, 1e-5f}, ln_out = {np, h, MCL_F32, 1e-5f};
+    mcl_layernorm_fwd_tensors l1 = {wl_at(p, Z), wl_at(p, LN_IN_WEIGHT), wl_at(p, LN_IN_BIAS), wl_scratch(p, ZN),
+                                    wl_at(p, MEAN_IN), wl_at(p, RSTD_IN)};
+    WL_TRY(mcl_layernorm_forward(p->ctx, &ln_in, &l1, NULL));
+    WL_TRY(wl_sgemm(p, 0, 0, np, w, c, wl_scratch(p, ZN), c, wl_at(p, W_IN), w, wl_at(p, P), w));
+    WL_TRY(gate_forward(p, 0, SA, A));
+    WL_TRY(gate_forward(p, 2, SB, B));
+    WL_TRY(wl_transpose(p, np, h, wl_scratch(p, A), wl_scratch(p, ACF)));
+    WL_TRY(wl_transpose(p, np, h, wl_scratch(p, B), wl_scratch(p, BCF)));
+    WL_TRY(wl_sgemm_batched(p, 0, 1, n, n, n, wl_scratch(p, ACF), n, wl_scratch(p, BCF), n, wl_scratch(p, TCF), n,
+                            h)); /* a b^T per channel */
+    WL_TRY(wl_transpose(p, h, np, wl_scratch(p, TCF), wl_at(p, T)));
+    mcl_layernorm_fwd_tensors l2 = {wl_at(p, T), wl_at(p, LN_OUT_WEIGHT), wl_at(p, LN_OUT_BIAS), wl_scratch(p, TN),
+                                    wl_at(p, MEAN_OUT), wl_at(p, RSTD_OUT)};
+    WL_TRY(mcl_layernorm_forward(p->ctx, &ln_out, &l2, NULL));
+    WL_TRY(wl_sgemm(p, 0, 0, np, c, h, wl_scratch(p, TN), h, wl_at(p, W_OUT), c, wl_scratch(p, O), c));
+    wl_view sg = wl_flat(wl_scratch(p, SG));
+    WL_TRY(sigmoid_of(p, np * c, wl_block(wl_at(p, P), w, 4 * h, c), sg));
+    return eltwise(p, "k_mul", np * c, sg, wl_flat(wl_scratch(p, O)), wl_flat(wl_at(p, OUT)));
+}
+
+/* out = sigmoid(g) o back to LN_out(t), its parameters' gradients and dw_out */
+static mcl_status unfused_output_backward(wl_problem *p)
+{
+    size_t np = p->c.shape[0] * p->c.shape[0], c = p->c.shape[1], h = p->c.shape[2], w = width_of(&p->c);
+    wl_view dout = wl_flat(wl_at(p, DOUT)), sg = wl_flat(wl_scratch(p, SG)), dsg = wl_flat(wl_scratch(p, DSG));
+    WL_TRY(eltwise(p, "k_mul", np * c, dout, sg, wl_flat(wl_scratch(p, DO))));
+    WL_TRY(eltwise(p, "k_mul", np * c, dout, wl_flat(wl_scratch(p, O)), dsg));
+    WL_TRY(eltwise(p, "k_sigmoid_backward", np * c, dsg, sg, wl_block(wl_scratch(p, DP), w, 4 * h, c)));
+    WL_TRY(wl_sgemm(p, 1, 0, h, c, np, wl_scratch(p, TN), h, wl_scratch(p, DO), c, wl_at(p, DW_OUT), c));
+    WL_TRY(wl_sgemm(p, 0, 1, np, h, c, wl_scratch(p, DO), c, wl_at(p, W_OUT), c, wl_scratch(p, DTN), h));
+    mcl_layernorm_desc ln_out = {np, h, MCL_F32, 1e-5f};
+    mcl_layernorm_bwd_tensors l2 = {wl_at(p, T),           wl_at(p, LN_OUT_WEIGHT),  wl_at(p, MEAN_OUT),
+                                    wl_at(p, RSTD_OUT),    wl_scratch(p, DTN),       wl_scratch(p, DT),
+                                    wl_at(p, DLN_OUT_WEIGHT), wl_at(p, DLN_OUT_BIAS)};
+    return mcl_layernorm_backward(p->ctx, &ln_out, &l2, NULL);
+}
+
+static mcl_status unfused_backward(wl_problem *p)
+{
+    size_t n = p->c.shape[0], np = n * n, c = p->c.shape[1], h = p->c.shape[2], w = width_of(&p->c);
+    WL_TRY(unfused_output_backward(p));
+    WL_TRY(wl_transpose(p, np, h, wl_scratch(p, DT), wl_scratch(p, DTCF)));
+    WL_TRY(wl_sgemm_batched(p, 0, 0, n, n, n, wl_scratch(p, DTCF), n, wl_scratch(p, BCF), n, wl_scratch(p, DACF), n,
+                            h)); /* dt b */
+    WL_TRY(wl_sgemm_batched(p, 1, 0, n, n, n, wl_scratch(p, DTCF), n, wl_scratch(p, ACF), n, wl_scratch(p, DBCF), n,
+                            h)); /* dt^T a */
+    WL_TRY(wl_transpose(p, h, np, wl_scratch(p, DACF), wl_scratch(p, DA)));
+    WL_TRY(wl_transpose(p, h, np, wl_scratch(p, DBCF), wl_scratch(p, DB)));
+    WL_TRY(gate_backward(p, 0, SA, DA));
+    WL_TRY(gate_backward(p, 2, SB, DB));
+    WL_TRY(wl_sgemm(p, 1, 0, c, w, np, wl_scratch(p, ZN), c, wl_scratch(p, DP), w, wl_at(p, DW_IN), w));
+    WL_TRY(wl_sgemm(p, 0, 1, np, c, w, wl_scratch(p, DP), w, wl_at(p, W_IN), w, wl_scratch(p, DZN), c));
+    mcl_layernorm_desc ln_in = {np, c, MCL_F32, 1e-5f};
+    mcl_layernorm_bwd_tensors l1 = {wl_at(p, Z),           wl_at(p, LN_IN_WEIGHT),   wl_at(p, MEAN_IN),
+                                    wl_at(p, RSTD_IN),     wl_scratch(p, DZN),       wl_at(p, DZ),
+                                    wl_at(p, DLN_IN_WEIGHT), wl_at(p, DLN_IN_BIAS)};
+    return mcl_layernorm_backward(p->ctx, &ln_in, &l1, NULL);
+}
+
+static const wl_baseline baselines[] = {
+    {"unfused", NULL, unfused_setup, wl_unfused_teardown, unfused_forward, unfused_backward},
+};
+
+/* AF3's outgoing update: a pair mask, both LayerNorms' weights and biases, every gradient */
+#define AF3(name, n, c, h) {name, {{n, c, h}, MCL_F32, OPT_MASK | OPT_LN_IN | OPT_LN_OUT, WL_ALL, 0}}
+static const wl_named_case cases[] = {
+    AF3("outgoing N=384 c=h=128", 384, 128, 128),
+    AF3("outgoing N=128 c=h=64", 128, 64, 64),
+};
+
+const wl_workload wl_trimul = {
+    .name = "trimul",
+    .family = "gemm",
+    .shape_names = "N,c,h",
+    .rank = 3,
+    .option_names = options,
+    .tensors = tensors,
+    .tensor_count = COUNT,
+    .cases = cases,
+    .case_count = WL_COUNT(cases),
+    .sizes = sizes,
+    .draw = draw,
+    .forward = forward,
+    .backward = backward,
+    .workspace = workspace,
+    .reference = reference,
+    .tolerance = tolerance,
+    .full_reference = full_reference,
+    .sample = sample,
+    .counts = counts,
+    .baselines = baselines,
+    .baseline_count = WL_COUNT(baselines),
+};
