@@ -62,18 +62,7 @@ static int reference(wl_problem *p)
     return 0;
 }
 
-/* one sigmoid and a product or two in fp32: the storage rounding */
-static double tolerance(const wl_case *c, int tensor)
-{
-    (void)tensor;
-    return host_tolerance(c->dtype);
-}
 
-static int full_reference(const wl_case *c)
-{
-    (void)c;
-    return 1; /* linear in the elements */
-}
 
 static wl_counts counts(const wl_case *c)
 {
@@ -130,24 +119,4 @@ static const wl_baseline baselines[] = {
 #define AF3(name, m, c) {name, {{m, c}, MCL_F32, 0, WL_ALL, 0}}
 static const wl_named_case cases[] = {AF3("pair M=147456 c=128", 147456, 128), AF3("single M=768 c=384", 768, 384)};
 
-const wl_workload wl_gating = {
-    .name = "gating",
-    .family = "glu",
-    .shape_names = "M,C",
-    .rank = 2,
-    .option_names = options,
-    .tensors = tensors,
-    .tensor_count = COUNT,
-    .cases = cases,
-    .case_count = WL_COUNT(cases),
-    .sizes = sizes,
-    .draw = draw,
-    .forward = forward,
-    .backward = backward,
-    .reference = reference,
-    .tolerance = tolerance,
-    .full_reference = full_reference,
-    .counts = counts,
-    .baselines = baselines,
-    .baseline_count = WL_COUNT(baselines),
-};
+const wl_workload wl_gating = WL_WORKLOAD("gating", "glu", "M,C", 2, .draw = draw);

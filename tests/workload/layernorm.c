@@ -79,11 +79,6 @@ static double tolerance(const wl_case *c, int tensor)
     return c->dtype == MCL_F32 ? 2e-5 : host_tolerance(c->dtype);
 }
 
-static int full_reference(const wl_case *c)
-{
-    (void)c;
-    return 1; /* linear in the elements */
-}
 
 static wl_counts counts(const wl_case *c)
 {
@@ -104,24 +99,5 @@ static const wl_named_case cases[] = {
     AF3("pair M=147456 K=128", 147456, 128), AF3("single M=768 K=384", 768, 384), AF3("wide M=4096 K=4096", 4096, 4096),
 };
 
-const wl_workload wl_layernorm = {
-    .name = "layernorm",
-    .family = "layernorm",
-    .shape_names = "rows,cols",
-    .rank = 2,
-    .option_names = options,
-    .tensors = tensors,
-    .tensor_count = COUNT,
-    .cases = cases,
-    .case_count = WL_COUNT(cases),
-    .sizes = sizes,
-    .forward = forward,
-    .backward = backward,
-    .workspace = workspace,
-    .reference = reference,
-    .tolerance = tolerance,
-    .full_reference = full_reference,
-    .counts = counts,
-    .baselines = baselines,
-    .baseline_count = WL_COUNT(baselines),
-};
+const wl_workload wl_layernorm = WL_WORKLOAD("layernorm", "layernorm", "rows,cols", 2, .workspace = workspace,
+                                             .tolerance = tolerance);

@@ -252,25 +252,6 @@ static const wl_named_case cases[] = {
     AF3("single M=768 K=384 N=1536", 768, 384, 1536),
 };
 
-const wl_workload wl_ln_linear = {
-    .name = "ln_linear",
-    .family = "gemm",
-    .shape_names = "M,K,N",
-    .rank = 3,
-    .option_names = options,
-    .tensors = tensors,
-    .tensor_count = COUNT,
-    .cases = cases,
-    .case_count = WL_COUNT(cases),
-    .sizes = sizes,
-    .forward = forward,
-    .backward = backward,
-    .workspace = workspace,
-    .reference = reference,
-    .tolerance = tolerance,
-    .full_reference = full_reference,
-    .sample = sample,
-    .counts = counts,
-    .baselines = baselines,
-    .baseline_count = WL_COUNT(baselines),
-};
+const wl_workload wl_ln_linear = WL_WORKLOAD("ln_linear", "gemm", "M,K,N", 3, .workspace = workspace,
+                                             .tolerance = tolerance, .full_reference = full_reference,
+                                             .sample = sample);

@@ -75,18 +75,7 @@ static int reference(wl_problem *p)
     return 0;
 }
 
-/* a SiLU and a product in fp32: the storage rounding */
-static double tolerance(const wl_case *c, int tensor)
-{
-    (void)tensor;
-    return host_tolerance(c->dtype);
-}
 
-static int full_reference(const wl_case *c)
-{
-    (void)c;
-    return 1; /* linear in the elements */
-}
 
 /* in units of y's bytes: x and dx are twice y */
 static wl_counts counts(const wl_case *c)
@@ -153,24 +142,4 @@ static const wl_named_case cases[] = {
     AF3("transition M=768 F=1536", 768, 1536),
 };
 
-const wl_workload wl_swiglu = {
-    .name = "swiglu",
-    .family = "glu",
-    .shape_names = "rows,F",
-    .rank = 2,
-    .option_names = options,
-    .tensors = tensors,
-    .tensor_count = COUNT,
-    .cases = cases,
-    .case_count = WL_COUNT(cases),
-    .sizes = sizes,
-    .draw = draw,
-    .forward = forward,
-    .backward = backward,
-    .reference = reference,
-    .tolerance = tolerance,
-    .full_reference = full_reference,
-    .counts = counts,
-    .baselines = baselines,
-    .baseline_count = WL_COUNT(baselines),
-};
+const wl_workload wl_swiglu = WL_WORKLOAD("swiglu", "glu", "rows,F", 2, .draw = draw);

@@ -346,26 +346,6 @@ static const wl_named_case cases[] = {
     AF3("single M=768 c=384 F=1536", 768, 384, 1536),
 };
 
-const wl_workload wl_transition = {
-    .name = "transition",
-    .family = "gemm",
-    .shape_names = "rows,c,F",
-    .rank = 3,
-    .option_names = options,
-    .tensors = tensors,
-    .tensor_count = COUNT,
-    .cases = cases,
-    .case_count = WL_COUNT(cases),
-    .sizes = sizes,
-    .draw = draw,
-    .forward = forward,
-    .backward = backward,
-    .workspace = workspace,
-    .reference = reference,
-    .tolerance = tolerance,
-    .full_reference = full_reference,
-    .sample = sample,
-    .counts = counts,
-    .baselines = baselines,
-    .baseline_count = WL_COUNT(baselines),
-};
+const wl_workload wl_transition = WL_WORKLOAD("transition", "gemm", "rows,c,F", 3, .draw = draw,
+                                               .workspace = workspace, .tolerance = tolerance,
+                                               .full_reference = full_reference, .sample = sample);

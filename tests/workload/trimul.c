@@ -511,26 +511,6 @@ static const wl_named_case cases[] = {
     AF3("outgoing N=128 c=h=64", 128, 64, 64),
 };
 
-const wl_workload wl_trimul = {
-    .name = "trimul",
-    .family = "gemm",
-    .shape_names = "N,c,h",
-    .rank = 3,
-    .option_names = options,
-    .tensors = tensors,
-    .tensor_count = COUNT,
-    .cases = cases,
-    .case_count = WL_COUNT(cases),
-    .sizes = sizes,
-    .draw = draw,
-    .forward = forward,
-    .backward = backward,
-    .workspace = workspace,
-    .reference = reference,
-    .tolerance = tolerance,
-    .full_reference = full_reference,
-    .sample = sample,
-    .counts = counts,
-    .baselines = baselines,
-    .baseline_count = WL_COUNT(baselines),
-};
+const wl_workload wl_trimul = WL_WORKLOAD("trimul", "gemm", "N,c,h", 3, .draw = draw, .workspace = workspace,
+                                           .tolerance = tolerance, .full_reference = full_reference,
+                                           .sample = sample);

@@ -207,6 +207,13 @@ mcl_status wl_fetch(wl_problem *p, int check_inputs, wl_fetch_report *r)
 
 /* ---- reference and comparison ----------------------------------------------------------- */
 
+double wl_tolerance(const wl_problem *p, int i)
+{
+    return p->w->tolerance ? p->w->tolerance(&p->c, i) : host_tolerance(p->t[i].dtype);
+}
+
+int wl_full_reference(const wl_problem *p) { return !p->w->full_reference || p->w->full_reference(&p->c); }
+
 mcl_status wl_reference(wl_problem *p)
 {
     for (int i = 0; i < (int)p->w->tensor_count; i++) {
@@ -215,7 +222,7 @@ mcl_status wl_reference(wl_problem *p)
         free(t->ref), free(t->floor);
         t->floor = NULL;
         t->check = WL_NORM;
-        t->tol = p->w->tolerance(&p->c, i);
+        t->tol = wl_tolerance(p, i);
         if (!(t->ref = calloc(t->count, sizeof *t->ref))) return wl_fail(MCL_ERR_OUT_OF_MEMORY, "no memory for references");
     }
     return p->w->reference(p) == 0 ? MCL_OK : wl_fail(MCL_ERR_OUT_OF_MEMORY, "%s: reference out of memory", p->w->name);

@@ -132,15 +132,26 @@ typedef struct wl_workload {
     /* ref, floor and check of every output present, from the inputs and, where the op continues
      * from its saved tensors, from the fetched forward outputs; 0, or -1 without memory */
     int (*reference)(wl_problem *p);
+    /* the bound of each output's check; NULL: the storage dtype's (host_tolerance) */
     double (*tolerance)(const wl_case *c, int tensor);
-    /* whether `reference` is affordable on the host for this case; where it is not, `sample`
-     * gives the norm error of each output it checks (err[i] < 0: not checked) on a sample */
+    /* whether `reference` is affordable on the host for this case (NULL: always); where it is
+     * not, `sample` gives the norm error of each output it checks (err[i] < 0: not checked) on
+     * a sample */
     int (*full_reference)(const wl_case *c);
     int (*sample)(wl_problem *p, double *err);
     wl_counts (*counts)(const wl_case *c);
     const wl_baseline *baselines;
     size_t baseline_count;
 } wl_workload;
+
+/* A workload's descriptor from the statics its file defines by convention (options, tensors,
+ * cases, sizes, forward, backward, reference, counts, baselines), the optional hooks (draw,
+ * workspace, tolerance, full_reference, sample) following as designated initializers. */
+#define WL_WORKLOAD(name_, family_, shape_names_, rank_, ...)                                  \
+    {.name = name_, .family = family_, .shape_names = shape_names_, .rank = rank_, .option_names = options, \
+     .tensors = tensors, .tensor_count = WL_COUNT(tensors), .cases = cases, .case_count = WL_COUNT(cases), \
+     .sizes = sizes, .forward = forward, .backward = backward, .reference = reference, .counts = counts, \
+     .baselines = baselines, .baseline_count = WL_COUNT(baselines), __VA_ARGS__}
 
 extern const wl_workload wl_layernorm, wl_evoattn, wl_gating, wl_swiglu, wl_ln_linear, wl_transition, wl_trimul;
 extern const wl_workload *const wl_workloads[];
@@ -194,8 +205,10 @@ typedef struct wl_error {
     double worst_ratio;  /* its error over its bound */
 } wl_error;
 
-/* The reference of every output (wl_workload.reference, tolerances from wl_workload.tolerance). */
+/* The reference of every output (wl_workload.reference, tolerances from wl_tolerance). */
 mcl_status wl_reference(wl_problem *p);
+double wl_tolerance(const wl_problem *p, int i);
+int wl_full_reference(const wl_problem *p);
 wl_error wl_compare(const wl_problem *p, int i);
 
 /* A value far out in sigmoid's tails, where exp overflows in fp32, rounded to the dtype: the

@@ -1,48 +1,42 @@
-/* megacl bench: time workloads with event profiling, verify them, report table and JSON. */
-#include "bench.h"
+/* megacl bench: each workload's cases (tests/workload) verified against the double-precision
+ * reference, then timed with event profiling next to the workload's baselines; a table on
+ * stdout and every figure in JSON. */
+#include "cli.h"
 
-#include "ref/host.h"
-
-#include <math.h>
+#include "workload/workload.h"
 
 #include <json-c/json.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 json_object *cli_device_json(const mcl_device_info *d);
 
-static const bench_workload *const workloads[] = {&bench_layernorm, &bench_evoattn, &bench_gating, &bench_swiglu, &bench_ln_linear, &bench_transition, &bench_trimul};
-
 /* Names that run several workloads in one go: `fused` is MegaFold's set of fused operators. */
-static const bench_workload *const fused_members[] = {&bench_gating, &bench_swiglu, &bench_ln_linear,
-                                                      &bench_transition, &bench_trimul};
-static const struct {
-    const char *name;
-    const bench_workload *const *members;
-    size_t count;
-} groups[] = {{"fused", fused_members, sizeof fused_members / sizeof fused_members[0]}};
+static const char *const fused_members[] = {"gating", "swiglu", "ln_linear", "transition", "trimul"};
 #define WORKLOAD_NAMES "layernorm, evoattn, gating, swiglu, ln_linear, transition, trimul; fused runs the last five"
 
 typedef struct bench_settings {
     mcl_dtype dtypes[3];
     size_t dtype_count;
     int reps, warmup;
-    size_t custom_shape[5];
+    size_t custom_shape[WL_MAX_RANK];
     int has_custom_shape;
-    const char *params; /* --params: the megacl implementation's parameters */
-    const char *impl;   /* --impl: run only this implementation */
+    const char *params; /* --params: the megacl path's parameters */
+    const char *impl;   /* --impl: run only this path */
+    const char *json;
 } bench_settings;
 
 typedef struct bench_result {
-    const char *workload;
-    const char *case_name;
-    const char *impl;
+    const char *case_name, *impl;
     mcl_dtype dtype;
-    double fwd_ms, fwdbwd_ms, fwd_err, bwd_err, tolerance;
-    double peak_bytes;
-    int fwd_reps, fwdbwd_reps;
-    const bench_op *op;
+    double fwd_ms, fwdbwd_ms, fwd_err, bwd_err, peak_bytes;
+    int fwd_reps, fwdbwd_reps, ok;
+    double err[WL_MAX_TENSORS], tol[WL_MAX_TENSORS]; /* err < 0: not checked */
+    wl_counts counts;
 } bench_result;
+
+/* ---- one case --------------------------------------------------------------------------- */
 
 static int compare_doubles(const void *a, const void *b)
 {
@@ -50,37 +44,36 @@ static int compare_doubles(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static mcl_status run_once(mcl_context *ctx, const bench_op *op, int with_backward)
+static mcl_status run_once(wl_problem *p, const wl_baseline *b, int with_backward)
 {
-    mcl_status status = op->forward(op->state, ctx);
-    if (status == MCL_OK && with_backward) status = op->backward(op->state, ctx);
-    return status;
+    mcl_status status = wl_forward(p, b);
+    return status == MCL_OK && with_backward ? wl_backward(p, b) : status;
 }
 
-static mcl_status time_once(mcl_context *ctx, const bench_op *op, int with_backward, double *ms)
+static mcl_status time_once(wl_problem *p, const wl_baseline *b, int with_backward, double *ms)
 {
-    CLI_TRY(mcl_profile_begin(ctx));
-    mcl_status status = run_once(ctx, op, with_backward);
-    mcl_status end = mcl_profile_end(ctx, ms);
+    WL_TRY(wl_op(mcl_profile_begin(p->ctx)));
+    mcl_status status = run_once(p, b, with_backward);
+    mcl_status end = wl_op(mcl_profile_end(p->ctx, ms));
     return status != MCL_OK ? status : end;
 }
 
 /* Median device time of forward (and backward) over up to `reps` profiled runs. A slow case
  * (the unfused baselines at AF3 sizes take seconds) gets fewer runs: as many as fit in about
  * two seconds, never fewer than three, and a single warm-up. *reps_done says how many ran. */
-static mcl_status time_median(mcl_context *ctx, const bench_op *op, int with_backward,
-                              const bench_settings *s, double *ms, int *reps_done)
+static mcl_status time_median(wl_problem *p, const wl_baseline *b, int with_backward, const bench_settings *s,
+                              double *ms, int *reps_done)
 {
     double first = 0.0;
-    CLI_TRY(time_once(ctx, op, with_backward, &first)); /* the first warm-up, timed */
+    WL_TRY(time_once(p, b, with_backward, &first)); /* the first warm-up, timed */
     int warmup = first > 100.0 ? 0 : s->warmup - 1, reps = s->reps;
     if (first > 0.0 && reps > 2000.0 / first) reps = 2000.0 / first < 3 ? 3 : (int)(2000.0 / first);
     double *times = calloc((size_t)reps, sizeof *times);
-    if (!times) return MCL_ERR_OUT_OF_MEMORY;
+    if (!times) return wl_fail(MCL_ERR_OUT_OF_MEMORY, "no memory for %d timings", reps);
     mcl_status status = MCL_OK;
-    for (int i = 0; i < warmup && status == MCL_OK; i++) status = run_once(ctx, op, with_backward);
-    if (status == MCL_OK) status = mcl_finish(ctx);
-    for (int i = 0; i < reps && status == MCL_OK; i++) status = time_once(ctx, op, with_backward, &times[i]);
+    for (int i = 0; i < warmup && status == MCL_OK; i++) status = run_once(p, b, with_backward);
+    if (status == MCL_OK) status = wl_op(mcl_finish(p->ctx));
+    for (int i = 0; i < reps && status == MCL_OK; i++) status = time_once(p, b, with_backward, &times[i]);
     if (status == MCL_OK) {
         qsort(times, (size_t)reps, sizeof *times, compare_doubles);
         *ms = times[reps / 2];
@@ -90,167 +83,181 @@ static mcl_status time_median(mcl_context *ctx, const bench_op *op, int with_bac
     return status;
 }
 
-/* Peak device memory of forward + backward beyond the inputs: what the op writes plus the
- * most workspace it held (design.md, "Benchmarks"). */
-static mcl_status measure_peak(mcl_context *ctx, const bench_op *op, double *bytes)
+/* Peak device memory of forward + backward beyond the inputs: what the op writes plus the most
+ * workspace it held (design.md, "Benchmarks"). */
+static mcl_status measure_peak(wl_problem *p, const wl_baseline *b, double *bytes)
 {
-    CLI_TRY(mcl_context_trim(ctx));
-    mcl_context_reset_peak(ctx);
-    CLI_TRY(run_once(ctx, op, 1));
-    CLI_TRY(mcl_finish(ctx));
+    WL_TRY(wl_op(mcl_context_trim(p->ctx)));
+    mcl_context_reset_peak(p->ctx);
+    WL_TRY(run_once(p, b, 1));
+    WL_TRY(wl_op(mcl_finish(p->ctx)));
     mcl_context_stats stats;
-    mcl_context_get_stats(ctx, &stats);
-    *bytes = (double)op->result_bytes + (double)stats.workspace_peak_bytes;
+    mcl_context_get_stats(p->ctx, &stats);
+    *bytes = wl_result_bytes(p) + (double)stats.workspace_peak_bytes;
     return MCL_OK;
 }
 
-static mcl_status bench_case(mcl_context *ctx, const bench_workload *w, const bench_impl *impl,
-                             const size_t *shape, mcl_dtype dtype, const bench_settings *s,
-                             bench_result *r, bench_op *op)
+/* Runs the case once on poisoned outputs and compares every output with the reference (in
+ * full, or on the workload's sample where the full reference would take too long). */
+static mcl_status verify(wl_problem *p, const wl_baseline *b, bench_result *r)
 {
-    CLI_TRY(mcl_context_set_params(ctx, w->family, impl->params ? impl->params : s->params));
-    CLI_TRY((impl->create ? impl->create : w->create)(ctx, shape, dtype, op));
-    r->op = op;
-    r->tolerance = w->tolerance(dtype);
-    CLI_TRY(op->verify(op->state, ctx, &r->fwd_err, &r->bwd_err));
-    CLI_TRY(measure_peak(ctx, op, &r->peak_bytes));
-    CLI_TRY(time_median(ctx, op, 0, s, &r->fwd_ms, &r->fwd_reps));
-    CLI_TRY(time_median(ctx, op, 1, s, &r->fwdbwd_ms, &r->fwdbwd_reps));
+    WL_TRY(wl_poison(p));
+    WL_TRY(run_once(p, b, 1));
+    wl_fetch_report report;
+    WL_TRY(wl_fetch(p, 0, &report));
+    const wl_workload *w = p->w;
+    int full = wl_full_reference(p) || !w->sample;
+    if (full) WL_TRY(wl_reference(p));
+    else if (w->sample(p, r->err) != 0) return wl_fail(MCL_ERR_OUT_OF_MEMORY, "%s: no memory for the check", w->name);
+    r->ok = report.stray_bytes == 0;
+    r->fwd_err = r->bwd_err = 0.0;
+    for (int i = 0; i < (int)w->tensor_count; i++) {
+        if (!wl_has(p, i) || wl_is_input(p, i)) {
+            r->err[i] = -1.0;
+            continue;
+        }
+        r->tol[i] = wl_tolerance(p, i);
+        int bad = r->err[i] >= 0.0 && !(r->err[i] <= r->tol[i]);
+        if (full) {
+            wl_error e = wl_compare(p, i);
+            r->err[i] = e.err;
+            bad = e.bad > 0;
+        }
+        r->ok &= !bad;
+        double *side = w->tensors[i].role == WL_FORWARD ? &r->fwd_err : &r->bwd_err;
+        if (r->err[i] >= 0.0) *side = fmax(*side, r->err[i]);
+    }
     return MCL_OK;
 }
+
+/* Inputs drawn from a seed of the case, so every run of a case sees the same values. */
+static uint64_t seed_of(const wl_case *c)
+{
+    uint64_t seed = 1469598103934665603ull;
+    for (int i = 0; i < WL_MAX_RANK; i++) seed = (seed ^ c->shape[i]) * 1099511628211ull;
+    return seed ^ (uint64_t)c->dtype;
+}
+
+static mcl_status bench_case(mcl_context *ctx, const wl_workload *w, const wl_baseline *b, const wl_case *c,
+                             const bench_settings *s, bench_result *r)
+{
+    WL_TRY(wl_op(mcl_context_set_params(ctx, w->family, b ? b->params : s->params)));
+    host_rng rng = host_rng_seeded(seed_of(c));
+    wl_problem *p = NULL;
+    mcl_status status = wl_create(w, ctx, c, &rng, &p);
+    if (status == MCL_OK) status = wl_place(p, WL_OFF_ZERO);
+    if (status == MCL_OK) status = wl_setup_baseline(p, b);
+    if (status == MCL_OK) status = verify(p, b, r);
+    if (status == MCL_OK) status = measure_peak(p, b, &r->peak_bytes);
+    if (status == MCL_OK) status = time_median(p, b, 0, s, &r->fwd_ms, &r->fwd_reps);
+    if (status == MCL_OK) status = time_median(p, b, 1, s, &r->fwdbwd_ms, &r->fwdbwd_reps);
+    r->counts = w->counts(c);
+    wl_destroy(p);
+    return status;
+}
+
+/* ---- reports ---------------------------------------------------------------------------- */
+
+static void print_header(const wl_workload *w)
+{
+    printf("\n%s (parameters of family %s)\n", w->name, w->family);
+    printf("%-26s %-7s %-5s %9s %9s %8s %8s %6s %9s %8s %9s %9s %s\n", "case", "impl", "dtype", "fwd ms", "f+b ms",
+           "fwd GB/s", "f+b GB/s", "%copy", "f+b GF/s", "peak GiB", "fwd err", "bwd err", "check");
+}
+
+static double rate(double amount, double ms) { return amount / (ms * 1e-3) * 1e-9; }
 
 static void print_row(const bench_result *r, const device_ceilings *ceil)
 {
-    double fwd_gbps = r->op->fwd_bytes / (r->fwd_ms * 1e-3) * 1e-9;
-    double all_gbps = r->op->fwdbwd_bytes / (r->fwdbwd_ms * 1e-3) * 1e-9;
-    double all_gflops = r->op->fwdbwd_flops / (r->fwdbwd_ms * 1e-3) * 1e-9;
-    int ok = r->fwd_err <= r->tolerance && r->bwd_err <= r->tolerance;
-    printf("%-22s %-7s %-5s %9.4f %9.4f %8.1f %8.1f %5.0f%% %9.1f %8.4f %9.2e %9.2e %s\n",
-           r->case_name, r->impl, mcl_dtype_name(r->dtype), r->fwd_ms, r->fwdbwd_ms, fwd_gbps,
-           all_gbps, 100.0 * all_gbps / ceil->copy_gbps, all_gflops, r->peak_bytes / (1 << 30),
-           r->fwd_err, r->bwd_err, ok ? "ok" : "FAIL");
+    double all_gbps = rate(r->counts.fwdbwd_bytes, r->fwdbwd_ms);
+    printf("%-26s %-7s %-5s %9.4f %9.4f %8.1f %8.1f %5.0f%% %9.1f %8.4f %9.2e %9.2e %s\n", r->case_name, r->impl,
+           mcl_dtype_name(r->dtype), r->fwd_ms, r->fwdbwd_ms, rate(r->counts.fwd_bytes, r->fwd_ms), all_gbps,
+           100.0 * all_gbps / ceil->copy_gbps, rate(r->counts.fwdbwd_flops, r->fwdbwd_ms), r->peak_bytes / (1 << 30),
+           r->fwd_err, r->bwd_err, r->ok ? "ok" : "FAIL");
 }
 
-static json_object *result_json(const bench_result *r, const device_ceilings *ceil)
+static void add_double(json_object *o, const char *key, double value)
 {
-    json_object *o = json_object_new_object();
-    double all_gbps = r->op->fwdbwd_bytes / (r->fwdbwd_ms * 1e-3) * 1e-9;
-    json_object_object_add(o, "workload", json_object_new_string(r->workload));
+    json_object_object_add(o, key, json_object_new_double(value));
+}
+
+static json_object *result_json(const wl_workload *w, const bench_result *r, const device_ceilings *ceil)
+{
+    json_object *o = json_object_new_object(), *errors = json_object_new_object();
+    double all_gbps = rate(r->counts.fwdbwd_bytes, r->fwdbwd_ms);
+    json_object_object_add(o, "workload", json_object_new_string(w->name));
     json_object_object_add(o, "case", json_object_new_string(r->case_name));
     json_object_object_add(o, "impl", json_object_new_string(r->impl));
     json_object_object_add(o, "dtype", json_object_new_string(mcl_dtype_name(r->dtype)));
-    json_object_object_add(o, "fwd_ms", json_object_new_double(r->fwd_ms));
-    json_object_object_add(o, "fwdbwd_ms", json_object_new_double(r->fwdbwd_ms));
+    add_double(o, "fwd_ms", r->fwd_ms);
+    add_double(o, "fwdbwd_ms", r->fwdbwd_ms);
     json_object_object_add(o, "fwd_reps", json_object_new_int(r->fwd_reps));
     json_object_object_add(o, "fwdbwd_reps", json_object_new_int(r->fwdbwd_reps));
-    json_object_object_add(o, "fwd_gbps", json_object_new_double(r->op->fwd_bytes / (r->fwd_ms * 1e-3) * 1e-9));
-    json_object_object_add(o, "fwdbwd_gbps", json_object_new_double(all_gbps));
-    json_object_object_add(o, "fwdbwd_fraction_of_copy", json_object_new_double(all_gbps / ceil->copy_gbps));
-    json_object_object_add(o, "fwd_gflops", json_object_new_double(r->op->fwd_flops / (r->fwd_ms * 1e-3) * 1e-9));
-    json_object_object_add(o, "fwdbwd_gflops", json_object_new_double(r->op->fwdbwd_flops / (r->fwdbwd_ms * 1e-3) * 1e-9));
-    json_object_object_add(o, "fwd_bytes", json_object_new_double(r->op->fwd_bytes));
-    json_object_object_add(o, "fwdbwd_bytes", json_object_new_double(r->op->fwdbwd_bytes));
-    json_object_object_add(o, "peak_bytes", json_object_new_double(r->peak_bytes));
-    json_object_object_add(o, "fwd_rel_error", json_object_new_double(r->fwd_err));
-    json_object_object_add(o, "bwd_rel_error", json_object_new_double(r->bwd_err));
-    json_object_object_add(o, "tolerance", json_object_new_double(r->tolerance));
+    add_double(o, "fwd_gbps", rate(r->counts.fwd_bytes, r->fwd_ms));
+    add_double(o, "fwdbwd_gbps", all_gbps);
+    add_double(o, "fwdbwd_fraction_of_copy", all_gbps / ceil->copy_gbps);
+    add_double(o, "fwd_gflops", rate(r->counts.fwd_flops, r->fwd_ms));
+    add_double(o, "fwdbwd_gflops", rate(r->counts.fwdbwd_flops, r->fwdbwd_ms));
+    add_double(o, "fwd_bytes", r->counts.fwd_bytes);
+    add_double(o, "fwdbwd_bytes", r->counts.fwdbwd_bytes);
+    add_double(o, "peak_bytes", r->peak_bytes);
+    add_double(o, "fwd_rel_error", r->fwd_err);
+    add_double(o, "bwd_rel_error", r->bwd_err);
+    for (int i = 0; i < (int)w->tensor_count; i++) {
+        if (r->err[i] < 0.0) continue;
+        json_object *e = json_object_new_object();
+        add_double(e, "error", r->err[i]);
+        add_double(e, "tolerance", r->tol[i]);
+        json_object_object_add(errors, w->tensors[i].name, e);
+    }
+    json_object_object_add(o, "outputs", errors);
+    json_object_object_add(o, "ok", json_object_new_boolean(r->ok));
     return o;
 }
 
-static int parse_settings(int argc, char **argv, const bench_workload *w, bench_settings *s)
+/* ---- a workload's cases ------------------------------------------------------------------ */
+
+/* A baseline too big for the device, or without the dtype, is reported, not a failure. */
+static int skippable(mcl_status status, const wl_baseline *b)
 {
-    const char *dtypes = cli_option(argc, argv, "--dtype");
-    const char *reps = cli_option(argc, argv, "--reps");
-    const char *warmup = cli_option(argc, argv, "--warmup");
-    const char *shape = cli_option(argc, argv, "--shape");
-    s->params = cli_option(argc, argv, "--params");
-    s->impl = cli_option(argc, argv, "--impl");
-    s->reps = reps ? atoi(reps) : 20;
-    s->warmup = warmup ? atoi(warmup) : 3;
-    if (s->reps < 1 || s->warmup < 0) {
-        fprintf(stderr, "megacl bench: --reps must be >= 1 and --warmup >= 0\n");
-        return 0;
-    }
-    char list[64];
-    snprintf(list, sizeof list, "%s", dtypes ? dtypes : "f32,bf16");
-    s->dtype_count = 0;
-    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
-        int found = 0;
-        for (int d = MCL_F32; d <= MCL_F16 && !found; d++) {
-            if (strcmp(tok, mcl_dtype_name((mcl_dtype)d)) == 0 && s->dtype_count < 3) {
-                s->dtypes[s->dtype_count++] = (mcl_dtype)d;
-                found = 1;
-            }
-        }
-        if (!found) {
-            fprintf(stderr, "megacl bench: unknown dtype '%s' (f32, bf16, f16)\n", tok);
-            return 0;
-        }
-    }
-    s->has_custom_shape = shape != NULL;
-    if (shape) {
-        size_t n = 0;
-        char buf[128];
-        snprintf(buf, sizeof buf, "%s", shape);
-        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ","), n++)
-            if (n < sizeof s->custom_shape / sizeof s->custom_shape[0])
-                s->custom_shape[n] = strtoull(tok, NULL, 10);
-        if (!w) {
-            fprintf(stderr, "megacl bench: --shape needs a single workload, not a group\n");
-            return 0;
-        }
-        if (n != w->shape_rank) {
-            fprintf(stderr, "megacl bench %s: --shape takes %zu comma-separated sizes\n", w->name,
-                    w->shape_rank);
-            return 0;
-        }
-    }
-    return 1;
+    return b && (status == MCL_ERR_DEVICE_LIMIT || status == MCL_ERR_OUT_OF_MEMORY ||
+                 status == MCL_ERR_UNSUPPORTED_DTYPE || status == MCL_ERR_UNSUPPORTED);
 }
 
-static int run_workload(mcl_context *ctx, const bench_workload *w, const bench_settings *s,
-                        const device_ceilings *ceil, json_object *results)
+static int run_one(mcl_context *ctx, const wl_workload *w, const wl_baseline *b, const char *name, const wl_case *c,
+                   const bench_settings *s, const device_ceilings *ceil, json_object *results)
 {
-    size_t case_count = s->has_custom_shape ? 1 : w->case_count;
+    const char *impl = b ? b->name : "megacl";
+    bench_result r = {.case_name = name, .impl = impl, .dtype = c->dtype};
+    mcl_status status = bench_case(ctx, w, b, c, s, &r);
+    if (status == MCL_OK) {
+        print_row(&r, ceil);
+        json_object_array_add(results, result_json(w, &r, ceil));
+        fflush(stdout);
+        return !r.ok;
+    }
+    printf("%-26s %-7s %-5s %s: %s\n", name, impl, mcl_dtype_name(c->dtype),
+           skippable(status, b) ? "skipped" : "failed", wl_last_error());
+    fflush(stdout);
+    return !skippable(status, b);
+}
+
+static int run_workload(mcl_context *ctx, const wl_workload *w, const bench_settings *s, const device_ceilings *ceil,
+                        json_object *results)
+{
     int failed = 0;
-    printf("\n%s (parameters of family %s)\n", w->name, w->family);
-    printf("%-22s %-7s %-5s %9s %9s %8s %8s %6s %9s %8s %9s %9s %s\n", "case", "impl", "dtype",
-           "fwd ms", "f+b ms", "fwd GB/s", "f+b GB/s", "%copy", "f+b GF/s", "peak GiB",
-           "fwd err", "bwd err", "check");
-    for (size_t c = 0; c < case_count; c++) {
-        char custom_name[64];
-        const size_t *shape = s->has_custom_shape ? s->custom_shape : w->case_shapes[c];
-        const char *name = w->case_names[c < w->case_count ? c : 0];
-        if (s->has_custom_shape) {
-            snprintf(custom_name, sizeof custom_name, "custom");
-            name = custom_name;
-        }
+    print_header(w);
+    size_t case_count = s->has_custom_shape ? 1 : w->case_count;
+    for (size_t k = 0; k < case_count; k++) {
+        wl_case c = w->cases[k].c;
+        if (s->has_custom_shape) memcpy(c.shape, s->custom_shape, sizeof c.shape);
+        const char *name = s->has_custom_shape ? "custom" : w->cases[k].name;
         for (size_t d = 0; d < s->dtype_count; d++) {
-            for (size_t i = 0; i < w->impl_count; i++) {
-                if (s->impl && strcmp(s->impl, w->impls[i].name) != 0) continue;
-                bench_op op = {0};
-                bench_result r = {.workload = w->name, .case_name = name, .impl = w->impls[i].name, .dtype = s->dtypes[d]};
-                mcl_status status = bench_case(ctx, w, &w->impls[i], shape, s->dtypes[d], s, &r, &op);
-                if (status == MCL_OK) {
-                    print_row(&r, ceil);
-                    json_object_array_add(results, result_json(&r, ceil));
-                    failed |= !(r.fwd_err <= r.tolerance && r.bwd_err <= r.tolerance);
-                } else if ((status == MCL_ERR_DEVICE_LIMIT || status == MCL_ERR_OUT_OF_MEMORY ||
-                            status == MCL_ERR_UNSUPPORTED_DTYPE) &&
-                           strcmp(w->impls[i].name, "megacl") != 0) {
-                    /* a baseline too big for the device, or without this dtype, is reported, not
-                     * a failure */
-                    printf("%-22s %-7s %-5s skipped: %s (%s)\n", name, w->impls[i].name,
-                           mcl_dtype_name(s->dtypes[d]),
-                           status == MCL_ERR_UNSUPPORTED_DTYPE ? "no such dtype" : "does not fit",
-                           mcl_last_error());
-                } else {
-                    printf("%-22s %-7s %-5s failed: %s: %s\n", name, w->impls[i].name,
-                           mcl_dtype_name(s->dtypes[d]), mcl_status_name(status), mcl_last_error());
-                    failed = 1;
-                }
-                if (op.destroy) op.destroy(op.state);
-                fflush(stdout);
+            c.dtype = s->dtypes[d];
+            for (size_t i = 0; i <= w->baseline_count; i++) {
+                const wl_baseline *b = i ? &w->baselines[i - 1] : NULL;
+                if (!s->impl || strcmp(s->impl, b ? b->name : "megacl") == 0)
+                    failed |= run_one(ctx, w, b, name, &c, s, ceil, results);
             }
         }
     }
@@ -258,26 +265,105 @@ static int run_workload(mcl_context *ctx, const bench_workload *w, const bench_s
     return failed;
 }
 
+/* ---- command line ------------------------------------------------------------------------ */
+
+static const wl_workload *find_workload(const char *name)
+{
+    for (size_t i = 0; i < wl_workload_count; i++)
+        if (strcmp(wl_workloads[i]->name, name) == 0) return wl_workloads[i];
+    return NULL;
+}
+
+static int parse_dtypes(const char *list, bench_settings *s)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", list);
+    s->dtype_count = 0;
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        int found = 0;
+        for (int d = MCL_F32; d <= MCL_F16 && !found; d++)
+            if (strcmp(tok, mcl_dtype_name((mcl_dtype)d)) == 0 && s->dtype_count < 3)
+                s->dtypes[s->dtype_count++] = (mcl_dtype)d, found = 1;
+        if (!found) return cli_usage("bench", "unknown dtype '%s' (f32, bf16, f16)", tok);
+    }
+    return s->dtype_count ? 1 : cli_usage("bench", "--dtype names no dtype");
+}
+
+static int parse_shape(const char *text, const wl_workload *const *run, size_t run_count, bench_settings *s)
+{
+    if (run_count != 1) return cli_usage("bench", "--shape needs a single workload, not a group");
+    size_t n = 0;
+    if (!cli_parse_sizes(text, s->custom_shape, WL_MAX_RANK, &n) || n != run[0]->rank)
+        return cli_usage("bench", "%s: --shape takes %zu positive sizes %s, not '%s'", run[0]->name, run[0]->rank,
+                         run[0]->shape_names, text);
+    s->has_custom_shape = 1;
+    return 1;
+}
+
+static int parse_impl(const char *impl, const wl_workload *const *run, size_t run_count)
+{
+    if (strcmp(impl, "megacl") == 0) return 1;
+    for (size_t i = 0; i < run_count; i++)
+        for (size_t b = 0; b < run[i]->baseline_count; b++)
+            if (strcmp(run[i]->baselines[b].name, impl) == 0) return 1;
+    return cli_usage("bench", "no implementation '%s' (megacl, or a baseline: naive, unfused)", impl);
+}
+
+enum { OPT_DEVICE, OPT_DTYPE, OPT_SHAPE, OPT_REPS, OPT_WARMUP, OPT_JSON, OPT_PARAMS, OPT_IMPL, OPT_COUNT };
+
+static int parse_settings(cli_option *o, const wl_workload *const *run, size_t run_count, bench_settings *s)
+{
+    *s = (bench_settings){.reps = 20, .warmup = 3, .params = o[OPT_PARAMS].value, .impl = o[OPT_IMPL].value,
+                          .json = o[OPT_JSON].value};
+    if (o[OPT_REPS].value && !cli_parse_int(o[OPT_REPS].value, 1, 1000000, &s->reps))
+        return cli_usage("bench", "--reps takes a whole number from 1, not '%s'", o[OPT_REPS].value);
+    if (o[OPT_WARMUP].value && !cli_parse_int(o[OPT_WARMUP].value, 0, 1000000, &s->warmup))
+        return cli_usage("bench", "--warmup takes a whole number from 0, not '%s'", o[OPT_WARMUP].value);
+    if (!parse_dtypes(o[OPT_DTYPE].value ? o[OPT_DTYPE].value : "f32,bf16", s)) return 0;
+    if (o[OPT_SHAPE].value && !parse_shape(o[OPT_SHAPE].value, run, run_count, s)) return 0;
+    return !s->impl || parse_impl(s->impl, run, run_count);
+}
+
+static int write_json(const char *path, const char *what, const mcl_device_info *info, const device_ceilings *ceil,
+                      const bench_settings *s, json_object *results)
+{
+    json_object *root = json_object_new_object(), *c = json_object_new_object();
+    json_object_object_add(root, "megacl_version", json_object_new_string(mcl_version_string()));
+    json_object_object_add(root, "workload", json_object_new_string(what));
+    json_object_object_add(root, "device", cli_device_json(info));
+    add_double(c, "copy_gbps", ceil->copy_gbps);
+    add_double(c, "fma_gflops", ceil->fma_gflops);
+    json_object_object_add(root, "ceilings", c);
+    json_object_object_add(root, "reps", json_object_new_int(s->reps));
+    json_object_object_add(root, "results", json_object_get(results));
+    int ok = json_object_to_file_ext(path, root, JSON_C_TO_STRING_PRETTY) == 0;
+    if (!ok) fprintf(stderr, "megacl bench: cannot write %s\n", path);
+    json_object_put(root);
+    return ok;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     if (argc < 2 || argv[1][0] == '-') {
-        fprintf(stderr, "megacl bench: name a workload (" WORKLOAD_NAMES ")\n");
+        cli_usage("bench", "name a workload (" WORKLOAD_NAMES ")");
         return 2;
     }
-    const bench_workload *const *run = NULL;
+    const wl_workload *run[WL_COUNT(fused_members)];
     size_t run_count = 1;
-    for (size_t i = 0; i < sizeof workloads / sizeof workloads[0]; i++)
-        if (strcmp(workloads[i]->name, argv[1]) == 0) run = &workloads[i];
-    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
-        if (strcmp(groups[i].name, argv[1]) == 0) run = groups[i].members, run_count = groups[i].count;
-    if (!run) {
-        fprintf(stderr, "megacl bench: unknown workload '%s' (" WORKLOAD_NAMES ")\n", argv[1]);
+    if (strcmp(argv[1], "fused") == 0) {
+        run_count = WL_COUNT(fused_members);
+        for (size_t i = 0; i < run_count; i++) run[i] = find_workload(fused_members[i]);
+    } else if (!(run[0] = find_workload(argv[1]))) {
+        cli_usage("bench", "unknown workload '%s' (" WORKLOAD_NAMES ")", argv[1]);
         return 2;
     }
+    cli_option options[OPT_COUNT] = {{"--device", 1}, {"--dtype", 1}, {"--shape", 1}, {"--reps", 1},
+                                     {"--warmup", 1}, {"--json", 1},  {"--params", 1}, {"--impl", 1}};
     bench_settings s;
-    if (!parse_settings(argc, argv, run_count == 1 ? run[0] : NULL, &s)) return 2;
+    if (!cli_parse(argc, argv, 2, options, OPT_COUNT, "bench") || !parse_settings(options, run, run_count, &s))
+        return 2;
     mcl_context *ctx;
-    mcl_status status = mcl_context_create(cli_option(argc, argv, "--device"), &ctx);
+    mcl_status status = mcl_context_create(options[OPT_DEVICE].value, &ctx);
     if (status != MCL_OK) return cli_fail("creating a context", status);
     const mcl_device_info *info = mcl_context_device(ctx);
     device_ceilings ceil = {0};
@@ -286,63 +372,13 @@ int cmd_bench(int argc, char **argv)
         mcl_context_release(ctx);
         return cli_fail("measuring device ceilings", status);
     }
-    printf("device: %s (%s, %s); copy %.0f GB/s, fp32 FMA %.0f GFLOP/s; medians of up to %d runs\n",
-           info->name, mcl_vendor_name(info->vendor), info->arch, ceil.copy_gbps, ceil.fma_gflops,
-           s.reps);
+    printf("device: %s (%s, %s); copy %.0f GB/s, fp32 FMA %.0f GFLOP/s; medians of up to %d runs\n", info->name,
+           mcl_vendor_name(info->vendor), info->arch, ceil.copy_gbps, ceil.fma_gflops, s.reps);
     json_object *results = json_object_new_array();
     int failed = 0;
     for (size_t i = 0; i < run_count; i++) failed |= run_workload(ctx, run[i], &s, &ceil, results);
-
-    const char *json_path = cli_option(argc, argv, "--json");
-    if (json_path) {
-        json_object *root = json_object_new_object();
-        json_object_object_add(root, "megacl_version", json_object_new_string(mcl_version_string()));
-        json_object_object_add(root, "workload", json_object_new_string(argv[1]));
-        json_object_object_add(root, "device", cli_device_json(info));
-        json_object *c = json_object_new_object();
-        json_object_object_add(c, "copy_gbps", json_object_new_double(ceil.copy_gbps));
-        json_object_object_add(c, "fma_gflops", json_object_new_double(ceil.fma_gflops));
-        json_object_object_add(root, "ceilings", c);
-        json_object_object_add(root, "reps", json_object_new_int(s.reps));
-        json_object_object_add(root, "results", json_object_get(results));
-        if (json_object_to_file_ext(json_path, root, JSON_C_TO_STRING_PRETTY) != 0) {
-            fprintf(stderr, "megacl bench: cannot write %s\n", json_path);
-            failed = 1;
-        }
-        json_object_put(root);
-    }
+    if (s.json && !write_json(s.json, argv[1], info, &ceil, &s, results)) failed = 1;
     json_object_put(results);
     mcl_context_release(ctx);
     return failed;
-}
-
-void bench_err_add(bench_err *e, float out, double ref)
-{
-    if (isinf(ref) && ref < 0) {
-        if (!(isinf(out) && out < 0)) e->bad = 1;
-        return;
-    }
-    if (!isfinite(out)) {
-        e->bad = 1;
-        return;
-    }
-    double d = (double)out - ref;
-    e->diff += d * d;
-    e->norm += ref * ref;
-}
-
-double bench_err_value(const bench_err *e)
-{
-    if (e->bad) return INFINITY;
-    return e->norm > 0.0 ? sqrt(e->diff / e->norm) : sqrt(e->diff);
-}
-
-double bench_compare(mcl_context *ctx, cl_mem mem, mcl_dtype dtype, const double *ref, size_t n)
-{
-    float *out = malloc(n * sizeof *out);
-    if (!out) return INFINITY;
-    host_download(ctx, mem, dtype, out, n);
-    double err = host_rel_error(out, ref, n);
-    free(out);
-    return err;
 }
