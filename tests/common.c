@@ -52,86 +52,9 @@ uint64_t test_seed(void)
     return seed;
 }
 
-/* ---- tensors inside larger buffers ------------------------------------------------------ */
-
-const char *const test_offset_names[OFF_MODES] = {"0", "8k", "odd", "mixed"};
-
-/* Element offset of a call's i-th tensor: 0, multiples of 8, odd, or the two kinds mixed. */
-size_t test_offset_of(int mode, int i)
-{
-    size_t k = (size_t)i;
-    switch (mode) {
-    case OFF_VEC: return 8 * (k + 1);
-    case OFF_ODD: return 2 * k + 1;
-    case OFF_MIXED: return k % 2 ? 2 * k + 1 : 8 * (k + 1);
-    }
-    return 0;
-}
-
-/* A tensor of src's n elements (none if src is NULL) at element offset off, poison around it. */
-mcl_tensor test_place(mcl_context *ctx, mcl_dtype dt, const float *src, size_t n, size_t off)
-{
-    size_t es = mcl_dtype_size(dt);
-    cl_mem mem = test_buffer(ctx, (off + n + TEST_GUARD) * es, TEST_POISON);
-    if (src) {
-        void *bytes = malloc(n * es);
-        host_to_storage(dt, src, bytes, n);
-        cl_int err = clEnqueueWriteBuffer(mcl_context_queue(ctx), mem, CL_TRUE, off * es, n * es,
-                                          bytes, 0, NULL, NULL);
-        cr_assert_eq(err, CL_SUCCESS);
-        free(bytes);
-    }
-    return (mcl_tensor){mem, off * es};
-}
-
-/* t's n elements as floats; the poison around them intact, an input's values unchanged. */
-float *test_fetch(mcl_context *ctx, mcl_tensor t, mcl_dtype dt, size_t n, const float *was,
-                  const char *label, const char *what)
-{
-    size_t es = mcl_dtype_size(dt), lo = t.offset, hi = lo + n * es, total = hi + TEST_GUARD * es;
-    unsigned char *bytes = test_read_all(ctx, t.mem, total);
-    size_t stray = 0, first = 0;
-    for (size_t j = total; j-- > 0;)
-        if ((j < lo || j >= hi) && bytes[j] != TEST_POISON) stray++, first = j;
-    cr_expect_eq(stray, 0, "%s: %s: %zu bytes outside the tensor written, the first at byte %zu "
-                 "(tensor bytes [%zu, %zu))", label, what, stray, first, lo, hi);
-    float *out = malloc(n * sizeof *out);
-    host_from_storage(dt, bytes + lo, out, n);
-    free(bytes);
-    if (was) cr_expect_eq(memcmp(out, was, n * sizeof *out), 0, "%s: input %s changed", label, what);
-    return out;
-}
-
-/* Counts the elements out of bound and names the worst, so one message says how far off. */
-void test_expect_near(const char *label, const char *what, const float *out, const double *ref,
-                      const double *floors, size_t n, double tol)
-{
-    double worst_ratio = 0.0;
-    size_t bad = 0, worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        double err = fabs(out[i] - ref[i]), bound = tol * (fabs(ref[i]) + (floors ? floors[i] : 1.0));
-        if (!(err <= bound)) {
-            double ratio = isnan(err) ? INFINITY : err / bound;
-            if (!bad++ || ratio > worst_ratio) worst = i, worst_ratio = ratio;
-        }
-    }
-    cr_expect_eq(bad, 0, "%s: %s: %zu of %zu elements off; worst at %zu: got %.9g, expected %.9g (tol %.2g x "
-                 "(|ref| + %.3g))", label, what, bad, n, worst, (double)out[worst], ref[worst], tol,
-                 floors ? floors[worst] : 1.0);
-}
-
 void test_free_all(float *const *arrays, size_t n)
 {
     for (size_t i = 0; i < n; i++) free(arrays[i]);
-}
-
-/* A gate far out in sigmoid's tails (where exp overflows in fp32), rounded to dt. */
-float test_extreme(host_rng *rng, mcl_dtype dt)
-{
-    static const float mags[] = {8.0f, 20.0f, 40.0f, 100.0f, 1e4f};
-    float v = mags[(size_t)host_uniform(rng, 0.0f, 4.999f)] * (host_uniform(rng, -1, 1) < 0 ? -1 : 1);
-    host_quantize(dt, &v, 1);
-    return v;
 }
 
 const char *test_glu_params(char buf[64], size_t vec, size_t group)

@@ -49,35 +49,8 @@ void test_repeat_is_bitwise(mcl_context *ctx, const wl_workload *w, wl_case c, i
 /* "<case in words> offsets=<placement> params=<variant>" */
 void test_label(const wl_problem *p, const char *variant, char *out, size_t cap);
 
-/* ---- tensors inside larger buffers (offsets, guard bytes, poison) ------------------------ */
-
-enum { TEST_GUARD = 37, TEST_POISON = 0x7f }; /* elements after each tensor; every byte not an input's */
-enum { OFF_ZERO, OFF_VEC, OFF_ODD, OFF_MIXED, OFF_MODES };
-extern const char *const test_offset_names[OFF_MODES];
-
-/* Element offset of a call's i-th tensor: 0, multiples of 8, odd, or the two kinds mixed. */
-size_t test_offset_of(int mode, int i);
-
-/* A tensor of src's n elements (none if src is NULL) at element offset off, in a buffer of
- * its own that is TEST_POISON everywhere else and runs TEST_GUARD elements past the tensor. */
-mcl_tensor test_place(mcl_context *ctx, mcl_dtype dt, const float *src, size_t n, size_t off);
-
-/* t's n elements as floats; every byte around them must still be TEST_POISON, and an input
- * (was not NULL) must still hold was's values bit for bit. */
-float *test_fetch(mcl_context *ctx, mcl_tensor t, mcl_dtype dt, size_t n, const float *was, const char *label,
-                  const char *what);
-
-/* Expects every |out - ref| within tol * (|ref| + floors[i]); floors NULL: 1 for every element,
- * so the error is relative above 1 and absolute below. The caller's floors say how large an
- * element's rounding errors may be where its value cancels. */
-void test_expect_near(const char *label, const char *what, const float *out, const double *ref,
-                      const double *floors, size_t n, double tol);
-
 /* Frees each of the n arrays (NULL ones included). */
 void test_free_all(float *const *arrays, size_t n);
-
-/* A value far out in sigmoid's tails (where exp overflows in fp32), rounded to dt. */
-float test_extreme(host_rng *rng, mcl_dtype dt);
 
 /* The glu family's parameter variants (gating, swiglu): VEC in {1, 2, 4, 8} (index vec), each
  * with small and large work-groups and group counts (index group). Writes one to buf. */

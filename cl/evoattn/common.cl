@@ -1,7 +1,7 @@
-/* EvoAttention's shared helpers, put before every kernel source of the family (cl/evoattn/*.cl):
- * softmax(scale * Q K^T + mask bias + pair bias) V per (b, n, h), with an optional sigmoid gate,
- * and its backward. Q, K, V, G, O, Y: [B, N, S, H, D]; mask [B, N, S]; pair [B, H, S, S]; lse
- * and delta [B, N, H, S] fp32.
+/* EvoAttention's shared helpers, put before every kernel source of the family (the files of
+ * cl/evoattn/): softmax(scale * Q K^T + mask bias + pair bias) V per (b, n, h), with an optional
+ * sigmoid gate, and its backward. Q, K, V, G, O, Y: [B, N, S, H, D]; mask [B, N, S]; pair
+ * [B, H, S, S]; lse and delta [B, N, H, S] fp32.
  *
  * The kernels, one source each (FlashAttention-2 style; nothing of size S x S is stored):
  *  - forward.cl, evoattn_forward: a work-group owns BQ query rows and streams key tiles with an

@@ -170,18 +170,6 @@ void host_download(mcl_context *ctx, cl_mem mem, mcl_dtype dtype, float *dst, si
     free(staging);
 }
 
-double host_rel_error(const float *out, const double *ref, size_t n)
-{
-    double diff = 0.0, norm = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(out[i])) return INFINITY;
-        double d = (double)out[i] - ref[i];
-        diff += d * d;
-        norm += ref[i] * ref[i];
-    }
-    return norm > 0.0 ? sqrt(diff / norm) : sqrt(diff);
-}
-
 double host_tolerance(mcl_dtype dtype)
 {
     switch (dtype) {

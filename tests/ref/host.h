@@ -34,10 +34,6 @@ void host_poison(mcl_context *ctx, cl_mem mem, mcl_dtype dtype, size_t n);
 /* Reads n elements back as floats (blocking). */
 void host_download(mcl_context *ctx, cl_mem mem, mcl_dtype dtype, float *dst, size_t n);
 
-/* ||out - ref|| / ||ref|| (2-norms); +inf if any out is NaN or infinite. A zero reference
- * gives the absolute norm of out. */
-double host_rel_error(const float *out, const double *ref, size_t n);
-
 /* The tolerance the design card sets for a dtype's storage (fp32 arithmetic inside). */
 double host_tolerance(mcl_dtype dtype);
 

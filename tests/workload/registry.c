@@ -1,5 +1,6 @@
 /* Every workload, in the order `megacl bench` lists them. */
 #include "workload.h"
 
-const wl_workload *const wl_workloads[] = {&wl_layernorm, &wl_ln_linear};
+const wl_workload *const wl_workloads[] = {&wl_layernorm, &wl_evoattn,   &wl_gating, &wl_swiglu,
+                                           &wl_ln_linear, &wl_transition, &wl_trimul};
 const size_t wl_workload_count = WL_COUNT(wl_workloads);

@@ -357,8 +357,8 @@ int cmd_bench(int argc, char **argv)
         cli_usage("bench", "unknown workload '%s' (" WORKLOAD_NAMES ")", argv[1]);
         return 2;
     }
-    cli_option options[OPT_COUNT] = {{"--device", 1}, {"--dtype", 1}, {"--shape", 1}, {"--reps", 1},
-                                     {"--warmup", 1}, {"--json", 1},  {"--params", 1}, {"--impl", 1}};
+    cli_option options[OPT_COUNT] = {{.name = "--device", .takes_value = 1}, {.name = "--dtype", .takes_value = 1}, {.name = "--shape", .takes_value = 1}, {.name = "--reps", .takes_value = 1},
+                                     {.name = "--warmup", .takes_value = 1}, {.name = "--json", .takes_value = 1},  {.name = "--params", .takes_value = 1}, {.name = "--impl", .takes_value = 1}};
     bench_settings s;
     if (!cli_parse(argc, argv, 2, options, OPT_COUNT, "bench") || !parse_settings(options, run, run_count, &s))
         return 2;

@@ -31,8 +31,25 @@ typedef struct device_ceilings {
 mcl_status measure_copy_bandwidth(mcl_context *ctx, double *gbps);
 mcl_status measure_fma_rate(mcl_context *ctx, double *gflops);
 
-/* "--name value" and "--name=value" option parsing over argv[first..argc) */
-const char *cli_option(int argc, char **argv, const char *name);
-int cli_flag(int argc, char **argv, const char *name);
+/* A command's option: "--name value" or "--name=value" when it takes a value, "--name" alone
+ * when it is a flag. */
+typedef struct cli_option {
+    const char *name;
+    int takes_value;
+    const char *value; /* the value given, or NULL */
+    int given;
+} cli_option;
+
+/* Fills the options from argv[first..argc). An argument that is no option of the command, a
+ * repeated option or a missing value prints why and returns 0 (the command exits with 2). */
+int cli_parse(int argc, char **argv, int first, cli_option *options, size_t count, const char *command);
+
+/* A whole decimal number in [min, max], and a list of positive sizes "a,b,c" (at most cap);
+ * 0 for anything else. */
+int cli_parse_int(const char *text, int min, int max, int *out);
+int cli_parse_sizes(const char *text, size_t *out, size_t cap, size_t *count);
+
+/* Prints "megacl <command>: <message>" to stderr; returns 0 (for parsers to pass on). */
+int cli_usage(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -36,6 +36,8 @@ json_object *cli_device_json(const mcl_device_info *d) { return device_json(d); 
 
 int cmd_devices(int argc, char **argv)
 {
+    cli_option json = {.name = "--json", .takes_value = 0};
+    if (!cli_parse(argc, argv, 1, &json, 1, "devices")) return 2;
     size_t count = 0;
     mcl_status status = mcl_devices_list(NULL, 0, &count);
     if (status != MCL_OK) return cli_fail("listing devices", status);
@@ -46,7 +48,7 @@ int cmd_devices(int argc, char **argv)
         free(infos);
         return cli_fail("listing devices", status);
     }
-    if (cli_flag(argc, argv, "--json")) {
+    if (json.given) {
         json_object *list = json_object_new_array();
         for (size_t i = 0; i < count; i++) json_object_array_add(list, device_json(&infos[i]));
         printf("%s\n", json_object_to_json_string_ext(list, JSON_C_TO_STRING_PRETTY));

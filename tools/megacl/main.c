@@ -1,6 +1,11 @@
 /* megacl: devices, bench, peak, params, version and help. */
 #include "cli.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void print_help(FILE *out)
@@ -25,9 +30,10 @@ static void print_help(FILE *out)
             "      --warmup N      untimed runs first (default 3)\n"
             "      --json FILE     write every figure and the device description as JSON\n"
             "      --params P      kernel parameters of the megacl path (NAME=V,...; see params)\n"
-            "      --impl NAME     run one implementation only (megacl or naive)\n"
+            "      --impl NAME     run one implementation only: megacl, or a baseline (naive, unfused)\n"
             "  peak [--device SEL]           measure copy bandwidth and fp32 FMA rate\n"
-            "  params [--device SEL]         list kernel families, parameters and chosen values\n"
+            "  params [--device SEL]         kernel families, their parameters (kernel define or host\n"
+            "                                choice) and what the lookup chooses at an AF3 shape\n"
             "  --version                     print the version\n"
             "  help                          this text\n"
             "\n"
@@ -46,22 +52,68 @@ int cli_fail(const char *what, mcl_status status)
     return 1;
 }
 
-const char *cli_option(int argc, char **argv, const char *name)
+int cli_usage(const char *command, const char *fmt, ...)
 {
-    size_t len = strlen(name);
-    for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], name, len) != 0) continue;
-        if (argv[i][len] == '=') return argv[i] + len + 1;
-        if (argv[i][len] == '\0' && i + 1 < argc) return argv[i + 1];
-    }
+    va_list args;
+    va_start(args, fmt);
+    fprintf(stderr, "megacl %s: ", command);
+    vfprintf(stderr, fmt, args);
+    fputc('\n', stderr);
+    va_end(args);
+    return 0;
+}
+
+static cli_option *find_option(cli_option *options, size_t count, const char *arg, size_t len)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strlen(options[i].name) == len && strncmp(options[i].name, arg, len) == 0) return &options[i];
     return NULL;
 }
 
-int cli_flag(int argc, char **argv, const char *name)
+int cli_parse(int argc, char **argv, int first, cli_option *options, size_t count, const char *command)
 {
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], name) == 0) return 1;
-    return 0;
+    for (int i = first; i < argc; i++) {
+        const char *arg = argv[i], *eq = strchr(arg, '=');
+        size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+        cli_option *o = strncmp(arg, "--", 2) == 0 ? find_option(options, count, arg, len) : NULL;
+        if (!o) return cli_usage(command, "unknown argument '%s' (see 'megacl help')", arg);
+        if (o->given) return cli_usage(command, "%s given twice", o->name);
+        o->given = 1;
+        if (!o->takes_value) {
+            if (eq) return cli_usage(command, "%s takes no value", o->name);
+            continue;
+        }
+        if (eq) o->value = eq + 1;
+        else if (i + 1 < argc) o->value = argv[++i];
+        if (!o->value || !*o->value) return cli_usage(command, "%s needs a value", o->name);
+    }
+    return 1;
+}
+
+int cli_parse_int(const char *text, int min, int max, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < min || v > max) return 0;
+    *out = (int)v;
+    return 1;
+}
+
+int cli_parse_sizes(const char *text, size_t *out, size_t cap, size_t *count)
+{
+    *count = 0;
+    for (const char *p = text;; p++) {
+        if (*count == cap || !isdigit((unsigned char)*p)) return 0;
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(p, &end, 10);
+        if (errno || v == 0 || v > SIZE_MAX) return 0;
+        out[(*count)++] = (size_t)v;
+        if (*end == '\0') return 1;
+        if (*end != ',') return 0;
+        p = end;
+    }
 }
 
 int main(int argc, char **argv)
@@ -71,11 +123,14 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    int alone = argc == 2;
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        if (!alone) return cli_usage("version", "takes no arguments") + 2;
         printf("megacl %s\n", mcl_version_string());
         return 0;
     }
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        if (!alone) return cli_usage("help", "takes no arguments") + 2;
         print_help(stdout);
         return 0;
     }

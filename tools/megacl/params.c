@@ -33,8 +33,10 @@ static mcl_status print_family(mcl_context *ctx, size_t index)
 
 int cmd_params(int argc, char **argv)
 {
+    cli_option device_option = {.name = "--device", .takes_value = 1};
+    if (!cli_parse(argc, argv, 1, &device_option, 1, "params")) return 2;
     mcl_context *ctx;
-    mcl_status status = mcl_context_create(cli_option(argc, argv, "--device"), &ctx);
+    mcl_status status = mcl_context_create(device_option.value, &ctx);
     if (status != MCL_OK) return cli_fail("creating a context", status);
     const mcl_device_info *device = mcl_context_device(ctx);
     printf("device: %s (%s, %s)\n", device->name, mcl_vendor_name(device->vendor), device->arch);

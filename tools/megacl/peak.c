@@ -109,8 +109,10 @@ mcl_status measure_fma_rate(mcl_context *ctx, double *gflops)
 
 int cmd_peak(int argc, char **argv)
 {
+    cli_option device_option = {.name = "--device", .takes_value = 1};
+    if (!cli_parse(argc, argv, 1, &device_option, 1, "peak")) return 2;
     mcl_context *ctx;
-    mcl_status status = mcl_context_create(cli_option(argc, argv, "--device"), &ctx);
+    mcl_status status = mcl_context_create(device_option.value, &ctx);
     if (status != MCL_OK) return cli_fail("creating a context", status);
     double gbps = 0, gflops = 0;
     if ((status = measure_copy_bandwidth(ctx, &gbps)) != MCL_OK ||
