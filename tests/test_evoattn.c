@@ -538,9 +538,9 @@ Test(evoattn, bad_forward_inputs)
     t = f.ft, t.out = (mcl_tensor){f.out, 2};
     expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "not a multiple", "misaligned offset");
     t = f.ft, t.gated.mem = NULL;
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, NULL, "gate without gated output");
+    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "gate is given without gated", "gate without gated output");
     t = f.ft, t.gate.mem = NULL;
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, NULL, "gated output without gate");
+    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "gated is given without gate", "gated output without gate");
     t = f.ft, t.lse = (mcl_tensor){f.out, 0};
     expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "lse over out");
     t = f.ft, t.gated = (mcl_tensor){f.out, 0};
@@ -568,13 +568,13 @@ Test(evoattn, bad_backward_inputs)
     }
     t = f.bt;
     t.dq.mem = t.dk.mem = t.dv.mem = t.dgate.mem = t.dmask.mem = t.dpair.mem = NULL;
-    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, NULL, "no output requested");
+    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "no output requested (dq, dk, dv, dgate, dmask, dpair)", "no output requested");
     t = f.bt, t.gate.mem = NULL;
-    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, NULL, "dgate without gate");
+    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "dgate is given without gate", "dgate without gate");
     t = f.bt, t.mask.mem = NULL;
-    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, NULL, "dmask without mask");
+    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "dmask is given without mask", "dmask without mask");
     t = f.bt, t.pair.mem = NULL;
-    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, NULL, "dpair without pair");
+    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "dpair is given without pair", "dpair without pair");
     t = f.bt, t.q = (mcl_tensor){f.small, 0};
     expect_bwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "buffer holds 64 bytes", "small q");
     t = f.bt, t.pair = (mcl_tensor){f.mask, 0};

@@ -138,6 +138,10 @@ Test(families, registry_names_sources_and_values_hold_together)
         for (size_t d = 0; d < f->derived_count; d++)
             cr_expect(!f->derived[d].kernel || mcl_kernel_source_text(f->derived[d].kernel),
                       "%s: %s names a missing source", f->name, f->derived[d].name);
+        int work_group_declared = !f->work_group;
+        for (size_t p = 0; p < f->param_count; p++)
+            work_group_declared |= f->work_group && strcmp(f->params[p].name, f->work_group) == 0;
+        cr_expect(work_group_declared, "%s: the work-group parameter %s is declared", f->name, f->work_group);
         mcl_param_block values;
         char text[1024];
         for (size_t p = 0; p < f->param_count; p++) mcl_param_set(f, &values, p, f->params[p].default_value);
@@ -147,6 +151,21 @@ Test(families, registry_names_sources_and_values_hold_together)
         cr_expect_eq(memcmp(&parsed, &values, f->values_size), 0, "%s: '%s' parses back to itself", f->name, text);
     }
     cr_expect_null(mcl_family_find("no such family"));
+}
+
+/* A family's work-group parameter is held to the device's limit: the glu defaults (WG = 256) on a
+ * device of 128 work-items are refused, and WG = 128 is accepted there. */
+Test(families, the_work_group_parameter_is_held_to_the_device)
+{
+    const mcl_family *glu = mcl_family_find("glu");
+    cr_assert(glu && glu->work_group);
+    mcl_device_info small = {.name = "a small device", .max_work_group_size = 128, .local_mem_bytes = 32768};
+    mcl_param_block values;
+    for (size_t p = 0; p < glu->param_count; p++) mcl_param_set(glu, &values, p, glu->params[p].default_value);
+    assert_status(mcl_params_check(glu, &values, &small), MCL_ERR_INVALID_ARGUMENT);
+    cr_expect(strstr(mcl_last_error(), "work-group size"), "%s", mcl_last_error());
+    assert_ok(mcl_params_parse(glu, "WG=128", &values));
+    assert_ok(mcl_params_check(glu, &values, &small));
 }
 
 /* What the experimental API lists is the registry. */

@@ -231,7 +231,7 @@ Test(layernorm, bad_forward_inputs)
     t = f.ft, t.weight = (mcl_tensor){f.small, 1000};
     expect_fwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "weight", "small weight");
     t = f.ft, t.rstd.mem = NULL;
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "together", "mean without rstd");
+    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "mean is given without rstd", "mean without rstd");
     t = f.ft, t.rstd = (mcl_tensor){f.stats, 4};
     expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "overlapping outputs");
     t = f.ft, t.x = (mcl_tensor){f.y, 0}, t.y = (mcl_tensor){f.y, 64};

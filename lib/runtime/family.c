@@ -20,11 +20,6 @@ void mcl_bucket_any(const size_t *shape, char *out, size_t cap)
     snprintf(out, cap, "any");
 }
 
-const char *mcl_check_work_group(int items, const mcl_device_info *device)
-{
-    return (size_t)items > device->max_work_group_size ? "WG exceeds the device's work-group size" : NULL;
-}
-
 size_t mcl_family_count(void) { return mcl_family_registry_count; }
 
 mcl_status mcl_family_get(size_t index, mcl_family_info *info)

@@ -45,7 +45,11 @@ typedef struct mcl_family {
     const char *const *helpers;
     const mcl_derived_define *derived;
     size_t derived_count;
-    /* NULL when the values are a legal combination on the device, else the reason */
+    /* the parameter that is a kernel's work-group size ("WG"), held to the device's limit before
+     * `check` runs; NULL for none */
+    const char *work_group;
+    /* NULL when the values are a legal combination on the device, else the reason; NULL when
+     * the work-group limit is all there is to check */
     const char *(*check)(const void *values, const mcl_device_info *device);
     /* the shape bucket a database entry is keyed by, e.g. "cols<=128" */
     void (*bucket)(const size_t *shape, char *out, size_t cap);
@@ -83,11 +87,8 @@ static inline void mcl_param_set(const mcl_family *family, void *values, size_t 
     *(int *)((char *)values + family->params[i].offset) = value;
 }
 
-/* Pieces of declarations several families share: one bucket for every shape (kernels tuned per
- * dtype only), and why a work-group of `items` work-items is too large for the device (NULL when
- * it fits). */
+/* The bucket of families whose kernels are tuned per dtype only: one for every shape. */
 void mcl_bucket_any(const size_t *shape, char *out, size_t cap);
-const char *mcl_check_work_group(int items, const mcl_device_info *device);
 
 /* Every family of the library (lib/ops/registry.c). */
 extern const mcl_family *const mcl_family_registry[];

@@ -59,9 +59,21 @@ mcl_status mcl_params_parse(const mcl_family *family, const char *assignments, v
     return MCL_OK;
 }
 
+/* Why the values are not legal on the device, NULL when they are. */
+static const char *why_illegal(const mcl_family *family, const void *values, const mcl_device_info *device)
+{
+    if (family->work_group) {
+        int index = param_index(family, family->work_group, strlen(family->work_group));
+        if (index < 0) return "the declared work-group parameter is not one of the family's";
+        if ((size_t)mcl_param_get(family, values, (size_t)index) > device->max_work_group_size)
+            return "the work-group size exceeds the device's";
+    }
+    return family->check ? family->check(values, device) : NULL;
+}
+
 mcl_status mcl_params_check(const mcl_family *family, const void *values, const mcl_device_info *device)
 {
-    const char *why = family->check ? family->check(values, device) : NULL;
+    const char *why = why_illegal(family, values, device);
     return why ? mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s parameters not legal on %s: %s",
                           family->name, device->name, why)
                : MCL_OK;
@@ -78,11 +90,11 @@ mcl_status mcl_params_defaults(const mcl_family *family, const mcl_device_info *
 {
     set_defaults(family, values);
     if (applied) *applied = "";
-    const char *why = family->check ? family->check(values, device) : NULL;
+    const char *why = why_illegal(family, values, device);
     for (const char *const *f = family->fallbacks; why && f && *f; f++) {
         mcl_param_block tried;
         set_defaults(family, &tried);
-        if (mcl_params_parse(family, *f, &tried) != MCL_OK || family->check(&tried, device)) continue;
+        if (mcl_params_parse(family, *f, &tried) != MCL_OK || why_illegal(family, &tried, device)) continue;
         memcpy(values, &tried, family->values_size);
         if (applied) *applied = *f;
         return MCL_OK;

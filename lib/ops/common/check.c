@@ -104,12 +104,42 @@ static int overlaps(const mcl_tensor *a, size_t a_bytes, const mcl_tensor *b, si
     return a->mem == b->mem && a->offset < b->offset + b_bytes && b->offset < a->offset + a_bytes;
 }
 
+/* An op whose outputs are all optional (a backward) must be asked for at least one. */
+static mcl_status check_some_output(const char *op, const mcl_tensor_check *checks, size_t count)
+{
+    char names[MCL_MAX_TENSORS * 24] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!checks[i].is_output) continue;
+        if (checks[i].required || checks[i].tensor->mem) return MCL_OK;
+        int n = snprintf(names + used, sizeof names - used, "%s%s", used ? ", " : "", checks[i].name);
+        if (n > 0 && (size_t)n < sizeof names - used) used += (size_t)n;
+    }
+    return used ? mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: no output requested (%s)", op, names) : MCL_OK;
+}
+
+static mcl_status check_needs(const char *op, const mcl_tensor_check *checks, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (!checks[i].needs || !checks[i].tensor->mem) continue;
+        int given = 0;
+        for (size_t j = 0; j < count; j++)
+            given |= strcmp(checks[j].name, checks[i].needs) == 0 && checks[j].tensor->mem;
+        if (!given)
+            return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: %s is given without %s", op, checks[i].name,
+                            checks[i].needs);
+    }
+    return MCL_OK;
+}
+
 mcl_status mcl_check_tensors(mcl_context *ctx, const char *op, const mcl_tensor_check *checks,
                              size_t count)
 {
     size_t bytes[MCL_MAX_TENSORS];
     if (count > MCL_MAX_TENSORS) return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: too many tensors", op);
+    MCL_TRY(check_some_output(op, checks, count));
     for (size_t i = 0; i < count; i++) MCL_TRY(check_one(ctx, op, &checks[i], &bytes[i]));
+    MCL_TRY(check_needs(op, checks, count));
     for (size_t i = 0; i < count; i++) {
         if (!checks[i].is_output || !checks[i].tensor->mem) continue;
         for (size_t j = 0; j < count; j++) {

@@ -20,6 +20,7 @@ typedef struct mcl_tensor_check {
     size_t dims[MCL_MAX_DIMS];
     int ndims;
     const char *may_alias; /* name of an input this output may exactly alias (in place) */
+    const char *needs;     /* name of a tensor that must be given when this one is */
 } mcl_tensor_check;
 
 /* What a tensor argument is to the op. */
@@ -35,13 +36,28 @@ static inline mcl_tensor_check mcl_tensor_check_of(const char *name, const mcl_t
                                                    const size_t *dims, size_t ndims)
 {
     mcl_tensor_check c = {name, t, role & 1, role >> 1, mcl_dtype_size(dtype), mcl_dtype_name(dtype), {0},
-                          (int)ndims, NULL};
+                          (int)ndims, NULL, NULL};
     for (size_t i = 0; i < ndims && i < MCL_MAX_DIMS; i++) c.dims[i] = dims[i];
     return c;
 }
 
-/* Checks presence, offset alignment, element-count overflow, the buffer's context and size,
- * and that no output overlaps another tensor. Messages start with `op`. */
+/* Check c, its output allowed to be exactly the input called `input` (an in-place call). */
+static inline mcl_tensor_check mcl_in_place_of(mcl_tensor_check c, const char *input)
+{
+    c.may_alias = input;
+    return c;
+}
+
+/* Check c, the tensor allowed only together with the one called `other`. */
+static inline mcl_tensor_check mcl_needing(mcl_tensor_check c, const char *other)
+{
+    c.needs = other;
+    return c;
+}
+
+/* Checks that an op whose outputs are all optional is asked for one; each tensor's presence,
+ * offset alignment, element-count overflow, buffer context and size; that every given tensor's
+ * `needs` is given; and that no output overlaps another tensor. Messages start with `op`. */
 mcl_status mcl_check_tensors(mcl_context *ctx, const char *op, const mcl_tensor_check *checks,
                              size_t count);
 

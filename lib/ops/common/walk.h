@@ -7,6 +7,7 @@
 #ifndef MCL_OPS_WALK_H
 #define MCL_OPS_WALK_H
 
+#include "ops/common/check.h"
 #include "runtime/context.h"
 
 #define MCL_WALK_MAX_PARTS 16
@@ -48,13 +49,30 @@ mcl_status mcl_walk_run(mcl_context *ctx, const char *op, mcl_steps steps, const
 mcl_status mcl_walk_op(mcl_context *ctx, const char *op, mcl_steps steps, const void *args, cl_event *event);
 
 /* The public entry point mcl_<op>_<pass> (pass forward with tensors fwd, or backward with bwd)
- * of an op made of walks: validate_<pass>, then <pass>_steps over an mcl_op_args. */
+ * of an op made of walks: the call's pointers, validate_desc and validate_<pass>, then
+ * <pass>_steps over an mcl_op_args. */
 #define MCL_WALKED_ENTRY_POINT(op, pass, tensors_kind)                                           \
     mcl_status mcl_##op##_##pass(mcl_context *ctx, const mcl_##op##_desc *desc,                   \
                                  const mcl_##op##_##tensors_kind##_tensors *tensors, cl_event *event) \
     {                                                                                            \
-        MCL_TRY(validate_##pass(ctx, desc, tensors));                                            \
-        return mcl_walk_op(ctx, #op "_" #pass, pass##_steps, &(mcl_op_args){desc, tensors}, event); \
+        const char *name = #op "_" #pass;                                                        \
+        MCL_TRY(mcl_check_call(name, ctx, desc, tensors));                                       \
+        MCL_TRY(validate_desc(desc, name));                                                      \
+        MCL_TRY(validate_##pass(ctx, desc, tensors, name));                                      \
+        return mcl_walk_op(ctx, name, pass##_steps, &(mcl_op_args){desc, tensors}, event);       \
+    }
+
+/* The public mcl_<op>_backward_workspace_size of an op made of walks: validate_desc, then the
+ * sizing pass of backward_steps. */
+#define MCL_WALKED_WORKSPACE_SIZE(op)                                                            \
+    mcl_status mcl_##op##_backward_workspace_size(mcl_context *ctx, const mcl_##op##_desc *desc,   \
+                                                  const mcl_##op##_bwd_tensors *tensors, size_t *bytes) \
+    {                                                                                            \
+        const char *name = #op "_backward_workspace_size";                                      \
+        if (!ctx || !desc || !tensors || !bytes)                                                 \
+            return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL argument", name);                    \
+        MCL_TRY(validate_desc(desc, name));                                                      \
+        return mcl_walk_size(ctx, name, backward_steps, &(mcl_op_args){desc, tensors}, bytes);   \
     }
 
 #endif

@@ -94,18 +94,22 @@ static mcl_status validate_desc(const mcl_evoattn_desc *d, const char *op)
 #define PAIR(name, t, role) MCL_TENSOR(name, t, d->dtype, role, d->batch, d->heads, d->seq, d->seq)
 #define LSE(t, role) MCL_TENSOR("lse", t, MCL_F32, role, d->batch, d->rows, d->heads, d->seq)
 
+/* The tensors both passes read. */
+#define INPUTS(t)                                                                                \
+    BNSHD("q", &(t)->q, MCL_REQUIRED_IN), BNSHD("k", &(t)->k, MCL_REQUIRED_IN),                  \
+    BNSHD("v", &(t)->v, MCL_REQUIRED_IN), MASK("mask", &(t)->mask, MCL_OPTIONAL_IN),             \
+    PAIR("pair", &(t)->pair, MCL_OPTIONAL_IN)
+
 static mcl_status validate_forward(mcl_context *ctx, const mcl_evoattn_desc *d, const mcl_evoattn_fwd_tensors *t)
 {
     const char *op = "evoattn_forward";
     MCL_TRY(mcl_check_call(op, ctx, d, t));
     MCL_TRY(validate_desc(d, op));
-    if (mcl_has(&t->gate) != mcl_has(&t->gated))
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: gate and gated are given together", op);
     mcl_tensor_check checks[] = {
-        BNSHD("q", &t->q, MCL_REQUIRED_IN),        BNSHD("k", &t->k, MCL_REQUIRED_IN),
-        BNSHD("v", &t->v, MCL_REQUIRED_IN),        MASK("mask", &t->mask, MCL_OPTIONAL_IN),
-        PAIR("pair", &t->pair, MCL_OPTIONAL_IN),   BNSHD("gate", &t->gate, MCL_OPTIONAL_IN),
-        BNSHD("out", &t->out, MCL_REQUIRED_OUT),   BNSHD("gated", &t->gated, MCL_OPTIONAL_OUT),
+        INPUTS(t),
+        mcl_needing(BNSHD("gate", &t->gate, MCL_OPTIONAL_IN), "gated"),
+        BNSHD("out", &t->out, MCL_REQUIRED_OUT),
+        mcl_needing(BNSHD("gated", &t->gated, MCL_OPTIONAL_OUT), "gate"),
         LSE(&t->lse, MCL_OPTIONAL_OUT),
     };
     return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
@@ -116,24 +120,18 @@ static mcl_status validate_backward(mcl_context *ctx, const mcl_evoattn_desc *d,
     const char *op = "evoattn_backward";
     MCL_TRY(mcl_check_call(op, ctx, d, t));
     MCL_TRY(validate_desc(d, op));
-    if (!mcl_has(&t->dq) && !mcl_has(&t->dk) && !mcl_has(&t->dv) && !mcl_has(&t->dgate) && !mcl_has(&t->dmask) &&
-        !mcl_has(&t->dpair))
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: no output requested", op);
-    if (mcl_has(&t->dgate) && !mcl_has(&t->gate))
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: dgate needs the gate", op);
-    if (mcl_has(&t->dmask) && !mcl_has(&t->mask))
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: dmask needs the mask", op);
-    if (mcl_has(&t->dpair) && !mcl_has(&t->pair))
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: dpair needs the pair bias", op);
     mcl_tensor_check checks[] = {
-        BNSHD("q", &t->q, MCL_REQUIRED_IN),         BNSHD("k", &t->k, MCL_REQUIRED_IN),
-        BNSHD("v", &t->v, MCL_REQUIRED_IN),         MASK("mask", &t->mask, MCL_OPTIONAL_IN),
-        PAIR("pair", &t->pair, MCL_OPTIONAL_IN),    BNSHD("gate", &t->gate, MCL_OPTIONAL_IN),
-        BNSHD("out", &t->out, MCL_REQUIRED_IN),     LSE(&t->lse, MCL_REQUIRED_IN),
-        BNSHD("dout", &t->dout, MCL_REQUIRED_IN),   BNSHD("dq", &t->dq, MCL_OPTIONAL_OUT),
-        BNSHD("dk", &t->dk, MCL_OPTIONAL_OUT),      BNSHD("dv", &t->dv, MCL_OPTIONAL_OUT),
-        BNSHD("dgate", &t->dgate, MCL_OPTIONAL_OUT), MASK("dmask", &t->dmask, MCL_OPTIONAL_OUT),
-        PAIR("dpair", &t->dpair, MCL_OPTIONAL_OUT),
+        INPUTS(t),
+        BNSHD("gate", &t->gate, MCL_OPTIONAL_IN),
+        BNSHD("out", &t->out, MCL_REQUIRED_IN),
+        LSE(&t->lse, MCL_REQUIRED_IN),
+        BNSHD("dout", &t->dout, MCL_REQUIRED_IN),
+        BNSHD("dq", &t->dq, MCL_OPTIONAL_OUT),
+        BNSHD("dk", &t->dk, MCL_OPTIONAL_OUT),
+        BNSHD("dv", &t->dv, MCL_OPTIONAL_OUT),
+        mcl_needing(BNSHD("dgate", &t->dgate, MCL_OPTIONAL_OUT), "gate"),
+        mcl_needing(MASK("dmask", &t->dmask, MCL_OPTIONAL_OUT), "mask"),
+        mcl_needing(PAIR("dpair", &t->dpair, MCL_OPTIONAL_OUT), "pair"),
     };
     return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
 }

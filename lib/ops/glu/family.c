@@ -10,14 +10,9 @@ static const mcl_param_decl glu_params_decl[] = {
 };
 MCL_PARAMS_FIT(glu_params, glu_params_decl);
 
-static const char *glu_check(const void *values, const mcl_device_info *device)
-{
-    return mcl_check_work_group(((const glu_params *)values)->wg, device);
-}
-
 const mcl_family mcl_family_glu = {
     .name = "glu", .define_prefix = "GLU_",
     .shape_names = "elements", .shape_rank = 1, .example_shape = (const size_t[]){147456 * 128},
     MCL_FAMILY_PARAMS(glu_params, glu_params_decl),
-    .check = glu_check, .bucket = mcl_bucket_any, /* elementwise: tuned per dtype only */
+    .work_group = "WG", .bucket = mcl_bucket_any, /* elementwise: tuned per dtype only */
 };

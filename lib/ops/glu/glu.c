@@ -24,15 +24,18 @@ static mcl_status validate_gating(mcl_context *ctx, const mcl_gating_desc *d, co
     return mcl_check_dtype(d->dtype, op);
 }
 
+/* The tensors both gating passes read. */
+#define GATING_INPUTS(t)                                                                         \
+    MCL_TENSOR("x", &(t)->x, d->dtype, MCL_REQUIRED_IN, d->count),                               \
+    MCL_TENSOR("g", &(t)->g, d->dtype, MCL_REQUIRED_IN, d->count)
+
 static mcl_status validate_gating_forward(mcl_context *ctx, const mcl_gating_desc *d,
                                           const mcl_gating_fwd_tensors *t)
 {
     const char *op = "gating_forward";
     MCL_TRY(validate_gating(ctx, d, t, op));
-    mcl_tensor_check checks[] = {MCL_TENSOR("x", &t->x, d->dtype, MCL_REQUIRED_IN, d->count),
-                                 MCL_TENSOR("g", &t->g, d->dtype, MCL_REQUIRED_IN, d->count),
-                                 MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->count)};
-    checks[2].may_alias = "x";
+    mcl_tensor_check checks[] = {GATING_INPUTS(t),
+                                 mcl_in_place_of(MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->count), "x")};
     return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
 }
 
@@ -41,14 +44,12 @@ static mcl_status validate_gating_backward(mcl_context *ctx, const mcl_gating_de
 {
     const char *op = "gating_backward";
     MCL_TRY(validate_gating(ctx, d, t, op));
-    if (!mcl_has(&t->dx) && !mcl_has(&t->dg))
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: no output requested (dx, dg)", op);
-    mcl_tensor_check checks[] = {MCL_TENSOR("x", &t->x, d->dtype, MCL_REQUIRED_IN, d->count),
-                                 MCL_TENSOR("g", &t->g, d->dtype, MCL_REQUIRED_IN, d->count),
-                                 MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->count),
-                                 MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->count),
-                                 MCL_TENSOR("dg", &t->dg, d->dtype, MCL_OPTIONAL_OUT, d->count)};
-    checks[3].may_alias = "dy";
+    mcl_tensor_check checks[] = {
+        GATING_INPUTS(t),
+        MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->count),
+        mcl_in_place_of(MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->count), "dy"),
+        MCL_TENSOR("dg", &t->dg, d->dtype, MCL_OPTIONAL_OUT, d->count),
+    };
     return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
 }
 

@@ -23,8 +23,6 @@ static const char *ln_check(const void *values, const mcl_device_info *device)
 {
     const ln_params *v = values;
     if (v->tpr > v->wg) return "TPR exceeds WG";
-    const char *why = mcl_check_work_group(v->wg, device);
-    if (why) return why;
     if ((size_t)32 * v->reduce_split > device->max_work_group_size)
         return "32 x REDUCE_SPLIT exceeds the device's work-group size";
     if ((uint64_t)v->wg * 2 * sizeof(float) > device->local_mem_bytes)
@@ -48,5 +46,5 @@ const mcl_family mcl_family_layernorm = {
     .name = "layernorm", .define_prefix = "LN_",
     .shape_names = "rows,cols", .shape_rank = 2, .example_shape = (const size_t[]){147456, 128},
     MCL_FAMILY_PARAMS(ln_params, ln_params_decl), MCL_FAMILY_DERIVED(ln_derived),
-    .check = ln_check, .bucket = ln_bucket,
+    .work_group = "WG", .check = ln_check, .bucket = ln_bucket,
 };

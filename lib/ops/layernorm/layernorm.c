@@ -37,22 +37,26 @@ static mcl_status validate_desc(const mcl_layernorm_desc *d, const char *op)
     return mcl_check_eps(d->eps, op);
 }
 
+/* The tensors both passes read. */
+#define INPUTS(t)                                                                                \
+    MCL_TENSOR("x", &(t)->x, d->dtype, MCL_REQUIRED_IN, d->rows, d->cols),                       \
+    MCL_TENSOR("weight", &(t)->weight, d->dtype, MCL_OPTIONAL_IN, d->cols)
+/* The row statistics, saved by the forward (both or neither) and read by the backward. */
+#define ROW_STATS(t, role)                                                                       \
+    mcl_needing(MCL_TENSOR("mean", &(t)->mean, MCL_F32, role, d->rows), "rstd"),                 \
+    mcl_needing(MCL_TENSOR("rstd", &(t)->rstd, MCL_F32, role, d->rows), "mean")
+
 static mcl_status validate_forward(mcl_context *ctx, const mcl_layernorm_desc *d, const mcl_layernorm_fwd_tensors *t)
 {
     const char *op = "layernorm_forward";
     MCL_TRY(mcl_check_call(op, ctx, d, t));
     MCL_TRY(validate_desc(d, op));
-    if (mcl_has(&t->mean) != mcl_has(&t->rstd))
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: mean and rstd are saved together", op);
     mcl_tensor_check checks[] = {
-        MCL_TENSOR("x", &t->x, d->dtype, MCL_REQUIRED_IN, d->rows, d->cols),
-        MCL_TENSOR("weight", &t->weight, d->dtype, MCL_OPTIONAL_IN, d->cols),
+        INPUTS(t),
         MCL_TENSOR("bias", &t->bias, d->dtype, MCL_OPTIONAL_IN, d->cols),
-        MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->cols),
-        MCL_TENSOR("mean", &t->mean, MCL_F32, MCL_OPTIONAL_OUT, d->rows),
-        MCL_TENSOR("rstd", &t->rstd, MCL_F32, MCL_OPTIONAL_OUT, d->rows),
+        mcl_in_place_of(MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->cols), "x"),
+        ROW_STATS(t, MCL_OPTIONAL_OUT),
     };
-    checks[3].may_alias = "x";
     return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
 }
 
@@ -61,19 +65,14 @@ static mcl_status validate_backward(mcl_context *ctx, const mcl_layernorm_desc *
     const char *op = "layernorm_backward";
     MCL_TRY(mcl_check_call(op, ctx, d, t));
     MCL_TRY(validate_desc(d, op));
-    if (!mcl_has(&t->dx) && !mcl_has(&t->dweight) && !mcl_has(&t->dbias))
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: no output requested (dx, dweight, dbias)", op);
     mcl_tensor_check checks[] = {
-        MCL_TENSOR("x", &t->x, d->dtype, MCL_REQUIRED_IN, d->rows, d->cols),
-        MCL_TENSOR("weight", &t->weight, d->dtype, MCL_OPTIONAL_IN, d->cols),
-        MCL_TENSOR("mean", &t->mean, MCL_F32, MCL_REQUIRED_IN, d->rows),
-        MCL_TENSOR("rstd", &t->rstd, MCL_F32, MCL_REQUIRED_IN, d->rows),
+        INPUTS(t),
+        ROW_STATS(t, MCL_REQUIRED_IN),
         MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, d->cols),
-        MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->rows, d->cols),
+        mcl_in_place_of(MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->rows, d->cols), "dy"),
         MCL_TENSOR("dweight", &t->dweight, d->dtype, MCL_OPTIONAL_OUT, d->cols),
         MCL_TENSOR("dbias", &t->dbias, d->dtype, MCL_OPTIONAL_OUT, d->cols),
     };
-    checks[5].may_alias = "dy";
     return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
 }
 

@@ -20,50 +20,41 @@ static mcl_status validate_desc(const mcl_ln_linear_desc *d, const char *op)
     return mcl_check_eps(d->eps, op);
 }
 
-static mcl_status validate_forward(mcl_context *ctx, const mcl_ln_linear_desc *d, const mcl_ln_linear_fwd_tensors *t)
+/* The tensors both passes read. */
+#define INPUTS(t)                                                                                \
+    MCL_TENSOR("x", &(t)->x, d->dtype, MCL_REQUIRED_IN, d->rows, d->in_features),                \
+    MCL_TENSOR("ln_weight", &(t)->ln_weight, d->dtype, MCL_OPTIONAL_IN, d->in_features),         \
+    MCL_TENSOR("ln_bias", &(t)->ln_bias, d->dtype, MCL_OPTIONAL_IN, d->in_features),             \
+    MCL_TENSOR("weight", &(t)->weight, d->dtype, MCL_REQUIRED_IN, d->in_features, d->out_features)
+#define ROW_STATS(t, role)                                                                       \
+    MCL_TENSOR("mean", &(t)->mean, MCL_F32, role, d->rows), MCL_TENSOR("rstd", &(t)->rstd, MCL_F32, role, d->rows)
+
+static mcl_status validate_forward(mcl_context *ctx, const mcl_ln_linear_desc *d, const mcl_ln_linear_fwd_tensors *t,
+                                   const char *op)
 {
-    const char *op = "ln_linear_forward";
-    MCL_TRY(mcl_check_call(op, ctx, d, t));
-    MCL_TRY(validate_desc(d, op));
-    size_t in = d->in_features, out = d->out_features;
-    mcl_dtype dt = d->dtype;
+    size_t out = d->out_features;
     mcl_tensor_check checks[] = {
-        MCL_TENSOR("x", &t->x, dt, MCL_REQUIRED_IN, d->rows, in),
-        MCL_TENSOR("ln_weight", &t->ln_weight, dt, MCL_OPTIONAL_IN, in),
-        MCL_TENSOR("ln_bias", &t->ln_bias, dt, MCL_OPTIONAL_IN, in),
-        MCL_TENSOR("weight", &t->weight, dt, MCL_REQUIRED_IN, in, out),
-        MCL_TENSOR("bias", &t->bias, dt, MCL_OPTIONAL_IN, out),
-        MCL_TENSOR("y", &t->y, dt, MCL_REQUIRED_OUT, d->rows, out),
-        MCL_TENSOR("mean", &t->mean, MCL_F32, MCL_REQUIRED_OUT, d->rows),
-        MCL_TENSOR("rstd", &t->rstd, MCL_F32, MCL_REQUIRED_OUT, d->rows),
+        INPUTS(t),
+        MCL_TENSOR("bias", &t->bias, d->dtype, MCL_OPTIONAL_IN, out),
+        MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, out),
+        ROW_STATS(t, MCL_REQUIRED_OUT),
     };
     return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
 }
 
-static mcl_status validate_backward(mcl_context *ctx, const mcl_ln_linear_desc *d, const mcl_ln_linear_bwd_tensors *t)
+static mcl_status validate_backward(mcl_context *ctx, const mcl_ln_linear_desc *d, const mcl_ln_linear_bwd_tensors *t,
+                                    const char *op)
 {
-    const char *op = "ln_linear_backward";
-    MCL_TRY(mcl_check_call(op, ctx, d, t));
-    MCL_TRY(validate_desc(d, op));
-    if (!mcl_has(&t->dx) && !mcl_has(&t->dln_weight) && !mcl_has(&t->dln_bias) && !mcl_has(&t->dweight) &&
-        !mcl_has(&t->dbias))
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: no output requested (dx, dln_weight, dln_bias, dweight, dbias)",
-                        op);
     size_t in = d->in_features, out = d->out_features;
-    mcl_dtype dt = d->dtype;
     mcl_tensor_check checks[] = {
-        MCL_TENSOR("x", &t->x, dt, MCL_REQUIRED_IN, d->rows, in),
-        MCL_TENSOR("ln_weight", &t->ln_weight, dt, MCL_OPTIONAL_IN, in),
-        MCL_TENSOR("ln_bias", &t->ln_bias, dt, MCL_OPTIONAL_IN, in),
-        MCL_TENSOR("weight", &t->weight, dt, MCL_REQUIRED_IN, in, out),
-        MCL_TENSOR("mean", &t->mean, MCL_F32, MCL_REQUIRED_IN, d->rows),
-        MCL_TENSOR("rstd", &t->rstd, MCL_F32, MCL_REQUIRED_IN, d->rows),
-        MCL_TENSOR("dy", &t->dy, dt, MCL_REQUIRED_IN, d->rows, out),
-        MCL_TENSOR("dx", &t->dx, dt, MCL_OPTIONAL_OUT, d->rows, in),
-        MCL_TENSOR("dln_weight", &t->dln_weight, dt, MCL_OPTIONAL_OUT, in),
-        MCL_TENSOR("dln_bias", &t->dln_bias, dt, MCL_OPTIONAL_OUT, in),
-        MCL_TENSOR("dweight", &t->dweight, dt, MCL_OPTIONAL_OUT, in, out),
-        MCL_TENSOR("dbias", &t->dbias, dt, MCL_OPTIONAL_OUT, out),
+        INPUTS(t),
+        ROW_STATS(t, MCL_REQUIRED_IN),
+        MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, out),
+        MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->rows, in),
+        MCL_TENSOR("dln_weight", &t->dln_weight, d->dtype, MCL_OPTIONAL_OUT, in),
+        MCL_TENSOR("dln_bias", &t->dln_bias, d->dtype, MCL_OPTIONAL_OUT, in),
+        MCL_TENSOR("dweight", &t->dweight, d->dtype, MCL_OPTIONAL_OUT, in, out),
+        MCL_TENSOR("dbias", &t->dbias, d->dtype, MCL_OPTIONAL_OUT, out),
     };
     return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
 }
@@ -153,8 +144,7 @@ static mcl_status backward_steps(mcl_walk *w, const void *args)
     if (mcl_has(&t->dbias))
         MCL_TRY(mcl_column_sums_step(w, "db column sums", d->dtype, &t->dy, d->rows, d->out_features, &t->dbias,
                                      PART_SCRATCH));
-    int want_params = mcl_has(&t->dln_weight) || mcl_has(&t->dln_bias);
-    if (!mcl_has(&t->dx) && !want_params) return MCL_OK;
+    if (!mcl_has(&t->dx) && !mcl_has(&t->dln_weight) && !mcl_has(&t->dln_bias)) return MCL_OK;
     mcl_tensor dxn = mcl_has(&t->dx) ? t->dx
                                      : mcl_walk_part(w, PART_DXN, d->rows * d->in_features * mcl_dtype_size(d->dtype));
     gemm_call g = dxn_gemm(d, t, &dxn);
@@ -162,6 +152,7 @@ static mcl_status backward_steps(mcl_walk *w, const void *args)
     mcl_layernorm_desc lnd = ln_desc(d);
     mcl_layernorm_bwd_tensors lt = {.x = t->x, .weight = t->ln_weight, .mean = t->mean, .rstd = t->rstd,
                                     .dy = dxn, .dx = t->dx, .dweight = t->dln_weight, .dbias = t->dln_bias};
+    int want_params = mcl_has(&t->dln_weight) || mcl_has(&t->dln_bias);
     return mcl_layernorm_backward_step(w, "LayerNorm backward", &lnd, &lt, want_params ? PART_SCRATCH : MCL_NO_PART);
 }
 
@@ -169,12 +160,4 @@ static mcl_status backward_steps(mcl_walk *w, const void *args)
 
 MCL_WALKED_ENTRY_POINT(ln_linear, forward, fwd)
 MCL_WALKED_ENTRY_POINT(ln_linear, backward, bwd)
-
-mcl_status mcl_ln_linear_backward_workspace_size(mcl_context *ctx, const mcl_ln_linear_desc *desc,
-                                                 const mcl_ln_linear_bwd_tensors *tensors, size_t *bytes)
-{
-    const char *op = "ln_linear_backward_workspace_size";
-    if (!ctx || !desc || !tensors || !bytes) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL argument", op);
-    MCL_TRY(validate_desc(desc, op));
-    return mcl_walk_size(ctx, op, backward_steps, &(mcl_op_args){desc, tensors}, bytes);
-}
+MCL_WALKED_WORKSPACE_SIZE(ln_linear)

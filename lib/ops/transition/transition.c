@@ -30,52 +30,42 @@ static mcl_status validate_desc(const mcl_transition_desc *d, const char *op)
     return MCL_OK;
 }
 
-static mcl_status validate_forward(mcl_context *ctx, const mcl_transition_desc *d, const mcl_transition_fwd_tensors *t)
+/* The tensors both passes read. */
+#define INPUTS(t)                                                                                \
+    MCL_TENSOR("x", &(t)->x, d->dtype, MCL_REQUIRED_IN, d->rows, d->channels),                   \
+    MCL_TENSOR("ln_weight", &(t)->ln_weight, d->dtype, MCL_OPTIONAL_IN, d->channels),            \
+    MCL_TENSOR("ln_bias", &(t)->ln_bias, d->dtype, MCL_OPTIONAL_IN, d->channels),                \
+    MCL_TENSOR("w1", &(t)->w1, d->dtype, MCL_REQUIRED_IN, d->channels, 2 * d->hidden),           \
+    MCL_TENSOR("w2", &(t)->w2, d->dtype, MCL_REQUIRED_IN, d->hidden, d->channels)
+/* What the forward saves and the backward reads: LayerNorm's row statistics and h = LN(x) W1. */
+#define SAVED(t, role)                                                                           \
+    MCL_TENSOR("mean", &(t)->mean, MCL_F32, role, d->rows), MCL_TENSOR("rstd", &(t)->rstd, MCL_F32, role, d->rows), \
+    MCL_TENSOR("h", &(t)->h, d->dtype, role, d->rows, 2 * d->hidden)
+
+static mcl_status validate_forward(mcl_context *ctx, const mcl_transition_desc *d, const mcl_transition_fwd_tensors *t,
+                                   const char *op)
 {
-    const char *op = "transition_forward";
-    MCL_TRY(mcl_check_call(op, ctx, d, t));
-    MCL_TRY(validate_desc(d, op));
-    size_t c = d->channels, f = d->hidden;
-    mcl_dtype dt = d->dtype;
     mcl_tensor_check checks[] = {
-        MCL_TENSOR("x", &t->x, dt, MCL_REQUIRED_IN, d->rows, c),
-        MCL_TENSOR("ln_weight", &t->ln_weight, dt, MCL_OPTIONAL_IN, c),
-        MCL_TENSOR("ln_bias", &t->ln_bias, dt, MCL_OPTIONAL_IN, c),
-        MCL_TENSOR("w1", &t->w1, dt, MCL_REQUIRED_IN, c, 2 * f),
-        MCL_TENSOR("w2", &t->w2, dt, MCL_REQUIRED_IN, f, c),
-        MCL_TENSOR("y", &t->y, dt, MCL_REQUIRED_OUT, d->rows, c),
-        MCL_TENSOR("mean", &t->mean, MCL_F32, MCL_REQUIRED_OUT, d->rows),
-        MCL_TENSOR("rstd", &t->rstd, MCL_F32, MCL_REQUIRED_OUT, d->rows),
-        MCL_TENSOR("h", &t->h, dt, MCL_REQUIRED_OUT, d->rows, 2 * f),
+        INPUTS(t),
+        MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->channels),
+        SAVED(t, MCL_REQUIRED_OUT),
     };
     return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
 }
 
-static mcl_status validate_backward(mcl_context *ctx, const mcl_transition_desc *d, const mcl_transition_bwd_tensors *t)
+static mcl_status validate_backward(mcl_context *ctx, const mcl_transition_desc *d, const mcl_transition_bwd_tensors *t,
+                                    const char *op)
 {
-    const char *op = "transition_backward";
-    MCL_TRY(mcl_check_call(op, ctx, d, t));
-    MCL_TRY(validate_desc(d, op));
-    if (!mcl_has(&t->dx) && !mcl_has(&t->dln_weight) && !mcl_has(&t->dln_bias) && !mcl_has(&t->dw1) &&
-        !mcl_has(&t->dw2))
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: no output requested (dx, dln_weight, dln_bias, dw1, dw2)", op);
     size_t c = d->channels, f = d->hidden;
-    mcl_dtype dt = d->dtype;
     mcl_tensor_check checks[] = {
-        MCL_TENSOR("x", &t->x, dt, MCL_REQUIRED_IN, d->rows, c),
-        MCL_TENSOR("ln_weight", &t->ln_weight, dt, MCL_OPTIONAL_IN, c),
-        MCL_TENSOR("ln_bias", &t->ln_bias, dt, MCL_OPTIONAL_IN, c),
-        MCL_TENSOR("w1", &t->w1, dt, MCL_REQUIRED_IN, c, 2 * f),
-        MCL_TENSOR("w2", &t->w2, dt, MCL_REQUIRED_IN, f, c),
-        MCL_TENSOR("mean", &t->mean, MCL_F32, MCL_REQUIRED_IN, d->rows),
-        MCL_TENSOR("rstd", &t->rstd, MCL_F32, MCL_REQUIRED_IN, d->rows),
-        MCL_TENSOR("h", &t->h, dt, MCL_REQUIRED_IN, d->rows, 2 * f),
-        MCL_TENSOR("dy", &t->dy, dt, MCL_REQUIRED_IN, d->rows, c),
-        MCL_TENSOR("dx", &t->dx, dt, MCL_OPTIONAL_OUT, d->rows, c),
-        MCL_TENSOR("dln_weight", &t->dln_weight, dt, MCL_OPTIONAL_OUT, c),
-        MCL_TENSOR("dln_bias", &t->dln_bias, dt, MCL_OPTIONAL_OUT, c),
-        MCL_TENSOR("dw1", &t->dw1, dt, MCL_OPTIONAL_OUT, c, 2 * f),
-        MCL_TENSOR("dw2", &t->dw2, dt, MCL_OPTIONAL_OUT, f, c),
+        INPUTS(t),
+        SAVED(t, MCL_REQUIRED_IN),
+        MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, c),
+        MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->rows, c),
+        MCL_TENSOR("dln_weight", &t->dln_weight, d->dtype, MCL_OPTIONAL_OUT, c),
+        MCL_TENSOR("dln_bias", &t->dln_bias, d->dtype, MCL_OPTIONAL_OUT, c),
+        MCL_TENSOR("dw1", &t->dw1, d->dtype, MCL_OPTIONAL_OUT, c, 2 * f),
+        MCL_TENSOR("dw2", &t->dw2, d->dtype, MCL_OPTIONAL_OUT, f, c),
     };
     return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
 }
@@ -280,12 +270,4 @@ static mcl_status backward_steps(mcl_walk *w, const void *args)
 
 MCL_WALKED_ENTRY_POINT(transition, forward, fwd)
 MCL_WALKED_ENTRY_POINT(transition, backward, bwd)
-
-mcl_status mcl_transition_backward_workspace_size(mcl_context *ctx, const mcl_transition_desc *desc,
-                                                  const mcl_transition_bwd_tensors *tensors, size_t *bytes)
-{
-    const char *op = "transition_backward_workspace_size";
-    if (!ctx || !desc || !tensors || !bytes) return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL argument", op);
-    MCL_TRY(validate_desc(desc, op));
-    return mcl_walk_size(ctx, op, backward_steps, &(mcl_op_args){desc, tensors}, bytes);
-}
+MCL_WALKED_WORKSPACE_SIZE(transition)

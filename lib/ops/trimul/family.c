@@ -6,14 +6,9 @@ static const mcl_param_decl tm_params_decl[] = {
 };
 MCL_PARAMS_FIT(tm_params, tm_params_decl);
 
-static const char *tm_check(const void *values, const mcl_device_info *device)
-{
-    return mcl_check_work_group(((const tm_params *)values)->wg, device);
-}
-
 const mcl_family mcl_family_trimul = {
     .name = "trimul", .define_prefix = "TM_",
     .shape_names = "n,channels,hidden", .shape_rank = 3, .example_shape = (const size_t[]){384, 128, 128},
     MCL_FAMILY_PARAMS(tm_params, tm_params_decl),
-    .check = tm_check, .bucket = mcl_bucket_any, /* elementwise: tuned per dtype only */
+    .work_group = "WG", .bucket = mcl_bucket_any, /* elementwise: tuned per dtype only */
 };

@@ -41,56 +41,40 @@ static size_t pairs(const mcl_trimul_desc *d) { return d->n * d->n; }
 #define OF(name, t, role, ...) MCL_TENSOR(name, t, d->dtype, role, __VA_ARGS__)
 #define STATS(name, t, role) MCL_TENSOR(name, t, MCL_F32, role, d->n, d->n)
 
-static mcl_status validate_forward(mcl_context *ctx, const mcl_trimul_desc *d, const mcl_trimul_fwd_tensors *t)
+/* The tensors both passes read. */
+#define INPUTS(t)                                                                                \
+    PAIR("z", &(t)->z, MCL_REQUIRED_IN, d->channels), PAIR0("mask", &(t)->mask, MCL_OPTIONAL_IN), \
+    OF("ln_in_weight", &(t)->ln_in_weight, MCL_OPTIONAL_IN, d->channels),                        \
+    OF("ln_in_bias", &(t)->ln_in_bias, MCL_OPTIONAL_IN, d->channels),                            \
+    OF("w_in", &(t)->w_in, MCL_REQUIRED_IN, d->channels, width(d)),                              \
+    OF("ln_out_weight", &(t)->ln_out_weight, MCL_OPTIONAL_IN, d->hidden),                        \
+    OF("ln_out_bias", &(t)->ln_out_bias, MCL_OPTIONAL_IN, d->hidden),                            \
+    OF("w_out", &(t)->w_out, MCL_REQUIRED_IN, d->hidden, d->channels)
+/* What the forward saves for the backward: p = LN(z) W_in, the gated product t and both
+ * LayerNorms' row statistics. */
+#define SAVED(t, role)                                                                           \
+    PAIR("p", &(t)->p, role, width(d)), PAIR("t", &(t)->t, role, d->hidden),                     \
+    STATS("mean_in", &(t)->mean_in, role), STATS("rstd_in", &(t)->rstd_in, role),                \
+    STATS("mean_out", &(t)->mean_out, role), STATS("rstd_out", &(t)->rstd_out, role)
+
+static mcl_status validate_forward(mcl_context *ctx, const mcl_trimul_desc *d, const mcl_trimul_fwd_tensors *t,
+                                   const char *op)
 {
-    const char *op = "trimul_forward";
-    MCL_TRY(mcl_check_call(op, ctx, d, t));
-    MCL_TRY(validate_desc(d, op));
-    size_t c = d->channels, h = d->hidden;
     mcl_tensor_check checks[] = {
-        PAIR("z", &t->z, MCL_REQUIRED_IN, c),
-        PAIR0("mask", &t->mask, MCL_OPTIONAL_IN),
-        OF("ln_in_weight", &t->ln_in_weight, MCL_OPTIONAL_IN, c),
-        OF("ln_in_bias", &t->ln_in_bias, MCL_OPTIONAL_IN, c),
-        OF("w_in", &t->w_in, MCL_REQUIRED_IN, c, width(d)),
-        OF("ln_out_weight", &t->ln_out_weight, MCL_OPTIONAL_IN, h),
-        OF("ln_out_bias", &t->ln_out_bias, MCL_OPTIONAL_IN, h),
-        OF("w_out", &t->w_out, MCL_REQUIRED_IN, h, c),
-        PAIR("out", &t->out, MCL_REQUIRED_OUT, c),
-        PAIR("p", &t->p, MCL_REQUIRED_OUT, width(d)),
-        PAIR("t", &t->t, MCL_REQUIRED_OUT, h),
-        STATS("mean_in", &t->mean_in, MCL_REQUIRED_OUT),
-        STATS("rstd_in", &t->rstd_in, MCL_REQUIRED_OUT),
-        STATS("mean_out", &t->mean_out, MCL_REQUIRED_OUT),
-        STATS("rstd_out", &t->rstd_out, MCL_REQUIRED_OUT),
+        INPUTS(t),
+        PAIR("out", &t->out, MCL_REQUIRED_OUT, d->channels),
+        SAVED(t, MCL_REQUIRED_OUT),
     };
     return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
 }
 
-static mcl_status validate_backward(mcl_context *ctx, const mcl_trimul_desc *d, const mcl_trimul_bwd_tensors *t)
+static mcl_status validate_backward(mcl_context *ctx, const mcl_trimul_desc *d, const mcl_trimul_bwd_tensors *t,
+                                    const char *op)
 {
-    const char *op = "trimul_backward";
-    MCL_TRY(mcl_check_call(op, ctx, d, t));
-    MCL_TRY(validate_desc(d, op));
-    if (!mcl_has(&t->dz) && !mcl_has(&t->dln_in_weight) && !mcl_has(&t->dln_in_bias) && !mcl_has(&t->dw_in) &&
-        !mcl_has(&t->dln_out_weight) && !mcl_has(&t->dln_out_bias) && !mcl_has(&t->dw_out))
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: no output requested", op);
     size_t c = d->channels, h = d->hidden;
     mcl_tensor_check checks[] = {
-        PAIR("z", &t->z, MCL_REQUIRED_IN, c),
-        PAIR0("mask", &t->mask, MCL_OPTIONAL_IN),
-        OF("ln_in_weight", &t->ln_in_weight, MCL_OPTIONAL_IN, c),
-        OF("ln_in_bias", &t->ln_in_bias, MCL_OPTIONAL_IN, c),
-        OF("w_in", &t->w_in, MCL_REQUIRED_IN, c, width(d)),
-        OF("ln_out_weight", &t->ln_out_weight, MCL_OPTIONAL_IN, h),
-        OF("ln_out_bias", &t->ln_out_bias, MCL_OPTIONAL_IN, h),
-        OF("w_out", &t->w_out, MCL_REQUIRED_IN, h, c),
-        PAIR("p", &t->p, MCL_REQUIRED_IN, width(d)),
-        PAIR("t", &t->t, MCL_REQUIRED_IN, h),
-        STATS("mean_in", &t->mean_in, MCL_REQUIRED_IN),
-        STATS("rstd_in", &t->rstd_in, MCL_REQUIRED_IN),
-        STATS("mean_out", &t->mean_out, MCL_REQUIRED_IN),
-        STATS("rstd_out", &t->rstd_out, MCL_REQUIRED_IN),
+        INPUTS(t),
+        SAVED(t, MCL_REQUIRED_IN),
         PAIR("dout", &t->dout, MCL_REQUIRED_IN, c),
         PAIR("dz", &t->dz, MCL_OPTIONAL_OUT, c),
         OF("dln_in_weight", &t->dln_in_weight, MCL_OPTIONAL_OUT, c),
@@ -388,8 +372,11 @@ MCL_WALKED_ENTRY_POINT(trimul, forward, fwd)
 mcl_status mcl_trimul_backward(mcl_context *ctx, const mcl_trimul_desc *desc, const mcl_trimul_bwd_tensors *tensors,
                                cl_event *event)
 {
-    MCL_TRY(validate_backward(ctx, desc, tensors));
-    return mcl_walk_op(ctx, "trimul_backward", backward_steps, &(bwd_args){desc, tensors, wants_of(tensors)}, event);
+    const char *op = "trimul_backward";
+    MCL_TRY(mcl_check_call(op, ctx, desc, tensors));
+    MCL_TRY(validate_desc(desc, op));
+    MCL_TRY(validate_backward(ctx, desc, tensors, op));
+    return mcl_walk_op(ctx, op, backward_steps, &(bwd_args){desc, tensors, wants_of(tensors)}, event);
 }
 
 mcl_status mcl_trimul_workspace_size(mcl_context *ctx, const mcl_trimul_desc *desc, size_t *forward_bytes,
