@@ -120,6 +120,7 @@ typedef struct mcl_device_info {
     uint64_t global_mem_bytes;
     uint64_t local_mem_bytes;
     uint64_t max_alloc_bytes;
+    uint64_t global_cache_bytes; /* the last-level cache in front of global memory; 0 if unknown */
     size_t max_work_group_size;
     unsigned simd_width;      /* warp / wavefront width; 1 where the device has no such notion */
     int has_fp16;             /* cl_khr_fp16 arithmetic (storage never needs it) */
@@ -512,6 +513,141 @@ typedef struct mcl_param_choice {
 
 MCL_API mcl_status mcl_context_get_params(mcl_context *context, const char *family, mcl_dtype dtype,
                                           const size_t *shape, size_t shape_rank, mcl_param_choice *choice);
+
+/* The parameter lookups the context's ops make, recorded while on (turning it on forgets earlier
+ * ones): which family, dtype and shape bucket each call runs with. The tuner finds what a
+ * workload's calls depend on this way. */
+typedef struct mcl_lookup_info {
+    const char *family;
+    mcl_dtype dtype;
+    char bucket[64];
+    size_t shape[8]; /* shape_rank sizes of the first call that met the bucket */
+    size_t shape_rank;
+} mcl_lookup_info;
+
+MCL_API mcl_status mcl_context_trace_lookups(mcl_context *context, int on);
+MCL_API size_t mcl_context_lookup_count(const mcl_context *context);
+MCL_API mcl_status mcl_context_lookup(const mcl_context *context, size_t index, mcl_lookup_info *info);
+
+/* Reads the tuning databases again at the next lookup (after `megacl tune` wrote one). */
+MCL_API mcl_status mcl_context_reload_tuning(mcl_context *context);
+
+/* ---- Tuning: the autotuner behind `megacl tune` ------------------------------------------
+ * mcl_tune searches a family's declared space for one (dtype, shape bucket) on the context's
+ * device: it verifies and times the family's defaults (the reference configuration), then
+ * candidates stage by stage, each stage starting from the best of those before. Candidates are
+ * compiled ahead on host threads (contexts of their own that build programs and enqueue
+ * nothing), then each is run once on poisoned outputs and compared with the reference
+ * configuration's outputs, and timed with event profiling (warm-up, median of reps; a
+ * candidate slower than 1.5x the best after its warm-up is not timed further). Only the
+ * lookups of the target's bucket see the candidate: the other buckets of the same calls keep
+ * their parameters, so the time measured is the calls' time as users run them. */
+typedef struct mcl_tune_output {
+    const char *name;
+    mcl_tensor tensor;
+    mcl_dtype dtype;
+    size_t count;      /* elements */
+    double tolerance;  /* relative 2-norm difference allowed from the reference configuration */
+} mcl_tune_output;
+
+typedef struct mcl_tune_target {
+    const char *label;   /* names the job in the record ("transition pair M=147456 c=128 F=512 f32") */
+    const char *family;  /* whose parameters vary */
+    mcl_dtype dtype;
+    const size_t *shape; /* a lookup shape of the bucket tuned (the family's shape_rank sizes) */
+    /* enqueues one run of the calls on `context` over input set `set` (< input_sets); the
+     * outputs of set 0 are the ones compared */
+    mcl_status (*run)(void *user, mcl_context *context, size_t set);
+    size_t input_sets;   /* rotated between timed runs where caches would flatter; >= 1 */
+    const mcl_tune_output *outputs;
+    size_t output_count;
+    void *user;
+} mcl_tune_target;
+
+typedef enum mcl_tune_strategy {
+    MCL_TUNE_AUTO = 0,    /* exhaustive where a stage fits the candidate budget, else annealing */
+    MCL_TUNE_EXHAUSTIVE,  /* every legal candidate (up to the candidate budget) */
+    MCL_TUNE_RANDOM,      /* a seeded random sample without repeats */
+    MCL_TUNE_ANNEALING,   /* simulated annealing over neighbours (one axis moved one value) */
+} mcl_tune_strategy;
+
+MCL_API const char *mcl_tune_strategy_name(mcl_tune_strategy strategy); /* "auto", "exhaustive", ... */
+
+typedef struct mcl_tune_progress {
+    const char *label, *stage;
+    size_t done, total;      /* candidates of the stage */
+    double best_ms, reference_ms;
+    double seconds_left;     /* of the budget; negative without one */
+} mcl_tune_progress;
+
+typedef struct mcl_tune_settings {
+    mcl_tune_strategy strategy;
+    double budget_seconds;   /* wall time for the target; 0: none */
+    size_t max_candidates;   /* per stage; 0: 128 */
+    int warmup, reps;        /* 0: 1 and 5 */
+    unsigned compile_threads; /* 0: the host's processors, at most 16 */
+    uint64_t seed;
+    /* JSON lines every result is appended to (flushed as it is measured); a run given the record
+     * of an interrupted one takes the results there instead of measuring again. NULL: none */
+    const char *record;
+    void (*progress)(void *user, const mcl_tune_progress *progress);
+    void *progress_user;
+} mcl_tune_settings;
+
+typedef struct mcl_tune_result {
+    char bucket[64];
+    char params[1024];           /* the winner: every parameter of the family */
+    char reference_params[1024]; /* the family's defaults on the device */
+    double ms, reference_ms;     /* medians of the winner and of the defaults */
+    size_t measured, failed;     /* candidates timed, and failed (any reason) */
+    size_t resumed;              /* candidates whose results came from an earlier run's record */
+    int finished_before;         /* the record holds the job's winner: nothing was measured */
+} mcl_tune_result;
+
+MCL_API mcl_status mcl_tune(mcl_context *context, const mcl_tune_target *target,
+                            const mcl_tune_settings *settings, mcl_tune_result *result);
+
+/* Where a tuning entry applies: the device's exact name, its architecture, its vendor. */
+typedef enum mcl_tune_level { MCL_TUNE_DEVICE = 0, MCL_TUNE_ARCH, MCL_TUNE_VENDOR } mcl_tune_level;
+
+/* Stores a tuning result in the database at `path` (NULL: the user database,
+ * MEGACL_TUNING_DB or <cache root>/tuning.json), replacing an entry of the same family, key,
+ * dtype and bucket: read, changed, written to a temporary file and renamed, so a reader never
+ * sees half a file. A file that is not a database of this format is refused, not overwritten. */
+typedef struct mcl_tuning_entry {
+    const char *family;
+    mcl_tune_level level;
+    mcl_dtype dtype;
+    const char *bucket;
+    const char *params;   /* "NAME=VALUE,..." */
+    double ms, default_ms;
+    const char *command;  /* how it was measured */
+} mcl_tuning_entry;
+
+MCL_API mcl_status mcl_tuning_db_store(const char *path, const mcl_device_info *device,
+                                       const mcl_tuning_entry *entry);
+
+/* The tuning entries that match the context's device (exact name, architecture, vendor or any
+ * device), the user database's first, then the built-in one's, each most specific first; in_use
+ * marks the entry a lookup of its family, dtype and bucket takes. */
+typedef struct mcl_tuning_entry_info {
+    char origin[256];    /* the database file, or "built-in tuning database" */
+    char level[16];      /* "device", "arch", "vendor" or "any device" */
+    char family[32];
+    char dtype[8];       /* "f32", ..., or "*" */
+    char bucket[64];     /* "" for every bucket */
+    char params[256];
+    double ms, default_ms; /* NaN where the entry does not say */
+    char measured_on[128];
+    char command[256];
+    int in_use;
+} mcl_tuning_entry_info;
+
+MCL_API size_t mcl_context_tuning_entry_count(mcl_context *context);
+MCL_API mcl_status mcl_context_tuning_entry(mcl_context *context, size_t index, mcl_tuning_entry_info *info);
+
+/* The user database's path (MEGACL_TUNING_DB, else <cache root>/tuning.json). */
+MCL_API mcl_status mcl_tuning_db_path(char *out, size_t capacity);
 
 /* Device time of everything the context enqueues between begin and end, from the first
  * command's start to the last command's end (event profiling; needs a profiling queue). end

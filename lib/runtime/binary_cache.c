@@ -2,6 +2,7 @@
 #include "binary_cache.h"
 
 #include "error.h"
+#include "files.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -36,22 +37,6 @@ void mcl_cache_root(char *out, size_t cap)
         snprintf(out, cap, "%s/.cache/megacl", home && *home ? home : "/tmp");
 }
 
-/* mkdir -p; returns 0 on success. */
-static int make_dirs(const char *path)
-{
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-    struct stat st;
-    return stat(buf, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
-}
-
 void mcl_binary_cache_configure(mcl_binary_cache_config *config, const mcl_device_info *info)
 {
     const char *env = getenv("MEGACL_BINARY_CACHE");
@@ -62,7 +47,7 @@ void mcl_binary_cache_configure(mcl_binary_cache_config *config, const mcl_devic
     char root[900];
     mcl_cache_root(root, sizeof root);
     snprintf(config->dir, sizeof config->dir, "%s/binaries", root);
-    if (make_dirs(config->dir) != 0) {
+    if (mcl_make_dirs(config->dir) != 0) {
         mcl_log(MCL_LOG_WARN, "binary cache off: cannot create %s (%s)", config->dir,
                 strerror(errno));
         config->enabled = 0;
@@ -152,13 +137,8 @@ cl_program mcl_binary_cache_load(mcl_context *ctx, const char *key, const char *
     return program;
 }
 
-static int write_entry(const char *dir, const char *path, const char *key,
-                       const unsigned char *payload, size_t bytes)
+static int write_entry(const char *path, const char *key, const unsigned char *payload, size_t bytes)
 {
-    char tmp[1200];
-    snprintf(tmp, sizeof tmp, "%s/.tmp-XXXXXX", dir);
-    int fd = mkstemp(tmp);
-    if (fd < 0) return -1;
     binary_header header;
     memset(&header, 0, sizeof header);
     memcpy(header.magic, binary_magic, sizeof binary_magic);
@@ -166,13 +146,9 @@ static int write_entry(const char *dir, const char *path, const char *key,
     memcpy(header.key, key, 32);
     header.payload_bytes = bytes;
     header.payload_checksum = XXH64(payload, bytes, 0);
-    FILE *file = fdopen(fd, "wb");
-    int ok = file && fwrite(&header, sizeof header, 1, file) == 1 &&
-             fwrite(payload, 1, bytes, file) == bytes;
-    ok = (file ? fclose(file) == 0 : (close(fd), 0)) && ok;
-    if (ok && rename(tmp, path) == 0) return 0;
-    unlink(tmp);
-    return -1;
+    const void *parts[2] = {&header, payload};
+    const size_t sizes[2] = {sizeof header, bytes};
+    return mcl_write_atomic(path, parts, sizes, 2);
 }
 
 void mcl_binary_cache_store(mcl_context *ctx, const char *key, cl_program program)
@@ -190,7 +166,7 @@ void mcl_binary_cache_store(mcl_context *ctx, const char *key, cl_program progra
     mcl_binary_cache_path(&ctx->binary_cache, key, path, sizeof path);
     if (clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof binaries, binaries, NULL) ==
             CL_SUCCESS &&
-        write_entry(ctx->binary_cache.dir, path, key, payload, bytes) == 0)
+        write_entry(path, key, payload, bytes) == 0)
         ctx->stats.binary_cache_writes++;
     else
         mcl_log(MCL_LOG_WARN, "binary cache: cannot write %s (%s)", path, strerror(errno));

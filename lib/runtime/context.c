@@ -1,5 +1,4 @@
 /* Contexts: creation from a selector or a caller's queue, stats, workspace, profiling window. */
-#define MCL_EXPERIMENTAL
 #include "context.h"
 
 #include "binary_cache.h"
@@ -25,6 +24,7 @@ static mcl_status context_finish_setup(mcl_context *ctx)
         return mcl_fail(MCL_ERR_INVALID_ARGUMENT,
                         "the queue is out of order; megacl ops need an in-order queue");
     ctx->profiling = (props & CL_QUEUE_PROFILING_ENABLE) != 0;
+    MCL_TRY(mcl_params_configure(ctx));
     mcl_binary_cache_configure(&ctx->binary_cache, &ctx->device.info);
     mcl_log(MCL_LOG_INFO, "context on %u:%u %s (%s, %s), binary cache %s",
             ctx->device.info.platform_index, ctx->device.info.device_index, ctx->device.info.name,
@@ -124,6 +124,7 @@ void mcl_context_release(mcl_context *ctx)
     trace_clear(ctx);
     free(ctx->trace);
     free(ctx->trace_names);
+    free(ctx->lookups);
     if (ctx->last_event) clReleaseEvent(ctx->last_event);
     mcl_program_cache_clear(ctx);
     mcl_params_release(ctx);
@@ -168,6 +169,10 @@ mcl_status mcl_context_trim(mcl_context *ctx)
 
 mcl_status mcl_workspace(mcl_context *ctx, size_t bytes, cl_mem *buffer)
 {
+    if (ctx->prepare_only) { /* nothing runs: kernels get a NULL buffer, which OpenCL allows */
+        *buffer = NULL;
+        return MCL_OK;
+    }
     if (bytes == 0) bytes = 1;
     if (ctx->workspace && ctx->stats.workspace_bytes >= bytes) {
         *buffer = ctx->workspace;
@@ -230,6 +235,7 @@ static mcl_status trace_push(mcl_context *ctx, cl_event event, const char *name)
 mcl_status mcl_enqueue(mcl_context *ctx, cl_kernel kernel, cl_uint dims, const size_t *global,
                        const size_t *local, const char *what)
 {
+    if (ctx->prepare_only) return MCL_OK;
     cl_event event;
     cl_int err = clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global, local, 0, NULL,
                                         &event);

@@ -11,6 +11,15 @@ typedef struct mcl_program_entry mcl_program_entry;
 typedef struct mcl_tuning_db mcl_tuning_db;
 typedef struct mcl_override mcl_override;
 
+/* A parameter lookup an op made while the context recorded them (mcl_context_trace_lookups):
+ * which family, dtype and shape bucket its calls run with. */
+typedef struct mcl_lookup_record {
+    const struct mcl_family *family;
+    mcl_dtype dtype;
+    char bucket[64];
+    size_t shape[8];
+} mcl_lookup_record;
+
 typedef struct mcl_binary_cache_config {
     int enabled;
     char dir[1024]; /* where binaries live; "" when enabled is 0 */
@@ -28,9 +37,19 @@ struct mcl_context {
 
     cl_mem workspace; /* grows on demand; stats.workspace_bytes is its size */
 
-    mcl_override *overrides; /* parameter overrides per family (tuner, bench, tests) */
+    mcl_override *overrides; /* parameter overrides per family or bucket (tuner, bench, tests) */
     mcl_tuning_db *user_db, *builtin_db;
     int dbs_loaded;
+    int tune_mode; /* how lookups use the databases (MEGACL_TUNE): an mcl_tune_mode */
+
+    int trace_lookups; /* record the distinct lookups ops make */
+    mcl_lookup_record *lookups;
+    size_t lookup_count, lookup_capacity;
+
+    /* Ops build their programs and take their plans but enqueue nothing and take no workspace:
+     * the tuner's compile threads prepare candidates on contexts of their own this way. */
+    int prepare_only;
+    int tuning; /* a tuning run is under way on this context: no on-demand tuning inside it */
 
     cl_event last_event; /* the last command an op enqueued, handed to the caller on request */
     int tracing;         /* profiling window open: keep every event */

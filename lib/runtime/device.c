@@ -188,6 +188,7 @@ mcl_status mcl_device_describe(cl_platform_id platform, cl_device_id device,
     info->global_mem_bytes = device_ulong(device, CL_DEVICE_GLOBAL_MEM_SIZE);
     info->local_mem_bytes = device_ulong(device, CL_DEVICE_LOCAL_MEM_SIZE);
     info->max_alloc_bytes = device_ulong(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE);
+    info->global_cache_bytes = device_ulong(device, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE);
     info->max_work_group_size = max_wg;
     info->simd_width = describe_simd_width(device, info->vendor);
     info->has_fp16 = has_extension(device, "cl_khr_fp16");

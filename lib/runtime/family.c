@@ -1,5 +1,4 @@
 /* The family registry as the runtime and the experimental public API read it. */
-#define MCL_EXPERIMENTAL
 #include "family.h"
 
 #include "error.h"

@@ -31,6 +31,32 @@ typedef struct mcl_derived_define {
     const char *kernel;
 } mcl_derived_define;
 
+/* The tuner's search space of a family (lib/tune/), declared beside its parameters. Stages are
+ * tuned one after another, each starting from the best of the stages before; a stage is the
+ * union of alternative sub-spaces (a kernel and its micro-tiled variant, say), and a sub-space
+ * is the product of its axes' values with every other parameter where the stage started.
+ * Candidates that the family's legality check refuses on the device never run. An axis lists
+ * the values worth trying on GPUs and, where CPUs want others (larger work-groups, fewer groups
+ * per core), on CPUs. */
+typedef struct mcl_tune_axis {
+    const char *param;
+    const int *values;
+    size_t count;
+    const int *cpu_values; /* NULL: the same as on GPUs */
+    size_t cpu_count;
+} mcl_tune_axis;
+
+typedef struct mcl_tune_subspace {
+    const mcl_tune_axis *axes;
+    size_t count;
+} mcl_tune_subspace;
+
+typedef struct mcl_tune_stage {
+    const char *name;
+    const mcl_tune_subspace *alternatives;
+    size_t count;
+} mcl_tune_stage;
+
 typedef struct mcl_family {
     const char *name;          /* "layernorm" */
     const char *define_prefix; /* "LN_" */
@@ -56,6 +82,12 @@ typedef struct mcl_family {
     /* assignments tried in order over the defaults on a device that refuses them (a smaller
      * local memory, say); NULL-terminated, the last legal on every OpenCL 1.2 device */
     const char *const *fallbacks;
+    /* the tuner's search space (see mcl_tune_stage) */
+    const mcl_tune_stage *stages;
+    size_t stage_count;
+    /* the work-items of a candidate's work-groups, which the tuner holds to multiples of the
+     * device's SIMD width (warp, wavefront) on GPUs; NULL: the work_group parameter, if any */
+    size_t (*work_items)(const void *values);
 } mcl_family;
 
 /* Declaration helpers: MCL_PARAM(ln_params, tpr, "TPR", 32, MCL_LEGAL(1, 2, 4), "layernorm/layernorm") */
@@ -67,6 +99,14 @@ typedef struct mcl_family {
 #define MCL_PARAMS_FIT(type, decls)                                                            \
     _Static_assert(sizeof(type) == MCL_COUNT(decls) * sizeof(int) && MCL_COUNT(decls) <= MCL_MAX_PARAMS, \
                    #type " must be one int per declared parameter, at most MCL_MAX_PARAMS")
+
+/* Tuning-space helpers: MCL_AXIS("TPR", MCL_LEGAL(8, 16, 32)) tries those values everywhere;
+ * MCL_AXIS_CPU("WG", MCL_LEGAL(64, 128, 256), MCL_LEGAL(256, 1024)) others on CPUs. */
+#define MCL_AXIS(param, values) {param, values, NULL, 0}
+#define MCL_AXIS_CPU(param, values, cpu_values) {param, values, cpu_values}
+#define MCL_SUBSPACE(axes) {axes, MCL_COUNT(axes)}
+#define MCL_STAGE(name, alternatives) {name, alternatives, MCL_COUNT(alternatives)}
+#define MCL_FAMILY_STAGES(stages_) .stages = stages_, .stage_count = MCL_COUNT(stages_)
 
 /* The parameter and derived-define fields of a family's declaration. */
 #define MCL_FAMILY_PARAMS(type, decls) .params = decls, .param_count = MCL_COUNT(decls), .values_size = sizeof(type)

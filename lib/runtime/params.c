@@ -1,5 +1,4 @@
 /* Parameter lookup: overrides -> user database -> built-in database -> family defaults. */
-#define MCL_EXPERIMENTAL
 #include "params.h"
 
 #include "binary_cache.h"
@@ -13,6 +12,8 @@
 struct mcl_override {
     mcl_override *next;
     const mcl_family *family;
+    int dtype;       /* an mcl_dtype, or -1 for every dtype */
+    char bucket[64]; /* "" for every bucket */
     mcl_param_block block;
 };
 
@@ -59,8 +60,7 @@ mcl_status mcl_params_parse(const mcl_family *family, const char *assignments, v
     return MCL_OK;
 }
 
-/* Why the values are not legal on the device, NULL when they are. */
-static const char *why_illegal(const mcl_family *family, const void *values, const mcl_device_info *device)
+const char *mcl_params_why_illegal(const mcl_family *family, const void *values, const mcl_device_info *device)
 {
     if (family->work_group) {
         int index = param_index(family, family->work_group, strlen(family->work_group));
@@ -73,7 +73,7 @@ static const char *why_illegal(const mcl_family *family, const void *values, con
 
 mcl_status mcl_params_check(const mcl_family *family, const void *values, const mcl_device_info *device)
 {
-    const char *why = why_illegal(family, values, device);
+    const char *why = mcl_params_why_illegal(family, values, device);
     return why ? mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s parameters not legal on %s: %s",
                           family->name, device->name, why)
                : MCL_OK;
@@ -90,11 +90,11 @@ mcl_status mcl_params_defaults(const mcl_family *family, const mcl_device_info *
 {
     set_defaults(family, values);
     if (applied) *applied = "";
-    const char *why = why_illegal(family, values, device);
+    const char *why = mcl_params_why_illegal(family, values, device);
     for (const char *const *f = family->fallbacks; why && f && *f; f++) {
         mcl_param_block tried;
         set_defaults(family, &tried);
-        if (mcl_params_parse(family, *f, &tried) != MCL_OK || why_illegal(family, &tried, device)) continue;
+        if (mcl_params_parse(family, *f, &tried) != MCL_OK || mcl_params_why_illegal(family, &tried, device)) continue;
         memcpy(values, &tried, family->values_size);
         if (applied) *applied = *f;
         return MCL_OK;
@@ -125,17 +125,9 @@ static void load_databases(mcl_context *ctx)
 {
     if (ctx->dbs_loaded) return;
     ctx->dbs_loaded = 1;
-    const char *path = getenv("MEGACL_TUNING_DB");
-    char fallback[1100];
-    if (!path || !*path) {
-        char root[1024];
-        mcl_cache_root(root, sizeof root);
-        snprintf(fallback, sizeof fallback, "%s/tuning.json", root);
-        path = fallback;
-    }
-    ctx->user_db = mcl_tuning_db_load(path);
-    if (mcl_tuning_db_parse(mcl_builtin_tuning_json, "built-in tuning database",
-                            &ctx->builtin_db) != MCL_OK)
+    char path[1100];
+    if (mcl_tuning_db_path(path, sizeof path) == MCL_OK) ctx->user_db = mcl_tuning_db_load(path);
+    if (mcl_tuning_db_parse(mcl_builtin_tuning_json, "built-in tuning database", &ctx->builtin_db) != MCL_OK)
         mcl_log(MCL_LOG_WARN, "%s", mcl_last_error());
 }
 
@@ -174,27 +166,115 @@ static int lookup_db(const mcl_tuning_db *db, const mcl_family *family, const mc
     return 0;
 }
 
+/* The most specific override for (family, dtype, bucket): bucket and dtype both named beat a
+ * bucket alone, which beats a family-wide one. */
+static const mcl_override *find_override(const mcl_context *ctx, const mcl_family *family, mcl_dtype dtype,
+                                         const char *bucket)
+{
+    const mcl_override *best = NULL;
+    int best_score = -1;
+    for (const mcl_override *o = ctx->overrides; o; o = o->next) {
+        if (o->family != family || (o->dtype >= 0 && o->dtype != (int)dtype) ||
+            (o->bucket[0] && strcmp(o->bucket, bucket) != 0))
+            continue;
+        int score = 2 * (o->bucket[0] != '\0') + (o->dtype >= 0);
+        if (score > best_score) best = o, best_score = score;
+    }
+    return best;
+}
+
+static void record_lookup(mcl_context *ctx, const mcl_family *family, mcl_dtype dtype, const char *bucket,
+                          const size_t *shape)
+{
+    for (size_t i = 0; i < ctx->lookup_count; i++) {
+        const mcl_lookup_record *r = &ctx->lookups[i];
+        if (r->family == family && r->dtype == dtype && strcmp(r->bucket, bucket) == 0) return;
+    }
+    if (ctx->lookup_count == ctx->lookup_capacity) {
+        size_t capacity = ctx->lookup_capacity ? 2 * ctx->lookup_capacity : 8;
+        mcl_lookup_record *grown = realloc(ctx->lookups, capacity * sizeof *grown);
+        if (!grown) return; /* a trace that misses an entry only tunes less */
+        ctx->lookups = grown;
+        ctx->lookup_capacity = capacity;
+    }
+    mcl_lookup_record *r = &ctx->lookups[ctx->lookup_count++];
+    memset(r, 0, sizeof *r);
+    r->family = family, r->dtype = dtype;
+    snprintf(r->bucket, sizeof r->bucket, "%s", bucket);
+    for (size_t i = 0; i < family->shape_rank && i < MCL_COUNT(r->shape); i++) r->shape[i] = shape[i];
+}
+
+void mcl_params_bucket(const mcl_family *family, const size_t *shape, char out[MCL_BUCKET_CAP])
+{
+    family->bucket(shape, out, MCL_BUCKET_CAP);
+}
+
 mcl_status mcl_params_lookup(mcl_context *ctx, const mcl_family *family, mcl_dtype dtype, const size_t *shape,
                              void *values, char *origin)
 {
-    for (mcl_override *o = ctx->overrides; o; o = o->next) {
-        if (o->family == family) {
-            memcpy(values, &o->block, family->values_size);
-            if (origin) snprintf(origin, MCL_ORIGIN_CAP, "override");
-            return MCL_OK;
-        }
-    }
-    char bucket[64];
-    family->bucket(shape, bucket, sizeof bucket);
-    load_databases(ctx);
-    if (lookup_db(ctx->user_db, family, &ctx->device.info, dtype, bucket, values, origin) ||
-        lookup_db(ctx->builtin_db, family, &ctx->device.info, dtype, bucket, values, origin))
+    char bucket[MCL_BUCKET_CAP];
+    mcl_params_bucket(family, shape, bucket);
+    if (ctx->trace_lookups) record_lookup(ctx, family, dtype, bucket, shape);
+    const mcl_override *o = find_override(ctx, family, dtype, bucket);
+    if (o) {
+        memcpy(values, &o->block, family->values_size);
+        if (origin) snprintf(origin, MCL_ORIGIN_CAP, "override");
         return MCL_OK;
+    }
+    if (ctx->tune_mode != MCL_TUNE_MODE_OFF) {
+        load_databases(ctx);
+        if (lookup_db(ctx->user_db, family, &ctx->device.info, dtype, bucket, values, origin) ||
+            lookup_db(ctx->builtin_db, family, &ctx->device.info, dtype, bucket, values, origin))
+            return MCL_OK;
+    }
     /* the defaults, or a fallback a small device accepts; one that accepts none is told plainly */
     const char *applied;
     MCL_TRY(mcl_params_defaults(family, &ctx->device.info, values, &applied));
     if (origin) snprintf(origin, MCL_ORIGIN_CAP, *applied ? "defaults with %.100s" : "defaults", applied);
     return MCL_OK;
+}
+
+mcl_status mcl_params_override(mcl_context *ctx, const mcl_family *family, int dtype, const char *bucket,
+                               const void *values)
+{
+    const char *key = bucket ? bucket : "";
+    mcl_override **link = &ctx->overrides;
+    while (*link && !((*link)->family == family && (*link)->dtype == dtype && strcmp((*link)->bucket, key) == 0))
+        link = &(*link)->next;
+    if (!values) { /* clear */
+        mcl_override *gone = *link;
+        if (gone) *link = gone->next;
+        free(gone);
+        return MCL_OK;
+    }
+    if (!*link) {
+        *link = calloc(1, sizeof **link);
+        if (!*link) return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "storing parameter overrides");
+        (*link)->family = family;
+        (*link)->dtype = dtype;
+        snprintf((*link)->bucket, sizeof (*link)->bucket, "%s", key);
+    }
+    memcpy(&(*link)->block, values, family->values_size);
+    return MCL_OK;
+}
+
+mcl_status mcl_params_configure(mcl_context *ctx)
+{
+    const char *mode = getenv("MEGACL_TUNE");
+    if (!mode || !*mode || strcmp(mode, "on") == 0) ctx->tune_mode = MCL_TUNE_MODE_DATABASES;
+    else if (strcmp(mode, "off") == 0) ctx->tune_mode = MCL_TUNE_MODE_OFF;
+    else if (strcmp(mode, "ondemand") == 0) ctx->tune_mode = MCL_TUNE_MODE_ONDEMAND;
+    else
+        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "MEGACL_TUNE='%s' is not on, off or ondemand", mode);
+    return MCL_OK;
+}
+
+void mcl_params_reload(mcl_context *ctx)
+{
+    mcl_tuning_db_free(ctx->user_db);
+    mcl_tuning_db_free(ctx->builtin_db);
+    ctx->user_db = ctx->builtin_db = NULL;
+    ctx->dbs_loaded = 0;
 }
 
 void mcl_params_release(mcl_context *ctx)
@@ -204,10 +284,7 @@ void mcl_params_release(mcl_context *ctx)
         ctx->overrides = o->next;
         free(o);
     }
-    mcl_tuning_db_free(ctx->user_db);
-    mcl_tuning_db_free(ctx->builtin_db);
-    ctx->user_db = ctx->builtin_db = NULL;
-    ctx->dbs_loaded = 0;
+    mcl_params_reload(ctx);
 }
 
 /* ---- experimental public API ------------------------------------------------------------ */
@@ -223,25 +300,12 @@ mcl_status mcl_context_set_params(mcl_context *ctx, const char *family_name, con
     if (!ctx || !family_name) return mcl_fail(MCL_ERR_NULL_POINTER, "mcl_context_set_params: NULL argument");
     const mcl_family *family;
     MCL_TRY(find_family(family_name, "mcl_context_set_params", &family));
-    mcl_override **link = &ctx->overrides;
-    while (*link && (*link)->family != family) link = &(*link)->next;
-    if (!assignments) { /* clear */
-        mcl_override *gone = *link;
-        if (gone) *link = gone->next;
-        free(gone);
-        return MCL_OK;
-    }
+    if (!assignments) return mcl_params_override(ctx, family, -1, NULL, NULL);
     mcl_param_block values;
     mcl_params_defaults(family, &ctx->device.info, &values, NULL); /* what is not assigned */
     MCL_TRY(mcl_params_parse(family, assignments, &values));
     MCL_TRY(mcl_params_check(family, &values, &ctx->device.info));
-    if (!*link) {
-        *link = calloc(1, sizeof **link);
-        if (!*link) return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "storing parameter overrides");
-        (*link)->family = family;
-    }
-    (*link)->block = values;
-    return MCL_OK;
+    return mcl_params_override(ctx, family, -1, NULL, &values);
 }
 
 mcl_status mcl_context_get_params(mcl_context *ctx, const char *family_name, mcl_dtype dtype, const size_t *shape,
@@ -262,5 +326,108 @@ mcl_status mcl_context_get_params(mcl_context *ctx, const char *family_name, mcl
     MCL_TRY(mcl_params_lookup(ctx, family, dtype, shape, &values, origin));
     MCL_TRY(mcl_params_format(family, &values, choice->values, sizeof choice->values));
     snprintf(choice->origin, sizeof choice->origin, "%s", origin);
+    return MCL_OK;
+}
+
+mcl_status mcl_context_trace_lookups(mcl_context *ctx, int on)
+{
+    if (!ctx) return mcl_fail(MCL_ERR_NULL_POINTER, "mcl_context_trace_lookups: context is NULL");
+    ctx->trace_lookups = on != 0;
+    if (on) ctx->lookup_count = 0;
+    return MCL_OK;
+}
+
+size_t mcl_context_lookup_count(const mcl_context *ctx) { return ctx ? ctx->lookup_count : 0; }
+
+mcl_status mcl_context_lookup(const mcl_context *ctx, size_t index, mcl_lookup_info *info)
+{
+    if (!ctx || !info) return mcl_fail(MCL_ERR_NULL_POINTER, "mcl_context_lookup: NULL argument");
+    if (index >= ctx->lookup_count)
+        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "mcl_context_lookup: lookup %zu of %zu", index, ctx->lookup_count);
+    const mcl_lookup_record *r = &ctx->lookups[index];
+    memset(info, 0, sizeof *info);
+    info->family = r->family->name;
+    info->dtype = r->dtype;
+    snprintf(info->bucket, sizeof info->bucket, "%s", r->bucket);
+    info->shape_rank = r->family->shape_rank;
+    memcpy(info->shape, r->shape, sizeof info->shape);
+    return MCL_OK;
+}
+
+mcl_status mcl_context_reload_tuning(mcl_context *ctx)
+{
+    if (!ctx) return mcl_fail(MCL_ERR_NULL_POINTER, "mcl_context_reload_tuning: context is NULL");
+    mcl_params_reload(ctx);
+    return MCL_OK;
+}
+
+/* The i-th entry of the device's (user database first, each level from the most specific),
+ * or NULL; *db and *level say where it is. */
+static const mcl_db_entry *device_entry(mcl_context *ctx, size_t index, const mcl_tuning_db **db, int *level)
+{
+    load_databases(ctx);
+    const mcl_tuning_db *dbs[2] = {ctx->user_db, ctx->builtin_db};
+    for (int d = 0; d < 2; d++) {
+        for (int l = 0; l < MCL_DB_LEVELS; l++) {
+            const char *key = mcl_db_level_key(&ctx->device.info, (mcl_db_level)l);
+            for (size_t i = 0; dbs[d] && i < dbs[d]->count; i++) {
+                const mcl_db_entry *e = &dbs[d]->entries[i];
+                if ((int)e->level != l || strcmp(e->key, key) != 0 || !mcl_family_find(e->family)) continue;
+                if (index-- == 0) {
+                    *db = dbs[d], *level = l;
+                    return e;
+                }
+            }
+        }
+    }
+    return NULL;
+}
+
+size_t mcl_context_tuning_entry_count(mcl_context *ctx)
+{
+    size_t n = 0;
+    const mcl_tuning_db *db;
+    int level;
+    while (ctx && device_entry(ctx, n, &db, &level)) n++;
+    return n;
+}
+
+/* Whether a lookup of the entry's family, dtype and bucket takes this entry. */
+static int entry_in_use(mcl_context *ctx, const mcl_db_entry *entry)
+{
+    const mcl_tuning_db *dbs[2] = {ctx->user_db, ctx->builtin_db};
+    const mcl_family *family = mcl_family_find(entry->family);
+    mcl_dtype dtype = entry->dtype < 0 ? MCL_F32 : (mcl_dtype)entry->dtype;
+    mcl_param_block scratch;
+    accept_arg legal = {family, &ctx->device.info, &scratch};
+    for (int d = 0; d < 2; d++) {
+        for (int l = 0; l < MCL_DB_LEVELS; l++) {
+            const mcl_db_entry *chosen = mcl_tuning_db_find(dbs[d], family->name, &ctx->device.info, dtype,
+                                                            entry->bucket, (mcl_db_level)l, accept_entry, &legal);
+            if (chosen) return chosen == entry;
+        }
+    }
+    return 0;
+}
+
+mcl_status mcl_context_tuning_entry(mcl_context *ctx, size_t index, mcl_tuning_entry_info *info)
+{
+    if (!ctx || !info) return mcl_fail(MCL_ERR_NULL_POINTER, "mcl_context_tuning_entry: NULL argument");
+    const mcl_tuning_db *db;
+    int level;
+    const mcl_db_entry *e = device_entry(ctx, index, &db, &level);
+    if (!e) return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "mcl_context_tuning_entry: no entry %zu", index);
+    static const char *const level_names[] = {"device", "arch", "vendor", "any device"};
+    memset(info, 0, sizeof *info);
+    snprintf(info->origin, sizeof info->origin, "%.255s", db->origin);
+    snprintf(info->level, sizeof info->level, "%s", level_names[level]);
+    snprintf(info->family, sizeof info->family, "%s", e->family);
+    snprintf(info->dtype, sizeof info->dtype, "%s", e->dtype < 0 ? "*" : mcl_dtype_name((mcl_dtype)e->dtype));
+    snprintf(info->bucket, sizeof info->bucket, "%s", e->bucket);
+    snprintf(info->params, sizeof info->params, "%s", e->params);
+    snprintf(info->measured_on, sizeof info->measured_on, "%s", e->measured_on);
+    snprintf(info->command, sizeof info->command, "%s", e->command);
+    info->ms = e->ms, info->default_ms = e->default_ms;
+    info->in_use = entry_in_use(ctx, e);
     return MCL_OK;
 }

@@ -116,17 +116,35 @@ static mcl_status build_program(mcl_context *ctx, const mcl_family *family, cons
     return MCL_OK;
 }
 
+static mcl_program_entry *find_built(mcl_context *ctx, const char *source, const char *options)
+{
+    for (mcl_program_entry *e = ctx->programs; e; e = e->next)
+        if (strcmp(e->source, source) == 0 && strcmp(e->options, options) == 0) return e;
+    return NULL;
+}
+
+static void free_entry(mcl_program_entry *entry)
+{
+    for (size_t i = 0; i < entry->kernel_count; i++) {
+        clReleaseKernel(entry->kernels[i]);
+        free(entry->kernel_names[i]);
+    }
+    clReleaseProgram(entry->program);
+    free(entry->source);
+    free(entry->options);
+    free(entry);
+}
+
 static mcl_status find_entry(mcl_context *ctx, const mcl_family *family, const char *source,
                              const mcl_defines *defines, mcl_program_entry **out)
 {
     char options[OPTIONS_CAP];
     MCL_TRY(mcl_program_options(ctx, defines, options, sizeof options));
-    for (mcl_program_entry *e = ctx->programs; e; e = e->next) {
-        if (strcmp(e->source, source) == 0 && strcmp(e->options, options) == 0) {
-            ctx->stats.program_cache_hits++;
-            *out = e;
-            return MCL_OK;
-        }
+    mcl_program_entry *built = find_built(ctx, source, options);
+    if (built) {
+        ctx->stats.program_cache_hits++;
+        *out = built;
+        return MCL_OK;
     }
     mcl_program_entry *entry = calloc(1, sizeof *entry);
     if (!entry) return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "allocating a program cache entry");
@@ -183,19 +201,26 @@ mcl_status mcl_kernel_get(mcl_context *ctx, const mcl_family *family, const char
     return MCL_OK;
 }
 
+void mcl_program_cache_adopt(mcl_context *to, mcl_context *from)
+{
+    while (from->programs) {
+        mcl_program_entry *entry = from->programs;
+        from->programs = entry->next;
+        if (find_built(to, entry->source, entry->options)) {
+            free_entry(entry);
+            continue;
+        }
+        entry->next = to->programs;
+        to->programs = entry;
+    }
+}
+
 void mcl_program_cache_clear(mcl_context *ctx)
 {
     while (ctx->programs) {
         mcl_program_entry *entry = ctx->programs;
         ctx->programs = entry->next;
-        for (size_t i = 0; i < entry->kernel_count; i++) {
-            clReleaseKernel(entry->kernels[i]);
-            free(entry->kernel_names[i]);
-        }
-        clReleaseProgram(entry->program);
-        free(entry->source);
-        free(entry->options);
-        free(entry);
+        free_entry(entry);
     }
 }
 

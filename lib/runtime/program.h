@@ -40,6 +40,10 @@ mcl_status mcl_program_get(mcl_context *ctx, const mcl_family *family, const cha
 
 void mcl_program_cache_clear(mcl_context *ctx);
 
+/* Moves the programs `from` built that `to` has not into `to`'s cache (contexts on the same
+ * cl_context: the tuner's compile threads build into contexts of their own). */
+void mcl_program_cache_adopt(mcl_context *to, mcl_context *from);
+
 /* Kernel arguments in one call: a list of (size, pointer) pairs. */
 typedef struct mcl_arg {
     size_t size;

@@ -13,6 +13,8 @@
 
 #include "megacl.h"
 
+#define MCL_TUNING_DB_FORMAT 1
+
 typedef enum mcl_db_level {
     MCL_DB_DEVICE = 0,
     MCL_DB_ARCH,
@@ -28,6 +30,9 @@ typedef struct mcl_db_entry {
     int dtype;        /* an mcl_dtype, or -1 for any */
     char bucket[64];  /* "" for any */
     char params[256]; /* "NAME=VALUE,..." */
+    double ms, default_ms;   /* as measured by the tuner; NaN where not given */
+    char measured_on[128];
+    char command[256];
 } mcl_db_entry;
 
 typedef struct mcl_tuning_db {
@@ -36,7 +41,8 @@ typedef struct mcl_tuning_db {
     size_t count;
 } mcl_tuning_db;
 
-/* Parses JSON text; entries that are malformed are skipped with a warning. */
+/* Parses JSON text; a text that is not a database of MCL_TUNING_DB_FORMAT fails (truncated,
+ * corrupt, foreign format), entries that are malformed are skipped with a warning. */
 mcl_status mcl_tuning_db_parse(const char *text, const char *origin, mcl_tuning_db **db);
 
 /* Loads a file; a missing file is an empty database, an unreadable or malformed one a warning

@@ -266,6 +266,11 @@ static const wl_named_case cases[] = {
     AF3("single S=768", 1, 1, 768, 16, 64),    AF3("single S=2048", 1, 1, 2048, 16, 64),
     AF3("msa-row N=512 S=384", 1, 512, 384, 8, 8),
 };
+/* the same shapes at N_res = 64, for CPUs */
+static const wl_named_case cpu_cases[] = {
+    AF3("triangle S=64", 1, 64, 64, 4, 32), AF3("single S=256", 1, 1, 256, 16, 64),
+    AF3("msa-row N=32 S=64", 1, 32, 64, 8, 8),
+};
 
 const wl_workload wl_evoattn = WL_WORKLOAD("evoattn", "evoattn", "B,N,S,H,D", 5, .draw = draw, .workspace = workspace,
                                            .tolerance = tolerance, .full_reference = full_reference,

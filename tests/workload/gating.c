@@ -118,5 +118,6 @@ static const wl_baseline baselines[] = {
 
 #define AF3(name, m, c) {name, {{m, c}, MCL_F32, 0, WL_ALL, 0}}
 static const wl_named_case cases[] = {AF3("pair M=147456 c=128", 147456, 128), AF3("single M=768 c=384", 768, 384)};
+static const wl_named_case cpu_cases[] = {AF3("pair M=4096 c=128", 4096, 128), AF3("single M=64 c=384", 64, 384)};
 
 const wl_workload wl_gating = WL_WORKLOAD("gating", "glu", "M,C", 2, .draw = draw);

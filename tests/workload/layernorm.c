@@ -98,6 +98,9 @@ static const wl_baseline baselines[] = {{"naive", "VARIANT=0", NULL, NULL, NULL,
 static const wl_named_case cases[] = {
     AF3("pair M=147456 K=128", 147456, 128), AF3("single M=768 K=384", 768, 384), AF3("wide M=4096 K=4096", 4096, 4096),
 };
+static const wl_named_case cpu_cases[] = {
+    AF3("pair M=4096 K=128", 4096, 128), AF3("single M=64 K=384", 64, 384), AF3("wide M=256 K=4096", 256, 4096),
+};
 
 const wl_workload wl_layernorm = WL_WORKLOAD("layernorm", "layernorm", "rows,cols", 2, .workspace = workspace,
                                              .tolerance = tolerance);

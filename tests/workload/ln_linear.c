@@ -251,6 +251,11 @@ static const wl_named_case cases[] = {
     AF3("pair M=147456 K=128 N=1024", 147456, 128, 1024),
     AF3("single M=768 K=384 N=1536", 768, 384, 1536),
 };
+static const wl_named_case cpu_cases[] = {
+    AF3("pair M=4096 K=128 N=16", 4096, 128, 16),
+    AF3("pair M=4096 K=128 N=1024", 4096, 128, 1024),
+    AF3("single M=64 K=384 N=1536", 64, 384, 1536),
+};
 
 const wl_workload wl_ln_linear = WL_WORKLOAD("ln_linear", "gemm", "M,K,N", 3, .workspace = workspace,
                                              .tolerance = tolerance, .full_reference = full_reference,

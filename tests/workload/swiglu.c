@@ -141,5 +141,9 @@ static const wl_named_case cases[] = {
     AF3("transition M=147456 F=512", 147456, 512),
     AF3("transition M=768 F=1536", 768, 1536),
 };
+static const wl_named_case cpu_cases[] = {
+    AF3("transition M=4096 F=512", 4096, 512),
+    AF3("transition M=64 F=1536", 64, 1536),
+};
 
 const wl_workload wl_swiglu = WL_WORKLOAD("swiglu", "glu", "rows,F", 2, .draw = draw);

@@ -345,6 +345,10 @@ static const wl_named_case cases[] = {
     AF3("pair M=147456 c=128 F=512", 147456, 128, 512),
     AF3("single M=768 c=384 F=1536", 768, 384, 1536),
 };
+static const wl_named_case cpu_cases[] = {
+    AF3("pair M=4096 c=128 F=512", 4096, 128, 512),
+    AF3("single M=64 c=384 F=1536", 64, 384, 1536),
+};
 
 const wl_workload wl_transition = WL_WORKLOAD("transition", "gemm", "rows,c,F", 3, .draw = draw,
                                                .workspace = workspace, .tolerance = tolerance,

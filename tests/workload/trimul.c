@@ -510,6 +510,10 @@ static const wl_named_case cases[] = {
     AF3("outgoing N=384 c=h=128", 384, 128, 128),
     AF3("outgoing N=128 c=h=64", 128, 64, 64),
 };
+static const wl_named_case cpu_cases[] = {
+    AF3("outgoing N=64 c=h=128", 64, 128, 128),
+    AF3("outgoing N=32 c=h=64", 32, 64, 64),
+};
 
 const wl_workload wl_trimul = WL_WORKLOAD("trimul", "gemm", "N,c,h", 3, .draw = draw, .workspace = workspace,
                                            .tolerance = tolerance, .full_reference = full_reference,

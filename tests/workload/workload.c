@@ -26,6 +26,19 @@ mcl_status wl_op(mcl_status status)
     return status;
 }
 
+const wl_named_case *wl_default_cases(const wl_workload *w, const mcl_device_info *device, size_t *count)
+{
+    *count = device->is_gpu ? w->case_count : w->cpu_case_count;
+    return device->is_gpu ? w->cases : w->cpu_cases;
+}
+
+uint64_t wl_case_seed(const wl_case *c)
+{
+    uint64_t seed = 1469598103934665603ull; /* FNV-1a over the shape and dtype */
+    for (int i = 0; i < WL_MAX_RANK; i++) seed = (seed ^ c->shape[i]) * 1099511628211ull;
+    return seed ^ (uint64_t)c->dtype;
+}
+
 const char *const wl_offset_names[WL_OFF_MODES] = {"0", "8k", "odd", "mixed"};
 
 /* Element offset of a problem's i-th tensor: 0, multiples of 8, odd, or the two kinds mixed. */
@@ -253,6 +266,36 @@ wl_error wl_compare(const wl_problem *p, int i)
     e.err = missed || isnan(diff) ? INFINITY : denominator > 0.0 ? sqrt(diff) / denominator : sqrt(diff);
     if (t->check == WL_NORM) e.bad = !(e.err <= t->tol);
     return e;
+}
+
+mcl_status wl_verify(wl_problem *p, const wl_baseline *b, double *err, double *tol, int *ok)
+{
+    WL_TRY(wl_poison(p));
+    WL_TRY(wl_forward(p, b));
+    WL_TRY(wl_backward(p, b));
+    wl_fetch_report report;
+    WL_TRY(wl_fetch(p, 0, &report));
+    const wl_workload *w = p->w;
+    int full = wl_full_reference(p) || !w->sample;
+    for (int i = 0; i < (int)w->tensor_count; i++) err[i] = -1.0;
+    if (full) WL_TRY(wl_reference(p));
+    else if (w->sample(p, err) != 0) return wl_fail(MCL_ERR_OUT_OF_MEMORY, "%s: no memory for the check", w->name);
+    *ok = report.stray_bytes == 0;
+    for (int i = 0; i < (int)w->tensor_count; i++) {
+        if (!wl_has(p, i) || wl_is_input(p, i)) {
+            err[i] = -1.0;
+            continue;
+        }
+        tol[i] = wl_tolerance(p, i);
+        int bad = err[i] >= 0.0 && !(err[i] <= tol[i]);
+        if (full) {
+            wl_error e = wl_compare(p, i);
+            err[i] = e.err;
+            bad = e.bad > 0;
+        }
+        *ok &= !bad;
+    }
+    return MCL_OK;
 }
 
 float wl_sigmoid_tail(host_rng *rng, mcl_dtype dtype)

@@ -119,6 +119,8 @@ typedef struct wl_workload {
     size_t tensor_count;
     const wl_named_case *cases; /* the benchmark's AF3 shapes (the first one's options serve a custom shape) */
     size_t case_count;
+    const wl_named_case *cpu_cases; /* the same kinds of calls at sizes a CPU runs in seconds */
+    size_t cpu_case_count;
     /* element counts of every tensor for the case, 0 for one it leaves out */
     void (*sizes)(const wl_case *c, size_t *counts);
     /* changes drawn inputs the op needs particular values in (masks, rows of spread); NULL: none */
@@ -150,12 +152,19 @@ typedef struct wl_workload {
 #define WL_WORKLOAD(name_, family_, shape_names_, rank_, ...)                                  \
     {.name = name_, .family = family_, .shape_names = shape_names_, .rank = rank_, .option_names = options, \
      .tensors = tensors, .tensor_count = WL_COUNT(tensors), .cases = cases, .case_count = WL_COUNT(cases), \
+     .cpu_cases = cpu_cases, .cpu_case_count = WL_COUNT(cpu_cases), \
      .sizes = sizes, .forward = forward, .backward = backward, .reference = reference, .counts = counts, \
      .baselines = baselines, .baseline_count = WL_COUNT(baselines), __VA_ARGS__}
 
 extern const wl_workload wl_layernorm, wl_evoattn, wl_gating, wl_swiglu, wl_ln_linear, wl_transition, wl_trimul;
 extern const wl_workload *const wl_workloads[];
 extern const size_t wl_workload_count;
+
+/* The cases a device runs by default: the AF3 shapes on a GPU, the CPU ones elsewhere. */
+const wl_named_case *wl_default_cases(const wl_workload *w, const mcl_device_info *device, size_t *count);
+
+/* The seed a case's inputs are drawn from: every run of a case sees the same values. */
+uint64_t wl_case_seed(const wl_case *c);
 
 /* ---- problems ---------------------------------------------------------------------------- */
 
@@ -210,6 +219,13 @@ mcl_status wl_reference(wl_problem *p);
 double wl_tolerance(const wl_problem *p, int i);
 int wl_full_reference(const wl_problem *p);
 wl_error wl_compare(const wl_problem *p, int i);
+
+/* Runs the problem's forward and backward (a baseline's where given) once on poisoned outputs
+ * and compares every output with the double-precision reference: in full, or on the workload's
+ * sample where the full reference is not affordable. err[i] is output i's error (< 0 for a
+ * tensor that is no output or was not checked) and tol[i] its bound; *ok says whether every
+ * output is within it and nothing outside the tensors was written. */
+mcl_status wl_verify(wl_problem *p, const wl_baseline *b, double *err, double *tol, int *ok);
 
 /* A value far out in sigmoid's tails, where exp overflows in fp32, rounded to the dtype: the
  * saturated inputs of gates and SiLU. */

@@ -14,7 +14,7 @@ json_object *cli_device_json(const mcl_device_info *d);
 
 /* Names that run several workloads in one go: `fused` is MegaFold's set of fused operators. */
 static const char *const fused_members[] = {"gating", "swiglu", "ln_linear", "transition", "trimul"};
-#define WORKLOAD_NAMES "layernorm, evoattn, gating, swiglu, ln_linear, transition, trimul; fused runs the last five"
+#define WORKLOAD_NAMES CLI_WORKLOAD_NAMES "; fused runs the last five"
 
 typedef struct bench_settings {
     mcl_dtype dtypes[3];
@@ -97,52 +97,23 @@ static mcl_status measure_peak(wl_problem *p, const wl_baseline *b, double *byte
     return MCL_OK;
 }
 
-/* Runs the case once on poisoned outputs and compares every output with the reference (in
- * full, or on the workload's sample where the full reference would take too long). */
+/* Checks the case against the reference; each side's error is the worst of its outputs. */
 static mcl_status verify(wl_problem *p, const wl_baseline *b, bench_result *r)
 {
-    WL_TRY(wl_poison(p));
-    WL_TRY(run_once(p, b, 1));
-    wl_fetch_report report;
-    WL_TRY(wl_fetch(p, 0, &report));
-    const wl_workload *w = p->w;
-    int full = wl_full_reference(p) || !w->sample;
-    if (full) WL_TRY(wl_reference(p));
-    else if (w->sample(p, r->err) != 0) return wl_fail(MCL_ERR_OUT_OF_MEMORY, "%s: no memory for the check", w->name);
-    r->ok = report.stray_bytes == 0;
+    WL_TRY(wl_verify(p, b, r->err, r->tol, &r->ok));
     r->fwd_err = r->bwd_err = 0.0;
-    for (int i = 0; i < (int)w->tensor_count; i++) {
-        if (!wl_has(p, i) || wl_is_input(p, i)) {
-            r->err[i] = -1.0;
-            continue;
-        }
-        r->tol[i] = wl_tolerance(p, i);
-        int bad = r->err[i] >= 0.0 && !(r->err[i] <= r->tol[i]);
-        if (full) {
-            wl_error e = wl_compare(p, i);
-            r->err[i] = e.err;
-            bad = e.bad > 0;
-        }
-        r->ok &= !bad;
-        double *side = w->tensors[i].role == WL_FORWARD ? &r->fwd_err : &r->bwd_err;
+    for (int i = 0; i < (int)p->w->tensor_count; i++) {
+        double *side = p->w->tensors[i].role == WL_FORWARD ? &r->fwd_err : &r->bwd_err;
         if (r->err[i] >= 0.0) *side = fmax(*side, r->err[i]);
     }
     return MCL_OK;
-}
-
-/* Inputs drawn from a seed of the case, so every run of a case sees the same values. */
-static uint64_t seed_of(const wl_case *c)
-{
-    uint64_t seed = 1469598103934665603ull;
-    for (int i = 0; i < WL_MAX_RANK; i++) seed = (seed ^ c->shape[i]) * 1099511628211ull;
-    return seed ^ (uint64_t)c->dtype;
 }
 
 static mcl_status bench_case(mcl_context *ctx, const wl_workload *w, const wl_baseline *b, const wl_case *c,
                              const bench_settings *s, bench_result *r)
 {
     WL_TRY(wl_op(mcl_context_set_params(ctx, w->family, b ? b->params : s->params)));
-    host_rng rng = host_rng_seeded(seed_of(c));
+    host_rng rng = host_rng_seeded(wl_case_seed(c));
     wl_problem *p = NULL;
     mcl_status status = wl_create(w, ctx, c, &rng, &p);
     if (status == MCL_OK) status = wl_place(p, WL_OFF_ZERO);
@@ -247,11 +218,13 @@ static int run_workload(mcl_context *ctx, const wl_workload *w, const bench_sett
 {
     int failed = 0;
     print_header(w);
-    size_t case_count = s->has_custom_shape ? 1 : w->case_count;
+    size_t case_count;
+    const wl_named_case *cases = wl_default_cases(w, mcl_context_device(ctx), &case_count);
+    if (s->has_custom_shape) case_count = 1;
     for (size_t k = 0; k < case_count; k++) {
-        wl_case c = w->cases[k].c;
+        wl_case c = cases[k].c;
         if (s->has_custom_shape) memcpy(c.shape, s->custom_shape, sizeof c.shape);
-        const char *name = s->has_custom_shape ? "custom" : w->cases[k].name;
+        const char *name = s->has_custom_shape ? "custom" : cases[k].name;
         for (size_t d = 0; d < s->dtype_count; d++) {
             c.dtype = s->dtypes[d];
             for (size_t i = 0; i <= w->baseline_count; i++) {
@@ -266,28 +239,6 @@ static int run_workload(mcl_context *ctx, const wl_workload *w, const bench_sett
 }
 
 /* ---- command line ------------------------------------------------------------------------ */
-
-static const wl_workload *find_workload(const char *name)
-{
-    for (size_t i = 0; i < wl_workload_count; i++)
-        if (strcmp(wl_workloads[i]->name, name) == 0) return wl_workloads[i];
-    return NULL;
-}
-
-static int parse_dtypes(const char *list, bench_settings *s)
-{
-    char buf[64];
-    snprintf(buf, sizeof buf, "%s", list);
-    s->dtype_count = 0;
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        int found = 0;
-        for (int d = MCL_F32; d <= MCL_F16 && !found; d++)
-            if (strcmp(tok, mcl_dtype_name((mcl_dtype)d)) == 0 && s->dtype_count < 3)
-                s->dtypes[s->dtype_count++] = (mcl_dtype)d, found = 1;
-        if (!found) return cli_usage("bench", "unknown dtype '%s' (f32, bf16, f16)", tok);
-    }
-    return s->dtype_count ? 1 : cli_usage("bench", "--dtype names no dtype");
-}
 
 static int parse_shape(const char *text, const wl_workload *const *run, size_t run_count, bench_settings *s)
 {
@@ -319,7 +270,8 @@ static int parse_settings(cli_option *o, const wl_workload *const *run, size_t r
         return cli_usage("bench", "--reps takes a whole number from 1, not '%s'", o[OPT_REPS].value);
     if (o[OPT_WARMUP].value && !cli_parse_int(o[OPT_WARMUP].value, 0, 1000000, &s->warmup))
         return cli_usage("bench", "--warmup takes a whole number from 0, not '%s'", o[OPT_WARMUP].value);
-    if (!parse_dtypes(o[OPT_DTYPE].value ? o[OPT_DTYPE].value : "f32,bf16", s)) return 0;
+    if (!cli_parse_dtypes(o[OPT_DTYPE].value ? o[OPT_DTYPE].value : "f32,bf16", s->dtypes, &s->dtype_count, "bench"))
+        return 0;
     if (o[OPT_SHAPE].value && !parse_shape(o[OPT_SHAPE].value, run, run_count, s)) return 0;
     return !s->impl || parse_impl(s->impl, run, run_count);
 }
@@ -352,8 +304,8 @@ int cmd_bench(int argc, char **argv)
     size_t run_count = 1;
     if (strcmp(argv[1], "fused") == 0) {
         run_count = WL_COUNT(fused_members);
-        for (size_t i = 0; i < run_count; i++) run[i] = find_workload(fused_members[i]);
-    } else if (!(run[0] = find_workload(argv[1]))) {
+        for (size_t i = 0; i < run_count; i++) run[i] = cli_find_workload(fused_members[i]);
+    } else if (!(run[0] = cli_find_workload(argv[1]))) {
         cli_usage("bench", "unknown workload '%s' (" WORKLOAD_NAMES ")", argv[1]);
         return 2;
     }

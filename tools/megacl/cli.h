@@ -18,6 +18,7 @@ int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_peak(int argc, char **argv);
 int cmd_params(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 
 /* Prints "megacl: <what>: <status name>: <detail>" to stderr and returns 1. */
 int cli_fail(const char *what, mcl_status status);
@@ -48,6 +49,17 @@ int cli_parse(int argc, char **argv, int first, cli_option *options, size_t coun
  * 0 for anything else. */
 int cli_parse_int(const char *text, int min, int max, int *out);
 int cli_parse_sizes(const char *text, size_t *out, size_t cap, size_t *count);
+
+/* A dtype list "f32,bf16,f16" (each at most once) into out[3]; 0 with a message for anything else. */
+int cli_parse_dtypes(const char *list, mcl_dtype out[3], size_t *count, const char *command);
+
+/* The workload of that name (tests/workload), or NULL. */
+struct wl_workload;
+const struct wl_workload *cli_find_workload(const char *name);
+#define CLI_WORKLOAD_NAMES "layernorm, evoattn, gating, swiglu, ln_linear, transition, trimul"
+
+/* Seconds on a monotonic clock. */
+double cli_seconds(void);
 
 /* Prints "megacl <command>: <message>" to stderr; returns 0 (for parsers to pass on). */
 int cli_usage(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

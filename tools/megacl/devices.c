@@ -24,6 +24,7 @@ static json_object *device_json(const mcl_device_info *d)
     json_object_object_add(o, "global_mem_bytes", json_object_new_int64((int64_t)d->global_mem_bytes));
     json_object_object_add(o, "local_mem_bytes", json_object_new_int64((int64_t)d->local_mem_bytes));
     json_object_object_add(o, "max_alloc_bytes", json_object_new_int64((int64_t)d->max_alloc_bytes));
+    json_object_object_add(o, "global_cache_bytes", json_object_new_int64((int64_t)d->global_cache_bytes));
     json_object_object_add(o, "max_work_group_size", json_object_new_int64((int64_t)d->max_work_group_size));
     json_object_object_add(o, "simd_width", json_object_new_int((int)d->simd_width));
     json_object_object_add(o, "fp16", json_object_new_boolean(d->has_fp16));

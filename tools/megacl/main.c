@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void print_help(FILE *out)
 {
@@ -31,6 +32,8 @@ static void print_help(FILE *out)
             "      --json FILE     write every figure and the device description as JSON\n"
             "      --params P      kernel parameters of the megacl path (NAME=V,...; see params)\n"
             "      --impl NAME     run one implementation only: megacl, or a baseline (naive, unfused)\n"
+            "  tune [options]                tune kernel families on the device (megacl tune --help)\n"
+            "  tune --show                   what the tuning databases hold for the device\n"
             "  peak [--device SEL]           measure copy bandwidth and fp32 FMA rate\n"
             "  params [--device SEL]         kernel families, their parameters (kernel define or host\n"
             "                                choice) and what the lookup chooses at an AF3 shape\n"
@@ -42,7 +45,10 @@ static void print_help(FILE *out)
             "  MEGACL_LOG           error | warn | info | debug (to stderr)\n"
             "  MEGACL_CACHE_DIR     cache root (default ~/.cache/megacl)\n"
             "  MEGACL_BINARY_CACHE  0 | 1: program binary cache (default on for AMD only)\n"
-            "  MEGACL_TUNING_DB     tuning database (default <cache root>/tuning.json)\n",
+            "  MEGACL_TUNING_DB     tuning database (default <cache root>/tuning.json)\n"
+            "  MEGACL_TUNE          on (default): use the tuning databases; off: the families'\n"
+            "                       defaults only; ondemand: tune a shape bucket no database\n"
+            "                       covers the first time an op meets it\n",
             mcl_version_string());
 }
 
@@ -116,6 +122,31 @@ int cli_parse_sizes(const char *text, size_t *out, size_t cap, size_t *count)
     }
 }
 
+int cli_parse_dtypes(const char *list, mcl_dtype out[3], size_t *count, const char *command)
+{
+    *count = 0;
+    for (const char *p = list;;) {
+        size_t len = strcspn(p, ",");
+        int found = -1;
+        for (int d = MCL_F32; d <= MCL_F16; d++)
+            if (strlen(mcl_dtype_name((mcl_dtype)d)) == len && strncmp(p, mcl_dtype_name((mcl_dtype)d), len) == 0)
+                found = d;
+        for (size_t i = 0; i < *count && found >= 0; i++)
+            if (out[i] == (mcl_dtype)found) return cli_usage(command, "--dtype names %.*s twice", (int)len, p);
+        if (found < 0) return cli_usage(command, "--dtype: unknown dtype '%.*s' (f32, bf16, f16)", (int)len, p);
+        out[(*count)++] = (mcl_dtype)found;
+        if (p[len] == '\0') return 1;
+        p += len + 1;
+    }
+}
+
+double cli_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -138,6 +169,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "peak") == 0) return cmd_peak(argc - 1, argv + 1);
     if (strcmp(cmd, "params") == 0) return cmd_params(argc - 1, argv + 1);
+    if (strcmp(cmd, "tune") == 0) return cmd_tune(argc - 1, argv + 1);
     fprintf(stderr, "megacl: unknown command '%s' (try 'megacl help')\n", cmd);
     return 2;
 }

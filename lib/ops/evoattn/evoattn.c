@@ -191,11 +191,13 @@ static size_t mt_local_bytes(int kernel, size_t d, ev_tile t)
 static size_t mt_work_items(ev_tile t) { return t.bk / 4 * (t.bq / 4); }
 
 /* Halves the larger of a micro-tiled kernel's tiles (neither below 4) until it fits the
- * device; 0 when it cannot, or when the head dim is outside the range the variant is for. */
-static int fit_mt_tile(mcl_context *ctx, int kernel, size_t d, ev_tile *t)
+ * device; 0 when it cannot, when the variant is off, or when its mode keeps it to a range of
+ * head dims that d is outside. */
+static int fit_mt_tile(mcl_context *ctx, int kernel, int mode, size_t d, ev_tile *t)
 {
     const mcl_device_info *info = &ctx->device.info;
-    if (d < EV_MT_MIN_HEAD_DIM || d > kernels[kernel].mt_max_head_dim) return 0;
+    if (mode == EV_MT_OFF) return 0;
+    if (mode == EV_MT_IN_RANGE && (d < EV_MT_MIN_HEAD_DIM || d > kernels[kernel].mt_max_head_dim)) return 0;
     t->ds = 1, t->dw = mcl_round_up(d, 4), t->r = 1;
     while (mt_local_bytes(kernel, d, *t) > info->local_mem_bytes || mt_work_items(*t) > info->max_work_group_size ||
            mt_work_items(*t) > EV_MAX_WORK_ITEMS) {
@@ -226,8 +228,8 @@ static mcl_status choose_kernel(mcl_context *ctx, const mcl_evoattn_desc *d, int
     ev_tile t = {(size_t)row->bq, (size_t)row->bk, (size_t)row->r, 1, (size_t)row->dw};
     if (mt) {
         ev_tile micro = {(size_t)mt->bq, (size_t)mt->bk, 1, 1, 4};
-        plan->mt[kernel] = plan->tiled && mt->on && fit_mt_tile(ctx, kernel, d->head_dim, &micro);
-        mt->on = plan->mt[kernel];
+        plan->mt[kernel] = plan->tiled && fit_mt_tile(ctx, kernel, mt->on, d->head_dim, &micro);
+        if (!plan->mt[kernel]) mt->on = EV_MT_OFF;
         if (plan->mt[kernel]) {
             mt->bq = (int)micro.bq, mt->bk = (int)micro.bk;
             plan->tile[kernel] = micro;

@@ -12,11 +12,16 @@ typedef struct ev_row_tiles {
     int bq, bk, r, dw;
 } ev_row_tiles;
 
-/* A micro-tiled variant: on where the head dim is in its range (EV_MT_MIN_HEAD_DIM to the
- * kernel's maximum), bk keys by bq queries a step, a work-item per 4 x 4 block of them. */
+/* A micro-tiled variant: bk keys by bq queries a step, a work-item per 4 x 4 block of them; on
+ * is one of ev_mt_mode. */
 typedef struct ev_mt_tiles {
     int on, bq, bk;
 } ev_mt_tiles;
+
+/* Where a micro-tiled variant runs: never; at the head dims measured to favour it
+ * (EV_MT_MIN_HEAD_DIM to the kernel's maximum), the portable default; or at every head dim its
+ * tiles fit the device, for the tuner to try where a shape bucket may favour it too. */
+enum { EV_MT_OFF = 0, EV_MT_IN_RANGE = 1, EV_MT_WHEREVER_IT_FITS = 2 };
 
 /* variant: 0 the unfused reference kernels (materialised scores), 1 the tiled ones.
  * dpair_waves: the work-groups per compute unit the dK/dV kernel's split over N aims for when

@@ -7,7 +7,7 @@
 #define ROWS_PER_ITEM MCL_LEGAL(1, 2, 4, 8)
 #define SLICE MCL_LEGAL(4, 8, 16, 32, 64)
 #define MT_TILE MCL_LEGAL(4, 8, 16, 32, 64, 128, 256) /* whole 4 x 4 blocks */
-#define ON_OFF MCL_LEGAL(0, 1)
+#define MT_MODE MCL_LEGAL(EV_MT_OFF, EV_MT_IN_RANGE, EV_MT_WHEREVER_IT_FITS)
 #define FWD "evoattn/forward"
 #define DKV "evoattn/dkdv"
 #define DQ "evoattn/dq"
@@ -31,10 +31,10 @@ static const mcl_param_decl ev_params_decl[] = {
     MCL_PARAM(ev_params, dq.dw, "DQ_DW", 64, SLICE, DQ),
     MCL_PARAM(ev_params, dpair_waves, "DPAIR_WAVES", 4, MCL_LEGAL(1, 2, 3, 4, 6, 8, 12, 16), NULL),
     MCL_PARAM(ev_params, dkv_ahead, "DKV_AHEAD", 8, MCL_LEGAL(1, 2, 4, 8, 16), DKV),
-    MCL_PARAM(ev_params, dkv_mt.on, "DKV_MT", 1, ON_OFF, NULL),
+    MCL_PARAM(ev_params, dkv_mt.on, "DKV_MT", EV_MT_IN_RANGE, MT_MODE, NULL),
     MCL_PARAM(ev_params, dkv_mt.bq, "DKV_MT_BQ", 32, MT_TILE, DKV_MT),
     MCL_PARAM(ev_params, dkv_mt.bk, "DKV_MT_BK", 64, MT_TILE, DKV_MT),
-    MCL_PARAM(ev_params, fwd_mt.on, "FWD_MT", 1, ON_OFF, NULL),
+    MCL_PARAM(ev_params, fwd_mt.on, "FWD_MT", EV_MT_IN_RANGE, MT_MODE, NULL),
     MCL_PARAM(ev_params, fwd_mt.bq, "FWD_MT_BQ", 32, MT_TILE, FWD_MT),
     MCL_PARAM(ev_params, fwd_mt.bk, "FWD_MT_BK", 32, MT_TILE, FWD_MT),
 };
@@ -71,10 +71,46 @@ static void ev_bucket(const size_t *shape, char *out, size_t cap)
 
 static const char *const ev_helpers[] = {"evoattn/common", "evoattn/blocks", NULL};
 
+/* The tuner's space: each kernel's tiles in turn (forward, dQ, dK/dV with its d(pair bias)
+ * split), the row kernel and its micro-tiled variant as alternatives, tried at every head dim. */
+static const mcl_tune_axis fwd_row[] = {
+    MCL_AXIS("FWD_MT", MCL_LEGAL(EV_MT_OFF)),    MCL_AXIS("FWD_BQ", MCL_LEGAL(32, 64, 128)),
+    MCL_AXIS("FWD_BK", MCL_LEGAL(16, 32, 64)), MCL_AXIS("FWD_R", MCL_LEGAL(1, 2)),
+    MCL_AXIS("FWD_DW", MCL_LEGAL(16, 32, 64)),
+};
+static const mcl_tune_axis fwd_mt[] = {
+    MCL_AXIS("FWD_MT", MCL_LEGAL(EV_MT_WHEREVER_IT_FITS)),
+    MCL_AXIS("FWD_MT_BQ", MCL_LEGAL(16, 32, 64)),
+    MCL_AXIS("FWD_MT_BK", MCL_LEGAL(16, 32, 64)),
+};
+static const mcl_tune_axis dq_row[] = {
+    MCL_AXIS("DQ_BQ", MCL_LEGAL(32, 64, 128)), MCL_AXIS("DQ_BK", MCL_LEGAL(16, 32, 64)),
+    MCL_AXIS("DQ_R", MCL_LEGAL(1, 2)),          MCL_AXIS("DQ_DW", MCL_LEGAL(16, 32, 64)),
+};
+static const mcl_tune_axis dkv_row[] = {
+    MCL_AXIS("DKV_MT", MCL_LEGAL(EV_MT_OFF)),    MCL_AXIS("DKV_BQ", MCL_LEGAL(32, 64, 128)),
+    MCL_AXIS("DKV_BK", MCL_LEGAL(32, 64, 128)), MCL_AXIS("DKV_R", MCL_LEGAL(1, 2)),
+    MCL_AXIS("DKV_DW", MCL_LEGAL(16, 32, 64)),  MCL_AXIS("DKV_AHEAD", MCL_LEGAL(4, 8)),
+};
+static const mcl_tune_axis dkv_mt[] = {
+    MCL_AXIS("DKV_MT", MCL_LEGAL(EV_MT_WHEREVER_IT_FITS)),
+    MCL_AXIS("DKV_MT_BQ", MCL_LEGAL(16, 32, 64)),
+    MCL_AXIS("DKV_MT_BK", MCL_LEGAL(32, 64, 128)),
+};
+static const mcl_tune_axis dpair[] = {MCL_AXIS("DPAIR_WAVES", MCL_LEGAL(2, 4, 8))};
+static const mcl_tune_subspace fwd_space[] = {MCL_SUBSPACE(fwd_row), MCL_SUBSPACE(fwd_mt)};
+static const mcl_tune_subspace dq_space[] = {MCL_SUBSPACE(dq_row)};
+static const mcl_tune_subspace dkv_space[] = {MCL_SUBSPACE(dkv_row), MCL_SUBSPACE(dkv_mt)};
+static const mcl_tune_subspace dpair_space[] = {MCL_SUBSPACE(dpair)};
+static const mcl_tune_stage ev_stages[] = {
+    MCL_STAGE("forward", fwd_space), MCL_STAGE("dq", dq_space), MCL_STAGE("dkdv", dkv_space),
+    MCL_STAGE("dpair", dpair_space),
+};
+
 const mcl_family mcl_family_evoattn = {
     .name = "evoattn", .define_prefix = "EV_",
     .shape_names = "batch,rows,seq,heads,head_dim", .shape_rank = 5,
     .example_shape = (const size_t[]){1, 384, 384, 4, 32},
     MCL_FAMILY_PARAMS(ev_params, ev_params_decl), MCL_FAMILY_DERIVED(ev_derived),
-    .helpers = ev_helpers, .check = ev_check, .bucket = ev_bucket,
+    .helpers = ev_helpers, .check = ev_check, .bucket = ev_bucket, MCL_FAMILY_STAGES(ev_stages),
 };

@@ -36,12 +36,33 @@ static const char *gemm_check(const void *values, const mcl_device_info *device)
     return NULL;
 }
 
-/* shapes are {M, N, K}: one bucket per class of the smaller output side */
+/* shapes are {M, N, K}: one bucket per class of the smaller output side and of K, so that the
+ * wide products of AF3's forwards, their skinny ones and the weight gradients' long reductions
+ * are tuned apart */
 static void gemm_bucket(const size_t *shape, char *out, size_t cap)
 {
     size_t side = shape[0] < shape[1] ? shape[0] : shape[1];
-    snprintf(out, cap, "min(m,n)%s", side <= 32 ? "<=32" : side <= 256 ? "<=256" : ">256");
+    snprintf(out, cap, "min(m,n)%s,k%s", side <= 32 ? "<=32" : side <= 256 ? "<=256" : ">256",
+             shape[2] <= 1024 ? "<=1024" : ">1024");
 }
+
+static size_t gemm_work_items(const void *values)
+{
+    const gemm_params *v = values;
+    return (size_t)(v->bm / v->tm) * (size_t)(v->bn / v->tn);
+}
+
+/* The tuner's space: the tiles, then how far K is split. */
+static const mcl_tune_axis gemm_tiles[] = {
+    MCL_AXIS("BM", MCL_LEGAL(32, 64, 128)), MCL_AXIS("BN", MCL_LEGAL(32, 64, 128)),
+    MCL_AXIS("BK", MCL_LEGAL(8, 16, 32)),   MCL_AXIS("TM", MCL_LEGAL(2, 4, 8)),
+    MCL_AXIS("TN", MCL_LEGAL(2, 4, 8)),     MCL_AXIS("PREFETCH", MCL_LEGAL(0, 1)),
+    MCL_AXIS("UNROLL", MCL_LEGAL(1, 2, 4)),
+};
+static const mcl_tune_axis gemm_split[] = {MCL_AXIS("SPLIT_WAVES", MCL_LEGAL(1, 2, 4, 8))};
+static const mcl_tune_subspace gemm_tile_space[] = {MCL_SUBSPACE(gemm_tiles)};
+static const mcl_tune_subspace gemm_split_space[] = {MCL_SUBSPACE(gemm_split)};
+static const mcl_tune_stage gemm_stages[] = {MCL_STAGE("tiles", gemm_tile_space), MCL_STAGE("split", gemm_split_space)};
 
 /* The double-buffered default tiles take 33 KiB of local memory; OpenCL 1.2 promises 32. */
 static const char *const gemm_fallbacks[] = {"PREFETCH=0", NULL};
@@ -52,4 +73,5 @@ const mcl_family mcl_family_gemm = {
     .shape_names = "m,n,k", .shape_rank = 3, .example_shape = (const size_t[]){147456, 1024, 128},
     MCL_FAMILY_PARAMS(gemm_params, gemm_params_decl), MCL_FAMILY_DERIVED(gemm_derived),
     .helpers = gemm_helpers, .check = gemm_check, .bucket = gemm_bucket, .fallbacks = gemm_fallbacks,
+    MCL_FAMILY_STAGES(gemm_stages), .work_items = gemm_work_items,
 };

@@ -42,9 +42,26 @@ static void ln_bucket(const size_t *shape, char *out, size_t cap)
     snprintf(out, cap, "cols>4096");
 }
 
+/* The tuner's space: the reference kernels or the tiled ones' row split and vector width (a
+ * CPU wants fewer work-items a row and larger groups), then the backward's sharing of rows. */
+static const mcl_tune_axis ln_reference[] = {MCL_AXIS("VARIANT", MCL_LEGAL(LN_VARIANT_REFERENCE))};
+static const mcl_tune_axis ln_tiled[] = {
+    MCL_AXIS("VARIANT", MCL_LEGAL(LN_VARIANT_TILED)),
+    MCL_AXIS_CPU("TPR", MCL_LEGAL(4, 8, 16, 32, 64, 128), MCL_LEGAL(1, 2, 4, 8, 16)),
+    MCL_AXIS("VEC", MCL_LEGAL(1, 2, 4, 8)),
+    MCL_AXIS_CPU("WG", MCL_LEGAL(64, 128, 256, 512), MCL_LEGAL(64, 256, 1024)),
+};
+static const mcl_tune_axis ln_backward[] = {
+    MCL_AXIS_CPU("GROUPS_PER_CU", MCL_LEGAL(2, 4, 8, 16), MCL_LEGAL(1, 2, 4)),
+    MCL_AXIS_CPU("REDUCE_SPLIT", MCL_LEGAL(4, 8, 16), MCL_LEGAL(1, 2, 4, 8)),
+};
+static const mcl_tune_subspace ln_rows[] = {MCL_SUBSPACE(ln_reference), MCL_SUBSPACE(ln_tiled)};
+static const mcl_tune_subspace ln_sharing[] = {MCL_SUBSPACE(ln_backward)};
+static const mcl_tune_stage ln_stages[] = {MCL_STAGE("rows", ln_rows), MCL_STAGE("backward", ln_sharing)};
+
 const mcl_family mcl_family_layernorm = {
     .name = "layernorm", .define_prefix = "LN_",
     .shape_names = "rows,cols", .shape_rank = 2, .example_shape = (const size_t[]){147456, 128},
     MCL_FAMILY_PARAMS(ln_params, ln_params_decl), MCL_FAMILY_DERIVED(ln_derived),
-    .work_group = "WG", .check = ln_check, .bucket = ln_bucket,
+    .work_group = "WG", .check = ln_check, .bucket = ln_bucket, MCL_FAMILY_STAGES(ln_stages),
 };

@@ -6,9 +6,14 @@ static const mcl_param_decl tm_params_decl[] = {
 };
 MCL_PARAMS_FIT(tm_params, tm_params_decl);
 
+static const mcl_tune_axis tm_axes[] = {MCL_AXIS_CPU("WG", MCL_LEGAL(64, 128, 256, 512, 1024), MCL_LEGAL(64, 256, 1024))};
+static const mcl_tune_subspace tm_space[] = {MCL_SUBSPACE(tm_axes)};
+static const mcl_tune_stage tm_stages[] = {MCL_STAGE("elementwise", tm_space)};
+
 const mcl_family mcl_family_trimul = {
     .name = "trimul", .define_prefix = "TM_",
     .shape_names = "n,channels,hidden", .shape_rank = 3, .example_shape = (const size_t[]){384, 128, 128},
     MCL_FAMILY_PARAMS(tm_params, tm_params_decl),
     .work_group = "WG", .bucket = mcl_bucket_any, /* elementwise: tuned per dtype only */
+    MCL_FAMILY_STAGES(tm_stages),
 };
