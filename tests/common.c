@@ -254,3 +254,18 @@ void test_repeat_is_bitwise(mcl_context *ctx, const wl_workload *w, wl_case c, i
     test_free_all(first, WL_MAX_TENSORS);
     wl_destroy(p);
 }
+
+char *test_read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = malloc((size_t)size + 1);
+    cr_assert_not_null(text);
+    cr_assert_eq(fread(text, 1, (size_t)size, f), (size_t)size);
+    text[size] = '\0';
+    fclose(f);
+    return text;
+}

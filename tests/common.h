@@ -22,6 +22,9 @@ cl_mem test_buffer(mcl_context *ctx, size_t bytes, unsigned char byte);
 /* Reads a whole buffer (bytes) into a malloc'd copy. */
 void *test_read_all(mcl_context *ctx, cl_mem mem, size_t bytes);
 
+/* The whole of a text file, NUL-terminated (malloc'd); fails the test if it cannot be read. */
+char *test_read_file(const char *path);
+
 /* A per-process seed: fresh inputs on every run (printed on failure through cr_log). */
 uint64_t test_seed(void);
 

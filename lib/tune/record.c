@@ -81,10 +81,15 @@ static int read_line(tune_record *r, const char *text)
     return status;
 }
 
-static mcl_status read_existing(tune_record *r, const char *path)
+/* Reads the file's results; *cut says whether its last line ends without a newline (a write cut
+ * short), which the next append must not run on from. */
+static mcl_status read_existing(tune_record *r, const char *path, int *cut)
 {
-    char *text = mcl_read_text(path, NULL);
+    size_t length = 0;
+    char *text = mcl_read_text(path, &length);
+    *cut = 0;
     if (!text) return errno == ENOENT ? MCL_OK : mcl_fail(MCL_ERR_IO, "tuning record %s: %s", path, strerror(errno));
+    *cut = length > 0 && text[length - 1] != '\n';
     int failed = 0;
     char *save = NULL;
     for (char *line = strtok_r(text, "\n", &save); line && !failed; line = strtok_r(NULL, "\n", &save))
@@ -102,8 +107,9 @@ mcl_status tune_record_open(const char *path, const mcl_device_info *device, tun
     if (!r) return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "opening a tuning record");
     snprintf(r->device, sizeof r->device, "%s", device->name);
     snprintf(r->driver, sizeof r->driver, "%s", device->driver_version);
-    mcl_status status = path ? read_existing(r, path) : MCL_OK;
-    if (status == MCL_OK && path && !(r->file = fopen(path, "a")))
+    int cut = 0;
+    mcl_status status = path ? read_existing(r, path, &cut) : MCL_OK;
+    if (status == MCL_OK && path && (!(r->file = fopen(path, "a")) || (cut && fputc('\n', r->file) == EOF)))
         status = mcl_fail(MCL_ERR_IO, "tuning record %s cannot be written: %s", path, strerror(errno));
     if (status != MCL_OK) {
         tune_record_close(r);
