@@ -23,14 +23,21 @@ int cmd_tune(int argc, char **argv);
 /* Prints "megacl: <what>: <status name>: <detail>" to stderr and returns 1. */
 int cli_fail(const char *what, mcl_status status);
 
-/* Device ceilings measured on the spot (`megacl peak`, and bench's denominators). */
+/* Device ceilings (`megacl peak`; bench's denominators). */
 typedef struct device_ceilings {
-    double copy_gbps;   /* device-to-device copy, bytes read + written */
-    double fma_gflops;  /* fp32 FMA chains in an OpenCL kernel */
+    double copy_gbps;       /* device-to-device copy of random bytes, read + written */
+    double fma_gflops;      /* fp32 multiply-add chains in an OpenCL kernel */
+    double launch_us;       /* an empty kernel enqueued and waited for; NaN if not measured */
+    double mma_bf16_tflops; /* inline-PTX mma.sync; NaN where the probe did not pass */
 } device_ceilings;
 
 mcl_status measure_copy_bandwidth(mcl_context *ctx, double *gbps);
 mcl_status measure_fma_rate(mcl_context *ctx, double *gflops);
+mcl_status measure_ceilings(mcl_context *ctx, device_ceilings *ceilings);
+
+/* The ceilings `megacl peak` stored for this device and driver (and the date it measured them):
+ * 1 if there are some. */
+int load_ceilings(const mcl_device_info *device, device_ceilings *ceilings, char *date, size_t date_cap);
 
 /* A command's option: "--name value" or "--name=value" when it takes a value, "--name" alone
  * when it is a flag. */
