@@ -425,3 +425,32 @@ Test(tune, a_run_killed_midway_resumes_from_its_record)
     free(text);
     mcl_context_release(ctx);
 }
+
+Test(tune, ondemand_tunes_a_bucket_the_first_time_a_call_meets_it)
+{
+    const char *path = use_database("ondemand");
+    setenv("MEGACL_TUNE", "ondemand", 1);
+    setenv("MEGACL_TUNE_BUDGET", "20", 1);
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    wl_case c = wl_gating.cases[0].c;
+    c.shape[0] = 512, c.shape[1] = 128;
+    test_check_case(ctx, &wl_gating, c, WL_OFF_ZERO, &rng, NULL); /* tuned on the way, still right */
+    char *first = test_read_file(path);
+    cr_expect(strstr(first, "\"family\":\"glu\"") && strstr(first, "ondemand"), "no on-demand entry: %s", first);
+    expect_origin(ctx, "glu", glu_shape, 1, path);
+    test_check_case(ctx, &wl_gating, c, WL_OFF_ZERO, &rng, NULL);
+    char *second = test_read_file(path);
+    cr_expect_str_eq(first, second, "a covered bucket was tuned again");
+    free(first), free(second);
+    mcl_context_release(ctx);
+}
+
+Test(tune, an_unknown_tune_mode_is_refused)
+{
+    setenv("MEGACL_TUNE", "sometimes", 1);
+    mcl_context *ctx = NULL;
+    assert_status(mcl_context_create(test_selector(), &ctx), MCL_ERR_INVALID_ARGUMENT);
+    cr_expect(strstr(mcl_last_error(), "MEGACL_TUNE"), "%s", mcl_last_error());
+    cr_expect_null(ctx);
+}

@@ -20,6 +20,21 @@ typedef struct mcl_lookup_record {
     size_t shape[8];
 } mcl_lookup_record;
 
+/* The outputs of the op call validated last, kept for on-demand tuning (MEGACL_TUNE=ondemand),
+ * which reruns the call and compares them. */
+typedef struct mcl_call_output {
+    const char *name;
+    mcl_tensor tensor;
+    mcl_dtype dtype;
+    size_t count;
+} mcl_call_output;
+
+typedef struct mcl_call_outputs {
+    mcl_call_output items[32];
+    size_t count;
+    int in_place; /* an output is an input: the call cannot run twice */
+} mcl_call_outputs;
+
 typedef struct mcl_binary_cache_config {
     int enabled;
     char dir[1024]; /* where binaries live; "" when enabled is 0 */
@@ -50,6 +65,7 @@ struct mcl_context {
      * the tuner's compile threads prepare candidates on contexts of their own this way. */
     int prepare_only;
     int tuning; /* a tuning run is under way on this context: no on-demand tuning inside it */
+    mcl_call_outputs call;
 
     cl_event last_event; /* the last command an op enqueued, handed to the caller on request */
     int tracing;         /* profiling window open: keep every event */

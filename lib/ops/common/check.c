@@ -2,6 +2,7 @@
 #include "check.h"
 
 #include "runtime/error.h"
+#include "runtime/params.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -132,6 +133,24 @@ static mcl_status check_needs(const char *op, const mcl_tensor_check *checks, si
     return MCL_OK;
 }
 
+/* Keeps the call's outputs for on-demand tuning to compare when it reruns the call. */
+static void keep_outputs(mcl_context *ctx, const mcl_tensor_check *checks, size_t count, const size_t *bytes)
+{
+    mcl_call_outputs *call = &ctx->call;
+    call->count = 0;
+    call->in_place = 0;
+    for (size_t i = 0; i < count && call->count < MCL_COUNT(call->items); i++) {
+        if (!checks[i].is_output || !checks[i].tensor->mem) continue;
+        mcl_dtype dtype = MCL_F32;
+        for (int d = MCL_F32; d <= MCL_F16; d++)
+            if (strcmp(checks[i].dtype_name, mcl_dtype_name((mcl_dtype)d)) == 0) dtype = (mcl_dtype)d;
+        call->items[call->count++] = (mcl_call_output){checks[i].name, *checks[i].tensor, dtype, bytes[i] / checks[i].elem_size};
+        for (size_t j = 0; j < count; j++)
+            call->in_place |= !checks[j].is_output && checks[j].tensor->mem == checks[i].tensor->mem &&
+                              checks[j].tensor->offset == checks[i].tensor->offset;
+    }
+}
+
 mcl_status mcl_check_tensors(mcl_context *ctx, const char *op, const mcl_tensor_check *checks,
                              size_t count)
 {
@@ -154,5 +173,6 @@ mcl_status mcl_check_tensors(mcl_context *ctx, const char *op, const mcl_tensor_
                                 checks[i].name, checks[j].name);
         }
     }
+    if (ctx->tune_mode == MCL_TUNE_MODE_ONDEMAND && !ctx->tuning) keep_outputs(ctx, checks, count, bytes);
     return MCL_OK;
 }

@@ -61,6 +61,22 @@ static inline mcl_tensor_check mcl_needing(mcl_tensor_check c, const char *other
 mcl_status mcl_check_tensors(mcl_context *ctx, const char *op, const mcl_tensor_check *checks,
                              size_t count);
 
+/* On-demand tuning (MEGACL_TUNE=ondemand, lib/tune/ondemand.c): before a validated call runs,
+ * each shape bucket it looks up that no database or override covers is tuned on this very call,
+ * rerun through `again`, and the winner stored in the user database. A call with an output in
+ * place of an input cannot be rerun and is not tuned. Returns MCL_OK whatever the tuning did
+ * (a failed tuning costs a warning, never the call). */
+typedef mcl_status (*mcl_call_again)(mcl_context *ctx, const void *desc, const void *tensors);
+mcl_status mcl_tune_on_demand(mcl_context *ctx, const char *op, mcl_call_again again, const void *desc,
+                              const void *tensors);
+
+/* Defines <entry>_again, the mcl_call_again of a public entry point. */
+#define MCL_CALL_AGAIN(entry)                                                                    \
+    static mcl_status entry##_again(mcl_context *ctx, const void *desc, const void *tensors)    \
+    {                                                                                            \
+        return entry(ctx, desc, tensors, NULL);                                                  \
+    }
+
 /* MCL_ERR_NULL_POINTER naming the op unless the context, descriptor and tensors are given. */
 mcl_status mcl_check_call(const char *op, const void *ctx, const void *desc, const void *tensors);
 

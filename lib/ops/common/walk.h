@@ -49,9 +49,10 @@ mcl_status mcl_walk_run(mcl_context *ctx, const char *op, mcl_steps steps, const
 mcl_status mcl_walk_op(mcl_context *ctx, const char *op, mcl_steps steps, const void *args, cl_event *event);
 
 /* The public entry point mcl_<op>_<pass> (pass forward with tensors fwd, or backward with bwd)
- * of an op made of walks: the call's pointers, validate_desc and validate_<pass>, then
- * <pass>_steps over an mcl_op_args. */
+ * of an op made of walks: the call's pointers, validate_desc and validate_<pass>, on-demand
+ * tuning, then <pass>_steps over an mcl_op_args. */
 #define MCL_WALKED_ENTRY_POINT(op, pass, tensors_kind)                                           \
+    MCL_CALL_AGAIN(mcl_##op##_##pass)                                                            \
     mcl_status mcl_##op##_##pass(mcl_context *ctx, const mcl_##op##_desc *desc,                   \
                                  const mcl_##op##_##tensors_kind##_tensors *tensors, cl_event *event) \
     {                                                                                            \
@@ -59,6 +60,7 @@ mcl_status mcl_walk_op(mcl_context *ctx, const char *op, mcl_steps steps, const 
         MCL_TRY(mcl_check_call(name, ctx, desc, tensors));                                       \
         MCL_TRY(validate_desc(desc, name));                                                      \
         MCL_TRY(validate_##pass(ctx, desc, tensors, name));                                      \
+        MCL_TRY(mcl_tune_on_demand(ctx, name, mcl_##op##_##pass##_again, desc, tensors));        \
         return mcl_walk_op(ctx, name, pass##_steps, &(mcl_op_args){desc, tensors}, event);       \
     }
 

@@ -506,11 +506,14 @@ static mcl_status enqueue_backward(mcl_context *ctx, const mcl_evoattn_desc *d, 
 
 /* ---- public entry points ---------------------------------------------------------------- */
 
+MCL_CALL_AGAIN(mcl_evoattn_forward)
+
 mcl_status mcl_evoattn_forward(mcl_context *ctx, const mcl_evoattn_desc *desc, const mcl_evoattn_fwd_tensors *tensors,
                                cl_event *event)
 {
     ev_plan plan;
     MCL_TRY(validate_forward(ctx, desc, tensors));
+    MCL_TRY(mcl_tune_on_demand(ctx, "evoattn_forward", mcl_evoattn_forward_again, desc, tensors));
     const mcl_tensor *wide[] = {&tensors->q, &tensors->k, &tensors->v, &tensors->gate, &tensors->out, &tensors->gated};
     MCL_TRY(choose_plan(ctx, desc, 0, vec4_aligned(desc, wide, MCL_COUNT(wide)), &plan));
     MCL_TRY(enqueue_forward(ctx, desc, tensors, &plan));
@@ -518,11 +521,14 @@ mcl_status mcl_evoattn_forward(mcl_context *ctx, const mcl_evoattn_desc *desc, c
     return MCL_OK;
 }
 
+MCL_CALL_AGAIN(mcl_evoattn_backward)
+
 mcl_status mcl_evoattn_backward(mcl_context *ctx, const mcl_evoattn_desc *desc,
                                 const mcl_evoattn_bwd_tensors *tensors, cl_event *event)
 {
     ev_plan plan;
     MCL_TRY(validate_backward(ctx, desc, tensors));
+    MCL_TRY(mcl_tune_on_demand(ctx, "evoattn_backward", mcl_evoattn_backward_again, desc, tensors));
     const mcl_tensor *wide[] = {&tensors->q,   &tensors->k,    &tensors->v,  &tensors->gate, &tensors->out,
                                 &tensors->dout, &tensors->dq, &tensors->dk, &tensors->dv,   &tensors->dgate};
     MCL_TRY(choose_plan(ctx, desc, mcl_has(&tensors->dpair), vec4_aligned(desc, wide, MCL_COUNT(wide)), &plan));

@@ -127,10 +127,12 @@ static mcl_status run(mcl_context *ctx, mcl_dtype dtype, const glu_plan *plan, c
 
 /* ---- public entry points ---------------------------------------------------------------- */
 
+MCL_CALL_AGAIN(mcl_gating_forward)
 mcl_status mcl_gating_forward(mcl_context *ctx, const mcl_gating_desc *desc, const mcl_gating_fwd_tensors *t,
                               cl_event *event)
 {
     MCL_TRY(validate_gating_forward(ctx, desc, t));
+    MCL_TRY(mcl_tune_on_demand(ctx, "gating_forward", mcl_gating_forward_again, desc, t));
     glu_plan plan;
     const mcl_tensor *vectorised[] = {&t->x, &t->g, &t->y};
     MCL_TRY(choose_plan(ctx, desc->dtype, desc->count, desc->count, vectorised, 3, &plan));
@@ -142,10 +144,12 @@ mcl_status mcl_gating_forward(mcl_context *ctx, const mcl_gating_desc *desc, con
     return run(ctx, desc->dtype, &plan, "gating_forward", args, MCL_COUNT(args), event);
 }
 
+MCL_CALL_AGAIN(mcl_gating_backward)
 mcl_status mcl_gating_backward(mcl_context *ctx, const mcl_gating_desc *desc, const mcl_gating_bwd_tensors *t,
                                cl_event *event)
 {
     MCL_TRY(validate_gating_backward(ctx, desc, t));
+    MCL_TRY(mcl_tune_on_demand(ctx, "gating_backward", mcl_gating_backward_again, desc, t));
     glu_plan plan;
     const mcl_tensor *vectorised[] = {&t->x, &t->g, &t->dy, &t->dx, &t->dg};
     MCL_TRY(choose_plan(ctx, desc->dtype, desc->count, desc->count, vectorised, 5, &plan));
@@ -160,10 +164,12 @@ mcl_status mcl_gating_backward(mcl_context *ctx, const mcl_gating_desc *desc, co
     return run(ctx, desc->dtype, &plan, "gating_backward", args, MCL_COUNT(args), event);
 }
 
+MCL_CALL_AGAIN(mcl_swiglu_forward)
 mcl_status mcl_swiglu_forward(mcl_context *ctx, const mcl_swiglu_desc *desc, const mcl_swiglu_fwd_tensors *t,
                               cl_event *event)
 {
     MCL_TRY(validate_swiglu_forward(ctx, desc, t));
+    MCL_TRY(mcl_tune_on_demand(ctx, "swiglu_forward", mcl_swiglu_forward_again, desc, t));
     glu_plan plan;
     const mcl_tensor *vectorised[] = {&t->x, &t->y};
     MCL_TRY(choose_plan(ctx, desc->dtype, desc->rows * desc->features, desc->features, vectorised, 2, &plan));
@@ -175,10 +181,12 @@ mcl_status mcl_swiglu_forward(mcl_context *ctx, const mcl_swiglu_desc *desc, con
     return run(ctx, desc->dtype, &plan, "swiglu_forward", args, MCL_COUNT(args), event);
 }
 
+MCL_CALL_AGAIN(mcl_swiglu_backward)
 mcl_status mcl_swiglu_backward(mcl_context *ctx, const mcl_swiglu_desc *desc, const mcl_swiglu_bwd_tensors *t,
                                cl_event *event)
 {
     MCL_TRY(validate_swiglu_backward(ctx, desc, t));
+    MCL_TRY(mcl_tune_on_demand(ctx, "swiglu_backward", mcl_swiglu_backward_again, desc, t));
     glu_plan plan;
     const mcl_tensor *vectorised[] = {&t->x, &t->dy, &t->dx};
     MCL_TRY(choose_plan(ctx, desc->dtype, desc->rows * desc->features, desc->features, vectorised, 3, &plan));

@@ -251,10 +251,13 @@ mcl_status mcl_layernorm_backward_step(mcl_walk *w, const char *step, const mcl_
 
 /* ---- public entry points ---------------------------------------------------------------- */
 
+MCL_CALL_AGAIN(mcl_layernorm_forward)
+
 mcl_status mcl_layernorm_forward(mcl_context *ctx, const mcl_layernorm_desc *desc,
                                  const mcl_layernorm_fwd_tensors *tensors, cl_event *event)
 {
     MCL_TRY(validate_forward(ctx, desc, tensors));
+    MCL_TRY(mcl_tune_on_demand(ctx, "layernorm_forward", mcl_layernorm_forward_again, desc, tensors));
     ln_plan plan;
     const mcl_tensor *vectorised[] = {&tensors->x, &tensors->weight, &tensors->bias, &tensors->y};
     MCL_TRY(choose_plan(ctx, desc, mcl_offset_vec_limit(mcl_dtype_size(desc->dtype), vectorised, 4), &plan));
@@ -271,10 +274,13 @@ static mcl_status backward_steps(mcl_walk *w, const void *opaque)
     return mcl_layernorm_backward_step(w, NULL, a->desc, t, want_params ? 0 : MCL_NO_PART);
 }
 
+MCL_CALL_AGAIN(mcl_layernorm_backward)
+
 mcl_status mcl_layernorm_backward(mcl_context *ctx, const mcl_layernorm_desc *desc,
                                   const mcl_layernorm_bwd_tensors *tensors, cl_event *event)
 {
     MCL_TRY(validate_backward(ctx, desc, tensors));
+    MCL_TRY(mcl_tune_on_demand(ctx, "layernorm_backward", mcl_layernorm_backward_again, desc, tensors));
     return mcl_walk_op(ctx, "layernorm_backward", backward_steps, &(mcl_op_args){desc, tensors}, event);
 }
 
