@@ -92,31 +92,27 @@ Test(space, cpu_candidates_use_the_cpu_values)
     tune_space_free(&space);
 }
 
+/* The GEMM's tile stage on a device. */
+static tune_space gemm_space(const mcl_device_info *d)
+{
+    const mcl_family *gemm = mcl_family_find("gemm");
+    mcl_param_block start;
+    assert_ok(mcl_params_defaults(gemm, d, &start, NULL));
+    tune_space space;
+    assert_ok(tune_space_enumerate(gemm, &gemm->stages[0], &start, d, &space));
+    return space;
+}
+
 Test(space, the_gemm_tiles_leave_out_what_a_small_local_memory_cannot_hold)
 {
     mcl_device_info small = fake_device(MCL_VENDOR_OTHER, 1, 32, 24, 256);
-    const mcl_family *gemm = mcl_family_find("gemm");
-    mcl_param_block start;
-    assert_ok(mcl_params_defaults(gemm, &small, &start, NULL));
-    tune_space space;
-    assert_ok(tune_space_enumerate(gemm, &gemm->stages[0], &start, &small, &space));
+    tune_space space = gemm_space(&small);
     cr_assert_gt(space.count, 0);
     cr_assert_lt(space.count, space.proposed, "24 KiB of local memory must leave some tiles out");
     tune_space_free(&space);
 }
 
 /* ---- strategies ------------------------------------------------------------------------------- */
-
-static tune_space gemm_space(void)
-{
-    mcl_device_info d = fake_device(MCL_VENDOR_NVIDIA, 1, 32, 48, 1024);
-    const mcl_family *gemm = mcl_family_find("gemm");
-    mcl_param_block start;
-    assert_ok(mcl_params_defaults(gemm, &d, &start, NULL));
-    tune_space space;
-    assert_ok(tune_space_enumerate(gemm, &gemm->stages[0], &start, &d, &space));
-    return space;
-}
 
 /* Proposes until the strategy stops, reporting a made-up time; each candidate at most once. */
 static size_t drain(tune_strategy *s, const tune_space *space, size_t *order)
@@ -139,7 +135,8 @@ static size_t drain(tune_strategy *s, const tune_space *space, size_t *order)
 
 Test(strategy, exhaustive_random_and_annealing_propose_each_candidate_once)
 {
-    tune_space space = gemm_space();
+    mcl_device_info d = fake_device(MCL_VENDOR_NVIDIA, 1, 32, 48, 1024);
+    tune_space space = gemm_space(&d);
     const mcl_tune_stage *stage = &mcl_family_find("gemm")->stages[0];
     tune_strategy s;
     assert_ok(tune_strategy_init(&s, MCL_TUNE_EXHAUSTIVE, &space, stage, 10, 1, TUNE_NONE));

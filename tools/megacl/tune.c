@@ -407,6 +407,7 @@ int cmd_tune(int argc, char **argv)
     if (o[OPT_DB].value && setenv("MEGACL_TUNING_DB", o[OPT_DB].value, 1) != 0) return cli_usage("tune", "--db: setenv failed") + 2;
     record_command(&t, argc, argv);
     t.progress_bar = isatty(fileno(stderr));
+    setvbuf(stdout, NULL, _IOLBF, 0); /* each job's line as it finishes, also into a file */
     mcl_context *ctx;
     mcl_status status = mcl_context_create(o[OPT_DEVICE].value, &ctx);
     if (status != MCL_OK) return cli_fail("creating a context", status);
