@@ -1,7 +1,7 @@
 /* megacl tune: the autotuner over the workloads' cases (tests/workload). Each case is run once
  * and checked against the double-precision reference while the context records which families
- * and shape buckets its calls look up; each (family, dtype, bucket) met is then tuned with the
- * first case that meets it, through the very calls users make, and the winner is written to the
+ * and shape buckets its calls look up; each (family, dtype, bucket) met is then tuned with one
+ * case that meets it (see add_job), through the very calls users make, and the winner is written to the
  * tuning database before the next job starts (later jobs run with it). megacl tune --show
  * prints what the databases hold for the device. */
 #include "cli.h"
@@ -164,13 +164,24 @@ static void show_progress(void *user, const mcl_tune_progress *p)
 
 /* ---- the run ------------------------------------------------------------------------------- */
 
-static int known_job(const tune_job *jobs, size_t n, const mcl_lookup_info *l)
+static tune_job *find_job(tune_job *jobs, size_t n, const mcl_lookup_info *l)
 {
     for (size_t i = 0; i < n; i++)
         if (strcmp(jobs[i].lookup.family, l->family) == 0 && jobs[i].lookup.dtype == l->dtype &&
             strcmp(jobs[i].lookup.bucket, l->bucket) == 0)
-            return 1;
-    return 0;
+            return &jobs[i];
+    return NULL;
+}
+
+/* A bucket is tuned with the first case that meets it, unless a case of the family's own
+ * workload meets it too (LayerNorm's bucket on the LayerNorm case, not inside Transition, whose
+ * time its GEMMs would drown). */
+static void add_job(tune_job *jobs, size_t *n, const tune_case *tc, const mcl_lookup_info *l)
+{
+    tune_job *known = find_job(jobs, *n, l);
+    if (!known && *n < MAX_JOBS) jobs[(*n)++] = (tune_job){*tc, *l};
+    else if (known && strcmp(known->tc.w->family, l->family) != 0 && strcmp(tc->w->family, l->family) == 0)
+        *known = (tune_job){*tc, *l};
 }
 
 /* Runs a case once against the reference, recording its lookups; adds a job for each new one. */
@@ -191,11 +202,10 @@ static int discover(mcl_context *ctx, const tune_cli *t, const tune_case *tc, tu
                status != MCL_OK ? wl_last_error() : "the current parameters fail the reference check");
         return status == MCL_OK;
     }
-    for (size_t i = 0; i < mcl_context_lookup_count(ctx) && *n < MAX_JOBS; i++) {
+    for (size_t i = 0; i < mcl_context_lookup_count(ctx); i++) {
         mcl_lookup_info l;
         mcl_context_lookup(ctx, i, &l);
-        if ((t->family && strcmp(t->family, l.family) != 0) || known_job(jobs, *n, &l)) continue;
-        jobs[(*n)++] = (tune_job){*tc, l};
+        if (!t->family || strcmp(t->family, l.family) == 0) add_job(jobs, n, tc, &l);
     }
     return 1;
 }
