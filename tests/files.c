@@ -60,10 +60,11 @@ static size_t walk(const char *dir, const char *part, int remove)
     return count;
 }
 
-void test_remove_tree(const char *dir)
+void test_remove_tree(char *dir)
 {
     walk(dir, NULL, 1);
     rmdir(dir);
+    free(dir);
 }
 
 size_t test_count_files(const char *dir, const char *part) { return walk(dir, part, 0); }

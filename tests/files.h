@@ -12,8 +12,8 @@ char *test_temp_dir(void);
 char *test_write_bytes(const char *dir, const char *name, const void *bytes, size_t size);
 char *test_write_text(const char *dir, const char *name, const char *text);
 
-/* Removes a directory and everything under it. */
-void test_remove_tree(const char *dir);
+/* Removes a directory and everything under it, and frees dir (test_temp_dir's path). */
+void test_remove_tree(char *dir);
 
 /* The regular files under dir (recursively) whose name contains `part`. */
 size_t test_count_files(const char *dir, const char *part);

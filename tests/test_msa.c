@@ -50,8 +50,8 @@ Test(msa, a3m_insertions_gaps_letters_and_line_ends)
     header[sizeof header - 1] = '\0';
     char text[4096];
     snprintf(text, sizeof text, "#A3M#\r\n>query %s\r\nAC\r\nDE\r\n\r\n>two\r\nA-klDEm\r\n>three\r\nB.ZUJ\r\n", header);
-    const char *path = test_write_text(dir, "small.a3m", text);
-    mcl_msa_features *f = features_of(&path, 1);
+    char *path = test_write_text(dir, "small.a3m", text);
+    mcl_msa_features *f = features_of((const char *const *)&path, 1);
     mcl_msa_arrays a = arrays_of(f);
     cr_assert_eq(a.depth, 3);
     cr_assert_eq(a.length, 4);
@@ -73,6 +73,7 @@ Test(msa, a3m_insertions_gaps_letters_and_line_ends)
         cr_expect_float_eq(sum, 1.0, 1e-6, "column %zu's profile sums to %f", c, sum);
     }
     mcl_msa_features_release(f);
+    free(path);
     test_remove_tree(dir);
 }
 
@@ -95,8 +96,8 @@ Test(msa, stockholm_blocks_annotations_and_insert_columns)
                        "hit2    e.-.\n"
                        "#=GC RF xxx.\n"
                        "//\n";
-    const char *path = test_write_text(dir, "small.sto", text);
-    mcl_msa_features *f = features_of(&path, 1);
+    char *path = test_write_text(dir, "small.sto", text);
+    mcl_msa_features *f = features_of((const char *const *)&path, 1);
     mcl_msa_arrays a = arrays_of(f);
     cr_assert_eq(a.depth, 3);
     cr_assert_eq(a.length, 6);
@@ -107,17 +108,18 @@ Test(msa, stockholm_blocks_annotations_and_insert_columns)
         cr_expect_eq(a.deletions[i], deletions[i], "deletion %d: %d, expected %d", i, a.deletions[i], deletions[i]);
     }
     mcl_msa_features_release(f);
+    free(path);
     test_remove_tree(dir);
 }
 
 Test(msa, duplicates_across_files_keep_the_first_copy_and_the_query_first)
 {
     char *dir = test_temp_dir();
-    const char *paths[2] = {
+    char *paths[2] = {
         test_write_text(dir, "a.a3m", ">q\nMKV\n>x\nMK-\n>x again, inserts differ\nMaK-\n>y\nM-V\n"),
         test_write_text(dir, "b.sto", "# STOCKHOLM 1.0\nq MKV\nz -KV\ny M-V\n//\n"),
     };
-    mcl_msa_features *f = features_of(paths, 2);
+    mcl_msa_features *f = features_of((const char *const *)paths, 2);
     mcl_msa_arrays a = arrays_of(f);
     /* kept: q, x (first copy: no deletion), y, z; q of b.sto and y of b.sto are copies */
     cr_assert_eq(a.depth, 4);
@@ -125,6 +127,8 @@ Test(msa, duplicates_across_files_keep_the_first_copy_and_the_query_first)
     for (int i = 0; i < 12; i++) cr_expect_eq(a.tokens[i], expected[i], "token %d", i);
     for (int i = 0; i < 12; i++) cr_expect_eq(a.deletions[i], 0, "deletion %d", i);
     mcl_msa_features_release(f);
+    free(paths[0]);
+    free(paths[1]);
     test_remove_tree(dir);
 }
 
@@ -213,36 +217,42 @@ Test(msa, real_small_a3m)
 
 /* ---- malformed inputs ----------------------------------------------------------------------- */
 
+/* Writes `size` bytes as dir/name and expects parsing the file to fail (see expect_failure). */
+static void expect_file_failure(const char *dir, const char *name, const char *bytes, size_t size,
+                                mcl_status expected, const char *needle1, const char *needle2)
+{
+    char *path = test_write_bytes(dir, name, bytes, size);
+    expect_failure((const char *const *)&path, 1, expected, needle1, needle2);
+    free(path);
+}
+
+#define EXPECT_TEXT_FAILURE(dir, name, text, expected, needle1, needle2)                          \
+    expect_file_failure(dir, name, text, strlen(text), expected, needle1, needle2)
+
 Test(msa, malformed_inputs_name_the_file_line_and_problem)
 {
     char *dir = test_temp_dir();
-    const char *truncated = test_write_text(dir, "truncated.a3m", ">q\nACDE\n>second\nAC");
-    expect_failure(&truncated, 1, MCL_ERR_PARSE, "truncated.a3m:3:", "has 2 aligned columns, the query has 4");
-    const char *header_only = test_write_text(dir, "header_only.a3m", ">q\nACDE\n>cut here\n");
-    expect_failure(&header_only, 1, MCL_ERR_PARSE, "header_only.a3m:3:", "without a sequence");
-    const char *wrong = test_write_text(dir, "wrong.sto", "# STOCKHOLM 1.0\nq ACDE\nx ACD\n//\n");
-    expect_failure(&wrong, 1, MCL_ERR_PARSE, "wrong.sto:3:", "sequence 'x' has 3 columns, the query 4");
-    const char *unended = test_write_text(dir, "unended.sto", "# STOCKHOLM 1.0\nq ACDE\nx ACDE\n");
-    expect_failure(&unended, 1, MCL_ERR_PARSE, "unended.sto", "no '//'");
-    const char *no_header = test_write_text(dir, "plain.sto", "q ACDE\n//\n");
-    expect_failure(&no_header, 1, MCL_ERR_PARSE, "plain.sto:1:", "STOCKHOLM");
-    const unsigned char garbage[] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0, 0, 0, 0xff, 0xfe, '\n', 0x00};
-    const char *binary = test_write_bytes(dir, "binary.a3m", garbage, sizeof garbage);
-    expect_failure(&binary, 1, MCL_ERR_PARSE, "binary.a3m:1:", "not text");
-    const char *binary_in_sequence = test_write_bytes(dir, "nul.a3m", ">q\nAC\0DE\n", 9);
-    expect_failure(&binary_in_sequence, 1, MCL_ERR_PARSE, "nul.a3m:2:", "column 3");
-    const char *digits = test_write_text(dir, "digits.a3m", ">q\nAC1DE\n");
-    expect_failure(&digits, 1, MCL_ERR_PARSE, "digits.a3m:2:", "'1'");
-    const char *empty_a3m = test_write_text(dir, "empty.a3m", "");
-    expect_failure(&empty_a3m, 1, MCL_ERR_PARSE, "empty.a3m", "no sequences");
-    const char *empty_sto = test_write_text(dir, "empty.sto", "\n\n");
-    expect_failure(&empty_sto, 1, MCL_ERR_PARSE, "empty.sto", "empty file");
-    const char *before_header = test_write_text(dir, "noheader.a3m", "ACDE\n>q\nACDE\n");
-    expect_failure(&before_header, 1, MCL_ERR_PARSE, "noheader.a3m:1:", "before the first '>'");
-    const char *other_chain[2] = {test_write_text(dir, "one.a3m", ">q\nACDE\n"), test_write_text(dir, "two.a3m", ">q\nACD\n")};
-    expect_failure(other_chain, 2, MCL_ERR_INVALID_SIZE, "two.a3m", "not the same chain");
-    const char *unknown = test_write_text(dir, "alignment.fasta", ">q\nACDE\n");
-    expect_failure(&unknown, 1, MCL_ERR_UNSUPPORTED, "alignment.fasta", NULL);
+    EXPECT_TEXT_FAILURE(dir, "truncated.a3m", ">q\nACDE\n>second\nAC", MCL_ERR_PARSE, "truncated.a3m:3:",
+                        "has 2 aligned columns, the query has 4");
+    EXPECT_TEXT_FAILURE(dir, "header_only.a3m", ">q\nACDE\n>cut here\n", MCL_ERR_PARSE, "header_only.a3m:3:",
+                        "without a sequence");
+    EXPECT_TEXT_FAILURE(dir, "wrong.sto", "# STOCKHOLM 1.0\nq ACDE\nx ACD\n//\n", MCL_ERR_PARSE, "wrong.sto:3:",
+                        "sequence 'x' has 3 columns, the query 4");
+    EXPECT_TEXT_FAILURE(dir, "unended.sto", "# STOCKHOLM 1.0\nq ACDE\nx ACDE\n", MCL_ERR_PARSE, "unended.sto", "no '//'");
+    EXPECT_TEXT_FAILURE(dir, "plain.sto", "q ACDE\n//\n", MCL_ERR_PARSE, "plain.sto:1:", "STOCKHOLM");
+    const char garbage[] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0, 0, 0, (char)0xff, (char)0xfe, '\n', 0x00};
+    expect_file_failure(dir, "binary.a3m", garbage, sizeof garbage, MCL_ERR_PARSE, "binary.a3m:1:", "not text");
+    expect_file_failure(dir, "nul.a3m", ">q\nAC\0DE\n", 9, MCL_ERR_PARSE, "nul.a3m:2:", "column 3");
+    EXPECT_TEXT_FAILURE(dir, "digits.a3m", ">q\nAC1DE\n", MCL_ERR_PARSE, "digits.a3m:2:", "'1'");
+    EXPECT_TEXT_FAILURE(dir, "empty.a3m", "", MCL_ERR_PARSE, "empty.a3m", "no sequences");
+    EXPECT_TEXT_FAILURE(dir, "empty.sto", "\n\n", MCL_ERR_PARSE, "empty.sto", "empty file");
+    EXPECT_TEXT_FAILURE(dir, "noheader.a3m", "ACDE\n>q\nACDE\n", MCL_ERR_PARSE, "noheader.a3m:1:",
+                        "before the first '>'");
+    EXPECT_TEXT_FAILURE(dir, "alignment.fasta", ">q\nACDE\n", MCL_ERR_UNSUPPORTED, "alignment.fasta", NULL);
+    char *other_chain[2] = {test_write_text(dir, "one.a3m", ">q\nACDE\n"), test_write_text(dir, "two.a3m", ">q\nACD\n")};
+    expect_failure((const char *const *)other_chain, 2, MCL_ERR_INVALID_SIZE, "two.a3m", "not the same chain");
+    free(other_chain[0]);
+    free(other_chain[1]);
     const char *missing = "/nonexistent/megacl/none.a3m";
     expect_failure(&missing, 1, MCL_ERR_IO, "none.a3m", NULL);
     test_remove_tree(dir);
@@ -258,14 +268,14 @@ Test(msa, a_line_past_the_limit_is_refused_without_reading_on)
     cr_assert_not_null(text);
     memcpy(text, ">q\n", 3);
     memset(text + 3, 'A', n);
-    const char *path = test_write_bytes(dir, "long.a3m", text, n + 3);
-    expect_failure(&path, 1, MCL_ERR_PARSE, "long.a3m:2:", "line longer than");
+    expect_file_failure(dir, "long.a3m", text, n + 3, MCL_ERR_PARSE, "long.a3m:2:", "line longer than");
     /* a line of exactly the limit, with a Windows line end, is fine */
     memcpy(text + 3 + n - 1, "\r\n", 2);
-    const char *at_limit = test_write_bytes(dir, "limit.a3m", text, n + 4);
-    mcl_msa_features *f = features_of(&at_limit, 1);
+    char *at_limit = test_write_bytes(dir, "limit.a3m", text, n + 4);
+    mcl_msa_features *f = features_of((const char *const *)&at_limit, 1);
     cr_expect_eq(arrays_of(f).length, MCL_MSA_MAX_LINE_BYTES);
     mcl_msa_features_release(f);
+    free(at_limit);
     free(text);
     test_remove_tree(dir);
 }
