@@ -79,7 +79,7 @@ static mcl_status parse_lines(text_reader *reader, a3m_record *record, msa_align
         int more;
         MCL_TRY(text_next_line(reader, &line, &n, &more));
         if (!more) break;
-        while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t')) n--;
+        text_trim(&line, &n); /* as AlphaFold strips every line */
         if (n == 0) continue;
         if (line[0] == '>') {
             if (record->header_line) MCL_TRY(finish_record(reader->name, record, alignment));

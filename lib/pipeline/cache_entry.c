@@ -180,8 +180,11 @@ static mcl_status check_header(const entry_header *h, size_t size, const uint8_t
         const entry_array *a = &h->arrays[i];
         uint64_t rows, cols;
         array_shape(i, h->depth, h->length, &rows, &cols);
+        /* a zstd block holds at most 128 KiB and takes at least 4 bytes: no frame of the stored size
+         * can decode to more, so a forged size cannot make the reader allocate beyond it */
+        int possible_zstd = a->codec == CODEC_ZSTD && a->raw_bytes / ZSTD_BLOCKSIZE_MAX <= a->stored_bytes / 4 + 1;
         int sound = a->dtype == array_dtypes[i] && a->rows == rows && a->cols == cols && a->raw_bytes == bytes[i] &&
-                    (a->codec == CODEC_ZSTD || (a->codec == CODEC_RAW && a->stored_bytes == a->raw_bytes)) &&
+                    (possible_zstd || (a->codec == CODEC_RAW && a->stored_bytes == a->raw_bytes)) &&
                     a->offset % MSA_ALIGN == 0 && a->offset >= end && a->offset <= size &&
                     a->stored_bytes <= size - a->offset;
         if (!sound) return corrupt("array %d: inconsistent dtype, shape, codec or place in the file", i);
@@ -278,4 +281,14 @@ mcl_status cache_entry_decode(const void *bytes, size_t size, const uint8_t *key
     if (status == MCL_OK && features) *features = f;
     else mcl_msa_features_release(f);
     return status;
+}
+
+void cache_entry_reseal(void *bytes, size_t size)
+{
+    if (size < ENTRY_HEADER_BYTES) return;
+    entry_header h;
+    memcpy(&h, bytes, sizeof h);
+    h.payload_checksum = XXH3_64bits((const unsigned char *)bytes + ENTRY_HEADER_BYTES, size - ENTRY_HEADER_BYTES);
+    h.header_checksum = header_checksum(&h);
+    memcpy(bytes, &h, sizeof h);
 }

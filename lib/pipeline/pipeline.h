@@ -32,6 +32,8 @@ typedef struct text_reader {
 void text_reader_init(text_reader *reader, const char *data, size_t size, const char *name);
 /* Sets *line and *length and returns MCL_OK with *more = 1, or *more = 0 at the end. */
 mcl_status text_next_line(text_reader *reader, const char **line, size_t *length, int *more);
+/* Drops the spaces and tabs around a line. */
+void text_trim(const char **line, size_t *length);
 /* mcl_fail(MCL_ERR_PARSE, "<file>:<line>: <message>") for the reader's current line. */
 mcl_status text_fail(const text_reader *reader, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -111,6 +113,10 @@ mcl_status cache_entry_encode(const mcl_msa_features *features, const uint8_t ke
  * returns MCL_ERR_CORRUPT with the reason. key, when not NULL, must match the entry's. */
 mcl_status cache_entry_decode(const void *bytes, size_t size, const uint8_t *key, int full,
                               mcl_cache_entry_info *info, mcl_msa_features **features);
+
+/* Rewrites an entry's two checksums for the bytes it now holds: the fuzzer's mutations then
+ * reach the checks behind the checksums. */
+void cache_entry_reseal(void *bytes, size_t size);
 
 /* ---- the cache (feature_cache.c) ---------------------------------------------------------------- */
 

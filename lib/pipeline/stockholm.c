@@ -112,7 +112,7 @@ static mcl_status read_rows(text_reader *reader, sto_rows *t)
         int more;
         MCL_TRY(text_next_line(reader, &line, &n, &more));
         if (!more) break;
-        while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t')) n--;
+        text_trim(&line, &n); /* as AlphaFold strips every line */
         if (n == 0) continue;
         if (ended) return text_fail(reader, "text after the '//' that ends the alignment");
         if (!header_seen) {

@@ -98,6 +98,7 @@ mcl_status text_next_line(text_reader *reader, const char **line, size_t *length
 
 mcl_status text_append(text_buffer *buffer, const char *bytes, size_t count)
 {
+    if (count == 0) return MCL_OK;
     if (count > SIZE_MAX / 2 - buffer->size)
         return mcl_fail(MCL_ERR_SIZE_OVERFLOW, "text of %zu + %zu bytes", buffer->size, count);
     if (buffer->size + count > buffer->capacity) {
@@ -117,4 +118,10 @@ void text_buffer_free(text_buffer *buffer)
 {
     free(buffer->data);
     *buffer = (text_buffer){0};
+}
+
+void text_trim(const char **line, size_t *length)
+{
+    while (*length > 0 && (**line == ' ' || **line == '\t')) (*line)++, (*length)--;
+    while (*length > 0 && ((*line)[*length - 1] == ' ' || (*line)[*length - 1] == '\t')) (*length)--;
 }
