@@ -57,7 +57,9 @@ MCL_API const char *mcl_version_string(void);    /* "0.1.0" */
     X(ERR_BUILD, -11, "an OpenCL program failed to build")                                     \
     X(ERR_OUT_OF_MEMORY, -12, "host or device memory could not be allocated")                  \
     X(ERR_IO, -13, "a file could not be read or written")                                      \
-    X(ERR_PARSE, -14, "a file or string could not be parsed")
+    X(ERR_PARSE, -14, "a file or string could not be parsed")                                 \
+    X(ERR_CORRUPT, -15, "a cache entry is corrupt or truncated")                               \
+    X(ERR_EXHAUSTED, -16, "the loader has delivered every step it was asked for")
 
 typedef enum mcl_status {
 #define MCL_STATUS_ENUM_(name, value, message) MCL_##name = value,
@@ -468,6 +470,219 @@ MCL_API mcl_status mcl_trimul_backward(mcl_context *context, const mcl_trimul_de
 /* Scratch bytes of the forward (the triangle sum's operands) and of the backward. */
 MCL_API mcl_status mcl_trimul_workspace_size(mcl_context *context, const mcl_trimul_desc *desc,
                                              size_t *forward_bytes, size_t *backward_bytes);
+
+/* ---- MSA feature pipeline --------------------------------------------------------------
+ * MegaFold's data-pipeline fix for AF3-style training: the deterministic MSA features of each
+ * chain are computed ahead of time from its alignments (A3M and Stockholm) into a
+ * content-addressed on-disk cache that is memory-mapped at load, and a prefetching loader keeps
+ * only the stochastic steps (MSA row sampling, cropping) online, on worker threads, staging the
+ * next batches onto the device while the current step computes. The exact feature definitions
+ * are in lib/pipeline/msa_features.c; in short, for the de-duplicated rows of a chain:
+ *   tokens         [depth, length] u8: ARNDCQEGHILKMFPSTWYV = 0..19, X = 20, gap = 21
+ *   deletions      [depth, length] i32: residues the row inserts before each query column
+ *   profile        [length, 22] f32: per column, the share of rows holding each token
+ *   deletion_mean  [length] f32: per column, the mean of deletions over the rows
+ *   has_deletion = deletions > 0, deletion_value = 2/pi * arctan(deletions / 3) (per element,
+ *   formed by the loader for the sampled rows, or by mcl_msa_deletion_value). */
+
+#define MCL_MSA_FEATURE_VERSION 1   /* part of every cache key: bump when a definition changes */
+#define MCL_MSA_CLASSES 22          /* 20 amino acids, X, gap */
+#define MCL_MSA_TOKEN_UNKNOWN 20
+#define MCL_MSA_TOKEN_GAP 21
+#define MCL_MSA_MAX_LINE_BYTES ((size_t)1 << 20) /* a longer line in an alignment is an error */
+
+/* A chain's features; immutable and safe to read from any thread. Read from the cache, they are
+ * the memory-mapped entry itself (uncompressed entries) or its decompressed arrays. */
+typedef struct mcl_msa_features mcl_msa_features;
+
+typedef struct mcl_msa_arrays {
+    size_t depth;               /* rows after de-duplication, the query first */
+    size_t length;              /* columns: the query's residues */
+    const uint8_t *tokens;      /* [depth, length] */
+    const int32_t *deletions;   /* [depth, length] */
+    const float *profile;       /* [length, MCL_MSA_CLASSES] */
+    const float *deletion_mean; /* [length] */
+} mcl_msa_arrays;
+
+/* Parses a chain's alignments (".a3m" for A3M, ".sto" or ".stockholm" for Stockholm, by name)
+ * and computes its features; the first file's first sequence is the query, and every file must
+ * have its length. A malformed file fails with MCL_ERR_PARSE (MCL_ERR_IO if unreadable) and a
+ * message naming the file, the line and the problem. */
+MCL_API mcl_status mcl_msa_features_from_files(const char *const *paths, size_t count,
+                                               mcl_msa_features **features);
+MCL_API void mcl_msa_features_release(mcl_msa_features *features); /* NULL is fine */
+MCL_API void mcl_msa_features_arrays(const mcl_msa_features *features, mcl_msa_arrays *arrays);
+
+/* 2/pi * arctan(count / 3): AlphaFold's transformed deletion value. */
+MCL_API float mcl_msa_deletion_value(int32_t count);
+
+/* A training example: one chain, its alignment files in the order their rows are merged. */
+typedef struct mcl_msa_example {
+    const char *name;          /* shown by `megacl cache ls`; not part of the cache key */
+    const char *const *paths;
+    size_t path_count;
+} mcl_msa_example;
+
+/* The chains under a directory, sorted by name: each subdirectory holding .a3m/.sto files is a
+ * chain of those files in name order (OpenFold's alignment directory layout), and an alignment
+ * file directly in dir is a chain of its own. Free with mcl_msa_examples_free. */
+MCL_API mcl_status mcl_msa_examples_scan(const char *dir, mcl_msa_example **examples, size_t *count);
+MCL_API void mcl_msa_examples_free(mcl_msa_example *examples, size_t count);
+
+/* The on-disk feature cache: a directory of entries, one file each, named by the XXH3-128 hash of
+ * the feature version and the chain's input files (format and contents, in order). An entry has
+ * a header (magic, format and feature versions, shapes, dtypes, array offsets, checksums) and
+ * 64-byte-aligned arrays, raw or zstd-compressed; it is written under a temporary name in the
+ * same directory and renamed, so readers and concurrent writers of the same key (threads or
+ * processes) never see a partial entry. A corrupt or truncated entry is reported (MEGACL_LOG=
+ * warn), deleted and rebuilt. A cache handle may be used from several threads at once. */
+typedef struct mcl_feature_cache mcl_feature_cache;
+
+/* Opens (creating it if needed) a cache directory. compression_level 0 stores raw arrays
+ * (read by mapping the file, no copy); 1 to 19 compresses new entries with zstd at that level. */
+MCL_API mcl_status mcl_feature_cache_open(const char *dir, int compression_level, mcl_feature_cache **cache);
+MCL_API void mcl_feature_cache_close(mcl_feature_cache *cache); /* NULL is fine */
+
+/* The features of an example: its entry when there is a sound one, else parsed, stored and
+ * returned. Nothing is stored when parsing fails. */
+MCL_API mcl_status mcl_feature_cache_get(mcl_feature_cache *cache, const mcl_msa_example *example,
+                                         mcl_msa_features **features);
+
+/* The 32-hex-digit key of an example's entry (reads and hashes its files). */
+MCL_API mcl_status mcl_feature_cache_key(const mcl_msa_example *example, char key[33]);
+
+typedef struct mcl_feature_cache_stats {
+    uint64_t hits;          /* entries read */
+    uint64_t misses;        /* entries built (parsed and written) */
+    uint64_t corrupt;       /* entries found corrupt or truncated, deleted and rebuilt */
+    double read_seconds;    /* in reads of hits, hashing the inputs included */
+    double build_seconds;   /* in parsing, computing and writing misses */
+} mcl_feature_cache_stats;
+
+MCL_API void mcl_feature_cache_get_stats(mcl_feature_cache *cache, mcl_feature_cache_stats *stats);
+
+/* What an entry holds, as `megacl cache ls` and `verify` show it. */
+typedef struct mcl_cache_entry_info {
+    char key[33];
+    char name[64];           /* the example's name when the entry was written */
+    char path[1024];
+    uint32_t format_version, feature_version;
+    uint64_t depth, length;
+    uint64_t file_bytes;     /* on disk */
+    uint64_t array_bytes;    /* the arrays uncompressed */
+    int compressed;
+    mcl_status check;        /* MCL_OK, or why the entry is unsound (MCL_ERR_CORRUPT, ...) */
+    char problem[256];       /* the detail when check is not MCL_OK */
+} mcl_cache_entry_info;
+
+/* Calls visit for every entry in key order (a nonzero return stops the walk). full = 0 checks
+ * headers only (fast: `ls`, `stats`); full = 1 checks every checksum and array (`verify`).
+ * Unsound entries are reported through info->check, not deleted. */
+typedef int (*mcl_cache_visit)(const mcl_cache_entry_info *info, void *user);
+MCL_API mcl_status mcl_feature_cache_walk(mcl_feature_cache *cache, int full, mcl_cache_visit visit,
+                                          void *user);
+MCL_API mcl_status mcl_feature_cache_remove(mcl_feature_cache *cache, const char *key);
+
+/* Ahead-of-time build: the examples whose index i has i % shard_count == shard_index (a batch
+ * system's job array splits the work that way, each writing its entries into a shared
+ * directory) on `jobs` threads. report, when given, is called on the calling thread about ten
+ * times a second and once per failed example; the build goes on past failures and returns the
+ * status of the failed example of lowest index (its message names it), MCL_OK if none failed. */
+typedef struct mcl_cache_build_progress {
+    size_t total;     /* examples of this shard */
+    size_t done;      /* of them, finished */
+    size_t built;     /* parsed and written */
+    size_t present;   /* found in the cache already */
+    size_t failed;
+    const mcl_msa_example *failed_example; /* set when reporting a failure, else NULL */
+    mcl_status failed_status;
+    const char *failed_message;
+} mcl_cache_build_progress;
+
+typedef struct mcl_cache_build_desc {
+    size_t jobs;                      /* worker threads; 0 means 1 */
+    size_t shard_index, shard_count;  /* shard_count 0 means 1 */
+    void (*report)(const mcl_cache_build_progress *progress, void *user);
+    void *user;
+} mcl_cache_build_desc;
+
+MCL_API mcl_status mcl_feature_cache_build(mcl_feature_cache *cache, const mcl_msa_example *examples,
+                                           size_t count, const mcl_cache_build_desc *desc,
+                                           mcl_cache_build_progress *result);
+
+/* The prefetching loader. Step s of a run is the batch of examples s*B .. s*B+B-1 of the
+ * example stream, which visits the examples in a fresh seeded order every epoch. Each example
+ * of a batch gets its features (from the cache, built on a miss; parsed every time without a
+ * cache), then its stochastic steps from a generator seeded by (seed, step, place in batch),
+ * so a step's batch depends on the seed only, never on thread timing:
+ *   - MSA rows: the query, then min(rows - 1, depth - 1) other rows drawn without replacement
+ *     in a random order; the remaining rows are padding;
+ *   - crop: a window of min(crop, length) consecutive columns at a uniformly drawn start.
+ * Padding has token gap, zero features and mask 0. Worker threads prepare `prefetch` batches
+ * ahead into host buffers and, with a context, write each into a device buffer of its own with
+ * a non-blocking write on a queue of the loader's, so the consumer only waits when the workers
+ * fall behind. */
+typedef struct mcl_loader mcl_loader;
+
+typedef struct mcl_loader_desc {
+    mcl_feature_cache *cache;          /* NULL: parse every example online (no cache) */
+    const mcl_msa_example *examples;   /* borrowed until mcl_loader_destroy */
+    size_t example_count;
+    uint64_t seed;
+    size_t batch_size;                 /* B, >= 1 */
+    size_t msa_rows;                   /* R: rows per example, the query included, >= 1 */
+    size_t crop_size;                  /* C: columns per example, >= 1 */
+    size_t steps;                      /* batches to deliver; 0: one epoch */
+    size_t workers;                    /* threads; 0 picks 2 */
+    size_t prefetch;                   /* batches prepared ahead; 0 picks 2 */
+    mcl_context *context;              /* NULL: host batches only */
+} mcl_loader_desc;
+
+/* A delivered batch. The host arrays stay valid until mcl_loader_release. With a context, the
+ * device copy lives in one buffer of the loader's, at the offsets of the tensors below; next()
+ * has already made the context's queue wait for its write, so commands enqueued on that queue
+ * afterwards read it whole (for another queue, wait on `ready`). */
+typedef struct mcl_batch {
+    size_t step;
+    size_t batch_size, rows, cols;   /* B, R, C */
+    const uint8_t *tokens;           /* [B, R, C] */
+    const float *has_deletion;       /* [B, R, C] */
+    const float *deletion_value;     /* [B, R, C] */
+    const float *msa_mask;           /* [B, R, C]: 1 for a real row and column, else 0 */
+    const float *profile;            /* [B, C, MCL_MSA_CLASSES] */
+    const float *deletion_mean;      /* [B, C] */
+    const int32_t *residue_index;    /* [B, C]: the query column of each cropped column, -1 pad */
+    const int32_t *example_index;    /* [B]: index into desc.examples */
+    mcl_tensor d_tokens, d_has_deletion, d_deletion_value, d_msa_mask, d_profile,
+        d_deletion_mean, d_residue_index; /* device copies (mem NULL without a context) */
+    cl_event ready;                  /* the device write; owned by the loader */
+    double wait_seconds;             /* how long next() waited for this batch */
+} mcl_batch;
+
+MCL_API mcl_status mcl_loader_create(const mcl_loader_desc *desc, mcl_loader **loader);
+
+/* The next step's batch, in step order; waits only if the workers have not prepared it. A step
+ * whose example failed returns that failure (its message names the example) and the next call
+ * moves on; after the last step it returns MCL_ERR_EXHAUSTED. One batch at a time: release it
+ * before asking for the next. */
+MCL_API mcl_status mcl_loader_next(mcl_loader *loader, mcl_batch *batch);
+
+/* Gives the batch back once the commands reading its device copy are enqueued on the context's
+ * queue (the loader refills the buffer only after they complete). */
+MCL_API mcl_status mcl_loader_release(mcl_loader *loader, mcl_batch *batch);
+
+typedef struct mcl_loader_stats {
+    uint64_t steps;              /* batches delivered */
+    double wait_seconds;         /* the consumer's total wait in next() */
+    double max_wait_seconds;     /* its longest wait for one step */
+    uint64_t cache_hits, cache_misses; /* features read from / built into the cache */
+} mcl_loader_stats;
+
+MCL_API void mcl_loader_get_stats(mcl_loader *loader, mcl_loader_stats *stats);
+
+/* Stops the workers (a batch in preparation is finished, so no cache entry is left half
+ * written), waits for the device writes in flight and frees everything. NULL is fine. */
+MCL_API void mcl_loader_destroy(mcl_loader *loader);
 
 /* ---- Experimental API -------------------------------------------------------------------
  * Interfaces that may change between minor versions, as zstd's static-linking-only section:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's second command and what CI runs: install what is missing, build, run the whole
-# suite, run it again built with AddressSanitizer + UndefinedBehaviorSanitizer, and check that
-# an installed megacl builds a consumer through both pkg-config and find_package.
+# suite, run it again built with AddressSanitizer + UndefinedBehaviorSanitizer, run the feature
+# pipeline's threads under ThreadSanitizer and its file readers under libFuzzer for a bounded
+# time, and check that an installed megacl builds a consumer through both pkg-config and
+# find_package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -25,6 +27,27 @@ if ! ctest --test-dir build-asan --output-on-failure -j "$jobs" 2>&1 | tee "$asa
   ctest --test-dir build-asan --output-on-failure --rerun-failed
 fi
 rm -f "$asan_log"
+
+echo "== the feature pipeline's threads under ThreadSanitizer"
+# a plain program (Criterion's arena cannot run under TSan), built with the library alone
+cmake -S . -B build-tsan -DMEGACL_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-tsan -j "$jobs" --target pipeline_threads >/dev/null
+POCL_CACHE_DIR=$PWD/build/pocl-cache TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/pipeline_threads
+
+echo "== libFuzzer: the alignment parsers and the cache entry reader, 20 s each"
+bash tests/fuzz/build.sh build-fuzz
+for target in a3m stockholm cache_entry; do
+  corpus=$(mktemp -d) log=$(mktemp)
+  # new inputs go to a scratch corpus; the seeds in tests/fuzz/corpus stay as committed
+  if ! build-fuzz/fuzz_$target -max_total_time=20 -print_final_stats=1 -artifact_prefix=build-fuzz/ \
+      "$corpus" "tests/fuzz/corpus/$target" >"$log" 2>&1; then
+    tail -40 "$log"
+    echo "fuzz_$target found a failure: the input is under build-fuzz/"
+    exit 1
+  fi
+  echo "fuzz_$target: $(grep -o 'number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$') executions, no failure"
+  rm -rf "$corpus" "$log"
+done
 
 echo "== install and consume"
 prefix=$(mktemp -d /tmp/megacl-install-XXXXXX)

@@ -302,6 +302,7 @@ static int write_json(const char *path, const char *what, const mcl_device_info 
 
 int cmd_bench(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "pipeline") == 0) return cmd_bench_pipeline(argc, argv);
     if (argc < 2 || argv[1][0] == '-') {
         cli_usage("bench", "name a workload (" WORKLOAD_NAMES ")");
         return 2;

@@ -32,9 +32,17 @@ static void print_help(FILE *out)
             "      --json FILE     write every figure and the device description as JSON\n"
             "      --params P      kernel parameters of the megacl path (NAME=V,...; see params)\n"
             "      --impl NAME     run one implementation only: megacl, or a baseline (naive, unfused)\n"
+            "  bench pipeline [options]      the MSA feature pipeline in a simulated training loop:\n"
+            "                                the consumer's wait per step, cold (parsing online) and\n"
+            "                                warm (feature cache); see 'megacl bench pipeline --help'\n"
             "  tune [options]                tune kernel families on the device (megacl tune --help)\n"
             "  tune --show                   what the tuning databases hold for the device\n"
-            "  peak [--device SEL]           measure copy bandwidth and fp32 FMA rate\n"
+            "  cache build --msa-dir DIR --out CACHE [--jobs N] [--shard I/N] [--compress LEVEL]\n"
+            "                                compute every chain's MSA features ahead of time\n"
+            "  cache ls|verify|stats --cache CACHE\n"
+            "                                list, check whole, or sum up a feature cache\n"
+            "                                ('megacl cache <command> --help' for each)\n"
+            "  peak [--device SEL]           measure the device's ceilings and store them for bench\n"
             "  params [--device SEL]         kernel families, their parameters (kernel define or host\n"
             "                                choice) and what the lookup chooses at an AF3 shape\n"
             "  --version                     print the version\n"
@@ -170,6 +178,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "peak") == 0) return cmd_peak(argc - 1, argv + 1);
     if (strcmp(cmd, "params") == 0) return cmd_params(argc - 1, argv + 1);
     if (strcmp(cmd, "tune") == 0) return cmd_tune(argc - 1, argv + 1);
+    if (strcmp(cmd, "cache") == 0) return cmd_cache(argc - 1, argv + 1);
     fprintf(stderr, "megacl: unknown command '%s' (try 'megacl help')\n", cmd);
     return 2;
 }
