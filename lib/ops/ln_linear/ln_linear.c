@@ -29,36 +29,6 @@ static mcl_status validate_desc(const mcl_ln_linear_desc *d, const char *op)
 #define ROW_STATS(t, role)                                                                       \
     MCL_TENSOR("mean", &(t)->mean, MCL_F32, role, d->rows), MCL_TENSOR("rstd", &(t)->rstd, MCL_F32, role, d->rows)
 
-static mcl_status validate_forward(mcl_context *ctx, const mcl_ln_linear_desc *d, const mcl_ln_linear_fwd_tensors *t,
-                                   const char *op)
-{
-    size_t out = d->out_features;
-    mcl_tensor_check checks[] = {
-        INPUTS(t),
-        MCL_TENSOR("bias", &t->bias, d->dtype, MCL_OPTIONAL_IN, out),
-        MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, out),
-        ROW_STATS(t, MCL_REQUIRED_OUT),
-    };
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
-}
-
-static mcl_status validate_backward(mcl_context *ctx, const mcl_ln_linear_desc *d, const mcl_ln_linear_bwd_tensors *t,
-                                    const char *op)
-{
-    size_t in = d->in_features, out = d->out_features;
-    mcl_tensor_check checks[] = {
-        INPUTS(t),
-        ROW_STATS(t, MCL_REQUIRED_IN),
-        MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, out),
-        MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->rows, in),
-        MCL_TENSOR("dln_weight", &t->dln_weight, d->dtype, MCL_OPTIONAL_OUT, in),
-        MCL_TENSOR("dln_bias", &t->dln_bias, d->dtype, MCL_OPTIONAL_OUT, in),
-        MCL_TENSOR("dweight", &t->dweight, d->dtype, MCL_OPTIONAL_OUT, in, out),
-        MCL_TENSOR("dbias", &t->dbias, d->dtype, MCL_OPTIONAL_OUT, out),
-    };
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
-}
-
 /* ---- choose parameters ------------------------------------------------------------------ */
 
 static mcl_layernorm_desc ln_desc(const mcl_ln_linear_desc *d)
@@ -158,6 +128,15 @@ static mcl_status backward_steps(mcl_walk *w, const void *args)
 
 /* ---- public entry points ---------------------------------------------------------------- */
 
-MCL_WALKED_ENTRY_POINT(ln_linear, forward, fwd)
-MCL_WALKED_ENTRY_POINT(ln_linear, backward, bwd)
+MCL_WALKED_ENTRY_POINT(ln_linear, forward, fwd, INPUTS(t),
+                       MCL_TENSOR("bias", &t->bias, d->dtype, MCL_OPTIONAL_IN, d->out_features),
+                       MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->out_features),
+                       ROW_STATS(t, MCL_REQUIRED_OUT))
+MCL_WALKED_ENTRY_POINT(ln_linear, backward, bwd, INPUTS(t), ROW_STATS(t, MCL_REQUIRED_IN),
+                       MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, d->out_features),
+                       MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->rows, d->in_features),
+                       MCL_TENSOR("dln_weight", &t->dln_weight, d->dtype, MCL_OPTIONAL_OUT, d->in_features),
+                       MCL_TENSOR("dln_bias", &t->dln_bias, d->dtype, MCL_OPTIONAL_OUT, d->in_features),
+                       MCL_TENSOR("dweight", &t->dweight, d->dtype, MCL_OPTIONAL_OUT, d->in_features, d->out_features),
+                       MCL_TENSOR("dbias", &t->dbias, d->dtype, MCL_OPTIONAL_OUT, d->out_features))
 MCL_WALKED_WORKSPACE_SIZE(ln_linear)

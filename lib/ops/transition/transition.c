@@ -42,34 +42,6 @@ static mcl_status validate_desc(const mcl_transition_desc *d, const char *op)
     MCL_TENSOR("mean", &(t)->mean, MCL_F32, role, d->rows), MCL_TENSOR("rstd", &(t)->rstd, MCL_F32, role, d->rows), \
     MCL_TENSOR("h", &(t)->h, d->dtype, role, d->rows, 2 * d->hidden)
 
-static mcl_status validate_forward(mcl_context *ctx, const mcl_transition_desc *d, const mcl_transition_fwd_tensors *t,
-                                   const char *op)
-{
-    mcl_tensor_check checks[] = {
-        INPUTS(t),
-        MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->channels),
-        SAVED(t, MCL_REQUIRED_OUT),
-    };
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
-}
-
-static mcl_status validate_backward(mcl_context *ctx, const mcl_transition_desc *d, const mcl_transition_bwd_tensors *t,
-                                    const char *op)
-{
-    size_t c = d->channels, f = d->hidden;
-    mcl_tensor_check checks[] = {
-        INPUTS(t),
-        SAVED(t, MCL_REQUIRED_IN),
-        MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, c),
-        MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->rows, c),
-        MCL_TENSOR("dln_weight", &t->dln_weight, d->dtype, MCL_OPTIONAL_OUT, c),
-        MCL_TENSOR("dln_bias", &t->dln_bias, d->dtype, MCL_OPTIONAL_OUT, c),
-        MCL_TENSOR("dw1", &t->dw1, d->dtype, MCL_OPTIONAL_OUT, c, 2 * f),
-        MCL_TENSOR("dw2", &t->dw2, d->dtype, MCL_OPTIONAL_OUT, f, c),
-    };
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
-}
-
 /* ---- choose parameters ------------------------------------------------------------------ */
 
 static mcl_layernorm_desc ln_desc(const mcl_transition_desc *d)
@@ -268,6 +240,14 @@ static mcl_status backward_steps(mcl_walk *w, const void *args)
 
 /* ---- public entry points ---------------------------------------------------------------- */
 
-MCL_WALKED_ENTRY_POINT(transition, forward, fwd)
-MCL_WALKED_ENTRY_POINT(transition, backward, bwd)
+MCL_WALKED_ENTRY_POINT(transition, forward, fwd, INPUTS(t),
+                       MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->channels),
+                       SAVED(t, MCL_REQUIRED_OUT))
+MCL_WALKED_ENTRY_POINT(transition, backward, bwd, INPUTS(t), SAVED(t, MCL_REQUIRED_IN),
+                       MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, d->channels),
+                       MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->rows, d->channels),
+                       MCL_TENSOR("dln_weight", &t->dln_weight, d->dtype, MCL_OPTIONAL_OUT, d->channels),
+                       MCL_TENSOR("dln_bias", &t->dln_bias, d->dtype, MCL_OPTIONAL_OUT, d->channels),
+                       MCL_TENSOR("dw1", &t->dw1, d->dtype, MCL_OPTIONAL_OUT, d->channels, 2 * d->hidden),
+                       MCL_TENSOR("dw2", &t->dw2, d->dtype, MCL_OPTIONAL_OUT, d->hidden, d->channels))
 MCL_WALKED_WORKSPACE_SIZE(transition)
