@@ -22,12 +22,8 @@ static mcl_status validate_desc(const mcl_ln_linear_desc *d, const char *op)
 
 /* The tensors both passes read. */
 #define INPUTS(t)                                                                                \
-    MCL_TENSOR("x", &(t)->x, d->dtype, MCL_REQUIRED_IN, d->rows, d->in_features),                \
-    MCL_TENSOR("ln_weight", &(t)->ln_weight, d->dtype, MCL_OPTIONAL_IN, d->in_features),         \
-    MCL_TENSOR("ln_bias", &(t)->ln_bias, d->dtype, MCL_OPTIONAL_IN, d->in_features),             \
+    MCL_LN_INPUT_CHECKS(t, d->dtype, d->rows, d->in_features),                                   \
     MCL_TENSOR("weight", &(t)->weight, d->dtype, MCL_REQUIRED_IN, d->in_features, d->out_features)
-#define ROW_STATS(t, role)                                                                       \
-    MCL_TENSOR("mean", &(t)->mean, MCL_F32, role, d->rows), MCL_TENSOR("rstd", &(t)->rstd, MCL_F32, role, d->rows)
 
 /* ---- choose parameters ------------------------------------------------------------------ */
 
@@ -131,12 +127,10 @@ static mcl_status backward_steps(mcl_walk *w, const void *args)
 MCL_WALKED_ENTRY_POINT(ln_linear, forward, fwd, INPUTS(t),
                        MCL_TENSOR("bias", &t->bias, d->dtype, MCL_OPTIONAL_IN, d->out_features),
                        MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->out_features),
-                       ROW_STATS(t, MCL_REQUIRED_OUT))
-MCL_WALKED_ENTRY_POINT(ln_linear, backward, bwd, INPUTS(t), ROW_STATS(t, MCL_REQUIRED_IN),
+                       MCL_LN_STATS_CHECKS(t, MCL_REQUIRED_OUT, d->rows))
+MCL_WALKED_ENTRY_POINT(ln_linear, backward, bwd, INPUTS(t), MCL_LN_STATS_CHECKS(t, MCL_REQUIRED_IN, d->rows),
                        MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, d->out_features),
-                       MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->rows, d->in_features),
-                       MCL_TENSOR("dln_weight", &t->dln_weight, d->dtype, MCL_OPTIONAL_OUT, d->in_features),
-                       MCL_TENSOR("dln_bias", &t->dln_bias, d->dtype, MCL_OPTIONAL_OUT, d->in_features),
+                       MCL_LN_GRAD_CHECKS(t, d->dtype, d->rows, d->in_features),
                        MCL_TENSOR("dweight", &t->dweight, d->dtype, MCL_OPTIONAL_OUT, d->in_features, d->out_features),
                        MCL_TENSOR("dbias", &t->dbias, d->dtype, MCL_OPTIONAL_OUT, d->out_features))
 MCL_WALKED_WORKSPACE_SIZE(ln_linear)

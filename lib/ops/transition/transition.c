@@ -32,15 +32,12 @@ static mcl_status validate_desc(const mcl_transition_desc *d, const char *op)
 
 /* The tensors both passes read. */
 #define INPUTS(t)                                                                                \
-    MCL_TENSOR("x", &(t)->x, d->dtype, MCL_REQUIRED_IN, d->rows, d->channels),                   \
-    MCL_TENSOR("ln_weight", &(t)->ln_weight, d->dtype, MCL_OPTIONAL_IN, d->channels),            \
-    MCL_TENSOR("ln_bias", &(t)->ln_bias, d->dtype, MCL_OPTIONAL_IN, d->channels),                \
+    MCL_LN_INPUT_CHECKS(t, d->dtype, d->rows, d->channels),                                      \
     MCL_TENSOR("w1", &(t)->w1, d->dtype, MCL_REQUIRED_IN, d->channels, 2 * d->hidden),           \
     MCL_TENSOR("w2", &(t)->w2, d->dtype, MCL_REQUIRED_IN, d->hidden, d->channels)
 /* What the forward saves and the backward reads: LayerNorm's row statistics and h = LN(x) W1. */
 #define SAVED(t, role)                                                                           \
-    MCL_TENSOR("mean", &(t)->mean, MCL_F32, role, d->rows), MCL_TENSOR("rstd", &(t)->rstd, MCL_F32, role, d->rows), \
-    MCL_TENSOR("h", &(t)->h, d->dtype, role, d->rows, 2 * d->hidden)
+    MCL_LN_STATS_CHECKS(t, role, d->rows), MCL_TENSOR("h", &(t)->h, d->dtype, role, d->rows, 2 * d->hidden)
 
 /* ---- choose parameters ------------------------------------------------------------------ */
 
@@ -245,9 +242,7 @@ MCL_WALKED_ENTRY_POINT(transition, forward, fwd, INPUTS(t),
                        SAVED(t, MCL_REQUIRED_OUT))
 MCL_WALKED_ENTRY_POINT(transition, backward, bwd, INPUTS(t), SAVED(t, MCL_REQUIRED_IN),
                        MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, d->channels),
-                       MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->rows, d->channels),
-                       MCL_TENSOR("dln_weight", &t->dln_weight, d->dtype, MCL_OPTIONAL_OUT, d->channels),
-                       MCL_TENSOR("dln_bias", &t->dln_bias, d->dtype, MCL_OPTIONAL_OUT, d->channels),
+                       MCL_LN_GRAD_CHECKS(t, d->dtype, d->rows, d->channels),
                        MCL_TENSOR("dw1", &t->dw1, d->dtype, MCL_OPTIONAL_OUT, d->channels, 2 * d->hidden),
                        MCL_TENSOR("dw2", &t->dw2, d->dtype, MCL_OPTIONAL_OUT, d->hidden, d->channels))
 MCL_WALKED_WORKSPACE_SIZE(transition)
