@@ -84,6 +84,10 @@ mcl_status mcl_check_dtype(mcl_dtype dtype, const char *op);
 /* MCL_ERR_INVALID_ARGUMENT unless a LayerNorm's eps is finite and >= 0. */
 mcl_status mcl_check_eps(float eps, const char *op);
 
+/* MCL_ERR_INVALID_ARGUMENT unless the descriptor's field `what` holds one of the two values of
+ * its enum, `names` in words: "silu_half 2 is not MCL_SWIGLU_SILU_FIRST or _SECOND". */
+mcl_status mcl_check_either(int value, int first, int second, const char *op, const char *what, const char *names);
+
 /* a * b, failing with MCL_ERR_SIZE_OVERFLOW naming `what` */
 mcl_status mcl_mul_size(size_t a, size_t b, size_t *out, const char *op, const char *what);
 

@@ -35,9 +35,8 @@ static mcl_status validate_swiglu_desc(const mcl_swiglu_desc *d, const char *op)
                         d->rows, d->features);
     if (d->features > UINT32_MAX / 2)
         return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: 2 x features (%zu) exceeds 2^32 - 1", op, d->features);
-    if (d->silu_half != MCL_SWIGLU_SILU_FIRST && d->silu_half != MCL_SWIGLU_SILU_SECOND)
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: silu_half %d is not MCL_SWIGLU_SILU_FIRST or _SECOND",
-                        op, (int)d->silu_half);
+    MCL_TRY(mcl_check_either((int)d->silu_half, MCL_SWIGLU_SILU_FIRST, MCL_SWIGLU_SILU_SECOND, op, "silu_half",
+                             "MCL_SWIGLU_SILU_FIRST or _SECOND"));
     return mcl_check_dtype(d->dtype, op);
 }
 

@@ -24,10 +24,8 @@ static mcl_status validate_desc(const mcl_transition_desc *d, const char *op)
         return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: channels (%zu) or 2 x hidden (%zu) exceeds 2^32 - 1", op,
                         d->channels, d->hidden);
     MCL_TRY(mcl_check_eps(d->eps, op));
-    if (d->silu_half != MCL_SWIGLU_SILU_FIRST && d->silu_half != MCL_SWIGLU_SILU_SECOND)
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: silu_half %d is not MCL_SWIGLU_SILU_FIRST or _SECOND", op,
-                        (int)d->silu_half);
-    return MCL_OK;
+    return mcl_check_either((int)d->silu_half, MCL_SWIGLU_SILU_FIRST, MCL_SWIGLU_SILU_SECOND, op, "silu_half",
+                            "MCL_SWIGLU_SILU_FIRST or _SECOND");
 }
 
 /* The tensors both passes read. */

@@ -26,10 +26,8 @@ static mcl_status validate_desc(const mcl_trimul_desc *d, const char *op)
         return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: n (%zu), channels (%zu) or 4 x hidden (%zu) too large", op, d->n,
                         d->channels, d->hidden);
     MCL_TRY(mcl_check_eps(d->eps, op));
-    if (d->direction != MCL_TRIMUL_OUTGOING && d->direction != MCL_TRIMUL_INCOMING)
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: direction %d is not MCL_TRIMUL_OUTGOING or _INCOMING", op,
-                        (int)d->direction);
-    return MCL_OK;
+    return mcl_check_either((int)d->direction, MCL_TRIMUL_OUTGOING, MCL_TRIMUL_INCOMING, op, "direction",
+                            "MCL_TRIMUL_OUTGOING or _INCOMING");
 }
 
 static size_t width(const mcl_trimul_desc *d) { return 4 * d->hidden + d->channels; }
