@@ -1,6 +1,8 @@
 /* LayerNorm + Linear: validate -> choose parameters -> enqueue, as steps of a walk. Kernels:
  * the layernorm family's (row statistics, the LayerNorm backward) and the gemm family's (GEMMs
  * with LayerNorm on the load). */
+#include "ln_linear.h"
+
 #include "ops/common/check.h"
 #include "ops/common/walk.h"
 #include "ops/gemm/gemm.h"
@@ -83,16 +85,20 @@ static mcl_tensor dweight_partials(mcl_walk *w, const mcl_ln_linear_desc *d, con
 
 /* ---- enqueue ---------------------------------------------------------------------------- */
 
-static mcl_status forward_steps(mcl_walk *w, const void *args)
+mcl_status mcl_ln_linear_forward_steps(mcl_walk *w, const mcl_ln_linear_desc *d, const mcl_ln_linear_fwd_tensors *t,
+                                       const char *gemm_step, int part)
 {
-    const mcl_op_args *a = args;
-    const mcl_ln_linear_desc *d = a->desc;
-    const mcl_ln_linear_fwd_tensors *t = a->tensors;
     mcl_layernorm_desc lnd = ln_desc(d);
     MCL_TRY(mcl_layernorm_stats_step(w, "row statistics", &lnd, &t->x, &t->mean, &t->rstd));
     gemm_layernorm ln = gemm_layernorm_of(&t->mean, &t->rstd, &t->ln_weight, &t->ln_bias, d->dtype, 0);
     gemm_call g = forward_gemm(d, t, &ln);
-    return mcl_gemm_step(w, "LN(x) W GEMM", &g, PART_SCRATCH);
+    return mcl_gemm_step(w, gemm_step, &g, part);
+}
+
+static mcl_status forward_steps(mcl_walk *w, const void *args)
+{
+    const mcl_op_args *a = args;
+    return mcl_ln_linear_forward_steps(w, a->desc, a->tensors, "LN(x) W GEMM", PART_SCRATCH);
 }
 
 static mcl_status backward_steps(mcl_walk *w, const void *args)
