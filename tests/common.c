@@ -57,13 +57,22 @@ void test_free_all(float *const *arrays, size_t n)
     for (size_t i = 0; i < n; i++) free(arrays[i]);
 }
 
-const char *test_glu_params(char buf[64], size_t vec, size_t group)
+void test_each_glu_variant(const wl_workload *w, size_t count, wl_case (*case_at)(size_t vec, size_t group, size_t i))
 {
-    static const char *const groups[TEST_GLU_GROUPS] = {"WG=32,GROUPS_PER_CU=1", "WG=64,GROUPS_PER_CU=32",
-                                                        "WG=1024,GROUPS_PER_CU=2"};
-    static const int vecs[TEST_GLU_VECS] = {1, 2, 4, 8};
-    snprintf(buf, 64, "VEC=%d,%s", vecs[vec], groups[group]);
-    return buf;
+    static const int vecs[] = {1, 2, 4, 8};
+    static const char *const groups[] = {"WG=32,GROUPS_PER_CU=1", "WG=64,GROUPS_PER_CU=32", "WG=1024,GROUPS_PER_CU=2"};
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (size_t v = 0; v < COUNT_OF(vecs); v++)
+        for (size_t g = 0; g < COUNT_OF(groups); g++) {
+            char params[64];
+            snprintf(params, sizeof params, "VEC=%d,%s", vecs[v], groups[g]);
+            assert_ok(mcl_context_set_params(ctx, "glu", params));
+            for (size_t i = 0; i < count; i++)
+                test_check_case(ctx, w, case_at(v, g, i), (int)(v + i) % 2, &rng, params);
+        }
+    assert_ok(mcl_context_set_params(ctx, "glu", NULL));
+    mcl_context_release(ctx);
 }
 
 void test_wait_event(cl_event event)
@@ -253,4 +262,23 @@ void test_repeat_is_bitwise(mcl_context *ctx, const wl_workload *w, wl_case c, i
     }
     test_free_all(first, WL_MAX_TENSORS);
     wl_destroy(p);
+}
+
+void test_repeat_and_check(mcl_context *ctx, const wl_workload *w, wl_case c, int offsets, host_rng *rng,
+                           const char *variant)
+{
+    host_rng same = *rng;
+    test_repeat_is_bitwise(ctx, w, c, offsets, rng, variant);
+    test_check_case(ctx, w, c, offsets, &same, variant);
+}
+
+void test_repeat_and_check_each_dtype(const wl_workload *w, wl_case c, int offsets)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (int dt = MCL_F32; dt <= MCL_F16; dt++) {
+        c.dtype = (mcl_dtype)dt;
+        test_repeat_and_check(ctx, w, c, offsets, &rng, "default");
+    }
+    mcl_context_release(ctx);
 }

@@ -46,16 +46,25 @@ void test_check_case(mcl_context *ctx, const wl_workload *w, wl_case c, int offs
 void test_repeat_is_bitwise(mcl_context *ctx, const wl_workload *w, wl_case c, int offsets, host_rng *rng,
                             const char *variant);
 
+/* test_repeat_is_bitwise, then test_check_case on the same inputs: the results that repeat are
+ * right too. */
+void test_repeat_and_check(mcl_context *ctx, const wl_workload *w, wl_case c, int offsets, host_rng *rng,
+                           const char *variant);
+
+/* test_repeat_and_check of case c in every dtype, on a context and inputs of its own. */
+void test_repeat_and_check_each_dtype(const wl_workload *w, wl_case c, int offsets);
+
 /* "<case in words> offsets=<placement> params=<variant>" */
 void test_label(const wl_problem *p, const char *variant, char *out, size_t cap);
 
 /* Frees each of the n arrays (NULL ones included). */
 void test_free_all(float *const *arrays, size_t n);
 
-/* The glu family's parameter variants (gating, swiglu): VEC in {1, 2, 4, 8} (index vec), each
- * with small and large work-groups and group counts (index group). Writes one to buf. */
-enum { TEST_GLU_VECS = 4, TEST_GLU_GROUPS = 3 };
-const char *test_glu_params(char buf[64], size_t vec, size_t group);
+/* Every parameter variant of the glu family (gating, swiglu): VEC in {1, 2, 4, 8}, each with small
+ * and large work-groups and group counts. Under each, `count` cases of workload w are checked:
+ * case_at(vec, group, i), vec and group the variant's indices, placed at offsets 0 or multiples
+ * of 8 by turns, so that the vector widths are kept where the sizes allow. */
+void test_each_glu_variant(const wl_workload *w, size_t count, wl_case (*case_at)(size_t vec, size_t group, size_t i));
 
 /* Waits for the event an op returned (it must have returned one) and releases it. */
 void test_wait_event(cl_event event);

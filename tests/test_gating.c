@@ -116,38 +116,21 @@ Test(gating, saturated_gates_stay_finite_and_right)
     mcl_context_release(ctx);
 }
 
-/* Every VEC with small and large work-groups and group counts; offsets 0 or multiples of 8,
- * so the vector widths are kept where the count allows. */
+/* Under each glu variant: every count, the dtype changing from one to the next. */
+static wl_case variant_case(size_t vec, size_t group, size_t i)
+{
+    return case_of(counts[i], (mcl_dtype)((vec + group + i) % 3), WANT_BOTH, 0);
+}
+
 Test(gating, every_parameter_variant_is_correct)
 {
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    for (size_t v = 0; v < TEST_GLU_VECS; v++) {
-        for (size_t w = 0; w < TEST_GLU_GROUPS; w++) {
-            char params[64];
-            assert_ok(mcl_context_set_params(ctx, "glu", test_glu_params(params, v, w)));
-            for (size_t i = 0; i < COUNT_OF(counts); i++) {
-                wl_case c = case_of(counts[i], (mcl_dtype)((v + w + i) % 3), WANT_BOTH, 0);
-                test_check_case(ctx, &wl_gating, c, (int)(v + i) % 2, &rng, params);
-            }
-        }
-    }
-    assert_ok(mcl_context_set_params(ctx, "glu", NULL));
-    mcl_context_release(ctx);
+    test_each_glu_variant(&wl_gating, COUNT_OF(counts), variant_case);
 }
 
 /* Twice on the same inputs, bit for bit; and those inputs against the reference. */
 Test(gating, results_are_bitwise_identical_on_repeat)
 {
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    for (int dt = MCL_F32; dt <= MCL_F16; dt++) {
-        wl_case c = case_of(65537, (mcl_dtype)dt, WANT_BOTH, 0);
-        host_rng again = rng;
-        test_repeat_is_bitwise(ctx, &wl_gating, c, WL_OFF_MIXED, &rng, "default");
-        test_check_case(ctx, &wl_gating, c, WL_OFF_MIXED, &again, "default");
-    }
-    mcl_context_release(ctx);
+    test_repeat_and_check_each_dtype(&wl_gating, case_of(65537, MCL_F32, WANT_BOTH, 0), WL_OFF_MIXED);
 }
 
 Test(gating, event_is_the_ops_last)

@@ -42,40 +42,24 @@ Test(swiglu, saturated_inputs_stay_finite_and_right)
     mcl_context_release(ctx);
 }
 
-/* Every VEC with small and large work-groups and group counts; offsets 0 or multiples of 8,
- * so the vector widths are kept where the features allow. */
+/* Under each glu variant: these shapes, the dtype and the SiLU half changing from one to the next. */
+static const size_t variant_shapes[][2] = {{1, 3}, {7, 127}, {300, 64}, {3, 512}};
+
+static wl_case variant_case(size_t vec, size_t group, size_t i)
+{
+    return case_of(variant_shapes[i][0], variant_shapes[i][1], (mcl_dtype)((vec + group + i) % 3),
+                   (mcl_swiglu_half)((group + i) % 2), 0);
+}
+
 Test(swiglu, every_parameter_variant_is_correct)
 {
-    static const size_t shapes[][2] = {{1, 3}, {7, 127}, {300, 64}, {3, 512}};
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    for (size_t v = 0; v < TEST_GLU_VECS; v++) {
-        for (size_t w = 0; w < TEST_GLU_GROUPS; w++) {
-            char params[64];
-            assert_ok(mcl_context_set_params(ctx, "glu", test_glu_params(params, v, w)));
-            for (size_t s = 0; s < COUNT_OF(shapes); s++) {
-                wl_case c = case_of(shapes[s][0], shapes[s][1], (mcl_dtype)((v + w + s) % 3),
-                                    (mcl_swiglu_half)((w + s) % 2), 0);
-                test_check_case(ctx, &wl_swiglu, c, (int)(v + s) % 2, &rng, params);
-            }
-        }
-    }
-    assert_ok(mcl_context_set_params(ctx, "glu", NULL));
-    mcl_context_release(ctx);
+    test_each_glu_variant(&wl_swiglu, COUNT_OF(variant_shapes), variant_case);
 }
 
 /* Twice on the same inputs, bit for bit; and those inputs against the reference. */
 Test(swiglu, results_are_bitwise_identical_on_repeat)
 {
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    for (int dt = MCL_F32; dt <= MCL_F16; dt++) {
-        wl_case c = case_of(300, 127, (mcl_dtype)dt, MCL_SWIGLU_SILU_SECOND, 0);
-        host_rng again = rng;
-        test_repeat_is_bitwise(ctx, &wl_swiglu, c, WL_OFF_MIXED, &rng, "default");
-        test_check_case(ctx, &wl_swiglu, c, WL_OFF_MIXED, &again, "default");
-    }
-    mcl_context_release(ctx);
+    test_repeat_and_check_each_dtype(&wl_swiglu, case_of(300, 127, MCL_F32, MCL_SWIGLU_SILU_SECOND, 0), WL_OFF_MIXED);
 }
 
 Test(swiglu, event_is_the_ops_last)
