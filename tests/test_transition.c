@@ -110,29 +110,41 @@ Test(transition, whole_tiles_take_the_fast_path_correctly, .timeout = 300)
  * K into partials, on 2 compute units or more. */
 #define SPLIT_VARIANT "BM=16,BN=16,BK=4,TM=1,TN=2,SPLIT_WAVES=8,PREFETCH=0"
 
+/* A case and the GEMM parameters it runs under (NULL: the tables' choice). */
+typedef struct tr_run {
+    const char *params;
+    tr_case c;
+} tr_run;
+
+/* Each run checked under its parameters, on a context and inputs of its own; with repeat, run
+ * twice first, every output's bytes the same both times (test_repeat_and_check). */
+static void check_runs(const tr_run *runs, size_t count, int repeat)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (size_t i = 0; i < count; i++) {
+        const tr_case c = runs[i].c;
+        const char *label = runs[i].params ? runs[i].params : "default";
+        assert_ok(mcl_context_set_params(ctx, "gemm", runs[i].params));
+        if (repeat) test_repeat_and_check(ctx, &wl_transition, workload_case(c), c.offsets, &rng, label);
+        else check_case(ctx, c, &rng, label);
+    }
+    mcl_context_release(ctx);
+}
+
 /* Variants of the parameter space other than the tables' choice: small and tall or wide tiles,
  * with and without K splits, on partial tiles. */
 Test(transition, parameter_variants_are_correct, .timeout = 300)
 {
-    static const struct {
-        const char *params;
-        size_t rows, c, f;
-        mcl_dtype dtype;
-    } runs[] = {
-        {SPLIT_VARIANT, 3, 5, 3, MCL_F32},
-        {SPLIT_VARIANT, 30, 32, 20, MCL_BF16},
-        {"BM=32,BN=64,BK=8,TM=4,TN=8,SPLIT_WAVES=4", 77, 32, 20, MCL_F16},
-        {"BM=128,BN=16,BK=32,TM=8,TN=4,SPLIT_WAVES=1,PREFETCH=0", 300, 32, 64, MCL_F32},
+    static const tr_run runs[] = {
+        {SPLIT_VARIANT, {3, 5, 3, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 0, WL_ALL, WL_OFF_ZERO, 0}},
+        {SPLIT_VARIANT, {30, 32, 20, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 0, WL_ALL, WL_OFF_VEC, 0}},
+        {"BM=32,BN=64,BK=8,TM=4,TN=8,SPLIT_WAVES=4",
+         {77, 32, 20, MCL_F16, MCL_SWIGLU_SILU_FIRST, 1, 1, WL_ALL, WL_OFF_ODD, 0}},
+        {"BM=128,BN=16,BK=32,TM=8,TN=4,SPLIT_WAVES=1,PREFETCH=0",
+         {300, 32, 64, MCL_F32, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_MIXED, 0}},
     };
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    for (size_t i = 0; i < COUNT_OF(runs); i++) {
-        assert_ok(mcl_context_set_params(ctx, "gemm", runs[i].params));
-        tr_case c = {runs[i].rows, runs[i].c, runs[i].f, runs[i].dtype, (mcl_swiglu_half)(i % 2), 1, (int)(i / 2),
-                     WL_ALL, (int)(i % WL_OFF_MODES), 0};
-        check_case(ctx, c, &rng, runs[i].params);
-    }
-    mcl_context_release(ctx);
+    check_runs(runs, COUNT_OF(runs), 0);
 }
 
 /* More than CHUNK_ROWS (32768) rows: the backward runs in three chunks of rows, its weight
@@ -141,15 +153,11 @@ Test(transition, parameter_variants_are_correct, .timeout = 300)
  * of the LayerNorm's backward past any tolerance that means something. */
 Test(transition, backward_over_several_row_chunks, .timeout = 300)
 {
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    static const char *const variants[] = {NULL, SPLIT_VARIANT};
-    for (int v = 0; v < 2; v++) {
-        assert_ok(mcl_context_set_params(ctx, "gemm", variants[v]));
-        tr_case c = {70000, 8, 2, (mcl_dtype)v, (mcl_swiglu_half)v, 1, 1, WL_ALL, v ? WL_OFF_MIXED : WL_OFF_ZERO, 0};
-        check_case(ctx, c, &rng, variants[v] ? variants[v] : "default");
-    }
-    mcl_context_release(ctx);
+    static const tr_run runs[] = {
+        {NULL, {70000, 8, 2, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 1, WL_ALL, WL_OFF_ZERO, 0}},
+        {SPLIT_VARIANT, {70000, 8, 2, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_MIXED, 0}},
+    };
+    check_runs(runs, COUNT_OF(runs), 0);
 }
 
 /* Rows per chunk chosen by the caller: one row, a short last chunk, exactly the rows, more than
@@ -157,34 +165,24 @@ Test(transition, backward_over_several_row_chunks, .timeout = 300)
  * weight-gradient pieces to the same partial slots). */
 Test(transition, backward_with_chosen_chunk_rows, .timeout = 300)
 {
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    static const size_t chunk_rows[] = {1, 10, 77, 1000};
-    for (size_t i = 0; i < COUNT_OF(chunk_rows); i++) {
-        const char *variant = i % 2 ? SPLIT_VARIANT : NULL;
-        assert_ok(mcl_context_set_params(ctx, "gemm", variant));
-        tr_case c = {77, 32, 20, (mcl_dtype)(i % 3), (mcl_swiglu_half)(i % 2), 1, 1, WL_ALL, (int)(i % WL_OFF_MODES),
-                     chunk_rows[i]};
-        check_case(ctx, c, &rng, variant ? variant : "default");
-    }
-    mcl_context_release(ctx);
+    static const tr_run runs[] = {
+        {NULL, {77, 32, 20, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 1, WL_ALL, WL_OFF_ZERO, 1}},
+        {SPLIT_VARIANT, {77, 32, 20, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_VEC, 10}},
+        {NULL, {77, 32, 20, MCL_F16, MCL_SWIGLU_SILU_FIRST, 1, 1, WL_ALL, WL_OFF_ODD, 77}},
+        {SPLIT_VARIANT, {77, 32, 20, MCL_F32, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_MIXED, 1000}},
+    };
+    check_runs(runs, COUNT_OF(runs), 0);
 }
 
 /* Forward and backward twice on the same inputs, default and split parameters: every output's
  * bytes must be identical; and a third run on those inputs against the reference. */
 Test(transition, results_are_bitwise_identical_on_repeat, .timeout = 300)
 {
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    static const char *const variants[] = {NULL, SPLIT_VARIANT};
-    for (int v = 0; v < 2; v++) {
-        assert_ok(mcl_context_set_params(ctx, "gemm", variants[v]));
-        tr_case c = {v ? 77 : 300, 32, v ? 20 : 128, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_MIXED, 0};
-        host_rng again = rng;
-        test_repeat_is_bitwise(ctx, &wl_transition, workload_case(c), c.offsets, &rng, variants[v]);
-        check_case(ctx, c, &again, variants[v] ? variants[v] : "default");
-    }
-    mcl_context_release(ctx);
+    static const tr_run runs[] = {
+        {NULL, {300, 32, 128, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_MIXED, 0}},
+        {SPLIT_VARIANT, {77, 32, 20, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_MIXED, 0}},
+    };
+    check_runs(runs, COUNT_OF(runs), 1);
 }
 
 /* dw1 alone still needs dh, which lives in the workspace. */
