@@ -136,6 +136,15 @@ cl_mem test_bad_buffer(test_bad_buffers *b, size_t bytes, unsigned char fill);
 cl_mem test_foreign_buffer(test_bad_buffers *b, size_t bytes);
 void test_bad_buffers_release(test_bad_buffers *b);
 
+/* The members of an op's bad-input fixture that its tests share: the buffers b, a valid
+ * descriptor and the valid tensors ft and bt of the forward and the backward (the fixture of
+ * TEST_EVENTS_RETURNED). */
+#define TEST_BAD_FIXTURE_OF(op)                                                                \
+    test_bad_buffers b;                                                                        \
+    mcl_##op##_desc desc;                                                                      \
+    mcl_##op##_fwd_tensors ft;                                                                 \
+    mcl_##op##_bwd_tensors bt
+
 /* A descriptor fault of an op whose descriptor is desc_type: the call with that descriptor and
  * valid tensors must return `status` with a message holding `needle` (NULL: not checked). */
 #define TEST_DESC_FAULT(desc_type)                                                             \
@@ -210,7 +219,7 @@ void test_make_moves(const test_tensor_fault *fault);
 
 /* The forward and the backward of `op` each return their event (the workloads run the ops
  * without one), on the valid tensors of the test file's bad-input fixture: bad_setup() returns
- * a bad_fixture with the buffers b, a descriptor desc and tensors ft and bt. */
+ * a bad_fixture with the members TEST_BAD_FIXTURE_OF(op). */
 #define TEST_EVENTS_RETURNED(op)                                                               \
     Test(op, forward_and_backward_return_events)                                               \
     {                                                                                          \

@@ -409,12 +409,9 @@ enum {
 };
 
 typedef struct evo_bad {
-    test_bad_buffers b;
+    TEST_BAD_FIXTURE_OF(evoattn);
     cl_mem q, k, v, mask, pair, gate, saved_out, saved_lse, dout; /* inputs */
     cl_mem out, gated, lse, dq, dk, dv, dg, dmask, dpair, small;  /* outputs */
-    mcl_evoattn_desc desc;
-    mcl_evoattn_fwd_tensors ft;
-    mcl_evoattn_bwd_tensors bt;
 } evo_bad;
 
 static evo_bad bad_setup(void)

@@ -138,11 +138,8 @@ Test(gating, results_are_bitwise_identical_on_repeat)
 enum { BAD_N = 1000, BAD_BYTES = BAD_N * 4 };
 
 typedef struct bad_fixture {
-    test_bad_buffers b;
+    TEST_BAD_FIXTURE_OF(gating);
     cl_mem x, g, dy, y, dx, dg, small, foreign; /* y, dx, dg, small: TEST_OUT_BYTE */
-    mcl_gating_desc desc;
-    mcl_gating_fwd_tensors ft;
-    mcl_gating_bwd_tensors bt;
 } bad_fixture;
 
 static bad_fixture bad_setup(void)

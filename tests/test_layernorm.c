@@ -158,11 +158,8 @@ Test(layernorm, event_and_workspace_size)
 enum { BAD_ROWS = 4, BAD_COLS = 384, BAD_N = BAD_ROWS * BAD_COLS };
 
 typedef struct bad_fixture {
-    test_bad_buffers b;
+    TEST_BAD_FIXTURE_OF(layernorm);
     cl_mem x, y, small, stats, foreign; /* y, small, stats: TEST_OUT_BYTE */
-    mcl_layernorm_desc desc;
-    mcl_layernorm_fwd_tensors ft;
-    mcl_layernorm_bwd_tensors bt;
 } bad_fixture;
 
 static bad_fixture bad_setup(void)

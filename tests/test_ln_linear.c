@@ -181,10 +181,7 @@ enum { BR = 4, BI = 8, BO = 6 };
 enum { IN_BYTES = 416, OUT_BYTES = 536 };
 
 typedef struct bad_fixture {
-    test_bad_buffers b;
-    mcl_ln_linear_desc desc;
-    mcl_ln_linear_fwd_tensors ft;
-    mcl_ln_linear_bwd_tensors bt;
+    TEST_BAD_FIXTURE_OF(ln_linear);
 } bad_fixture;
 
 static bad_fixture bad_setup(void)

@@ -67,11 +67,8 @@ Test(swiglu, results_are_bitwise_identical_on_repeat)
 enum { BAD_ROWS = 4, BAD_F = 96, BAD_HALF = BAD_ROWS * BAD_F * 4 };
 
 typedef struct bad_fixture {
-    test_bad_buffers b;
+    TEST_BAD_FIXTURE_OF(swiglu);
     cl_mem x, dy, y, dx, small; /* y, dx, small: TEST_OUT_BYTE, 64 bytes of slack after y and dx */
-    mcl_swiglu_desc desc;
-    mcl_swiglu_fwd_tensors ft;
-    mcl_swiglu_bwd_tensors bt;
 } bad_fixture;
 
 static bad_fixture bad_setup(void)

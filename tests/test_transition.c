@@ -249,10 +249,7 @@ enum { BR = 4, BC = 8, BF = 6 };
 enum { IN_BYTES = 832, OUT_BYTES = 1120 };
 
 typedef struct bad_fixture {
-    test_bad_buffers b;
-    mcl_transition_desc desc;
-    mcl_transition_fwd_tensors ft;
-    mcl_transition_bwd_tensors bt;
+    TEST_BAD_FIXTURE_OF(transition);
 } bad_fixture;
 
 static bad_fixture bad_setup(void)

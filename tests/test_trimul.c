@@ -254,10 +254,7 @@ enum { BN = 2, BC = 3, BH = 2 };
 enum { IN_BYTES = 352, OUT_BYTES = 600 };
 
 typedef struct bad_fixture {
-    test_bad_buffers b;
-    mcl_trimul_desc desc;
-    mcl_trimul_fwd_tensors ft;
-    mcl_trimul_bwd_tensors bt;
+    TEST_BAD_FIXTURE_OF(trimul);
 } bad_fixture;
 
 static bad_fixture bad_setup(void)
