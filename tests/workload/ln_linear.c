@@ -56,29 +56,15 @@ static mcl_ln_linear_bwd_tensors bwd_tensors(const wl_problem *p)
                                        wl_at(p, DLN_WEIGHT), wl_at(p, DLN_BIAS), wl_at(p, DWEIGHT), wl_at(p, DBIAS)};
 }
 
-static mcl_status forward(wl_problem *p)
+static mcl_ln_linear_fwd_tensors fwd_tensors(const wl_problem *p)
 {
-    mcl_ln_linear_desc d = desc_of(p);
-    mcl_ln_linear_fwd_tensors t = {wl_at(p, X), wl_at(p, LN_WEIGHT), wl_at(p, LN_BIAS), wl_at(p, WEIGHT),
-                                   wl_at(p, BIAS), wl_at(p, Y), wl_at(p, MEAN), wl_at(p, RSTD)};
-    return mcl_ln_linear_forward(p->ctx, &d, &t, NULL);
+    return (mcl_ln_linear_fwd_tensors){wl_at(p, X), wl_at(p, LN_WEIGHT), wl_at(p, LN_BIAS), wl_at(p, WEIGHT),
+                                       wl_at(p, BIAS), wl_at(p, Y), wl_at(p, MEAN), wl_at(p, RSTD)};
 }
 
-static mcl_status backward(wl_problem *p)
-{
-    mcl_ln_linear_desc d = desc_of(p);
-    mcl_ln_linear_bwd_tensors t = bwd_tensors(p);
-    return mcl_ln_linear_backward(p->ctx, &d, &t, NULL);
-}
-
-static mcl_status workspace(wl_problem *p, size_t *fwd, size_t *bwd, int *backward_exact)
-{
-    mcl_ln_linear_desc d = desc_of(p);
-    mcl_ln_linear_bwd_tensors t = bwd_tensors(p);
-    *fwd = WL_UNSIZED;
-    *backward_exact = 1;
-    return mcl_ln_linear_backward_workspace_size(p->ctx, &d, &t, bwd);
-}
+WL_OP_PASSES(ln_linear)
+/* The forward has no workspace; the backward takes exactly what its size function reports. */
+WL_SIZED_BACKWARD(ln_linear)
 
 /* dln_weight and dln_bias are held to the size of the terms their sums add (their sums over a
  * few rows, or of one feature, can cancel to near 0) */

@@ -79,30 +79,15 @@ static mcl_transition_bwd_tensors bwd_tensors(const wl_problem *p)
                                         wl_at(p, DW1), wl_at(p, DW2)};
 }
 
-static mcl_status forward(wl_problem *p)
+static mcl_transition_fwd_tensors fwd_tensors(const wl_problem *p)
 {
-    mcl_transition_desc d = desc_of(p);
-    mcl_transition_fwd_tensors t = {wl_at(p, X), wl_at(p, LN_WEIGHT), wl_at(p, LN_BIAS), wl_at(p, W1), wl_at(p, W2),
-                                    wl_at(p, Y), wl_at(p, MEAN),      wl_at(p, RSTD),    wl_at(p, H)};
-    return mcl_transition_forward(p->ctx, &d, &t, NULL);
+    return (mcl_transition_fwd_tensors){wl_at(p, X), wl_at(p, LN_WEIGHT), wl_at(p, LN_BIAS), wl_at(p, W1),
+                                        wl_at(p, W2), wl_at(p, Y), wl_at(p, MEAN), wl_at(p, RSTD), wl_at(p, H)};
 }
 
-static mcl_status backward(wl_problem *p)
-{
-    mcl_transition_desc d = desc_of(p);
-    mcl_transition_bwd_tensors t = bwd_tensors(p);
-    return mcl_transition_backward(p->ctx, &d, &t, NULL);
-}
-
+WL_OP_PASSES(transition)
 /* The forward has no workspace; the backward takes exactly what its size function reports. */
-static mcl_status workspace(wl_problem *p, size_t *fwd, size_t *bwd, int *backward_exact)
-{
-    mcl_transition_desc d = desc_of(p);
-    mcl_transition_bwd_tensors t = bwd_tensors(p);
-    *fwd = WL_UNSIZED;
-    *backward_exact = 1;
-    return mcl_transition_backward_workspace_size(p->ctx, &d, &t, bwd);
-}
+WL_SIZED_BACKWARD(transition)
 
 /* ---- reference and tolerances ----------------------------------------------------------- */
 

@@ -106,30 +106,28 @@ static mcl_trimul_desc desc_of(const wl_problem *p)
                              p->c.options & OPT_INCOMING ? MCL_TRIMUL_INCOMING : MCL_TRIMUL_OUTGOING};
 }
 
-static mcl_status forward(wl_problem *p)
+/* The tensors both passes take as given, and what the forward saves for the backward, in the
+ * order of the ops' tensors structs. */
+#define GIVEN(p)                                                                                 \
+    wl_at(p, Z), wl_at(p, MASK), wl_at(p, LN_IN_WEIGHT), wl_at(p, LN_IN_BIAS), wl_at(p, W_IN),   \
+        wl_at(p, LN_OUT_WEIGHT), wl_at(p, LN_OUT_BIAS), wl_at(p, W_OUT)
+#define SAVED(p)                                                                                 \
+    wl_at(p, P), wl_at(p, T), wl_at(p, MEAN_IN), wl_at(p, RSTD_IN), wl_at(p, MEAN_OUT), wl_at(p, RSTD_OUT)
+
+static mcl_trimul_fwd_tensors fwd_tensors(const wl_problem *p)
 {
-    mcl_trimul_desc d = desc_of(p);
-    mcl_trimul_fwd_tensors t = {wl_at(p, Z),           wl_at(p, MASK),     wl_at(p, LN_IN_WEIGHT),
-                                wl_at(p, LN_IN_BIAS),  wl_at(p, W_IN),     wl_at(p, LN_OUT_WEIGHT),
-                                wl_at(p, LN_OUT_BIAS), wl_at(p, W_OUT),    wl_at(p, OUT),
-                                wl_at(p, P),           wl_at(p, T),        wl_at(p, MEAN_IN),
-                                wl_at(p, RSTD_IN),     wl_at(p, MEAN_OUT), wl_at(p, RSTD_OUT)};
-    return mcl_trimul_forward(p->ctx, &d, &t, NULL);
+    return (mcl_trimul_fwd_tensors){GIVEN(p), wl_at(p, OUT), SAVED(p)};
 }
 
-static mcl_status backward(wl_problem *p)
+static mcl_trimul_bwd_tensors bwd_tensors(const wl_problem *p)
 {
-    mcl_trimul_desc d = desc_of(p);
-    mcl_trimul_bwd_tensors t = {wl_at(p, Z),           wl_at(p, MASK),           wl_at(p, LN_IN_WEIGHT),
-                                wl_at(p, LN_IN_BIAS),  wl_at(p, W_IN),           wl_at(p, LN_OUT_WEIGHT),
-                                wl_at(p, LN_OUT_BIAS), wl_at(p, W_OUT),          wl_at(p, P),
-                                wl_at(p, T),           wl_at(p, MEAN_IN),        wl_at(p, RSTD_IN),
-                                wl_at(p, MEAN_OUT),    wl_at(p, RSTD_OUT),       wl_at(p, DOUT),
-                                wl_at(p, DZ),          wl_at(p, DLN_IN_WEIGHT),  wl_at(p, DLN_IN_BIAS),
-                                wl_at(p, DW_IN),       wl_at(p, DLN_OUT_WEIGHT), wl_at(p, DLN_OUT_BIAS),
-                                wl_at(p, DW_OUT)};
-    return mcl_trimul_backward(p->ctx, &d, &t, NULL);
+    return (mcl_trimul_bwd_tensors){GIVEN(p),         SAVED(p),           wl_at(p, DOUT),
+                                    wl_at(p, DZ),     wl_at(p, DLN_IN_WEIGHT),  wl_at(p, DLN_IN_BIAS),
+                                    wl_at(p, DW_IN),  wl_at(p, DLN_OUT_WEIGHT), wl_at(p, DLN_OUT_BIAS),
+                                    wl_at(p, DW_OUT)};
 }
+
+WL_OP_PASSES(trimul)
 
 static int every_gradient(const wl_problem *p)
 {
