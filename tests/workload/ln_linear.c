@@ -207,23 +207,18 @@ static mcl_status unfused_setup(wl_problem *p)
 
 static mcl_status unfused_forward(wl_problem *p)
 {
-    size_t rows = p->c.shape[0], in = p->c.shape[1], out = p->c.shape[2];
-    mcl_layernorm_desc ln = {rows, in, MCL_F32, 1e-5f};
     mcl_layernorm_fwd_tensors lt = {wl_at(p, X), wl_at(p, LN_WEIGHT), wl_at(p, LN_BIAS), wl_scratch(p, XN),
                                     wl_at(p, MEAN), wl_at(p, RSTD)};
-    WL_TRY(mcl_layernorm_forward(p->ctx, &ln, &lt, NULL));
-    return wl_sgemm(p, 0, 0, rows, out, in, wl_scratch(p, XN), in, wl_at(p, WEIGHT), out, wl_at(p, Y), out);
+    return wl_unfused_ln_linear_forward(p, p->c.shape[0], p->c.shape[1], p->c.shape[2], &lt, wl_at(p, WEIGHT),
+                                        wl_at(p, Y));
 }
 
 static mcl_status unfused_backward(wl_problem *p)
 {
-    size_t rows = p->c.shape[0], in = p->c.shape[1], out = p->c.shape[2];
-    WL_TRY(wl_sgemm(p, 0, 1, rows, in, out, wl_at(p, DY), out, wl_at(p, WEIGHT), out, wl_scratch(p, DXN), in));
-    WL_TRY(wl_sgemm(p, 1, 0, in, out, rows, wl_scratch(p, XN), in, wl_at(p, DY), out, wl_at(p, DWEIGHT), out));
-    mcl_layernorm_desc ln = {rows, in, MCL_F32, 1e-5f};
     mcl_layernorm_bwd_tensors lt = {wl_at(p, X),  wl_at(p, LN_WEIGHT), wl_at(p, MEAN),       wl_at(p, RSTD),
                                     wl_scratch(p, DXN), wl_at(p, DX), wl_at(p, DLN_WEIGHT), wl_at(p, DLN_BIAS)};
-    return mcl_layernorm_backward(p->ctx, &ln, &lt, NULL);
+    return wl_unfused_ln_linear_backward(p, p->c.shape[0], p->c.shape[1], p->c.shape[2], &lt, wl_scratch(p, XN),
+                                         wl_at(p, WEIGHT), wl_at(p, DY), wl_at(p, DWEIGHT));
 }
 
 static const wl_baseline baselines[] = {

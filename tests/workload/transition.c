@@ -293,11 +293,9 @@ static mcl_status unfused_setup(wl_problem *p)
 static mcl_status unfused_forward(wl_problem *p)
 {
     size_t rows = p->c.shape[0], c = p->c.shape[1], f = p->c.shape[2];
-    mcl_layernorm_desc ln = {rows, c, MCL_F32, 1e-5f};
     mcl_layernorm_fwd_tensors lt = {wl_at(p, X), wl_at(p, LN_WEIGHT), wl_at(p, LN_BIAS), wl_scratch(p, XN),
                                     wl_at(p, MEAN), wl_at(p, RSTD)};
-    WL_TRY(mcl_layernorm_forward(p->ctx, &ln, &lt, NULL));
-    WL_TRY(wl_sgemm(p, 0, 0, rows, 2 * f, c, wl_scratch(p, XN), c, wl_at(p, W1), 2 * f, wl_at(p, H), 2 * f));
+    WL_TRY(wl_unfused_ln_linear_forward(p, rows, c, 2 * f, &lt, wl_at(p, W1), wl_at(p, H)));
     mcl_swiglu_desc sd = {rows, f, MCL_F32, half_of(&p->c)};
     mcl_swiglu_fwd_tensors st = {wl_at(p, H), wl_scratch(p, SW)};
     WL_TRY(mcl_swiglu_forward(p->ctx, &sd, &st, NULL));
@@ -312,12 +310,10 @@ static mcl_status unfused_backward(wl_problem *p)
     mcl_swiglu_desc sd = {rows, f, MCL_F32, half_of(&p->c)};
     mcl_swiglu_bwd_tensors st = {wl_at(p, H), wl_scratch(p, DS), wl_scratch(p, DH)};
     WL_TRY(mcl_swiglu_backward(p->ctx, &sd, &st, NULL));
-    WL_TRY(wl_sgemm(p, 0, 1, rows, c, 2 * f, wl_scratch(p, DH), 2 * f, wl_at(p, W1), 2 * f, wl_scratch(p, DXN), c));
-    WL_TRY(wl_sgemm(p, 1, 0, c, 2 * f, rows, wl_scratch(p, XN), c, wl_scratch(p, DH), 2 * f, wl_at(p, DW1), 2 * f));
-    mcl_layernorm_desc ln = {rows, c, MCL_F32, 1e-5f};
     mcl_layernorm_bwd_tensors lt = {wl_at(p, X),        wl_at(p, LN_WEIGHT), wl_at(p, MEAN),       wl_at(p, RSTD),
                                     wl_scratch(p, DXN), wl_at(p, DX),        wl_at(p, DLN_WEIGHT), wl_at(p, DLN_BIAS)};
-    return mcl_layernorm_backward(p->ctx, &ln, &lt, NULL);
+    return wl_unfused_ln_linear_backward(p, rows, c, 2 * f, &lt, wl_scratch(p, XN), wl_at(p, W1), wl_scratch(p, DH),
+                                         wl_at(p, DW1));
 }
 
 static const wl_baseline baselines[] = {
