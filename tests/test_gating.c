@@ -23,16 +23,25 @@ static const size_t counts[] = {1, 3, 1001, 65537, 8, 8008, 65544};
 
 /* ---- correctness ------------------------------------------------------------------------ */
 
-Test(gating, matches_reference_over_sizes_dtypes_and_offsets)
+/* check(ctx, dtype, i, rng) for every dtype and count i, on a context and inputs of its own. */
+static void each_dtype_and_count(void (*check)(mcl_context *ctx, mcl_dtype dtype, size_t i, host_rng *rng))
 {
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
     for (int dt = MCL_F32; dt <= MCL_F16; dt++)
-        for (size_t i = 0; i < COUNT_OF(counts); i++)
-            for (int off = 0; off < WL_OFF_MODES; off++)
-                test_check_case(ctx, &wl_gating, case_of(counts[i], (mcl_dtype)dt, WANT_BOTH, 0), off, &rng,
-                                "default");
+        for (size_t i = 0; i < COUNT_OF(counts); i++) check(ctx, (mcl_dtype)dt, i, &rng);
     mcl_context_release(ctx);
+}
+
+static void at_every_offset(mcl_context *ctx, mcl_dtype dtype, size_t i, host_rng *rng)
+{
+    for (int off = 0; off < WL_OFF_MODES; off++)
+        test_check_case(ctx, &wl_gating, case_of(counts[i], dtype, WANT_BOTH, 0), off, rng, "default");
+}
+
+Test(gating, matches_reference_over_sizes_dtypes_and_offsets)
+{
+    each_dtype_and_count(at_every_offset);
 }
 
 /* A step of an in-place run succeeded. */
@@ -81,28 +90,26 @@ static void check_in_place(mcl_context *ctx, wl_case c, int offsets, host_rng *r
     wl_destroy(p);
 }
 
+static void in_place_with_dx_and_both(mcl_context *ctx, mcl_dtype dtype, size_t i, host_rng *rng)
+{
+    for (unsigned want = WANT_DX; want <= WANT_BOTH; want += 2) /* dx, dx+dg */
+        check_in_place(ctx, case_of(counts[i], dtype, want, 0), (int)(i + want) % WL_OFF_MODES, rng);
+}
+
 Test(gating, in_place_y_over_x_and_dx_over_dy)
 {
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    for (int dt = MCL_F32; dt <= MCL_F16; dt++)
-        for (size_t i = 0; i < COUNT_OF(counts); i++)
-            for (unsigned want = WANT_DX; want <= WANT_BOTH; want += 2) /* dx, dx+dg */
-                check_in_place(ctx, case_of(counts[i], (mcl_dtype)dt, want, 0), (int)(i + want) % WL_OFF_MODES,
-                               &rng);
-    mcl_context_release(ctx);
+    each_dtype_and_count(in_place_with_dx_and_both);
+}
+
+static void with_one_gradient(mcl_context *ctx, mcl_dtype dtype, size_t i, host_rng *rng)
+{
+    for (unsigned want = WANT_DX; want <= WANT_DG; want++)
+        test_check_case(ctx, &wl_gating, case_of(counts[i], dtype, want, 0), (int)i % WL_OFF_MODES, rng, "default");
 }
 
 Test(gating, backward_with_only_dx_or_only_dg)
 {
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    for (int dt = MCL_F32; dt <= MCL_F16; dt++)
-        for (size_t i = 0; i < COUNT_OF(counts); i++)
-            for (unsigned want = WANT_DX; want <= WANT_DG; want++)
-                test_check_case(ctx, &wl_gating, case_of(counts[i], (mcl_dtype)dt, want, 0),
-                                (int)i % WL_OFF_MODES, &rng, "default");
-    mcl_context_release(ctx);
+    each_dtype_and_count(with_one_gradient);
 }
 
 /* Gates of +-8 to +-1e4: exp overflows in fp32, results must stay finite and right. */
