@@ -57,13 +57,22 @@ void test_free_all(float *const *arrays, size_t n)
     for (size_t i = 0; i < n; i++) free(arrays[i]);
 }
 
-const char *test_glu_params(char buf[64], size_t vec, size_t group)
+void test_each_glu_variant(const wl_workload *w, size_t count, wl_case (*case_at)(size_t vec, size_t group, size_t i))
 {
-    static const char *const groups[TEST_GLU_GROUPS] = {"WG=32,GROUPS_PER_CU=1", "WG=64,GROUPS_PER_CU=32",
-                                                        "WG=1024,GROUPS_PER_CU=2"};
-    static const int vecs[TEST_GLU_VECS] = {1, 2, 4, 8};
-    snprintf(buf, 64, "VEC=%d,%s", vecs[vec], groups[group]);
-    return buf;
+    static const int vecs[] = {1, 2, 4, 8};
+    static const char *const groups[] = {"WG=32,GROUPS_PER_CU=1", "WG=64,GROUPS_PER_CU=32", "WG=1024,GROUPS_PER_CU=2"};
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (size_t v = 0; v < COUNT_OF(vecs); v++)
+        for (size_t g = 0; g < COUNT_OF(groups); g++) {
+            char params[64];
+            snprintf(params, sizeof params, "VEC=%d,%s", vecs[v], groups[g]);
+            assert_ok(mcl_context_set_params(ctx, "glu", params));
+            for (size_t i = 0; i < count; i++)
+                test_check_case(ctx, w, case_at(v, g, i), (int)(v + i) % 2, &rng, params);
+        }
+    assert_ok(mcl_context_set_params(ctx, "glu", NULL));
+    mcl_context_release(ctx);
 }
 
 void test_wait_event(cl_event event)
@@ -128,29 +137,61 @@ void test_expect_untouched(mcl_context *ctx, const test_filled *bufs, size_t n, 
     }
 }
 
+test_bad_buffers test_bad_buffers_start(const char *op)
+{
+    return (test_bad_buffers){.ctx = test_context(), .op = op};
+}
+
+cl_mem test_bad_buffer(test_bad_buffers *b, size_t bytes, unsigned char fill)
+{
+    cr_assert_lt(b->count, TEST_MAX_BAD_BUFFERS, "more than TEST_MAX_BAD_BUFFERS buffers");
+    cl_mem mem = test_buffer(b->ctx, bytes, fill);
+    b->made[b->count++] = (test_filled){mem, bytes, fill};
+    return mem;
+}
+
+cl_mem test_foreign_buffer(test_bad_buffers *b, size_t bytes)
+{
+    cr_assert_null(b->foreign, "one foreign buffer at most");
+    b->other = test_context();
+    return b->foreign = test_buffer(b->other, bytes, TEST_OUT_BYTE);
+}
+
 test_bad_buffers test_bad_buffers_make(const char *op, size_t in_bytes, size_t out_bytes)
 {
-    test_bad_buffers b = {.ctx = test_context(), .op = op, .in_bytes = in_bytes, .out_bytes = out_bytes};
-    b.in = test_buffer(b.ctx, in_bytes, TEST_IN_BYTE);
-    b.out = test_buffer(b.ctx, out_bytes, TEST_OUT_BYTE);
-    b.small = test_buffer(b.ctx, TEST_SMALL_BYTES, TEST_OUT_BYTE);
+    test_bad_buffers b = test_bad_buffers_start(op);
+    b.in = test_bad_buffer(&b, in_bytes, TEST_IN_BYTE);
+    b.out = test_bad_buffer(&b, out_bytes, TEST_OUT_BYTE);
+    b.small = test_bad_buffer(&b, TEST_SMALL_BYTES, TEST_OUT_BYTE);
     return b;
 }
 
 void test_bad_buffers_release(test_bad_buffers *b)
 {
-    clReleaseMemObject(b->in), clReleaseMemObject(b->out), clReleaseMemObject(b->small);
+    for (size_t i = 0; i < b->count; i++) clReleaseMemObject(b->made[i].mem);
+    if (b->foreign) clReleaseMemObject(b->foreign), mcl_context_release(b->other);
     mcl_context_release(b->ctx);
 }
 
-void test_expect_rejected(const test_bad_buffers *b, mcl_status got, mcl_status expected, const char *needle,
-                          const char *label)
+void test_expect_refused(const test_bad_buffers *b, const char *call, mcl_status got, mcl_status expected,
+                         const char *needle, const char *label)
 {
-    test_expect_status(got, expected, b->op, needle, label);
-    const test_filled bufs[] = {{b->in, b->in_bytes, TEST_IN_BYTE},
-                                {b->out, b->out_bytes, TEST_OUT_BYTE},
-                                {b->small, TEST_SMALL_BYTES, TEST_OUT_BYTE}};
-    test_expect_untouched(b->ctx, bufs, COUNT_OF(bufs), label);
+    char what[160];
+    snprintf(what, sizeof what, "%s: %s", call, label);
+    test_expect_status(got, expected, b->op, needle, what);
+    test_expect_untouched(b->ctx, b->made, b->count, what);
+}
+
+void test_expect_required(const test_bad_buffers *b, const char *call, mcl_status got, const char *name)
+{
+    char needle[48];
+    snprintf(needle, sizeof needle, "%s is required", name);
+    test_expect_refused(b, call, got, MCL_ERR_NULL_POINTER, needle, needle);
+}
+
+void test_make_moves(const test_tensor_fault *fault)
+{
+    for (size_t i = 0; i < TEST_MAX_MOVES && fault->moves[i].tensor; i++) *fault->moves[i].tensor = fault->moves[i].to;
 }
 
 /* ---- workloads -------------------------------------------------------------------------- */
@@ -253,6 +294,25 @@ void test_repeat_is_bitwise(mcl_context *ctx, const wl_workload *w, wl_case c, i
     }
     test_free_all(first, WL_MAX_TENSORS);
     wl_destroy(p);
+}
+
+void test_repeat_and_check(mcl_context *ctx, const wl_workload *w, wl_case c, int offsets, host_rng *rng,
+                           const char *variant)
+{
+    host_rng same = *rng;
+    test_repeat_is_bitwise(ctx, w, c, offsets, rng, variant);
+    test_check_case(ctx, w, c, offsets, &same, variant);
+}
+
+void test_repeat_and_check_each_dtype(const wl_workload *w, wl_case c, int offsets)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (int dt = MCL_F32; dt <= MCL_F16; dt++) {
+        c.dtype = (mcl_dtype)dt;
+        test_repeat_and_check(ctx, w, c, offsets, &rng, "default");
+    }
+    mcl_context_release(ctx);
 }
 
 char *test_read_file(const char *path)

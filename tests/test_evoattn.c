@@ -400,7 +400,7 @@ Test(evoattn, reference_invariants)
 
 /* ---- bad inputs: a specific status, a message, and outputs left untouched ------------------ */
 
-enum { BAD_B = 1, BAD_N = 2, BAD_S = 8, BAD_H = 2, BAD_D = 16, BAD_BYTE = 0x3c };
+enum { BAD_B = 1, BAD_N = 2, BAD_S = 8, BAD_H = 2, BAD_D = 16 };
 enum {
     BAD_T = BAD_B * BAD_N * BAD_S * BAD_H * BAD_D, /* elements of q, k, v, gate, out, ... */
     BAD_M = BAD_B * BAD_N * BAD_S,
@@ -409,29 +409,25 @@ enum {
 };
 
 typedef struct evo_bad {
-    mcl_context *ctx;
+    TEST_BAD_FIXTURE_OF(evoattn);
     cl_mem q, k, v, mask, pair, gate, saved_out, saved_lse, dout; /* inputs */
-    cl_mem out, gated, lse, dq, dk, dv, dg, dmask, dpair, small;  /* outputs: BAD_BYTE */
-    mcl_evoattn_desc desc;
-    mcl_evoattn_fwd_tensors ft;
-    mcl_evoattn_bwd_tensors bt;
+    cl_mem out, gated, lse, dq, dk, dv, dg, dmask, dpair, small;  /* outputs */
 } evo_bad;
 
 static evo_bad bad_setup(void)
 {
-    evo_bad f;
-    f.ctx = test_context();
+    evo_bad f = {.b = test_bad_buffers_start("evoattn")};
     cl_mem *inputs[] = {&f.q, &f.k, &f.v, &f.gate, &f.saved_out, &f.dout};
-    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) *inputs[i] = test_buffer(f.ctx, BAD_T * 4, 0x11);
-    f.mask = test_buffer(f.ctx, BAD_M * 4, 0x11);
-    f.pair = test_buffer(f.ctx, BAD_P * 4, 0x11);
-    f.saved_lse = test_buffer(f.ctx, BAD_L * 4, 0x11);
+    for (size_t i = 0; i < COUNT_OF(inputs); i++) *inputs[i] = test_bad_buffer(&f.b, BAD_T * 4, TEST_IN_BYTE);
+    f.mask = test_bad_buffer(&f.b, BAD_M * 4, TEST_IN_BYTE);
+    f.pair = test_bad_buffer(&f.b, BAD_P * 4, TEST_IN_BYTE);
+    f.saved_lse = test_bad_buffer(&f.b, BAD_L * 4, TEST_IN_BYTE);
     cl_mem *outs[] = {&f.out, &f.gated, &f.dq, &f.dk, &f.dv, &f.dg};
-    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) *outs[i] = test_buffer(f.ctx, BAD_T * 4, BAD_BYTE);
-    f.lse = test_buffer(f.ctx, BAD_L * 4, BAD_BYTE);
-    f.dmask = test_buffer(f.ctx, BAD_M * 4, BAD_BYTE);
-    f.dpair = test_buffer(f.ctx, BAD_P * 4, BAD_BYTE);
-    f.small = test_buffer(f.ctx, 64, BAD_BYTE);
+    for (size_t i = 0; i < COUNT_OF(outs); i++) *outs[i] = test_bad_buffer(&f.b, BAD_T * 4, TEST_OUT_BYTE);
+    f.lse = test_bad_buffer(&f.b, BAD_L * 4, TEST_OUT_BYTE);
+    f.dmask = test_bad_buffer(&f.b, BAD_M * 4, TEST_OUT_BYTE);
+    f.dpair = test_bad_buffer(&f.b, BAD_P * 4, TEST_OUT_BYTE);
+    f.small = test_bad_buffer(&f.b, 64, TEST_OUT_BYTE);
     f.desc = (mcl_evoattn_desc){BAD_B, BAD_N, BAD_S, BAD_H, BAD_D, MCL_F32, 0.0f};
     f.ft = (mcl_evoattn_fwd_tensors){.q = {f.q, 0}, .k = {f.k, 0}, .v = {f.v, 0},
                                      .mask = {f.mask, 0}, .pair = {f.pair, 0}, .gate = {f.gate, 0},
@@ -445,151 +441,66 @@ static evo_bad bad_setup(void)
     return f;
 }
 
-static void bad_teardown(evo_bad *f)
-{
-    cl_mem mems[] = {f->q,   f->k,   f->v,     f->mask, f->pair, f->gate, f->saved_out,
-                     f->saved_lse, f->dout, f->out, f->gated, f->lse, f->dq, f->dk, f->dv,
-                     f->dg, f->dmask, f->dpair, f->small};
-    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++) clReleaseMemObject(mems[i]);
-    mcl_context_release(f->ctx);
-}
-
-static void expect_bad(evo_bad *f, mcl_status got, mcl_status expected, const char *needle, const char *label)
-{
-    test_expect_status(got, expected, "evoattn", needle, label);
-    const test_filled outs[] = {{f->out, BAD_T * 4, BAD_BYTE},   {f->gated, BAD_T * 4, BAD_BYTE},
-                                {f->lse, BAD_L * 4, BAD_BYTE},   {f->dq, BAD_T * 4, BAD_BYTE},
-                                {f->dk, BAD_T * 4, BAD_BYTE},    {f->dv, BAD_T * 4, BAD_BYTE},
-                                {f->dg, BAD_T * 4, BAD_BYTE},    {f->dmask, BAD_M * 4, BAD_BYTE},
-                                {f->dpair, BAD_P * 4, BAD_BYTE}, {f->small, 64, BAD_BYTE}};
-    test_expect_untouched(f->ctx, outs, COUNT_OF(outs), label);
-}
-
-static void expect_fwd(evo_bad *f, mcl_evoattn_desc d, mcl_evoattn_fwd_tensors t, mcl_status expected,
-                       const char *needle, const char *label)
-{
-    expect_bad(f, mcl_evoattn_forward(f->ctx, &d, &t, NULL), expected, needle, label);
-}
-
-static void expect_bwd(evo_bad *f, mcl_evoattn_desc d, mcl_evoattn_bwd_tensors t, mcl_status expected,
-                       const char *needle, const char *label)
-{
-    expect_bad(f, mcl_evoattn_backward(f->ctx, &d, &t, NULL), expected, needle, label);
-}
-
-/* desc faults shared by forward and backward */
-typedef struct desc_fault {
-    const char *label;
-    mcl_status status;
-    size_t batch, rows, seq, heads, head_dim; /* 0 in all five: keep the fixture's */
-    int dtype;   /* -1: keep */
-    float scale; /* used when set_scale */
-    int set_scale;
-} desc_fault;
-
-static const desc_fault desc_faults[] = {
-    {"zero D", MCL_ERR_INVALID_SIZE, BAD_B, BAD_N, BAD_S, BAD_H, 0, -1, 0, 0},
-    {"zero S", MCL_ERR_INVALID_SIZE, BAD_B, BAD_N, 0, BAD_H, BAD_D, -1, 0, 0},
-    {"zero B", MCL_ERR_INVALID_SIZE, 0, BAD_N, BAD_S, BAD_H, BAD_D, -1, 0, 0},
-    {"zero N", MCL_ERR_INVALID_SIZE, BAD_B, 0, BAD_S, BAD_H, BAD_D, -1, 0, 0},
-    {"zero H", MCL_ERR_INVALID_SIZE, BAD_B, BAD_N, BAD_S, 0, BAD_D, -1, 0, 0},
-    {"D = 257", MCL_ERR_INVALID_SIZE, BAD_B, BAD_N, BAD_S, BAD_H, 257, -1, 0, 0},
-    {"unknown dtype", MCL_ERR_UNSUPPORTED_DTYPE, BAD_B, BAD_N, BAD_S, BAD_H, BAD_D, 7, 0, 0},
-    {"negative scale", MCL_ERR_INVALID_ARGUMENT, BAD_B, BAD_N, BAD_S, BAD_H, BAD_D, -1, -0.5f, 1},
-    {"NaN scale", MCL_ERR_INVALID_ARGUMENT, BAD_B, BAD_N, BAD_S, BAD_H, BAD_D, -1, NAN, 1},
-    {"element count overflow", MCL_ERR_SIZE_OVERFLOW, SIZE_MAX / 4, 4, BAD_S, BAD_H, BAD_D, -1, 0, 0},
+/* Descriptor faults, forward and backward alike: the fixture's descriptor with one field bad. */
+static const TEST_DESC_FAULT(mcl_evoattn_desc) desc_faults[] = {
+    {{BAD_B, BAD_N, BAD_S, BAD_H, 0, MCL_F32, 0.0f}, MCL_ERR_INVALID_SIZE, NULL, "zero D"},
+    {{BAD_B, BAD_N, 0, BAD_H, BAD_D, MCL_F32, 0.0f}, MCL_ERR_INVALID_SIZE, NULL, "zero S"},
+    {{0, BAD_N, BAD_S, BAD_H, BAD_D, MCL_F32, 0.0f}, MCL_ERR_INVALID_SIZE, NULL, "zero B"},
+    {{BAD_B, 0, BAD_S, BAD_H, BAD_D, MCL_F32, 0.0f}, MCL_ERR_INVALID_SIZE, NULL, "zero N"},
+    {{BAD_B, BAD_N, BAD_S, 0, BAD_D, MCL_F32, 0.0f}, MCL_ERR_INVALID_SIZE, NULL, "zero H"},
+    {{BAD_B, BAD_N, BAD_S, BAD_H, 257, MCL_F32, 0.0f}, MCL_ERR_INVALID_SIZE, NULL, "D = 257"},
+    {{BAD_B, BAD_N, BAD_S, BAD_H, BAD_D, (mcl_dtype)7, 0.0f}, MCL_ERR_UNSUPPORTED_DTYPE, NULL, "unknown dtype"},
+    {{BAD_B, BAD_N, BAD_S, BAD_H, BAD_D, MCL_F32, -0.5f}, MCL_ERR_INVALID_ARGUMENT, NULL, "negative scale"},
+    {{BAD_B, BAD_N, BAD_S, BAD_H, BAD_D, MCL_F32, NAN}, MCL_ERR_INVALID_ARGUMENT, NULL, "NaN scale"},
+    {{SIZE_MAX / 4, 4, BAD_S, BAD_H, BAD_D, MCL_F32, 0.0f}, MCL_ERR_SIZE_OVERFLOW, NULL, "element count overflow"},
 };
 
-static mcl_evoattn_desc apply_fault(mcl_evoattn_desc d, const desc_fault *f)
-{
-    d.batch = f->batch, d.rows = f->rows, d.seq = f->seq, d.heads = f->heads, d.head_dim = f->head_dim;
-    if (f->dtype >= 0) d.dtype = (mcl_dtype)f->dtype;
-    if (f->set_scale) d.scale = f->scale;
-    return d;
-}
+/* Faults of tensors both passes take, in the tensors t of a pass's calls. */
+#define FAULTS_OF_BOTH_PASSES(t)                                                                 \
+    {"small q", MCL_ERR_BUFFER_TOO_SMALL, "buffer holds 64 bytes", {{&(t).q, {f.small, 0}}}},    \
+    /* [B, N, S] where [B, H, S, S] is needed */                                                 \
+    {"pair sized for the wrong shape", MCL_ERR_BUFFER_TOO_SMALL, "pair", {{&(t).pair, {f.mask, 0}}}}, \
+    {"small lse", MCL_ERR_BUFFER_TOO_SMALL, "lse", {{&(t).lse, {f.small, 0}}}}
 
-Test(evoattn, bad_forward_inputs)
-{
-    evo_bad f = bad_setup();
-    mcl_evoattn_desc d = f.desc;
-    mcl_evoattn_fwd_tensors t = f.ft;
-    assert_null_args_rejected(mcl_evoattn_forward, f.ctx, &d, &t);
-    for (size_t i = 0; i < sizeof desc_faults / sizeof desc_faults[0]; i++)
-        expect_fwd(&f, apply_fault(f.desc, &desc_faults[i]), t, desc_faults[i].status, NULL, desc_faults[i].label);
-
-    t = f.ft, t.q.mem = NULL;
-    expect_fwd(&f, d, t, MCL_ERR_NULL_POINTER, "is required", "missing q");
-    t = f.ft, t.k.mem = NULL;
-    expect_fwd(&f, d, t, MCL_ERR_NULL_POINTER, "is required", "missing k");
-    t = f.ft, t.v.mem = NULL;
-    expect_fwd(&f, d, t, MCL_ERR_NULL_POINTER, "is required", "missing v");
-    t = f.ft, t.out.mem = NULL;
-    expect_fwd(&f, d, t, MCL_ERR_NULL_POINTER, "is required", "missing out");
-    t = f.ft, t.q = (mcl_tensor){f.small, 0};
-    expect_fwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "buffer holds 64 bytes", "small q");
-    t = f.ft, t.q = (mcl_tensor){f.q, 4};
-    expect_fwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "from offset 4", "q past its buffer");
-    t = f.ft, t.pair = (mcl_tensor){f.mask, 0}; /* [B, N, S] where [B, H, S, S] is needed */
-    expect_fwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "pair", "pair sized for the wrong shape");
-    t = f.ft, t.mask = (mcl_tensor){f.mask, 8};
-    expect_fwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "mask", "mask past its buffer");
-    t = f.ft, t.lse = (mcl_tensor){f.small, 0};
-    expect_fwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "lse", "small lse");
-    t = f.ft, t.out = (mcl_tensor){f.out, 2};
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "not a multiple", "misaligned offset");
-    t = f.ft, t.gated.mem = NULL;
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "gate is given without gated", "gate without gated output");
-    t = f.ft, t.gate.mem = NULL;
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "gated is given without gate", "gated output without gate");
-    t = f.ft, t.lse = (mcl_tensor){f.out, 0};
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "lse over out");
-    t = f.ft, t.gated = (mcl_tensor){f.out, 0};
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "gated over out");
-    t = f.ft, t.out = (mcl_tensor){f.q, 0};
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "out over q");
-    bad_teardown(&f);
-}
-
-Test(evoattn, bad_backward_inputs)
+/* Every refused call of the forward and the backward, no buffer touched. */
+Test(evoattn, bad_inputs)
 {
     evo_bad f = bad_setup();
-    mcl_evoattn_desc d = f.desc;
-    mcl_evoattn_bwd_tensors t = f.bt;
-    assert_null_args_rejected(mcl_evoattn_backward, f.ctx, &d, &t);
-    for (size_t i = 0; i < sizeof desc_faults / sizeof desc_faults[0]; i++)
-        expect_bwd(&f, apply_fault(f.desc, &desc_faults[i]), t, desc_faults[i].status, NULL, desc_faults[i].label);
-
-    mcl_tensor *required[] = {&t.q, &t.k, &t.v, &t.out, &t.lse, &t.dout};
-    const char *required_names[] = {"missing q", "missing k", "missing v", "missing out", "missing lse", "missing dout"};
-    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
-        t = f.bt;
-        required[i]->mem = NULL;
-        expect_bwd(&f, d, t, MCL_ERR_NULL_POINTER, "is required", required_names[i]);
-    }
-    t = f.bt;
-    t.dq.mem = t.dk.mem = t.dv.mem = t.dgate.mem = t.dmask.mem = t.dpair.mem = NULL;
-    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "no output requested (dq, dk, dv, dgate, dmask, dpair)", "no output requested");
-    t = f.bt, t.gate.mem = NULL;
-    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "dgate is given without gate", "dgate without gate");
-    t = f.bt, t.mask.mem = NULL;
-    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "dmask is given without mask", "dmask without mask");
-    t = f.bt, t.pair.mem = NULL;
-    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "dpair is given without pair", "dpair without pair");
-    t = f.bt, t.q = (mcl_tensor){f.small, 0};
-    expect_bwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "buffer holds 64 bytes", "small q");
-    t = f.bt, t.pair = (mcl_tensor){f.mask, 0};
-    expect_bwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "pair", "pair sized for the wrong shape");
-    t = f.bt, t.lse = (mcl_tensor){f.small, 0};
-    expect_bwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "lse", "small lse");
-    t = f.bt, t.dpair = (mcl_tensor){f.dmask, 0};
-    expect_bwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "dpair", "small dpair");
-    t = f.bt, t.dk = (mcl_tensor){f.dq, 0};
-    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dk over dq");
-    t = f.bt, t.dq = (mcl_tensor){f.q, 0};
-    expect_bwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dq over q");
-    t = f.bt, t.dv = (mcl_tensor){f.dq, 4 * 8};
-    expect_bwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, NULL, "dv past the end of dq's buffer");
-    bad_teardown(&f);
+    mcl_evoattn_fwd_tensors ft;
+    const test_required fwd_required[] = {TEST_REQUIRED(ft, q), TEST_REQUIRED(ft, k), TEST_REQUIRED(ft, v),
+                                          TEST_REQUIRED(ft, out)};
+    const test_tensor_fault fwd_faults[] = {
+        FAULTS_OF_BOTH_PASSES(ft),
+        {"q past its buffer", MCL_ERR_BUFFER_TOO_SMALL, "from offset 4", {{&ft.q, {f.q, 4}}}},
+        {"mask past its buffer", MCL_ERR_BUFFER_TOO_SMALL, "mask", {{&ft.mask, {f.mask, 8}}}},
+        {"misaligned offset", MCL_ERR_INVALID_ARGUMENT, "not a multiple", {{&ft.out, {f.out, 2}}}},
+        {"gate without gated output", MCL_ERR_INVALID_ARGUMENT, "gate is given without gated",
+         {TEST_LEFT_OUT(ft, gated)}},
+        {"gated output without gate", MCL_ERR_INVALID_ARGUMENT, "gated is given without gate",
+         {TEST_LEFT_OUT(ft, gate)}},
+        {"lse over out", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&ft.lse, {f.out, 0}}}},
+        {"gated over out", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&ft.gated, {f.out, 0}}}},
+        {"out over q", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&ft.out, {f.q, 0}}}},
+    };
+    mcl_evoattn_bwd_tensors bt;
+    const test_required bwd_required[] = {TEST_REQUIRED(bt, q),   TEST_REQUIRED(bt, k),   TEST_REQUIRED(bt, v),
+                                          TEST_REQUIRED(bt, out), TEST_REQUIRED(bt, lse), TEST_REQUIRED(bt, dout)};
+    const test_tensor_fault bwd_faults[] = {
+        {"no output requested", MCL_ERR_INVALID_ARGUMENT, "no output requested (dq, dk, dv, dgate, dmask, dpair)",
+         {TEST_LEFT_OUT(bt, dq), TEST_LEFT_OUT(bt, dk), TEST_LEFT_OUT(bt, dv), TEST_LEFT_OUT(bt, dgate),
+          TEST_LEFT_OUT(bt, dmask), TEST_LEFT_OUT(bt, dpair)}},
+        {"dgate without gate", MCL_ERR_INVALID_ARGUMENT, "dgate is given without gate", {TEST_LEFT_OUT(bt, gate)}},
+        {"dmask without mask", MCL_ERR_INVALID_ARGUMENT, "dmask is given without mask", {TEST_LEFT_OUT(bt, mask)}},
+        {"dpair without pair", MCL_ERR_INVALID_ARGUMENT, "dpair is given without pair", {TEST_LEFT_OUT(bt, pair)}},
+        FAULTS_OF_BOTH_PASSES(bt),
+        {"small dpair", MCL_ERR_BUFFER_TOO_SMALL, "dpair", {{&bt.dpair, {f.dmask, 0}}}},
+        {"dk over dq", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&bt.dk, {f.dq, 0}}}},
+        {"dq over q", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&bt.dq, {f.q, 0}}}},
+        {"dv past the end of dq's buffer", MCL_ERR_BUFFER_TOO_SMALL, NULL, {{&bt.dv, {f.dq, 4 * 8}}}},
+    };
+    EXPECT_REFUSED_CALLS(&f.b, mcl_evoattn_forward, f.desc, f.ft, ft, desc_faults, fwd_required, fwd_faults);
+    EXPECT_REFUSED_CALLS(&f.b, mcl_evoattn_backward, f.desc, f.bt, bt, desc_faults, bwd_required, bwd_faults);
+    test_bad_buffers_release(&f.b);
 }
 
 /* The backward takes exactly the workspace its size function reports (test_run checks it); the
@@ -604,27 +515,27 @@ Test(evoattn, event_and_workspace_size)
 
     evo_bad f = bad_setup();
     size_t bytes = (size_t)-1;
-    assert_ok(mcl_evoattn_backward_workspace_size(f.ctx, &f.desc, &f.bt, &bytes));
+    assert_ok(mcl_evoattn_backward_workspace_size(f.b.ctx, &f.desc, &f.bt, &bytes));
     cr_assert_neq(bytes, (size_t)-1, "workspace size was not written");
     assert_status(mcl_evoattn_backward_workspace_size(NULL, &f.desc, &f.bt, &bytes), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_evoattn_backward_workspace_size(f.ctx, NULL, &f.bt, &bytes), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_evoattn_backward_workspace_size(f.ctx, &f.desc, NULL, &bytes), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_evoattn_backward_workspace_size(f.ctx, &f.desc, &f.bt, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_evoattn_backward_workspace_size(f.b.ctx, NULL, &f.bt, &bytes), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_evoattn_backward_workspace_size(f.b.ctx, &f.desc, NULL, &bytes), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_evoattn_backward_workspace_size(f.b.ctx, &f.desc, &f.bt, NULL), MCL_ERR_NULL_POINTER);
     mcl_evoattn_desc bad = f.desc;
     bad.head_dim = 0;
-    assert_status(mcl_evoattn_backward_workspace_size(f.ctx, &bad, &f.bt, &bytes), MCL_ERR_INVALID_SIZE);
+    assert_status(mcl_evoattn_backward_workspace_size(f.b.ctx, &bad, &f.bt, &bytes), MCL_ERR_INVALID_SIZE);
 
     cl_event event = NULL;
-    assert_ok(mcl_evoattn_forward(f.ctx, &f.desc, &f.ft, &event));
+    assert_ok(mcl_evoattn_forward(f.b.ctx, &f.desc, &f.ft, &event));
     test_wait_event(event);
-    assert_ok(mcl_context_trim(f.ctx));
-    mcl_context_reset_peak(f.ctx);
+    assert_ok(mcl_context_trim(f.b.ctx));
+    mcl_context_reset_peak(f.b.ctx);
     event = NULL;
-    assert_ok(mcl_evoattn_backward(f.ctx, &f.desc, &f.bt, &event));
+    assert_ok(mcl_evoattn_backward(f.b.ctx, &f.desc, &f.bt, &event));
     test_wait_event(event);
     mcl_context_stats stats;
-    mcl_context_get_stats(f.ctx, &stats);
+    mcl_context_get_stats(f.b.ctx, &stats);
     cr_assert_geq(stats.workspace_peak_bytes, bytes, "backward held %llu workspace bytes, size says %zu",
                   (unsigned long long)stats.workspace_peak_bytes, bytes);
-    bad_teardown(&f);
+    test_bad_buffers_release(&f.b);
 }

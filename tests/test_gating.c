@@ -23,16 +23,25 @@ static const size_t counts[] = {1, 3, 1001, 65537, 8, 8008, 65544};
 
 /* ---- correctness ------------------------------------------------------------------------ */
 
-Test(gating, matches_reference_over_sizes_dtypes_and_offsets)
+/* check(ctx, dtype, i, rng) for every dtype and count i, on a context and inputs of its own. */
+static void each_dtype_and_count(void (*check)(mcl_context *ctx, mcl_dtype dtype, size_t i, host_rng *rng))
 {
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
     for (int dt = MCL_F32; dt <= MCL_F16; dt++)
-        for (size_t i = 0; i < COUNT_OF(counts); i++)
-            for (int off = 0; off < WL_OFF_MODES; off++)
-                test_check_case(ctx, &wl_gating, case_of(counts[i], (mcl_dtype)dt, WANT_BOTH, 0), off, &rng,
-                                "default");
+        for (size_t i = 0; i < COUNT_OF(counts); i++) check(ctx, (mcl_dtype)dt, i, &rng);
     mcl_context_release(ctx);
+}
+
+static void at_every_offset(mcl_context *ctx, mcl_dtype dtype, size_t i, host_rng *rng)
+{
+    for (int off = 0; off < WL_OFF_MODES; off++)
+        test_check_case(ctx, &wl_gating, case_of(counts[i], dtype, WANT_BOTH, 0), off, rng, "default");
+}
+
+Test(gating, matches_reference_over_sizes_dtypes_and_offsets)
+{
+    each_dtype_and_count(at_every_offset);
 }
 
 /* A step of an in-place run succeeded. */
@@ -81,28 +90,26 @@ static void check_in_place(mcl_context *ctx, wl_case c, int offsets, host_rng *r
     wl_destroy(p);
 }
 
+static void in_place_with_dx_and_both(mcl_context *ctx, mcl_dtype dtype, size_t i, host_rng *rng)
+{
+    for (unsigned want = WANT_DX; want <= WANT_BOTH; want += 2) /* dx, dx+dg */
+        check_in_place(ctx, case_of(counts[i], dtype, want, 0), (int)(i + want) % WL_OFF_MODES, rng);
+}
+
 Test(gating, in_place_y_over_x_and_dx_over_dy)
 {
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    for (int dt = MCL_F32; dt <= MCL_F16; dt++)
-        for (size_t i = 0; i < COUNT_OF(counts); i++)
-            for (unsigned want = WANT_DX; want <= WANT_BOTH; want += 2) /* dx, dx+dg */
-                check_in_place(ctx, case_of(counts[i], (mcl_dtype)dt, want, 0), (int)(i + want) % WL_OFF_MODES,
-                               &rng);
-    mcl_context_release(ctx);
+    each_dtype_and_count(in_place_with_dx_and_both);
+}
+
+static void with_one_gradient(mcl_context *ctx, mcl_dtype dtype, size_t i, host_rng *rng)
+{
+    for (unsigned want = WANT_DX; want <= WANT_DG; want++)
+        test_check_case(ctx, &wl_gating, case_of(counts[i], dtype, want, 0), (int)i % WL_OFF_MODES, rng, "default");
 }
 
 Test(gating, backward_with_only_dx_or_only_dg)
 {
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    for (int dt = MCL_F32; dt <= MCL_F16; dt++)
-        for (size_t i = 0; i < COUNT_OF(counts); i++)
-            for (unsigned want = WANT_DX; want <= WANT_DG; want++)
-                test_check_case(ctx, &wl_gating, case_of(counts[i], (mcl_dtype)dt, want, 0),
-                                (int)i % WL_OFF_MODES, &rng, "default");
-    mcl_context_release(ctx);
+    each_dtype_and_count(with_one_gradient);
 }
 
 /* Gates of +-8 to +-1e4: exp overflows in fp32, results must stay finite and right. */
@@ -116,180 +123,87 @@ Test(gating, saturated_gates_stay_finite_and_right)
     mcl_context_release(ctx);
 }
 
-/* Every VEC with small and large work-groups and group counts; offsets 0 or multiples of 8,
- * so the vector widths are kept where the count allows. */
+/* Under each glu variant: every count, the dtype changing from one to the next. */
+static wl_case variant_case(size_t vec, size_t group, size_t i)
+{
+    return case_of(counts[i], (mcl_dtype)((vec + group + i) % 3), WANT_BOTH, 0);
+}
+
 Test(gating, every_parameter_variant_is_correct)
 {
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    for (size_t v = 0; v < TEST_GLU_VECS; v++) {
-        for (size_t w = 0; w < TEST_GLU_GROUPS; w++) {
-            char params[64];
-            assert_ok(mcl_context_set_params(ctx, "glu", test_glu_params(params, v, w)));
-            for (size_t i = 0; i < COUNT_OF(counts); i++) {
-                wl_case c = case_of(counts[i], (mcl_dtype)((v + w + i) % 3), WANT_BOTH, 0);
-                test_check_case(ctx, &wl_gating, c, (int)(v + i) % 2, &rng, params);
-            }
-        }
-    }
-    assert_ok(mcl_context_set_params(ctx, "glu", NULL));
-    mcl_context_release(ctx);
+    test_each_glu_variant(&wl_gating, COUNT_OF(counts), variant_case);
 }
 
 /* Twice on the same inputs, bit for bit; and those inputs against the reference. */
 Test(gating, results_are_bitwise_identical_on_repeat)
 {
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    for (int dt = MCL_F32; dt <= MCL_F16; dt++) {
-        wl_case c = case_of(65537, (mcl_dtype)dt, WANT_BOTH, 0);
-        host_rng again = rng;
-        test_repeat_is_bitwise(ctx, &wl_gating, c, WL_OFF_MIXED, &rng, "default");
-        test_check_case(ctx, &wl_gating, c, WL_OFF_MIXED, &again, "default");
-    }
-    mcl_context_release(ctx);
-}
-
-Test(gating, event_is_the_ops_last)
-{
-    enum { N = 1001 };
-    mcl_context *ctx = test_context();
-    cl_mem a = test_buffer(ctx, N * 4, 0), b = test_buffer(ctx, N * 4, 0);
-    mcl_gating_desc desc = {N, MCL_F32};
-    mcl_gating_fwd_tensors ft = {.x = {a, 0}, .g = {a, 0}, .y = {b, 0}};
-    mcl_gating_bwd_tensors bt = {.x = {a, 0}, .g = {a, 0}, .dy = {a, 0}, .dg = {b, 0}};
-    cl_event fwd = NULL, bwd = NULL;
-    assert_ok(mcl_gating_forward(ctx, &desc, &ft, &fwd));
-    assert_ok(mcl_gating_backward(ctx, &desc, &bt, &bwd));
-    test_wait_event(fwd), test_wait_event(bwd);
-    clReleaseMemObject(a), clReleaseMemObject(b);
-    mcl_context_release(ctx);
+    test_repeat_and_check_each_dtype(&wl_gating, case_of(65537, MCL_F32, WANT_BOTH, 0), WL_OFF_MIXED);
 }
 
 /* ---- bad inputs: a specific status, a message, and outputs left untouched ------------------ */
 
-enum { BAD_N = 1000, BAD_BYTES = BAD_N * 4, BAD_BYTE = 0x3c };
+enum { BAD_N = 1000, BAD_BYTES = BAD_N * 4 };
 
 typedef struct bad_fixture {
-    mcl_context *ctx, *other;
-    cl_mem x, g, dy, y, dx, dg, small, foreign; /* y, dx, dg, small: BAD_BYTE */
-    mcl_gating_desc desc;
-    mcl_gating_fwd_tensors ft;
-    mcl_gating_bwd_tensors bt;
+    TEST_BAD_FIXTURE_OF(gating);
+    cl_mem x, g, dy, y, dx, dg, small, foreign; /* y, dx, dg, small: TEST_OUT_BYTE */
 } bad_fixture;
 
 static bad_fixture bad_setup(void)
 {
-    bad_fixture f;
-    f.ctx = test_context();
-    f.other = test_context();
-    f.x = test_buffer(f.ctx, BAD_BYTES, 0x11);
-    f.g = test_buffer(f.ctx, BAD_BYTES, 0x11);
-    f.dy = test_buffer(f.ctx, BAD_BYTES, 0x11);
-    f.y = test_buffer(f.ctx, BAD_BYTES + 64, BAD_BYTE);
-    f.dx = test_buffer(f.ctx, BAD_BYTES, BAD_BYTE);
-    f.dg = test_buffer(f.ctx, BAD_BYTES, BAD_BYTE);
-    f.small = test_buffer(f.ctx, 64, BAD_BYTE);
-    f.foreign = test_buffer(f.other, BAD_BYTES, BAD_BYTE);
+    bad_fixture f = {.b = test_bad_buffers_start("gating")};
+    f.x = test_bad_buffer(&f.b, BAD_BYTES, TEST_IN_BYTE);
+    f.g = test_bad_buffer(&f.b, BAD_BYTES, TEST_IN_BYTE);
+    f.dy = test_bad_buffer(&f.b, BAD_BYTES, TEST_IN_BYTE);
+    f.y = test_bad_buffer(&f.b, BAD_BYTES + 64, TEST_OUT_BYTE);
+    f.dx = test_bad_buffer(&f.b, BAD_BYTES, TEST_OUT_BYTE);
+    f.dg = test_bad_buffer(&f.b, BAD_BYTES, TEST_OUT_BYTE);
+    f.small = test_bad_buffer(&f.b, 64, TEST_OUT_BYTE);
+    f.foreign = test_foreign_buffer(&f.b, BAD_BYTES);
     f.desc = (mcl_gating_desc){BAD_N, MCL_F32};
     f.ft = (mcl_gating_fwd_tensors){.x = {f.x, 0}, .g = {f.g, 0}, .y = {f.y, 0}};
     f.bt = (mcl_gating_bwd_tensors){.x = {f.x, 0}, .g = {f.g, 0}, .dy = {f.dy, 0}, .dx = {f.dx, 0}, .dg = {f.dg, 0}};
     return f;
 }
 
-static void bad_teardown(bad_fixture *f)
-{
-    cl_mem mems[] = {f->x, f->g, f->dy, f->y, f->dx, f->dg, f->small, f->foreign};
-    for (size_t i = 0; i < COUNT_OF(mems); i++) clReleaseMemObject(mems[i]);
-    mcl_context_release(f->other);
-    mcl_context_release(f->ctx);
-}
+/* Descriptor faults, forward and backward alike. */
+static const TEST_DESC_FAULT(mcl_gating_desc) desc_faults[] = {
+    {{0, MCL_F32}, MCL_ERR_INVALID_SIZE, "count", "zero count"},
+    {{BAD_N, (mcl_dtype)7}, MCL_ERR_UNSUPPORTED_DTYPE, "dtype", "unknown dtype 7"},
+    {{BAD_N, (mcl_dtype)-1}, MCL_ERR_UNSUPPORTED_DTYPE, "dtype", "unknown dtype -1"},
+    {{SIZE_MAX / 2, MCL_F32}, MCL_ERR_SIZE_OVERFLOW, "overflows", "byte count overflow"},
+};
 
-static void expect_bad(bad_fixture *f, mcl_status got, mcl_status expected, const char *needle, const char *label)
-{
-    test_expect_status(got, expected, "gating", needle, label);
-    const test_filled outs[] = {{f->y, BAD_BYTES + 64, BAD_BYTE}, {f->dx, BAD_BYTES, BAD_BYTE},
-                                {f->dg, BAD_BYTES, BAD_BYTE}, {f->small, 64, BAD_BYTE}};
-    test_expect_untouched(f->ctx, outs, COUNT_OF(outs), label);
-}
-
-#define EXPECT_FWD(d, t, status, needle, label) \
-    expect_bad(&f, mcl_gating_forward(f.ctx, &(d), &(t), NULL), status, needle, label)
-#define EXPECT_BWD(d, t, status, needle, label) \
-    expect_bad(&f, mcl_gating_backward(f.ctx, &(d), &(t), NULL), status, needle, label)
-
-Test(gating, bad_forward_inputs)
+/* Every refused call of the forward and the backward, no buffer touched. */
+Test(gating, bad_inputs)
 {
     bad_fixture f = bad_setup();
-    mcl_gating_desc d = f.desc;
-    mcl_gating_fwd_tensors t = f.ft;
-    assert_null_args_rejected(mcl_gating_forward, f.ctx, &d, &t);
-
-    d.count = 0;
-    EXPECT_FWD(d, t, MCL_ERR_INVALID_SIZE, "count", "zero count");
-    d = f.desc, d.dtype = (mcl_dtype)7;
-    EXPECT_FWD(d, t, MCL_ERR_UNSUPPORTED_DTYPE, "dtype", "unknown dtype");
-    d = f.desc, d.count = SIZE_MAX / 2;
-    EXPECT_FWD(d, t, MCL_ERR_SIZE_OVERFLOW, "overflows", "byte count overflow");
-    d = f.desc;
-
-    t = f.ft, t.x.mem = NULL;
-    EXPECT_FWD(d, t, MCL_ERR_NULL_POINTER, "x is required", "missing x");
-    t = f.ft, t.g.mem = NULL;
-    EXPECT_FWD(d, t, MCL_ERR_NULL_POINTER, "g is required", "missing g");
-    t = f.ft, t.y.mem = NULL;
-    EXPECT_FWD(d, t, MCL_ERR_NULL_POINTER, "y is required", "missing y");
-    t = f.ft, t.y = (mcl_tensor){f.small, 0};
-    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "y buffer holds 64 bytes", "small y");
-    t = f.ft, t.g = (mcl_tensor){f.small, 0};
-    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "g buffer holds 64 bytes", "small g");
-    t = f.ft, t.y = (mcl_tensor){f.y, 128};
-    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "from offset 128", "y past its buffer");
-    t = f.ft, t.y = (mcl_tensor){f.y, 2};
-    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "not a multiple", "misaligned y offset");
-    t = f.ft, t.x = (mcl_tensor){f.y, 0}, t.y = (mcl_tensor){f.y, 64};
-    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "y partly over x");
-    t = f.ft, t.g = (mcl_tensor){f.y, 4}, t.y = (mcl_tensor){f.y, 0};
-    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "y one element off g");
-    t = f.ft, t.x = (mcl_tensor){f.foreign, 0};
-    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "another cl_context", "foreign buffer");
-    bad_teardown(&f);
+    mcl_gating_fwd_tensors ft;
+    const test_required fwd_required[] = {TEST_REQUIRED(ft, x), TEST_REQUIRED(ft, g), TEST_REQUIRED(ft, y)};
+    const test_tensor_fault fwd_faults[] = {
+        {"small y", MCL_ERR_BUFFER_TOO_SMALL, "y buffer holds 64 bytes", {{&ft.y, {f.small, 0}}}},
+        {"small g", MCL_ERR_BUFFER_TOO_SMALL, "g buffer holds 64 bytes", {{&ft.g, {f.small, 0}}}},
+        {"y past its buffer", MCL_ERR_BUFFER_TOO_SMALL, "from offset 128", {{&ft.y, {f.y, 128}}}},
+        {"misaligned y offset", MCL_ERR_INVALID_ARGUMENT, "not a multiple", {{&ft.y, {f.y, 2}}}},
+        {"y partly over x", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&ft.x, {f.y, 0}}, {&ft.y, {f.y, 64}}}},
+        {"y one element off g", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&ft.g, {f.y, 4}}, {&ft.y, {f.y, 0}}}},
+        {"foreign buffer", MCL_ERR_INVALID_ARGUMENT, "another cl_context", {{&ft.x, {f.foreign, 0}}}},
+    };
+    mcl_gating_bwd_tensors bt;
+    const test_required bwd_required[] = {TEST_REQUIRED(bt, x), TEST_REQUIRED(bt, g), TEST_REQUIRED(bt, dy)};
+    const test_tensor_fault bwd_faults[] = {
+        {"neither dx nor dg", MCL_ERR_INVALID_ARGUMENT, NULL, {TEST_LEFT_OUT(bt, dx), TEST_LEFT_OUT(bt, dg)}},
+        {"small dg", MCL_ERR_BUFFER_TOO_SMALL, "dg buffer holds 64 bytes", {{&bt.dg, {f.small, 0}}}},
+        {"dy past its buffer", MCL_ERR_BUFFER_TOO_SMALL, "from offset 8", {{&bt.dy, {f.dy, 8}}}},
+        {"dg over dy (only dx may alias dy)", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&bt.dg, {f.dy, 0}}}},
+        {"dx over x", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&bt.dx, {f.x, 0}}}},
+        {"dx over g", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&bt.dx, {f.g, 0}}}},
+        {"dg over dx", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&bt.dg, {f.dx, 0}}}},
+        {"dx one element off dy", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&bt.dy, {f.y, 0}}, {&bt.dx, {f.y, 4}}}},
+    };
+    EXPECT_REFUSED_CALLS(&f.b, mcl_gating_forward, f.desc, f.ft, ft, desc_faults, fwd_required, fwd_faults);
+    EXPECT_REFUSED_CALLS(&f.b, mcl_gating_backward, f.desc, f.bt, bt, desc_faults, bwd_required, bwd_faults);
+    test_bad_buffers_release(&f.b);
 }
 
-Test(gating, bad_backward_inputs)
-{
-    bad_fixture f = bad_setup();
-    mcl_gating_desc d = f.desc;
-    mcl_gating_bwd_tensors t = f.bt;
-    assert_null_args_rejected(mcl_gating_backward, f.ctx, &d, &t);
-
-    d.count = 0;
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_SIZE, "count", "zero count");
-    d = f.desc, d.dtype = (mcl_dtype)-1;
-    EXPECT_BWD(d, t, MCL_ERR_UNSUPPORTED_DTYPE, "dtype", "unknown dtype");
-    d = f.desc;
-
-    t = f.bt, t.dx.mem = t.dg.mem = NULL;
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, NULL, "neither dx nor dg");
-    t = f.bt, t.x.mem = NULL;
-    EXPECT_BWD(d, t, MCL_ERR_NULL_POINTER, "x is required", "missing x");
-    t = f.bt, t.g.mem = NULL;
-    EXPECT_BWD(d, t, MCL_ERR_NULL_POINTER, "g is required", "missing g");
-    t = f.bt, t.dy.mem = NULL;
-    EXPECT_BWD(d, t, MCL_ERR_NULL_POINTER, "dy is required", "missing dy");
-    t = f.bt, t.dg = (mcl_tensor){f.small, 0};
-    EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "dg buffer holds 64 bytes", "small dg");
-    t = f.bt, t.dy = (mcl_tensor){f.dy, 8};
-    EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "from offset 8", "dy past its buffer");
-    t = f.bt, t.dg = (mcl_tensor){f.dy, 0};
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dg over dy (only dx may alias dy)");
-    t = f.bt, t.dx = (mcl_tensor){f.x, 0};
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dx over x");
-    t = f.bt, t.dx = (mcl_tensor){f.g, 0};
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dx over g");
-    t = f.bt, t.dg = (mcl_tensor){f.dx, 0};
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dg over dx");
-    t = f.bt, t.dy = (mcl_tensor){f.y, 0}, t.dx = (mcl_tensor){f.y, 4};
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dx one element off dy");
-    bad_teardown(&f);
-}
+TEST_EVENTS_RETURNED(gating)

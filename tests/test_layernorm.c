@@ -155,27 +155,22 @@ Test(layernorm, event_and_workspace_size)
 
 /* ---- bad inputs: a specific status, a message, and outputs left untouched ------------------ */
 
-typedef struct bad_fixture {
-    mcl_context *ctx;
-    cl_mem x, y, small, stats, other_ctx_buf;
-    mcl_context *other;
-    mcl_layernorm_desc desc;
-    mcl_layernorm_fwd_tensors ft;
-    mcl_layernorm_bwd_tensors bt;
-} bad_fixture;
+enum { BAD_ROWS = 4, BAD_COLS = 384, BAD_N = BAD_ROWS * BAD_COLS };
 
-enum { BAD_ROWS = 4, BAD_COLS = 384, BAD_N = BAD_ROWS * BAD_COLS, BAD_BYTE = 0x3c };
+typedef struct bad_fixture {
+    TEST_BAD_FIXTURE_OF(layernorm);
+    cl_mem x, y, small, stats, foreign; /* y, small, stats: TEST_OUT_BYTE */
+} bad_fixture;
 
 static bad_fixture bad_setup(void)
 {
-    bad_fixture f;
-    f.ctx = test_context();
-    f.x = test_buffer(f.ctx, BAD_N * 4, 0x11);
-    f.y = test_buffer(f.ctx, BAD_N * 4 + 64, BAD_BYTE);
-    f.small = test_buffer(f.ctx, 1024, BAD_BYTE);
-    f.stats = test_buffer(f.ctx, 2 * BAD_ROWS * 4, BAD_BYTE);
-    f.other = test_context();
-    f.other_ctx_buf = test_buffer(f.other, BAD_N * 4, BAD_BYTE);
+    /* NULL: these tests never checked that a message names the op (unchanged here) */
+    bad_fixture f = {.b = test_bad_buffers_start(NULL)};
+    f.x = test_bad_buffer(&f.b, BAD_N * 4, TEST_IN_BYTE);
+    f.y = test_bad_buffer(&f.b, BAD_N * 4 + 64, TEST_OUT_BYTE);
+    f.small = test_bad_buffer(&f.b, 1024, TEST_OUT_BYTE);
+    f.stats = test_bad_buffer(&f.b, 2 * BAD_ROWS * 4, TEST_OUT_BYTE);
+    f.foreign = test_foreign_buffer(&f.b, BAD_N * 4);
     f.desc = (mcl_layernorm_desc){BAD_ROWS, BAD_COLS, MCL_F32, 1e-5f};
     f.ft = (mcl_layernorm_fwd_tensors){.x = {f.x, 0}, .y = {f.y, 0}, .mean = {f.stats, 0},
                                        .rstd = {f.stats, BAD_ROWS * 4}};
@@ -184,87 +179,50 @@ static bad_fixture bad_setup(void)
     return f;
 }
 
-static void expect_untouched(bad_fixture *f, const char *label)
-{
-    const test_filled outs[] = {{f->y, BAD_N * 4 + 64, BAD_BYTE}, {f->small, 1024, BAD_BYTE},
-                                {f->stats, 2 * BAD_ROWS * 4, BAD_BYTE}};
-    test_expect_untouched(f->ctx, outs, COUNT_OF(outs), label);
-}
+/* Descriptor faults, forward and backward alike. */
+static const TEST_DESC_FAULT(mcl_layernorm_desc) desc_faults[] = {
+    {{0, BAD_COLS, MCL_F32, 1e-5f}, MCL_ERR_INVALID_SIZE, "rows (0)", "zero rows"},
+    {{BAD_ROWS, 0, MCL_F32, 1e-5f}, MCL_ERR_INVALID_SIZE, "cols (0)", "zero cols"},
+    {{BAD_ROWS, BAD_COLS, (mcl_dtype)7, 1e-5f}, MCL_ERR_UNSUPPORTED_DTYPE, "dtype 7", "unknown dtype"},
+    {{BAD_ROWS, BAD_COLS, MCL_F32, -1.0f}, MCL_ERR_INVALID_ARGUMENT, "eps", "negative eps"},
+    {{BAD_ROWS, BAD_COLS, MCL_F32, NAN}, MCL_ERR_INVALID_ARGUMENT, "eps", "NaN eps"},
+    {{SIZE_MAX / 2, 8, MCL_F32, 1e-5f}, MCL_ERR_SIZE_OVERFLOW, "overflows", "element count overflow"},
+};
 
-/* op NULL: these tests never checked that a message names the op (unchanged here) */
-static void expect_fwd(bad_fixture *f, mcl_layernorm_desc d, mcl_layernorm_fwd_tensors t,
-                       mcl_status expected, const char *needle, const char *label)
-{
-    test_expect_status(mcl_layernorm_forward(f->ctx, &d, &t, NULL), expected, NULL, needle, label);
-    expect_untouched(f, label);
-}
-
-Test(layernorm, bad_forward_inputs)
+/* Every refused call of the forward and the backward, no buffer touched; the backward's size
+ * function refuses what it cannot size. */
+Test(layernorm, bad_inputs)
 {
     bad_fixture f = bad_setup();
-    mcl_layernorm_desc d = f.desc;
-    mcl_layernorm_fwd_tensors t = f.ft;
-    assert_null_args_rejected(mcl_layernorm_forward, f.ctx, &d, &t);
+    mcl_layernorm_fwd_tensors ft;
+    const test_required fwd_required[] = {TEST_REQUIRED(ft, x)};
+    const test_tensor_fault fwd_faults[] = {
+        {"small y", MCL_ERR_BUFFER_TOO_SMALL, "y buffer holds 1024 bytes", {{&ft.y, {f.small, 0}}}},
+        {"y past its buffer", MCL_ERR_BUFFER_TOO_SMALL, "from offset 128", {{&ft.y, {f.y, 128}}}},
+        {"misaligned offset", MCL_ERR_INVALID_ARGUMENT, "not a multiple", {{&ft.y, {f.y, 2}}}},
+        {"small weight", MCL_ERR_BUFFER_TOO_SMALL, "weight", {{&ft.weight, {f.small, 1000}}}},
+        {"mean without rstd", MCL_ERR_INVALID_ARGUMENT, "mean is given without rstd", {TEST_LEFT_OUT(ft, rstd)}},
+        {"overlapping outputs", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&ft.rstd, {f.stats, 4}}}},
+        {"y partly over x", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&ft.x, {f.y, 0}}, {&ft.y, {f.y, 64}}}},
+        {"foreign buffer", MCL_ERR_INVALID_ARGUMENT, "another cl_context", {{&ft.x, {f.foreign, 0}}}},
+    };
+    mcl_layernorm_bwd_tensors bt;
+    const test_required bwd_required[] = {TEST_REQUIRED(bt, mean)};
+    const test_tensor_fault bwd_faults[] = {
+        {"no output requested", MCL_ERR_INVALID_ARGUMENT, "no output requested", {TEST_LEFT_OUT(bt, dx)}},
+        {"small dy", MCL_ERR_BUFFER_TOO_SMALL, NULL, {{&bt.dy, {f.small, 0}}}},
+        {"dweight over dx", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&bt.dweight, {f.y, 0}}}},
+    };
+    EXPECT_REFUSED_CALLS(&f.b, mcl_layernorm_forward, f.desc, f.ft, ft, desc_faults, fwd_required, fwd_faults);
+    EXPECT_REFUSED_CALLS(&f.b, mcl_layernorm_backward, f.desc, f.bt, bt, desc_faults, bwd_required, bwd_faults);
+    mcl_layernorm_desc bf16 = f.desc;
+    bf16.dtype = MCL_BF16;
+    bt = f.bt, bt.dx = (mcl_tensor){f.y, 1};
+    test_expect_refused(&f.b, "mcl_layernorm_backward", mcl_layernorm_backward(f.b.ctx, &bf16, &bt, NULL),
+                        MCL_ERR_INVALID_ARGUMENT, NULL, "bf16 dx at an odd byte offset");
 
-    d.rows = 0;
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_SIZE, "rows (0)", "zero rows");
-    d = f.desc, d.cols = 0;
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_SIZE, "cols (0)", "zero cols");
-    d = f.desc, d.dtype = (mcl_dtype)7;
-    expect_fwd(&f, d, t, MCL_ERR_UNSUPPORTED_DTYPE, "dtype 7", "unknown dtype");
-    d = f.desc, d.eps = -1.0f;
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "eps", "negative eps");
-    d = f.desc, d.eps = NAN;
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "eps", "NaN eps");
-    d = f.desc, d.rows = SIZE_MAX / 2, d.cols = 8;
-    expect_fwd(&f, d, t, MCL_ERR_SIZE_OVERFLOW, "overflows", "element count overflow");
-    d = f.desc;
-
-    t = f.ft, t.x.mem = NULL;
-    expect_fwd(&f, d, t, MCL_ERR_NULL_POINTER, "x is required", "missing x");
-    t = f.ft, t.y = (mcl_tensor){f.small, 0};
-    expect_fwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "y buffer holds 1024 bytes", "small y");
-    t = f.ft, t.y = (mcl_tensor){f.y, 128};
-    expect_fwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "from offset 128", "y past its buffer");
-    t = f.ft, t.y = (mcl_tensor){f.y, 2};
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "not a multiple", "misaligned offset");
-    t = f.ft, t.weight = (mcl_tensor){f.small, 1000};
-    expect_fwd(&f, d, t, MCL_ERR_BUFFER_TOO_SMALL, "weight", "small weight");
-    t = f.ft, t.rstd.mem = NULL;
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "mean is given without rstd", "mean without rstd");
-    t = f.ft, t.rstd = (mcl_tensor){f.stats, 4};
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "overlapping outputs");
-    t = f.ft, t.x = (mcl_tensor){f.y, 0}, t.y = (mcl_tensor){f.y, 64};
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "y partly over x");
-    t = f.ft, t.x = (mcl_tensor){f.other_ctx_buf, 0};
-    expect_fwd(&f, d, t, MCL_ERR_INVALID_ARGUMENT, "another cl_context", "foreign buffer");
-    mcl_context_release(f.other);
-    mcl_context_release(f.ctx);
-}
-
-Test(layernorm, bad_backward_inputs)
-{
-    bad_fixture f = bad_setup();
-    mcl_layernorm_desc d = f.desc;
-    mcl_layernorm_bwd_tensors t = f.bt;
-    t.dx.mem = NULL;
-    assert_status(mcl_layernorm_backward(f.ctx, &d, &t, NULL), MCL_ERR_INVALID_ARGUMENT);
-    cr_assert(strstr(mcl_last_error(), "no output requested"));
-    t = f.bt, t.mean.mem = NULL;
-    assert_status(mcl_layernorm_backward(f.ctx, &d, &t, NULL), MCL_ERR_NULL_POINTER);
-    t = f.bt, t.dy = (mcl_tensor){f.small, 0};
-    assert_status(mcl_layernorm_backward(f.ctx, &d, &t, NULL), MCL_ERR_BUFFER_TOO_SMALL);
-    t = f.bt, t.dweight = (mcl_tensor){f.y, 0};
-    assert_status(mcl_layernorm_backward(f.ctx, &d, &t, NULL), MCL_ERR_INVALID_ARGUMENT);
-    cr_assert(strstr(mcl_last_error(), "overlaps"));
-    d.dtype = MCL_BF16, t = f.bt;
-    t.dx = (mcl_tensor){f.y, 1};
-    assert_status(mcl_layernorm_backward(f.ctx, &d, &t, NULL), MCL_ERR_INVALID_ARGUMENT);
-    expect_untouched(&f, "backward");
     size_t bytes;
-    assert_status(mcl_layernorm_backward_workspace_size(f.ctx, &d, NULL), MCL_ERR_NULL_POINTER);
-    d.cols = 0;
-    assert_status(mcl_layernorm_backward_workspace_size(f.ctx, &d, &bytes), MCL_ERR_INVALID_SIZE);
-    mcl_context_release(f.other);
-    mcl_context_release(f.ctx);
+    assert_status(mcl_layernorm_backward_workspace_size(f.b.ctx, &f.desc, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_layernorm_backward_workspace_size(f.b.ctx, &desc_faults[1].desc, &bytes), MCL_ERR_INVALID_SIZE);
+    test_bad_buffers_release(&f.b);
 }

@@ -181,10 +181,7 @@ enum { BR = 4, BI = 8, BO = 6 };
 enum { IN_BYTES = 416, OUT_BYTES = 536 };
 
 typedef struct bad_fixture {
-    test_bad_buffers b;
-    mcl_ln_linear_desc desc;
-    mcl_ln_linear_fwd_tensors ft;
-    mcl_ln_linear_bwd_tensors bt;
+    TEST_BAD_FIXTURE_OF(ln_linear);
 } bad_fixture;
 
 static bad_fixture bad_setup(void)
@@ -201,87 +198,56 @@ static bad_fixture bad_setup(void)
     return f;
 }
 
-#define EXPECT_FWD(d, t, status, needle, label) \
-    test_expect_rejected(&f.b, mcl_ln_linear_forward(f.b.ctx, &(d), &(t), NULL), status, needle, label)
-#define EXPECT_BWD(d, t, status, needle, label) \
-    test_expect_rejected(&f.b, mcl_ln_linear_backward(f.b.ctx, &(d), &(t), NULL), status, needle, label)
-
 /* Descriptor faults, forward and backward alike. */
-static const struct {
-    mcl_ln_linear_desc desc;
-    mcl_status status;
-    const char *needle;
-} desc_faults[] = {
-    {{0, BI, BO, MCL_F32, 1e-5f}, MCL_ERR_INVALID_SIZE, "rows (0)"},
-    {{BR, 0, BO, MCL_F32, 1e-5f}, MCL_ERR_INVALID_SIZE, "in_features (0)"},
-    {{BR, BI, 0, MCL_F32, 1e-5f}, MCL_ERR_INVALID_SIZE, "out_features (0)"},
-    {{BR, BI, BO, (mcl_dtype)7, 1e-5f}, MCL_ERR_UNSUPPORTED_DTYPE, "dtype 7"},
-    {{BR, BI, BO, MCL_F32, -1.0f}, MCL_ERR_INVALID_ARGUMENT, "eps"},
-    {{BR, BI, BO, MCL_F32, NAN}, MCL_ERR_INVALID_ARGUMENT, "eps"},
-    {{BR, BI, BO, MCL_F32, INFINITY}, MCL_ERR_INVALID_ARGUMENT, "eps"},
-    {{SIZE_MAX / 2, BI, BO, MCL_F32, 1e-5f}, MCL_ERR_SIZE_OVERFLOW, "overflows"},
+static const TEST_DESC_FAULT(mcl_ln_linear_desc) desc_faults[] = {
+    {{0, BI, BO, MCL_F32, 1e-5f}, MCL_ERR_INVALID_SIZE, "rows (0)", "zero rows"},
+    {{BR, 0, BO, MCL_F32, 1e-5f}, MCL_ERR_INVALID_SIZE, "in_features (0)", "zero in_features"},
+    {{BR, BI, 0, MCL_F32, 1e-5f}, MCL_ERR_INVALID_SIZE, "out_features (0)", "zero out_features"},
+    {{BR, BI, BO, (mcl_dtype)7, 1e-5f}, MCL_ERR_UNSUPPORTED_DTYPE, "dtype 7", "unknown dtype"},
+    {{BR, BI, BO, MCL_F32, -1.0f}, MCL_ERR_INVALID_ARGUMENT, "eps", "negative eps"},
+    {{BR, BI, BO, MCL_F32, NAN}, MCL_ERR_INVALID_ARGUMENT, "eps", "NaN eps"},
+    {{BR, BI, BO, MCL_F32, INFINITY}, MCL_ERR_INVALID_ARGUMENT, "eps", "infinite eps"},
+    {{SIZE_MAX / 2, BI, BO, MCL_F32, 1e-5f}, MCL_ERR_SIZE_OVERFLOW, "overflows", "element count overflow"},
 };
-#define DESC_FAULTS (sizeof desc_faults / sizeof desc_faults[0])
 
-Test(ln_linear, bad_forward_inputs)
+/* Every refused call of the forward and the backward, no buffer touched; the backward's size
+ * function refuses what it cannot size. */
+Test(ln_linear, bad_inputs)
 {
     bad_fixture f = bad_setup();
-    mcl_ln_linear_desc d = f.desc;
-    mcl_ln_linear_fwd_tensors t = f.ft;
-    assert_null_args_rejected(mcl_ln_linear_forward, f.b.ctx, &d, &t);
-    for (size_t i = 0; i < DESC_FAULTS; i++)
-        EXPECT_FWD(desc_faults[i].desc, t, desc_faults[i].status, desc_faults[i].needle, desc_faults[i].needle);
-
-    mcl_tensor *required[] = {&t.x, &t.weight, &t.y, &t.mean, &t.rstd};
-    const int required_ids[] = {T_X, T_WEIGHT, T_Y, T_MEAN, T_RSTD};
-    EXPECT_EACH_REQUIRED(EXPECT_FWD, d, t, f.ft, required, required_ids, names);
-    t = f.ft, t.y = (mcl_tensor){f.b.small, 0};
-    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "y buffer holds 16 bytes", "small y");
-    t = f.ft, t.weight = (mcl_tensor){f.b.in, 256};
-    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "weight buffer", "weight past its buffer");
-    t = f.ft, t.ln_weight = (mcl_tensor){f.b.small, 0};
-    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "ln_weight buffer", "small ln_weight");
-    t = f.ft, t.bias = (mcl_tensor){f.b.small, 0};
-    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "bias buffer", "small bias");
-    t = f.ft, t.y = (mcl_tensor){f.b.out, 2};
-    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "not a multiple", "misaligned y");
-    t = f.ft, t.y = (mcl_tensor){f.b.in, 64};
-    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "output y overlaps x", "y over x");
-    t = f.ft, t.rstd = (mcl_tensor){f.b.out, 80};
-    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "rstd over y");
-    test_bad_buffers_release(&f.b);
-}
-
-Test(ln_linear, bad_backward_inputs)
-{
-    bad_fixture f = bad_setup();
-    mcl_ln_linear_desc d = f.desc;
-    mcl_ln_linear_bwd_tensors t = f.bt;
-    assert_null_args_rejected(mcl_ln_linear_backward, f.b.ctx, &d, &t);
-    for (size_t i = 0; i < DESC_FAULTS; i++)
-        EXPECT_BWD(desc_faults[i].desc, t, desc_faults[i].status, desc_faults[i].needle, desc_faults[i].needle);
-
-    t = (mcl_ln_linear_bwd_tensors){.x = f.bt.x, .weight = f.bt.weight, .mean = f.bt.mean, .rstd = f.bt.rstd,
-                                    .dy = f.bt.dy};
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "no output requested", "no output");
-    mcl_tensor *required[] = {&t.x, &t.weight, &t.mean, &t.rstd, &t.dy};
-    const int required_ids[] = {T_X, T_WEIGHT, T_MEAN, T_RSTD, T_DY};
-    EXPECT_EACH_REQUIRED(EXPECT_BWD, d, t, f.bt, required, required_ids, names);
-    t = f.bt, t.dweight = (mcl_tensor){f.b.small, 0};
-    EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "dweight buffer", "small dweight");
-    t = f.bt, t.dy = (mcl_tensor){f.b.small, 0};
-    EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "dy buffer", "small dy");
-    t = f.bt, t.dx = (mcl_tensor){f.b.in, 256};
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "output dx overlaps weight", "dx over weight and dy");
-    t = f.bt, t.dbias = (mcl_tensor){f.b.out, 100};
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "output dbias overlaps mean", "dbias over the stats");
-    t = f.bt, t.dln_bias = t.dln_weight;
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dln_bias on dln_weight");
+    cl_mem in = f.b.in, out = f.b.out, small = f.b.small;
+    mcl_ln_linear_fwd_tensors ft;
+    const test_required fwd_required[] = {TEST_REQUIRED(ft, x), TEST_REQUIRED(ft, weight), TEST_REQUIRED(ft, y),
+                                          TEST_REQUIRED(ft, mean), TEST_REQUIRED(ft, rstd)};
+    const test_tensor_fault fwd_faults[] = {
+        {"small y", MCL_ERR_BUFFER_TOO_SMALL, "y buffer holds 16 bytes", {{&ft.y, {small, 0}}}},
+        {"weight past its buffer", MCL_ERR_BUFFER_TOO_SMALL, "weight buffer", {{&ft.weight, {in, 256}}}},
+        {"small ln_weight", MCL_ERR_BUFFER_TOO_SMALL, "ln_weight buffer", {{&ft.ln_weight, {small, 0}}}},
+        {"small bias", MCL_ERR_BUFFER_TOO_SMALL, "bias buffer", {{&ft.bias, {small, 0}}}},
+        {"misaligned y", MCL_ERR_INVALID_ARGUMENT, "not a multiple", {{&ft.y, {out, 2}}}},
+        {"y over x", MCL_ERR_INVALID_ARGUMENT, "output y overlaps x", {{&ft.y, {in, 64}}}},
+        {"rstd over y", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&ft.rstd, {out, 80}}}},
+    };
+    mcl_ln_linear_bwd_tensors bt;
+    const test_required bwd_required[] = {TEST_REQUIRED(bt, x), TEST_REQUIRED(bt, weight), TEST_REQUIRED(bt, mean),
+                                          TEST_REQUIRED(bt, rstd), TEST_REQUIRED(bt, dy)};
+    const test_tensor_fault bwd_faults[] = {
+        {"no output", MCL_ERR_INVALID_ARGUMENT, "no output requested",
+         {TEST_LEFT_OUT(bt, dx), TEST_LEFT_OUT(bt, dln_weight), TEST_LEFT_OUT(bt, dln_bias),
+          TEST_LEFT_OUT(bt, dweight), TEST_LEFT_OUT(bt, dbias)}},
+        {"small dweight", MCL_ERR_BUFFER_TOO_SMALL, "dweight buffer", {{&bt.dweight, {small, 0}}}},
+        {"small dy", MCL_ERR_BUFFER_TOO_SMALL, "dy buffer", {{&bt.dy, {small, 0}}}},
+        {"dx over weight and dy", MCL_ERR_INVALID_ARGUMENT, "output dx overlaps weight", {{&bt.dx, {in, 256}}}},
+        {"dbias over the stats", MCL_ERR_INVALID_ARGUMENT, "output dbias overlaps mean", {{&bt.dbias, {out, 100}}}},
+        {"dln_bias on dln_weight", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&bt.dln_bias, f.bt.dln_weight}}},
+    };
+    EXPECT_REFUSED_CALLS(&f.b, mcl_ln_linear_forward, f.desc, f.ft, ft, desc_faults, fwd_required, fwd_faults);
+    EXPECT_REFUSED_CALLS(&f.b, mcl_ln_linear_backward, f.desc, f.bt, bt, desc_faults, bwd_required, bwd_faults);
 
     size_t bytes;
-    assert_status(mcl_ln_linear_backward_workspace_size(f.b.ctx, &d, &f.bt, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_ln_linear_backward_workspace_size(NULL, &d, &f.bt, &bytes), MCL_ERR_NULL_POINTER);
-    d.in_features = 0;
-    assert_status(mcl_ln_linear_backward_workspace_size(f.b.ctx, &d, &f.bt, &bytes), MCL_ERR_INVALID_SIZE);
+    assert_status(mcl_ln_linear_backward_workspace_size(f.b.ctx, &f.desc, &f.bt, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_ln_linear_backward_workspace_size(NULL, &f.desc, &f.bt, &bytes), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_ln_linear_backward_workspace_size(f.b.ctx, &desc_faults[1].desc, &f.bt, &bytes),
+                  MCL_ERR_INVALID_SIZE);
     test_bad_buffers_release(&f.b);
 }

@@ -114,18 +114,27 @@ static void only_entry(const char *dir, char *path, size_t cap)
     cr_assert_eq(n, 1, "expected one cache entry in %s, found %d", dir, n);
 }
 
+/* A fresh binary cache, then a first run on a context of its own, which stores one entry: its
+ * results in out, the entry's path in entry; returns that context's stats. */
+static mcl_context_stats first_cached_run(float *out, char *entry, size_t cap)
+{
+    char root[64], dir[96];
+    fresh_cache(root, sizeof root, dir, sizeof dir);
+    mcl_context *ctx = test_context();
+    run_layernorm(ctx, out);
+    mcl_context_stats stats = stats_of(ctx);
+    mcl_context_release(ctx);
+    only_entry(dir, entry, cap);
+    return stats;
+}
+
 Test(binary_cache, stores_then_loads)
 {
-    char root[64], dir[96], entry[512];
-    fresh_cache(root, sizeof root, dir, sizeof dir);
+    char entry[512];
     float first[120], second[120];
-    mcl_context *ctx = test_context();
-    run_layernorm(ctx, first);
-    cr_assert_eq(stats_of(ctx).binary_cache_writes, 1);
-    mcl_context_release(ctx);
-    only_entry(dir, entry, sizeof entry);
+    cr_assert_eq(first_cached_run(first, entry, sizeof entry).binary_cache_writes, 1);
 
-    ctx = test_context();
+    mcl_context *ctx = test_context();
     run_layernorm(ctx, second);
     cr_assert_eq(stats_of(ctx).binary_cache_hits, 1);
     cr_assert_eq(stats_of(ctx).programs_built, 0);
@@ -150,20 +159,16 @@ static void corrupt(const char *path, long at, int truncate_there)
 
 Test(binary_cache, corrupt_entries_are_rebuilt)
 {
-    char root[64], dir[96], entry[512];
-    fresh_cache(root, sizeof root, dir, sizeof dir);
+    char entry[512];
     float reference[120], out[120];
-    mcl_context *ctx = test_context();
-    run_layernorm(ctx, reference);
-    mcl_context_release(ctx);
-    only_entry(dir, entry, sizeof entry);
+    first_cached_run(reference, entry, sizeof entry);
     struct stat st;
     cr_assert_eq(stat(entry, &st), 0);
 
     const long places[][2] = {{st.st_size / 2, 0}, {3, 0}, {st.st_size - 1, 0}, {st.st_size / 3, 1}, {0, 1}};
     for (size_t i = 0; i < sizeof places / sizeof places[0]; i++) {
         corrupt(entry, places[i][0], (int)places[i][1]);
-        ctx = test_context();
+        mcl_context *ctx = test_context();
         run_layernorm(ctx, out);
         cr_assert_eq(stats_of(ctx).binary_cache_hits, 0, "corruption %zu was loaded", i);
         cr_assert_eq(stats_of(ctx).programs_built, 1, "corruption %zu: rebuilt", i);

@@ -110,29 +110,41 @@ Test(transition, whole_tiles_take_the_fast_path_correctly, .timeout = 300)
  * K into partials, on 2 compute units or more. */
 #define SPLIT_VARIANT "BM=16,BN=16,BK=4,TM=1,TN=2,SPLIT_WAVES=8,PREFETCH=0"
 
+/* A case and the GEMM parameters it runs under (NULL: the tables' choice). */
+typedef struct tr_run {
+    const char *params;
+    tr_case c;
+} tr_run;
+
+/* Each run checked under its parameters, on a context and inputs of its own; with repeat, run
+ * twice first, every output's bytes the same both times (test_repeat_and_check). */
+static void check_runs(const tr_run *runs, size_t count, int repeat)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (size_t i = 0; i < count; i++) {
+        const tr_case c = runs[i].c;
+        const char *label = runs[i].params ? runs[i].params : "default";
+        assert_ok(mcl_context_set_params(ctx, "gemm", runs[i].params));
+        if (repeat) test_repeat_and_check(ctx, &wl_transition, workload_case(c), c.offsets, &rng, label);
+        else check_case(ctx, c, &rng, label);
+    }
+    mcl_context_release(ctx);
+}
+
 /* Variants of the parameter space other than the tables' choice: small and tall or wide tiles,
  * with and without K splits, on partial tiles. */
 Test(transition, parameter_variants_are_correct, .timeout = 300)
 {
-    static const struct {
-        const char *params;
-        size_t rows, c, f;
-        mcl_dtype dtype;
-    } runs[] = {
-        {SPLIT_VARIANT, 3, 5, 3, MCL_F32},
-        {SPLIT_VARIANT, 30, 32, 20, MCL_BF16},
-        {"BM=32,BN=64,BK=8,TM=4,TN=8,SPLIT_WAVES=4", 77, 32, 20, MCL_F16},
-        {"BM=128,BN=16,BK=32,TM=8,TN=4,SPLIT_WAVES=1,PREFETCH=0", 300, 32, 64, MCL_F32},
+    static const tr_run runs[] = {
+        {SPLIT_VARIANT, {3, 5, 3, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 0, WL_ALL, WL_OFF_ZERO, 0}},
+        {SPLIT_VARIANT, {30, 32, 20, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 0, WL_ALL, WL_OFF_VEC, 0}},
+        {"BM=32,BN=64,BK=8,TM=4,TN=8,SPLIT_WAVES=4",
+         {77, 32, 20, MCL_F16, MCL_SWIGLU_SILU_FIRST, 1, 1, WL_ALL, WL_OFF_ODD, 0}},
+        {"BM=128,BN=16,BK=32,TM=8,TN=4,SPLIT_WAVES=1,PREFETCH=0",
+         {300, 32, 64, MCL_F32, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_MIXED, 0}},
     };
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    for (size_t i = 0; i < COUNT_OF(runs); i++) {
-        assert_ok(mcl_context_set_params(ctx, "gemm", runs[i].params));
-        tr_case c = {runs[i].rows, runs[i].c, runs[i].f, runs[i].dtype, (mcl_swiglu_half)(i % 2), 1, (int)(i / 2),
-                     WL_ALL, (int)(i % WL_OFF_MODES), 0};
-        check_case(ctx, c, &rng, runs[i].params);
-    }
-    mcl_context_release(ctx);
+    check_runs(runs, COUNT_OF(runs), 0);
 }
 
 /* More than CHUNK_ROWS (32768) rows: the backward runs in three chunks of rows, its weight
@@ -141,15 +153,11 @@ Test(transition, parameter_variants_are_correct, .timeout = 300)
  * of the LayerNorm's backward past any tolerance that means something. */
 Test(transition, backward_over_several_row_chunks, .timeout = 300)
 {
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    static const char *const variants[] = {NULL, SPLIT_VARIANT};
-    for (int v = 0; v < 2; v++) {
-        assert_ok(mcl_context_set_params(ctx, "gemm", variants[v]));
-        tr_case c = {70000, 8, 2, (mcl_dtype)v, (mcl_swiglu_half)v, 1, 1, WL_ALL, v ? WL_OFF_MIXED : WL_OFF_ZERO, 0};
-        check_case(ctx, c, &rng, variants[v] ? variants[v] : "default");
-    }
-    mcl_context_release(ctx);
+    static const tr_run runs[] = {
+        {NULL, {70000, 8, 2, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 1, WL_ALL, WL_OFF_ZERO, 0}},
+        {SPLIT_VARIANT, {70000, 8, 2, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_MIXED, 0}},
+    };
+    check_runs(runs, COUNT_OF(runs), 0);
 }
 
 /* Rows per chunk chosen by the caller: one row, a short last chunk, exactly the rows, more than
@@ -157,34 +165,24 @@ Test(transition, backward_over_several_row_chunks, .timeout = 300)
  * weight-gradient pieces to the same partial slots). */
 Test(transition, backward_with_chosen_chunk_rows, .timeout = 300)
 {
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    static const size_t chunk_rows[] = {1, 10, 77, 1000};
-    for (size_t i = 0; i < COUNT_OF(chunk_rows); i++) {
-        const char *variant = i % 2 ? SPLIT_VARIANT : NULL;
-        assert_ok(mcl_context_set_params(ctx, "gemm", variant));
-        tr_case c = {77, 32, 20, (mcl_dtype)(i % 3), (mcl_swiglu_half)(i % 2), 1, 1, WL_ALL, (int)(i % WL_OFF_MODES),
-                     chunk_rows[i]};
-        check_case(ctx, c, &rng, variant ? variant : "default");
-    }
-    mcl_context_release(ctx);
+    static const tr_run runs[] = {
+        {NULL, {77, 32, 20, MCL_F32, MCL_SWIGLU_SILU_FIRST, 1, 1, WL_ALL, WL_OFF_ZERO, 1}},
+        {SPLIT_VARIANT, {77, 32, 20, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_VEC, 10}},
+        {NULL, {77, 32, 20, MCL_F16, MCL_SWIGLU_SILU_FIRST, 1, 1, WL_ALL, WL_OFF_ODD, 77}},
+        {SPLIT_VARIANT, {77, 32, 20, MCL_F32, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_MIXED, 1000}},
+    };
+    check_runs(runs, COUNT_OF(runs), 0);
 }
 
 /* Forward and backward twice on the same inputs, default and split parameters: every output's
  * bytes must be identical; and a third run on those inputs against the reference. */
 Test(transition, results_are_bitwise_identical_on_repeat, .timeout = 300)
 {
-    mcl_context *ctx = test_context();
-    host_rng rng = host_rng_seeded(test_seed());
-    static const char *const variants[] = {NULL, SPLIT_VARIANT};
-    for (int v = 0; v < 2; v++) {
-        assert_ok(mcl_context_set_params(ctx, "gemm", variants[v]));
-        tr_case c = {v ? 77 : 300, 32, v ? 20 : 128, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_MIXED, 0};
-        host_rng again = rng;
-        test_repeat_is_bitwise(ctx, &wl_transition, workload_case(c), c.offsets, &rng, variants[v]);
-        check_case(ctx, c, &again, variants[v] ? variants[v] : "default");
-    }
-    mcl_context_release(ctx);
+    static const tr_run runs[] = {
+        {NULL, {300, 32, 128, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_MIXED, 0}},
+        {SPLIT_VARIANT, {77, 32, 20, MCL_BF16, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_MIXED, 0}},
+    };
+    check_runs(runs, COUNT_OF(runs), 1);
 }
 
 /* dw1 alone still needs dh, which lives in the workspace. */
@@ -251,10 +249,7 @@ enum { BR = 4, BC = 8, BF = 6 };
 enum { IN_BYTES = 832, OUT_BYTES = 1120 };
 
 typedef struct bad_fixture {
-    test_bad_buffers b;
-    mcl_transition_desc desc;
-    mcl_transition_fwd_tensors ft;
-    mcl_transition_bwd_tensors bt;
+    TEST_BAD_FIXTURE_OF(transition);
 } bad_fixture;
 
 static bad_fixture bad_setup(void)
@@ -271,95 +266,59 @@ static bad_fixture bad_setup(void)
     return f;
 }
 
-#define EXPECT_FWD(d, t, status, needle, label) \
-    test_expect_rejected(&f.b, mcl_transition_forward(f.b.ctx, &(d), &(t), NULL), status, needle, label)
-#define EXPECT_BWD(d, t, status, needle, label) \
-    test_expect_rejected(&f.b, mcl_transition_backward(f.b.ctx, &(d), &(t), NULL), status, needle, label)
-
 /* Descriptor faults, forward and backward alike. */
-static const struct {
-    mcl_transition_desc desc;
-    mcl_status status;
-    const char *needle;
-} desc_faults[] = {
-    {{0, BC, BF, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_SIZE, "rows (0)"},
-    {{BR, 0, BF, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_SIZE, "channels (0)"},
-    {{BR, BC, 0, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_SIZE, "hidden (0)"},
-    {{BR, BC, BF, (mcl_dtype)7, 1e-5f, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_UNSUPPORTED_DTYPE, "dtype 7"},
-    {{BR, BC, BF, MCL_F32, -1.0f, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_ARGUMENT, "eps"},
-    {{BR, BC, BF, MCL_F32, NAN, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_ARGUMENT, "eps"},
-    {{BR, BC, BF, MCL_F32, INFINITY, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_ARGUMENT, "eps"},
-    {{BR, BC, BF, MCL_F32, 1e-5f, (mcl_swiglu_half)2, 0}, MCL_ERR_INVALID_ARGUMENT, "silu_half 2"},
+static const TEST_DESC_FAULT(mcl_transition_desc) desc_faults[] = {
+    {{0, BC, BF, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_SIZE, "rows (0)", "zero rows"},
+    {{BR, 0, BF, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_SIZE, "channels (0)", "zero channels"},
+    {{BR, BC, 0, MCL_F32, 1e-5f, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_SIZE, "hidden (0)", "zero hidden"},
+    {{BR, BC, BF, (mcl_dtype)7, 1e-5f, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_UNSUPPORTED_DTYPE, "dtype 7",
+     "unknown dtype"},
+    {{BR, BC, BF, MCL_F32, -1.0f, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_ARGUMENT, "eps", "negative eps"},
+    {{BR, BC, BF, MCL_F32, NAN, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_ARGUMENT, "eps", "NaN eps"},
+    {{BR, BC, BF, MCL_F32, INFINITY, MCL_SWIGLU_SILU_FIRST, 0}, MCL_ERR_INVALID_ARGUMENT, "eps", "infinite eps"},
+    {{BR, BC, BF, MCL_F32, 1e-5f, (mcl_swiglu_half)2, 0}, MCL_ERR_INVALID_ARGUMENT, "silu_half 2", "silu_half 2"},
 };
 
-Test(transition, bad_forward_inputs)
+/* Every refused call of the forward and the backward, no buffer touched; the backward's size
+ * function refuses what it cannot size. */
+Test(transition, bad_inputs)
 {
     bad_fixture f = bad_setup();
-    mcl_transition_desc d = f.desc;
-    mcl_transition_fwd_tensors t = f.ft;
-    assert_null_args_rejected(mcl_transition_forward, f.b.ctx, &d, &t);
-    for (size_t i = 0; i < COUNT_OF(desc_faults); i++)
-        EXPECT_FWD(desc_faults[i].desc, t, desc_faults[i].status, desc_faults[i].needle, desc_faults[i].needle);
-
-    mcl_tensor *required[] = {&t.x, &t.w1, &t.w2, &t.y, &t.mean, &t.rstd, &t.h};
-    const int required_ids[] = {T_X, T_W1, T_W2, T_Y, T_MEAN, T_RSTD, T_H};
-    EXPECT_EACH_REQUIRED(EXPECT_FWD, d, t, f.ft, required, required_ids, names);
-    t = f.ft, t.h = (mcl_tensor){f.b.small, 0};
-    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "h buffer holds 16 bytes", "small h");
-    t = f.ft, t.w2 = (mcl_tensor){f.b.in, 704};
-    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "w2 buffer", "w2 past its buffer");
-    t = f.ft, t.ln_bias = (mcl_tensor){f.b.small, 0};
-    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "ln_bias buffer", "small ln_bias");
-    t = f.ft, t.y = (mcl_tensor){f.b.in, 64};
-    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "output y overlaps x", "y over x");
-    t = f.ft, t.h = (mcl_tensor){f.b.out, 96};
-    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "h over y");
-    test_bad_buffers_release(&f.b);
-}
-
-Test(transition, bad_backward_inputs)
-{
-    bad_fixture f = bad_setup();
-    mcl_transition_desc d = f.desc;
-    mcl_transition_bwd_tensors t = f.bt;
-    assert_null_args_rejected(mcl_transition_backward, f.b.ctx, &d, &t);
-    for (size_t i = 0; i < COUNT_OF(desc_faults); i++)
-        EXPECT_BWD(desc_faults[i].desc, t, desc_faults[i].status, desc_faults[i].needle, desc_faults[i].needle);
-
-    t = (mcl_transition_bwd_tensors){.x = f.bt.x, .w1 = f.bt.w1, .w2 = f.bt.w2, .mean = f.bt.mean,
-                                     .rstd = f.bt.rstd, .h = f.bt.h, .dy = f.bt.dy};
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "no output requested", "no output");
-    mcl_tensor *required[] = {&t.x, &t.w1, &t.w2, &t.mean, &t.rstd, &t.h, &t.dy};
-    const int required_ids[] = {T_X, T_W1, T_W2, T_MEAN, T_RSTD, T_H, T_DY};
-    EXPECT_EACH_REQUIRED(EXPECT_BWD, d, t, f.bt, required, required_ids, names);
-    t = f.bt, t.dw1 = (mcl_tensor){f.b.small, 0};
-    EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "dw1 buffer holds 16 bytes", "small dw1");
-    t = f.bt, t.h = (mcl_tensor){f.b.small, 0};
-    EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "h buffer holds 16 bytes", "small h");
-    t = f.bt, t.dx = (mcl_tensor){f.b.in, 640};
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dx over w2 and dy");
-    t = f.bt, t.dw2 = (mcl_tensor){f.b.out, 160};
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "output dw2 overlaps h", "dw2 over h");
-    t = f.bt, t.dln_bias = t.dln_weight;
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dln_bias on dln_weight");
+    cl_mem in = f.b.in, out = f.b.out, small = f.b.small;
+    mcl_transition_fwd_tensors ft;
+    const test_required fwd_required[] = {TEST_REQUIRED(ft, x),    TEST_REQUIRED(ft, w1),   TEST_REQUIRED(ft, w2),
+                                          TEST_REQUIRED(ft, y),    TEST_REQUIRED(ft, mean), TEST_REQUIRED(ft, rstd),
+                                          TEST_REQUIRED(ft, h)};
+    const test_tensor_fault fwd_faults[] = {
+        {"small h", MCL_ERR_BUFFER_TOO_SMALL, "h buffer holds 16 bytes", {{&ft.h, {small, 0}}}},
+        {"w2 past its buffer", MCL_ERR_BUFFER_TOO_SMALL, "w2 buffer", {{&ft.w2, {in, 704}}}},
+        {"small ln_bias", MCL_ERR_BUFFER_TOO_SMALL, "ln_bias buffer", {{&ft.ln_bias, {small, 0}}}},
+        {"y over x", MCL_ERR_INVALID_ARGUMENT, "output y overlaps x", {{&ft.y, {in, 64}}}},
+        {"h over y", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&ft.h, {out, 96}}}},
+    };
+    mcl_transition_bwd_tensors bt;
+    const test_required bwd_required[] = {TEST_REQUIRED(bt, x),    TEST_REQUIRED(bt, w1),   TEST_REQUIRED(bt, w2),
+                                          TEST_REQUIRED(bt, mean), TEST_REQUIRED(bt, rstd), TEST_REQUIRED(bt, h),
+                                          TEST_REQUIRED(bt, dy)};
+    const test_tensor_fault bwd_faults[] = {
+        {"no output", MCL_ERR_INVALID_ARGUMENT, "no output requested",
+         {TEST_LEFT_OUT(bt, dx), TEST_LEFT_OUT(bt, dln_weight), TEST_LEFT_OUT(bt, dln_bias), TEST_LEFT_OUT(bt, dw1),
+          TEST_LEFT_OUT(bt, dw2)}},
+        {"small dw1", MCL_ERR_BUFFER_TOO_SMALL, "dw1 buffer holds 16 bytes", {{&bt.dw1, {small, 0}}}},
+        {"small h", MCL_ERR_BUFFER_TOO_SMALL, "h buffer holds 16 bytes", {{&bt.h, {small, 0}}}},
+        {"dx over w2 and dy", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&bt.dx, {in, 640}}}},
+        {"dw2 over h", MCL_ERR_INVALID_ARGUMENT, "output dw2 overlaps h", {{&bt.dw2, {out, 160}}}},
+        {"dln_bias on dln_weight", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&bt.dln_bias, f.bt.dln_weight}}},
+    };
+    EXPECT_REFUSED_CALLS(&f.b, mcl_transition_forward, f.desc, f.ft, ft, desc_faults, fwd_required, fwd_faults);
+    EXPECT_REFUSED_CALLS(&f.b, mcl_transition_backward, f.desc, f.bt, bt, desc_faults, bwd_required, bwd_faults);
 
     size_t bytes = 0;
-    assert_status(mcl_transition_backward_workspace_size(f.b.ctx, &d, &f.bt, NULL), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_transition_backward_workspace_size(NULL, &d, &f.bt, &bytes), MCL_ERR_NULL_POINTER);
-    d.hidden = 0;
-    assert_status(mcl_transition_backward_workspace_size(f.b.ctx, &d, &f.bt, &bytes), MCL_ERR_INVALID_SIZE);
+    assert_status(mcl_transition_backward_workspace_size(f.b.ctx, &f.desc, &f.bt, NULL), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_transition_backward_workspace_size(NULL, &f.desc, &f.bt, &bytes), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_transition_backward_workspace_size(f.b.ctx, &desc_faults[2].desc, &f.bt, &bytes),
+                  MCL_ERR_INVALID_SIZE);
     test_bad_buffers_release(&f.b);
 }
 
-/* The workload runs the op without events; the bad-input tests' valid tensors show that the
- * forward and the backward each return one. */
-Test(transition, forward_and_backward_return_events)
-{
-    bad_fixture f = bad_setup();
-    cl_event fwd = NULL, bwd = NULL;
-    assert_ok(mcl_transition_forward(f.b.ctx, &f.desc, &f.ft, &fwd));
-    test_wait_event(fwd);
-    assert_ok(mcl_transition_backward(f.b.ctx, &f.desc, &f.bt, &bwd));
-    test_wait_event(bwd);
-    test_bad_buffers_release(&f.b);
-}
+TEST_EVENTS_RETURNED(transition)

@@ -254,10 +254,7 @@ enum { BN = 2, BC = 3, BH = 2 };
 enum { IN_BYTES = 352, OUT_BYTES = 600 };
 
 typedef struct bad_fixture {
-    test_bad_buffers b;
-    mcl_trimul_desc desc;
-    mcl_trimul_fwd_tensors ft;
-    mcl_trimul_bwd_tensors bt;
+    TEST_BAD_FIXTURE_OF(trimul);
 } bad_fixture;
 
 static bad_fixture bad_setup(void)
@@ -274,100 +271,63 @@ static bad_fixture bad_setup(void)
     return f;
 }
 
-#define EXPECT_FWD(d, t, status, needle, label) \
-    test_expect_rejected(&f.b, mcl_trimul_forward(f.b.ctx, &(d), &(t), NULL), status, needle, label)
-#define EXPECT_BWD(d, t, status, needle, label) \
-    test_expect_rejected(&f.b, mcl_trimul_backward(f.b.ctx, &(d), &(t), NULL), status, needle, label)
-
 /* Descriptor faults, forward and backward alike. */
-static const struct {
-    mcl_trimul_desc desc;
-    mcl_status status;
-    const char *needle;
-} desc_faults[] = {
-    {{0, BC, BH, MCL_F32, 1e-5f, MCL_TRIMUL_OUTGOING}, MCL_ERR_INVALID_SIZE, "n (0)"},
-    {{BN, 0, BH, MCL_F32, 1e-5f, MCL_TRIMUL_OUTGOING}, MCL_ERR_INVALID_SIZE, "channels (0)"},
-    {{BN, BC, 0, MCL_F32, 1e-5f, MCL_TRIMUL_OUTGOING}, MCL_ERR_INVALID_SIZE, "hidden (0)"},
-    {{BN, BC, BH, (mcl_dtype)7, 1e-5f, MCL_TRIMUL_OUTGOING}, MCL_ERR_UNSUPPORTED_DTYPE, "dtype 7"},
-    {{BN, BC, BH, MCL_F32, NAN, MCL_TRIMUL_OUTGOING}, MCL_ERR_INVALID_ARGUMENT, "eps"},
-    {{BN, BC, BH, MCL_F32, -1.0f, MCL_TRIMUL_OUTGOING}, MCL_ERR_INVALID_ARGUMENT, "eps"},
-    {{BN, BC, BH, MCL_F32, 1e-5f, (mcl_trimul_direction)2}, MCL_ERR_INVALID_ARGUMENT, "direction 2"},
+static const TEST_DESC_FAULT(mcl_trimul_desc) desc_faults[] = {
+    {{0, BC, BH, MCL_F32, 1e-5f, MCL_TRIMUL_OUTGOING}, MCL_ERR_INVALID_SIZE, "n (0)", "zero n"},
+    {{BN, 0, BH, MCL_F32, 1e-5f, MCL_TRIMUL_OUTGOING}, MCL_ERR_INVALID_SIZE, "channels (0)", "zero channels"},
+    {{BN, BC, 0, MCL_F32, 1e-5f, MCL_TRIMUL_OUTGOING}, MCL_ERR_INVALID_SIZE, "hidden (0)", "zero hidden"},
+    {{BN, BC, BH, (mcl_dtype)7, 1e-5f, MCL_TRIMUL_OUTGOING}, MCL_ERR_UNSUPPORTED_DTYPE, "dtype 7", "unknown dtype"},
+    {{BN, BC, BH, MCL_F32, NAN, MCL_TRIMUL_OUTGOING}, MCL_ERR_INVALID_ARGUMENT, "eps", "NaN eps"},
+    {{BN, BC, BH, MCL_F32, -1.0f, MCL_TRIMUL_OUTGOING}, MCL_ERR_INVALID_ARGUMENT, "eps", "negative eps"},
+    {{BN, BC, BH, MCL_F32, 1e-5f, (mcl_trimul_direction)2}, MCL_ERR_INVALID_ARGUMENT, "direction 2", "direction 2"},
 };
 
-Test(trimul, bad_forward_inputs)
+/* The tensors both passes require, in the tensors `pass` of a pass's calls: the inputs and what
+ * the forward saves. */
+#define REQUIRED_IN_BOTH_PASSES(pass)                                                              \
+    TEST_REQUIRED(pass, z), TEST_REQUIRED(pass, w_in), TEST_REQUIRED(pass, w_out), TEST_REQUIRED(pass, p), \
+        TEST_REQUIRED(pass, t), TEST_REQUIRED(pass, mean_in), TEST_REQUIRED(pass, rstd_in),                \
+        TEST_REQUIRED(pass, mean_out), TEST_REQUIRED(pass, rstd_out)
+
+/* Every refused call of the forward and the backward, no buffer touched; the size function
+ * refuses what it cannot size. */
+Test(trimul, bad_inputs)
 {
     bad_fixture f = bad_setup();
-    mcl_trimul_desc d = f.desc;
-    mcl_trimul_fwd_tensors t = f.ft;
-    assert_null_args_rejected(mcl_trimul_forward, f.b.ctx, &d, &t);
-    for (size_t i = 0; i < COUNT_OF(desc_faults); i++)
-        EXPECT_FWD(desc_faults[i].desc, t, desc_faults[i].status, desc_faults[i].needle, desc_faults[i].needle);
-
-    mcl_tensor *required[] = {&t.z, &t.w_in, &t.w_out, &t.out, &t.p, &t.t, &t.mean_in, &t.rstd_in, &t.mean_out,
-                              &t.rstd_out};
-    const int required_ids[] = {T_Z, T_W_IN, T_W_OUT, T_OUT, T_P, T_T, T_MEAN_IN, T_RSTD_IN, T_MEAN_OUT,
-                                T_RSTD_OUT};
-    EXPECT_EACH_REQUIRED(EXPECT_FWD, d, t, f.ft, required, required_ids, names);
-    t = f.ft, t.p = (mcl_tensor){f.b.small, 0};
-    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "p buffer holds 16 bytes", "small p");
-    t = f.ft, t.mask = (mcl_tensor){f.b.small, 4};
-    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "mask buffer", "mask past its buffer");
-    t = f.ft, t.w_out = (mcl_tensor){f.b.in, 336};
-    EXPECT_FWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "w_out buffer", "w_out past its buffer");
-    t = f.ft, t.out = (mcl_tensor){f.b.in, 32};
-    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "output out overlaps z", "out over z");
-    t = f.ft, t.t = (mcl_tensor){f.b.out, 200};
-    EXPECT_FWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "t over p");
-    test_bad_buffers_release(&f.b);
-}
-
-Test(trimul, bad_backward_inputs)
-{
-    bad_fixture f = bad_setup();
-    mcl_trimul_desc d = f.desc;
-    mcl_trimul_bwd_tensors t = f.bt;
-    assert_null_args_rejected(mcl_trimul_backward, f.b.ctx, &d, &t);
-    for (size_t i = 0; i < COUNT_OF(desc_faults); i++)
-        EXPECT_BWD(desc_faults[i].desc, t, desc_faults[i].status, desc_faults[i].needle, desc_faults[i].needle);
-
-    t = f.bt;
-    t.dz = t.dln_in_weight = t.dln_in_bias = t.dw_in = t.dln_out_weight = t.dln_out_bias = t.dw_out =
-        (mcl_tensor){0};
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "no output requested", "no output");
-    mcl_tensor *required[] = {&t.z, &t.w_in, &t.w_out, &t.p, &t.t, &t.mean_in, &t.rstd_in, &t.mean_out,
-                              &t.rstd_out, &t.dout};
-    const int required_ids[] = {T_Z, T_W_IN, T_W_OUT, T_P, T_T, T_MEAN_IN, T_RSTD_IN, T_MEAN_OUT, T_RSTD_OUT,
-                                T_DOUT};
-    EXPECT_EACH_REQUIRED(EXPECT_BWD, d, t, f.bt, required, required_ids, names);
-    t = f.bt, t.dw_in = (mcl_tensor){f.b.small, 0};
-    EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "dw_in buffer holds 16 bytes", "small dw_in");
-    t = f.bt, t.t = (mcl_tensor){f.b.small, 0};
-    EXPECT_BWD(d, t, MCL_ERR_BUFFER_TOO_SMALL, "t buffer holds 16 bytes", "small t");
-    t = f.bt, t.dz = (mcl_tensor){f.b.in, 272};
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dz over w_out and dout");
-    t = f.bt, t.dw_out = (mcl_tensor){f.b.out, 48};
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "output dw_out overlaps p", "dw_out over p");
-    t = f.bt, t.dln_out_bias = t.dln_out_weight;
-    EXPECT_BWD(d, t, MCL_ERR_INVALID_ARGUMENT, "overlaps", "dln_out_bias on dln_out_weight");
+    cl_mem in = f.b.in, out = f.b.out, small = f.b.small;
+    mcl_trimul_fwd_tensors ft;
+    const test_required fwd_required[] = {REQUIRED_IN_BOTH_PASSES(ft), TEST_REQUIRED(ft, out)};
+    const test_tensor_fault fwd_faults[] = {
+        {"small p", MCL_ERR_BUFFER_TOO_SMALL, "p buffer holds 16 bytes", {{&ft.p, {small, 0}}}},
+        {"mask past its buffer", MCL_ERR_BUFFER_TOO_SMALL, "mask buffer", {{&ft.mask, {small, 4}}}},
+        {"w_out past its buffer", MCL_ERR_BUFFER_TOO_SMALL, "w_out buffer", {{&ft.w_out, {in, 336}}}},
+        {"out over z", MCL_ERR_INVALID_ARGUMENT, "output out overlaps z", {{&ft.out, {in, 32}}}},
+        {"t over p", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&ft.t, {out, 200}}}},
+    };
+    mcl_trimul_bwd_tensors bt;
+    const test_required bwd_required[] = {REQUIRED_IN_BOTH_PASSES(bt), TEST_REQUIRED(bt, dout)};
+    const test_tensor_fault bwd_faults[] = {
+        {"no output", MCL_ERR_INVALID_ARGUMENT, "no output requested",
+         {TEST_LEFT_OUT(bt, dz), TEST_LEFT_OUT(bt, dln_in_weight), TEST_LEFT_OUT(bt, dln_in_bias),
+          TEST_LEFT_OUT(bt, dw_in), TEST_LEFT_OUT(bt, dln_out_weight), TEST_LEFT_OUT(bt, dln_out_bias),
+          TEST_LEFT_OUT(bt, dw_out)}},
+        {"small dw_in", MCL_ERR_BUFFER_TOO_SMALL, "dw_in buffer holds 16 bytes", {{&bt.dw_in, {small, 0}}}},
+        {"small t", MCL_ERR_BUFFER_TOO_SMALL, "t buffer holds 16 bytes", {{&bt.t, {small, 0}}}},
+        {"dz over w_out and dout", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&bt.dz, {in, 272}}}},
+        {"dw_out over p", MCL_ERR_INVALID_ARGUMENT, "output dw_out overlaps p", {{&bt.dw_out, {out, 48}}}},
+        {"dln_out_bias on dln_out_weight", MCL_ERR_INVALID_ARGUMENT, "overlaps",
+         {{&bt.dln_out_bias, f.bt.dln_out_weight}}},
+    };
+    EXPECT_REFUSED_CALLS(&f.b, mcl_trimul_forward, f.desc, f.ft, ft, desc_faults, fwd_required, fwd_faults);
+    EXPECT_REFUSED_CALLS(&f.b, mcl_trimul_backward, f.desc, f.bt, bt, desc_faults, bwd_required, bwd_faults);
 
     size_t fwd = 0, bwd = 0;
-    assert_status(mcl_trimul_workspace_size(NULL, &d, &fwd, &bwd), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_trimul_workspace_size(NULL, &f.desc, &fwd, &bwd), MCL_ERR_NULL_POINTER);
     assert_status(mcl_trimul_workspace_size(f.b.ctx, NULL, &fwd, &bwd), MCL_ERR_NULL_POINTER);
-    assert_status(mcl_trimul_workspace_size(f.b.ctx, &d, NULL, &bwd), MCL_ERR_NULL_POINTER);
+    assert_status(mcl_trimul_workspace_size(f.b.ctx, &f.desc, NULL, &bwd), MCL_ERR_NULL_POINTER);
     for (size_t i = 0; i < COUNT_OF(desc_faults); i++)
         assert_status(mcl_trimul_workspace_size(f.b.ctx, &desc_faults[i].desc, &fwd, &bwd), desc_faults[i].status);
     test_bad_buffers_release(&f.b);
 }
 
-/* The workload runs the op without events; the bad-input tests' valid tensors show that the
- * forward and the backward each return one. */
-Test(trimul, forward_and_backward_return_events)
-{
-    bad_fixture f = bad_setup();
-    cl_event fwd = NULL, bwd = NULL;
-    assert_ok(mcl_trimul_forward(f.b.ctx, &f.desc, &f.ft, &fwd));
-    test_wait_event(fwd);
-    assert_ok(mcl_trimul_backward(f.b.ctx, &f.desc, &f.bt, &bwd));
-    test_wait_event(bwd);
-    test_bad_buffers_release(&f.b);
-}
+TEST_EVENTS_RETURNED(trimul)

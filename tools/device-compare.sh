@@ -7,14 +7,8 @@
 #   bash tools/device-compare.sh evoattn fused layernorm -- --impl megacl --dtype f32,bf16
 # Uses the device kit as tools/device-run.sh does.
 set -uo pipefail
-out=${OUT:-$PWD/out}
-mkdir -p "$out"
-kit=${MEGACL_GPUKIT:-}
-for k in shared/device .gpukit/device ../shared/device; do
-  [ -z "$kit" ] && [ -f "$k/gpu-env.sh" ] && kit=$k
-done
-# shellcheck disable=SC1091
-source "$kit/gpu-env.sh"
+# shellcheck source=tools/device-kit.sh
+source "$(dirname "$0")/device-kit.sh"
 workloads=()
 while [ $# -gt 0 ] && [ "$1" != -- ]; do workloads+=("$1"); shift; done
 [ $# -gt 0 ] && shift

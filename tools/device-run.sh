@@ -4,14 +4,8 @@
 # Uses the device kit from $MEGACL_GPUKIT (default: shared/device, else .gpukit/device); writes
 # logs and JSON under $OUT (default ./out).
 set -uo pipefail
-out=${OUT:-$PWD/out}
-mkdir -p "$out"
-kit=${MEGACL_GPUKIT:-}
-for k in shared/device .gpukit/device ../shared/device; do
-  [ -z "$kit" ] && [ -f "$k/gpu-env.sh" ] && kit=$k
-done
-# shellcheck disable=SC1091
-source "$kit/gpu-env.sh"
+# shellcheck source=tools/device-kit.sh
+source "$(dirname "$0")/device-kit.sh"
 export POCL_CACHE_DIR=$PWD/build-gpu/pocl-cache
 { nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv; clinfo -l; } 2>&1 | tee "$out/device.txt"
 cmake -B build-gpu -DCMAKE_BUILD_TYPE=Release >"$out/build.log" 2>&1 &&

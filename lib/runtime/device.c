@@ -23,30 +23,24 @@ const char *mcl_vendor_name(mcl_vendor vendor)
     return "other";
 }
 
-/* Reads a string property into a fixed buffer, truncating; "" if the query fails. */
-static void device_string(cl_device_id device, cl_device_info param, char *out, size_t cap)
+/* clGetDeviceInfo on the device, or with device NULL clGetPlatformInfo on the platform. */
+static cl_int get_info(cl_platform_id platform, cl_device_id device, cl_uint param, size_t size, void *value,
+                       size_t *size_ret)
 {
-    size_t size = 0;
-    out[0] = '\0';
-    if (clGetDeviceInfo(device, param, 0, NULL, &size) != CL_SUCCESS || size == 0) return;
-    char *tmp = malloc(size);
-    if (!tmp) return;
-    if (clGetDeviceInfo(device, param, size, tmp, NULL) == CL_SUCCESS) {
-        tmp[size - 1] = '\0';
-        snprintf(out, cap, "%s", tmp);
-    }
-    free(tmp);
+    return device ? clGetDeviceInfo(device, param, size, value, size_ret)
+                  : clGetPlatformInfo(platform, param, size, value, size_ret);
 }
 
-static void platform_string(cl_platform_id platform, cl_platform_info param, char *out,
-                            size_t cap)
+/* Reads a string property (see get_info) into a fixed buffer, truncating; "" if the query
+ * fails. */
+static void info_string(cl_platform_id platform, cl_device_id device, cl_uint param, char *out, size_t cap)
 {
     size_t size = 0;
     out[0] = '\0';
-    if (clGetPlatformInfo(platform, param, 0, NULL, &size) != CL_SUCCESS || size == 0) return;
+    if (get_info(platform, device, param, 0, NULL, &size) != CL_SUCCESS || size == 0) return;
     char *tmp = malloc(size);
     if (!tmp) return;
-    if (clGetPlatformInfo(platform, param, size, tmp, NULL) == CL_SUCCESS) {
+    if (get_info(platform, device, param, size, tmp, NULL) == CL_SUCCESS) {
         tmp[size - 1] = '\0';
         snprintf(out, cap, "%s", tmp);
     }
@@ -167,15 +161,13 @@ mcl_status mcl_device_describe(cl_platform_id platform, cl_device_id device,
     cl_device_type type = 0;
     size_t max_wg = 1;
     memset(info, 0, sizeof *info);
-    platform_string(platform, CL_PLATFORM_NAME, info->platform_name, sizeof info->platform_name);
-    platform_string(platform, CL_PLATFORM_VERSION, info->platform_version,
-                    sizeof info->platform_version);
-    device_string(device, CL_DEVICE_NAME, info->name, sizeof info->name);
-    device_string(device, CL_DEVICE_VENDOR, vendor_string, sizeof vendor_string);
-    device_string(device, CL_DRIVER_VERSION, info->driver_version, sizeof info->driver_version);
-    device_string(device, CL_DEVICE_VERSION, info->device_version, sizeof info->device_version);
-    device_string(device, CL_DEVICE_OPENCL_C_VERSION, info->opencl_c_version,
-                  sizeof info->opencl_c_version);
+    info_string(platform, NULL, CL_PLATFORM_NAME, info->platform_name, sizeof info->platform_name);
+    info_string(platform, NULL, CL_PLATFORM_VERSION, info->platform_version, sizeof info->platform_version);
+    info_string(NULL, device, CL_DEVICE_NAME, info->name, sizeof info->name);
+    info_string(NULL, device, CL_DEVICE_VENDOR, vendor_string, sizeof vendor_string);
+    info_string(NULL, device, CL_DRIVER_VERSION, info->driver_version, sizeof info->driver_version);
+    info_string(NULL, device, CL_DEVICE_VERSION, info->device_version, sizeof info->device_version);
+    info_string(NULL, device, CL_DEVICE_OPENCL_C_VERSION, info->opencl_c_version, sizeof info->opencl_c_version);
     MCL_CL_TRY(clGetDeviceInfo(device, CL_DEVICE_TYPE, sizeof type, &type, NULL),
                "clGetDeviceInfo(CL_DEVICE_TYPE)");
     clGetDeviceInfo(device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_wg, &max_wg, NULL);

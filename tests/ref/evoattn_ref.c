@@ -162,10 +162,13 @@ int ref_evoattn_slice(const ref_evoattn_problem *p, size_t b, size_t n, size_t h
     return 0;
 }
 
-int ref_evoattn_forward(const ref_evoattn_problem *p, double *out, double *gated, double *lse)
+/* v + offset, or NULL for an output not asked for */
+static double *part_of(double *v, size_t offset) { return v ? v + offset : NULL; }
+
+/* ref_evoattn_slice over every slice, `whole` holding full tensors (out, gated, dq, dk, dv, dgate
+ * [B, N, S, H, D], lse [B, N, H, S], dmask [B, N, S], dpair [B, H, S, S], each optional). */
+static int every_slice(const ref_evoattn_problem *p, const ref_evoattn_slice_out *whole)
 {
-    ref_evoattn_problem fp = *p;
-    fp.dout = NULL;
     const size_t N = p->rows, S = p->seq, H = p->heads, D = p->head_dim;
     for (size_t b = 0; b < p->batch; b++)
         for (size_t n = 0; n < N; n++)
@@ -173,36 +176,35 @@ int ref_evoattn_forward(const ref_evoattn_problem *p, double *out, double *gated
                 size_t base = ((b * N + n) * S * H + h) * D;
                 ref_evoattn_slice_out o = {
                     .ld = H * D,
-                    .out = out ? out + base : NULL,
-                    .gated = gated ? gated + base : NULL,
-                    .lse = lse ? lse + ((b * N + n) * H + h) * S : NULL,
+                    .out = part_of(whole->out, base),
+                    .gated = part_of(whole->gated, base),
+                    .lse = part_of(whole->lse, ((b * N + n) * H + h) * S),
+                    .dq = part_of(whole->dq, base),
+                    .dk = part_of(whole->dk, base),
+                    .dv = part_of(whole->dv, base),
+                    .dgate = part_of(whole->dgate, base),
+                    .dmask = part_of(whole->dmask, (b * N + n) * S),
+                    .dpair = part_of(whole->dpair, (b * H + h) * S * S),
                 };
-                if (ref_evoattn_slice(&fp, b, n, h, &o) != 0) return -1;
+                if (ref_evoattn_slice(p, b, n, h, &o) != 0) return -1;
             }
     return 0;
+}
+
+int ref_evoattn_forward(const ref_evoattn_problem *p, double *out, double *gated, double *lse)
+{
+    ref_evoattn_problem fp = *p;
+    fp.dout = NULL;
+    return every_slice(&fp, &(ref_evoattn_slice_out){.out = out, .gated = gated, .lse = lse});
 }
 
 int ref_evoattn_backward(const ref_evoattn_problem *p, double *dq, double *dk, double *dv,
                          double *dgate, double *dmask, double *dpair)
 {
     if (!p->dout) return -1;
-    const size_t B = p->batch, N = p->rows, S = p->seq, H = p->heads, D = p->head_dim;
+    const size_t B = p->batch, N = p->rows, S = p->seq, H = p->heads;
     if (dmask) memset(dmask, 0, B * N * S * sizeof *dmask);
     if (dpair) memset(dpair, 0, B * H * S * S * sizeof *dpair);
-    for (size_t b = 0; b < B; b++)
-        for (size_t n = 0; n < N; n++)
-            for (size_t h = 0; h < H; h++) {
-                size_t base = ((b * N + n) * S * H + h) * D;
-                ref_evoattn_slice_out o = {
-                    .ld = H * D,
-                    .dq = dq ? dq + base : NULL,
-                    .dk = dk ? dk + base : NULL,
-                    .dv = dv ? dv + base : NULL,
-                    .dgate = dgate ? dgate + base : NULL,
-                    .dmask = dmask ? dmask + (b * N + n) * S : NULL,
-                    .dpair = dpair ? dpair + (b * H + h) * S * S : NULL,
-                };
-                if (ref_evoattn_slice(p, b, n, h, &o) != 0) return -1;
-            }
-    return 0;
+    return every_slice(p, &(ref_evoattn_slice_out){.dq = dq, .dk = dk, .dv = dv, .dgate = dgate, .dmask = dmask,
+                                                  .dpair = dpair});
 }

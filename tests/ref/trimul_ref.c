@@ -53,54 +53,6 @@ static void matmul_xt(const double *x, const double *dy, size_t rows, size_t k, 
     for (size_t e = 0; norm && e < k * cols; e++) dw[e] = sqrt(dw[e]);
 }
 
-/* LayerNorm forward and backward over double rows: t stays double unless a saved one is given,
- * so that finite differences of the forward see no rounding and a row of near-equal t loses no
- * digits; as ref_layernorm_forward and _backward otherwise. Outputs but y may be NULL. */
-static void row_stats(const double *xr, size_t cols, double eps, double *mean, double *rstd)
-{
-    double mu = 0.0, var = 0.0;
-    for (size_t k = 0; k < cols; k++) mu += xr[k];
-    mu /= (double)cols;
-    for (size_t k = 0; k < cols; k++) var += (xr[k] - mu) * (xr[k] - mu);
-    *mean = mu, *rstd = 1.0 / sqrt(var / (double)cols + eps);
-}
-
-static void layernorm_rows(const double *x, const float *weight, const float *bias, size_t rows, size_t cols,
-                           double eps, double *y, double *mean, double *rstd)
-{
-    for (size_t r = 0; r < rows; r++) {
-        double mu, rs;
-        row_stats(x + r * cols, cols, eps, &mu, &rs);
-        for (size_t k = 0; k < cols; k++)
-            y[r * cols + k] = (x[r * cols + k] - mu) * rs * (weight ? weight[k] : 1.0) + (bias ? bias[k] : 0.0);
-        if (mean) mean[r] = mu;
-        if (rstd) rstd[r] = rs;
-    }
-}
-
-static void layernorm_rows_backward(const double *x, const float *weight, const double *dy, size_t rows,
-                                    size_t cols, double eps, double *dx, double *dweight, double *dbias)
-{
-    if (dweight) memset(dweight, 0, cols * sizeof *dweight);
-    if (dbias) memset(dbias, 0, cols * sizeof *dbias);
-    for (size_t r = 0; r < rows; r++) {
-        const double *xr = x + r * cols, *gr = dy + r * cols;
-        double mu, rs, c1 = 0.0, c2 = 0.0;
-        row_stats(xr, cols, eps, &mu, &rs);
-        for (size_t k = 0; k < cols; k++) {
-            double xhat = (xr[k] - mu) * rs, g = gr[k] * (weight ? weight[k] : 1.0);
-            c1 += g * xhat, c2 += g;
-            if (dweight) dweight[k] += gr[k] * xhat;
-            if (dbias) dbias[k] += gr[k];
-        }
-        c1 /= (double)cols, c2 /= (double)cols;
-        for (size_t k = 0; dx && k < cols; k++) {
-            double xhat = (xr[k] - mu) * rs, g = gr[k] * (weight ? weight[k] : 1.0);
-            dx[r * cols + k] = (g - (xhat * c1 + c2)) * rs;
-        }
-    }
-}
-
 /* Everything the forward forms, as the backward needs it (malloc'd; free with chain_free). */
 typedef struct chain {
     size_t np, w;
@@ -164,7 +116,7 @@ static void chain_forward(const ref_trimul_problem *p, chain *ch, double *pp, do
     if (t) memcpy(t, ch->t, np * h * sizeof *t);
     continued(ch->t, p->t, np * h);
 
-    layernorm_rows(ch->t, p->ln_out_weight, p->ln_out_bias, np, h, p->eps, ch->lnt, mean_out, rstd_out);
+    ref_layernorm_forward_double(ch->t, p->ln_out_weight, p->ln_out_bias, np, h, p->eps, ch->lnt, mean_out, rstd_out);
     matmul(ch->lnt, p->w_out, np, h, c, ch->o);
 }
 
@@ -213,7 +165,7 @@ static void grads_forward(const ref_trimul_problem *p, const chain *ch, grads_ch
         }
     /* o = LN_out(t) W_out */
     matmul_wt(gc->dO, p->w_out, np, h, c, gc->dlnt);
-    layernorm_rows_backward(ch->t, p->ln_out_weight, gc->dlnt, np, h, p->eps, gc->dt, dln_out_weight,
+    ref_layernorm_backward_double(ch->t, p->ln_out_weight, gc->dlnt, np, h, p->eps, gc->dt, dln_out_weight,
                             dln_out_bias);
     /* the k-sum */
     double *da = zeros(np * h), *db = zeros(np * h);
@@ -264,7 +216,7 @@ static void scale_of(const double *x, const float *weight, const double *dln, si
                      double *dx, double *dweight, double *dbias)
 {
     double *xhat = zeros(rows * cols), *rstd = zeros(rows);
-    layernorm_rows(x, NULL, NULL, rows, cols, eps, xhat, NULL, rstd);
+    ref_layernorm_forward_double(x, NULL, NULL, rows, cols, eps, xhat, NULL, rstd);
     for (size_t r = 0; dx && r < rows; r++) {
         double ss = 0.0;
         for (size_t k = 0; k < cols; k++) ss += pow(dln[r * cols + k] * (weight ? weight[k] : 1.0), 2);

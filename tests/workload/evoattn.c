@@ -82,30 +82,15 @@ static mcl_evoattn_bwd_tensors bwd_tensors(const wl_problem *p)
                                      wl_at(p, DK),   wl_at(p, DV),  wl_at(p, DGATE), wl_at(p, DMASK), wl_at(p, DPAIR)};
 }
 
-static mcl_status forward(wl_problem *p)
+static mcl_evoattn_fwd_tensors fwd_tensors(const wl_problem *p)
 {
-    mcl_evoattn_desc d = desc_of(p);
-    mcl_evoattn_fwd_tensors t = {wl_at(p, Q),    wl_at(p, K),   wl_at(p, V),     wl_at(p, MASK), wl_at(p, PAIR),
-                                 wl_at(p, GATE), wl_at(p, OUT), wl_at(p, GATED), wl_at(p, LSE)};
-    return mcl_evoattn_forward(p->ctx, &d, &t, NULL);
+    return (mcl_evoattn_fwd_tensors){wl_at(p, Q), wl_at(p, K), wl_at(p, V), wl_at(p, MASK), wl_at(p, PAIR),
+                                     wl_at(p, GATE), wl_at(p, OUT), wl_at(p, GATED), wl_at(p, LSE)};
 }
 
-static mcl_status backward(wl_problem *p)
-{
-    mcl_evoattn_desc d = desc_of(p);
-    mcl_evoattn_bwd_tensors t = bwd_tensors(p);
-    return mcl_evoattn_backward(p->ctx, &d, &t, NULL);
-}
-
-/* The forward has no size function; the backward takes exactly what its size function reports. */
-static mcl_status workspace(wl_problem *p, size_t *fwd, size_t *bwd, int *backward_exact)
-{
-    mcl_evoattn_desc d = desc_of(p);
-    mcl_evoattn_bwd_tensors t = bwd_tensors(p);
-    *fwd = WL_UNSIZED;
-    *backward_exact = 1;
-    return mcl_evoattn_backward_workspace_size(p->ctx, &d, &t, bwd);
-}
+WL_OP_PASSES(evoattn)
+/* The forward has no workspace; the backward takes exactly what its size function reports. */
+WL_SIZED_BACKWARD(evoattn)
 
 /* ---- reference and tolerances ----------------------------------------------------------- */
 

@@ -36,19 +36,17 @@ static void draw(wl_problem *p, host_rng *rng)
 
 static mcl_gating_desc desc_of(const wl_problem *p) { return (mcl_gating_desc){count_of(&p->c), p->c.dtype}; }
 
-static mcl_status forward(wl_problem *p)
+static mcl_gating_fwd_tensors fwd_tensors(const wl_problem *p)
 {
-    mcl_gating_desc d = desc_of(p);
-    mcl_gating_fwd_tensors t = {wl_at(p, X), wl_at(p, G), wl_at(p, Y)};
-    return mcl_gating_forward(p->ctx, &d, &t, NULL);
+    return (mcl_gating_fwd_tensors){wl_at(p, X), wl_at(p, G), wl_at(p, Y)};
 }
 
-static mcl_status backward(wl_problem *p)
+static mcl_gating_bwd_tensors bwd_tensors(const wl_problem *p)
 {
-    mcl_gating_desc d = desc_of(p);
-    mcl_gating_bwd_tensors t = {wl_at(p, X), wl_at(p, G), wl_at(p, DY), wl_at(p, DX), wl_at(p, DG)};
-    return mcl_gating_backward(p->ctx, &d, &t, NULL);
+    return (mcl_gating_bwd_tensors){wl_at(p, X), wl_at(p, G), wl_at(p, DY), wl_at(p, DX), wl_at(p, DG)};
 }
+
+WL_OP_PASSES(gating)
 
 /* every element held to its own bound (relative above 1, absolute below), so that an error in a
  * few elements (a vector's remainder, a saturated gate) is not averaged away */

@@ -37,21 +37,19 @@ static mcl_layernorm_desc desc_of(const wl_problem *p)
     return (mcl_layernorm_desc){p->c.shape[0], p->c.shape[1], p->c.dtype, 1e-5f};
 }
 
-static mcl_status forward(wl_problem *p)
+static mcl_layernorm_fwd_tensors fwd_tensors(const wl_problem *p)
 {
-    mcl_layernorm_desc d = desc_of(p);
-    mcl_layernorm_fwd_tensors t = {wl_at(p, X), wl_at(p, WEIGHT), wl_at(p, BIAS), wl_at(p, Y), wl_at(p, MEAN),
-                                   wl_at(p, RSTD)};
-    return mcl_layernorm_forward(p->ctx, &d, &t, NULL);
+    return (mcl_layernorm_fwd_tensors){wl_at(p, X), wl_at(p, WEIGHT), wl_at(p, BIAS), wl_at(p, Y), wl_at(p, MEAN),
+                                       wl_at(p, RSTD)};
 }
 
-static mcl_status backward(wl_problem *p)
+static mcl_layernorm_bwd_tensors bwd_tensors(const wl_problem *p)
 {
-    mcl_layernorm_desc d = desc_of(p);
-    mcl_layernorm_bwd_tensors t = {wl_at(p, X),  wl_at(p, WEIGHT), wl_at(p, MEAN),    wl_at(p, RSTD),
-                                   wl_at(p, DY), wl_at(p, DX),     wl_at(p, DWEIGHT), wl_at(p, DBIAS)};
-    return mcl_layernorm_backward(p->ctx, &d, &t, NULL);
+    return (mcl_layernorm_bwd_tensors){wl_at(p, X), wl_at(p, WEIGHT), wl_at(p, MEAN), wl_at(p, RSTD), wl_at(p, DY),
+                                       wl_at(p, DX), wl_at(p, DWEIGHT), wl_at(p, DBIAS)};
 }
+
+WL_OP_PASSES(layernorm)
 
 static mcl_status workspace(wl_problem *p, size_t *fwd, size_t *bwd, int *backward_exact)
 {

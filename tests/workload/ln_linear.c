@@ -56,29 +56,15 @@ static mcl_ln_linear_bwd_tensors bwd_tensors(const wl_problem *p)
                                        wl_at(p, DLN_WEIGHT), wl_at(p, DLN_BIAS), wl_at(p, DWEIGHT), wl_at(p, DBIAS)};
 }
 
-static mcl_status forward(wl_problem *p)
+static mcl_ln_linear_fwd_tensors fwd_tensors(const wl_problem *p)
 {
-    mcl_ln_linear_desc d = desc_of(p);
-    mcl_ln_linear_fwd_tensors t = {wl_at(p, X), wl_at(p, LN_WEIGHT), wl_at(p, LN_BIAS), wl_at(p, WEIGHT),
-                                   wl_at(p, BIAS), wl_at(p, Y), wl_at(p, MEAN), wl_at(p, RSTD)};
-    return mcl_ln_linear_forward(p->ctx, &d, &t, NULL);
+    return (mcl_ln_linear_fwd_tensors){wl_at(p, X), wl_at(p, LN_WEIGHT), wl_at(p, LN_BIAS), wl_at(p, WEIGHT),
+                                       wl_at(p, BIAS), wl_at(p, Y), wl_at(p, MEAN), wl_at(p, RSTD)};
 }
 
-static mcl_status backward(wl_problem *p)
-{
-    mcl_ln_linear_desc d = desc_of(p);
-    mcl_ln_linear_bwd_tensors t = bwd_tensors(p);
-    return mcl_ln_linear_backward(p->ctx, &d, &t, NULL);
-}
-
-static mcl_status workspace(wl_problem *p, size_t *fwd, size_t *bwd, int *backward_exact)
-{
-    mcl_ln_linear_desc d = desc_of(p);
-    mcl_ln_linear_bwd_tensors t = bwd_tensors(p);
-    *fwd = WL_UNSIZED;
-    *backward_exact = 1;
-    return mcl_ln_linear_backward_workspace_size(p->ctx, &d, &t, bwd);
-}
+WL_OP_PASSES(ln_linear)
+/* The forward has no workspace; the backward takes exactly what its size function reports. */
+WL_SIZED_BACKWARD(ln_linear)
 
 /* dln_weight and dln_bias are held to the size of the terms their sums add (their sums over a
  * few rows, or of one feature, can cancel to near 0) */
@@ -221,23 +207,18 @@ static mcl_status unfused_setup(wl_problem *p)
 
 static mcl_status unfused_forward(wl_problem *p)
 {
-    size_t rows = p->c.shape[0], in = p->c.shape[1], out = p->c.shape[2];
-    mcl_layernorm_desc ln = {rows, in, MCL_F32, 1e-5f};
     mcl_layernorm_fwd_tensors lt = {wl_at(p, X), wl_at(p, LN_WEIGHT), wl_at(p, LN_BIAS), wl_scratch(p, XN),
                                     wl_at(p, MEAN), wl_at(p, RSTD)};
-    WL_TRY(mcl_layernorm_forward(p->ctx, &ln, &lt, NULL));
-    return wl_sgemm(p, 0, 0, rows, out, in, wl_scratch(p, XN), in, wl_at(p, WEIGHT), out, wl_at(p, Y), out);
+    return wl_unfused_ln_linear_forward(p, p->c.shape[0], p->c.shape[1], p->c.shape[2], &lt, wl_at(p, WEIGHT),
+                                        wl_at(p, Y));
 }
 
 static mcl_status unfused_backward(wl_problem *p)
 {
-    size_t rows = p->c.shape[0], in = p->c.shape[1], out = p->c.shape[2];
-    WL_TRY(wl_sgemm(p, 0, 1, rows, in, out, wl_at(p, DY), out, wl_at(p, WEIGHT), out, wl_scratch(p, DXN), in));
-    WL_TRY(wl_sgemm(p, 1, 0, in, out, rows, wl_scratch(p, XN), in, wl_at(p, DY), out, wl_at(p, DWEIGHT), out));
-    mcl_layernorm_desc ln = {rows, in, MCL_F32, 1e-5f};
     mcl_layernorm_bwd_tensors lt = {wl_at(p, X),  wl_at(p, LN_WEIGHT), wl_at(p, MEAN),       wl_at(p, RSTD),
                                     wl_scratch(p, DXN), wl_at(p, DX), wl_at(p, DLN_WEIGHT), wl_at(p, DLN_BIAS)};
-    return mcl_layernorm_backward(p->ctx, &ln, &lt, NULL);
+    return wl_unfused_ln_linear_backward(p, p->c.shape[0], p->c.shape[1], p->c.shape[2], &lt, wl_scratch(p, XN),
+                                         wl_at(p, WEIGHT), wl_at(p, DY), wl_at(p, DWEIGHT));
 }
 
 static const wl_baseline baselines[] = {

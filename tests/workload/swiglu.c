@@ -49,19 +49,17 @@ static mcl_swiglu_desc desc_of(const wl_problem *p)
     return (mcl_swiglu_desc){rows_of(&p->c), features_of(&p->c), p->c.dtype, half_of(&p->c)};
 }
 
-static mcl_status forward(wl_problem *p)
+static mcl_swiglu_fwd_tensors fwd_tensors(const wl_problem *p)
 {
-    mcl_swiglu_desc d = desc_of(p);
-    mcl_swiglu_fwd_tensors t = {wl_at(p, X), wl_at(p, Y)};
-    return mcl_swiglu_forward(p->ctx, &d, &t, NULL);
+    return (mcl_swiglu_fwd_tensors){wl_at(p, X), wl_at(p, Y)};
 }
 
-static mcl_status backward(wl_problem *p)
+static mcl_swiglu_bwd_tensors bwd_tensors(const wl_problem *p)
 {
-    mcl_swiglu_desc d = desc_of(p);
-    mcl_swiglu_bwd_tensors t = {wl_at(p, X), wl_at(p, DY), wl_at(p, DX)};
-    return mcl_swiglu_backward(p->ctx, &d, &t, NULL);
+    return (mcl_swiglu_bwd_tensors){wl_at(p, X), wl_at(p, DY), wl_at(p, DX)};
 }
+
+WL_OP_PASSES(swiglu)
 
 /* every element held to its own bound (relative above 1, absolute below): an error in one
  * half, one row's remainder or one saturated input is not averaged away */

@@ -79,30 +79,15 @@ static mcl_transition_bwd_tensors bwd_tensors(const wl_problem *p)
                                         wl_at(p, DW1), wl_at(p, DW2)};
 }
 
-static mcl_status forward(wl_problem *p)
+static mcl_transition_fwd_tensors fwd_tensors(const wl_problem *p)
 {
-    mcl_transition_desc d = desc_of(p);
-    mcl_transition_fwd_tensors t = {wl_at(p, X), wl_at(p, LN_WEIGHT), wl_at(p, LN_BIAS), wl_at(p, W1), wl_at(p, W2),
-                                    wl_at(p, Y), wl_at(p, MEAN),      wl_at(p, RSTD),    wl_at(p, H)};
-    return mcl_transition_forward(p->ctx, &d, &t, NULL);
+    return (mcl_transition_fwd_tensors){wl_at(p, X), wl_at(p, LN_WEIGHT), wl_at(p, LN_BIAS), wl_at(p, W1),
+                                        wl_at(p, W2), wl_at(p, Y), wl_at(p, MEAN), wl_at(p, RSTD), wl_at(p, H)};
 }
 
-static mcl_status backward(wl_problem *p)
-{
-    mcl_transition_desc d = desc_of(p);
-    mcl_transition_bwd_tensors t = bwd_tensors(p);
-    return mcl_transition_backward(p->ctx, &d, &t, NULL);
-}
-
+WL_OP_PASSES(transition)
 /* The forward has no workspace; the backward takes exactly what its size function reports. */
-static mcl_status workspace(wl_problem *p, size_t *fwd, size_t *bwd, int *backward_exact)
-{
-    mcl_transition_desc d = desc_of(p);
-    mcl_transition_bwd_tensors t = bwd_tensors(p);
-    *fwd = WL_UNSIZED;
-    *backward_exact = 1;
-    return mcl_transition_backward_workspace_size(p->ctx, &d, &t, bwd);
-}
+WL_SIZED_BACKWARD(transition)
 
 /* ---- reference and tolerances ----------------------------------------------------------- */
 
@@ -308,11 +293,9 @@ static mcl_status unfused_setup(wl_problem *p)
 static mcl_status unfused_forward(wl_problem *p)
 {
     size_t rows = p->c.shape[0], c = p->c.shape[1], f = p->c.shape[2];
-    mcl_layernorm_desc ln = {rows, c, MCL_F32, 1e-5f};
     mcl_layernorm_fwd_tensors lt = {wl_at(p, X), wl_at(p, LN_WEIGHT), wl_at(p, LN_BIAS), wl_scratch(p, XN),
                                     wl_at(p, MEAN), wl_at(p, RSTD)};
-    WL_TRY(mcl_layernorm_forward(p->ctx, &ln, &lt, NULL));
-    WL_TRY(wl_sgemm(p, 0, 0, rows, 2 * f, c, wl_scratch(p, XN), c, wl_at(p, W1), 2 * f, wl_at(p, H), 2 * f));
+    WL_TRY(wl_unfused_ln_linear_forward(p, rows, c, 2 * f, &lt, wl_at(p, W1), wl_at(p, H)));
     mcl_swiglu_desc sd = {rows, f, MCL_F32, half_of(&p->c)};
     mcl_swiglu_fwd_tensors st = {wl_at(p, H), wl_scratch(p, SW)};
     WL_TRY(mcl_swiglu_forward(p->ctx, &sd, &st, NULL));
@@ -327,12 +310,10 @@ static mcl_status unfused_backward(wl_problem *p)
     mcl_swiglu_desc sd = {rows, f, MCL_F32, half_of(&p->c)};
     mcl_swiglu_bwd_tensors st = {wl_at(p, H), wl_scratch(p, DS), wl_scratch(p, DH)};
     WL_TRY(mcl_swiglu_backward(p->ctx, &sd, &st, NULL));
-    WL_TRY(wl_sgemm(p, 0, 1, rows, c, 2 * f, wl_scratch(p, DH), 2 * f, wl_at(p, W1), 2 * f, wl_scratch(p, DXN), c));
-    WL_TRY(wl_sgemm(p, 1, 0, c, 2 * f, rows, wl_scratch(p, XN), c, wl_scratch(p, DH), 2 * f, wl_at(p, DW1), 2 * f));
-    mcl_layernorm_desc ln = {rows, c, MCL_F32, 1e-5f};
     mcl_layernorm_bwd_tensors lt = {wl_at(p, X),        wl_at(p, LN_WEIGHT), wl_at(p, MEAN),       wl_at(p, RSTD),
                                     wl_scratch(p, DXN), wl_at(p, DX),        wl_at(p, DLN_WEIGHT), wl_at(p, DLN_BIAS)};
-    return mcl_layernorm_backward(p->ctx, &ln, &lt, NULL);
+    return wl_unfused_ln_linear_backward(p, rows, c, 2 * f, &lt, wl_scratch(p, XN), wl_at(p, W1), wl_scratch(p, DH),
+                                         wl_at(p, DW1));
 }
 
 static const wl_baseline baselines[] = {

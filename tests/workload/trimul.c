@@ -106,30 +106,28 @@ static mcl_trimul_desc desc_of(const wl_problem *p)
                              p->c.options & OPT_INCOMING ? MCL_TRIMUL_INCOMING : MCL_TRIMUL_OUTGOING};
 }
 
-static mcl_status forward(wl_problem *p)
+/* The tensors both passes take as given, and what the forward saves for the backward, in the
+ * order of the ops' tensors structs. */
+#define GIVEN(p)                                                                                 \
+    wl_at(p, Z), wl_at(p, MASK), wl_at(p, LN_IN_WEIGHT), wl_at(p, LN_IN_BIAS), wl_at(p, W_IN),   \
+        wl_at(p, LN_OUT_WEIGHT), wl_at(p, LN_OUT_BIAS), wl_at(p, W_OUT)
+#define SAVED(p)                                                                                 \
+    wl_at(p, P), wl_at(p, T), wl_at(p, MEAN_IN), wl_at(p, RSTD_IN), wl_at(p, MEAN_OUT), wl_at(p, RSTD_OUT)
+
+static mcl_trimul_fwd_tensors fwd_tensors(const wl_problem *p)
 {
-    mcl_trimul_desc d = desc_of(p);
-    mcl_trimul_fwd_tensors t = {wl_at(p, Z),           wl_at(p, MASK),     wl_at(p, LN_IN_WEIGHT),
-                                wl_at(p, LN_IN_BIAS),  wl_at(p, W_IN),     wl_at(p, LN_OUT_WEIGHT),
-                                wl_at(p, LN_OUT_BIAS), wl_at(p, W_OUT),    wl_at(p, OUT),
-                                wl_at(p, P),           wl_at(p, T),        wl_at(p, MEAN_IN),
-                                wl_at(p, RSTD_IN),     wl_at(p, MEAN_OUT), wl_at(p, RSTD_OUT)};
-    return mcl_trimul_forward(p->ctx, &d, &t, NULL);
+    return (mcl_trimul_fwd_tensors){GIVEN(p), wl_at(p, OUT), SAVED(p)};
 }
 
-static mcl_status backward(wl_problem *p)
+static mcl_trimul_bwd_tensors bwd_tensors(const wl_problem *p)
 {
-    mcl_trimul_desc d = desc_of(p);
-    mcl_trimul_bwd_tensors t = {wl_at(p, Z),           wl_at(p, MASK),           wl_at(p, LN_IN_WEIGHT),
-                                wl_at(p, LN_IN_BIAS),  wl_at(p, W_IN),           wl_at(p, LN_OUT_WEIGHT),
-                                wl_at(p, LN_OUT_BIAS), wl_at(p, W_OUT),          wl_at(p, P),
-                                wl_at(p, T),           wl_at(p, MEAN_IN),        wl_at(p, RSTD_IN),
-                                wl_at(p, MEAN_OUT),    wl_at(p, RSTD_OUT),       wl_at(p, DOUT),
-                                wl_at(p, DZ),          wl_at(p, DLN_IN_WEIGHT),  wl_at(p, DLN_IN_BIAS),
-                                wl_at(p, DW_IN),       wl_at(p, DLN_OUT_WEIGHT), wl_at(p, DLN_OUT_BIAS),
-                                wl_at(p, DW_OUT)};
-    return mcl_trimul_backward(p->ctx, &d, &t, NULL);
+    return (mcl_trimul_bwd_tensors){GIVEN(p),         SAVED(p),           wl_at(p, DOUT),
+                                    wl_at(p, DZ),     wl_at(p, DLN_IN_WEIGHT),  wl_at(p, DLN_IN_BIAS),
+                                    wl_at(p, DW_IN),  wl_at(p, DLN_OUT_WEIGHT), wl_at(p, DLN_OUT_BIAS),
+                                    wl_at(p, DW_OUT)};
 }
+
+WL_OP_PASSES(trimul)
 
 static int every_gradient(const wl_problem *p)
 {
@@ -440,11 +438,9 @@ static mcl_status gate_backward(const wl_problem *p, size_t first, int sig, int 
 static mcl_status unfused_forward(wl_problem *p)
 {
     size_t n = p->c.shape[0], np = n * n, c = p->c.shape[1], h = p->c.shape[2], w = width_of(&p->c);
-    mcl_layernorm_desc ln_in = {np, c, MCL_F32, 1e-5f}, ln_out = {np, h, MCL_F32, 1e-5f};
     mcl_layernorm_fwd_tensors l1 = {wl_at(p, Z), wl_at(p, LN_IN_WEIGHT), wl_at(p, LN_IN_BIAS), wl_scratch(p, ZN),
                                     wl_at(p, MEAN_IN), wl_at(p, RSTD_IN)};
-    WL_TRY(mcl_layernorm_forward(p->ctx, &ln_in, &l1, NULL));
-    WL_TRY(wl_sgemm(p, 0, 0, np, w, c, wl_scratch(p, ZN), c, wl_at(p, W_IN), w, wl_at(p, P), w));
+    WL_TRY(wl_unfused_ln_linear_forward(p, np, c, w, &l1, wl_at(p, W_IN), wl_at(p, P)));
     WL_TRY(gate_forward(p, 0, SA, A));
     WL_TRY(gate_forward(p, 2, SB, B));
     WL_TRY(wl_transpose(p, np, h, wl_scratch(p, A), wl_scratch(p, ACF)));
@@ -454,8 +450,7 @@ static mcl_status unfused_forward(wl_problem *p)
     WL_TRY(wl_transpose(p, h, np, wl_scratch(p, TCF), wl_at(p, T)));
     mcl_layernorm_fwd_tensors l2 = {wl_at(p, T), wl_at(p, LN_OUT_WEIGHT), wl_at(p, LN_OUT_BIAS), wl_scratch(p, TN),
                                     wl_at(p, MEAN_OUT), wl_at(p, RSTD_OUT)};
-    WL_TRY(mcl_layernorm_forward(p->ctx, &ln_out, &l2, NULL));
-    WL_TRY(wl_sgemm(p, 0, 0, np, c, h, wl_scratch(p, TN), h, wl_at(p, W_OUT), c, wl_scratch(p, O), c));
+    WL_TRY(wl_unfused_ln_linear_forward(p, np, h, c, &l2, wl_at(p, W_OUT), wl_scratch(p, O)));
     wl_view sg = wl_flat(wl_scratch(p, SG));
     WL_TRY(sigmoid_of(p, np * c, wl_block(wl_at(p, P), w, 4 * h, c), sg));
     return eltwise(p, "k_mul", np * c, sg, wl_flat(wl_scratch(p, O)), wl_flat(wl_at(p, OUT)));
@@ -469,13 +464,11 @@ static mcl_status unfused_output_backward(wl_problem *p)
     WL_TRY(eltwise(p, "k_mul", np * c, dout, sg, wl_flat(wl_scratch(p, DO))));
     WL_TRY(eltwise(p, "k_mul", np * c, dout, wl_flat(wl_scratch(p, O)), dsg));
     WL_TRY(eltwise(p, "k_sigmoid_backward", np * c, dsg, sg, wl_block(wl_scratch(p, DP), w, 4 * h, c)));
-    WL_TRY(wl_sgemm(p, 1, 0, h, c, np, wl_scratch(p, TN), h, wl_scratch(p, DO), c, wl_at(p, DW_OUT), c));
-    WL_TRY(wl_sgemm(p, 0, 1, np, h, c, wl_scratch(p, DO), c, wl_at(p, W_OUT), c, wl_scratch(p, DTN), h));
-    mcl_layernorm_desc ln_out = {np, h, MCL_F32, 1e-5f};
     mcl_layernorm_bwd_tensors l2 = {wl_at(p, T),           wl_at(p, LN_OUT_WEIGHT),  wl_at(p, MEAN_OUT),
                                     wl_at(p, RSTD_OUT),    wl_scratch(p, DTN),       wl_scratch(p, DT),
                                     wl_at(p, DLN_OUT_WEIGHT), wl_at(p, DLN_OUT_BIAS)};
-    return mcl_layernorm_backward(p->ctx, &ln_out, &l2, NULL);
+    return wl_unfused_ln_linear_backward(p, np, h, c, &l2, wl_scratch(p, TN), wl_at(p, W_OUT), wl_scratch(p, DO),
+                                         wl_at(p, DW_OUT));
 }
 
 static mcl_status unfused_backward(wl_problem *p)
@@ -491,13 +484,11 @@ static mcl_status unfused_backward(wl_problem *p)
     WL_TRY(wl_transpose(p, h, np, wl_scratch(p, DBCF), wl_scratch(p, DB)));
     WL_TRY(gate_backward(p, 0, SA, DA));
     WL_TRY(gate_backward(p, 2, SB, DB));
-    WL_TRY(wl_sgemm(p, 1, 0, c, w, np, wl_scratch(p, ZN), c, wl_scratch(p, DP), w, wl_at(p, DW_IN), w));
-    WL_TRY(wl_sgemm(p, 0, 1, np, c, w, wl_scratch(p, DP), w, wl_at(p, W_IN), w, wl_scratch(p, DZN), c));
-    mcl_layernorm_desc ln_in = {np, c, MCL_F32, 1e-5f};
     mcl_layernorm_bwd_tensors l1 = {wl_at(p, Z),           wl_at(p, LN_IN_WEIGHT),   wl_at(p, MEAN_IN),
                                     wl_at(p, RSTD_IN),     wl_scratch(p, DZN),       wl_at(p, DZ),
                                     wl_at(p, DLN_IN_WEIGHT), wl_at(p, DLN_IN_BIAS)};
-    return mcl_layernorm_backward(p->ctx, &ln_in, &l1, NULL);
+    return wl_unfused_ln_linear_backward(p, np, c, w, &l1, wl_scratch(p, ZN), wl_at(p, W_IN), wl_scratch(p, DP),
+                                         wl_at(p, DW_IN));
 }
 
 static const wl_baseline baselines[] = {

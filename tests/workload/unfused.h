@@ -52,4 +52,16 @@ mcl_status wl_sgemm_batched(const wl_problem *p, int trans_a, int trans_b, size_
                             size_t batch);
 mcl_status wl_transpose(const wl_problem *p, size_t rows, size_t cols, mcl_tensor a, mcl_tensor b);
 
+/* y = LN(x) W as the unfused path runs it, x [rows, k_in] and W [k_in, k_out]: megacl's LayerNorm
+ * over the tensors ln gives (LN(x) stored in its y, the statistics in its mean and rstd), then a
+ * CLBlast GEMM. */
+mcl_status wl_unfused_ln_linear_forward(const wl_problem *p, size_t rows, size_t k_in, size_t k_out,
+                                        const mcl_layernorm_fwd_tensors *ln, mcl_tensor w, mcl_tensor y);
+
+/* Back through it from dy: dLN(x) = dy W^T into ln's dy and dW = LN(x)^T dy (xn: the stored
+ * LN(x)) by CLBlast, then megacl's LayerNorm backward over ln into its dx, dweight and dbias. */
+mcl_status wl_unfused_ln_linear_backward(const wl_problem *p, size_t rows, size_t k_in, size_t k_out,
+                                         const mcl_layernorm_bwd_tensors *ln, mcl_tensor xn, mcl_tensor w,
+                                         mcl_tensor dy, mcl_tensor dw);
+
 #endif

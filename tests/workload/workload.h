@@ -156,6 +156,35 @@ typedef struct wl_workload {
      .sizes = sizes, .forward = forward, .backward = backward, .reference = reference, .counts = counts, \
      .baselines = baselines, .baseline_count = WL_COUNT(baselines), __VA_ARGS__}
 
+/* The forward and backward hooks of a workload whose op is mcl_<op>_forward and _backward, called
+ * without an event on the descriptor desc_of(p) and the tensors fwd_tensors(p) and
+ * bwd_tensors(p), statics the workload's file defines. */
+#define WL_OP_PASSES(op)                                                                       \
+    static mcl_status forward(wl_problem *p)                                                   \
+    {                                                                                          \
+        mcl_##op##_desc d = desc_of(p);                                                        \
+        mcl_##op##_fwd_tensors t = fwd_tensors(p);                                             \
+        return mcl_##op##_forward(p->ctx, &d, &t, NULL);                                       \
+    }                                                                                          \
+    static mcl_status backward(wl_problem *p)                                                  \
+    {                                                                                          \
+        mcl_##op##_desc d = desc_of(p);                                                        \
+        mcl_##op##_bwd_tensors t = bwd_tensors(p);                                             \
+        return mcl_##op##_backward(p->ctx, &d, &t, NULL);                                      \
+    }
+
+/* The workspace hook of such a workload whose forward takes no workspace and whose backward
+ * takes exactly what mcl_<op>_backward_workspace_size reports for its tensors. */
+#define WL_SIZED_BACKWARD(op)                                                                  \
+    static mcl_status workspace(wl_problem *p, size_t *fwd, size_t *bwd, int *backward_exact)  \
+    {                                                                                          \
+        mcl_##op##_desc d = desc_of(p);                                                        \
+        mcl_##op##_bwd_tensors t = bwd_tensors(p);                                             \
+        *fwd = WL_UNSIZED;                                                                     \
+        *backward_exact = 1;                                                                   \
+        return mcl_##op##_backward_workspace_size(p->ctx, &d, &t, bwd);                        \
+    }
+
 extern const wl_workload wl_layernorm, wl_evoattn, wl_gating, wl_swiglu, wl_ln_linear, wl_transition, wl_trimul;
 extern const wl_workload *const wl_workloads[];
 extern const size_t wl_workload_count;

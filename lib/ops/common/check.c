@@ -28,6 +28,13 @@ mcl_status mcl_check_eps(float eps, const char *op)
                : mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: eps must be finite and >= 0 (got %g)", op, (double)eps);
 }
 
+mcl_status mcl_check_either(int value, int first, int second, const char *op, const char *what, const char *names)
+{
+    return value == first || value == second
+               ? MCL_OK
+               : mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: %s %d is not %s", op, what, value, names);
+}
+
 mcl_status mcl_mul_size(size_t a, size_t b, size_t *out, const char *op, const char *what)
 {
     if (b != 0 && a > SIZE_MAX / b)

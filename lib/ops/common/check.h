@@ -5,6 +5,7 @@
 #define MCL_OPS_CHECK_H
 
 #include "runtime/context.h"
+#include "runtime/error.h"
 #include "runtime/family.h"
 
 #define MCL_MAX_DIMS 6
@@ -80,11 +81,28 @@ mcl_status mcl_tune_on_demand(mcl_context *ctx, const char *op, mcl_call_again a
 /* MCL_ERR_NULL_POINTER naming the op unless the context, descriptor and tensors are given. */
 mcl_status mcl_check_call(const char *op, const void *ctx, const void *desc, const void *tensors);
 
+/* What every entry point checks before anything else, each failure returned with a message that
+ * starts with `op`: the context, descriptor and tensors given (mcl_check_call), the descriptor
+ * (validate_desc(desc, op), the op's own function), then the tensors: mcl_check_tensors over
+ * the mcl_tensor_checks that follow, built only once the pointers they read are known to be
+ * given. */
+#define MCL_VALIDATE_CALL(op, ctx, desc, tensors, validate_desc, ...)                            \
+    do {                                                                                         \
+        MCL_TRY(mcl_check_call(op, ctx, desc, tensors));                                         \
+        MCL_TRY(validate_desc(desc, op));                                                        \
+        const mcl_tensor_check mcl_checks_[] = {__VA_ARGS__};                                    \
+        MCL_TRY(mcl_check_tensors(ctx, op, mcl_checks_, MCL_COUNT(mcl_checks_)));                \
+    } while (0)
+
 /* MCL_ERR_UNSUPPORTED_DTYPE unless dtype is f32, bf16 or f16. */
 mcl_status mcl_check_dtype(mcl_dtype dtype, const char *op);
 
 /* MCL_ERR_INVALID_ARGUMENT unless a LayerNorm's eps is finite and >= 0. */
 mcl_status mcl_check_eps(float eps, const char *op);
+
+/* MCL_ERR_INVALID_ARGUMENT unless the descriptor's field `what` holds one of the two values of
+ * its enum, `names` in words: "silu_half 2 is not MCL_SWIGLU_SILU_FIRST or _SECOND". */
+mcl_status mcl_check_either(int value, int first, int second, const char *op, const char *what, const char *names);
 
 /* a * b, failing with MCL_ERR_SIZE_OVERFLOW naming `what` */
 mcl_status mcl_mul_size(size_t a, size_t b, size_t *out, const char *op, const char *what);

@@ -100,42 +100,6 @@ static mcl_status validate_desc(const mcl_evoattn_desc *d, const char *op)
     BNSHD("v", &(t)->v, MCL_REQUIRED_IN), MASK("mask", &(t)->mask, MCL_OPTIONAL_IN),             \
     PAIR("pair", &(t)->pair, MCL_OPTIONAL_IN)
 
-static mcl_status validate_forward(mcl_context *ctx, const mcl_evoattn_desc *d, const mcl_evoattn_fwd_tensors *t)
-{
-    const char *op = "evoattn_forward";
-    MCL_TRY(mcl_check_call(op, ctx, d, t));
-    MCL_TRY(validate_desc(d, op));
-    mcl_tensor_check checks[] = {
-        INPUTS(t),
-        mcl_needing(BNSHD("gate", &t->gate, MCL_OPTIONAL_IN), "gated"),
-        BNSHD("out", &t->out, MCL_REQUIRED_OUT),
-        mcl_needing(BNSHD("gated", &t->gated, MCL_OPTIONAL_OUT), "gate"),
-        LSE(&t->lse, MCL_OPTIONAL_OUT),
-    };
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
-}
-
-static mcl_status validate_backward(mcl_context *ctx, const mcl_evoattn_desc *d, const mcl_evoattn_bwd_tensors *t)
-{
-    const char *op = "evoattn_backward";
-    MCL_TRY(mcl_check_call(op, ctx, d, t));
-    MCL_TRY(validate_desc(d, op));
-    mcl_tensor_check checks[] = {
-        INPUTS(t),
-        BNSHD("gate", &t->gate, MCL_OPTIONAL_IN),
-        BNSHD("out", &t->out, MCL_REQUIRED_IN),
-        LSE(&t->lse, MCL_REQUIRED_IN),
-        BNSHD("dout", &t->dout, MCL_REQUIRED_IN),
-        BNSHD("dq", &t->dq, MCL_OPTIONAL_OUT),
-        BNSHD("dk", &t->dk, MCL_OPTIONAL_OUT),
-        BNSHD("dv", &t->dv, MCL_OPTIONAL_OUT),
-        mcl_needing(BNSHD("dgate", &t->dgate, MCL_OPTIONAL_OUT), "gate"),
-        mcl_needing(MASK("dmask", &t->dmask, MCL_OPTIONAL_OUT), "mask"),
-        mcl_needing(PAIR("dpair", &t->dpair, MCL_OPTIONAL_OUT), "pair"),
-    };
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
-}
-
 /* ---- choose parameters ------------------------------------------------------------------ */
 
 static size_t *own_rows(int kernel, ev_tile *t) { return kernels[kernel].owns_keys ? &t->bk : &t->bq; }
@@ -508,31 +472,41 @@ static mcl_status enqueue_backward(mcl_context *ctx, const mcl_evoattn_desc *d, 
 
 MCL_CALL_AGAIN(mcl_evoattn_forward)
 
-mcl_status mcl_evoattn_forward(mcl_context *ctx, const mcl_evoattn_desc *desc, const mcl_evoattn_fwd_tensors *tensors,
+mcl_status mcl_evoattn_forward(mcl_context *ctx, const mcl_evoattn_desc *d, const mcl_evoattn_fwd_tensors *t,
                                cl_event *event)
 {
+    MCL_VALIDATE_CALL("evoattn_forward", ctx, d, t, validate_desc, INPUTS(t),
+                      mcl_needing(BNSHD("gate", &t->gate, MCL_OPTIONAL_IN), "gated"),
+                      BNSHD("out", &t->out, MCL_REQUIRED_OUT),
+                      mcl_needing(BNSHD("gated", &t->gated, MCL_OPTIONAL_OUT), "gate"),
+                      LSE(&t->lse, MCL_OPTIONAL_OUT));
+    MCL_TRY(mcl_tune_on_demand(ctx, "evoattn_forward", mcl_evoattn_forward_again, d, t));
     ev_plan plan;
-    MCL_TRY(validate_forward(ctx, desc, tensors));
-    MCL_TRY(mcl_tune_on_demand(ctx, "evoattn_forward", mcl_evoattn_forward_again, desc, tensors));
-    const mcl_tensor *wide[] = {&tensors->q, &tensors->k, &tensors->v, &tensors->gate, &tensors->out, &tensors->gated};
-    MCL_TRY(choose_plan(ctx, desc, 0, vec4_aligned(desc, wide, MCL_COUNT(wide)), &plan));
-    MCL_TRY(enqueue_forward(ctx, desc, tensors, &plan));
+    const mcl_tensor *wide[] = {&t->q, &t->k, &t->v, &t->gate, &t->out, &t->gated};
+    MCL_TRY(choose_plan(ctx, d, 0, vec4_aligned(d, wide, MCL_COUNT(wide)), &plan));
+    MCL_TRY(enqueue_forward(ctx, d, t, &plan));
     mcl_hand_event(ctx, event);
     return MCL_OK;
 }
 
 MCL_CALL_AGAIN(mcl_evoattn_backward)
 
-mcl_status mcl_evoattn_backward(mcl_context *ctx, const mcl_evoattn_desc *desc,
-                                const mcl_evoattn_bwd_tensors *tensors, cl_event *event)
+mcl_status mcl_evoattn_backward(mcl_context *ctx, const mcl_evoattn_desc *d, const mcl_evoattn_bwd_tensors *t,
+                                cl_event *event)
 {
+    MCL_VALIDATE_CALL("evoattn_backward", ctx, d, t, validate_desc, INPUTS(t),
+                      BNSHD("gate", &t->gate, MCL_OPTIONAL_IN), BNSHD("out", &t->out, MCL_REQUIRED_IN),
+                      LSE(&t->lse, MCL_REQUIRED_IN), BNSHD("dout", &t->dout, MCL_REQUIRED_IN),
+                      BNSHD("dq", &t->dq, MCL_OPTIONAL_OUT), BNSHD("dk", &t->dk, MCL_OPTIONAL_OUT),
+                      BNSHD("dv", &t->dv, MCL_OPTIONAL_OUT),
+                      mcl_needing(BNSHD("dgate", &t->dgate, MCL_OPTIONAL_OUT), "gate"),
+                      mcl_needing(MASK("dmask", &t->dmask, MCL_OPTIONAL_OUT), "mask"),
+                      mcl_needing(PAIR("dpair", &t->dpair, MCL_OPTIONAL_OUT), "pair"));
+    MCL_TRY(mcl_tune_on_demand(ctx, "evoattn_backward", mcl_evoattn_backward_again, d, t));
     ev_plan plan;
-    MCL_TRY(validate_backward(ctx, desc, tensors));
-    MCL_TRY(mcl_tune_on_demand(ctx, "evoattn_backward", mcl_evoattn_backward_again, desc, tensors));
-    const mcl_tensor *wide[] = {&tensors->q,   &tensors->k,    &tensors->v,  &tensors->gate, &tensors->out,
-                                &tensors->dout, &tensors->dq, &tensors->dk, &tensors->dv,   &tensors->dgate};
-    MCL_TRY(choose_plan(ctx, desc, mcl_has(&tensors->dpair), vec4_aligned(desc, wide, MCL_COUNT(wide)), &plan));
-    MCL_TRY(enqueue_backward(ctx, desc, tensors, &plan));
+    const mcl_tensor *wide[] = {&t->q, &t->k, &t->v, &t->gate, &t->out, &t->dout, &t->dq, &t->dk, &t->dv, &t->dgate};
+    MCL_TRY(choose_plan(ctx, d, mcl_has(&t->dpair), vec4_aligned(d, wide, MCL_COUNT(wide)), &plan));
+    MCL_TRY(enqueue_backward(ctx, d, t, &plan));
     mcl_hand_event(ctx, event);
     return MCL_OK;
 }

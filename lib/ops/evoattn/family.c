@@ -14,29 +14,31 @@
 #define FWD_MT "evoattn/forward_mt"
 #define DKV_MT "evoattn/dkdv_mt"
 
+/* The four parameters of a row kernel's tiles (ev_row_tiles `tiles`), NAME_BQ, _BK, _R and _DW:
+ * its query tile, key tile, rows per work-item and slice width, defines of `source`. */
+#define ROW_TILES(tiles, name, query_tile, key_tile, rows, slice_width, source)                      \
+    MCL_PARAM(ev_params, tiles.bq, name "_BQ", query_tile, TILE, source),                            \
+    MCL_PARAM(ev_params, tiles.bk, name "_BK", key_tile, TILE, source),                              \
+    MCL_PARAM(ev_params, tiles.r, name "_R", rows, ROWS_PER_ITEM, source),                           \
+    MCL_PARAM(ev_params, tiles.dw, name "_DW", slice_width, SLICE, source)
+
+/* The three of a micro-tiled variant (ev_mt_tiles `tiles`): NAME, where it runs (an ev_mt_mode,
+ * a host choice), and NAME_BQ and _BK, its query and key tiles, defines of `source`. */
+#define MT_TILES(tiles, name, query_tile, key_tile, source)                                          \
+    MCL_PARAM(ev_params, tiles.on, name, EV_MT_IN_RANGE, MT_MODE, NULL),                             \
+    MCL_PARAM(ev_params, tiles.bq, name "_BQ", query_tile, MT_TILE, source),                         \
+    MCL_PARAM(ev_params, tiles.bk, name "_BK", key_tile, MT_TILE, source)
+
 static const mcl_param_decl ev_params_decl[] = {
     MCL_PARAM(ev_params, variant, "VARIANT", EV_VARIANT_TILED, MCL_LEGAL(EV_VARIANT_REFERENCE, EV_VARIANT_TILED),
               NULL),
-    MCL_PARAM(ev_params, fwd.bq, "FWD_BQ", 128, TILE, FWD),
-    MCL_PARAM(ev_params, fwd.bk, "FWD_BK", 32, TILE, FWD),
-    MCL_PARAM(ev_params, fwd.r, "FWD_R", 1, ROWS_PER_ITEM, FWD),
-    MCL_PARAM(ev_params, fwd.dw, "FWD_DW", 64, SLICE, FWD),
-    MCL_PARAM(ev_params, dkv.bq, "DKV_BQ", 64, TILE, DKV),
-    MCL_PARAM(ev_params, dkv.bk, "DKV_BK", 128, TILE, DKV),
-    MCL_PARAM(ev_params, dkv.r, "DKV_R", 1, ROWS_PER_ITEM, DKV),
-    MCL_PARAM(ev_params, dkv.dw, "DKV_DW", 32, SLICE, DKV),
-    MCL_PARAM(ev_params, dq.bq, "DQ_BQ", 128, TILE, DQ),
-    MCL_PARAM(ev_params, dq.bk, "DQ_BK", 32, TILE, DQ),
-    MCL_PARAM(ev_params, dq.r, "DQ_R", 1, ROWS_PER_ITEM, DQ),
-    MCL_PARAM(ev_params, dq.dw, "DQ_DW", 64, SLICE, DQ),
+    ROW_TILES(fwd, "FWD", 128, 32, 1, 64, FWD),
+    ROW_TILES(dkv, "DKV", 64, 128, 1, 32, DKV),
+    ROW_TILES(dq, "DQ", 128, 32, 1, 64, DQ),
     MCL_PARAM(ev_params, dpair_waves, "DPAIR_WAVES", 4, MCL_LEGAL(1, 2, 3, 4, 6, 8, 12, 16), NULL),
     MCL_PARAM(ev_params, dkv_ahead, "DKV_AHEAD", 8, MCL_LEGAL(1, 2, 4, 8, 16), DKV),
-    MCL_PARAM(ev_params, dkv_mt.on, "DKV_MT", EV_MT_IN_RANGE, MT_MODE, NULL),
-    MCL_PARAM(ev_params, dkv_mt.bq, "DKV_MT_BQ", 32, MT_TILE, DKV_MT),
-    MCL_PARAM(ev_params, dkv_mt.bk, "DKV_MT_BK", 64, MT_TILE, DKV_MT),
-    MCL_PARAM(ev_params, fwd_mt.on, "FWD_MT", EV_MT_IN_RANGE, MT_MODE, NULL),
-    MCL_PARAM(ev_params, fwd_mt.bq, "FWD_MT_BQ", 32, MT_TILE, FWD_MT),
-    MCL_PARAM(ev_params, fwd_mt.bk, "FWD_MT_BK", 32, MT_TILE, FWD_MT),
+    MT_TILES(dkv_mt, "DKV_MT", 32, 64, DKV_MT),
+    MT_TILES(fwd_mt, "FWD_MT", 32, 32, FWD_MT),
 };
 MCL_PARAMS_FIT(ev_params, ev_params_decl);
 

@@ -17,9 +17,8 @@ typedef struct glu_plan {
 
 /* ---- validate --------------------------------------------------------------------------- */
 
-static mcl_status validate_gating(mcl_context *ctx, const mcl_gating_desc *d, const void *t, const char *op)
+static mcl_status validate_gating_desc(const mcl_gating_desc *d, const char *op)
 {
-    MCL_TRY(mcl_check_call(op, ctx, d, t));
     if (d->count == 0) return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: count must be positive", op);
     return mcl_check_dtype(d->dtype, op);
 }
@@ -29,63 +28,16 @@ static mcl_status validate_gating(mcl_context *ctx, const mcl_gating_desc *d, co
     MCL_TENSOR("x", &(t)->x, d->dtype, MCL_REQUIRED_IN, d->count),                               \
     MCL_TENSOR("g", &(t)->g, d->dtype, MCL_REQUIRED_IN, d->count)
 
-static mcl_status validate_gating_forward(mcl_context *ctx, const mcl_gating_desc *d,
-                                          const mcl_gating_fwd_tensors *t)
+static mcl_status validate_swiglu_desc(const mcl_swiglu_desc *d, const char *op)
 {
-    const char *op = "gating_forward";
-    MCL_TRY(validate_gating(ctx, d, t, op));
-    mcl_tensor_check checks[] = {GATING_INPUTS(t),
-                                 mcl_in_place_of(MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->count), "x")};
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
-}
-
-static mcl_status validate_gating_backward(mcl_context *ctx, const mcl_gating_desc *d,
-                                           const mcl_gating_bwd_tensors *t)
-{
-    const char *op = "gating_backward";
-    MCL_TRY(validate_gating(ctx, d, t, op));
-    mcl_tensor_check checks[] = {
-        GATING_INPUTS(t),
-        MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->count),
-        mcl_in_place_of(MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->count), "dy"),
-        MCL_TENSOR("dg", &t->dg, d->dtype, MCL_OPTIONAL_OUT, d->count),
-    };
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
-}
-
-static mcl_status validate_swiglu(mcl_context *ctx, const mcl_swiglu_desc *d, const void *t, const char *op)
-{
-    MCL_TRY(mcl_check_call(op, ctx, d, t));
     if (d->rows == 0 || d->features == 0)
         return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: rows (%zu) and features (%zu) must be positive", op,
                         d->rows, d->features);
     if (d->features > UINT32_MAX / 2)
         return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: 2 x features (%zu) exceeds 2^32 - 1", op, d->features);
-    if (d->silu_half != MCL_SWIGLU_SILU_FIRST && d->silu_half != MCL_SWIGLU_SILU_SECOND)
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: silu_half %d is not MCL_SWIGLU_SILU_FIRST or _SECOND",
-                        op, (int)d->silu_half);
+    MCL_TRY(mcl_check_either((int)d->silu_half, MCL_SWIGLU_SILU_FIRST, MCL_SWIGLU_SILU_SECOND, op, "silu_half",
+                             "MCL_SWIGLU_SILU_FIRST or _SECOND"));
     return mcl_check_dtype(d->dtype, op);
-}
-
-static mcl_status validate_swiglu_forward(mcl_context *ctx, const mcl_swiglu_desc *d,
-                                          const mcl_swiglu_fwd_tensors *t)
-{
-    const char *op = "swiglu_forward";
-    MCL_TRY(validate_swiglu(ctx, d, t, op));
-    mcl_tensor_check checks[] = {MCL_TENSOR("x", &t->x, d->dtype, MCL_REQUIRED_IN, d->rows, 2 * d->features),
-                                 MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->features)};
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
-}
-
-static mcl_status validate_swiglu_backward(mcl_context *ctx, const mcl_swiglu_desc *d,
-                                           const mcl_swiglu_bwd_tensors *t)
-{
-    const char *op = "swiglu_backward";
-    MCL_TRY(validate_swiglu(ctx, d, t, op));
-    mcl_tensor_check checks[] = {MCL_TENSOR("x", &t->x, d->dtype, MCL_REQUIRED_IN, d->rows, 2 * d->features),
-                                 MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, d->features),
-                                 MCL_TENSOR("dx", &t->dx, d->dtype, MCL_REQUIRED_OUT, d->rows, 2 * d->features)};
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
 }
 
 /* ---- choose parameters ------------------------------------------------------------------ */
@@ -128,32 +80,36 @@ static mcl_status run(mcl_context *ctx, mcl_dtype dtype, const glu_plan *plan, c
 /* ---- public entry points ---------------------------------------------------------------- */
 
 MCL_CALL_AGAIN(mcl_gating_forward)
-mcl_status mcl_gating_forward(mcl_context *ctx, const mcl_gating_desc *desc, const mcl_gating_fwd_tensors *t,
+mcl_status mcl_gating_forward(mcl_context *ctx, const mcl_gating_desc *d, const mcl_gating_fwd_tensors *t,
                               cl_event *event)
 {
-    MCL_TRY(validate_gating_forward(ctx, desc, t));
-    MCL_TRY(mcl_tune_on_demand(ctx, "gating_forward", mcl_gating_forward_again, desc, t));
+    MCL_VALIDATE_CALL("gating_forward", ctx, d, t, validate_gating_desc, GATING_INPUTS(t),
+                      mcl_in_place_of(MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->count), "x"));
+    MCL_TRY(mcl_tune_on_demand(ctx, "gating_forward", mcl_gating_forward_again, d, t));
     glu_plan plan;
     const mcl_tensor *vectorised[] = {&t->x, &t->g, &t->y};
-    MCL_TRY(choose_plan(ctx, desc->dtype, desc->count, desc->count, vectorised, 3, &plan));
-    size_t es = mcl_dtype_size(desc->dtype);
+    MCL_TRY(choose_plan(ctx, d->dtype, d->count, d->count, vectorised, 3, &plan));
+    size_t es = mcl_dtype_size(d->dtype);
     cl_ulong x_off = mcl_elem_offset(&t->x, es), g_off = mcl_elem_offset(&t->g, es),
              y_off = mcl_elem_offset(&t->y, es), nvec = plan.vectors;
     mcl_arg args[] = {MCL_ARG(t->x.mem), MCL_ARG(x_off), MCL_ARG(t->g.mem), MCL_ARG(g_off),
                       MCL_ARG(t->y.mem), MCL_ARG(y_off), MCL_ARG(nvec)};
-    return run(ctx, desc->dtype, &plan, "gating_forward", args, MCL_COUNT(args), event);
+    return run(ctx, d->dtype, &plan, "gating_forward", args, MCL_COUNT(args), event);
 }
 
 MCL_CALL_AGAIN(mcl_gating_backward)
-mcl_status mcl_gating_backward(mcl_context *ctx, const mcl_gating_desc *desc, const mcl_gating_bwd_tensors *t,
+mcl_status mcl_gating_backward(mcl_context *ctx, const mcl_gating_desc *d, const mcl_gating_bwd_tensors *t,
                                cl_event *event)
 {
-    MCL_TRY(validate_gating_backward(ctx, desc, t));
-    MCL_TRY(mcl_tune_on_demand(ctx, "gating_backward", mcl_gating_backward_again, desc, t));
+    MCL_VALIDATE_CALL("gating_backward", ctx, d, t, validate_gating_desc, GATING_INPUTS(t),
+                      MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->count),
+                      mcl_in_place_of(MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->count), "dy"),
+                      MCL_TENSOR("dg", &t->dg, d->dtype, MCL_OPTIONAL_OUT, d->count));
+    MCL_TRY(mcl_tune_on_demand(ctx, "gating_backward", mcl_gating_backward_again, d, t));
     glu_plan plan;
     const mcl_tensor *vectorised[] = {&t->x, &t->g, &t->dy, &t->dx, &t->dg};
-    MCL_TRY(choose_plan(ctx, desc->dtype, desc->count, desc->count, vectorised, 5, &plan));
-    size_t es = mcl_dtype_size(desc->dtype);
+    MCL_TRY(choose_plan(ctx, d->dtype, d->count, d->count, vectorised, 5, &plan));
+    size_t es = mcl_dtype_size(d->dtype);
     cl_ulong x_off = mcl_elem_offset(&t->x, es), g_off = mcl_elem_offset(&t->g, es),
              dy_off = mcl_elem_offset(&t->dy, es), dx_off = mcl_elem_offset(&t->dx, es),
              dg_off = mcl_elem_offset(&t->dg, es), nvec = plan.vectors;
@@ -161,41 +117,46 @@ mcl_status mcl_gating_backward(mcl_context *ctx, const mcl_gating_desc *desc, co
     mcl_arg args[] = {MCL_ARG(t->x.mem),  MCL_ARG(x_off),  MCL_ARG(t->g.mem),  MCL_ARG(g_off),
                       MCL_ARG(t->dy.mem), MCL_ARG(dy_off), MCL_ARG(t->dx.mem), MCL_ARG(dx_off),
                       MCL_ARG(t->dg.mem), MCL_ARG(dg_off), MCL_ARG(nvec),      MCL_ARG(flags)};
-    return run(ctx, desc->dtype, &plan, "gating_backward", args, MCL_COUNT(args), event);
+    return run(ctx, d->dtype, &plan, "gating_backward", args, MCL_COUNT(args), event);
 }
 
 MCL_CALL_AGAIN(mcl_swiglu_forward)
-mcl_status mcl_swiglu_forward(mcl_context *ctx, const mcl_swiglu_desc *desc, const mcl_swiglu_fwd_tensors *t,
+mcl_status mcl_swiglu_forward(mcl_context *ctx, const mcl_swiglu_desc *d, const mcl_swiglu_fwd_tensors *t,
                               cl_event *event)
 {
-    MCL_TRY(validate_swiglu_forward(ctx, desc, t));
-    MCL_TRY(mcl_tune_on_demand(ctx, "swiglu_forward", mcl_swiglu_forward_again, desc, t));
+    MCL_VALIDATE_CALL("swiglu_forward", ctx, d, t, validate_swiglu_desc,
+                      MCL_TENSOR("x", &t->x, d->dtype, MCL_REQUIRED_IN, d->rows, 2 * d->features),
+                      MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->features));
+    MCL_TRY(mcl_tune_on_demand(ctx, "swiglu_forward", mcl_swiglu_forward_again, d, t));
     glu_plan plan;
     const mcl_tensor *vectorised[] = {&t->x, &t->y};
-    MCL_TRY(choose_plan(ctx, desc->dtype, desc->rows * desc->features, desc->features, vectorised, 2, &plan));
-    size_t es = mcl_dtype_size(desc->dtype);
+    MCL_TRY(choose_plan(ctx, d->dtype, d->rows * d->features, d->features, vectorised, 2, &plan));
+    size_t es = mcl_dtype_size(d->dtype);
     cl_ulong x_off = mcl_elem_offset(&t->x, es), y_off = mcl_elem_offset(&t->y, es), nvec = plan.vectors;
-    cl_uint features = (cl_uint)desc->features, silu_second = desc->silu_half == MCL_SWIGLU_SILU_SECOND;
+    cl_uint features = (cl_uint)d->features, silu_second = d->silu_half == MCL_SWIGLU_SILU_SECOND;
     mcl_arg args[] = {MCL_ARG(t->x.mem), MCL_ARG(x_off),    MCL_ARG(t->y.mem),    MCL_ARG(y_off),
                       MCL_ARG(nvec),     MCL_ARG(features), MCL_ARG(silu_second)};
-    return run(ctx, desc->dtype, &plan, "swiglu_forward", args, MCL_COUNT(args), event);
+    return run(ctx, d->dtype, &plan, "swiglu_forward", args, MCL_COUNT(args), event);
 }
 
 MCL_CALL_AGAIN(mcl_swiglu_backward)
-mcl_status mcl_swiglu_backward(mcl_context *ctx, const mcl_swiglu_desc *desc, const mcl_swiglu_bwd_tensors *t,
+mcl_status mcl_swiglu_backward(mcl_context *ctx, const mcl_swiglu_desc *d, const mcl_swiglu_bwd_tensors *t,
                                cl_event *event)
 {
-    MCL_TRY(validate_swiglu_backward(ctx, desc, t));
-    MCL_TRY(mcl_tune_on_demand(ctx, "swiglu_backward", mcl_swiglu_backward_again, desc, t));
+    MCL_VALIDATE_CALL("swiglu_backward", ctx, d, t, validate_swiglu_desc,
+                      MCL_TENSOR("x", &t->x, d->dtype, MCL_REQUIRED_IN, d->rows, 2 * d->features),
+                      MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, d->features),
+                      MCL_TENSOR("dx", &t->dx, d->dtype, MCL_REQUIRED_OUT, d->rows, 2 * d->features));
+    MCL_TRY(mcl_tune_on_demand(ctx, "swiglu_backward", mcl_swiglu_backward_again, d, t));
     glu_plan plan;
     const mcl_tensor *vectorised[] = {&t->x, &t->dy, &t->dx};
-    MCL_TRY(choose_plan(ctx, desc->dtype, desc->rows * desc->features, desc->features, vectorised, 3, &plan));
-    size_t es = mcl_dtype_size(desc->dtype);
+    MCL_TRY(choose_plan(ctx, d->dtype, d->rows * d->features, d->features, vectorised, 3, &plan));
+    size_t es = mcl_dtype_size(d->dtype);
     cl_ulong x_off = mcl_elem_offset(&t->x, es), dy_off = mcl_elem_offset(&t->dy, es),
              dx_off = mcl_elem_offset(&t->dx, es), nvec = plan.vectors;
-    cl_uint features = (cl_uint)desc->features, silu_second = desc->silu_half == MCL_SWIGLU_SILU_SECOND;
+    cl_uint features = (cl_uint)d->features, silu_second = d->silu_half == MCL_SWIGLU_SILU_SECOND;
     mcl_arg args[] = {MCL_ARG(t->x.mem),  MCL_ARG(x_off),  MCL_ARG(t->dy.mem), MCL_ARG(dy_off),
                       MCL_ARG(t->dx.mem), MCL_ARG(dx_off), MCL_ARG(nvec),      MCL_ARG(features),
                       MCL_ARG(silu_second)};
-    return run(ctx, desc->dtype, &plan, "swiglu_backward", args, MCL_COUNT(args), event);
+    return run(ctx, d->dtype, &plan, "swiglu_backward", args, MCL_COUNT(args), event);
 }

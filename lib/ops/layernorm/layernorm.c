@@ -46,36 +46,6 @@ static mcl_status validate_desc(const mcl_layernorm_desc *d, const char *op)
     mcl_needing(MCL_TENSOR("mean", &(t)->mean, MCL_F32, role, d->rows), "rstd"),                 \
     mcl_needing(MCL_TENSOR("rstd", &(t)->rstd, MCL_F32, role, d->rows), "mean")
 
-static mcl_status validate_forward(mcl_context *ctx, const mcl_layernorm_desc *d, const mcl_layernorm_fwd_tensors *t)
-{
-    const char *op = "layernorm_forward";
-    MCL_TRY(mcl_check_call(op, ctx, d, t));
-    MCL_TRY(validate_desc(d, op));
-    mcl_tensor_check checks[] = {
-        INPUTS(t),
-        MCL_TENSOR("bias", &t->bias, d->dtype, MCL_OPTIONAL_IN, d->cols),
-        mcl_in_place_of(MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->cols), "x"),
-        ROW_STATS(t, MCL_OPTIONAL_OUT),
-    };
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
-}
-
-static mcl_status validate_backward(mcl_context *ctx, const mcl_layernorm_desc *d, const mcl_layernorm_bwd_tensors *t)
-{
-    const char *op = "layernorm_backward";
-    MCL_TRY(mcl_check_call(op, ctx, d, t));
-    MCL_TRY(validate_desc(d, op));
-    mcl_tensor_check checks[] = {
-        INPUTS(t),
-        ROW_STATS(t, MCL_REQUIRED_IN),
-        MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, d->cols),
-        mcl_in_place_of(MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->rows, d->cols), "dy"),
-        MCL_TENSOR("dweight", &t->dweight, d->dtype, MCL_OPTIONAL_OUT, d->cols),
-        MCL_TENSOR("dbias", &t->dbias, d->dtype, MCL_OPTIONAL_OUT, d->cols),
-    };
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
-}
-
 /* ---- choose parameters ------------------------------------------------------------------ */
 
 static unsigned next_pow2(size_t n)
@@ -252,16 +222,18 @@ mcl_status mcl_layernorm_backward_step(mcl_walk *w, const char *step, const mcl_
 /* ---- public entry points ---------------------------------------------------------------- */
 
 MCL_CALL_AGAIN(mcl_layernorm_forward)
-
-mcl_status mcl_layernorm_forward(mcl_context *ctx, const mcl_layernorm_desc *desc,
-                                 const mcl_layernorm_fwd_tensors *tensors, cl_event *event)
+mcl_status mcl_layernorm_forward(mcl_context *ctx, const mcl_layernorm_desc *d, const mcl_layernorm_fwd_tensors *t,
+                                 cl_event *event)
 {
-    MCL_TRY(validate_forward(ctx, desc, tensors));
-    MCL_TRY(mcl_tune_on_demand(ctx, "layernorm_forward", mcl_layernorm_forward_again, desc, tensors));
+    MCL_VALIDATE_CALL("layernorm_forward", ctx, d, t, validate_desc, INPUTS(t),
+                      MCL_TENSOR("bias", &t->bias, d->dtype, MCL_OPTIONAL_IN, d->cols),
+                      mcl_in_place_of(MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->cols), "x"),
+                      ROW_STATS(t, MCL_OPTIONAL_OUT));
+    MCL_TRY(mcl_tune_on_demand(ctx, "layernorm_forward", mcl_layernorm_forward_again, d, t));
     ln_plan plan;
-    const mcl_tensor *vectorised[] = {&tensors->x, &tensors->weight, &tensors->bias, &tensors->y};
-    MCL_TRY(choose_plan(ctx, desc, mcl_offset_vec_limit(mcl_dtype_size(desc->dtype), vectorised, 4), &plan));
-    MCL_TRY(enqueue_forward(ctx, desc, tensors, &plan));
+    const mcl_tensor *vectorised[] = {&t->x, &t->weight, &t->bias, &t->y};
+    MCL_TRY(choose_plan(ctx, d, mcl_offset_vec_limit(mcl_dtype_size(d->dtype), vectorised, 4), &plan));
+    MCL_TRY(enqueue_forward(ctx, d, t, &plan));
     mcl_hand_event(ctx, event);
     return MCL_OK;
 }
@@ -275,13 +247,17 @@ static mcl_status backward_steps(mcl_walk *w, const void *opaque)
 }
 
 MCL_CALL_AGAIN(mcl_layernorm_backward)
-
-mcl_status mcl_layernorm_backward(mcl_context *ctx, const mcl_layernorm_desc *desc,
-                                  const mcl_layernorm_bwd_tensors *tensors, cl_event *event)
+mcl_status mcl_layernorm_backward(mcl_context *ctx, const mcl_layernorm_desc *d, const mcl_layernorm_bwd_tensors *t,
+                                  cl_event *event)
 {
-    MCL_TRY(validate_backward(ctx, desc, tensors));
-    MCL_TRY(mcl_tune_on_demand(ctx, "layernorm_backward", mcl_layernorm_backward_again, desc, tensors));
-    return mcl_walk_op(ctx, "layernorm_backward", backward_steps, &(mcl_op_args){desc, tensors}, event);
+    const char *op = "layernorm_backward";
+    MCL_VALIDATE_CALL(op, ctx, d, t, validate_desc, INPUTS(t), ROW_STATS(t, MCL_REQUIRED_IN),
+                      MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, d->cols),
+                      mcl_in_place_of(MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->rows, d->cols), "dy"),
+                      MCL_TENSOR("dweight", &t->dweight, d->dtype, MCL_OPTIONAL_OUT, d->cols),
+                      MCL_TENSOR("dbias", &t->dbias, d->dtype, MCL_OPTIONAL_OUT, d->cols));
+    MCL_TRY(mcl_tune_on_demand(ctx, "layernorm_backward", mcl_layernorm_backward_again, d, t));
+    return mcl_walk_op(ctx, op, backward_steps, &(mcl_op_args){d, t}, event);
 }
 
 mcl_status mcl_layernorm_backward_workspace_size(mcl_context *ctx, const mcl_layernorm_desc *desc, size_t *bytes)

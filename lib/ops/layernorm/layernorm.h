@@ -30,4 +30,24 @@ mcl_status mcl_layernorm_stats_step(mcl_walk *walk, const char *step, const mcl_
 mcl_status mcl_layernorm_backward_step(mcl_walk *walk, const char *step, const mcl_layernorm_desc *desc,
                                        const mcl_layernorm_bwd_tensors *tensors, int params_part);
 
+/* ---- the LayerNorm that LayerNorm + Linear and Transition start with -----------------------
+ * Both name its tensors alike in their tensors structs; the checks of each, for a LayerNorm of
+ * x [rows, cols] of `dtype` storage. */
+
+/* x and its optional weight and bias, which both passes read */
+#define MCL_LN_INPUT_CHECKS(t, dtype, rows, cols)                                                \
+    MCL_TENSOR("x", &(t)->x, dtype, MCL_REQUIRED_IN, rows, cols),                                \
+    MCL_TENSOR("ln_weight", &(t)->ln_weight, dtype, MCL_OPTIONAL_IN, cols),                      \
+    MCL_TENSOR("ln_bias", &(t)->ln_bias, dtype, MCL_OPTIONAL_IN, cols)
+
+/* the row statistics: the forward saves them (role MCL_REQUIRED_OUT), the backward reads them */
+#define MCL_LN_STATS_CHECKS(t, role, rows)                                                       \
+    MCL_TENSOR("mean", &(t)->mean, MCL_F32, role, rows), MCL_TENSOR("rstd", &(t)->rstd, MCL_F32, role, rows)
+
+/* the backward's gradients of x, the weight and the bias, each asked for or not */
+#define MCL_LN_GRAD_CHECKS(t, dtype, rows, cols)                                                 \
+    MCL_TENSOR("dx", &(t)->dx, dtype, MCL_OPTIONAL_OUT, rows, cols),                             \
+    MCL_TENSOR("dln_weight", &(t)->dln_weight, dtype, MCL_OPTIONAL_OUT, cols),                   \
+    MCL_TENSOR("dln_bias", &(t)->dln_bias, dtype, MCL_OPTIONAL_OUT, cols)
+
 #endif

@@ -1,6 +1,8 @@
 /* LayerNorm + Linear: validate -> choose parameters -> enqueue, as steps of a walk. Kernels:
  * the layernorm family's (row statistics, the LayerNorm backward) and the gemm family's (GEMMs
  * with LayerNorm on the load). */
+#include "ln_linear.h"
+
 #include "ops/common/check.h"
 #include "ops/common/walk.h"
 #include "ops/gemm/gemm.h"
@@ -22,42 +24,8 @@ static mcl_status validate_desc(const mcl_ln_linear_desc *d, const char *op)
 
 /* The tensors both passes read. */
 #define INPUTS(t)                                                                                \
-    MCL_TENSOR("x", &(t)->x, d->dtype, MCL_REQUIRED_IN, d->rows, d->in_features),                \
-    MCL_TENSOR("ln_weight", &(t)->ln_weight, d->dtype, MCL_OPTIONAL_IN, d->in_features),         \
-    MCL_TENSOR("ln_bias", &(t)->ln_bias, d->dtype, MCL_OPTIONAL_IN, d->in_features),             \
+    MCL_LN_INPUT_CHECKS(t, d->dtype, d->rows, d->in_features),                                   \
     MCL_TENSOR("weight", &(t)->weight, d->dtype, MCL_REQUIRED_IN, d->in_features, d->out_features)
-#define ROW_STATS(t, role)                                                                       \
-    MCL_TENSOR("mean", &(t)->mean, MCL_F32, role, d->rows), MCL_TENSOR("rstd", &(t)->rstd, MCL_F32, role, d->rows)
-
-static mcl_status validate_forward(mcl_context *ctx, const mcl_ln_linear_desc *d, const mcl_ln_linear_fwd_tensors *t,
-                                   const char *op)
-{
-    size_t out = d->out_features;
-    mcl_tensor_check checks[] = {
-        INPUTS(t),
-        MCL_TENSOR("bias", &t->bias, d->dtype, MCL_OPTIONAL_IN, out),
-        MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, out),
-        ROW_STATS(t, MCL_REQUIRED_OUT),
-    };
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
-}
-
-static mcl_status validate_backward(mcl_context *ctx, const mcl_ln_linear_desc *d, const mcl_ln_linear_bwd_tensors *t,
-                                    const char *op)
-{
-    size_t in = d->in_features, out = d->out_features;
-    mcl_tensor_check checks[] = {
-        INPUTS(t),
-        ROW_STATS(t, MCL_REQUIRED_IN),
-        MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, out),
-        MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->rows, in),
-        MCL_TENSOR("dln_weight", &t->dln_weight, d->dtype, MCL_OPTIONAL_OUT, in),
-        MCL_TENSOR("dln_bias", &t->dln_bias, d->dtype, MCL_OPTIONAL_OUT, in),
-        MCL_TENSOR("dweight", &t->dweight, d->dtype, MCL_OPTIONAL_OUT, in, out),
-        MCL_TENSOR("dbias", &t->dbias, d->dtype, MCL_OPTIONAL_OUT, out),
-    };
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
-}
 
 /* ---- choose parameters ------------------------------------------------------------------ */
 
@@ -117,16 +85,20 @@ static mcl_tensor dweight_partials(mcl_walk *w, const mcl_ln_linear_desc *d, con
 
 /* ---- enqueue ---------------------------------------------------------------------------- */
 
-static mcl_status forward_steps(mcl_walk *w, const void *args)
+mcl_status mcl_ln_linear_forward_steps(mcl_walk *w, const mcl_ln_linear_desc *d, const mcl_ln_linear_fwd_tensors *t,
+                                       const char *gemm_step, int part)
 {
-    const mcl_op_args *a = args;
-    const mcl_ln_linear_desc *d = a->desc;
-    const mcl_ln_linear_fwd_tensors *t = a->tensors;
     mcl_layernorm_desc lnd = ln_desc(d);
     MCL_TRY(mcl_layernorm_stats_step(w, "row statistics", &lnd, &t->x, &t->mean, &t->rstd));
     gemm_layernorm ln = gemm_layernorm_of(&t->mean, &t->rstd, &t->ln_weight, &t->ln_bias, d->dtype, 0);
     gemm_call g = forward_gemm(d, t, &ln);
-    return mcl_gemm_step(w, "LN(x) W GEMM", &g, PART_SCRATCH);
+    return mcl_gemm_step(w, gemm_step, &g, part);
+}
+
+static mcl_status forward_steps(mcl_walk *w, const void *args)
+{
+    const mcl_op_args *a = args;
+    return mcl_ln_linear_forward_steps(w, a->desc, a->tensors, "LN(x) W GEMM", PART_SCRATCH);
 }
 
 static mcl_status backward_steps(mcl_walk *w, const void *args)
@@ -158,6 +130,13 @@ static mcl_status backward_steps(mcl_walk *w, const void *args)
 
 /* ---- public entry points ---------------------------------------------------------------- */
 
-MCL_WALKED_ENTRY_POINT(ln_linear, forward, fwd)
-MCL_WALKED_ENTRY_POINT(ln_linear, backward, bwd)
+MCL_WALKED_ENTRY_POINT(ln_linear, forward, fwd, INPUTS(t),
+                       MCL_TENSOR("bias", &t->bias, d->dtype, MCL_OPTIONAL_IN, d->out_features),
+                       MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->out_features),
+                       MCL_LN_STATS_CHECKS(t, MCL_REQUIRED_OUT, d->rows))
+MCL_WALKED_ENTRY_POINT(ln_linear, backward, bwd, INPUTS(t), MCL_LN_STATS_CHECKS(t, MCL_REQUIRED_IN, d->rows),
+                       MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, d->out_features),
+                       MCL_LN_GRAD_CHECKS(t, d->dtype, d->rows, d->in_features),
+                       MCL_TENSOR("dweight", &t->dweight, d->dtype, MCL_OPTIONAL_OUT, d->in_features, d->out_features),
+                       MCL_TENSOR("dbias", &t->dbias, d->dtype, MCL_OPTIONAL_OUT, d->out_features))
 MCL_WALKED_WORKSPACE_SIZE(ln_linear)

@@ -1,11 +1,12 @@
 /* Transition (LayerNorm -> Linear c->2F -> SwiGLU -> Linear F->c): validate -> choose
- * parameters -> enqueue, as steps of a walk. Every GEMM is the gemm family's, with LayerNorm or
- * SwiGLU formed on the operand load, and the backward's dS -> dh through its SwiGLU-backward
- * epilogue. */
+ * parameters -> enqueue, as steps of a walk; the forward's LayerNorm -> Linear is LayerNorm +
+ * Linear's own steps. Every GEMM is the gemm family's, with LayerNorm or SwiGLU formed on the
+ * operand load, and the backward's dS -> dh through its SwiGLU-backward epilogue. */
 #include "ops/common/check.h"
 #include "ops/common/walk.h"
 #include "ops/gemm/gemm.h"
 #include "ops/layernorm/layernorm.h"
+#include "ops/ln_linear/ln_linear.h"
 #include "runtime/error.h"
 
 /* The backward's rows per chunk when the caller leaves desc->chunk_rows 0: its dh scratch
@@ -24,51 +25,18 @@ static mcl_status validate_desc(const mcl_transition_desc *d, const char *op)
         return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: channels (%zu) or 2 x hidden (%zu) exceeds 2^32 - 1", op,
                         d->channels, d->hidden);
     MCL_TRY(mcl_check_eps(d->eps, op));
-    if (d->silu_half != MCL_SWIGLU_SILU_FIRST && d->silu_half != MCL_SWIGLU_SILU_SECOND)
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: silu_half %d is not MCL_SWIGLU_SILU_FIRST or _SECOND", op,
-                        (int)d->silu_half);
-    return MCL_OK;
+    return mcl_check_either((int)d->silu_half, MCL_SWIGLU_SILU_FIRST, MCL_SWIGLU_SILU_SECOND, op, "silu_half",
+                            "MCL_SWIGLU_SILU_FIRST or _SECOND");
 }
 
 /* The tensors both passes read. */
 #define INPUTS(t)                                                                                \
-    MCL_TENSOR("x", &(t)->x, d->dtype, MCL_REQUIRED_IN, d->rows, d->channels),                   \
-    MCL_TENSOR("ln_weight", &(t)->ln_weight, d->dtype, MCL_OPTIONAL_IN, d->channels),            \
-    MCL_TENSOR("ln_bias", &(t)->ln_bias, d->dtype, MCL_OPTIONAL_IN, d->channels),                \
+    MCL_LN_INPUT_CHECKS(t, d->dtype, d->rows, d->channels),                                      \
     MCL_TENSOR("w1", &(t)->w1, d->dtype, MCL_REQUIRED_IN, d->channels, 2 * d->hidden),           \
     MCL_TENSOR("w2", &(t)->w2, d->dtype, MCL_REQUIRED_IN, d->hidden, d->channels)
 /* What the forward saves and the backward reads: LayerNorm's row statistics and h = LN(x) W1. */
 #define SAVED(t, role)                                                                           \
-    MCL_TENSOR("mean", &(t)->mean, MCL_F32, role, d->rows), MCL_TENSOR("rstd", &(t)->rstd, MCL_F32, role, d->rows), \
-    MCL_TENSOR("h", &(t)->h, d->dtype, role, d->rows, 2 * d->hidden)
-
-static mcl_status validate_forward(mcl_context *ctx, const mcl_transition_desc *d, const mcl_transition_fwd_tensors *t,
-                                   const char *op)
-{
-    mcl_tensor_check checks[] = {
-        INPUTS(t),
-        MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->channels),
-        SAVED(t, MCL_REQUIRED_OUT),
-    };
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
-}
-
-static mcl_status validate_backward(mcl_context *ctx, const mcl_transition_desc *d, const mcl_transition_bwd_tensors *t,
-                                    const char *op)
-{
-    size_t c = d->channels, f = d->hidden;
-    mcl_tensor_check checks[] = {
-        INPUTS(t),
-        SAVED(t, MCL_REQUIRED_IN),
-        MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, c),
-        MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->rows, c),
-        MCL_TENSOR("dln_weight", &t->dln_weight, d->dtype, MCL_OPTIONAL_OUT, c),
-        MCL_TENSOR("dln_bias", &t->dln_bias, d->dtype, MCL_OPTIONAL_OUT, c),
-        MCL_TENSOR("dw1", &t->dw1, d->dtype, MCL_OPTIONAL_OUT, c, 2 * f),
-        MCL_TENSOR("dw2", &t->dw2, d->dtype, MCL_OPTIONAL_OUT, f, c),
-    };
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
-}
+    MCL_LN_STATS_CHECKS(t, role, d->rows), MCL_TENSOR("h", &(t)->h, d->dtype, role, d->rows, 2 * d->hidden)
 
 /* ---- choose parameters ------------------------------------------------------------------ */
 
@@ -86,13 +54,16 @@ static gemm_swiglu swiglu_of(const mcl_transition_desc *d, const mcl_tensor *h, 
     return (gemm_swiglu){role, h ? h->mem : NULL, h_off, 2 * f, silu, f - silu};
 }
 
-/* h = LN(x) W1 */
-static gemm_call h_gemm(const mcl_transition_desc *d, const mcl_transition_fwd_tensors *t, const gemm_layernorm *ln)
+/* h = LN(x) W1 and x's row statistics: a LayerNorm + Linear forward without bias */
+static mcl_ln_linear_desc h_desc(const mcl_transition_desc *d)
 {
-    size_t c = d->channels, f2 = 2 * d->hidden;
-    return (gemm_call){.dtype = d->dtype, .m = d->rows, .n = f2, .k = c, .batch = 1,
-                       .a = gemm_operand(&t->x, d->dtype, 0, c, 0), .b = gemm_operand(&t->w1, d->dtype, 0, f2, 0),
-                       .c = gemm_operand(&t->h, d->dtype, 0, f2, 0), .ln = ln};
+    return (mcl_ln_linear_desc){d->rows, d->channels, 2 * d->hidden, d->dtype, d->eps};
+}
+
+static mcl_ln_linear_fwd_tensors h_tensors(const mcl_transition_fwd_tensors *t)
+{
+    return (mcl_ln_linear_fwd_tensors){.x = t->x, .ln_weight = t->ln_weight, .ln_bias = t->ln_bias, .weight = t->w1,
+                                       .y = t->h, .mean = t->mean, .rstd = t->rstd};
 }
 
 /* y = SwiGLU(h) W2 */
@@ -180,11 +151,9 @@ static mcl_status forward_steps(mcl_walk *w, const void *args)
     const mcl_op_args *a = args;
     const mcl_transition_desc *d = a->desc;
     const mcl_transition_fwd_tensors *t = a->tensors;
-    mcl_layernorm_desc lnd = ln_desc(d);
-    MCL_TRY(mcl_layernorm_stats_step(w, "row statistics", &lnd, &t->x, &t->mean, &t->rstd));
-    gemm_layernorm ln = gemm_layernorm_of(&t->mean, &t->rstd, &t->ln_weight, &t->ln_bias, d->dtype, 0);
-    gemm_call h = h_gemm(d, t, &ln);
-    MCL_TRY(mcl_gemm_step(w, "h = LN(x) W1 GEMM", &h, PART_SCRATCH));
+    mcl_ln_linear_desc hd = h_desc(d);
+    mcl_ln_linear_fwd_tensors ht = h_tensors(t);
+    MCL_TRY(mcl_ln_linear_forward_steps(w, &hd, &ht, "h = LN(x) W1 GEMM", PART_SCRATCH));
     gemm_swiglu sw = swiglu_of(d, NULL, 0, GEMM_SWIGLU_ON_A);
     gemm_call y = y_gemm(d, t, &sw);
     return mcl_gemm_step(w, "y = SwiGLU(h) W2 GEMM", &y, PART_SCRATCH);
@@ -268,6 +237,12 @@ static mcl_status backward_steps(mcl_walk *w, const void *args)
 
 /* ---- public entry points ---------------------------------------------------------------- */
 
-MCL_WALKED_ENTRY_POINT(transition, forward, fwd)
-MCL_WALKED_ENTRY_POINT(transition, backward, bwd)
+MCL_WALKED_ENTRY_POINT(transition, forward, fwd, INPUTS(t),
+                       MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->channels),
+                       SAVED(t, MCL_REQUIRED_OUT))
+MCL_WALKED_ENTRY_POINT(transition, backward, bwd, INPUTS(t), SAVED(t, MCL_REQUIRED_IN),
+                       MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, d->channels),
+                       MCL_LN_GRAD_CHECKS(t, d->dtype, d->rows, d->channels),
+                       MCL_TENSOR("dw1", &t->dw1, d->dtype, MCL_OPTIONAL_OUT, d->channels, 2 * d->hidden),
+                       MCL_TENSOR("dw2", &t->dw2, d->dtype, MCL_OPTIONAL_OUT, d->hidden, d->channels))
 MCL_WALKED_WORKSPACE_SIZE(transition)

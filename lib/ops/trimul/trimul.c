@@ -26,10 +26,8 @@ static mcl_status validate_desc(const mcl_trimul_desc *d, const char *op)
         return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: n (%zu), channels (%zu) or 4 x hidden (%zu) too large", op, d->n,
                         d->channels, d->hidden);
     MCL_TRY(mcl_check_eps(d->eps, op));
-    if (d->direction != MCL_TRIMUL_OUTGOING && d->direction != MCL_TRIMUL_INCOMING)
-        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: direction %d is not MCL_TRIMUL_OUTGOING or _INCOMING", op,
-                        (int)d->direction);
-    return MCL_OK;
+    return mcl_check_either((int)d->direction, MCL_TRIMUL_OUTGOING, MCL_TRIMUL_INCOMING, op, "direction",
+                            "MCL_TRIMUL_OUTGOING or _INCOMING");
 }
 
 static size_t width(const mcl_trimul_desc *d) { return 4 * d->hidden + d->channels; }
@@ -56,36 +54,6 @@ static size_t pairs(const mcl_trimul_desc *d) { return d->n * d->n; }
     PAIR("p", &(t)->p, role, width(d)), PAIR("t", &(t)->t, role, d->hidden),                     \
     STATS("mean_in", &(t)->mean_in, role), STATS("rstd_in", &(t)->rstd_in, role),                \
     STATS("mean_out", &(t)->mean_out, role), STATS("rstd_out", &(t)->rstd_out, role)
-
-static mcl_status validate_forward(mcl_context *ctx, const mcl_trimul_desc *d, const mcl_trimul_fwd_tensors *t,
-                                   const char *op)
-{
-    mcl_tensor_check checks[] = {
-        INPUTS(t),
-        PAIR("out", &t->out, MCL_REQUIRED_OUT, d->channels),
-        SAVED(t, MCL_REQUIRED_OUT),
-    };
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
-}
-
-static mcl_status validate_backward(mcl_context *ctx, const mcl_trimul_desc *d, const mcl_trimul_bwd_tensors *t,
-                                    const char *op)
-{
-    size_t c = d->channels, h = d->hidden;
-    mcl_tensor_check checks[] = {
-        INPUTS(t),
-        SAVED(t, MCL_REQUIRED_IN),
-        PAIR("dout", &t->dout, MCL_REQUIRED_IN, c),
-        PAIR("dz", &t->dz, MCL_OPTIONAL_OUT, c),
-        OF("dln_in_weight", &t->dln_in_weight, MCL_OPTIONAL_OUT, c),
-        OF("dln_in_bias", &t->dln_in_bias, MCL_OPTIONAL_OUT, c),
-        OF("dw_in", &t->dw_in, MCL_OPTIONAL_OUT, c, width(d)),
-        OF("dln_out_weight", &t->dln_out_weight, MCL_OPTIONAL_OUT, h),
-        OF("dln_out_bias", &t->dln_out_bias, MCL_OPTIONAL_OUT, h),
-        OF("dw_out", &t->dw_out, MCL_OPTIONAL_OUT, h, c),
-    };
-    return mcl_check_tensors(ctx, op, checks, MCL_COUNT(checks));
-}
 
 /* ---- choose parameters ------------------------------------------------------------------ */
 
@@ -367,16 +335,23 @@ static mcl_status backward_steps(mcl_walk *w, const void *args)
 
 /* ---- public entry points ---------------------------------------------------------------- */
 
-MCL_WALKED_ENTRY_POINT(trimul, forward, fwd)
+MCL_WALKED_ENTRY_POINT(trimul, forward, fwd, INPUTS(t), PAIR("out", &t->out, MCL_REQUIRED_OUT, d->channels),
+                       SAVED(t, MCL_REQUIRED_OUT))
 
-mcl_status mcl_trimul_backward(mcl_context *ctx, const mcl_trimul_desc *desc, const mcl_trimul_bwd_tensors *tensors,
+mcl_status mcl_trimul_backward(mcl_context *ctx, const mcl_trimul_desc *d, const mcl_trimul_bwd_tensors *t,
                                cl_event *event)
 {
     const char *op = "trimul_backward";
-    MCL_TRY(mcl_check_call(op, ctx, desc, tensors));
-    MCL_TRY(validate_desc(desc, op));
-    MCL_TRY(validate_backward(ctx, desc, tensors, op));
-    return mcl_walk_op(ctx, op, backward_steps, &(bwd_args){desc, tensors, wants_of(tensors)}, event);
+    MCL_VALIDATE_CALL(op, ctx, d, t, validate_desc, INPUTS(t), SAVED(t, MCL_REQUIRED_IN),
+                      PAIR("dout", &t->dout, MCL_REQUIRED_IN, d->channels),
+                      PAIR("dz", &t->dz, MCL_OPTIONAL_OUT, d->channels),
+                      OF("dln_in_weight", &t->dln_in_weight, MCL_OPTIONAL_OUT, d->channels),
+                      OF("dln_in_bias", &t->dln_in_bias, MCL_OPTIONAL_OUT, d->channels),
+                      OF("dw_in", &t->dw_in, MCL_OPTIONAL_OUT, d->channels, width(d)),
+                      OF("dln_out_weight", &t->dln_out_weight, MCL_OPTIONAL_OUT, d->hidden),
+                      OF("dln_out_bias", &t->dln_out_bias, MCL_OPTIONAL_OUT, d->hidden),
+                      OF("dw_out", &t->dw_out, MCL_OPTIONAL_OUT, d->hidden, d->channels));
+    return mcl_walk_op(ctx, op, backward_steps, &(bwd_args){d, t, wants_of(t)}, event);
 }
 
 mcl_status mcl_trimul_workspace_size(mcl_context *ctx, const mcl_trimul_desc *desc, size_t *forward_bytes,
