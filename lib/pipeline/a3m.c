@@ -77,10 +77,8 @@ static mcl_status parse_lines(text_reader *reader, a3m_record *record, msa_align
         const char *line;
         size_t n;
         int more;
-        MCL_TRY(text_next_line(reader, &line, &n, &more));
+        MCL_TRY(text_next_content(reader, &line, &n, &more));
         if (!more) break;
-        text_trim(&line, &n); /* as AlphaFold strips every line */
-        if (n == 0) continue;
         if (line[0] == '>') {
             if (record->header_line) MCL_TRY(finish_record(reader->name, record, alignment));
             record->header_line = reader->line_number;

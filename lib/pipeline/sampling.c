@@ -3,25 +3,16 @@
  * shared between calls, so worker threads give the same batches in any order. */
 #include "pipeline.h"
 
-/* SplitMix64's finaliser: a bijective mix of 64 bits. */
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9u;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebu;
-    return x ^ (x >> 31);
-}
+#include "runtime/random.h"
 
 sample_rng sample_rng_make(uint64_t seed, uint64_t stream_a, uint64_t stream_b)
 {
-    return (sample_rng){mix64(mix64(seed ^ 0x6d656761636c2d31u) ^ stream_a) ^ mix64(stream_b + 0x9e3779b97f4a7c15u)};
+    return (sample_rng){mcl_mix64(mcl_mix64(seed ^ 0x6d656761636c2d31u) ^ stream_a) ^ mcl_mix64(stream_b + 0x9e3779b97f4a7c15u)};
 }
 
 uint64_t sample_rng_next(sample_rng *rng)
 {
-    rng->state += 0x9e3779b97f4a7c15u; /* SplitMix64 */
-    return mix64(rng->state);
+    return mcl_splitmix64(&rng->state);
 }
 
 uint64_t sample_rng_below(sample_rng *rng, uint64_t bound)
@@ -39,7 +30,7 @@ static uint64_t feistel(uint64_t x, unsigned half_bits, uint64_t seed, uint64_t 
 {
     uint64_t mask = ((uint64_t)1 << half_bits) - 1, left = x >> half_bits, right = x & mask;
     for (uint64_t round = 0; round < 4; round++) {
-        uint64_t next = left ^ (mix64(right ^ mix64(seed ^ mix64(epoch * 4 + round))) & mask);
+        uint64_t next = left ^ (mcl_mix64(right ^ mcl_mix64(seed ^ mcl_mix64(epoch * 4 + round))) & mask);
         left = right;
         right = next;
     }

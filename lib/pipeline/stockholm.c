@@ -110,10 +110,8 @@ static mcl_status read_rows(text_reader *reader, sto_rows *t)
         const char *line;
         size_t n;
         int more;
-        MCL_TRY(text_next_line(reader, &line, &n, &more));
+        MCL_TRY(text_next_content(reader, &line, &n, &more));
         if (!more) break;
-        text_trim(&line, &n); /* as AlphaFold strips every line */
-        if (n == 0) continue;
         if (ended) return text_fail(reader, "text after the '//' that ends the alignment");
         if (!header_seen) {
             if (n < 11 || memcmp(line, "# STOCKHOLM", 11) != 0)

@@ -120,8 +120,17 @@ void text_buffer_free(text_buffer *buffer)
     *buffer = (text_buffer){0};
 }
 
-void text_trim(const char **line, size_t *length)
+static void text_trim(const char **line, size_t *length)
 {
     while (*length > 0 && (**line == ' ' || **line == '\t')) (*line)++, (*length)--;
     while (*length > 0 && ((*line)[*length - 1] == ' ' || (*line)[*length - 1] == '\t')) (*length)--;
+}
+
+mcl_status text_next_content(text_reader *reader, const char **line, size_t *length, int *more)
+{
+    do {
+        MCL_TRY(text_next_line(reader, line, length, more));
+        if (*more) text_trim(line, length); /* as AlphaFold strips every line */
+    } while (*more && *length == 0);
+    return MCL_OK;
 }

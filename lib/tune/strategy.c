@@ -2,6 +2,7 @@
 #include "strategy.h"
 
 #include "runtime/error.h"
+#include "runtime/random.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -9,15 +10,7 @@
 
 #define COOLING 0.97
 
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-double tune_uniform(uint64_t *state) { return (double)(splitmix64(state) >> 11) * 0x1.0p-53; }
+double tune_uniform(uint64_t *state) { return (double)(mcl_splitmix64(state) >> 11) * 0x1.0p-53; }
 
 static size_t below(uint64_t *state, size_t n) { return (size_t)(tune_uniform(state) * (double)n); }
 

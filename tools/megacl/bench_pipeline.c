@@ -4,6 +4,9 @@
  * measured, cold (the loader parses online) and warm (it reads the cache). */
 #include "cli.h"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <json-c/json.h>
@@ -44,21 +47,8 @@ typedef struct pipeline_settings {
     size_t jobs[8], job_count;
 } pipeline_settings;
 
-static double now_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 31;
-    x *= 0x7fb5d329728ea185u;
-    x ^= x >> 27;
-    x *= 0x81dadef4bc2dd44du;
-    return x ^ (x >> 33);
-}
+/* A hash of a number: which letters of a copied chain change. */
+static uint64_t mix(uint64_t x) { return XXH3_64bits(&x, sizeof x); }
 
 /* ---- making the chains ------------------------------------------------------------------------ */
 
@@ -196,7 +186,7 @@ typedef struct pipeline_figures {
 
 static mcl_status time_parsing(const mcl_msa_example *ex, size_t count, pipeline_figures *fig)
 {
-    double start = now_seconds();
+    double start = cli_seconds();
     for (size_t i = 0; i < count; i++) {
         mcl_msa_features *f;
         CLI_TRY(mcl_msa_features_from_files(ex[i].paths, ex[i].path_count, &f));
@@ -205,7 +195,7 @@ static mcl_status time_parsing(const mcl_msa_example *ex, size_t count, pipeline
         fig->rows_total += a.depth;
         mcl_msa_features_release(f);
     }
-    fig->parse_ms = (now_seconds() - start) * 1e3 / (double)count;
+    fig->parse_ms = (cli_seconds() - start) * 1e3 / (double)count;
     return MCL_OK;
 }
 
@@ -215,22 +205,22 @@ static mcl_status time_build(const char *dir, const mcl_msa_example *ex, size_t 
     mcl_feature_cache *cache;
     CLI_TRY(mcl_feature_cache_open(dir, 0, &cache));
     mcl_cache_build_desc desc = {.jobs = jobs};
-    double start = now_seconds();
+    double start = cli_seconds();
     mcl_status status = mcl_feature_cache_build(cache, ex, count, &desc, NULL);
-    *seconds = now_seconds() - start;
+    *seconds = cli_seconds() - start;
     mcl_feature_cache_close(cache);
     return status;
 }
 
 static mcl_status time_reads(mcl_feature_cache *cache, const mcl_msa_example *ex, size_t count, double *ms)
 {
-    double start = now_seconds();
+    double start = cli_seconds();
     for (size_t i = 0; i < count; i++) {
         mcl_msa_features *f;
         CLI_TRY(mcl_feature_cache_get(cache, &ex[i], &f));
         mcl_msa_features_release(f);
     }
-    *ms = (now_seconds() - start) * 1e3 / (double)count;
+    *ms = (cli_seconds() - start) * 1e3 / (double)count;
     return MCL_OK;
 }
 
@@ -244,7 +234,7 @@ static mcl_status run_loop(const pipeline_settings *s, mcl_feature_cache *cache,
     mcl_loader *loader;
     CLI_TRY(mcl_loader_create(&desc, &loader));
     struct timespec step = {s->step_ms / 1000, (long)(s->step_ms % 1000) * 1000000L};
-    double start = now_seconds(), later_waits = 0;
+    double start = cli_seconds(), later_waits = 0;
     mcl_status status;
     mcl_batch b;
     *r = (loop_result){0};
@@ -260,7 +250,7 @@ static mcl_status run_loop(const pipeline_settings *s, mcl_feature_cache *cache,
         nanosleep(&step, NULL);
         if ((status = mcl_loader_release(loader, &b)) != MCL_OK) break;
     }
-    r->seconds = now_seconds() - start;
+    r->seconds = cli_seconds() - start;
     mcl_loader_stats stats;
     mcl_loader_get_stats(loader, &stats);
     mcl_loader_destroy(loader);

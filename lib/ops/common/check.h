@@ -78,6 +78,21 @@ mcl_status mcl_tune_on_demand(mcl_context *ctx, const char *op, mcl_call_again a
         return entry(ctx, desc, tensors, NULL);                                                  \
     }
 
+/* The public entry point mcl_<op>_<pass> (its descriptor d, its tensors t of kind fwd or bwd),
+ * after the mcl_call_again that on-demand tuning reruns it through. */
+#define MCL_ENTRY_POINT(op, pass, kind)                                                          \
+    MCL_CALL_AGAIN(mcl_##op##_##pass)                                                            \
+    mcl_status mcl_##op##_##pass(mcl_context *ctx, const mcl_##op##_desc *d,                      \
+                                 const mcl_##op##_##kind##_tensors *t, cl_event *event)
+
+/* How every entry point's body starts: MCL_VALIDATE_CALL with the op's validate_desc and the
+ * tensor checks that follow, then on-demand tuning of the call. */
+#define MCL_ENTER(op, pass, validate_desc, ...)                                                  \
+    do {                                                                                         \
+        MCL_VALIDATE_CALL(#op "_" #pass, ctx, d, t, validate_desc, __VA_ARGS__);                 \
+        MCL_TRY(mcl_tune_on_demand(ctx, #op "_" #pass, mcl_##op##_##pass##_again, d, t));        \
+    } while (0)
+
 /* MCL_ERR_NULL_POINTER naming the op unless the context, descriptor and tensors are given. */
 mcl_status mcl_check_call(const char *op, const void *ctx, const void *desc, const void *tensors);
 

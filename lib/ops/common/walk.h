@@ -48,19 +48,14 @@ mcl_status mcl_walk_run(mcl_context *ctx, const char *op, mcl_steps steps, const
  * caller when asked for. */
 mcl_status mcl_walk_op(mcl_context *ctx, const char *op, mcl_steps steps, const void *args, cl_event *event);
 
-/* The public entry point mcl_<op>_<pass> (pass forward with tensors fwd, or backward with bwd)
- * of an op made of walks: MCL_VALIDATE_CALL with the op's validate_desc and the tensor checks
- * that follow (which see the call's descriptor as d and its tensors as t), on-demand tuning,
- * then <pass>_steps over an mcl_op_args. */
-#define MCL_WALKED_ENTRY_POINT(op, pass, tensors_kind, ...)                                      \
-    MCL_CALL_AGAIN(mcl_##op##_##pass)                                                            \
-    mcl_status mcl_##op##_##pass(mcl_context *ctx, const mcl_##op##_desc *d,                      \
-                                 const mcl_##op##_##tensors_kind##_tensors *t, cl_event *event)   \
+/* The public entry point mcl_<op>_<pass> of an op made of walks: MCL_ENTER with the op's
+ * validate_desc and the tensor checks that follow (which see the call's descriptor as d and its
+ * tensors as t), then <pass>_steps over an mcl_op_args. */
+#define MCL_WALKED_ENTRY_POINT(op, pass, kind, ...)                                              \
+    MCL_ENTRY_POINT(op, pass, kind)                                                              \
     {                                                                                            \
-        const char *name = #op "_" #pass;                                                        \
-        MCL_VALIDATE_CALL(name, ctx, d, t, validate_desc, __VA_ARGS__);                          \
-        MCL_TRY(mcl_tune_on_demand(ctx, name, mcl_##op##_##pass##_again, d, t));                 \
-        return mcl_walk_op(ctx, name, pass##_steps, &(mcl_op_args){d, t}, event);                \
+        MCL_ENTER(op, pass, validate_desc, __VA_ARGS__);                                         \
+        return mcl_walk_op(ctx, #op "_" #pass, pass##_steps, &(mcl_op_args){d, t}, event);       \
     }
 
 /* The public mcl_<op>_backward_workspace_size of an op made of walks: validate_desc, then the

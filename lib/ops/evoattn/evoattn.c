@@ -470,17 +470,13 @@ static mcl_status enqueue_backward(mcl_context *ctx, const mcl_evoattn_desc *d, 
 
 /* ---- public entry points ---------------------------------------------------------------- */
 
-MCL_CALL_AGAIN(mcl_evoattn_forward)
-
-mcl_status mcl_evoattn_forward(mcl_context *ctx, const mcl_evoattn_desc *d, const mcl_evoattn_fwd_tensors *t,
-                               cl_event *event)
+MCL_ENTRY_POINT(evoattn, forward, fwd)
 {
-    MCL_VALIDATE_CALL("evoattn_forward", ctx, d, t, validate_desc, INPUTS(t),
-                      mcl_needing(BNSHD("gate", &t->gate, MCL_OPTIONAL_IN), "gated"),
-                      BNSHD("out", &t->out, MCL_REQUIRED_OUT),
-                      mcl_needing(BNSHD("gated", &t->gated, MCL_OPTIONAL_OUT), "gate"),
-                      LSE(&t->lse, MCL_OPTIONAL_OUT));
-    MCL_TRY(mcl_tune_on_demand(ctx, "evoattn_forward", mcl_evoattn_forward_again, d, t));
+    MCL_ENTER(evoattn, forward, validate_desc, INPUTS(t),
+              mcl_needing(BNSHD("gate", &t->gate, MCL_OPTIONAL_IN), "gated"),
+              BNSHD("out", &t->out, MCL_REQUIRED_OUT),
+              mcl_needing(BNSHD("gated", &t->gated, MCL_OPTIONAL_OUT), "gate"),
+              LSE(&t->lse, MCL_OPTIONAL_OUT));
     ev_plan plan;
     const mcl_tensor *wide[] = {&t->q, &t->k, &t->v, &t->gate, &t->out, &t->gated};
     MCL_TRY(choose_plan(ctx, d, 0, vec4_aligned(d, wide, MCL_COUNT(wide)), &plan));
@@ -489,20 +485,16 @@ mcl_status mcl_evoattn_forward(mcl_context *ctx, const mcl_evoattn_desc *d, cons
     return MCL_OK;
 }
 
-MCL_CALL_AGAIN(mcl_evoattn_backward)
-
-mcl_status mcl_evoattn_backward(mcl_context *ctx, const mcl_evoattn_desc *d, const mcl_evoattn_bwd_tensors *t,
-                                cl_event *event)
+MCL_ENTRY_POINT(evoattn, backward, bwd)
 {
-    MCL_VALIDATE_CALL("evoattn_backward", ctx, d, t, validate_desc, INPUTS(t),
-                      BNSHD("gate", &t->gate, MCL_OPTIONAL_IN), BNSHD("out", &t->out, MCL_REQUIRED_IN),
-                      LSE(&t->lse, MCL_REQUIRED_IN), BNSHD("dout", &t->dout, MCL_REQUIRED_IN),
-                      BNSHD("dq", &t->dq, MCL_OPTIONAL_OUT), BNSHD("dk", &t->dk, MCL_OPTIONAL_OUT),
-                      BNSHD("dv", &t->dv, MCL_OPTIONAL_OUT),
-                      mcl_needing(BNSHD("dgate", &t->dgate, MCL_OPTIONAL_OUT), "gate"),
-                      mcl_needing(MASK("dmask", &t->dmask, MCL_OPTIONAL_OUT), "mask"),
-                      mcl_needing(PAIR("dpair", &t->dpair, MCL_OPTIONAL_OUT), "pair"));
-    MCL_TRY(mcl_tune_on_demand(ctx, "evoattn_backward", mcl_evoattn_backward_again, d, t));
+    MCL_ENTER(evoattn, backward, validate_desc, INPUTS(t),
+              BNSHD("gate", &t->gate, MCL_OPTIONAL_IN), BNSHD("out", &t->out, MCL_REQUIRED_IN),
+              LSE(&t->lse, MCL_REQUIRED_IN), BNSHD("dout", &t->dout, MCL_REQUIRED_IN),
+              BNSHD("dq", &t->dq, MCL_OPTIONAL_OUT), BNSHD("dk", &t->dk, MCL_OPTIONAL_OUT),
+              BNSHD("dv", &t->dv, MCL_OPTIONAL_OUT),
+              mcl_needing(BNSHD("dgate", &t->dgate, MCL_OPTIONAL_OUT), "gate"),
+              mcl_needing(MASK("dmask", &t->dmask, MCL_OPTIONAL_OUT), "mask"),
+              mcl_needing(PAIR("dpair", &t->dpair, MCL_OPTIONAL_OUT), "pair"));
     ev_plan plan;
     const mcl_tensor *wide[] = {&t->q, &t->k, &t->v, &t->gate, &t->out, &t->dout, &t->dq, &t->dk, &t->dv, &t->dgate};
     MCL_TRY(choose_plan(ctx, d, mcl_has(&t->dpair), vec4_aligned(d, wide, MCL_COUNT(wide)), &plan));

@@ -79,13 +79,10 @@ static mcl_status run(mcl_context *ctx, mcl_dtype dtype, const glu_plan *plan, c
 
 /* ---- public entry points ---------------------------------------------------------------- */
 
-MCL_CALL_AGAIN(mcl_gating_forward)
-mcl_status mcl_gating_forward(mcl_context *ctx, const mcl_gating_desc *d, const mcl_gating_fwd_tensors *t,
-                              cl_event *event)
+MCL_ENTRY_POINT(gating, forward, fwd)
 {
-    MCL_VALIDATE_CALL("gating_forward", ctx, d, t, validate_gating_desc, GATING_INPUTS(t),
-                      mcl_in_place_of(MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->count), "x"));
-    MCL_TRY(mcl_tune_on_demand(ctx, "gating_forward", mcl_gating_forward_again, d, t));
+    MCL_ENTER(gating, forward, validate_gating_desc, GATING_INPUTS(t),
+              mcl_in_place_of(MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->count), "x"));
     glu_plan plan;
     const mcl_tensor *vectorised[] = {&t->x, &t->g, &t->y};
     MCL_TRY(choose_plan(ctx, d->dtype, d->count, d->count, vectorised, 3, &plan));
@@ -97,15 +94,12 @@ mcl_status mcl_gating_forward(mcl_context *ctx, const mcl_gating_desc *d, const 
     return run(ctx, d->dtype, &plan, "gating_forward", args, MCL_COUNT(args), event);
 }
 
-MCL_CALL_AGAIN(mcl_gating_backward)
-mcl_status mcl_gating_backward(mcl_context *ctx, const mcl_gating_desc *d, const mcl_gating_bwd_tensors *t,
-                               cl_event *event)
+MCL_ENTRY_POINT(gating, backward, bwd)
 {
-    MCL_VALIDATE_CALL("gating_backward", ctx, d, t, validate_gating_desc, GATING_INPUTS(t),
-                      MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->count),
-                      mcl_in_place_of(MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->count), "dy"),
-                      MCL_TENSOR("dg", &t->dg, d->dtype, MCL_OPTIONAL_OUT, d->count));
-    MCL_TRY(mcl_tune_on_demand(ctx, "gating_backward", mcl_gating_backward_again, d, t));
+    MCL_ENTER(gating, backward, validate_gating_desc, GATING_INPUTS(t),
+              MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->count),
+              mcl_in_place_of(MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->count), "dy"),
+              MCL_TENSOR("dg", &t->dg, d->dtype, MCL_OPTIONAL_OUT, d->count));
     glu_plan plan;
     const mcl_tensor *vectorised[] = {&t->x, &t->g, &t->dy, &t->dx, &t->dg};
     MCL_TRY(choose_plan(ctx, d->dtype, d->count, d->count, vectorised, 5, &plan));
@@ -120,14 +114,10 @@ mcl_status mcl_gating_backward(mcl_context *ctx, const mcl_gating_desc *d, const
     return run(ctx, d->dtype, &plan, "gating_backward", args, MCL_COUNT(args), event);
 }
 
-MCL_CALL_AGAIN(mcl_swiglu_forward)
-mcl_status mcl_swiglu_forward(mcl_context *ctx, const mcl_swiglu_desc *d, const mcl_swiglu_fwd_tensors *t,
-                              cl_event *event)
+MCL_ENTRY_POINT(swiglu, forward, fwd)
 {
-    MCL_VALIDATE_CALL("swiglu_forward", ctx, d, t, validate_swiglu_desc,
-                      MCL_TENSOR("x", &t->x, d->dtype, MCL_REQUIRED_IN, d->rows, 2 * d->features),
-                      MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->features));
-    MCL_TRY(mcl_tune_on_demand(ctx, "swiglu_forward", mcl_swiglu_forward_again, d, t));
+    MCL_ENTER(swiglu, forward, validate_swiglu_desc, MCL_TENSOR("x", &t->x, d->dtype, MCL_REQUIRED_IN, d->rows, 2 * d->features),
+              MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->features));
     glu_plan plan;
     const mcl_tensor *vectorised[] = {&t->x, &t->y};
     MCL_TRY(choose_plan(ctx, d->dtype, d->rows * d->features, d->features, vectorised, 2, &plan));
@@ -139,15 +129,11 @@ mcl_status mcl_swiglu_forward(mcl_context *ctx, const mcl_swiglu_desc *d, const 
     return run(ctx, d->dtype, &plan, "swiglu_forward", args, MCL_COUNT(args), event);
 }
 
-MCL_CALL_AGAIN(mcl_swiglu_backward)
-mcl_status mcl_swiglu_backward(mcl_context *ctx, const mcl_swiglu_desc *d, const mcl_swiglu_bwd_tensors *t,
-                               cl_event *event)
+MCL_ENTRY_POINT(swiglu, backward, bwd)
 {
-    MCL_VALIDATE_CALL("swiglu_backward", ctx, d, t, validate_swiglu_desc,
-                      MCL_TENSOR("x", &t->x, d->dtype, MCL_REQUIRED_IN, d->rows, 2 * d->features),
-                      MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, d->features),
-                      MCL_TENSOR("dx", &t->dx, d->dtype, MCL_REQUIRED_OUT, d->rows, 2 * d->features));
-    MCL_TRY(mcl_tune_on_demand(ctx, "swiglu_backward", mcl_swiglu_backward_again, d, t));
+    MCL_ENTER(swiglu, backward, validate_swiglu_desc, MCL_TENSOR("x", &t->x, d->dtype, MCL_REQUIRED_IN, d->rows, 2 * d->features),
+              MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, d->features),
+              MCL_TENSOR("dx", &t->dx, d->dtype, MCL_REQUIRED_OUT, d->rows, 2 * d->features));
     glu_plan plan;
     const mcl_tensor *vectorised[] = {&t->x, &t->dy, &t->dx};
     MCL_TRY(choose_plan(ctx, d->dtype, d->rows * d->features, d->features, vectorised, 3, &plan));

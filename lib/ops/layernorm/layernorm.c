@@ -221,15 +221,12 @@ mcl_status mcl_layernorm_backward_step(mcl_walk *w, const char *step, const mcl_
 
 /* ---- public entry points ---------------------------------------------------------------- */
 
-MCL_CALL_AGAIN(mcl_layernorm_forward)
-mcl_status mcl_layernorm_forward(mcl_context *ctx, const mcl_layernorm_desc *d, const mcl_layernorm_fwd_tensors *t,
-                                 cl_event *event)
+MCL_ENTRY_POINT(layernorm, forward, fwd)
 {
-    MCL_VALIDATE_CALL("layernorm_forward", ctx, d, t, validate_desc, INPUTS(t),
-                      MCL_TENSOR("bias", &t->bias, d->dtype, MCL_OPTIONAL_IN, d->cols),
-                      mcl_in_place_of(MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->cols), "x"),
-                      ROW_STATS(t, MCL_OPTIONAL_OUT));
-    MCL_TRY(mcl_tune_on_demand(ctx, "layernorm_forward", mcl_layernorm_forward_again, d, t));
+    MCL_ENTER(layernorm, forward, validate_desc, INPUTS(t),
+              MCL_TENSOR("bias", &t->bias, d->dtype, MCL_OPTIONAL_IN, d->cols),
+              mcl_in_place_of(MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->rows, d->cols), "x"),
+              ROW_STATS(t, MCL_OPTIONAL_OUT));
     ln_plan plan;
     const mcl_tensor *vectorised[] = {&t->x, &t->weight, &t->bias, &t->y};
     MCL_TRY(choose_plan(ctx, d, mcl_offset_vec_limit(mcl_dtype_size(d->dtype), vectorised, 4), &plan));
@@ -246,18 +243,14 @@ static mcl_status backward_steps(mcl_walk *w, const void *opaque)
     return mcl_layernorm_backward_step(w, NULL, a->desc, t, want_params ? 0 : MCL_NO_PART);
 }
 
-MCL_CALL_AGAIN(mcl_layernorm_backward)
-mcl_status mcl_layernorm_backward(mcl_context *ctx, const mcl_layernorm_desc *d, const mcl_layernorm_bwd_tensors *t,
-                                  cl_event *event)
+MCL_ENTRY_POINT(layernorm, backward, bwd)
 {
-    const char *op = "layernorm_backward";
-    MCL_VALIDATE_CALL(op, ctx, d, t, validate_desc, INPUTS(t), ROW_STATS(t, MCL_REQUIRED_IN),
-                      MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, d->cols),
-                      mcl_in_place_of(MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->rows, d->cols), "dy"),
-                      MCL_TENSOR("dweight", &t->dweight, d->dtype, MCL_OPTIONAL_OUT, d->cols),
-                      MCL_TENSOR("dbias", &t->dbias, d->dtype, MCL_OPTIONAL_OUT, d->cols));
-    MCL_TRY(mcl_tune_on_demand(ctx, "layernorm_backward", mcl_layernorm_backward_again, d, t));
-    return mcl_walk_op(ctx, op, backward_steps, &(mcl_op_args){d, t}, event);
+    MCL_ENTER(layernorm, backward, validate_desc, INPUTS(t), ROW_STATS(t, MCL_REQUIRED_IN),
+              MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->rows, d->cols),
+              mcl_in_place_of(MCL_TENSOR("dx", &t->dx, d->dtype, MCL_OPTIONAL_OUT, d->rows, d->cols), "dy"),
+              MCL_TENSOR("dweight", &t->dweight, d->dtype, MCL_OPTIONAL_OUT, d->cols),
+              MCL_TENSOR("dbias", &t->dbias, d->dtype, MCL_OPTIONAL_OUT, d->cols));
+    return mcl_walk_op(ctx, "layernorm_backward", backward_steps, &(mcl_op_args){d, t}, event);
 }
 
 mcl_status mcl_layernorm_backward_workspace_size(mcl_context *ctx, const mcl_layernorm_desc *desc, size_t *bytes)

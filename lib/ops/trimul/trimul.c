@@ -338,20 +338,17 @@ static mcl_status backward_steps(mcl_walk *w, const void *args)
 MCL_WALKED_ENTRY_POINT(trimul, forward, fwd, INPUTS(t), PAIR("out", &t->out, MCL_REQUIRED_OUT, d->channels),
                        SAVED(t, MCL_REQUIRED_OUT))
 
-mcl_status mcl_trimul_backward(mcl_context *ctx, const mcl_trimul_desc *d, const mcl_trimul_bwd_tensors *t,
-                               cl_event *event)
+MCL_ENTRY_POINT(trimul, backward, bwd)
 {
-    const char *op = "trimul_backward";
-    MCL_VALIDATE_CALL(op, ctx, d, t, validate_desc, INPUTS(t), SAVED(t, MCL_REQUIRED_IN),
-                      PAIR("dout", &t->dout, MCL_REQUIRED_IN, d->channels),
-                      PAIR("dz", &t->dz, MCL_OPTIONAL_OUT, d->channels),
-                      OF("dln_in_weight", &t->dln_in_weight, MCL_OPTIONAL_OUT, d->channels),
-                      OF("dln_in_bias", &t->dln_in_bias, MCL_OPTIONAL_OUT, d->channels),
-                      OF("dw_in", &t->dw_in, MCL_OPTIONAL_OUT, d->channels, width(d)),
-                      OF("dln_out_weight", &t->dln_out_weight, MCL_OPTIONAL_OUT, d->hidden),
-                      OF("dln_out_bias", &t->dln_out_bias, MCL_OPTIONAL_OUT, d->hidden),
-                      OF("dw_out", &t->dw_out, MCL_OPTIONAL_OUT, d->hidden, d->channels));
-    return mcl_walk_op(ctx, op, backward_steps, &(bwd_args){d, t, wants_of(t)}, event);
+    MCL_ENTER(trimul, backward, validate_desc, INPUTS(t), SAVED(t, MCL_REQUIRED_IN),
+              PAIR("dout", &t->dout, MCL_REQUIRED_IN, d->channels), PAIR("dz", &t->dz, MCL_OPTIONAL_OUT, d->channels),
+              OF("dln_in_weight", &t->dln_in_weight, MCL_OPTIONAL_OUT, d->channels),
+              OF("dln_in_bias", &t->dln_in_bias, MCL_OPTIONAL_OUT, d->channels),
+              OF("dw_in", &t->dw_in, MCL_OPTIONAL_OUT, d->channels, width(d)),
+              OF("dln_out_weight", &t->dln_out_weight, MCL_OPTIONAL_OUT, d->hidden),
+              OF("dln_out_bias", &t->dln_out_bias, MCL_OPTIONAL_OUT, d->hidden),
+              OF("dw_out", &t->dw_out, MCL_OPTIONAL_OUT, d->hidden, d->channels));
+    return mcl_walk_op(ctx, "trimul_backward", backward_steps, &(bwd_args){d, t, wants_of(t)}, event);
 }
 
 mcl_status mcl_trimul_workspace_size(mcl_context *ctx, const mcl_trimul_desc *desc, size_t *forward_bytes,
