@@ -77,32 +77,22 @@ inline float4 mcl_sigmoid4(float4 x) { return 1.0f / (1.0f + exp(-x)); }
 #define MCL_CAT_(a, b) a##b
 #define MCL_CAT(a, b) MCL_CAT_(a, b)
 
-/* Sums `v` over each run of `width` consecutive work-items (width a power of two dividing the
- * work-group size) with a fixed tree, so results are deterministic. `scratch` holds one float
- * per work-item. Every work-item of the group must call it (it contains barriers). */
-inline float group_sum(float v, __local float *scratch, uint lid, uint width)
-{
-    scratch[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = width / 2; s > 0; s >>= 1) {
-        if ((lid & (width - 1)) < s) scratch[lid] += scratch[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
+/* name(v, scratch, lid, width) sums `v` over each run of `width` consecutive work-items (width a
+ * power of two dividing the work-group size) with a fixed tree, so results are deterministic.
+ * `scratch` holds one value per work-item. Every work-item of the group must call it (it
+ * contains barriers). */
+#define MCL_GROUP_SUM(name, type)                                                            \
+    inline type name(type v, __local type *scratch, uint lid, uint width)                    \
+    {                                                                                        \
+        scratch[lid] = v;                                                                    \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                        \
+        for (uint s = width / 2; s > 0; s >>= 1) {                                           \
+            if ((lid & (width - 1)) < s) scratch[lid] += scratch[lid + s];                   \
+            barrier(CLK_LOCAL_MEM_FENCE);                                                    \
+        }                                                                                    \
+        type total = scratch[lid & ~(width - 1)];                                            \
+        barrier(CLK_LOCAL_MEM_FENCE); /* scratch may be reused right after */                \
+        return total;                                                                        \
     }
-    float total = scratch[lid & ~(width - 1)];
-    barrier(CLK_LOCAL_MEM_FENCE); /* scratch may be reused right after */
-    return total;
-}
-
-/* Two sums at once, for the LayerNorm backward's pair of row reductions. */
-inline float2 group_sum2(float2 v, __local float2 *scratch, uint lid, uint width)
-{
-    scratch[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = width / 2; s > 0; s >>= 1) {
-        if ((lid & (width - 1)) < s) scratch[lid] += scratch[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    float2 total = scratch[lid & ~(width - 1)];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return total;
-}
+MCL_GROUP_SUM(group_sum, float)
+MCL_GROUP_SUM(group_sum2, float2) /* the LayerNorm backward's pair of row reductions */

@@ -108,17 +108,24 @@ Test(feature_cache, key_is_the_contents_not_the_path)
     test_remove_tree(dir);
 }
 
+/* A cache in dir (zstd at `level`, 0 for none) that holds the example's entry. */
+static mcl_feature_cache *cache_holding(const char *dir, int level, const mcl_msa_example *example)
+{
+    mcl_feature_cache *cache;
+    assert_ok(mcl_feature_cache_open(dir, level, &cache));
+    mcl_msa_features *f;
+    assert_ok(mcl_feature_cache_get(cache, example, &f));
+    mcl_msa_features_release(f);
+    return cache;
+}
+
 /* Damages the entry with `damage`, then expects: walk reports it corrupt, get rebuilds it
  * (counted), and afterwards the entry is sound again. */
 static void expect_rebuilt(void (*damage)(const char *path))
 {
     char *dir = test_temp_dir();
-    mcl_feature_cache *cache;
-    assert_ok(mcl_feature_cache_open(dir, 0, &cache));
     mcl_msa_example example = real_example();
-    mcl_msa_features *f;
-    assert_ok(mcl_feature_cache_get(cache, &example, &f));
-    mcl_msa_features_release(f);
+    mcl_feature_cache *cache = cache_holding(dir, 0, &example);
     char path[4096];
     entry_file(dir, &example, path, sizeof path);
     damage(path);
@@ -335,12 +342,8 @@ Test(feature_cache, build_in_shards_reports_failures_and_skips_present_entries)
 Test(feature_cache, walk_lists_entries_and_remove_deletes_one)
 {
     char *dir = test_temp_dir();
-    mcl_feature_cache *cache;
-    assert_ok(mcl_feature_cache_open(dir, 5, &cache));
     mcl_msa_example example = real_example();
-    mcl_msa_features *f;
-    assert_ok(mcl_feature_cache_get(cache, &example, &f));
-    mcl_msa_features_release(f);
+    mcl_feature_cache *cache = cache_holding(dir, 5, &example);
     mcl_cache_entry_info seen = {0};
     assert_ok(mcl_feature_cache_walk(cache, 0, keep_info, &seen));
     char key[33];

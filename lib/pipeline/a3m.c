@@ -73,12 +73,10 @@ static mcl_status finish_record(const char *name, a3m_record *record, msa_alignm
 
 static mcl_status parse_lines(text_reader *reader, a3m_record *record, msa_alignment *alignment)
 {
-    for (;;) {
-        const char *line;
-        size_t n;
-        int more;
-        MCL_TRY(text_next_content(reader, &line, &n, &more));
-        if (!more) break;
+    const char *line;
+    size_t n;
+    mcl_status status;
+    while (text_next_content(reader, &line, &n, &status)) {
         if (line[0] == '>') {
             if (record->header_line) MCL_TRY(finish_record(reader->name, record, alignment));
             record->header_line = reader->line_number;
@@ -88,6 +86,7 @@ static mcl_status parse_lines(text_reader *reader, a3m_record *record, msa_align
             return text_fail(reader, "sequence data before the first '>' header (not an A3M file?)");
         }
     }
+    MCL_TRY(status);
     if (!record->header_line)
         return mcl_fail(MCL_ERR_PARSE, "%s: no sequences (an empty file, or not A3M)", reader->name);
     return finish_record(reader->name, record, alignment);

@@ -32,9 +32,10 @@ typedef struct text_reader {
 void text_reader_init(text_reader *reader, const char *data, size_t size, const char *name);
 /* Sets *line and *length and returns MCL_OK with *more = 1, or *more = 0 at the end. */
 mcl_status text_next_line(text_reader *reader, const char **line, size_t *length, int *more);
-/* The next line that is not empty once the spaces and tabs around it are dropped (as AlphaFold
- * strips every line), stripped; *more = 0 at the end. */
-mcl_status text_next_content(text_reader *reader, const char **line, size_t *length, int *more);
+/* Whether there is a next line that is not empty once the spaces and tabs around it are dropped
+ * (as AlphaFold strips every line); sets it, stripped. 0 at the end or on a failure, which
+ * *status then says. */
+int text_next_content(text_reader *reader, const char **line, size_t *length, mcl_status *status);
 /* mcl_fail(MCL_ERR_PARSE, "<file>:<line>: <message>") for the reader's current line. */
 mcl_status text_fail(const text_reader *reader, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

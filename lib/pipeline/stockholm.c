@@ -106,12 +106,10 @@ static mcl_status read_sequence_line(const text_reader *reader, sto_rows *t, con
 static mcl_status read_rows(text_reader *reader, sto_rows *t)
 {
     int header_seen = 0, ended = 0;
-    for (;;) {
-        const char *line;
-        size_t n;
-        int more;
-        MCL_TRY(text_next_content(reader, &line, &n, &more));
-        if (!more) break;
+    const char *line;
+    size_t n;
+    mcl_status status;
+    while (text_next_content(reader, &line, &n, &status)) {
         if (ended) return text_fail(reader, "text after the '//' that ends the alignment");
         if (!header_seen) {
             if (n < 11 || memcmp(line, "# STOCKHOLM", 11) != 0)
@@ -123,6 +121,7 @@ static mcl_status read_rows(text_reader *reader, sto_rows *t)
             MCL_TRY(read_sequence_line(reader, t, line, n));
         }
     }
+    MCL_TRY(status);
     if (!header_seen) return mcl_fail(MCL_ERR_PARSE, "%s: empty file (not a Stockholm alignment)", reader->name);
     if (!ended)
         return mcl_fail(MCL_ERR_PARSE, "%s:%zu: no '//' line ends the alignment (a truncated file?)",

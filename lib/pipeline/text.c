@@ -126,11 +126,12 @@ static void text_trim(const char **line, size_t *length)
     while (*length > 0 && ((*line)[*length - 1] == ' ' || (*line)[*length - 1] == '\t')) (*length)--;
 }
 
-mcl_status text_next_content(text_reader *reader, const char **line, size_t *length, int *more)
+int text_next_content(text_reader *reader, const char **line, size_t *length, mcl_status *status)
 {
+    int more = 0;
     do {
-        MCL_TRY(text_next_line(reader, line, length, more));
-        if (*more) text_trim(line, length); /* as AlphaFold strips every line */
-    } while (*more && *length == 0);
-    return MCL_OK;
+        if ((*status = text_next_line(reader, line, length, &more)) != MCL_OK) return 0;
+        if (more) text_trim(line, length); /* as AlphaFold strips every line */
+    } while (more && *length == 0);
+    return more;
 }

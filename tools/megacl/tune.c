@@ -21,16 +21,12 @@
 static const char *const tuning_order[] = {"transition", "trimul", "ln_linear", "layernorm",
                                            "gating",     "swiglu", "evoattn"};
 
+/* A case to tune on: a workload's named case (name NULL: every default case of the workload). */
 typedef struct tune_case {
     const wl_workload *w;
     const char *name;
     wl_case c;
 } tune_case;
-
-typedef struct tune_job {
-    tune_case tc;
-    mcl_lookup_info lookup;
-} tune_job;
 
 typedef struct tune_cli {
     mcl_dtype dtypes[3];
@@ -163,6 +159,12 @@ static void show_progress(void *user, const mcl_tune_progress *p)
 }
 
 /* ---- the run ------------------------------------------------------------------------------- */
+
+/* A (family, dtype, bucket) to tune, and the case it is tuned on. */
+typedef struct tune_job {
+    tune_case tc;
+    mcl_lookup_info lookup;
+} tune_job;
 
 static tune_job *find_job(tune_job *jobs, size_t n, const mcl_lookup_info *l)
 {
