@@ -20,7 +20,8 @@
 #define DEFAULT_MAX_CANDIDATES 128
 #define MAX_BATCH 16
 #define PRUNE_FACTOR 1.5   /* a candidate this much slower than the best after one run is not timed further */
-#define TIMEOUT_FACTOR 20  /* ... and one this much slower than the reference counts as timed out */
+#define TIMEOUT_FACTOR 20  /* ... and one this much slower than the reference, */
+#define TIMEOUT_MS 100.0   /* and slower than this, counts as timed out */
 #define FINALISTS 3        /* re-timed at the end of a stage, with twice the runs */
 /* a winner must beat the defaults by the spread of repeated timings, or the defaults stay */
 #define WIN_MARGIN 0.98
@@ -116,7 +117,7 @@ static mcl_status measure(tuning *t, const mcl_param_block *values, const char *
         kind = failure_kind(status);
         snprintf(reason, sizeof reason, "%s", mcl_last_error());
         *ms = INFINITY;
-    } else if (*ms > TIMEOUT_FACTOR * t->reference_ms) {
+    } else if (*ms > TIMEOUT_FACTOR * t->reference_ms && *ms > TIMEOUT_MS) {
         kind = "timeout";
         snprintf(reason, sizeof reason, "one run took %.3g ms, %dx the reference's", *ms, TIMEOUT_FACTOR);
         *ms = INFINITY;
