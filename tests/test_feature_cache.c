@@ -134,8 +134,8 @@ static void expect_rebuilt(void (*damage)(const char *path))
     assert_ok(mcl_feature_cache_walk(cache, 1, keep_info, &seen));
     cr_expect_eq(seen.check, MCL_ERR_CORRUPT, "walk: %s (%s)", mcl_status_name(seen.check), seen.problem);
 
+    mcl_msa_features *f, *parsed;
     assert_ok(mcl_feature_cache_get(cache, &example, &f));
-    mcl_msa_features *parsed;
     assert_ok(mcl_msa_features_from_files(example.paths, example.path_count, &parsed));
     expect_same_features(parsed, f);
     cr_expect_eq(stats_of(cache).corrupt, 1);
