@@ -48,7 +48,7 @@ int mcl_write_atomic(const char *path, const void *const *parts, const size_t *s
     snprintf(tmp, sizeof tmp, "%s/.tmp-XXXXXX", dir);
     int fd = mkstemp(tmp);
     if (fd < 0) return -1;
-    int ok = 1;
+    int ok = fchmod(fd, 0644) == 0; /* mkstemp's 0600 would hide a shared cache from its other users */
     for (size_t i = 0; i < count && ok; i++) {
         const char *p = parts[i];
         for (size_t left = sizes[i]; left > 0 && ok;) {
