@@ -1,6 +1,7 @@
 /* Status names and messages, the per-thread detail message, and logging to stderr. */
 #include "error.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,14 +36,30 @@ const char *mcl_status_str(mcl_status status)
 
 const char *mcl_last_error(void) { return last_error; }
 
-static mcl_log_level log_level(void)
+static mcl_log_level level_named(const char *env, int *known)
 {
-    const char *env = getenv("MEGACL_LOG");
-    if (!env) return MCL_LOG_NONE;
     static const char *const names[] = {"none", "error", "warn", "info", "debug"};
+    *known = 1;
+    if (!env) return MCL_LOG_NONE;
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
         if (strcmp(env, names[i]) == 0) return (mcl_log_level)i;
+    *known = 0;
     return MCL_LOG_WARN; /* an unknown value still asks for logging; warn is the safe middle */
+}
+
+static void report_unknown_level(void)
+{
+    fprintf(stderr, "megacl warn: MEGACL_LOG='%s' is not none, error, warn, info or debug; logging at warn\n",
+            getenv("MEGACL_LOG"));
+}
+
+static mcl_log_level log_level(void)
+{
+    static pthread_once_t reported = PTHREAD_ONCE_INIT;
+    int known;
+    mcl_log_level level = level_named(getenv("MEGACL_LOG"), &known);
+    if (!known) pthread_once(&reported, report_unknown_level);
+    return level;
 }
 
 static void vlog(mcl_log_level level, const char *fmt, va_list args)

@@ -266,7 +266,23 @@ static int parse_impl(const char *impl, const wl_workload *const *run, size_t ru
     return cli_usage("bench", "no implementation '%s' (megacl, or a baseline: naive, unfused)", impl);
 }
 
-enum { OPT_DEVICE, OPT_DTYPE, OPT_SHAPE, OPT_REPS, OPT_WARMUP, OPT_JSON, OPT_PARAMS, OPT_IMPL, OPT_COUNT };
+enum { OPT_DEVICE, OPT_DTYPE, OPT_SHAPE, OPT_REPS, OPT_WARMUP, OPT_JSON, OPT_PARAMS, OPT_IMPL, OPT_HELP, OPT_COUNT };
+
+static int print_bench_help(void)
+{
+    printf("usage: megacl bench WORKLOAD [options]   verify every output against the double-precision reference,\n"
+           "                                         then time forward and forward+backward (medians)\n"
+           "  workloads: " WORKLOAD_NAMES "; pipeline (megacl bench pipeline --help)\n"
+           "  --device SEL    device selector (default: MEGACL_DEVICE, else the first GPU)\n"
+           "  --dtype LIST    f32,bf16,f16 (default f32,bf16)\n"
+           "  --shape LIST    one custom shape (the workload's sizes, e.g. evoattn B,N,S,H,D)\n"
+           "  --reps N        timed runs, median reported (default 20)\n"
+           "  --warmup N      untimed runs first (default 3)\n"
+           "  --json FILE     every figure and the device description as JSON\n"
+           "  --params P      the megacl path's kernel parameters (NAME=V,...; megacl params lists them)\n"
+           "  --impl NAME     one implementation only: megacl, or a baseline (naive, unfused)\n");
+    return 0;
+}
 
 static int parse_settings(cli_option *o, const wl_workload *const *run, size_t run_count, bench_settings *s)
 {
@@ -303,6 +319,7 @@ static int write_json(const char *path, const char *what, const mcl_device_info 
 int cmd_bench(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "pipeline") == 0) return cmd_bench_pipeline(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "--help") == 0) return print_bench_help();
     if (argc < 2 || argv[1][0] == '-') {
         cli_usage("bench", "name a workload (" WORKLOAD_NAMES ")");
         return 2;
@@ -317,10 +334,12 @@ int cmd_bench(int argc, char **argv)
         return 2;
     }
     cli_option options[OPT_COUNT] = {{.name = "--device", .takes_value = 1}, {.name = "--dtype", .takes_value = 1}, {.name = "--shape", .takes_value = 1}, {.name = "--reps", .takes_value = 1},
-                                     {.name = "--warmup", .takes_value = 1}, {.name = "--json", .takes_value = 1},  {.name = "--params", .takes_value = 1}, {.name = "--impl", .takes_value = 1}};
+                                     {.name = "--warmup", .takes_value = 1}, {.name = "--json", .takes_value = 1},  {.name = "--params", .takes_value = 1}, {.name = "--impl", .takes_value = 1},
+                                     {.name = "--help"}};
     bench_settings s;
-    if (!cli_parse(argc, argv, 2, options, OPT_COUNT, "bench") || !parse_settings(options, run, run_count, &s))
-        return 2;
+    if (!cli_parse(argc, argv, 2, options, OPT_COUNT, "bench")) return 2;
+    if (options[OPT_HELP].given) return print_bench_help();
+    if (!parse_settings(options, run, run_count, &s)) return 2;
     mcl_context *ctx;
     mcl_status status = mcl_context_create(options[OPT_DEVICE].value, &ctx);
     if (status != MCL_OK) return cli_fail("creating a context", status);

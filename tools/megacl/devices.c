@@ -37,8 +37,14 @@ json_object *cli_device_json(const mcl_device_info *d) { return device_json(d); 
 
 int cmd_devices(int argc, char **argv)
 {
-    cli_option json = {.name = "--json", .takes_value = 0};
-    if (!cli_parse(argc, argv, 1, &json, 1, "devices")) return 2;
+    cli_option o[2] = {{.name = "--json"}, {.name = "--help"}};
+    if (!cli_parse(argc, argv, 1, o, 2, "devices")) return 2;
+    if (o[1].given) {
+        printf("usage: megacl devices [--json]   OpenCL platforms and devices as megacl sees them: vendor,\n"
+               "                                 architecture, memory, limits and the features its probes proved\n");
+        return 0;
+    }
+    cli_option json = o[0];
     size_t count = 0;
     mcl_status status = mcl_devices_list(NULL, 0, &count);
     if (status != MCL_OK) return cli_fail("listing devices", status);

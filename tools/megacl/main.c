@@ -163,6 +163,12 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     int alone = argc == 2;
+    const char *log = getenv("MEGACL_LOG");
+    if (log && strcmp(log, "none") && strcmp(log, "error") && strcmp(log, "warn") && strcmp(log, "info") &&
+        strcmp(log, "debug")) {
+        fprintf(stderr, "megacl: MEGACL_LOG='%s' is not none, error, warn, info or debug\n", log);
+        return 2;
+    }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
         if (!alone) return cli_usage("version", "takes no arguments") + 2;
         printf("megacl %s\n", mcl_version_string());

@@ -33,8 +33,15 @@ static mcl_status print_family(mcl_context *ctx, size_t index)
 
 int cmd_params(int argc, char **argv)
 {
-    cli_option device_option = {.name = "--device", .takes_value = 1};
-    if (!cli_parse(argc, argv, 1, &device_option, 1, "params")) return 2;
+    cli_option o[2] = {{.name = "--device", .takes_value = 1}, {.name = "--help"}};
+    if (!cli_parse(argc, argv, 1, o, 2, "params")) return 2;
+    if (o[1].given) {
+        printf("usage: megacl params [--device SEL]   kernel families, their parameters (kernel define or host\n"
+               "                                      choice), legal values, and what the lookup chooses at an\n"
+               "                                      AF3 shape on the device, and from where\n");
+        return 0;
+    }
+    cli_option device_option = o[0];
     mcl_context *ctx;
     mcl_status status = mcl_context_create(device_option.value, &ctx);
     if (status != MCL_OK) return cli_fail("creating a context", status);
