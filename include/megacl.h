@@ -311,6 +311,95 @@ MCL_API mcl_status mcl_ln_linear_backward_workspace_size(mcl_context *context,
                                                          const mcl_ln_linear_bwd_tensors *tensors,
                                                          size_t *bytes);
 
+/* ---- Linear ----------------------------------------------------------------------------
+ * y [rows, out] = x W + b + r for x [rows, in], W [in, out] row-major, b [out] optional and a
+ * residual r [rows, out] optional (a residual connection, z + f(z), in the GEMM's epilogue
+ * instead of a pass of its own; y may be r itself, updating it in place). The backward gives
+ * dx = dy W^T (+ dx_acc: the gradient x has from its other uses, so that a tensor read by several
+ * projections sums their gradients in the same epilogue; dx may be dx_acc itself), dW = x^T dy
+ * and db = the column sums of dy, the sums over rows reduced in a fixed order. The residual's
+ * own gradient is dy: the caller passes dy on. */
+typedef struct mcl_linear_desc {
+    size_t rows, in_features, out_features;
+    mcl_dtype dtype;
+} mcl_linear_desc;
+
+typedef struct mcl_linear_fwd_tensors {
+    mcl_tensor x;        /* in  [rows, in] */
+    mcl_tensor weight;   /* in  [in, out] */
+    mcl_tensor bias;     /* in  [out], optional */
+    mcl_tensor residual; /* in  [rows, out], optional */
+    mcl_tensor y;        /* out [rows, out]; may be residual itself (in place) */
+} mcl_linear_fwd_tensors;
+
+typedef struct mcl_linear_bwd_tensors {
+    mcl_tensor x, weight; /* in: as given to the forward */
+    mcl_tensor dy;        /* in  [rows, out] */
+    mcl_tensor dx_acc;    /* in  [rows, in], optional (needs dx): added to dx */
+    mcl_tensor dx;        /* out [rows, in], optional; may be dx_acc itself (in place) */
+    mcl_tensor dweight;   /* out [in, out], optional */
+    mcl_tensor dbias;     /* out [out], optional */
+} mcl_linear_bwd_tensors;
+
+MCL_API mcl_status mcl_linear_forward(mcl_context *context, const mcl_linear_desc *desc,
+                                      const mcl_linear_fwd_tensors *tensors, cl_event *event);
+MCL_API mcl_status mcl_linear_backward(mcl_context *context, const mcl_linear_desc *desc,
+                                       const mcl_linear_bwd_tensors *tensors, cl_event *event);
+/* Scratch bytes the forward and the backward (every output asked for) take from the context's
+ * workspace: the split partials of their GEMMs. */
+MCL_API mcl_status mcl_linear_workspace_size(mcl_context *context, const mcl_linear_desc *desc,
+                                             size_t *forward_bytes, size_t *backward_bytes);
+
+/* ---- Add -------------------------------------------------------------------------------
+ * y = a + b, elementwise over `count` elements (a residual connection's sum, forward or of
+ * gradients). Backward: da = dy, db = dy. */
+typedef struct mcl_add_desc {
+    size_t count;
+    mcl_dtype dtype;
+} mcl_add_desc;
+
+typedef struct mcl_add_fwd_tensors {
+    mcl_tensor a, b; /* in  [count] */
+    mcl_tensor y;    /* out [count]; may be a itself (in place: a += b) */
+} mcl_add_fwd_tensors;
+
+typedef struct mcl_add_bwd_tensors {
+    mcl_tensor dy;     /* in  [count] */
+    mcl_tensor da, db; /* out [count], optional (at least one); da may be dy itself (then only db is written) */
+} mcl_add_bwd_tensors;
+
+MCL_API mcl_status mcl_add_forward(mcl_context *context, const mcl_add_desc *desc,
+                                   const mcl_add_fwd_tensors *tensors, cl_event *event);
+MCL_API mcl_status mcl_add_backward(mcl_context *context, const mcl_add_desc *desc,
+                                    const mcl_add_bwd_tensors *tensors, cl_event *event);
+
+/* ---- Transpose -------------------------------------------------------------------------
+ * The pair representation's layout changes: y [batch, cols, rows, width] with
+ *   y[t, j, i, :] = x[t, i, j, :]   for x [batch, rows, cols, width],
+ * each of its `width` values moved whole. Swapping i and j of a pair tensor [N, N, c] is
+ * {1, N, N, c} (triangle attention around the ending node); [N, N, H] -> [H, N, N] (a pair-bias
+ * projection into EvoAttention's layout) is {1, N*N, H, 1}; [B, S, H, D] -> [B, H, S, D] is
+ * {B, S, H, D}. The backward is the transpose back: dx[t, i, j, :] = dy[t, j, i, :]. */
+typedef struct mcl_transpose_desc {
+    size_t batch, rows, cols, width;
+    mcl_dtype dtype;
+} mcl_transpose_desc;
+
+typedef struct mcl_transpose_fwd_tensors {
+    mcl_tensor x; /* in  [batch, rows, cols, width] */
+    mcl_tensor y; /* out [batch, cols, rows, width] */
+} mcl_transpose_fwd_tensors;
+
+typedef struct mcl_transpose_bwd_tensors {
+    mcl_tensor dy; /* in  [batch, cols, rows, width] */
+    mcl_tensor dx; /* out [batch, rows, cols, width] */
+} mcl_transpose_bwd_tensors;
+
+MCL_API mcl_status mcl_transpose_forward(mcl_context *context, const mcl_transpose_desc *desc,
+                                         const mcl_transpose_fwd_tensors *tensors, cl_event *event);
+MCL_API mcl_status mcl_transpose_backward(mcl_context *context, const mcl_transpose_desc *desc,
+                                          const mcl_transpose_bwd_tensors *tensors, cl_event *event);
+
 /* ---- Sigmoid gating --------------------------------------------------------------------
  * y = x * sigmoid(g), elementwise over `count` elements of x, g and y (AF3's output gates).
  * Backward: dx = dy * sigmoid(g), dg = dy * x * sigmoid(g) * (1 - sigmoid(g)). */

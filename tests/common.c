@@ -109,6 +109,15 @@ double test_fd_error(test_loss loss, const void *problem, float *v, size_t n, co
     return sqrt(diff / norm);
 }
 
+void test_expect_fd_gradients(test_loss loss, const void *problem, const test_fd_gradient *g, size_t count,
+                              float step, double tol)
+{
+    for (size_t i = 0; i < count; i++) {
+        double err = test_fd_error(loss, problem, g[i].v, g[i].n, g[i].an, step);
+        cr_expect_leq(err, tol, "d%s differs from finite differences by %.3g", g[i].name, err);
+    }
+}
+
 /* ---- bad inputs ------------------------------------------------------------------------- */
 
 /* The message is checked only for a failure: a call that succeeded leaves the last one. */
@@ -224,18 +233,21 @@ static void expect_step(wl_problem *p, mcl_status status, size_t reported, int e
               label, step, (unsigned long long)took, reported);
 }
 
-/* Runs forward and backward, fetches every tensor; returns the label in `label`. */
-static void run_and_fetch(wl_problem *p, const char *variant, char *label, size_t cap)
+/* Runs forward and backward (backward_first: the other way round), fetches every tensor. */
+static void run_passes_and_fetch(wl_problem *p, const char *label, int backward_first)
 {
-    test_label(p, variant, label, cap);
     size_t fwd_ws = 0, bwd_ws = 0;
     int backward_exact = 0, sized = p->w->workspace != NULL;
     if (sized) assert_ok(p->w->workspace(p, &fwd_ws, &bwd_ws, &backward_exact));
     cr_assert_eq(wl_poison(p), MCL_OK, "%s: %s", label, wl_last_error());
-    assert_ok(mcl_context_trim(p->ctx));
-    expect_step(p, wl_forward(p, NULL), fwd_ws, 1, sized, "forward", label);
-    assert_ok(mcl_context_trim(p->ctx));
-    expect_step(p, wl_backward(p, NULL), bwd_ws, backward_exact, sized, "backward", label);
+    for (int pass = 0; pass < 2; pass++) {
+        int backward = pass != backward_first;
+        assert_ok(mcl_context_trim(p->ctx));
+        if (backward)
+            expect_step(p, wl_backward(p, NULL), bwd_ws, backward_exact, sized, "backward", label);
+        else
+            expect_step(p, wl_forward(p, NULL), fwd_ws, 1, sized, "forward", label);
+    }
     wl_fetch_report r;
     cr_assert_eq(wl_fetch(p, 1, &r), MCL_OK, "%s: fetching: %s", label, wl_last_error());
     cr_expect_eq(r.stray_bytes, 0, "%s: %zu bytes outside the tensors written (in %s's buffer)", label, r.stray_bytes,
@@ -244,10 +256,16 @@ static void run_and_fetch(wl_problem *p, const char *variant, char *label, size_
                  r.changed_input >= 0 ? p->w->tensors[r.changed_input].name : "?");
 }
 
-void test_run(wl_problem *p, const char *variant)
+/* Runs forward and backward, fetches every tensor; returns the label in `label`. */
+static void run_and_fetch(wl_problem *p, const char *variant, char *label, size_t cap)
 {
-    char label[320];
-    run_and_fetch(p, variant, label, sizeof label);
+    test_label(p, variant, label, cap);
+    run_passes_and_fetch(p, label, 0);
+}
+
+/* Every output within its tolerance of the reference. */
+static void expect_reference(wl_problem *p, const char *label)
+{
     cr_assert_eq(wl_reference(p), MCL_OK, "%s: %s", label, wl_last_error());
     for (int i = 0; i < (int)p->w->tensor_count; i++) {
         if (!wl_has(p, i) || wl_is_input(p, i)) continue;
@@ -262,6 +280,33 @@ void test_run(wl_problem *p, const char *variant)
                          "(|ref| + %.3g))", label, p->w->tensors[i].name, e.bad, t->count, e.worst,
                          (double)t->values[e.worst], t->ref[e.worst], t->tol, t->floor ? t->floor[e.worst] : 1.0);
     }
+}
+
+void test_run(wl_problem *p, const char *variant)
+{
+    char label[320];
+    run_and_fetch(p, variant, label, sizeof label);
+    expect_reference(p, label);
+}
+
+void test_check_in_place(mcl_context *ctx, const wl_workload *w, wl_case c, int offsets, host_rng *rng,
+                         const test_alias *aliases, size_t count, int backward_first)
+{
+    wl_problem *p = NULL;
+    mcl_status status = wl_create(w, ctx, &c, rng, &p);
+    for (size_t k = 0; k < count && status == MCL_OK; k++) p->t[aliases[k].output].alias = aliases[k].input;
+    if (status == MCL_OK) status = wl_place(p, offsets);
+    cr_assert_eq(status, MCL_OK, "%s: making a problem in place: %s", w->name, wl_last_error());
+    char what[320], label[400];
+    test_label(p, "default", what, sizeof what);
+    int used = snprintf(label, sizeof label, "%s in place (", what);
+    for (size_t k = 0; k < count && used > 0 && (size_t)used < sizeof label; k++)
+        used += snprintf(label + used, sizeof label - (size_t)used, "%s%s=%s", k ? ", " : "",
+                         w->tensors[aliases[k].output].name, w->tensors[aliases[k].input].name);
+    if (used > 0 && (size_t)used < sizeof label) snprintf(label + used, sizeof label - (size_t)used, ")");
+    run_passes_and_fetch(p, label, backward_first);
+    expect_reference(p, label);
+    wl_destroy(p);
 }
 
 void test_check_case(mcl_context *ctx, const wl_workload *w, wl_case c, int offsets, host_rng *rng,

@@ -41,6 +41,16 @@ wl_problem *test_problem(mcl_context *ctx, const wl_workload *w, wl_case c, int 
  * bytes and inputs intact and every output within its tolerance of the reference. */
 void test_run(wl_problem *p, const char *variant);
 
+/* An output of a workload written in place of one of its inputs. */
+typedef struct test_alias {
+    int output, input;
+} test_alias;
+
+/* test_check_case with the outputs given in place of inputs; backward_first runs the backward
+ * before the forward (for a forward that overwrites what the backward reads). */
+void test_check_in_place(mcl_context *ctx, const wl_workload *w, wl_case c, int offsets, host_rng *rng,
+                         const test_alias *aliases, size_t count, int backward_first);
+
 /* test_run on a fresh problem of the case. */
 void test_check_case(mcl_context *ctx, const wl_workload *w, wl_case c, int offsets, host_rng *rng,
                      const char *variant);
@@ -81,6 +91,18 @@ typedef double (*test_loss)(const void *problem);
 /* ||central differences of loss over v's n elements (each moved by +-step) - an|| / ||an||,
  * an the analytic gradient; v is restored. */
 double test_fd_error(test_loss loss, const void *problem, float *v, size_t n, const double *an, float step);
+
+/* A gradient of a reference to hold to central differences: d`name` at the n inputs v, analytic an. */
+typedef struct test_fd_gradient {
+    const char *name;
+    float *v;
+    size_t n;
+    const double *an;
+} test_fd_gradient;
+
+/* Expects test_fd_error of each of the gradients within tol. */
+void test_expect_fd_gradients(test_loss loss, const void *problem, const test_fd_gradient *g, size_t count,
+                              float step, double tol);
 
 #define assert_status(expr, expected)                                                          \
     do {                                                                                       \

@@ -44,50 +44,11 @@ Test(gating, matches_reference_over_sizes_dtypes_and_offsets)
     each_dtype_and_count(at_every_offset);
 }
 
-/* A step of an in-place run succeeded. */
-static void expect_ok(mcl_status status, const char *label, const char *step)
-{
-    cr_assert_eq(status, MCL_OK, "%s: %s: %s", label, step, wl_last_error());
-}
-
-static const char *name_of(int tensor) { return tensor >= 0 ? wl_gating.tensors[tensor].name : "?"; }
-
-/* What test_run expects of a run: no byte outside the tensors written, the inputs still there
- * (g: x and dy were overwritten), every output within its tolerance of the reference. */
-static void expect_run_right(wl_problem *p, const wl_fetch_report *r, const char *label)
-{
-    cr_expect_eq(r->stray_bytes, 0, "%s: %zu bytes outside the tensors written (in %s's buffer)", label,
-                 r->stray_bytes, name_of(r->stray_tensor));
-    cr_expect_lt(r->changed_input, 0, "%s: input %s changed", label, name_of(r->changed_input));
-    expect_ok(wl_reference(p), label, "the reference");
-    for (int i = Y; i <= DG; i++) {
-        if (!wl_has(p, i)) continue;
-        wl_error e = wl_compare(p, i);
-        const wl_tensor *t = &p->t[i];
-        cr_expect_eq(e.bad, 0,
-                     "%s: %s: %zu of %zu elements off; worst at %zu: got %.9g, expected %.9g (tol %.2g x (|ref| + 1))",
-                     label, name_of(i), e.bad, t->count, e.worst, (double)t->values[e.worst], t->ref[e.worst],
-                     t->tol);
-    }
-}
-
 /* y over x and dx over dy: the backward runs first, so that it still reads x and dy. */
 static void check_in_place(mcl_context *ctx, wl_case c, int offsets, host_rng *rng)
 {
-    wl_problem *p = NULL;
-    expect_ok(wl_create(&wl_gating, ctx, &c, rng, &p), "gating in place", "making the problem");
-    p->t[Y].alias = X, p->t[DX].alias = DY;
-    expect_ok(wl_place(p, offsets), "gating in place", "placing it");
-    char what[320], label[352];
-    test_label(p, "default", what, sizeof what);
-    snprintf(label, sizeof label, "%s in place (y=x, dx=dy)", what);
-    expect_ok(wl_poison(p), label, "poisoning");
-    expect_ok(wl_backward(p, NULL), label, "backward");
-    expect_ok(wl_forward(p, NULL), label, "forward");
-    wl_fetch_report r;
-    expect_ok(wl_fetch(p, 1, &r), label, "fetching");
-    expect_run_right(p, &r, label);
-    wl_destroy(p);
+    static const test_alias aliases[] = {{Y, X}, {DX, DY}};
+    test_check_in_place(ctx, &wl_gating, c, offsets, rng, aliases, COUNT_OF(aliases), 1);
 }
 
 static void in_place_with_dx_and_both(mcl_context *ctx, mcl_dtype dtype, size_t i, host_rng *rng)

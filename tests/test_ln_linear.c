@@ -163,13 +163,10 @@ Test(ln_linear, reference_matches_finite_differences)
     ref_ln_linear_problem p = {R, IN, OUT, 1e-5, x, w, lnw, lnb, b, dy};
     double dx[R * IN], dlnw[IN], dlnb[IN], dw[IN * OUT], db[OUT];
     ref_ln_linear_backward(&p, dx, dlnw, dlnb, dw, db);
-    struct { const char *name; float *x; size_t n; const double *an; } g[] = {
-        {"x", x, R * IN, dx}, {"ln_weight", lnw, IN, dlnw}, {"ln_bias", lnb, IN, dlnb},
-        {"weight", w, IN * OUT, dw}, {"bias", b, OUT, db}};
-    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
-        double err = test_fd_error(loss, &p, g[i].x, g[i].n, g[i].an, 1.0f / 4096);
-        cr_expect_leq(err, 1e-6, "d%s differs from finite differences by %.3g", g[i].name, err);
-    }
+    const test_fd_gradient g[] = {{"x", x, R * IN, dx},          {"ln_weight", lnw, IN, dlnw},
+                                  {"ln_bias", lnb, IN, dlnb},     {"weight", w, IN * OUT, dw},
+                                  {"bias", b, OUT, db}};
+    test_expect_fd_gradients(loss, &p, g, COUNT_OF(g), 1.0f / 4096, 1e-6);
 }
 
 /* ---- bad inputs: a specific status, a message, and no buffer touched ------------------------ */

@@ -4,3 +4,4 @@
 #define GEMM_HAS_BIAS 4u    /* C gets a bias per column */
 #define GEMM_PARTIAL 8u     /* write fp32 partials of this split instead of C */
 #define GEMM_ACCUMULATE 16u /* with GEMM_PARTIAL: add to the slot's partials */
+#define GEMM_HAS_RESIDUAL 32u /* C gets a residual added, a matrix laid out as C */

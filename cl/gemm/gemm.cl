@@ -9,7 +9,9 @@
  *   1: LayerNorm, (x[r, col] - mean[r]) * rstd[r] * gamma[col] + beta[col];
  *   2: SwiGLU, silu(x[r, col + silu_shift]) * x[r, col + gate_shift] (X is the 2F-wide
  *      pre-activation, A its F-wide output).
- * GEMM_C_OP transforms what is stored: 0: C (+ bias); 1: SwiGLU's backward, C being dS:
+ * GEMM_C_OP transforms what is stored: 0: C (+ bias, + a residual R laid out as C, which may be C
+ * itself: each element is read before it is written, by the same work-item); 1: SwiGLU's
+ * backward, C being dS:
  * c[m, f + silu_shift] = dS b s (1 + a (1 - s)) and c[m, f + gate_shift] = dS a s, with
  * a = h[m, f + silu_shift], b = h[m, f + gate_shift], s = sigmoid(a).
  *
@@ -138,7 +140,8 @@ inline float load_a(__global const store_t *a, ulong lda, ulong m, ulong k, ulon
 
 /* Stores output (m, n) of value v as GEMM_C_OP says. */
 inline void store_c(__global store_t *c, ulong ldc, ulong m, ulong n, float v, __global const store_t *bias,
-                    __global const store_t *h, ulong ldh, ulong silu_shift, ulong gate_shift, uint flags)
+                    __global const store_t *residual, __global const store_t *h, ulong ldh, ulong silu_shift,
+                    ulong gate_shift, uint flags)
 {
 #if GEMM_C_OP == 1
     float x = load_elem(h, m * ldh + n + silu_shift), g = load_elem(h, m * ldh + n + gate_shift);
@@ -146,14 +149,17 @@ inline void store_c(__global store_t *c, ulong ldc, ulong m, ulong n, float v, _
     store_elem(c, m * ldc + n + silu_shift, v * g * s * (1.0f + x * (1.0f - s)));
     store_elem(c, m * ldc + n + gate_shift, v * x * s);
 #else
-    store_elem(c, m * ldc + n, v + ((flags & GEMM_HAS_BIAS) ? load_elem(bias, n) : 0.0f));
+    v += (flags & GEMM_HAS_BIAS) ? load_elem(bias, n) : 0.0f;
+    v += (flags & GEMM_HAS_RESIDUAL) ? load_elem(residual, m * ldc + n) : 0.0f;
+    store_elem(c, m * ldc + n, v);
 #endif
 }
 
 #if GEMM_TN >= 4 && GEMM_ALIGN_C % 4 == 0
 /* store_c for the 4 consecutive outputs (m, n .. n + 3), by vector accesses */
 inline void store_c4(__global store_t *c, ulong ldc, ulong m, ulong n, float *v, __global const store_t *bias,
-                     __global const store_t *h, ulong ldh, ulong silu_shift, ulong gate_shift, uint flags)
+                     __global const store_t *residual, __global const store_t *h, ulong ldh, ulong silu_shift,
+                     ulong gate_shift, uint flags)
 {
 #if GEMM_C_OP == 1
     float x[4], g[4], ds[4], dg[4];
@@ -171,6 +177,11 @@ inline void store_c4(__global store_t *c, ulong ldc, ulong m, ulong n, float *v,
         float b[4];
         load_vec4(bias, n, b);
         for (uint i = 0; i < 4; i++) v[i] += b[i];
+    }
+    if (flags & GEMM_HAS_RESIDUAL) {
+        float r[4];
+        load_vec4(residual, m * ldc + n, r);
+        for (uint i = 0; i < 4; i++) v[i] += r[i];
     }
     store_vec4(c, m * ldc + n, v);
 #endif
@@ -426,7 +437,8 @@ void gemm(__global const store_t *a, ulong a_off, ulong lda, ulong a_batch,
           ulong stat_batch,
           __global const store_t *gamma, ulong gamma_off, __global const store_t *beta, ulong beta_off,
           ulong silu_shift, ulong gate_shift, __global const store_t *h, ulong h_off, ulong ldh,
-          __global const store_t *bias, ulong bias_off, __global store_t *c, ulong c_off, ulong ldc,
+          __global const store_t *bias, ulong bias_off, __global const store_t *residual, ulong residual_off,
+          __global store_t *c, ulong c_off, ulong ldc,
           ulong c_batch, __global float *partial, ulong partial_off, uint slot_base, uint slots, ulong M,
           ulong N, ulong K, ulong k_chunk, uint splits, uint flags)
 {
@@ -521,6 +533,7 @@ void gemm(__global const store_t *a, ulong a_off, ulong lda, ulong a_batch,
 #undef LOAD_B
 
     bias += bias_off;
+    residual += residual_off + batch * c_batch;
     h += h_off + batch * c_batch;
     c += c_off + batch * c_batch;
     partial += partial_off + (batch * slots + slot_base + split) * M * N;
@@ -537,7 +550,7 @@ void gemm(__global const store_t *a, ulong a_off, ulong lda, ulong a_batch,
                     __global float4 *out = (__global float4 *)(partial + m * N + n);
                     *out = (flags & GEMM_ACCUMULATE) ? *out + vload4(0, v) : vload4(0, v);
                 } else {
-                    store_c4(c, ldc, m, n, v, bias, h, ldh, silu_shift, gate_shift, flags);
+                    store_c4(c, ldc, m, n, v, bias, residual, h, ldh, silu_shift, gate_shift, flags);
                 }
             }
         }
@@ -552,7 +565,7 @@ void gemm(__global const store_t *a, ulong a_off, ulong lda, ulong a_batch,
             if (flags & GEMM_PARTIAL)
                 partial[m * N + n] = (flags & GEMM_ACCUMULATE) ? partial[m * N + n] + acc[i][j] : acc[i][j];
             else
-                store_c(c, ldc, m, n, acc[i][j], bias, h, ldh, silu_shift, gate_shift, flags);
+                store_c(c, ldc, m, n, acc[i][j], bias, residual, h, ldh, silu_shift, gate_shift, flags);
         }
     }
 }

@@ -1,4 +1,4 @@
-/* Sigmoid gating and SwiGLU, forward and backward. Elementwise and memory-bound: each
+/* Sigmoid gating, SwiGLU and the add, forward and backward. Elementwise and memory-bound: each
  * work-item moves GLU_VEC consecutive elements per step of a grid-stride loop (the grid is
  * sized from the device's compute units, so element counts past 2^32 need no more
  * work-items). The host picks GLU_VEC to divide the element count (the features for SwiGLU)
@@ -12,6 +12,8 @@
 
 #define GLU_WANT_DX 1u
 #define GLU_WANT_DG 2u
+#define GLU_WANT_DA 1u
+#define GLU_WANT_DB 2u
 
 #define LOADV(p, i, dst) MCL_CAT(load_vec, GLU_VEC)(p, i, dst)
 #define STOREV(p, i, src) MCL_CAT(store_vec, GLU_VEC)(p, i, src)
@@ -104,5 +106,34 @@ void swiglu_backward(__global const store_t *x, ulong x_off, __global const stor
         }
         STOREV(dx, ia, dav);
         STOREV(dx, ib, dbv);
+    }
+}
+
+/* y = a + b */
+__kernel __attribute__((reqd_work_group_size(GLU_WG, 1, 1)))
+void add_forward(__global const store_t *a, ulong a_off, __global const store_t *b, ulong b_off,
+                 __global store_t *y, ulong y_off, ulong nvec)
+{
+    a += a_off; b += b_off; y += y_off;
+    FOR_EACH_VECTOR(v, nvec) {
+        float av[GLU_VEC], bv[GLU_VEC], yv[GLU_VEC];
+        LOADV(a, v * GLU_VEC, av);
+        LOADV(b, v * GLU_VEC, bv);
+        for (uint e = 0; e < GLU_VEC; e++) yv[e] = av[e] + bv[e];
+        STOREV(y, v * GLU_VEC, yv);
+    }
+}
+
+/* da = dy, db = dy; each optional (flags) */
+__kernel __attribute__((reqd_work_group_size(GLU_WG, 1, 1)))
+void add_backward(__global const store_t *dy, ulong dy_off, __global store_t *da, ulong da_off,
+                  __global store_t *db, ulong db_off, ulong nvec, uint flags)
+{
+    dy += dy_off; da += da_off; db += db_off;
+    FOR_EACH_VECTOR(v, nvec) {
+        float dyv[GLU_VEC];
+        LOADV(dy, v * GLU_VEC, dyv);
+        if (flags & GLU_WANT_DA) STOREV(da, v * GLU_VEC, dyv);
+        if (flags & GLU_WANT_DB) STOREV(db, v * GLU_VEC, dyv);
     }
 }

@@ -4,9 +4,10 @@
 #include "ops/gemm/gemm.h"
 #include "ops/glu/glu.h"
 #include "ops/layernorm/layernorm.h"
+#include "ops/layout/layout.h"
 #include "ops/trimul/trimul.h"
 
 const mcl_family *const mcl_family_registry[] = {
-    &mcl_family_layernorm, &mcl_family_evoattn, &mcl_family_glu, &mcl_family_gemm, &mcl_family_trimul,
+    &mcl_family_layernorm, &mcl_family_evoattn, &mcl_family_glu, &mcl_family_gemm, &mcl_family_trimul, &mcl_family_layout,
 };
 const size_t mcl_family_registry_count = MCL_COUNT(mcl_family_registry);

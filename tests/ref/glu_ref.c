@@ -1,4 +1,4 @@
-/* Double-precision gating and SwiGLU references (see glu_ref.h). */
+/* Double-precision gating, SwiGLU and add references (see glu_ref.h). */
 #include "glu_ref.h"
 
 #include <math.h>
@@ -56,4 +56,9 @@ void ref_swiglu_backward(const float *x, const float *dy, size_t rows, size_t fe
             dxr[bo + c] = d * a * s;
         }
     }
+}
+
+void ref_add_forward(const float *a, const float *b, size_t count, double *y)
+{
+    for (size_t i = 0; i < count; i++) y[i] = (double)a[i] + b[i];
 }

@@ -1,4 +1,4 @@
-/* Double-precision references for sigmoid gating and SwiGLU. Inputs are floats (already
+/* Double-precision references for sigmoid gating, SwiGLU and the add. Inputs are floats (already
  * quantized to the storage dtype). */
 #ifndef MCL_TESTS_GLU_REF_H
 #define MCL_TESTS_GLU_REF_H
@@ -23,5 +23,8 @@ void ref_swiglu_forward(const float *x, size_t rows, size_t features, mcl_swiglu
  * s = sigmoid(a). */
 void ref_swiglu_backward(const float *x, const float *dy, size_t rows, size_t features,
                          mcl_swiglu_half silu_half, double *dx);
+
+/* y = a + b over count elements (its backward passes dy to both inputs). */
+void ref_add_forward(const float *a, const float *b, size_t count, double *y);
 
 #endif

@@ -443,11 +443,11 @@ static mcl_status unfused_forward(wl_problem *p)
     WL_TRY(wl_unfused_ln_linear_forward(p, np, c, w, &l1, wl_at(p, W_IN), wl_at(p, P)));
     WL_TRY(gate_forward(p, 0, SA, A));
     WL_TRY(gate_forward(p, 2, SB, B));
-    WL_TRY(wl_transpose(p, np, h, wl_scratch(p, A), wl_scratch(p, ACF)));
-    WL_TRY(wl_transpose(p, np, h, wl_scratch(p, B), wl_scratch(p, BCF)));
+    WL_TRY(wl_somatcopy(p, np, h, wl_scratch(p, A), wl_scratch(p, ACF)));
+    WL_TRY(wl_somatcopy(p, np, h, wl_scratch(p, B), wl_scratch(p, BCF)));
     WL_TRY(wl_sgemm_batched(p, 0, 1, n, n, n, wl_scratch(p, ACF), n, wl_scratch(p, BCF), n, wl_scratch(p, TCF), n,
                             h)); /* a b^T per channel */
-    WL_TRY(wl_transpose(p, h, np, wl_scratch(p, TCF), wl_at(p, T)));
+    WL_TRY(wl_somatcopy(p, h, np, wl_scratch(p, TCF), wl_at(p, T)));
     mcl_layernorm_fwd_tensors l2 = {wl_at(p, T), wl_at(p, LN_OUT_WEIGHT), wl_at(p, LN_OUT_BIAS), wl_scratch(p, TN),
                                     wl_at(p, MEAN_OUT), wl_at(p, RSTD_OUT)};
     WL_TRY(wl_unfused_ln_linear_forward(p, np, h, c, &l2, wl_at(p, W_OUT), wl_scratch(p, O)));
@@ -475,13 +475,13 @@ static mcl_status unfused_backward(wl_problem *p)
 {
     size_t n = p->c.shape[0], np = n * n, c = p->c.shape[1], h = p->c.shape[2], w = width_of(&p->c);
     WL_TRY(unfused_output_backward(p));
-    WL_TRY(wl_transpose(p, np, h, wl_scratch(p, DT), wl_scratch(p, DTCF)));
+    WL_TRY(wl_somatcopy(p, np, h, wl_scratch(p, DT), wl_scratch(p, DTCF)));
     WL_TRY(wl_sgemm_batched(p, 0, 0, n, n, n, wl_scratch(p, DTCF), n, wl_scratch(p, BCF), n, wl_scratch(p, DACF), n,
                             h)); /* dt b */
     WL_TRY(wl_sgemm_batched(p, 1, 0, n, n, n, wl_scratch(p, DTCF), n, wl_scratch(p, ACF), n, wl_scratch(p, DBCF), n,
                             h)); /* dt^T a */
-    WL_TRY(wl_transpose(p, h, np, wl_scratch(p, DACF), wl_scratch(p, DA)));
-    WL_TRY(wl_transpose(p, h, np, wl_scratch(p, DBCF), wl_scratch(p, DB)));
+    WL_TRY(wl_somatcopy(p, h, np, wl_scratch(p, DACF), wl_scratch(p, DA)));
+    WL_TRY(wl_somatcopy(p, h, np, wl_scratch(p, DBCF), wl_scratch(p, DB)));
     WL_TRY(gate_backward(p, 0, SA, DA));
     WL_TRY(gate_backward(p, 2, SB, DB));
     mcl_layernorm_bwd_tensors l1 = {wl_at(p, Z),           wl_at(p, LN_IN_WEIGHT),   wl_at(p, MEAN_IN),

@@ -17,6 +17,9 @@ static const char eltwise_source[] =
     "__kernel void k_mul(__global const float *VIEW(a), __global const float *VIEW(b), __global float *VIEW(y),\n"
     "                    ulong n)\n"
     "{ ulong i = get_global_id(0); if (i < n) AT(y, i) = AT(a, i) * AT(b, i); }\n"
+    "__kernel void k_add(__global const float *VIEW(a), __global const float *VIEW(b), __global float *VIEW(y),\n"
+    "                    ulong n)\n"
+    "{ ulong i = get_global_id(0); if (i < n) AT(y, i) = AT(a, i) + AT(b, i); }\n"
     "/* dx = dy * s * (1 - s), s = sigmoid(x) saved by the forward */\n"
     "__kernel void k_sigmoid_backward(__global const float *VIEW(dy), __global const float *VIEW(s),\n"
     "                                 __global float *VIEW(dx), ulong n)\n"
@@ -25,7 +28,14 @@ static const char eltwise_source[] =
     "__kernel void k_silu_backward(__global const float *VIEW(dy), __global const float *VIEW(x),\n"
     "                              __global float *VIEW(dx), ulong n)\n"
     "{ ulong i = get_global_id(0); if (i < n) { float v = AT(x, i), s = 1.0f / (1.0f + exp(-v));\n"
-    "  AT(dx, i) = AT(dy, i) * s * (1.0f + v * (1.0f - s)); } }\n";
+    "  AT(dx, i) = AT(dy, i) * s * (1.0f + v * (1.0f - s)); } }\n"
+    "/* y [batch, cols, rows, width] = x [batch, rows, cols, width] with i and j swapped: a copy into\n"
+    " * the new layout, as a framework makes a transposed view contiguous */\n"
+    "__kernel void k_transpose(__global const float *x, ulong x_base, __global float *y, ulong y_base, ulong rows,\n"
+    "                          ulong cols, ulong width, ulong n)\n"
+    "{ ulong e = get_global_id(0); if (e >= n) return;\n"
+    "  ulong q = e % width, r = e / width, i = r % rows, tj = r / rows, j = tj % cols, t = tj / cols;\n"
+    "  y[y_base + e] = x[x_base + ((t * rows + i) * cols + j) * width + q]; }\n";
 
 static cl_device_id device_of(mcl_context *ctx)
 {
@@ -79,11 +89,31 @@ wl_view wl_flat(mcl_tensor t) { return (wl_view){t, 0, 0, 0, 0}; }
 wl_view wl_block(mcl_tensor t, size_t stride, size_t shift, size_t cols) { return (wl_view){t, cols, stride, shift, 0}; }
 wl_view wl_per_row(mcl_tensor t, size_t cols) { return (wl_view){t, cols, 1, 0, 1}; }
 
-mcl_status wl_eltwise(const wl_problem *p, const char *kernel_name, size_t n, const wl_view *views, size_t count)
+/* Enqueues `kernel` (its arguments set, `err` the status of setting them) over n elements, in
+ * the profiling window; releases it. */
+static mcl_status launch(const wl_problem *p, cl_kernel kernel, cl_int err, const char *kernel_name, size_t n)
+{
+    size_t local = 256, global = (n + local - 1) / local * local;
+    cl_event event = NULL;
+    if (err == CL_SUCCESS)
+        err = clEnqueueNDRangeKernel(mcl_context_queue(p->ctx), kernel, 1, NULL, &global, &local, 0, NULL, &event);
+    clReleaseKernel(kernel);
+    if (err != CL_SUCCESS) return wl_fail(MCL_ERR_OPENCL, "enqueueing %s failed (%d)", kernel_name, err);
+    mcl_status status = wl_op(mcl_profile_add_event(p->ctx, event));
+    clReleaseEvent(event);
+    return status;
+}
+
+static cl_kernel kernel_of(const wl_problem *p, const char *kernel_name, cl_int *err)
 {
     const wl_unfused *u = p->baseline;
+    return clCreateKernel(u->eltwise, kernel_name, err);
+}
+
+mcl_status wl_eltwise(const wl_problem *p, const char *kernel_name, size_t n, const wl_view *views, size_t count)
+{
     cl_int err;
-    cl_kernel kernel = clCreateKernel(u->eltwise, kernel_name, &err);
+    cl_kernel kernel = kernel_of(p, kernel_name, &err);
     if (err != CL_SUCCESS) return wl_fail(MCL_ERR_OPENCL, "clCreateKernel(%s) failed (%d)", kernel_name, err);
     cl_uint arg = 0;
     for (size_t v = 0; v < count; v++) {
@@ -94,15 +124,22 @@ mcl_status wl_eltwise(const wl_problem *p, const char *kernel_name, size_t n, co
     }
     cl_ulong elements = n;
     err |= clSetKernelArg(kernel, arg, sizeof elements, &elements);
-    size_t local = 256, global = (n + local - 1) / local * local;
-    cl_event event = NULL;
-    if (err == CL_SUCCESS)
-        err = clEnqueueNDRangeKernel(mcl_context_queue(p->ctx), kernel, 1, NULL, &global, &local, 0, NULL, &event);
-    clReleaseKernel(kernel);
-    if (err != CL_SUCCESS) return wl_fail(MCL_ERR_OPENCL, "enqueueing %s failed (%d)", kernel_name, err);
-    mcl_status status = wl_op(mcl_profile_add_event(p->ctx, event));
-    clReleaseEvent(event);
-    return status;
+    return launch(p, kernel, err, kernel_name, n);
+}
+
+mcl_status wl_unfused_transpose(const wl_problem *p, size_t batch, size_t rows, size_t cols, size_t width,
+                                mcl_tensor x, mcl_tensor y)
+{
+    cl_int err;
+    cl_kernel kernel = kernel_of(p, "k_transpose", &err);
+    if (err != CL_SUCCESS) return wl_fail(MCL_ERR_OPENCL, "clCreateKernel(k_transpose) failed (%d)", err);
+    cl_ulong args[] = {x.offset / sizeof(float), y.offset / sizeof(float), rows, cols, width,
+                       batch * rows * cols * width};
+    err |= clSetKernelArg(kernel, 0, sizeof(cl_mem), &x.mem);
+    err |= clSetKernelArg(kernel, 1, sizeof args[0], &args[0]);
+    err |= clSetKernelArg(kernel, 2, sizeof(cl_mem), &y.mem);
+    for (cl_uint i = 1; i < WL_COUNT(args); i++) err |= clSetKernelArg(kernel, i + 2, sizeof args[i], &args[i]);
+    return launch(p, kernel, err, "k_transpose", (size_t)args[5]);
 }
 
 /* The status of a CLBlast call; its event joins the profiling window. */
@@ -143,7 +180,7 @@ mcl_status wl_sgemm_batched(const wl_problem *p, int trans_a, int trans_b, size_
     return finish(p, code, event, "CLBlastSgemmStridedBatched");
 }
 
-mcl_status wl_transpose(const wl_problem *p, size_t rows, size_t cols, mcl_tensor a, mcl_tensor b)
+mcl_status wl_somatcopy(const wl_problem *p, size_t rows, size_t cols, mcl_tensor a, mcl_tensor b)
 {
     cl_command_queue queue = mcl_context_queue(p->ctx);
     cl_event event = NULL;

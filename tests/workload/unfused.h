@@ -38,10 +38,15 @@ wl_view wl_flat(mcl_tensor t);
 wl_view wl_block(mcl_tensor t, size_t stride, size_t shift, size_t cols); /* columns [shift, shift + cols) */
 wl_view wl_per_row(mcl_tensor t, size_t cols);                             /* one value per row of cols */
 
-/* One elementwise kernel over n elements of its views: k_sigmoid, k_silu (x -> y), k_mul
+/* One elementwise kernel over n elements of its views: k_sigmoid, k_silu (x -> y), k_mul, k_add
  * (a, b -> y), k_sigmoid_backward (dy, s -> dx, s the saved sigmoid), k_silu_backward
  * (dy, x -> dx). */
 mcl_status wl_eltwise(const wl_problem *p, const char *kernel, size_t n, const wl_view *views, size_t count);
+
+/* y [batch, cols, rows, width] = x [batch, rows, cols, width] with i and j swapped, copied by one
+ * kernel as a framework makes a transposed view contiguous. */
+mcl_status wl_unfused_transpose(const wl_problem *p, size_t batch, size_t rows, size_t cols, size_t width,
+                                mcl_tensor x, mcl_tensor y);
 
 /* C [m, n] = op(A) op(B), fp32 row-major; the batched form for `batch` products of packed
  * matrices; b [cols, rows] = a [rows, cols]^T. */
@@ -50,7 +55,7 @@ mcl_status wl_sgemm(const wl_problem *p, int trans_a, int trans_b, size_t m, siz
 mcl_status wl_sgemm_batched(const wl_problem *p, int trans_a, int trans_b, size_t m, size_t n, size_t k,
                             mcl_tensor a, size_t lda, mcl_tensor b, size_t ldb, mcl_tensor c, size_t ldc,
                             size_t batch);
-mcl_status wl_transpose(const wl_problem *p, size_t rows, size_t cols, mcl_tensor a, mcl_tensor b);
+mcl_status wl_somatcopy(const wl_problem *p, size_t rows, size_t cols, mcl_tensor a, mcl_tensor b);
 
 /* y = LN(x) W as the unfused path runs it, x [rows, k_in] and W [k_in, k_out]: megacl's LayerNorm
  * over the tensors ln gives (LN(x) stored in its y, the statistics in its mean and rstd), then a

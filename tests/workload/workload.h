@@ -185,7 +185,8 @@ typedef struct wl_workload {
         return mcl_##op##_backward_workspace_size(p->ctx, &d, &t, bwd);                        \
     }
 
-extern const wl_workload wl_layernorm, wl_evoattn, wl_gating, wl_swiglu, wl_ln_linear, wl_transition, wl_trimul;
+extern const wl_workload wl_layernorm, wl_evoattn, wl_gating, wl_swiglu, wl_ln_linear, wl_transition, wl_trimul,
+    wl_linear, wl_add, wl_transpose;
 extern const wl_workload *const wl_workloads[];
 extern const size_t wl_workload_count;
 

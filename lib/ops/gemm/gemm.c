@@ -12,6 +12,7 @@
 #define FLAG_BIAS 4u
 #define FLAG_PARTIAL 8u
 #define FLAG_ACCUMULATE 16u
+#define FLAG_RESIDUAL 32u
 
 enum { A_AS_STORED = 0, A_LAYERNORM = 1, A_SWIGLU = 2 };  /* GEMM_A_OP */
 enum { C_AS_COMPUTED = 0, C_SWIGLU_BACKWARD = 1 };        /* GEMM_C_OP */
@@ -81,10 +82,12 @@ mcl_status mcl_gemm_plan(mcl_context *ctx, const gemm_call *g, gemm_plan *plan)
     return MCL_OK;
 }
 
+/* What is added: LayerNorm's weight and bias on A, the bias and the residual on C. */
 static cl_uint bias_flags(const gemm_call *g)
 {
     const gemm_layernorm *ln = g->ln;
-    return (ln && ln->gamma ? FLAG_GAMMA : 0) | (ln && ln->beta ? FLAG_BETA : 0) | (g->bias ? FLAG_BIAS : 0);
+    return (ln && ln->gamma ? FLAG_GAMMA : 0) | (ln && ln->beta ? FLAG_BETA : 0) | (g->bias ? FLAG_BIAS : 0) |
+           (g->residual ? FLAG_RESIDUAL : 0);
 }
 
 /* The largest power of two up to 8 dividing every one of the values, in elements. */
@@ -119,7 +122,7 @@ static int b_alignment(const gemm_call *g)
 }
 
 /* What the epilogue's vector accesses need aligned: C's placement, or the partials' (rows of n
- * floats from partial_off); the bias; SwiGLU's backward's h and halves. */
+ * floats from partial_off); the bias and the residual; SwiGLU's backward's h and halves. */
 static int c_alignment(const gemm_call *g, size_t partial_off, cl_uint partial)
 {
     const gemm_swiglu *sw = c_op(g) == C_SWIGLU_BACKWARD ? g->swiglu : NULL;
@@ -127,6 +130,7 @@ static int c_alignment(const gemm_call *g, size_t partial_off, cl_uint partial)
                        partial ? g->n : g->c.ld,
                        partial ? 0 : g->c.batch_stride,
                        g->bias ? g->bias_off : 0,
+                       g->residual && !partial ? g->residual_off : 0,
                        sw ? sw->h_off : 0,
                        sw ? sw->ldh : 0,
                        sw ? sw->silu_shift : 0,
@@ -164,8 +168,9 @@ static mcl_status enqueue_gemm(mcl_context *ctx, const gemm_call *g, const gemm_
              b_batch = g->b.batch_stride, mean_off = ln->mean_off, rstd_off = ln->rstd_off,
              stat_batch = ln->stat_batch, gamma_off = ln->gamma_off, beta_off = ln->beta_off,
              silu_shift = sw->silu_shift, gate_shift = sw->gate_shift, h_off = sw->h_off, ldh = sw->ldh,
-             bias_off = g->bias_off, c_off = g->c.off, ldc = g->c.ld, c_batch = g->c.batch_stride,
-             part_off = partials.offset / sizeof(float), m = g->m, n = g->n, k = g->k, k_chunk = plan->k_chunk;
+             bias_off = g->bias_off, residual_off = g->residual_off, c_off = g->c.off, ldc = g->c.ld,
+             c_batch = g->c.batch_stride, part_off = partials.offset / sizeof(float), m = g->m, n = g->n, k = g->k,
+             k_chunk = plan->k_chunk;
     cl_uint splits = (cl_uint)plan->splits, slot_base = (cl_uint)first_slot, slots_u = (cl_uint)slots;
     cl_mem part = partial ? partials.mem : NULL, h = c_op(g) == C_SWIGLU_BACKWARD ? sw->h : NULL;
     mcl_arg args[] = {MCL_ARG(g->a.mem),  MCL_ARG(a_off),      MCL_ARG(lda),       MCL_ARG(a_batch),
@@ -174,6 +179,7 @@ static mcl_status enqueue_gemm(mcl_context *ctx, const gemm_call *g, const gemm_
                       MCL_ARG(stat_batch), MCL_ARG(ln->gamma), MCL_ARG(gamma_off), MCL_ARG(ln->beta),
                       MCL_ARG(beta_off),  MCL_ARG(silu_shift), MCL_ARG(gate_shift), MCL_ARG(h),
                       MCL_ARG(h_off),     MCL_ARG(ldh),        MCL_ARG(g->bias),   MCL_ARG(bias_off),
+                      MCL_ARG(g->residual), MCL_ARG(residual_off),
                       MCL_ARG(g->c.mem),  MCL_ARG(c_off),      MCL_ARG(ldc),       MCL_ARG(c_batch),
                       MCL_ARG(part),      MCL_ARG(part_off),   MCL_ARG(slot_base), MCL_ARG(slots_u),
                       MCL_ARG(m),         MCL_ARG(n),          MCL_ARG(k),         MCL_ARG(k_chunk),
@@ -187,19 +193,20 @@ static mcl_status enqueue_gemm(mcl_context *ctx, const gemm_call *g, const gemm_
     return mcl_enqueue(ctx, kernel, 3, plan->global, local, "gemm");
 }
 
-/* C = the sum of `slots` partial slots at `partials` (+ bias), in slot order. */
+/* C = the sum of `slots` partial slots at `partials` (+ bias, + residual), in slot order. */
 static mcl_status enqueue_sum(mcl_context *ctx, const gemm_call *g, mcl_tensor partials, size_t slots, cl_uint flags)
 {
     mcl_defines defines = {0};
     mcl_define(&defines, "MCL_DTYPE", g->dtype);
     cl_kernel kernel;
     MCL_TRY(mcl_kernel_get(ctx, &mcl_family_gemm, "gemm/sums", &defines, "gemm_sum_splits", &kernel));
-    cl_ulong part_off = partials.offset / sizeof(float), bias_off = g->bias_off, c_off = g->c.off, ldc = g->c.ld,
-             c_batch = g->c.batch_stride, m = g->m, n = g->n;
+    cl_ulong part_off = partials.offset / sizeof(float), bias_off = g->bias_off, residual_off = g->residual_off,
+             c_off = g->c.off, ldc = g->c.ld, c_batch = g->c.batch_stride, m = g->m, n = g->n;
     cl_uint slots_u = (cl_uint)slots;
-    mcl_arg args[] = {MCL_ARG(partials.mem), MCL_ARG(part_off), MCL_ARG(g->bias),  MCL_ARG(bias_off),
-                      MCL_ARG(g->c.mem),     MCL_ARG(c_off),    MCL_ARG(ldc),      MCL_ARG(c_batch),
-                      MCL_ARG(m),            MCL_ARG(n),        MCL_ARG(slots_u),  MCL_ARG(flags)};
+    mcl_arg args[] = {MCL_ARG(partials.mem), MCL_ARG(part_off),     MCL_ARG(g->bias), MCL_ARG(bias_off),
+                      MCL_ARG(g->residual),  MCL_ARG(residual_off), MCL_ARG(g->c.mem), MCL_ARG(c_off),
+                      MCL_ARG(ldc),          MCL_ARG(c_batch),      MCL_ARG(m),       MCL_ARG(n),
+                      MCL_ARG(slots_u),      MCL_ARG(flags)};
     MCL_TRY(mcl_set_args(kernel, args, MCL_COUNT(args), "gemm_sum_splits"));
     size_t local[3] = {64, 1, 1}, global[3] = {mcl_round_up(g->n, 64), g->m, g->batch};
     return mcl_enqueue(ctx, kernel, 3, global, local, "gemm_sum_splits");

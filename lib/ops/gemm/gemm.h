@@ -1,4 +1,4 @@
-/* The fused operators' GEMM (cl/gemm/): C = op(A) op(B) (+ bias) per batch entry, with A
+/* The fused operators' GEMM (cl/gemm/): C = op(A) op(B) (+ bias) (+ R) per batch entry, with A
  * formed as it is loaded (LayerNorm, SwiGLU), C transformed as it is stored (SwiGLU's
  * backward), and the K range split into fp32 partials summed in a fixed order when the output
  * tiles alone cannot fill the device. Internal: the ops validate their tensors before they
@@ -64,6 +64,10 @@ typedef struct gemm_call {
     const gemm_swiglu *swiglu; /* NULL: no SwiGLU */
     cl_mem bias;               /* [n], optional */
     size_t bias_off;
+    /* R, added to C: laid out as C (its ld and batch stride), from element residual_off; may be C
+     * itself. Optional; not with SwiGLU's backward on C */
+    cl_mem residual;
+    size_t residual_off;
 } gemm_call;
 
 typedef struct gemm_plan {

@@ -1,4 +1,5 @@
-/* Sigmoid gating and SwiGLU: validate -> choose parameters -> enqueue. Kernels: cl/glu/glu.cl. */
+/* Sigmoid gating, SwiGLU and the add: validate -> choose parameters -> enqueue. Kernels:
+ * cl/glu/glu.cl. */
 #include "glu.h"
 
 #include "ops/common/check.h"
@@ -8,6 +9,8 @@
 
 #define FLAG_DX 1u
 #define FLAG_DG 2u
+#define FLAG_DA 1u
+#define FLAG_DB 2u
 
 typedef struct glu_plan {
     glu_params params;    /* effective: vec shrunk to divide the elements and offsets */
@@ -17,10 +20,21 @@ typedef struct glu_plan {
 
 /* ---- validate --------------------------------------------------------------------------- */
 
+/* The descriptor of an op over `count` elements. */
+static mcl_status validate_count(size_t count, mcl_dtype dtype, const char *op)
+{
+    if (count == 0) return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: count must be positive", op);
+    return mcl_check_dtype(dtype, op);
+}
+
 static mcl_status validate_gating_desc(const mcl_gating_desc *d, const char *op)
 {
-    if (d->count == 0) return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: count must be positive", op);
-    return mcl_check_dtype(d->dtype, op);
+    return validate_count(d->count, d->dtype, op);
+}
+
+static mcl_status validate_add_desc(const mcl_add_desc *d, const char *op)
+{
+    return validate_count(d->count, d->dtype, op);
 }
 
 /* The tensors both gating passes read. */
@@ -145,4 +159,39 @@ MCL_ENTRY_POINT(swiglu, backward, bwd)
                       MCL_ARG(t->dx.mem), MCL_ARG(dx_off), MCL_ARG(nvec),      MCL_ARG(features),
                       MCL_ARG(silu_second)};
     return run(ctx, d->dtype, &plan, "swiglu_backward", args, MCL_COUNT(args), event);
+}
+
+MCL_ENTRY_POINT(add, forward, fwd)
+{
+    MCL_ENTER(add, forward, validate_add_desc, MCL_TENSOR("a", &t->a, d->dtype, MCL_REQUIRED_IN, d->count),
+              MCL_TENSOR("b", &t->b, d->dtype, MCL_REQUIRED_IN, d->count),
+              mcl_in_place_of(MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->count), "a"));
+    glu_plan plan;
+    const mcl_tensor *vectorised[] = {&t->a, &t->b, &t->y};
+    MCL_TRY(choose_plan(ctx, d->dtype, d->count, d->count, vectorised, 3, &plan));
+    size_t es = mcl_dtype_size(d->dtype);
+    cl_ulong a_off = mcl_elem_offset(&t->a, es), b_off = mcl_elem_offset(&t->b, es),
+             y_off = mcl_elem_offset(&t->y, es), nvec = plan.vectors;
+    mcl_arg args[] = {MCL_ARG(t->a.mem), MCL_ARG(a_off), MCL_ARG(t->b.mem), MCL_ARG(b_off),
+                      MCL_ARG(t->y.mem), MCL_ARG(y_off), MCL_ARG(nvec)};
+    return run(ctx, d->dtype, &plan, "add_forward", args, MCL_COUNT(args), event);
+}
+
+/* da = dy where da is not dy itself, db = dy. */
+MCL_ENTRY_POINT(add, backward, bwd)
+{
+    MCL_ENTER(add, backward, validate_add_desc, MCL_TENSOR("dy", &t->dy, d->dtype, MCL_REQUIRED_IN, d->count),
+              mcl_in_place_of(MCL_TENSOR("da", &t->da, d->dtype, MCL_OPTIONAL_OUT, d->count), "dy"),
+              MCL_TENSOR("db", &t->db, d->dtype, MCL_OPTIONAL_OUT, d->count));
+    glu_plan plan;
+    const mcl_tensor *vectorised[] = {&t->dy, &t->da, &t->db};
+    MCL_TRY(choose_plan(ctx, d->dtype, d->count, d->count, vectorised, 3, &plan));
+    size_t es = mcl_dtype_size(d->dtype);
+    cl_ulong dy_off = mcl_elem_offset(&t->dy, es), da_off = mcl_elem_offset(&t->da, es),
+             db_off = mcl_elem_offset(&t->db, es), nvec = plan.vectors;
+    int da_in_place = t->da.mem == t->dy.mem && t->da.offset == t->dy.offset;
+    cl_uint flags = (mcl_has(&t->da) && !da_in_place ? FLAG_DA : 0) | (mcl_has(&t->db) ? FLAG_DB : 0);
+    mcl_arg args[] = {MCL_ARG(t->dy.mem), MCL_ARG(dy_off), MCL_ARG(t->da.mem), MCL_ARG(da_off),
+                      MCL_ARG(t->db.mem), MCL_ARG(db_off), MCL_ARG(nvec),      MCL_ARG(flags)};
+    return run(ctx, d->dtype, &plan, "add_backward", args, MCL_COUNT(args), event);
 }

@@ -1,4 +1,4 @@
-/* The glu family: sigmoid gating and SwiGLU, elementwise kernels in a grid-stride loop. */
+/* The glu family: sigmoid gating, SwiGLU and the add, elementwise kernels in a grid-stride loop. */
 #ifndef MCL_OPS_GLU_H
 #define MCL_OPS_GLU_H
 
