@@ -279,41 +279,35 @@ static wl_counts counts(const wl_case *c)
 
 /* ---- the unfused path ------------------------------------------------------------------- */
 
-enum { XN, SW, DS, DH, DXN, SCRATCH }; /* LN(x), SwiGLU(h), dS, dh, dLN(x) */
-
+/* The op's tensors, then the intermediates: the saved ones first, then the backward's. */
 static mcl_status unfused_setup(wl_problem *p)
 {
     for (int i = DX; i < COUNT; i++)
         if (!wl_has(p, i)) return wl_fail(MCL_ERR_UNSUPPORTED, "the unfused path computes every gradient");
-    size_t rows = p->c.shape[0], c = p->c.shape[1], f = p->c.shape[2];
-    const size_t counts_[SCRATCH] = {rows * c, rows * f, rows * f, rows * 2 * f, rows * c};
-    return wl_unfused_setup(p, counts_, SCRATCH);
+    mcl_transition_desc d = desc_of(p);
+    size_t counts_[WL_TR_SAVED + WL_TR_TEMPS];
+    wl_unfused_transition_sizes(&d, counts_, counts_ + WL_TR_SAVED);
+    return wl_unfused_setup(p, counts_, WL_COUNT(counts_));
+}
+
+static wl_unfused_transition unfused_of(const wl_problem *p)
+{
+    wl_unfused_transition u = {desc_of(p), fwd_tensors(p), bwd_tensors(p), {{0}}, {{0}}};
+    for (int i = 0; i < WL_TR_SAVED; i++) u.saved[i] = wl_scratch(p, i);
+    for (int i = 0; i < WL_TR_TEMPS; i++) u.temp[i] = wl_scratch(p, WL_TR_SAVED + i);
+    return u;
 }
 
 static mcl_status unfused_forward(wl_problem *p)
 {
-    size_t rows = p->c.shape[0], c = p->c.shape[1], f = p->c.shape[2];
-    mcl_layernorm_fwd_tensors lt = {wl_at(p, X), wl_at(p, LN_WEIGHT), wl_at(p, LN_BIAS), wl_scratch(p, XN),
-                                    wl_at(p, MEAN), wl_at(p, RSTD)};
-    WL_TRY(wl_unfused_ln_linear_forward(p, rows, c, 2 * f, &lt, wl_at(p, W1), wl_at(p, H)));
-    mcl_swiglu_desc sd = {rows, f, MCL_F32, half_of(&p->c)};
-    mcl_swiglu_fwd_tensors st = {wl_at(p, H), wl_scratch(p, SW)};
-    WL_TRY(mcl_swiglu_forward(p->ctx, &sd, &st, NULL));
-    return wl_sgemm(p, 0, 0, rows, c, f, wl_scratch(p, SW), f, wl_at(p, W2), c, wl_at(p, Y), c);
+    wl_unfused_transition u = unfused_of(p);
+    return wl_unfused_transition_forward(p, &u);
 }
 
 static mcl_status unfused_backward(wl_problem *p)
 {
-    size_t rows = p->c.shape[0], c = p->c.shape[1], f = p->c.shape[2];
-    WL_TRY(wl_sgemm(p, 0, 1, rows, f, c, wl_at(p, DY), c, wl_at(p, W2), c, wl_scratch(p, DS), f)); /* dS = dy W2^T */
-    WL_TRY(wl_sgemm(p, 1, 0, f, c, rows, wl_scratch(p, SW), f, wl_at(p, DY), c, wl_at(p, DW2), c)); /* dW2 = S^T dy */
-    mcl_swiglu_desc sd = {rows, f, MCL_F32, half_of(&p->c)};
-    mcl_swiglu_bwd_tensors st = {wl_at(p, H), wl_scratch(p, DS), wl_scratch(p, DH)};
-    WL_TRY(mcl_swiglu_backward(p->ctx, &sd, &st, NULL));
-    mcl_layernorm_bwd_tensors lt = {wl_at(p, X),        wl_at(p, LN_WEIGHT), wl_at(p, MEAN),       wl_at(p, RSTD),
-                                    wl_scratch(p, DXN), wl_at(p, DX),        wl_at(p, DLN_WEIGHT), wl_at(p, DLN_BIAS)};
-    return wl_unfused_ln_linear_backward(p, rows, c, 2 * f, &lt, wl_scratch(p, XN), wl_at(p, W1), wl_scratch(p, DH),
-                                         wl_at(p, DW1));
+    wl_unfused_transition u = unfused_of(p);
+    return wl_unfused_transition_backward(p, &u);
 }
 
 static const wl_baseline baselines[] = {

@@ -1,9 +1,9 @@
 /* The trimul workload: AF3's triangle multiplicative update over z [N, N, c] with hidden width
  * h, forward and backward (dz, both LayerNorms' weights and biases, dw_in, dw_out); outgoing or
  * incoming, the pair mask and each LayerNorm's weight and bias optional. The benchmark runs
- * AF3's outgoing update with a mask next to the unfused path: megacl's LayerNorm, CLBlast's
- * GEMMs, batched GEMM and transposes, and one elementwise operation per kernel, every
- * intermediate stored, as a framework runs the block. */
+ * AF3's outgoing update with a mask next to the unfused path (unfused_trimul.c): megacl's
+ * LayerNorm, CLBlast's GEMMs, batched GEMM and transposes, and one elementwise operation per
+ * kernel, every intermediate stored, as a framework runs the block. */
 #include "unfused.h"
 
 #include "ref/layernorm_ref.h"
@@ -377,118 +377,35 @@ static wl_counts counts(const wl_case *c)
 
 /* ---- the unfused path ------------------------------------------------------------------- */
 
-/* Its intermediates ([np, x]: pair-major; CF: channel-first [x, np]): LN(z), the gates'
- * sigmoids, a and b, t and dt channel-first, LN(t), o = LN(t) W_out, sigmoid(g); then dO,
- * d sigmoid(g), dLN(t), dt, da and db (channel-first and pair-major), two temporaries, dp and
- * dLN(z). */
-enum { ZN, SA, SB, A, B, ACF, BCF, TCF, TN, O, SG,
-       DO, DSG, DTN, DT, DTCF, DACF, DBCF, DA, DB, TMP, TMP2, DP, DZN, SCRATCH };
-
+/* The op's tensors, then the intermediates: the saved ones first, then the backward's. */
 static mcl_status unfused_setup(wl_problem *p)
 {
-    if (p->c.options & OPT_INCOMING) return wl_fail(MCL_ERR_UNSUPPORTED, "the unfused path is AF3's outgoing update");
     if (!wl_has(p, MASK) || !every_gradient(p))
         return wl_fail(MCL_ERR_UNSUPPORTED, "the unfused path takes a mask and computes every gradient");
-    size_t np = p->c.shape[0] * p->c.shape[0], c = p->c.shape[1], h = p->c.shape[2], counts_[SCRATCH];
-    for (int i = 0; i < SCRATCH; i++) counts_[i] = np * h; /* most are [np, h] or [h, np] */
-    counts_[ZN] = counts_[O] = counts_[SG] = counts_[DO] = counts_[DSG] = counts_[DZN] = np * c;
-    counts_[DP] = np * width_of(&p->c);
-    return wl_unfused_setup(p, counts_, SCRATCH);
+    mcl_trimul_desc d = desc_of(p);
+    size_t counts_[WL_TM_SAVED + WL_TM_TEMPS];
+    wl_unfused_trimul_sizes(&d, counts_, counts_ + WL_TM_SAVED);
+    return wl_unfused_setup(p, counts_, WL_COUNT(counts_));
 }
 
-static mcl_status eltwise(const wl_problem *p, const char *kernel, size_t n, wl_view a, wl_view b, wl_view y)
+static wl_unfused_trimul unfused_of(const wl_problem *p)
 {
-    const wl_view views[] = {a, b, y};
-    return wl_eltwise(p, kernel, n, views, 3);
-}
-
-static mcl_status sigmoid_of(const wl_problem *p, size_t n, wl_view x, wl_view y)
-{
-    const wl_view views[] = {x, y};
-    return wl_eltwise(p, "k_sigmoid", n, views, 2);
-}
-
-/* Column block `block` (h columns) of p or dp */
-static wl_view p_block(const wl_problem *p, mcl_tensor m, size_t block)
-{
-    return wl_block(m, width_of(&p->c), block * p->c.shape[2], p->c.shape[2]);
-}
-
-/* x = sigmoid(p[gate]) * p[proj] * mask for one side (proj block `first`, gate the next) */
-static mcl_status gate_forward(const wl_problem *p, size_t first, int sig, int x)
-{
-    size_t n = p->c.shape[0] * p->c.shape[0] * p->c.shape[2];
-    wl_view s = wl_flat(wl_scratch(p, sig)), out = wl_flat(wl_scratch(p, x));
-    WL_TRY(sigmoid_of(p, n, p_block(p, wl_at(p, P), first + 1), s));
-    WL_TRY(eltwise(p, "k_mul", n, p_block(p, wl_at(p, P), first), s, out));
-    return eltwise(p, "k_mul", n, out, wl_per_row(wl_at(p, MASK), p->c.shape[2]), out);
-}
-
-/* dp[proj] = dx mask sig, dp[gate] = sigmoid'(dx mask p[proj]) */
-static mcl_status gate_backward(const wl_problem *p, size_t first, int sig, int dx)
-{
-    size_t n = p->c.shape[0] * p->c.shape[0] * p->c.shape[2];
-    wl_view s = wl_flat(wl_scratch(p, sig)), tmp = wl_flat(wl_scratch(p, TMP)), tmp2 = wl_flat(wl_scratch(p, TMP2));
-    WL_TRY(eltwise(p, "k_mul", n, wl_flat(wl_scratch(p, dx)), wl_per_row(wl_at(p, MASK), p->c.shape[2]), tmp));
-    WL_TRY(eltwise(p, "k_mul", n, tmp, s, p_block(p, wl_scratch(p, DP), first)));
-    WL_TRY(eltwise(p, "k_mul", n, tmp, p_block(p, wl_at(p, P), first), tmp2));
-    return eltwise(p, "k_sigmoid_backward", n, tmp2, s, p_block(p, wl_scratch(p, DP), first + 1));
+    wl_unfused_trimul u = {desc_of(p), fwd_tensors(p), bwd_tensors(p), {{0}}, {{0}}};
+    for (int i = 0; i < WL_TM_SAVED; i++) u.saved[i] = wl_scratch(p, i);
+    for (int i = 0; i < WL_TM_TEMPS; i++) u.temp[i] = wl_scratch(p, WL_TM_SAVED + i);
+    return u;
 }
 
 static mcl_status unfused_forward(wl_problem *p)
 {
-    size_t n = p->c.shape[0], np = n * n, c = p->c.shape[1], h = p->c.shape[2], w = width_of(&p->c);
-    mcl_layernorm_fwd_tensors l1 = {wl_at(p, Z), wl_at(p, LN_IN_WEIGHT), wl_at(p, LN_IN_BIAS), wl_scratch(p, ZN),
-                                    wl_at(p, MEAN_IN), wl_at(p, RSTD_IN)};
-    WL_TRY(wl_unfused_ln_linear_forward(p, np, c, w, &l1, wl_at(p, W_IN), wl_at(p, P)));
-    WL_TRY(gate_forward(p, 0, SA, A));
-    WL_TRY(gate_forward(p, 2, SB, B));
-    WL_TRY(wl_somatcopy(p, np, h, wl_scratch(p, A), wl_scratch(p, ACF)));
-    WL_TRY(wl_somatcopy(p, np, h, wl_scratch(p, B), wl_scratch(p, BCF)));
-    WL_TRY(wl_sgemm_batched(p, 0, 1, n, n, n, wl_scratch(p, ACF), n, wl_scratch(p, BCF), n, wl_scratch(p, TCF), n,
-                            h)); /* a b^T per channel */
-    WL_TRY(wl_somatcopy(p, h, np, wl_scratch(p, TCF), wl_at(p, T)));
-    mcl_layernorm_fwd_tensors l2 = {wl_at(p, T), wl_at(p, LN_OUT_WEIGHT), wl_at(p, LN_OUT_BIAS), wl_scratch(p, TN),
-                                    wl_at(p, MEAN_OUT), wl_at(p, RSTD_OUT)};
-    WL_TRY(wl_unfused_ln_linear_forward(p, np, h, c, &l2, wl_at(p, W_OUT), wl_scratch(p, O)));
-    wl_view sg = wl_flat(wl_scratch(p, SG));
-    WL_TRY(sigmoid_of(p, np * c, wl_block(wl_at(p, P), w, 4 * h, c), sg));
-    return eltwise(p, "k_mul", np * c, sg, wl_flat(wl_scratch(p, O)), wl_flat(wl_at(p, OUT)));
-}
-
-/* out = sigmoid(g) o back to LN_out(t), its parameters' gradients and dw_out */
-static mcl_status unfused_output_backward(wl_problem *p)
-{
-    size_t np = p->c.shape[0] * p->c.shape[0], c = p->c.shape[1], h = p->c.shape[2], w = width_of(&p->c);
-    wl_view dout = wl_flat(wl_at(p, DOUT)), sg = wl_flat(wl_scratch(p, SG)), dsg = wl_flat(wl_scratch(p, DSG));
-    WL_TRY(eltwise(p, "k_mul", np * c, dout, sg, wl_flat(wl_scratch(p, DO))));
-    WL_TRY(eltwise(p, "k_mul", np * c, dout, wl_flat(wl_scratch(p, O)), dsg));
-    WL_TRY(eltwise(p, "k_sigmoid_backward", np * c, dsg, sg, wl_block(wl_scratch(p, DP), w, 4 * h, c)));
-    mcl_layernorm_bwd_tensors l2 = {wl_at(p, T),           wl_at(p, LN_OUT_WEIGHT),  wl_at(p, MEAN_OUT),
-                                    wl_at(p, RSTD_OUT),    wl_scratch(p, DTN),       wl_scratch(p, DT),
-                                    wl_at(p, DLN_OUT_WEIGHT), wl_at(p, DLN_OUT_BIAS)};
-    return wl_unfused_ln_linear_backward(p, np, h, c, &l2, wl_scratch(p, TN), wl_at(p, W_OUT), wl_scratch(p, DO),
-                                         wl_at(p, DW_OUT));
+    wl_unfused_trimul u = unfused_of(p);
+    return wl_unfused_trimul_forward(p, &u);
 }
 
 static mcl_status unfused_backward(wl_problem *p)
 {
-    size_t n = p->c.shape[0], np = n * n, c = p->c.shape[1], h = p->c.shape[2], w = width_of(&p->c);
-    WL_TRY(unfused_output_backward(p));
-    WL_TRY(wl_somatcopy(p, np, h, wl_scratch(p, DT), wl_scratch(p, DTCF)));
-    WL_TRY(wl_sgemm_batched(p, 0, 0, n, n, n, wl_scratch(p, DTCF), n, wl_scratch(p, BCF), n, wl_scratch(p, DACF), n,
-                            h)); /* dt b */
-    WL_TRY(wl_sgemm_batched(p, 1, 0, n, n, n, wl_scratch(p, DTCF), n, wl_scratch(p, ACF), n, wl_scratch(p, DBCF), n,
-                            h)); /* dt^T a */
-    WL_TRY(wl_somatcopy(p, h, np, wl_scratch(p, DACF), wl_scratch(p, DA)));
-    WL_TRY(wl_somatcopy(p, h, np, wl_scratch(p, DBCF), wl_scratch(p, DB)));
-    WL_TRY(gate_backward(p, 0, SA, DA));
-    WL_TRY(gate_backward(p, 2, SB, DB));
-    mcl_layernorm_bwd_tensors l1 = {wl_at(p, Z),           wl_at(p, LN_IN_WEIGHT),   wl_at(p, MEAN_IN),
-                                    wl_at(p, RSTD_IN),     wl_scratch(p, DZN),       wl_at(p, DZ),
-                                    wl_at(p, DLN_IN_WEIGHT), wl_at(p, DLN_IN_BIAS)};
-    return wl_unfused_ln_linear_backward(p, np, c, w, &l1, wl_scratch(p, ZN), wl_at(p, W_IN), wl_scratch(p, DP),
-                                         wl_at(p, DW_IN));
+    wl_unfused_trimul u = unfused_of(p);
+    return wl_unfused_trimul_backward(p, &u);
 }
 
 static const wl_baseline baselines[] = {

@@ -69,4 +69,44 @@ mcl_status wl_unfused_ln_linear_backward(const wl_problem *p, size_t rows, size_
                                          const mcl_layernorm_bwd_tensors *ln, mcl_tensor xn, mcl_tensor w,
                                          mcl_tensor dy, mcl_tensor dw);
 
+/* ---- composite ops, on tensors given explicitly (a workload's, or the pair stack's) ----------- */
+
+/* The triangle multiplicative update, outgoing or incoming, with a mask and every gradient: the
+ * op's tensors, the forward's intermediates (kept for the backward) and the backward's. Saved:
+ * LN(z), the gates' sigmoids, a and b, a and b channel-first, t channel-first, LN(t), o =
+ * LN(t) W_out, sigmoid(g). Backward: dO, d sigmoid(g), dLN(t), dt, dt channel-first, da and db
+ * channel-first and pair-major, two temporaries, dp and dLN(z). */
+enum { WL_TM_ZN, WL_TM_SA, WL_TM_SB, WL_TM_A, WL_TM_B, WL_TM_ACF, WL_TM_BCF, WL_TM_TCF, WL_TM_TN, WL_TM_O, WL_TM_SG,
+       WL_TM_SAVED };
+enum { WL_TM_DO, WL_TM_DSG, WL_TM_DTN, WL_TM_DT, WL_TM_DTCF, WL_TM_DACF, WL_TM_DBCF, WL_TM_DA, WL_TM_DB, WL_TM_TMP,
+       WL_TM_TMP2, WL_TM_DP, WL_TM_DZN, WL_TM_TEMPS };
+
+typedef struct wl_unfused_trimul {
+    mcl_trimul_desc desc;
+    mcl_trimul_fwd_tensors fwd;
+    mcl_trimul_bwd_tensors bwd;
+    mcl_tensor saved[WL_TM_SAVED], temp[WL_TM_TEMPS];
+} wl_unfused_trimul;
+
+/* Elements of each intermediate. */
+void wl_unfused_trimul_sizes(const mcl_trimul_desc *desc, size_t saved[WL_TM_SAVED], size_t temp[WL_TM_TEMPS]);
+mcl_status wl_unfused_trimul_forward(const wl_problem *p, const wl_unfused_trimul *u);
+mcl_status wl_unfused_trimul_backward(const wl_problem *p, const wl_unfused_trimul *u);
+
+/* Transition, with every gradient. Saved: LN(x), SwiGLU(h). Backward: dS, dh, dLN(x). */
+enum { WL_TR_XN, WL_TR_SW, WL_TR_SAVED };
+enum { WL_TR_DS, WL_TR_DH, WL_TR_DXN, WL_TR_TEMPS };
+
+typedef struct wl_unfused_transition {
+    mcl_transition_desc desc;
+    mcl_transition_fwd_tensors fwd;
+    mcl_transition_bwd_tensors bwd;
+    mcl_tensor saved[WL_TR_SAVED], temp[WL_TR_TEMPS];
+} wl_unfused_transition;
+
+void wl_unfused_transition_sizes(const mcl_transition_desc *desc, size_t saved[WL_TR_SAVED],
+                                 size_t temp[WL_TR_TEMPS]);
+mcl_status wl_unfused_transition_forward(const wl_problem *p, const wl_unfused_transition *u);
+mcl_status wl_unfused_transition_backward(const wl_problem *p, const wl_unfused_transition *u);
+
 #endif
