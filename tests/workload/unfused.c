@@ -35,7 +35,11 @@ static const char eltwise_source[] =
     "                          ulong cols, ulong width, ulong n)\n"
     "{ ulong e = get_global_id(0); if (e >= n) return;\n"
     "  ulong q = e % width, r = e / width, i = r % rows, tj = r / rows, j = tj % cols, t = tj / cols;\n"
-    "  y[y_base + e] = x[x_base + ((t * rows + i) * cols + j) * width + q]; }\n";
+    "  y[y_base + e] = x[x_base + ((t * rows + i) * cols + j) * width + q]; }\n"
+    "/* y = x * scale, a tensor times a scalar */\n"
+    "__kernel void k_scale(__global const float *x, ulong x_base, __global float *y, ulong y_base, float scale,\n"
+    "                      ulong n)\n"
+    "{ ulong i = get_global_id(0); if (i < n) y[y_base + i] = x[x_base + i] * scale; }\n";
 
 static cl_device_id device_of(mcl_context *ctx)
 {
@@ -53,9 +57,9 @@ mcl_status wl_unfused_setup(wl_problem *p, const size_t *counts, size_t count)
     if (!u) return wl_fail(MCL_ERR_OUT_OF_MEMORY, "no memory for the unfused path");
     p->baseline = u;
     cl_int err;
-    const char *src = eltwise_source;
+    const char *sources[] = {eltwise_source, wl_unfused_attention_source};
     cl_device_id device = device_of(p->ctx);
-    u->eltwise = clCreateProgramWithSource(mcl_context_cl_context(p->ctx), 1, &src, NULL, &err);
+    u->eltwise = clCreateProgramWithSource(mcl_context_cl_context(p->ctx), 2, sources, NULL, &err);
     if (err != CL_SUCCESS || clBuildProgram(u->eltwise, 1, &device, "", NULL, NULL) != CL_SUCCESS)
         return wl_fail(MCL_ERR_BUILD, "building the unfused path's elementwise kernels failed");
     for (size_t i = 0; i < count; i++) {
@@ -127,19 +131,42 @@ mcl_status wl_eltwise(const wl_problem *p, const char *kernel_name, size_t n, co
     return launch(p, kernel, err, kernel_name, n);
 }
 
+wl_kernel_arg wl_arg_tensor(mcl_tensor t) { return (wl_kernel_arg){.kind = WL_ARG_TENSOR, .tensor = t}; }
+wl_kernel_arg wl_arg_size(size_t v) { return (wl_kernel_arg){.kind = WL_ARG_SIZE, .size = v}; }
+wl_kernel_arg wl_arg_float(float v) { return (wl_kernel_arg){.kind = WL_ARG_FLOAT, .value = v}; }
+
+mcl_status wl_unfused_kernel(const wl_problem *p, const char *kernel_name, const wl_kernel_arg *args, size_t count,
+                             size_t n)
+{
+    cl_int err;
+    cl_kernel kernel = kernel_of(p, kernel_name, &err);
+    if (err != CL_SUCCESS) return wl_fail(MCL_ERR_OPENCL, "clCreateKernel(%s) failed (%d)", kernel_name, err);
+    cl_uint at = 0;
+    for (size_t i = 0; i < count; i++) {
+        cl_ulong v = args[i].kind == WL_ARG_TENSOR ? args[i].tensor.offset / sizeof(float) : args[i].size;
+        if (args[i].kind == WL_ARG_TENSOR) err |= clSetKernelArg(kernel, at++, sizeof(cl_mem), &args[i].tensor.mem);
+        if (args[i].kind == WL_ARG_FLOAT)
+            err |= clSetKernelArg(kernel, at++, sizeof args[i].value, &args[i].value);
+        else
+            err |= clSetKernelArg(kernel, at++, sizeof v, &v);
+    }
+    cl_ulong elements = n;
+    err |= clSetKernelArg(kernel, at, sizeof elements, &elements);
+    return launch(p, kernel, err, kernel_name, n);
+}
+
 mcl_status wl_unfused_transpose(const wl_problem *p, size_t batch, size_t rows, size_t cols, size_t width,
                                 mcl_tensor x, mcl_tensor y)
 {
-    cl_int err;
-    cl_kernel kernel = kernel_of(p, "k_transpose", &err);
-    if (err != CL_SUCCESS) return wl_fail(MCL_ERR_OPENCL, "clCreateKernel(k_transpose) failed (%d)", err);
-    cl_ulong args[] = {x.offset / sizeof(float), y.offset / sizeof(float), rows, cols, width,
-                       batch * rows * cols * width};
-    err |= clSetKernelArg(kernel, 0, sizeof(cl_mem), &x.mem);
-    err |= clSetKernelArg(kernel, 1, sizeof args[0], &args[0]);
-    err |= clSetKernelArg(kernel, 2, sizeof(cl_mem), &y.mem);
-    for (cl_uint i = 1; i < WL_COUNT(args); i++) err |= clSetKernelArg(kernel, i + 2, sizeof args[i], &args[i]);
-    return launch(p, kernel, err, "k_transpose", (size_t)args[5]);
+    const wl_kernel_arg args[] = {wl_arg_tensor(x), wl_arg_tensor(y), wl_arg_size(rows), wl_arg_size(cols),
+                                  wl_arg_size(width)};
+    return wl_unfused_kernel(p, "k_transpose", args, WL_COUNT(args), batch * rows * cols * width);
+}
+
+mcl_status wl_unfused_scale(const wl_problem *p, size_t n, float scale, mcl_tensor x, mcl_tensor y)
+{
+    const wl_kernel_arg args[] = {wl_arg_tensor(x), wl_arg_tensor(y), wl_arg_float(scale)};
+    return wl_unfused_kernel(p, "k_scale", args, WL_COUNT(args), n);
 }
 
 /* The status of a CLBlast call; its event joins the profiling window. */

@@ -9,6 +9,10 @@
 
 #define WL_MAX_SCRATCH 32
 
+/* The source of the materialised attention's kernels (unfused_attention.c), built into the same
+ * program as the elementwise ones. */
+extern const char wl_unfused_attention_source[];
+
 /* The baseline's state: its kernels and intermediates. */
 typedef struct wl_unfused {
     cl_program eltwise;
@@ -47,6 +51,26 @@ mcl_status wl_eltwise(const wl_problem *p, const char *kernel, size_t n, const w
  * kernel as a framework makes a transposed view contiguous. */
 mcl_status wl_unfused_transpose(const wl_problem *p, size_t batch, size_t rows, size_t cols, size_t width,
                                 mcl_tensor x, mcl_tensor y);
+
+/* y = x * scale over n elements (a tensor times a scalar; y may be x). */
+mcl_status wl_unfused_scale(const wl_problem *p, size_t n, float scale, mcl_tensor x, mcl_tensor y);
+
+/* An argument of one of the unfused path's kernels: a tensor (its buffer, then its offset in
+ * floats as a ulong), a size (ulong) or a float. */
+typedef struct wl_kernel_arg {
+    enum { WL_ARG_TENSOR, WL_ARG_SIZE, WL_ARG_FLOAT } kind;
+    mcl_tensor tensor;
+    size_t size;
+    float value;
+} wl_kernel_arg;
+
+wl_kernel_arg wl_arg_tensor(mcl_tensor t);
+wl_kernel_arg wl_arg_size(size_t v);
+wl_kernel_arg wl_arg_float(float v);
+
+/* The unfused program's kernel `name` over n elements (its last argument, a ulong) with `args`
+ * before it. */
+mcl_status wl_unfused_kernel(const wl_problem *p, const char *name, const wl_kernel_arg *args, size_t count, size_t n);
 
 /* C [m, n] = op(A) op(B), fp32 row-major; the batched form for `batch` products of packed
  * matrices; b [cols, rows] = a [rows, cols]^T. */
@@ -108,5 +132,34 @@ void wl_unfused_transition_sizes(const mcl_transition_desc *desc, size_t saved[W
                                  size_t temp[WL_TR_TEMPS]);
 mcl_status wl_unfused_transition_forward(const wl_problem *p, const wl_unfused_transition *u);
 mcl_status wl_unfused_transition_backward(const wl_problem *p, const wl_unfused_transition *u);
+
+/* Triangle attention around the starting node with its residual (the ending node is this on z
+ * with i and j swapped), H heads of D: out = z + (sigmoid(LN(z) W_g) * softmax(q k^T / sqrt(D) +
+ * mask + pair) v) W_o with q, k, v = LN(z) W_q, W_k, W_v and pair = LN(z) W_b in the heads' layout;
+ * no Linear biases (AF3). mask_bias is [N, N] (added to the logits of key j in row n). The backward
+ * gives dz = dout + the gradient through the attention (dz may be dout) and every parameter's.
+ * Saved: LN(z) and its statistics, q (scaled), k and v in the heads' layout, the probabilities,
+ * o, sigmoid(g), the gated output. Temporaries, shared where their lives do not overlap: the
+ * projections and their gradients, the pair bias, o and dv in the heads' layout, dq and dk there,
+ * the output projection and dLN(z), one projection's part of dLN(z), dS. */
+enum { WL_AT_W_Q, WL_AT_W_K, WL_AT_W_V, WL_AT_W_G, WL_AT_W_B, WL_AT_PROJECTIONS };
+enum { WL_AT_XN, WL_AT_MEAN, WL_AT_RSTD, WL_AT_QH, WL_AT_KH, WL_AT_VH, WL_AT_PROB, WL_AT_O, WL_AT_SG, WL_AT_Y,
+       WL_AT_SAVED };
+enum { WL_AT_Q_DY, WL_AT_K_DO, WL_AT_V_DG, WL_AT_G_DOH, WL_AT_OH_DVH, WL_AT_DQH, WL_AT_DKH, WL_AT_DQ, WL_AT_DK,
+       WL_AT_DV, WL_AT_BPROJ, WL_AT_PAIR, WL_AT_OUT_DXN, WL_AT_DXI, WL_AT_DS, WL_AT_TEMPS };
+
+typedef struct wl_unfused_attention {
+    size_t n, channels, heads, head_dim;
+    mcl_tensor z, mask_bias, ln_weight, ln_bias, w[WL_AT_PROJECTIONS], w_o; /* in */
+    mcl_tensor out;                                                         /* out [N, N, c] */
+    mcl_tensor dout;                                                        /* in  [N, N, c] */
+    mcl_tensor dz, dln_weight, dln_bias, dw[WL_AT_PROJECTIONS], dw_o;        /* out */
+    mcl_tensor saved[WL_AT_SAVED], temp[WL_AT_TEMPS];
+} wl_unfused_attention;
+
+void wl_unfused_attention_sizes(size_t n, size_t channels, size_t heads, size_t head_dim, size_t saved[WL_AT_SAVED],
+                                size_t temp[WL_AT_TEMPS]);
+mcl_status wl_unfused_attention_forward(const wl_problem *p, const wl_unfused_attention *u);
+mcl_status wl_unfused_attention_backward(const wl_problem *p, const wl_unfused_attention *u);
 
 #endif

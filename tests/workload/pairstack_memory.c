@@ -1,0 +1,85 @@
+/* What the pair stack's step needs of the device, and the largest N_res that fits (see
+ * pairstack.h). */
+#include "pairstack_path.h"
+
+static double input_bytes(const ps_config *c)
+{
+    double pairs = (double)c->n * c->n, es = (double)mcl_dtype_size(c->dtype);
+    /* z, dz at the output, the mask and its two biases, the parameters */
+    return es * (2.0 * pairs * c->channels + 3.0 * pairs + (double)ps_params_elements(c));
+}
+
+mcl_status ps_memory_need(mcl_context *ctx, const ps_path *path, const ps_config *config, ps_memory *out)
+{
+    ps_config c = *config;
+    c.dtype = ps_path_dtype(path, c.dtype);
+    ps_buffer sizes[PS_MAX_BUFFERS];
+    path->buffers(&c, sizes);
+    *out = (ps_memory){.inputs = input_bytes(&c), .largest = (double)c.n * c.n * c.channels * mcl_dtype_size(c.dtype)};
+    for (size_t i = 0; i < path->buffer_count; i++) {
+        double bytes = (double)sizes[i].count * mcl_dtype_size(sizes[i].fp32 ? MCL_F32 : c.dtype);
+        out->buffers += bytes;
+        if (bytes > out->largest) out->largest = bytes;
+    }
+    size_t workspace = 0;
+    WL_TRY(path->workspace(ctx, &c, &workspace));
+    out->workspace = (double)workspace;
+    if (out->workspace > out->largest) out->largest = out->workspace;
+    return MCL_OK;
+}
+
+size_t ps_max_tokens(int (*fits)(size_t n, void *user), void *user, size_t limit)
+{
+    if (limit == 0 || !fits(1, user)) return 0;
+    size_t fit = 1, over = limit + 1; /* fits(fit), and nothing from `over` on does */
+    while (fit < limit && over == limit + 1) {
+        size_t next = fit > limit / 2 ? limit : 2 * fit;
+        if (fits(next, user)) fit = next;
+        else over = next;
+    }
+    while (over - fit > 1) {
+        size_t mid = fit + (over - fit) / 2;
+        if (fits(mid, user)) fit = mid;
+        else over = mid;
+    }
+    return fit;
+}
+
+ps_budget ps_budget_of(const mcl_device_info *device)
+{
+    return (ps_budget){(double)device->global_mem_bytes, (double)device->max_alloc_bytes};
+}
+
+double ps_memory_total(const ps_memory *need) { return need->inputs + need->buffers + need->workspace; }
+
+int ps_fits(const ps_memory *need, const ps_budget *budget)
+{
+    return ps_memory_total(need) <= budget->global_bytes && need->largest <= budget->max_alloc_bytes;
+}
+
+typedef struct search {
+    mcl_context *ctx;
+    const ps_path *path;
+    ps_config config;
+    const ps_budget *budget;
+} search;
+
+static int fits_at(size_t n, void *user)
+{
+    search *s = user;
+    ps_config c = s->config;
+    c.n = n;
+    ps_memory need;
+    return ps_memory_need(s->ctx, s->path, &c, &need) == MCL_OK && ps_fits(&need, s->budget);
+}
+
+size_t ps_max_tokens_within(mcl_context *ctx, const ps_path *path, const ps_config *c, const ps_budget *budget,
+                            size_t limit, ps_memory *need)
+{
+    search s = {ctx, path, *c, budget};
+    size_t n = ps_max_tokens(fits_at, &s, limit);
+    s.config.n = n;
+    *need = (ps_memory){0};
+    if (n) ps_memory_need(ctx, path, &s.config, need);
+    return n;
+}
