@@ -137,7 +137,7 @@ mcl_status ps_block_create(const ps_config *c, uint64_t seed, ps_block **out)
 const char *ps_path_name(const ps_path *path) { return path->name; }
 mcl_dtype ps_path_dtype(const ps_path *path, mcl_dtype dtype) { return path->fp32_only ? MCL_F32 : dtype; }
 
-mcl_tensor ps_buffer_at(const ps_run *r, int i) { return (mcl_tensor){r->buffers[i], 0}; }
+mcl_tensor ps_buffer_at(const ps_run *r, int i) { return r->buffers[i]; }
 mcl_tensor ps_input(const ps_run *r, int i) { return (mcl_tensor){r->inputs[i], 0}; }
 
 static mcl_tensor param_in(const ps_run *r, cl_mem mem, int sub, int k)
@@ -148,7 +148,7 @@ static mcl_tensor param_in(const ps_run *r, cl_mem mem, int sub, int k)
 }
 
 mcl_tensor ps_param_at(const ps_run *r, int sub, int k) { return param_in(r, r->inputs[PS_IN_PARAMS], sub, k); }
-mcl_tensor ps_dparam_at(const ps_run *r, int sub, int k) { return param_in(r, r->buffers[PS_DPARAMS], sub, k); }
+mcl_tensor ps_dparam_at(const ps_run *r, int sub, int k) { return param_in(r, r->buffers[PS_DPARAMS].mem, sub, k); }
 
 mcl_tensor ps_z_in(const ps_run *r, int sub) { return sub ? ps_buffer_at(r, PS_Z1 + sub - 1) : ps_input(r, PS_IN_Z); }
 
@@ -228,16 +228,33 @@ static mcl_status upload_inputs(ps_run *r, const ps_block *b)
     return upload(r->ctx, c->dtype, b->dz_out, np * c->channels, &r->inputs[PS_IN_DZ_OUT]);
 }
 
+/* A device buffer of `bytes`, NaN in `dtype`, released with the run. */
+static mcl_status own(ps_run *r, mcl_dtype dtype, size_t bytes, cl_mem *out)
+{
+    WL_TRY(upload(r->ctx, dtype, NULL, bytes / mcl_dtype_size(dtype), out));
+    r->owned[r->owned_count++] = *out;
+    return MCL_OK;
+}
+
 static mcl_status allocate_buffers(ps_run *r)
 {
-    ps_buffer sizes[PS_MAX_BUFFERS];
-    r->path->buffers(&r->config, sizes);
-    for (size_t i = 0; i < r->path->buffer_count; i++) {
-        mcl_dtype dtype = sizes[i].fp32 ? MCL_F32 : r->config.dtype;
-        WL_TRY(upload(r->ctx, dtype, NULL, sizes[i].count, &r->buffers[i]));
-        r->buffer_bytes += (double)sizes[i].count * mcl_dtype_size(dtype);
+    ps_layout *l = malloc(sizeof *l);
+    if (!l) return wl_fail(MCL_ERR_OUT_OF_MEMORY, "no host memory");
+    ps_layout_of(r->path, &r->config, l);
+    cl_mem region = NULL, held;
+    mcl_status status = l->region_bytes ? own(r, MCL_F32, l->region_bytes, &region) : MCL_OK;
+    for (size_t i = 0; i < r->path->buffer_count && status == MCL_OK; i++) {
+        const ps_buffer *b = &l->buffers[i];
+        if (b->temporary_of) {
+            r->buffers[i] = (mcl_tensor){region, l->offsets[i]};
+            continue;
+        }
+        status = own(r, b->fp32 ? MCL_F32 : r->config.dtype, l->bytes[i], &held);
+        r->buffers[i] = (mcl_tensor){held, 0};
     }
-    return MCL_OK;
+    r->buffer_bytes = l->total;
+    free(l);
+    return status;
 }
 
 void ps_run_destroy(ps_run *r)
@@ -245,8 +262,7 @@ void ps_run_destroy(ps_run *r)
     if (!r) return;
     for (int i = 0; i < PS_INPUTS; i++)
         if (r->inputs[i]) clReleaseMemObject(r->inputs[i]);
-    for (size_t i = 0; i < PS_MAX_BUFFERS; i++)
-        if (r->buffers[i]) clReleaseMemObject(r->buffers[i]);
+    for (size_t i = 0; i < r->owned_count; i++) clReleaseMemObject(r->owned[i]);
     wl_destroy(r->kernels);
     free(r);
 }
@@ -340,8 +356,8 @@ mcl_status ps_run_fetch(ps_run *r, ps_results *out)
     *out = (ps_results){0};
     size_t np = pairs_of(&r->config) * r->config.channels, params = ps_params_elements(&r->config);
     mcl_dtype dtype = r->config.dtype;
-    float *z = read_back(r, r->buffers[PS_Z_OUT], dtype, np), *dz = read_back(r, r->buffers[PS_DZ], dtype, np);
-    float *dparams = read_back(r, r->buffers[PS_DPARAMS], dtype, params);
+    float *z = read_back(r, r->buffers[PS_Z_OUT].mem, dtype, np), *dz = read_back(r, r->buffers[PS_DZ].mem, dtype, np);
+    float *dparams = read_back(r, r->buffers[PS_DPARAMS].mem, dtype, params);
     mcl_status status = z && dz && dparams ? MCL_OK : wl_fail(MCL_ERR_OUT_OF_MEMORY, "no host memory for the results");
     if (status == MCL_OK) status = add_result(out, "z_out", z, 0, np);
     if (status == MCL_OK) status = add_result(out, "dz", dz, 0, np);

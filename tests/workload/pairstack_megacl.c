@@ -8,10 +8,10 @@
  * transition add their residual with Add; so does every backward, onto the running dz. */
 #include "pairstack_path.h"
 
-/* What each sub-block's forward keeps for its backward, and the temporaries every sub-block
- * shares (one sub-block runs at a time): the output of a sub-block's op before the residual (and
- * dz through it), the ending node's output before its swap (and its gradient), the pair-bias
- * projection (and its gradient), and the attention's gradients. */
+/* What each sub-block's forward keeps for its backward, and the temporaries: every sub-block's
+ * (one runs at a time) output of its op before the residual (and dz through it) and the ending
+ * node's before its swap (and its gradient); the attentions' pair-bias projection (and its
+ * gradient) and gradients. */
 enum { TM_P, TM_T, TM_MEAN_IN, TM_RSTD_IN, TM_MEAN_OUT, TM_RSTD_OUT, TM_COUNT };
 enum { AT_XN, AT_MEAN, AT_RSTD, AT_Q, AT_K, AT_V, AT_G, AT_PAIR, AT_O, AT_Y, AT_LSE, AT_COUNT };
 enum { TR_MEAN, TR_RSTD, TR_H, TR_COUNT };
@@ -31,25 +31,26 @@ static size_t hd(const ps_config *c) { return c->heads * c->head_dim; }
 static void buffers(const ps_config *c, ps_buffer *b)
 {
     size_t np = pairs(c), ch = c->channels;
-    for (int i = 0; i < BUFFERS; i++) b[i] = (ps_buffer){np * ch, 0}; /* most are [N, N, c] */
+    for (int i = 0; i < BUFFERS; i++) b[i] = (ps_buffer){np * ch, 0, 0}; /* most are [N, N, c] */
     b[PS_DPARAMS].count = ps_params_elements(c);
     for (int sub = 0; sub < 2; sub++) {
         ps_buffer *t = b + TRIMULS + sub * TM_COUNT;
         t[TM_P].count = np * (4 * c->trimul_hidden + ch);
         t[TM_T].count = np * c->trimul_hidden;
-        for (int s = TM_MEAN_IN; s <= TM_RSTD_OUT; s++) t[s] = (ps_buffer){np, 1};
+        for (int s = TM_MEAN_IN; s <= TM_RSTD_OUT; s++) t[s] = (ps_buffer){np, 1, 0};
     }
     for (int sub = 0; sub < 2; sub++) {
         ps_buffer *a = b + ATTENTIONS + sub * AT_COUNT;
         for (int i = AT_Q; i <= AT_Y; i++) a[i].count = np * hd(c);
-        a[AT_MEAN] = a[AT_RSTD] = (ps_buffer){np, 1};
+        a[AT_MEAN] = a[AT_RSTD] = (ps_buffer){np, 1, 0};
         a[AT_PAIR].count = np * c->heads;
-        a[AT_LSE] = (ps_buffer){np * c->heads, 1};
+        a[AT_LSE] = (ps_buffer){np * c->heads, 1, 0};
     }
-    b[TRANSITION + TR_MEAN] = b[TRANSITION + TR_RSTD] = (ps_buffer){np, 1};
+    b[TRANSITION + TR_MEAN] = b[TRANSITION + TR_RSTD] = (ps_buffer){np, 1, 0};
     b[TRANSITION + TR_H].count = np * 2 * c->transition_hidden;
     for (int i = DY; i <= DG; i++) b[TEMPS + i].count = np * hd(c);
     b[TEMPS + BPROJ].count = b[TEMPS + DPAIR].count = np * c->heads;
+    for (int i = BPROJ; i <= DPAIR; i++) b[TEMPS + i].temporary_of = PS_KIND_ATTENTION + 1;
 }
 
 static mcl_tensor trimul_saved(const ps_run *r, int sub, int i) { return ps_buffer_at(r, TRIMULS + sub * TM_COUNT + i); }

@@ -2,6 +2,34 @@
  * pairstack.h). */
 #include "pairstack_path.h"
 
+#include <stdlib.h>
+
+/* Temporaries start on 256-byte boundaries in their region, so that every op's vector paths hold. */
+#define REGION_ALIGN 256
+
+void ps_layout_of(const ps_path *path, const ps_config *c, ps_layout *l)
+{
+    path->buffers(c, l->buffers);
+    size_t kind_bytes[PS_KINDS] = {0};
+    l->region_bytes = 0;
+    l->total = l->largest = 0.0;
+    for (size_t i = 0; i < path->buffer_count; i++) {
+        const ps_buffer *b = &l->buffers[i];
+        l->bytes[i] = b->count * mcl_dtype_size(b->fp32 ? MCL_F32 : c->dtype);
+        if (!b->temporary_of) {
+            l->total += (double)l->bytes[i];
+            if ((double)l->bytes[i] > l->largest) l->largest = (double)l->bytes[i];
+            continue;
+        }
+        size_t *at = &kind_bytes[b->temporary_of - 1];
+        l->offsets[i] = *at;
+        *at += (l->bytes[i] + REGION_ALIGN - 1) / REGION_ALIGN * REGION_ALIGN;
+        if (*at > l->region_bytes) l->region_bytes = *at;
+    }
+    l->total += (double)l->region_bytes;
+    if ((double)l->region_bytes > l->largest) l->largest = (double)l->region_bytes;
+}
+
 static double input_bytes(const ps_config *c)
 {
     double pairs = (double)c->n * c->n, es = (double)mcl_dtype_size(c->dtype);
@@ -13,14 +41,13 @@ mcl_status ps_memory_need(mcl_context *ctx, const ps_path *path, const ps_config
 {
     ps_config c = *config;
     c.dtype = ps_path_dtype(path, c.dtype);
-    ps_buffer sizes[PS_MAX_BUFFERS];
-    path->buffers(&c, sizes);
-    *out = (ps_memory){.inputs = input_bytes(&c), .largest = (double)c.n * c.n * c.channels * mcl_dtype_size(c.dtype)};
-    for (size_t i = 0; i < path->buffer_count; i++) {
-        double bytes = (double)sizes[i].count * mcl_dtype_size(sizes[i].fp32 ? MCL_F32 : c.dtype);
-        out->buffers += bytes;
-        if (bytes > out->largest) out->largest = bytes;
-    }
+    ps_layout *l = malloc(sizeof *l);
+    if (!l) return wl_fail(MCL_ERR_OUT_OF_MEMORY, "no host memory");
+    ps_layout_of(path, &c, l);
+    *out = (ps_memory){.inputs = input_bytes(&c), .buffers = l->total, .largest = l->largest};
+    free(l);
+    double pair_tensor = (double)c.n * c.n * c.channels * mcl_dtype_size(c.dtype); /* z, the largest input */
+    if (pair_tensor > out->largest) out->largest = pair_tensor;
     size_t workspace = 0;
     WL_TRY(path->workspace(ctx, &c, &workspace));
     out->workspace = (double)workspace;

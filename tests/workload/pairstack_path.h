@@ -9,16 +9,32 @@
  * (laid out as the parameters), and the inputs of sub-blocks 2 to 5, which the backward reads. */
 enum { PS_Z_OUT, PS_DZ, PS_DPARAMS, PS_Z1, PS_COMMON_BUFFERS = PS_Z1 + PS_SUBBLOCKS - 1 };
 
+/* The kinds of sub-block: the two triangle updates, the two attentions, the transition. */
+enum { PS_KIND_TRIMUL, PS_KIND_ATTENTION, PS_KIND_TRANSITION, PS_KINDS };
+int ps_kind_of(int sub);
+
 typedef struct ps_buffer {
     size_t count;
     int fp32; /* statistics and log-sum-exps: fp32 whatever the dtype */
+    /* 0: held through the step; PS_KIND_* + 1: a temporary of that kind of sub-block, which shares
+     * its bytes with the other kinds' (one sub-block runs at a time, and a framework's caching
+     * allocator reuses them so) */
+    int temporary_of;
 } ps_buffer;
 
 #define PS_MAX_BUFFERS 160
 
-/* The kinds of sub-block: the two triangle updates, the two attentions, the transition. */
-enum { PS_KIND_TRIMUL, PS_KIND_ATTENTION, PS_KIND_TRANSITION, PS_KINDS };
-int ps_kind_of(int sub);
+/* Where a path's buffers lie: each held buffer in a device buffer of its own, the temporaries of
+ * each kind of sub-block one after another in one shared region, as large as the largest kind's. */
+typedef struct ps_layout {
+    ps_buffer buffers[PS_MAX_BUFFERS];
+    size_t bytes[PS_MAX_BUFFERS];
+    size_t offsets[PS_MAX_BUFFERS]; /* a temporary's, into the region */
+    size_t region_bytes;
+    double total, largest;
+} ps_layout;
+
+void ps_layout_of(const ps_path *path, const ps_config *c, ps_layout *out);
 
 /* A pass of a sub-block: its forward, or its backward. */
 typedef mcl_status (*ps_pass)(ps_run *r, int sub);
@@ -44,7 +60,9 @@ struct ps_run {
     ps_config config; /* the block's, in the path's dtype */
     mcl_context *ctx;
     cl_mem inputs[PS_INPUTS];
-    cl_mem buffers[PS_MAX_BUFFERS];
+    mcl_tensor buffers[PS_MAX_BUFFERS];
+    cl_mem owned[PS_MAX_BUFFERS + 1]; /* the held buffers and the temporaries' region */
+    size_t owned_count;
     double buffer_bytes;
     wl_problem *kernels; /* the unfused path's own kernels (its elementwise program) */
 };

@@ -11,7 +11,8 @@
 enum { TM_P, TM_T, TM_MEAN_IN, TM_RSTD_IN, TM_MEAN_OUT, TM_RSTD_OUT, TM_INTERMEDIATES, TM_COUNT = TM_INTERMEDIATES + WL_TM_SAVED };
 enum { TR_MEAN, TR_RSTD, TR_H, TR_INTERMEDIATES, TR_COUNT = TR_INTERMEDIATES + WL_TR_SAVED };
 /* The temporaries: a sub-block's output before its residual (and dz through it), the ending
- * node's before its swap (and its gradient), then each kind of sub-block's own. */
+ * node's before its swap (and its gradient), then each kind of sub-block's own (sharing their
+ * bytes with the other kinds', see ps_buffer). */
 enum { TMP_C, TMP_T, TM_TEMPS, AT_TEMPS = TM_TEMPS + WL_TM_TEMPS, TR_TEMPS = AT_TEMPS + WL_AT_TEMPS,
        TEMP_COUNT = TR_TEMPS + WL_TR_TEMPS };
 enum {
@@ -25,16 +26,17 @@ enum {
 
 static size_t pairs(const ps_config *c) { return c->n * c->n; }
 
-/* fp32 sizes `count` of a composite op's intermediates from `first` on */
-static void sized(ps_buffer *b, int first, const size_t *counts, size_t count)
+/* The sizes `counts` of a composite op's intermediates from `first` on: held, or temporaries of
+ * the kind of sub-block (temporary_of, see ps_buffer) */
+static void sized(ps_buffer *b, int first, const size_t *counts, size_t count, int temporary_of)
 {
-    for (size_t i = 0; i < count; i++) b[first + (int)i] = (ps_buffer){counts[i], 0};
+    for (size_t i = 0; i < count; i++) b[first + (int)i] = (ps_buffer){counts[i], 0, temporary_of};
 }
 
 static void buffers(const ps_config *c, ps_buffer *b)
 {
     size_t np = pairs(c), ch = c->channels, saved[WL_AT_SAVED + WL_TM_SAVED], temp[WL_AT_TEMPS + WL_TM_TEMPS];
-    for (int i = 0; i < BUFFERS; i++) b[i] = (ps_buffer){np * ch, 0};
+    for (int i = 0; i < BUFFERS; i++) b[i] = (ps_buffer){np * ch, 0, 0};
     b[PS_DPARAMS].count = ps_params_elements(c);
     for (int sub = PS_TRIMUL_OUT; sub <= PS_TRIMUL_IN; sub++) {
         mcl_trimul_desc d = ps_trimul_desc(c, sub);
@@ -43,18 +45,18 @@ static void buffers(const ps_config *c, ps_buffer *b)
         t[TM_T].count = np * d.hidden;
         for (int s = TM_MEAN_IN; s <= TM_RSTD_OUT; s++) t[s].count = np;
         wl_unfused_trimul_sizes(&d, saved, temp);
-        sized(t, TM_INTERMEDIATES, saved, WL_TM_SAVED);
-        sized(b, TEMPS + TM_TEMPS, temp, WL_TM_TEMPS);
+        sized(t, TM_INTERMEDIATES, saved, WL_TM_SAVED, 0);
+        sized(b, TEMPS + TM_TEMPS, temp, WL_TM_TEMPS, PS_KIND_TRIMUL + 1);
     }
     wl_unfused_attention_sizes(c->n, ch, c->heads, c->head_dim, saved, temp);
-    for (int sub = 0; sub < 2; sub++) sized(b, ATTENTIONS + sub * WL_AT_SAVED, saved, WL_AT_SAVED);
-    sized(b, TEMPS + AT_TEMPS, temp, WL_AT_TEMPS);
+    for (int sub = 0; sub < 2; sub++) sized(b, ATTENTIONS + sub * WL_AT_SAVED, saved, WL_AT_SAVED, 0);
+    sized(b, TEMPS + AT_TEMPS, temp, WL_AT_TEMPS, PS_KIND_ATTENTION + 1);
     mcl_transition_desc td = ps_transition_desc(c);
     b[TRANSITION + TR_MEAN].count = b[TRANSITION + TR_RSTD].count = np;
     b[TRANSITION + TR_H].count = np * 2 * td.hidden;
     wl_unfused_transition_sizes(&td, saved, temp);
-    sized(b, TRANSITION + TR_INTERMEDIATES, saved, WL_TR_SAVED);
-    sized(b, TEMPS + TR_TEMPS, temp, WL_TR_TEMPS);
+    sized(b, TRANSITION + TR_INTERMEDIATES, saved, WL_TR_SAVED, 0);
+    sized(b, TEMPS + TR_TEMPS, temp, WL_TR_TEMPS, PS_KIND_TRANSITION + 1);
 }
 
 static mcl_tensor temp(const ps_run *r, int i) { return ps_buffer_at(r, TEMPS + i); }
