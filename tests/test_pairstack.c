@@ -34,10 +34,6 @@ static void results_of(mcl_context *ctx, const ps_block *b, const ps_path *path,
     ps_run_destroy(r);
 }
 
-/* fp32: both paths sum in fp32 in different orders through five sub-blocks and back; the
- * gradients of the weights are sums over every pair. 16-bit dtypes: the storage's rounding. */
-static double tolerance(mcl_dtype dtype) { return dtype == MCL_F32 ? 2e-5 : host_tolerance(dtype); }
-
 static double norm(const float *v, size_t n)
 {
     double sum = 0.0;
@@ -60,8 +56,8 @@ static void expect_paths_agree(mcl_dtype dtype)
         double diff = ps_difference(fused.values[i], unfused.values[i], fused.sizes[i]);
         cr_expect_gt(norm(unfused.values[i], unfused.sizes[i]), 0.0, "%s is all zero: the paths would agree trivially",
                      unfused.names[i]);
-        cr_expect_leq(diff, tolerance(dtype), "%s: %s differs from the unfused path's by %.3g (tolerance %.2g)",
-                      mcl_dtype_name(dtype), fused.names[i], diff, tolerance(dtype));
+        cr_expect_leq(diff, ps_tolerance(dtype), "%s: %s differs from the unfused path's by %.3g (tolerance %.2g)",
+                      mcl_dtype_name(dtype), fused.names[i], diff, ps_tolerance(dtype));
     }
     ps_results_free(&fused), ps_results_free(&unfused);
     ps_block_destroy(b);

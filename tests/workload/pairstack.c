@@ -378,3 +378,5 @@ double ps_difference(const float *a, const float *b, size_t n)
     }
     return norm > 0.0 ? sqrt(diff / norm) : sqrt(diff);
 }
+
+double ps_tolerance(mcl_dtype dtype) { return dtype == MCL_F32 ? 2e-5 : host_tolerance(dtype); }

@@ -102,6 +102,11 @@ void ps_results_free(ps_results *results);
 /* ||a - b|| / ||b|| over n values; infinite where a value is not finite. */
 double ps_difference(const float *a, const float *b, size_t n);
 
+/* How far megacl's results may lie from the unfused path's (ps_difference) for megacl's dtype:
+ * fp32 2e-5, the design's bound of long fp32 reductions (both paths sum in fp32, in different
+ * orders, through the five sub-blocks and back); 16-bit dtypes the storage's rounding. */
+double ps_tolerance(mcl_dtype dtype);
+
 /* ---- memory --------------------------------------------------------------------------------- */
 
 /* What a path's step needs of the device: its inputs, its buffers (the largest of them too, which

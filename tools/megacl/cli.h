@@ -21,6 +21,7 @@ int cmd_params(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_cache(int argc, char **argv);
 int cmd_bench_pipeline(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 
 /* Prints "megacl: <what>: <status name>: <detail>" to stderr and returns 1. */
 int cli_fail(const char *what, mcl_status status);

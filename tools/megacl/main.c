@@ -1,4 +1,4 @@
-/* megacl: devices, bench, peak, params, version and help. */
+/* megacl: demo, devices, bench, peak, params, tune, cache, version and help. */
 #include "cli.h"
 
 #include <ctype.h>
@@ -17,6 +17,10 @@ static void print_help(FILE *out)
             "usage: megacl <command> [options]\n"
             "\n"
             "commands:\n"
+            "  demo [options]                the main job: one AF3 pair-stack block forward and backward on\n"
+            "                                megacl and on the unfused path, checked against each other, with\n"
+            "                                time per sub-block and peak memory; --max-tokens: the largest\n"
+            "                                N_res that fits the device (megacl demo --help)\n"
             "  devices [--json]              list OpenCL platforms and devices as megacl sees them\n"
             "  bench <workload> [options]    time ops against their unfused baseline\n"
             "      workloads: layernorm, evoattn, gating, swiglu, ln_linear,\n"
@@ -179,6 +183,7 @@ int main(int argc, char **argv)
         print_help(stdout);
         return 0;
     }
+    if (strcmp(cmd, "demo") == 0) return cmd_demo(argc - 1, argv + 1);
     if (strcmp(cmd, "devices") == 0) return cmd_devices(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "peak") == 0) return cmd_peak(argc - 1, argv + 1);
