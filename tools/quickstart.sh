@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The README's first command: install what is missing, build, and run the main job on the
-# default device (MEGACL_DEVICE, else the first GPU, else the CPU through PoCL).
+# The README's first command: install what is missing, build, and run the main job, megacl demo,
+# on the default device (MEGACL_DEVICE, else the first GPU, else the CPU through PoCL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/bootstrap.sh
 export POCL_CACHE_DIR=${POCL_CACHE_DIR:-$PWD/build/pocl-cache}
 build/tools/megacl devices
 echo
-build/tools/megacl bench layernorm --json build/bench-layernorm.json
-echo "figures also in build/bench-layernorm.json"
+build/tools/megacl demo --json build/demo.json
+echo "figures also in build/demo.json"

@@ -14,7 +14,7 @@ json_object *cli_device_json(const mcl_device_info *d);
 
 /* Names that run several workloads in one go: `fused` is MegaFold's set of fused operators. */
 static const char *const fused_members[] = {"gating", "swiglu", "ln_linear", "transition", "trimul"};
-#define WORKLOAD_NAMES CLI_WORKLOAD_NAMES "; fused runs the last five"
+#define WORKLOAD_NAMES CLI_WORKLOAD_NAMES "; fused runs gating, swiglu, ln_linear, transition and trimul"
 
 typedef struct bench_settings {
     mcl_dtype dtypes[3];
