@@ -305,8 +305,8 @@ int ps_kind_of(int sub)
     return is_trimul(sub) ? PS_KIND_TRIMUL : is_attention(sub) ? PS_KIND_ATTENTION : PS_KIND_TRANSITION;
 }
 
-mcl_status ps_run_forward(ps_run *r, int sub) { return wl_op(r->path->forward[ps_kind_of(sub)](r, sub)); }
-mcl_status ps_run_backward(ps_run *r, int sub) { return wl_op(r->path->backward[ps_kind_of(sub)](r, sub)); }
+mcl_status ps_run_forward(ps_run *r, int sub) { return r->path->forward[ps_kind_of(sub)](r, sub); }
+mcl_status ps_run_backward(ps_run *r, int sub) { return r->path->backward[ps_kind_of(sub)](r, sub); }
 double ps_run_buffer_bytes(const ps_run *r) { return r->buffer_bytes; }
 
 /* ---- results ---------------------------------------------------------------------------- */

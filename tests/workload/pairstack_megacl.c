@@ -25,6 +25,9 @@ enum {
     BUFFERS = TEMPS + TEMP_COUNT,
 };
 
+/* A library call, its failure's message made the workload layer's (wl_last_error). */
+#define OP(call) WL_TRY(wl_op(call))
+
 static size_t pairs(const ps_config *c) { return c->n * c->n; }
 static size_t hd(const ps_config *c) { return c->heads * c->head_dim; }
 
@@ -66,7 +69,7 @@ static mcl_status residual(const ps_run *r, mcl_tensor a, mcl_tensor b, mcl_tens
 {
     mcl_add_desc d = {pairs(&r->config) * r->config.channels, r->config.dtype};
     mcl_add_fwd_tensors t = {a, b, y};
-    return mcl_add_forward(r->ctx, &d, &t, NULL);
+    return wl_op(mcl_add_forward(r->ctx, &d, &t, NULL));
 }
 
 /* ---- the triangle updates ---------------------------------------------------------------- */
@@ -83,7 +86,7 @@ static mcl_status trimul_forward(ps_run *r, int sub)
     mcl_trimul_desc d = ps_trimul_desc(&r->config, sub);
     mcl_trimul_fwd_tensors t = {ps_z_in(r, sub), ps_input(r, PS_IN_MASK), TRIMUL_PARAMS(r, sub, ps_param_at),
                                 temp(r, TMP_C), TRIMUL_SAVED(r, sub)};
-    WL_TRY(mcl_trimul_forward(r->ctx, &d, &t, NULL));
+    OP(mcl_trimul_forward(r->ctx, &d, &t, NULL));
     return residual(r, t.z, t.out, ps_z_out(r, sub));
 }
 
@@ -93,20 +96,18 @@ static mcl_status trimul_backward(ps_run *r, int sub)
     mcl_trimul_bwd_tensors t = {ps_z_in(r, sub), ps_input(r, PS_IN_MASK), TRIMUL_PARAMS(r, sub, ps_param_at),
                                 TRIMUL_SAVED(r, sub),   ps_dz_in(r, sub),       temp(r, TMP_C),
                                 TRIMUL_PARAMS(r, sub, ps_dparam_at)};
-    WL_TRY(mcl_trimul_backward(r->ctx, &d, &t, NULL));
+    OP(mcl_trimul_backward(r->ctx, &d, &t, NULL));
     return residual(r, t.dout, t.dz, ps_buffer_at(r, PS_DZ));
 }
 
 /* ---- triangle attention ------------------------------------------------------------------ */
 
-static mcl_tensor attention_param(const ps_run *r, int sub, int k) { return ps_param_at(r, sub, k); }
-
 /* [N, N, c] with i and j swapped, forward (x -> y) or back (dy -> dx) */
 static mcl_status swap_ij(const ps_run *r, int back, mcl_tensor from, mcl_tensor to)
 {
     mcl_transpose_desc d = {1, r->config.n, r->config.n, r->config.channels, r->config.dtype};
-    if (back) return mcl_transpose_backward(r->ctx, &d, &(mcl_transpose_bwd_tensors){from, to}, NULL);
-    return mcl_transpose_forward(r->ctx, &d, &(mcl_transpose_fwd_tensors){from, to}, NULL);
+    if (back) return wl_op(mcl_transpose_backward(r->ctx, &d, &(mcl_transpose_bwd_tensors){from, to}, NULL));
+    return wl_op(mcl_transpose_forward(r->ctx, &d, &(mcl_transpose_fwd_tensors){from, to}, NULL));
 }
 
 /* The pair-bias projection [N*N, H] into EvoAttention's [H, N*N] (or its gradient back) */
@@ -151,26 +152,26 @@ static mcl_status attention_core_forward(ps_run *r, int sub)
 {
     const ps_config *c = &r->config;
     mcl_layernorm_desc ld = {pairs(c), c->channels, c->dtype, 1e-5f};
-    mcl_layernorm_fwd_tensors lt = {attention_input(r, sub),         attention_param(r, sub, PS_AT_LN_WEIGHT),
-                                    attention_param(r, sub, PS_AT_LN_BIAS), attention_saved(r, sub, AT_XN),
+    mcl_layernorm_fwd_tensors lt = {attention_input(r, sub),         ps_param_at(r, sub, PS_AT_LN_WEIGHT),
+                                    ps_param_at(r, sub, PS_AT_LN_BIAS), attention_saved(r, sub, AT_XN),
                                     attention_saved(r, sub, AT_MEAN), attention_saved(r, sub, AT_RSTD)};
-    WL_TRY(mcl_layernorm_forward(r->ctx, &ld, &lt, NULL));
+    OP(mcl_layernorm_forward(r->ctx, &ld, &lt, NULL));
     for (size_t k = 0; k < WL_COUNT(projections); k++) {
         mcl_linear_desc d = projection_desc(c, projections[k]);
-        mcl_linear_fwd_tensors t = {.x = lt.y, .weight = attention_param(r, sub, projections[k]),
+        mcl_linear_fwd_tensors t = {.x = lt.y, .weight = ps_param_at(r, sub, projections[k]),
                                     .y = projected(r, sub, projections[k])};
-        WL_TRY(mcl_linear_forward(r->ctx, &d, &t, NULL));
+        OP(mcl_linear_forward(r->ctx, &d, &t, NULL));
     }
     mcl_transpose_desc hdesc = heads_desc(c);
     mcl_transpose_fwd_tensors ht = {temp(r, BPROJ), attention_saved(r, sub, AT_PAIR)};
-    WL_TRY(mcl_transpose_forward(r->ctx, &hdesc, &ht, NULL));
+    OP(mcl_transpose_forward(r->ctx, &hdesc, &ht, NULL));
     mcl_evoattn_desc ed = attention_desc(c);
     mcl_evoattn_fwd_tensors et = {attention_saved(r, sub, AT_Q), attention_saved(r, sub, AT_K),
                                   attention_saved(r, sub, AT_V), mask_bias(r, sub),
                                   attention_saved(r, sub, AT_PAIR), attention_saved(r, sub, AT_G),
                                   attention_saved(r, sub, AT_O), attention_saved(r, sub, AT_Y),
                                   attention_saved(r, sub, AT_LSE)};
-    return mcl_evoattn_forward(r->ctx, &ed, &et, NULL);
+    return wl_op(mcl_evoattn_forward(r->ctx, &ed, &et, NULL));
 }
 
 /* the output projection onto the residual: out = input + Y W_o */
@@ -183,9 +184,9 @@ static mcl_status attention_forward(ps_run *r, int sub)
     WL_TRY(attention_core_forward(r, sub));
     mcl_linear_desc d = output_desc(&r->config);
     mcl_tensor in = attention_input(r, sub), out = ending ? temp(r, TMP_T) : ps_z_out(r, sub);
-    mcl_linear_fwd_tensors t = {.x = attention_saved(r, sub, AT_Y), .weight = attention_param(r, sub, PS_AT_W_O),
+    mcl_linear_fwd_tensors t = {.x = attention_saved(r, sub, AT_Y), .weight = ps_param_at(r, sub, PS_AT_W_O),
                                 .residual = in, .y = out};
-    WL_TRY(mcl_linear_forward(r->ctx, &d, &t, NULL));
+    OP(mcl_linear_forward(r->ctx, &d, &t, NULL));
     return ending ? swap_ij(r, 0, out, ps_z_out(r, sub)) : MCL_OK;
 }
 
@@ -201,10 +202,10 @@ static mcl_status attention_core_backward(ps_run *r, int sub)
         attention_saved(r, sub, AT_O),    attention_saved(r, sub, AT_LSE), temp(r, DY),
         temp(r, DQ),                      temp(r, DK),                      temp(r, DV),
         temp(r, DG),                      {NULL, 0},                        temp(r, DPAIR)};
-    WL_TRY(mcl_evoattn_backward(r->ctx, &ed, &et, NULL));
+    OP(mcl_evoattn_backward(r->ctx, &ed, &et, NULL));
     mcl_transpose_desc hdesc = heads_desc(c);
     mcl_transpose_bwd_tensors ht = {temp(r, DPAIR), temp(r, BPROJ)};
-    return mcl_transpose_backward(r->ctx, &hdesc, &ht, NULL);
+    return wl_op(mcl_transpose_backward(r->ctx, &hdesc, &ht, NULL));
 }
 
 /* dLN(z) into TMP_C, the projections' gradients summed in their GEMMs' epilogues; every dW */
@@ -214,10 +215,10 @@ static mcl_status projections_backward(ps_run *r, int sub)
     for (size_t k = 0; k < WL_COUNT(projections); k++) {
         int p = projections[k];
         mcl_linear_desc d = projection_desc(&r->config, p);
-        mcl_linear_bwd_tensors t = {.x = attention_saved(r, sub, AT_XN), .weight = attention_param(r, sub, p),
+        mcl_linear_bwd_tensors t = {.x = attention_saved(r, sub, AT_XN), .weight = ps_param_at(r, sub, p),
                                     .dy = projection_gradient(r, p), .dx_acc = k ? dxn : (mcl_tensor){NULL, 0},
                                     .dx = dxn, .dweight = ps_dparam_at(r, sub, p)};
-        WL_TRY(mcl_linear_backward(r->ctx, &d, &t, NULL));
+        OP(mcl_linear_backward(r->ctx, &d, &t, NULL));
     }
     return MCL_OK;
 }
@@ -228,18 +229,18 @@ static mcl_status attention_gradient(ps_run *r, int sub, mcl_tensor dout)
 {
     const ps_config *c = &r->config;
     mcl_linear_desc od = output_desc(c);
-    mcl_linear_bwd_tensors ot = {.x = attention_saved(r, sub, AT_Y), .weight = attention_param(r, sub, PS_AT_W_O),
+    mcl_linear_bwd_tensors ot = {.x = attention_saved(r, sub, AT_Y), .weight = ps_param_at(r, sub, PS_AT_W_O),
                                  .dy = dout, .dx = temp(r, DY), .dweight = ps_dparam_at(r, sub, PS_AT_W_O)};
-    WL_TRY(mcl_linear_backward(r->ctx, &od, &ot, NULL));
+    OP(mcl_linear_backward(r->ctx, &od, &ot, NULL));
     WL_TRY(attention_core_backward(r, sub));
     WL_TRY(projections_backward(r, sub));
     mcl_layernorm_desc ld = {pairs(c), c->channels, c->dtype, 1e-5f};
     mcl_tensor dxn = temp(r, TMP_C);
-    mcl_layernorm_bwd_tensors lt = {attention_input(r, sub),          attention_param(r, sub, PS_AT_LN_WEIGHT),
+    mcl_layernorm_bwd_tensors lt = {attention_input(r, sub),          ps_param_at(r, sub, PS_AT_LN_WEIGHT),
                                     attention_saved(r, sub, AT_MEAN), attention_saved(r, sub, AT_RSTD),
                                     dxn,                              dxn,
                                     ps_dparam_at(r, sub, PS_AT_LN_WEIGHT), ps_dparam_at(r, sub, PS_AT_LN_BIAS)};
-    WL_TRY(mcl_layernorm_backward(r->ctx, &ld, &lt, NULL));
+    OP(mcl_layernorm_backward(r->ctx, &ld, &lt, NULL));
     return residual(r, dout, dxn, dout);
 }
 
@@ -264,7 +265,7 @@ static mcl_status transition_forward(ps_run *r, int sub)
     mcl_transition_fwd_tensors t = {ps_z_in(r, sub), TRANSITION_PARAMS(r, ps_param_at), temp(r, TMP_C),
                                     transition_saved(r, TR_MEAN), transition_saved(r, TR_RSTD),
                                     transition_saved(r, TR_H)};
-    WL_TRY(mcl_transition_forward(r->ctx, &d, &t, NULL));
+    OP(mcl_transition_forward(r->ctx, &d, &t, NULL));
     return residual(r, t.x, t.y, ps_z_out(r, sub));
 }
 
@@ -275,7 +276,7 @@ static mcl_status transition_backward(ps_run *r, int sub)
                                     transition_saved(r, TR_MEAN), transition_saved(r, TR_RSTD),
                                     transition_saved(r, TR_H),    ps_dz_in(r, sub),
                                     temp(r, TMP_C),               TRANSITION_PARAMS(r, ps_dparam_at)};
-    WL_TRY(mcl_transition_backward(r->ctx, &d, &t, NULL));
+    OP(mcl_transition_backward(r->ctx, &d, &t, NULL));
     return residual(r, t.dy, t.dx, ps_buffer_at(r, PS_DZ));
 }
 
@@ -293,23 +294,23 @@ static mcl_status sized_with(mcl_context *ctx, const ps_config *c, cl_mem wanted
     size_t fwd = 0, bwd = 0;
     for (int sub = PS_TRIMUL_OUT; sub <= PS_TRIMUL_IN; sub++) {
         mcl_trimul_desc td = ps_trimul_desc(c, sub);
-        WL_TRY(mcl_trimul_workspace_size(ctx, &td, &fwd, &bwd));
+        OP(mcl_trimul_workspace_size(ctx, &td, &fwd, &bwd));
         at_least(most, fwd), at_least(most, bwd);
     }
     mcl_transition_desc trd = ps_transition_desc(c);
     mcl_transition_bwd_tensors trt = {.dx = w, .dln_weight = w, .dln_bias = w, .dw1 = w, .dw2 = w};
-    WL_TRY(mcl_transition_backward_workspace_size(ctx, &trd, &trt, &bwd));
+    OP(mcl_transition_backward_workspace_size(ctx, &trd, &trt, &bwd));
     at_least(most, bwd);
     mcl_evoattn_desc ed = attention_desc(c);
     mcl_evoattn_bwd_tensors et = {.mask = w, .pair = w, .gate = w, .dq = w, .dk = w, .dv = w, .dgate = w, .dpair = w};
-    WL_TRY(mcl_evoattn_backward_workspace_size(ctx, &ed, &et, &bwd));
+    OP(mcl_evoattn_backward_workspace_size(ctx, &ed, &et, &bwd));
     at_least(most, bwd);
     mcl_layernorm_desc ld = {pairs(c), c->channels, c->dtype, 1e-5f};
-    WL_TRY(mcl_layernorm_backward_workspace_size(ctx, &ld, &bwd));
+    OP(mcl_layernorm_backward_workspace_size(ctx, &ld, &bwd));
     at_least(most, bwd);
     const mcl_linear_desc linear[] = {projection_desc(c, PS_AT_W_Q), projection_desc(c, PS_AT_W_B), output_desc(c)};
     for (size_t i = 0; i < WL_COUNT(linear); i++) {
-        WL_TRY(mcl_linear_workspace_size(ctx, &linear[i], &fwd, &bwd));
+        OP(mcl_linear_workspace_size(ctx, &linear[i], &fwd, &bwd));
         at_least(most, fwd), at_least(most, bwd);
     }
     return MCL_OK;
@@ -322,7 +323,7 @@ static mcl_status workspace(mcl_context *ctx, const ps_config *c, size_t *bytes)
     cl_mem wanted = clCreateBuffer(mcl_context_cl_context(ctx), CL_MEM_READ_WRITE, 4, NULL, &err);
     if (err != CL_SUCCESS) return wl_fail(MCL_ERR_OUT_OF_MEMORY, "a 4-byte buffer (%d)", err);
     *bytes = 0;
-    mcl_status status = wl_op(sized_with(ctx, c, wanted, bytes));
+    mcl_status status = sized_with(ctx, c, wanted, bytes);
     clReleaseMemObject(wanted);
     return status;
 }

@@ -36,7 +36,8 @@ typedef struct ps_layout {
 
 void ps_layout_of(const ps_path *path, const ps_config *c, ps_layout *out);
 
-/* A pass of a sub-block: its forward, or its backward. */
+/* A pass of a sub-block: its forward, or its backward. A failure leaves its message in
+ * wl_last_error. */
 typedef mcl_status (*ps_pass)(ps_run *r, int sub);
 
 struct ps_path {

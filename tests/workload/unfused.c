@@ -220,7 +220,7 @@ mcl_status wl_unfused_ln_linear_forward(const wl_problem *p, size_t rows, size_t
                                         const mcl_layernorm_fwd_tensors *ln, mcl_tensor w, mcl_tensor y)
 {
     mcl_layernorm_desc d = {rows, k_in, MCL_F32, 1e-5f};
-    WL_TRY(mcl_layernorm_forward(p->ctx, &d, ln, NULL));
+    WL_TRY(wl_op(mcl_layernorm_forward(p->ctx, &d, ln, NULL)));
     return wl_sgemm(p, 0, 0, rows, k_out, k_in, ln->y, k_in, w, k_out, y, k_out);
 }
 
@@ -231,5 +231,5 @@ mcl_status wl_unfused_ln_linear_backward(const wl_problem *p, size_t rows, size_
     WL_TRY(wl_sgemm(p, 0, 1, rows, k_in, k_out, dy, k_out, w, k_out, ln->dy, k_in));
     WL_TRY(wl_sgemm(p, 1, 0, k_in, k_out, rows, xn, k_in, dy, k_out, dw, k_out));
     mcl_layernorm_desc d = {rows, k_in, MCL_F32, 1e-5f};
-    return mcl_layernorm_backward(p->ctx, &d, ln, NULL);
+    return wl_op(mcl_layernorm_backward(p->ctx, &d, ln, NULL));
 }

@@ -20,7 +20,7 @@ mcl_status wl_unfused_transition_forward(const wl_problem *p, const wl_unfused_t
     WL_TRY(wl_unfused_ln_linear_forward(p, rows, c, 2 * f, &lt, t->w1, t->h));
     mcl_swiglu_desc sd = {rows, f, MCL_F32, d->silu_half};
     mcl_swiglu_fwd_tensors st = {t->h, u->saved[WL_TR_SW]};
-    WL_TRY(mcl_swiglu_forward(p->ctx, &sd, &st, NULL));
+    WL_TRY(wl_op(mcl_swiglu_forward(p->ctx, &sd, &st, NULL)));
     return wl_sgemm(p, 0, 0, rows, c, f, u->saved[WL_TR_SW], f, t->w2, c, t->y, c);
 }
 
@@ -34,7 +34,7 @@ mcl_status wl_unfused_transition_backward(const wl_problem *p, const wl_unfused_
     WL_TRY(wl_sgemm(p, 1, 0, f, c, rows, u->saved[WL_TR_SW], f, t->dy, c, t->dw2, c)); /* dW2 = S^T dy */
     mcl_swiglu_desc sd = {rows, f, MCL_F32, d->silu_half};
     mcl_swiglu_bwd_tensors st = {t->h, tmp[WL_TR_DS], tmp[WL_TR_DH]};
-    WL_TRY(mcl_swiglu_backward(p->ctx, &sd, &st, NULL));
+    WL_TRY(wl_op(mcl_swiglu_backward(p->ctx, &sd, &st, NULL)));
     mcl_layernorm_bwd_tensors lt = {t->x,          t->ln_weight, t->mean,       t->rstd,
                                     tmp[WL_TR_DXN], t->dx,       t->dln_weight, t->dln_bias};
     return wl_unfused_ln_linear_backward(p, rows, c, 2 * f, &lt, u->saved[WL_TR_XN], t->w1, tmp[WL_TR_DH], t->dw1);

@@ -64,17 +64,18 @@ static double median(double *v, int n)
 }
 
 /* Every forward, then every backward in reverse order; with `ms`, each pass's device time
- * (ms[pass][sub], pass 0 the forward) from event profiling. */
+ * (ms[pass][sub], pass 0 the forward) from event profiling. Failures leave their message in
+ * wl_last_error, as the block's own do. */
 static mcl_status step(ps_run *r, mcl_context *ctx, double (*ms)[PS_SUBBLOCKS])
 {
     for (int pass = 0; pass < 2; pass++)
         for (int k = 0; k < PS_SUBBLOCKS; k++) {
             int sub = pass ? PS_SUBBLOCKS - 1 - k : k;
-            if (ms) CLI_TRY(mcl_profile_begin(ctx));
-            CLI_TRY(pass ? ps_run_backward(r, sub) : ps_run_forward(r, sub));
-            if (ms) CLI_TRY(mcl_profile_end(ctx, &ms[pass][sub]));
+            if (ms) WL_TRY(wl_op(mcl_profile_begin(ctx)));
+            WL_TRY(pass ? ps_run_backward(r, sub) : ps_run_forward(r, sub));
+            if (ms) WL_TRY(wl_op(mcl_profile_end(ctx, &ms[pass][sub])));
         }
-    return mcl_finish(ctx);
+    return wl_op(mcl_finish(ctx));
 }
 
 /* The warm-up step, which builds every kernel the path runs, measures its peak memory: the
@@ -84,9 +85,9 @@ static mcl_status warm_up(ps_run *r, mcl_context *ctx, path_result *out)
     printf("%s: warm-up step (compiling kernels for %s on first use)... ", out->name, mcl_context_device(ctx)->name);
     fflush(stdout);
     double start = cli_seconds();
-    CLI_TRY(mcl_context_trim(ctx));
+    WL_TRY(wl_op(mcl_context_trim(ctx)));
     mcl_context_reset_peak(ctx);
-    CLI_TRY(step(r, ctx, NULL));
+    WL_TRY(step(r, ctx, NULL));
     mcl_context_stats stats;
     mcl_context_get_stats(ctx, &stats);
     out->buffer_bytes = ps_run_buffer_bytes(r);
@@ -105,7 +106,7 @@ static mcl_status time_steps(ps_run *r, mcl_context *ctx, int max_reps, double b
     int reps = 0;
     while (reps < max_reps && (reps == 0 || cli_seconds() - start < budget_s)) {
         double ms[2][PS_SUBBLOCKS];
-        CLI_TRY(step(r, ctx, ms));
+        WL_TRY(step(r, ctx, ms));
         for (int pass = 0; pass < 2; pass++)
             for (int sub = 0; sub < PS_SUBBLOCKS; sub++) times[pass][sub][reps] = ms[pass][sub];
         reps++;
