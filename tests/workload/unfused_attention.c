@@ -9,6 +9,8 @@
 
 #include <math.h>
 
+#define WL_SOFTMAX_LANES 32 /* work-items a row of the softmax kernels (LANES below) */
+
 /* The kernels of the materialised attention, over [N (batch of rows), H, S, S] scores. */
 const char wl_unfused_attention_source[] =
     "/* s[b][h][i][j] += mask[b][j] + pair[h][i][j] */\n"
@@ -17,22 +19,42 @@ const char wl_unfused_attention_source[] =
     "{ ulong e = get_global_id(0); if (e >= n) return;\n"
     "  ulong j = e % seq, i = e / seq % seq, h = e / (seq * seq) % heads, b = e / (seq * seq * heads);\n"
     "  s[s_base + e] += mask[mask_base + b * seq + j] + pair[pair_base + (h * seq + i) * seq + j]; }\n"
-    "/* each of n rows of `cols` values to its softmax, in place */\n"
-    "__kernel void k_softmax(__global float *x, ulong x_base, ulong cols, ulong n)\n"
-    "{ ulong r = get_global_id(0); if (r >= n) return;\n"
-    "  __global float *row = x + x_base + r * cols;\n"
+    "/* Rows are reduced by 32 work-items each, as a framework's softmax kernels do (a group of 256\n"
+    " * holds 8 rows; reads coalesce along the row). Every work-item reaches every barrier. */\n"
+    "#define LANES 32\n"
+    "inline float lanes_max(__local float *red, uint l, float v)\n"
+    "{ red[l] = v; barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "  for (uint s = LANES / 2; s > 0; s /= 2) { if (l % LANES < s) red[l] = fmax(red[l], red[l + s]);\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE); }\n"
+    "  float r = red[l - l % LANES]; barrier(CLK_LOCAL_MEM_FENCE); return r; }\n"
+    "inline float lanes_sum(__local float *red, uint l, float v)\n"
+    "{ red[l] = v; barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "  for (uint s = LANES / 2; s > 0; s /= 2) { if (l % LANES < s) red[l] += red[l + s];\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE); }\n"
+    "  float r = red[l - l % LANES]; barrier(CLK_LOCAL_MEM_FENCE); return r; }\n"
+    "/* each row of `cols` values to its softmax, in place; n = rows x LANES */\n"
+    "__kernel __attribute__((reqd_work_group_size(256, 1, 1)))\n"
+    "void k_softmax(__global float *x, ulong x_base, ulong cols, ulong n)\n"
+    "{ __local float red[256];\n"
+    "  ulong g = get_global_id(0); uint l = get_local_id(0), lane = l % LANES; bool live = g < n;\n"
+    "  __global float *row = x + x_base + g / LANES * cols;\n"
     "  float m = -INFINITY, sum = 0.0f;\n"
-    "  for (ulong j = 0; j < cols; j++) m = fmax(m, row[j]);\n"
-    "  for (ulong j = 0; j < cols; j++) { float v = exp(row[j] - m); row[j] = v; sum += v; }\n"
-    "  for (ulong j = 0; j < cols; j++) row[j] /= sum; }\n"
-    "/* dS = P (dP - sum_j P dP) per row, in place of dP */\n"
-    "__kernel void k_softmax_backward(__global const float *p, ulong p_base, __global float *d, ulong d_base,\n"
-    "                                 ulong cols, ulong n)\n"
-    "{ ulong r = get_global_id(0); if (r >= n) return;\n"
-    "  __global const float *pr = p + p_base + r * cols; __global float *dr = d + d_base + r * cols;\n"
+    "  for (ulong j = lane; live && j < cols; j += LANES) m = fmax(m, row[j]);\n"
+    "  m = lanes_max(red, l, m);\n"
+    "  for (ulong j = lane; live && j < cols; j += LANES) { float v = exp(row[j] - m); row[j] = v; sum += v; }\n"
+    "  sum = lanes_sum(red, l, sum);\n"
+    "  for (ulong j = lane; live && j < cols; j += LANES) row[j] /= sum; }\n"
+    "/* dS = P (dP - sum_j P dP) per row, in place of dP; n = rows x LANES */\n"
+    "__kernel __attribute__((reqd_work_group_size(256, 1, 1)))\n"
+    "void k_softmax_backward(__global const float *p, ulong p_base, __global float *d, ulong d_base,\n"
+    "                        ulong cols, ulong n)\n"
+    "{ __local float red[256];\n"
+    "  ulong g = get_global_id(0); uint l = get_local_id(0), lane = l % LANES; bool live = g < n;\n"
+    "  __global const float *pr = p + p_base + g / LANES * cols; __global float *dr = d + d_base + g / LANES * cols;\n"
     "  float dot = 0.0f;\n"
-    "  for (ulong j = 0; j < cols; j++) dot += pr[j] * dr[j];\n"
-    "  for (ulong j = 0; j < cols; j++) dr[j] = pr[j] * (dr[j] - dot); }\n"
+    "  for (ulong j = lane; live && j < cols; j += LANES) dot += pr[j] * dr[j];\n"
+    "  dot = lanes_sum(red, l, dot);\n"
+    "  for (ulong j = lane; live && j < cols; j += LANES) dr[j] = pr[j] * (dr[j] - dot); }\n"
     "/* y[e] = sum over t < batches of x[t][e], x [batches, n] */\n"
     "__kernel void k_sum_batches(__global const float *x, ulong x_base, __global float *y, ulong y_base,\n"
     "                            ulong batches, ulong n)\n"
@@ -96,7 +118,7 @@ static mcl_status probabilities(const wl_problem *p, const wl_unfused_attention 
                                   wl_arg_size(d.heads), wl_arg_size(d.n)};
     WL_TRY(wl_unfused_kernel(p, "k_attention_bias", bias, WL_COUNT(bias), slices * d.n * d.n));
     const wl_kernel_arg softmax[] = {wl_arg_tensor(prob), wl_arg_size(d.n)};
-    return wl_unfused_kernel(p, "k_softmax", softmax, WL_COUNT(softmax), slices * d.n);
+    return wl_unfused_kernel(p, "k_softmax", softmax, WL_COUNT(softmax), slices * d.n * WL_SOFTMAX_LANES);
 }
 
 mcl_status wl_unfused_attention_forward(const wl_problem *p, const wl_unfused_attention *u)
@@ -142,7 +164,7 @@ static mcl_status attention_backward(const wl_problem *p, const wl_unfused_atten
     WL_TRY(wl_sgemm_batched(p, 1, 0, d.n, d.d, d.n, s[WL_AT_PROB], d.n, t[WL_AT_G_DOH], d.d, t[WL_AT_OH_DVH], d.d,
                             slices));
     const wl_kernel_arg softmax[] = {wl_arg_tensor(s[WL_AT_PROB]), wl_arg_tensor(ds), wl_arg_size(d.n)};
-    WL_TRY(wl_unfused_kernel(p, "k_softmax_backward", softmax, WL_COUNT(softmax), slices * d.n));
+    WL_TRY(wl_unfused_kernel(p, "k_softmax_backward", softmax, WL_COUNT(softmax), slices * d.n * WL_SOFTMAX_LANES));
     const wl_kernel_arg sum[] = {wl_arg_tensor(ds), wl_arg_tensor(t[WL_AT_PAIR]), wl_arg_size(d.n)};
     WL_TRY(wl_unfused_kernel(p, "k_sum_batches", sum, WL_COUNT(sum), d.heads * d.pairs));
     WL_TRY(wl_unfused_transpose(p, 1, d.heads, d.pairs, 1, t[WL_AT_PAIR], t[WL_AT_BPROJ]));
