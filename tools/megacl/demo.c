@@ -140,17 +140,40 @@ static int fail(const char *what, mcl_status status)
     return 1;
 }
 
+/* 1 when both paths' steps fit the device, else 0 after saying which does not: a size too large
+ * is refused before anything is allocated on the host or the device. */
+static int fits_device(mcl_context *ctx, const ps_path *const paths[2], const ps_config *c)
+{
+    const mcl_device_info *device = mcl_context_device(ctx);
+    ps_budget budget = ps_budget_of(device);
+    for (int i = 0; i < 2; i++) {
+        ps_memory need;
+        mcl_status status = ps_memory_need(ctx, paths[i], c, &need);
+        if (status != MCL_OK) return !fail("sizing the step", status);
+        if (ps_fits(&need, &budget)) continue;
+        fprintf(stderr,
+                "megacl demo: N_res = %zu does not fit %s: the %s path needs %.2f GiB with buffers of up to %.2f GiB, "
+                "the device has %.2f GiB and buffers of up to %.2f GiB (megacl demo --max-tokens finds the largest "
+                "N_res)\n",
+                c->n, device->name, ps_path_name(paths[i]), ps_memory_total(&need) / (1 << 30), need.largest / (1 << 30),
+                budget.global_bytes / (1 << 30), budget.max_alloc_bytes / (1 << 30));
+        return 0;
+    }
+    return 1;
+}
+
 static int run_demo(mcl_context *ctx, const demo_settings *s)
 {
     const mcl_device_info *device = mcl_context_device(ctx);
     size_t n = s->tokens ? (size_t)s->tokens : device->is_gpu ? GPU_TOKENS : CPU_TOKENS;
     ps_config c = ps_af3(n, s->dtype);
+    const ps_path *paths[2] = {&ps_megacl, &ps_unfused};
+    if (!fits_device(ctx, paths, &c)) return 1;
     demo_print_intro(&c, device);
     ps_block *b = NULL;
     mcl_status status = ps_block_create(&c, SEED, &b);
     if (status != MCL_OK) return fail("drawing the block's inputs", status);
     path_result results[2];
-    const ps_path *paths[2] = {&ps_megacl, &ps_unfused};
     int ran = 0, failed = 0;
     for (; ran < 2 && !failed; ran++)
         if ((status = run_path(ctx, b, paths[ran], &results[ran])) != MCL_OK)
