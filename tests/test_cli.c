@@ -1,6 +1,7 @@
 /* The megacl tool refuses nonsense before any device work: each malformed command line exits 2
  * (1 would mean it went on and failed at the device, which MEGACL_DEVICE=9:9 makes certain), and
- * every command's --help exits 0. */
+ * every command's --help exits 0; megacl demo refuses a size beyond the device's memory before
+ * it allocates anything. */
 #include "common.h"
 
 #include <stdlib.h>
@@ -39,6 +40,20 @@ static const cli_case cases[] = {
     {"tune --level chip", "", 2},
     {"tune --show --budget 3", "", 2},
     {"params --device", "", 2},
+    {"demo --bogus", "", 2},
+    {"demo extra", "", 2},
+    {"demo --tokens", "", 2},
+    {"demo --tokens abc", "", 2},
+    {"demo --tokens 0", "", 2},
+    {"demo --tokens -5", "", 2},
+    {"demo --tokens 32x", "", 2},
+    {"demo --tokens 99999999", "", 2},
+    {"demo --tokens 8 --tokens 9", "", 2},
+    {"demo --dtype f16", "", 2},
+    {"demo --dtype ''", "", 2},
+    {"demo --tokens 8 --max-tokens", "", 2},
+    {"demo --max-tokens=1", "", 2},
+    {"demo --json", "", 2},
     {"nonesuch", "", 2},
     {"devices", "MEGACL_LOG=verbose", 2},
     {"devices --help", "", 0},
@@ -49,19 +64,45 @@ static const cli_case cases[] = {
     {"bench pipeline --help", "", 0},
     {"tune --help", "", 0},
     {"cache --help", "", 0},
+    {"demo --help", "", 0},
     {"help", "", 0},
     {"--version", "", 0},
 };
 
+/* The exit status of `megacl <args>` with the environment `env`, and the first line it printed
+ * (stdout and stderr) in `first`. */
+static int run_cli(const char *env, const char *args, char *first, size_t cap)
+{
+    char command[1024];
+    snprintf(command, sizeof command, "env %s %s %s 2>&1", env, MEGACL_CLI_PATH, args);
+    FILE *pipe = popen(command, "r");
+    cr_assert_not_null(pipe, "cannot run megacl %s", args);
+    if (!fgets(first, (int)cap, pipe)) first[0] = '\0';
+    while (fgetc(pipe) != EOF) {
+    }
+    int status = pclose(pipe);
+    cr_assert(WIFEXITED(status), "megacl %s did not exit", args);
+    return WEXITSTATUS(status);
+}
+
 Test(cli, malformed_command_lines_exit_2_before_any_device_work)
 {
     for (size_t i = 0; i < COUNT_OF(cases); i++) {
-        char command[1024];
-        snprintf(command, sizeof command, "env MEGACL_DEVICE=9:9 %s %s %s >/dev/null 2>&1", cases[i].env,
-                 MEGACL_CLI_PATH, cases[i].args);
-        int status = system(command);
-        cr_assert(WIFEXITED(status), "megacl %s did not exit", cases[i].args);
-        cr_expect_eq(WEXITSTATUS(status), cases[i].status, "megacl %s%s%s exited %d, expected %d", cases[i].env,
-                     *cases[i].env ? " " : "", cases[i].args, WEXITSTATUS(status), cases[i].status);
+        char env[256], first[512];
+        snprintf(env, sizeof env, "MEGACL_DEVICE=9:9 %s", cases[i].env);
+        int status = run_cli(env, cases[i].args, first, sizeof first);
+        cr_expect_eq(status, cases[i].status, "megacl %s%s%s exited %d, expected %d (%s)", cases[i].env,
+                     *cases[i].env ? " " : "", cases[i].args, status, cases[i].status, first);
     }
+}
+
+/* Sizing both paths' steps comes before anything is allocated on the host or the device: the
+ * refusal names what the step needs; sound options with no device fail at the device (1). */
+Test(cli, demo_refuses_a_size_beyond_the_device_with_its_need)
+{
+    char env[128], first[512];
+    snprintf(env, sizeof env, "MEGACL_DEVICE=%s", test_selector());
+    cr_expect_eq(run_cli(env, "demo --tokens 30000", first, sizeof first), 1, "%s", first);
+    cr_expect(strstr(first, "N_res = 30000 does not fit") && strstr(first, "GiB"), "%s", first);
+    cr_expect_eq(run_cli("MEGACL_DEVICE=9:9", "demo --tokens 8", first, sizeof first), 1, "%s", first);
 }
