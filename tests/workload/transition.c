@@ -293,8 +293,7 @@ static mcl_status unfused_setup(wl_problem *p)
 static wl_unfused_transition unfused_of(const wl_problem *p)
 {
     wl_unfused_transition u = {desc_of(p), fwd_tensors(p), bwd_tensors(p), {{0}}, {{0}}};
-    for (int i = 0; i < WL_TR_SAVED; i++) u.saved[i] = wl_scratch(p, i);
-    for (int i = 0; i < WL_TR_TEMPS; i++) u.temp[i] = wl_scratch(p, WL_TR_SAVED + i);
+    wl_scratch_parts(p, u.saved, WL_TR_SAVED, u.temp, WL_TR_TEMPS);
     return u;
 }
 

@@ -391,8 +391,7 @@ static mcl_status unfused_setup(wl_problem *p)
 static wl_unfused_trimul unfused_of(const wl_problem *p)
 {
     wl_unfused_trimul u = {desc_of(p), fwd_tensors(p), bwd_tensors(p), {{0}}, {{0}}};
-    for (int i = 0; i < WL_TM_SAVED; i++) u.saved[i] = wl_scratch(p, i);
-    for (int i = 0; i < WL_TM_TEMPS; i++) u.temp[i] = wl_scratch(p, WL_TM_SAVED + i);
+    wl_scratch_parts(p, u.saved, WL_TM_SAVED, u.temp, WL_TM_TEMPS);
     return u;
 }
 

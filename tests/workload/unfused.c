@@ -89,6 +89,13 @@ mcl_tensor wl_scratch(const wl_problem *p, int i)
     return (mcl_tensor){u->scratch[i], 0};
 }
 
+void wl_scratch_parts(const wl_problem *p, mcl_tensor *saved, size_t saved_count, mcl_tensor *temp,
+                      size_t temp_count)
+{
+    for (size_t i = 0; i < saved_count; i++) saved[i] = wl_scratch(p, (int)i);
+    for (size_t i = 0; i < temp_count; i++) temp[i] = wl_scratch(p, (int)(saved_count + i));
+}
+
 wl_view wl_flat(mcl_tensor t) { return (wl_view){t, 0, 0, 0, 0}; }
 wl_view wl_block(mcl_tensor t, size_t stride, size_t shift, size_t cols) { return (wl_view){t, cols, stride, shift, 0}; }
 wl_view wl_per_row(mcl_tensor t, size_t cols) { return (wl_view){t, cols, 1, 0, 1}; }

@@ -29,6 +29,11 @@ void wl_unfused_teardown(wl_problem *p);
 /* Intermediate i of the baseline. */
 mcl_tensor wl_scratch(const wl_problem *p, int i);
 
+/* A composite op's intermediates (unfused_*.c) from the baseline's: `saved_count` of them kept by
+ * its forward, then `temp_count` of its backward's. */
+void wl_scratch_parts(const wl_problem *p, mcl_tensor *saved, size_t saved_count, mcl_tensor *temp,
+                      size_t temp_count);
+
 /* An fp32 operand of an elementwise kernel: element i at the tensor's i (cols 0), or at
  * (i / cols) * stride + shift + i % cols (a block of `cols` columns of a matrix `stride` wide),
  * or with broadcast at (i / cols) * stride + shift (one value per row, as a mask over channels). */

@@ -71,4 +71,22 @@ mcl_status mcl_walk_op(mcl_context *ctx, const char *op, mcl_steps steps, const 
         return mcl_walk_size(ctx, name, backward_steps, &(mcl_op_args){desc, tensors}, bytes);   \
     }
 
+/* The public mcl_<op>_workspace_size(ctx, desc, &forward_bytes, &backward_bytes) of an op made of
+ * walks whose backward's steps take a bwd_args {desc, tensors, wants}: validate_desc, then the
+ * sizing passes of forward_steps over no tensors and of backward_steps over no tensors with every
+ * output wanted (`every_output`, the wants' value): the most the backward takes. */
+#define MCL_WALKED_WORKSPACE_SIZES(op, every_output)                                              \
+    mcl_status mcl_##op##_workspace_size(mcl_context *ctx, const mcl_##op##_desc *desc, size_t *forward_bytes, \
+                                         size_t *backward_bytes)                                  \
+    {                                                                                            \
+        const char *name = #op "_workspace_size";                                               \
+        if (!ctx || !desc || !forward_bytes || !backward_bytes)                                  \
+            return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL argument", name);                    \
+        MCL_TRY(validate_desc(desc, name));                                                      \
+        const mcl_##op##_fwd_tensors none_fwd = {0};                                             \
+        const mcl_##op##_bwd_tensors none_bwd = {0};                                             \
+        MCL_TRY(mcl_walk_size(ctx, name, forward_steps, &(mcl_op_args){desc, &none_fwd}, forward_bytes)); \
+        return mcl_walk_size(ctx, name, backward_steps, &(bwd_args){desc, &none_bwd, every_output}, backward_bytes); \
+    }
+
 #endif

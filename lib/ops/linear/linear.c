@@ -112,15 +112,4 @@ MCL_ENTRY_POINT(linear, backward, bwd)
     return mcl_walk_op(ctx, "linear_backward", backward_steps, &(bwd_args){d, t, wants}, event);
 }
 
-mcl_status mcl_linear_workspace_size(mcl_context *ctx, const mcl_linear_desc *desc, size_t *forward_bytes,
-                                     size_t *backward_bytes)
-{
-    const char *op = "linear_workspace_size";
-    if (!ctx || !desc || !forward_bytes || !backward_bytes)
-        return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL argument", op);
-    MCL_TRY(validate_desc(desc, op));
-    const mcl_linear_fwd_tensors none_fwd = {0};
-    const mcl_linear_bwd_tensors none_bwd = {0};
-    MCL_TRY(mcl_walk_size(ctx, op, forward_steps, &(mcl_op_args){desc, &none_fwd}, forward_bytes));
-    return mcl_walk_size(ctx, op, backward_steps, &(bwd_args){desc, &none_bwd, {1, 1, 1}}, backward_bytes);
-}
+MCL_WALKED_WORKSPACE_SIZES(linear, ((linear_wants){1, 1, 1}))

@@ -351,16 +351,4 @@ MCL_ENTRY_POINT(trimul, backward, bwd)
     return mcl_walk_op(ctx, "trimul_backward", backward_steps, &(bwd_args){d, t, wants_of(t)}, event);
 }
 
-mcl_status mcl_trimul_workspace_size(mcl_context *ctx, const mcl_trimul_desc *desc, size_t *forward_bytes,
-                                     size_t *backward_bytes)
-{
-    const char *op = "trimul_workspace_size";
-    if (!ctx || !desc || !forward_bytes || !backward_bytes)
-        return mcl_fail(MCL_ERR_NULL_POINTER, "%s: NULL argument", op);
-    MCL_TRY(validate_desc(desc, op));
-    /* every output wanted: the most the backward takes */
-    const mcl_trimul_fwd_tensors none_fwd = {0};
-    const mcl_trimul_bwd_tensors none_bwd = {0};
-    MCL_TRY(mcl_walk_size(ctx, op, forward_steps, &(mcl_op_args){desc, &none_fwd}, forward_bytes));
-    return mcl_walk_size(ctx, op, backward_steps, &(bwd_args){desc, &none_bwd, {1, 1, 1, 1, 1}}, backward_bytes);
-}
+MCL_WALKED_WORKSPACE_SIZES(trimul, ((tm_wants){1, 1, 1, 1, 1}))
