@@ -29,7 +29,10 @@ static void expect_same_features(const mcl_msa_features *x, const mcl_msa_featur
     cr_assert_eq(a.length, b.length);
     size_t cells = a.depth * a.length;
     cr_expect_eq(memcmp(a.tokens, b.tokens, cells), 0, "tokens differ");
-    cr_expect_eq(memcmp(a.deletions, b.deletions, cells * 4), 0, "deletions differ");
+    cr_assert_eq(a.deletion_nonzero, b.deletion_nonzero);
+    cr_expect_eq(memcmp(a.deletion_row_start, b.deletion_row_start, (a.depth + 1) * 8), 0, "deletion rows differ");
+    cr_expect_eq(memcmp(a.deletion_columns, b.deletion_columns, a.deletion_nonzero * 4), 0, "deletion columns differ");
+    cr_expect_eq(memcmp(a.deletion_counts, b.deletion_counts, a.deletion_nonzero * 4), 0, "deletion counts differ");
     cr_expect_eq(memcmp(a.profile, b.profile, a.length * MCL_MSA_CLASSES * 4), 0, "profiles differ");
     cr_expect_eq(memcmp(a.deletion_mean, b.deletion_mean, a.length * 4), 0, "deletion means differ");
 }
@@ -164,7 +167,7 @@ static void flip_a_header_byte(const char *path)
     int fd = open(path, O_RDWR);
     cr_assert(fd >= 0);
     unsigned char byte = 0x7f;
-    cr_assert_eq(pwrite(fd, &byte, 1, 40), 1); /* the depth */
+    cr_assert_eq(pwrite(fd, &byte, 1, 32), 1); /* the depth */
     close(fd);
 }
 
@@ -181,6 +184,45 @@ Test(feature_cache, corrupt_payload_is_detected_deleted_and_rebuilt) { expect_re
 Test(feature_cache, corrupt_header_is_detected_deleted_and_rebuilt) { expect_rebuilt(flip_a_header_byte); }
 Test(feature_cache, truncated_entry_is_detected_deleted_and_rebuilt) { expect_rebuilt(truncate_to_half); }
 Test(feature_cache, entry_cut_inside_its_header_is_rebuilt) { expect_rebuilt(truncate_into_the_header); }
+
+Test(feature_cache, entry_of_an_older_format_is_refused_and_rebuilt)
+{
+    /* what format 1 wrote for this example (tests/data/cache/NOTICE), where format 2 looks for it:
+     * the key is the same, since it hashes the inputs and the feature version only */
+    char *dir = test_temp_dir(), entry[4096], fixture[4096];
+    const char *path = test_msa_path("2q2k_A_bfd_uniclust_hits.a3m");
+    mcl_msa_example example = {"2q2k", &path, 1};
+    entry_file(dir, &example, entry, sizeof entry);
+    snprintf(fixture, sizeof fixture, "%s/cache/format1_2q2k.msaf", MEGACL_TEST_DATA_DIR);
+    struct stat st;
+    cr_assert_eq(stat(fixture, &st), 0);
+    char *old = test_read_file(fixture), *shard = strdup(entry);
+    *strrchr(shard, '/') = '\0';
+    cr_assert_eq(mkdir(shard, 0755), 0);
+    free(test_write_bytes(shard, strrchr(entry, '/') + 1, old, (size_t)st.st_size));
+
+    mcl_feature_cache *cache;
+    assert_ok(mcl_feature_cache_open(dir, 0, &cache));
+    mcl_cache_entry_info seen = {0};
+    assert_ok(mcl_feature_cache_walk(cache, 0, keep_info, &seen));
+    cr_expect_eq(seen.check, MCL_ERR_CORRUPT);
+    cr_expect(strstr(seen.problem, "entry format 1, this library reads 2"), "problem: %s", seen.problem);
+    mcl_msa_features *f, *parsed;
+    assert_ok(mcl_feature_cache_get(cache, &example, &f));
+    assert_ok(mcl_msa_features_from_files(example.paths, 1, &parsed));
+    expect_same_features(parsed, f);
+    cr_expect_eq(stats_of(cache).corrupt, 1);
+    cr_expect_eq(stats_of(cache).hits, 0);
+    assert_ok(mcl_feature_cache_walk(cache, 1, keep_info, &seen));
+    cr_expect_eq(seen.check, MCL_OK, "after the rebuild: %s", seen.problem);
+    cr_expect_eq(seen.format_version, 2);
+    mcl_msa_features_release(parsed);
+    mcl_msa_features_release(f);
+    mcl_feature_cache_close(cache);
+    free(old);
+    free(shard);
+    test_remove_tree(dir);
+}
 
 /* Builds the example's entry in a child process once the parent says go; exits 0 on success. */
 static pid_t build_in_child(const char *dir, int go)

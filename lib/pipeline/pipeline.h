@@ -77,11 +77,25 @@ mcl_status msa_parse(msa_format format, const char *data, size_t size, const cha
 
 /* ---- features (msa_features.c) ------------------------------------------------------------ */
 
-enum { MSA_ARRAY_TOKENS, MSA_ARRAY_DELETIONS, MSA_ARRAY_PROFILE, MSA_ARRAY_DELETION_MEAN, MSA_ARRAY_COUNT };
+enum {
+    MSA_ARRAY_TOKENS,
+    MSA_ARRAY_DELETION_ROW_START,
+    MSA_ARRAY_DELETION_COLUMNS,
+    MSA_ARRAY_DELETION_COUNTS,
+    MSA_ARRAY_PROFILE,
+    MSA_ARRAY_DELETION_MEAN,
+    MSA_ARRAY_COUNT
+};
 #define MSA_ALIGN 64 /* every array starts at a multiple of this (mmap, vector loads) */
 
-/* Byte sizes of the four arrays of a depth x length chain; 0 on overflow. */
-int msa_array_bytes(uint64_t depth, uint64_t length, uint64_t bytes[MSA_ARRAY_COUNT]);
+/* Byte sizes of the arrays of a depth x length chain with `nonzero` deletion counts; 0 when the
+ * shape is impossible or overflows. */
+int msa_array_bytes(uint64_t depth, uint64_t length, uint64_t nonzero, uint64_t bytes[MSA_ARRAY_COUNT]);
+
+/* Points the arrays of a (shape already set) at base + offsets[i]; array i is returned by
+ * msa_array_at. */
+void msa_arrays_place(mcl_msa_arrays *arrays, const unsigned char *base, const uint64_t offsets[MSA_ARRAY_COUNT]);
+const void *msa_array_at(const mcl_msa_arrays *arrays, int i);
 
 struct mcl_msa_features {
     mcl_msa_arrays arrays;
@@ -94,7 +108,7 @@ struct mcl_msa_features {
 mcl_status msa_features_compute(const msa_alignment *alignments, const char *const *names,
                                 size_t count, mcl_msa_features **features);
 /* An empty features object whose arrays live in one aligned block of the given shape. */
-mcl_status msa_features_allocate(uint64_t depth, uint64_t length, mcl_msa_features **features);
+mcl_status msa_features_allocate(uint64_t depth, uint64_t length, uint64_t nonzero, mcl_msa_features **features);
 
 /* Parses an example's mapped files and computes its features. */
 mcl_status msa_features_from_maps(const mcl_msa_example *example, const mapped_file *files,
@@ -102,7 +116,7 @@ mcl_status msa_features_from_maps(const mcl_msa_example *example, const mapped_f
 
 /* ---- cache entries (cache_entry.c) ---------------------------------------------------------- */
 
-#define CACHE_ENTRY_FORMAT 1
+#define CACHE_ENTRY_FORMAT 2 /* 2: deletion counts sparse (CSR) instead of a dense int32 matrix */
 
 /* The whole file of an entry for these features (header and arrays, zstd-compressed arrays
  * at level > 0); malloc'd. */
