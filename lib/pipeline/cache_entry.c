@@ -236,39 +236,55 @@ static mcl_status decode_arrays(const entry_header *h, const unsigned char *byte
     return MCL_OK;
 }
 
-/* Whether every token is one of the classes: a maximum, which compilers vectorise. */
+/* Whether every token is one of the classes: a maximum over four lanes, which compilers turn
+ * into vector code that keeps up with the checksum. */
 static int tokens_in_range(const uint8_t *tokens, size_t count)
 {
-    uint8_t largest = 0;
-    for (size_t i = 0; i < count; i++) largest = tokens[i] > largest ? tokens[i] : largest;
-    return largest < MCL_MSA_CLASSES;
+    uint8_t largest[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= count; i += 4)
+        for (int lane = 0; lane < 4; lane++) largest[lane] = tokens[i + lane] > largest[lane] ? tokens[i + lane] : largest[lane];
+    for (; i < count; i++) largest[0] = tokens[i] > largest[0] ? tokens[i] : largest[0];
+    return largest[0] < MCL_MSA_CLASSES && largest[1] < MCL_MSA_CLASSES && largest[2] < MCL_MSA_CLASSES &&
+           largest[3] < MCL_MSA_CLASSES;
 }
 
-/* Whether the sparse rows are what msa_features_compute writes: starts from 0 to the count,
- * never falling; in each row, columns increasing and inside the chain; counts of at least 1. */
-static int deletion_rows_sound(const mcl_msa_arrays *a)
+/* Whether the sparse rows can be followed without leaving the arrays: starts from 0 to the
+ * count, never falling; columns inside the chain; counts of at least 1 (they index a table of
+ * deletion values). Reductions without branches, as the tokens'. */
+static int deletion_rows_safe(const mcl_msa_arrays *a)
 {
     const uint64_t *start = a->deletion_row_start;
-    if (start[0] != 0 || start[a->depth] != a->deletion_nonzero) return 0;
-    for (size_t r = 0; r < a->depth; r++) {
-        if (start[r + 1] < start[r] || start[r + 1] > a->deletion_nonzero) return 0;
-        for (uint64_t k = start[r]; k < start[r + 1]; k++)
-            if (a->deletion_columns[k] >= a->length || (k > start[r] && a->deletion_columns[k] <= a->deletion_columns[k - 1]))
-                return 0;
+    int falls = 0;
+    for (size_t r = 0; r < a->depth; r++) falls |= start[r + 1] < start[r];
+    uint32_t largest_column = 0;
+    int32_t smallest_count = 1;
+    for (size_t k = 0; k < a->deletion_nonzero; k++) {
+        largest_column = a->deletion_columns[k] > largest_column ? a->deletion_columns[k] : largest_column;
+        smallest_count = a->deletion_counts[k] < smallest_count ? a->deletion_counts[k] : smallest_count;
     }
-    int32_t smallest = 1;
-    for (size_t k = 0; k < a->deletion_nonzero; k++) smallest = a->deletion_counts[k] < smallest ? a->deletion_counts[k] : smallest;
-    return smallest >= 1;
+    return start[0] == 0 && start[a->depth] == a->deletion_nonzero && !falls && largest_column < a->length &&
+           smallest_count >= 1;
 }
 
-/* Values no computation gives: tokens past the classes, unsound sparse rows and, with full, a
- * profile or mean outside its range. Tokens and the sparse rows index memory downstream, so
- * they are always checked. */
+/* Whether each row's columns increase, as msa_features_compute writes them. */
+static int deletion_columns_increase(const mcl_msa_arrays *a)
+{
+    for (size_t r = 0; r < a->depth; r++)
+        for (uint64_t k = a->deletion_row_start[r] + 1; k < a->deletion_row_start[r + 1]; k++)
+            if (a->deletion_columns[k] <= a->deletion_columns[k - 1]) return 0;
+    return 1;
+}
+
+/* Values no computation gives: tokens past the classes, sparse rows that lead outside the
+ * arrays and, with full, unsorted rows or a profile or mean outside its range. Tokens and the
+ * sparse rows index memory downstream, so they are always checked. */
 static mcl_status check_values(const mcl_msa_arrays *a, int full)
 {
     if (!tokens_in_range(a->tokens, a->depth * a->length)) return corrupt("a token out of range");
-    if (!deletion_rows_sound(a)) return corrupt("deletion counts: unsorted, outside the chain or not positive");
+    if (!deletion_rows_safe(a)) return corrupt("deletion counts: rows out of order, a column outside the chain or a count below 1");
     if (!full) return MCL_OK;
+    if (!deletion_columns_increase(a)) return corrupt("deletion counts: columns not increasing in a row");
     for (size_t i = 0; i < a->length * MCL_MSA_CLASSES; i++)
         if (!(a->profile[i] >= 0.0f && a->profile[i] <= 1.0f)) return corrupt("profile value out of [0, 1]");
     for (size_t c = 0; c < a->length; c++)
