@@ -548,7 +548,12 @@ MCL_API void mcl_msa_examples_free(mcl_msa_example *examples, size_t count);
  * 64-byte-aligned arrays, raw or zstd-compressed; it is written under a temporary name in the
  * same directory and renamed, so readers and concurrent writers of the same key (threads or
  * processes) never see a partial entry. A corrupt or truncated entry is reported (MEGACL_LOG=
- * warn), deleted and rebuilt. A cache handle may be used from several threads at once. */
+ * warn), deleted and rebuilt. A cache handle may be used from several threads at once.
+ * A key index beside the entries (<dir>/index, as git's index) maps what stat says of a chain's
+ * files (path, device, inode, size, mtime and ctime in ns) to their key, so that reading an
+ * unchanged chain does not read and hash its alignments; any change through the file system moves
+ * the ctime and sends the read back to hashing, and an unsound record only costs a re-hash.
+ * lib/pipeline/key_index.c says what it assumes; MEGACL_KEY_INDEX=0 (read at open) turns it off. */
 typedef struct mcl_feature_cache mcl_feature_cache;
 
 /* Opens (creating it if needed) a cache directory. compression_level 0 stores raw arrays
@@ -568,7 +573,8 @@ typedef struct mcl_feature_cache_stats {
     uint64_t hits;          /* entries read */
     uint64_t misses;        /* entries built (parsed and written) */
     uint64_t corrupt;       /* entries found corrupt or truncated, deleted and rebuilt */
-    double read_seconds;    /* in reads of hits, hashing the inputs included */
+    uint64_t indexed;       /* hits whose key came from the key index, the inputs unread */
+    double read_seconds;    /* in reads of hits, finding the key (index or hash) included */
     double build_seconds;   /* in parsing, computing and writing misses */
 } mcl_feature_cache_stats;
 

@@ -1,14 +1,19 @@
 /* The on-disk feature cache: round trips (raw and compressed), content addressing, corrupt and
- * truncated entries, two processes writing the same entry at once, the ahead-of-time build with
- * shards and failures, and nothing stored for malformed inputs. */
+ * truncated entries, entries of an older format, the key index (unchanged inputs found without
+ * reading them, every change noticed, unsound records ignored), two processes writing the same
+ * entry at once, the ahead-of-time build with shards and failures, and nothing stored for
+ * malformed inputs. */
 #include "common.h"
 #include "files.h"
+#include "pipeline/pipeline.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *real_paths[2];
@@ -223,6 +228,198 @@ Test(feature_cache, entry_of_an_older_format_is_refused_and_rebuilt)
     free(shard);
     test_remove_tree(dir);
 }
+
+/* ---- the key index ------------------------------------------------------------------------------ */
+
+/* The features of the example from the cache, expected equal to a fresh parse of its files. */
+static void expect_cache_gives_parse(mcl_feature_cache *cache, const mcl_msa_example *example)
+{
+    mcl_msa_features *f, *parsed;
+    assert_ok(mcl_feature_cache_get(cache, example, &f));
+    assert_ok(mcl_msa_features_from_files(example->paths, example->path_count, &parsed));
+    expect_same_features(parsed, f);
+    mcl_msa_features_release(parsed);
+    mcl_msa_features_release(f);
+}
+
+/* Waits until a file written now is old enough for the index to record it (key_index.c: 100 ms,
+ * 2 s where the file system keeps whole seconds). */
+static void let_settle(const char *path)
+{
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    struct timespec wait = st.st_ctim.tv_nsec == 0 ? (struct timespec){2, 100000000} : (struct timespec){0, 150000000};
+    nanosleep(&wait, NULL);
+}
+
+static size_t index_records(const char *dir)
+{
+    char index[4096];
+    snprintf(index, sizeof index, "%s/index", dir);
+    return test_count_files(index, NULL);
+}
+
+Test(feature_cache, key_index_finds_unchanged_inputs_without_reading_them)
+{
+    char *dir = test_temp_dir();
+    mcl_msa_example example = real_example();
+    mcl_feature_cache *cache = cache_holding(dir, 0, &example); /* built: the key is recorded */
+    cr_expect_eq(index_records(dir), 1);
+    expect_cache_gives_parse(cache, &example);
+    mcl_feature_cache_stats s = stats_of(cache);
+    cr_expect_eq(s.hits, 1);
+    cr_expect_eq(s.indexed, 1, "the second read hashed the inputs again");
+    mcl_feature_cache_close(cache);
+    test_remove_tree(dir);
+}
+
+Test(feature_cache, key_index_can_be_turned_off)
+{
+    char *dir = test_temp_dir();
+    mcl_msa_example example = real_example();
+    cr_assert_eq(setenv("MEGACL_KEY_INDEX", "0", 1), 0);
+    mcl_feature_cache *cache = cache_holding(dir, 0, &example);
+    expect_cache_gives_parse(cache, &example);
+    cr_expect_eq(stats_of(cache).hits, 1);
+    cr_expect_eq(stats_of(cache).indexed, 0);
+    cr_expect_eq(index_records(dir), 0);
+    mcl_feature_cache_close(cache);
+    cr_assert_eq(unsetenv("MEGACL_KEY_INDEX"), 0);
+    test_remove_tree(dir);
+}
+
+/* Rewrites the file in place with other bytes of the same length and puts its mtime back. */
+static void rewrite_keeping_size_and_mtime(const char *path, const char *text)
+{
+    struct stat before, after;
+    cr_assert_eq(stat(path, &before), 0);
+    int fd = open(path, O_WRONLY);
+    cr_assert(fd >= 0);
+    cr_assert_eq(pwrite(fd, text, strlen(text), 0), (ssize_t)strlen(text));
+    cr_assert_eq(close(fd), 0);
+    struct timespec times[2] = {before.st_atim, before.st_mtim};
+    cr_assert_eq(utimensat(AT_FDCWD, path, times, 0), 0);
+    cr_assert_eq(stat(path, &after), 0);
+    cr_assert(after.st_size == before.st_size && after.st_ino == before.st_ino &&
+              after.st_mtim.tv_sec == before.st_mtim.tv_sec && after.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
+}
+
+Test(feature_cache, key_index_notices_a_change_that_keeps_size_mtime_and_inode)
+{
+    char *dir = test_temp_dir(), *inputs = test_temp_dir();
+    char *path = test_write_text(inputs, "hits.a3m", ">q\nMKVL\n>x\nMaKVL\n");
+    mcl_msa_example example = {"changed", (const char *const *)&path, 1};
+    mcl_feature_cache *cache;
+    assert_ok(mcl_feature_cache_open(dir, 0, &cache));
+    expect_cache_gives_parse(cache, &example); /* built, but written just now: not recorded */
+    cr_expect_eq(index_records(dir), 0, "a file changed within the settling time was recorded");
+    let_settle(path);
+    expect_cache_gives_parse(cache, &example); /* hashed, found, recorded */
+    cr_expect_eq(index_records(dir), 1);
+    expect_cache_gives_parse(cache, &example); /* from the index */
+    cr_expect_eq(stats_of(cache).indexed, 1);
+
+    /* only the ctime tells this change (which no user can set back): the index must see it */
+    rewrite_keeping_size_and_mtime(path, ">q\nMKVL\n>x\nMaKWL\n");
+    expect_cache_gives_parse(cache, &example);
+    mcl_feature_cache_stats s = stats_of(cache);
+    cr_expect_eq(s.indexed, 1, "the stale record was used");
+    cr_expect_eq(s.misses, 2, "the changed input was not parsed again");
+    cr_expect_eq(test_count_files(dir, ".msaf"), 2);
+    mcl_feature_cache_close(cache);
+    free(path);
+    test_remove_tree(dir);
+    test_remove_tree(inputs);
+}
+
+/* The example's one index record (its path in `record`). */
+static void only_record(const char *dir, char record[1600])
+{
+    char index[1024];
+    snprintf(index, sizeof index, "%s/index", dir);
+    cr_assert_eq(test_count_files(index, NULL), 1);
+    DIR *top = opendir(index);
+    cr_assert_not_null(top);
+    for (struct dirent *e; (e = readdir(top));) {
+        if (e->d_name[0] == '.') continue;
+        char shard[1300];
+        snprintf(shard, sizeof shard, "%s/%s", index, e->d_name);
+        DIR *d = opendir(shard);
+        for (struct dirent *f; d && (f = readdir(d));)
+            if (f->d_name[0] != '.') snprintf(record, 1600, "%s/%s", shard, f->d_name);
+        if (d) closedir(d);
+    }
+    closedir(top);
+}
+
+/* Damages the example's index record with `damage`, then expects the next read to hash the
+ * inputs (nothing indexed), give the right features and leave a sound record again. */
+static void expect_record_ignored(void (*damage)(const char *record, const char *dir))
+{
+    char *dir = test_temp_dir();
+    mcl_msa_example example = real_example();
+    mcl_feature_cache *cache = cache_holding(dir, 0, &example);
+    char record[1600];
+    only_record(dir, record);
+    damage(record, dir);
+    expect_cache_gives_parse(cache, &example);
+    cr_expect_eq(stats_of(cache).indexed, 0, "an unsound record was used");
+    cr_expect_eq(stats_of(cache).hits, 1);
+    expect_cache_gives_parse(cache, &example);
+    cr_expect_eq(stats_of(cache).indexed, 1, "the record was not written again");
+    mcl_feature_cache_close(cache);
+    test_remove_tree(dir);
+}
+
+static void flip_each_record_byte(const char *record, const char *dir)
+{
+    (void)dir;
+    unsigned char bytes[KEY_INDEX_RECORD_BYTES];
+    FILE *f = fopen(record, "rb");
+    cr_assert_eq(fread(bytes, 1, sizeof bytes, f), sizeof bytes);
+    fclose(f);
+    uint8_t identity[16], key[16];
+    memcpy(identity, bytes + 16, 16); /* where a record holds its identity */
+    cr_assert(key_index_decode(bytes, sizeof bytes, identity, key), "the record as written is unsound");
+    for (size_t i = 0; i < sizeof bytes; i++) {
+        bytes[i] ^= 0x04;
+        cr_expect_not(key_index_decode(bytes, sizeof bytes, identity, key), "a flip at byte %zu went unseen", i);
+        bytes[i] ^= 0x04;
+    }
+    cr_expect_not(key_index_decode(bytes, sizeof bytes - 1, identity, key));
+    identity[3] ^= 1;
+    cr_expect_not(key_index_decode(bytes, sizeof bytes, identity, key), "a record of another identity was taken");
+    bytes[40] ^= 0x01; /* inside the key */
+    f = fopen(record, "wb");
+    cr_assert_eq(fwrite(bytes, 1, sizeof bytes, f), sizeof bytes);
+    fclose(f);
+}
+
+static void truncate_record(const char *record, const char *dir)
+{
+    (void)dir;
+    cr_assert_eq(truncate(record, 20), 0);
+}
+
+/* A sound record whose key has no entry (the entry was removed, say): the inputs decide. */
+static void point_record_at_a_missing_entry(const char *record, const char *dir)
+{
+    unsigned char bytes[KEY_INDEX_RECORD_BYTES];
+    FILE *f = fopen(record, "rb");
+    cr_assert_eq(fread(bytes, 1, sizeof bytes, f), sizeof bytes);
+    fclose(f);
+    uint8_t key[16];
+    memset(key, 0xab, sizeof key);
+    key_index_encode(bytes + 16, key, bytes);
+    f = fopen(record, "wb");
+    cr_assert_eq(fwrite(bytes, 1, sizeof bytes, f), sizeof bytes);
+    fclose(f);
+    cr_assert_eq(test_count_files(dir, "abababab"), 0);
+}
+
+Test(feature_cache, corrupt_key_index_record_costs_a_rehash) { expect_record_ignored(flip_each_record_byte); }
+Test(feature_cache, truncated_key_index_record_costs_a_rehash) { expect_record_ignored(truncate_record); }
+Test(feature_cache, key_index_record_of_a_missing_entry_costs_a_rehash) { expect_record_ignored(point_record_at_a_missing_entry); }
 
 /* Builds the example's entry in a child process once the parent says go; exits 0 on success. */
 static pid_t build_in_child(const char *dir, int go)

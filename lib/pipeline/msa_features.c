@@ -260,7 +260,7 @@ void mcl_msa_features_release(mcl_msa_features *features)
     if (!features) return;
     free(features->owned);
     if (features->map) {
-        mapped_file map = {features->map, features->map_bytes};
+        mapped_file map = {.data = features->map, .size = features->map_bytes};
         unmap_file(&map);
     }
     free(features);

@@ -10,12 +10,23 @@
 
 /* ---- alignment text (text.c) ---------------------------------------------------------- */
 
-/* A whole input file, memory-mapped read-only (data is NULL for an empty file). */
+/* What stat says of a file: the key index takes an unchanged identity for unchanged contents
+ * (key_index.c says when that holds). */
+typedef struct file_identity {
+    uint64_t device, inode, size;
+    int64_t mtime_ns, ctime_ns;
+} file_identity;
+
+/* A whole input file, memory-mapped read-only (data is NULL for an empty file), and its identity
+ * when it was opened, before anything of it was read. */
 typedef struct mapped_file {
     const char *data;
     size_t size;
+    file_identity identity;
 } mapped_file;
 
+struct stat;
+void file_identity_of(const struct stat *st, file_identity *identity);
 mcl_status map_file(const char *path, mapped_file *file);
 mcl_status map_open_file(int fd, const char *path, mapped_file *file);
 void unmap_file(mapped_file *file);
@@ -140,6 +151,34 @@ void cache_entry_reseal(void *bytes, size_t size);
  * fails the call only with must_store (an ahead-of-time build); otherwise it is logged. */
 mcl_status cache_get_or_build(mcl_feature_cache *cache, const mcl_msa_example *example, int must_store,
                               mcl_msa_features **features, int *built);
+
+/* The 32 lower-case hex digits of a 16-byte key. */
+void key_hex(const uint8_t key[16], char hex[33]);
+
+/* mkdir that takes an existing directory for success; 0 or -1 with errno. */
+int make_dir(const char *path);
+
+/* Writes dir/name (creating dir, one level) under a unique temporary name in dir and renames it
+ * into place: rename is atomic, so a reader sees the old file, none, or the whole new one, and
+ * writers of the same bytes simply replace each other. */
+mcl_status cache_write_file(const char *dir, const char *name, const void *bytes, size_t size);
+
+/* ---- the key index (key_index.c) ------------------------------------------------------------ */
+
+/* The content key the index holds for the example's inputs as stat finds them now; 0 when it
+ * holds none, or an unsound or stale one (the caller then reads and hashes the inputs). */
+int key_index_lookup(const char *cache_dir, const mcl_msa_example *example, uint8_t key[16]);
+
+/* Records the content key of the example's inputs as they were when opened (files' identities),
+ * unless one changed too recently before read_started_ns (CLOCK_REALTIME) for its timestamps to
+ * show a later change. Best effort: a record not written costs a re-hash on the next read. */
+void key_index_record(const char *cache_dir, const mcl_msa_example *example, const mapped_file *files,
+                      int64_t read_started_ns, const uint8_t key[16]);
+
+/* A record's bytes, and its reading: the key when the bytes are a sound record of `identity`. */
+enum { KEY_INDEX_RECORD_BYTES = 56 };
+void key_index_encode(const uint8_t identity[16], const uint8_t key[16], void *bytes);
+int key_index_decode(const void *bytes, size_t size, const uint8_t identity[16], uint8_t key[16]);
 
 /* ---- the loader's stochastic steps (sampling.c) ---------------------------------------------- */
 
