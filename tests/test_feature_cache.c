@@ -1,8 +1,8 @@
 /* The on-disk feature cache: round trips (raw and compressed), content addressing, corrupt and
  * truncated entries, entries of an older format, the key index (unchanged inputs found without
- * reading them, every change noticed, unsound records ignored), two processes writing the same
- * entry at once, the ahead-of-time build with shards and failures, and nothing stored for
- * malformed inputs. */
+ * reading them, every change noticed, unsound records ignored), the checksum's vector code, two
+ * processes writing the same entry at once, the ahead-of-time build with shards and failures,
+ * and nothing stored for malformed inputs. */
 #include "common.h"
 #include "files.h"
 #include "pipeline/pipeline.h"
@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 static const char *real_paths[2];
 
@@ -420,6 +422,20 @@ static void point_record_at_a_missing_entry(const char *record, const char *dir)
 Test(feature_cache, corrupt_key_index_record_costs_a_rehash) { expect_record_ignored(flip_each_record_byte); }
 Test(feature_cache, truncated_key_index_record_costs_a_rehash) { expect_record_ignored(truncate_record); }
 Test(feature_cache, key_index_record_of_a_missing_entry_costs_a_rehash) { expect_record_ignored(point_record_at_a_missing_entry); }
+
+Test(feature_cache, checksum_vector_code_gives_xxh3)
+{
+    enum { BYTES = 300000 };
+    unsigned char *bytes = malloc(BYTES + 64);
+    cr_assert_not_null(bytes);
+    for (size_t i = 0; i < BYTES + 64; i++) bytes[i] = (unsigned char)(i * 2654435761u >> 13);
+    const size_t sizes[] = {0, 1, 16, 17, 128, 129, 240, 241, 1024, 1025, 65536, 115000, BYTES};
+    for (size_t i = 0; i < COUNT_OF(sizes); i++)
+        for (size_t offset = 0; offset < 64; offset += 13) /* unaligned starts too */
+            cr_expect_eq(entry_checksum(bytes + offset, sizes[i]), XXH3_64bits(bytes + offset, sizes[i]),
+                         "%zu bytes from offset %zu", sizes[i], offset);
+    free(bytes);
+}
 
 /* Builds the example's entry in a child process once the parent says go; exits 0 on success. */
 static pid_t build_in_child(const char *dir, int go)

@@ -145,7 +145,7 @@ mcl_status cache_entry_encode(const mcl_msa_features *f, const uint8_t key[16], 
     if (status == MCL_OK) {
         for (int i = 0; i < MSA_ARRAY_COUNT; i++)
             memcpy(file + h.arrays[i].offset, compressed[i] ? compressed[i] : msa_array_at(&f->arrays, i), stored[i]);
-        h.payload_checksum = XXH3_64bits(file + ENTRY_HEADER_BYTES, (size_t)h.file_bytes - ENTRY_HEADER_BYTES);
+        h.payload_checksum = entry_checksum(file + ENTRY_HEADER_BYTES, (size_t)h.file_bytes - ENTRY_HEADER_BYTES);
         h.header_checksum = header_checksum(&h);
         memcpy(file, &h, sizeof h);
         *bytes_out = file;
@@ -319,7 +319,7 @@ mcl_status cache_entry_decode(const void *bytes, size_t size, const uint8_t *key
     MCL_TRY(check_header(&h, size, key));
     if (info) fill_info(&h, size, info);
     if (!full && !features) return MCL_OK;
-    if (XXH3_64bits((const unsigned char *)bytes + ENTRY_HEADER_BYTES, size - ENTRY_HEADER_BYTES) != h.payload_checksum)
+    if (entry_checksum((const unsigned char *)bytes + ENTRY_HEADER_BYTES, size - ENTRY_HEADER_BYTES) != h.payload_checksum)
         return corrupt("array checksum mismatch");
     mcl_msa_features *f = NULL;
     MCL_TRY(decode_arrays(&h, bytes, &f));
@@ -334,7 +334,7 @@ void cache_entry_reseal(void *bytes, size_t size)
     if (size < ENTRY_HEADER_BYTES) return;
     entry_header h;
     memcpy(&h, bytes, sizeof h);
-    h.payload_checksum = XXH3_64bits((const unsigned char *)bytes + ENTRY_HEADER_BYTES, size - ENTRY_HEADER_BYTES);
+    h.payload_checksum = entry_checksum((const unsigned char *)bytes + ENTRY_HEADER_BYTES, size - ENTRY_HEADER_BYTES);
     h.header_checksum = header_checksum(&h);
     memcpy(bytes, &h, sizeof h);
 }

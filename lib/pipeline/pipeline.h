@@ -125,7 +125,10 @@ mcl_status msa_features_allocate(uint64_t depth, uint64_t length, uint64_t nonze
 mcl_status msa_features_from_maps(const mcl_msa_example *example, const mapped_file *files,
                                   mcl_msa_features **features);
 
-/* ---- cache entries (cache_entry.c) ---------------------------------------------------------- */
+/* ---- cache entries (cache_entry.c, checksum.c) ---------------------------------------------- */
+
+/* XXH3-64 of an entry's payload (the fastest code the CPU runs; the same value on every one). */
+uint64_t entry_checksum(const void *bytes, size_t size);
 
 #define CACHE_ENTRY_FORMAT 2 /* 2: deletion counts sparse (CSR) instead of a dense int32 matrix */
 
