@@ -17,8 +17,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#define XXH_INLINE_ALL /* header-only: no link dependency */
-#include <xxhash.h>
 
 #define ENTRY_SUFFIX ".msaf"
 
@@ -83,27 +81,6 @@ void key_hex(const uint8_t key[16], char hex[33])
         hex[2 * i + 1] = digits[key[i] & 15];
     }
     hex[32] = '\0';
-}
-
-/* The key hashes the feature version and, per file in order, its format and contents (with the
- * size first, so that no two lists of files give the same byte stream). */
-static void example_key(const mcl_msa_example *example, const mapped_file *files, uint8_t key[16])
-{
-    XXH3_state_t state;
-    XXH3_INITSTATE(&state);
-    XXH3_128bits_reset(&state);
-    const char tag[] = "megacl msa features";
-    uint64_t header[2] = {MCL_MSA_FEATURE_VERSION, example->path_count};
-    XXH3_128bits_update(&state, tag, sizeof tag);
-    XXH3_128bits_update(&state, header, sizeof header);
-    for (size_t i = 0; i < example->path_count; i++) {
-        uint64_t file_header[2] = {(uint64_t)msa_format_of(example->paths[i]), files[i].size};
-        XXH3_128bits_update(&state, file_header, sizeof file_header);
-        if (files[i].size) XXH3_128bits_update(&state, files[i].data, files[i].size);
-    }
-    XXH128_canonical_t canonical;
-    XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(&state));
-    memcpy(key, canonical.digest, 16);
 }
 
 static mcl_status entry_path(const mcl_feature_cache *cache, const char *hex, char *path, size_t cap)

@@ -1,6 +1,6 @@
-/* The key index: the content key an example's inputs had when they were last read, found again
- * from what stat says of them, so that a read of an unchanged chain need not read and hash its
- * alignments (git's index does the same for the files of a work tree).
+/* An example's content key, and the key index: the content key an example's inputs had when they
+ * were last read, found again from what stat says of them, so that a read of an unchanged chain
+ * need not read and hash its alignments (git's index does the same for the files of a work tree).
  *
  * A record is a file <cache>/index/<2 hex>/<32 hex>: the name is the XXH3-128 hash of the
  * feature version and, per input in order, its path and its identity (device, inode, size,
@@ -61,25 +61,52 @@ typedef struct index_record {
 _Static_assert(sizeof(index_record) == KEY_INDEX_RECORD_BYTES, "records are what readers expect");
 _Static_assert(sizeof(file_identity) == 40, "identities are hashed as bytes: no padding");
 
+/* Starts the XXH3-128 of an example's files: a tag saying what it names, the feature version and
+ * the number of files (each file then adds its size or length first, so that no two lists of
+ * files give the same byte stream). */
+static void begin_example_hash(XXH3_state_t *state, const char *tag, size_t tag_bytes, size_t file_count)
+{
+    XXH3_INITSTATE(state);
+    XXH3_128bits_reset(state);
+    uint64_t header[2] = {MCL_MSA_FEATURE_VERSION, file_count};
+    XXH3_128bits_update(state, tag, tag_bytes);
+    XXH3_128bits_update(state, header, sizeof header);
+}
+
+/* The hash in its canonical bytes (the same on every byte order). */
+static void finish_example_hash(const XXH3_state_t *state, uint8_t hash[16])
+{
+    XXH128_canonical_t canonical;
+    XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(state));
+    memcpy(hash, canonical.digest, 16);
+}
+
+void example_key(const mcl_msa_example *example, const mapped_file *files, uint8_t key[16])
+{
+    static const char tag[] = "megacl msa features";
+    XXH3_state_t state;
+    begin_example_hash(&state, tag, sizeof tag, example->path_count);
+    for (size_t i = 0; i < example->path_count; i++) {
+        uint64_t file_header[2] = {(uint64_t)msa_format_of(example->paths[i]), files[i].size};
+        XXH3_128bits_update(&state, file_header, sizeof file_header);
+        if (files[i].size) XXH3_128bits_update(&state, files[i].data, files[i].size);
+    }
+    finish_example_hash(&state, key);
+}
+
 /* The hash that names the record of these inputs with these identities. */
 static void identity_hash(const mcl_msa_example *example, const file_identity *identities, uint8_t hash[16])
 {
+    static const char tag[] = "megacl key index";
     XXH3_state_t state;
-    XXH3_INITSTATE(&state);
-    XXH3_128bits_reset(&state);
-    const char tag[] = "megacl key index";
-    uint64_t header[2] = {MCL_MSA_FEATURE_VERSION, example->path_count};
-    XXH3_128bits_update(&state, tag, sizeof tag);
-    XXH3_128bits_update(&state, header, sizeof header);
+    begin_example_hash(&state, tag, sizeof tag, example->path_count);
     for (size_t i = 0; i < example->path_count; i++) {
         uint64_t path_bytes = strlen(example->paths[i]);
-        XXH3_128bits_update(&state, &path_bytes, sizeof path_bytes); /* no two lists give one stream */
+        XXH3_128bits_update(&state, &path_bytes, sizeof path_bytes);
         XXH3_128bits_update(&state, example->paths[i], path_bytes);
         XXH3_128bits_update(&state, &identities[i], sizeof identities[i]);
     }
-    XXH128_canonical_t canonical;
-    XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(&state));
-    memcpy(hash, canonical.digest, 16);
+    finish_example_hash(&state, hash);
 }
 
 /* <cache>/index/<2 hex>, and the record's name in it. */

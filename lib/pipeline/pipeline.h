@@ -166,7 +166,11 @@ int make_dir(const char *path);
  * writers of the same bytes simply replace each other. */
 mcl_status cache_write_file(const char *dir, const char *name, const void *bytes, size_t size);
 
-/* ---- the key index (key_index.c) ------------------------------------------------------------ */
+/* ---- keys and the key index (key_index.c) ----------------------------------------------------- */
+
+/* The content key: XXH3-128 of the feature version and, per file in order, its format and
+ * contents. */
+void example_key(const mcl_msa_example *example, const mapped_file *files, uint8_t key[16]);
 
 /* The content key the index holds for the example's inputs as stat finds them now; 0 when it
  * holds none, or an unsound or stale one (the caller then reads and hashes the inputs). */
