@@ -568,7 +568,9 @@ MCL_API mcl_status mcl_trimul_workspace_size(mcl_context *context, const mcl_tri
  * next batches onto the device while the current step computes. The exact feature definitions
  * are in lib/pipeline/msa_features.c; in short, for the de-duplicated rows of a chain:
  *   tokens         [depth, length] u8: ARNDCQEGHILKMFPSTWYV = 0..19, X = 20, gap = 21
- *   deletions      [depth, length] i32: residues the row inserts before each query column
+ *   deletions      residues the row inserts before each query column, held sparse (most are 0:
+ *                  97 of 74 752 in a real HHblits alignment): the nonzero counts row by row;
+ *                  mcl_msa_deletions_dense gives AlphaFold's dense [depth, length] matrix
  *   profile        [length, 22] f32: per column, the share of rows holding each token
  *   deletion_mean  [length] f32: per column, the mean of deletions over the rows
  *   has_deletion = deletions > 0, deletion_value = 2/pi * arctan(deletions / 3) (per element,
@@ -588,7 +590,13 @@ typedef struct mcl_msa_arrays {
     size_t depth;               /* rows after de-duplication, the query first */
     size_t length;              /* columns: the query's residues */
     const uint8_t *tokens;      /* [depth, length] */
-    const int32_t *deletions;   /* [depth, length] */
+    /* The nonzero deletion counts, compressed rows (CSR): those of row r are deletion_counts[k]
+     * at column deletion_columns[k] for k in [deletion_row_start[r], deletion_row_start[r + 1]),
+     * columns increasing; every other count is 0. */
+    size_t deletion_nonzero;              /* nonzero counts in all */
+    const uint64_t *deletion_row_start;   /* [depth + 1], from 0 to deletion_nonzero */
+    const uint32_t *deletion_columns;     /* [deletion_nonzero] */
+    const int32_t *deletion_counts;       /* [deletion_nonzero], each >= 1 */
     const float *profile;       /* [length, MCL_MSA_CLASSES] */
     const float *deletion_mean; /* [length] */
 } mcl_msa_arrays;
@@ -601,6 +609,11 @@ MCL_API mcl_status mcl_msa_features_from_files(const char *const *paths, size_t 
                                                mcl_msa_features **features);
 MCL_API void mcl_msa_features_release(mcl_msa_features *features); /* NULL is fine */
 MCL_API void mcl_msa_features_arrays(const mcl_msa_features *features, mcl_msa_arrays *arrays);
+
+/* Rows first_row .. first_row + rows - 1 of the deletion counts as a dense [rows, length] matrix
+ * (AlphaFold's deletion_matrix) in the caller's `counts`. */
+MCL_API mcl_status mcl_msa_deletions_dense(const mcl_msa_arrays *arrays, size_t first_row, size_t rows,
+                                           int32_t *counts);
 
 /* 2/pi * arctan(count / 3): AlphaFold's transformed deletion value. */
 MCL_API float mcl_msa_deletion_value(int32_t count);
@@ -624,7 +637,12 @@ MCL_API void mcl_msa_examples_free(mcl_msa_example *examples, size_t count);
  * 64-byte-aligned arrays, raw or zstd-compressed; it is written under a temporary name in the
  * same directory and renamed, so readers and concurrent writers of the same key (threads or
  * processes) never see a partial entry. A corrupt or truncated entry is reported (MEGACL_LOG=
- * warn), deleted and rebuilt. A cache handle may be used from several threads at once. */
+ * warn), deleted and rebuilt. A cache handle may be used from several threads at once.
+ * A key index beside the entries (<dir>/index, as git's index) maps what stat says of a chain's
+ * files (path, device, inode, size, mtime and ctime in ns) to their key, so that reading an
+ * unchanged chain does not read and hash its alignments; any change through the file system moves
+ * the ctime and sends the read back to hashing, and an unsound record only costs a re-hash.
+ * lib/pipeline/key_index.c says what it assumes; MEGACL_KEY_INDEX=0 (read at open) turns it off. */
 typedef struct mcl_feature_cache mcl_feature_cache;
 
 /* Opens (creating it if needed) a cache directory. compression_level 0 stores raw arrays
@@ -644,7 +662,8 @@ typedef struct mcl_feature_cache_stats {
     uint64_t hits;          /* entries read */
     uint64_t misses;        /* entries built (parsed and written) */
     uint64_t corrupt;       /* entries found corrupt or truncated, deleted and rebuilt */
-    double read_seconds;    /* in reads of hits, hashing the inputs included */
+    uint64_t indexed;       /* hits whose key came from the key index, the inputs unread */
+    double read_seconds;    /* in reads of hits, finding the key (index or hash) included */
     double build_seconds;   /* in parsing, computing and writing misses */
 } mcl_feature_cache_stats;
 

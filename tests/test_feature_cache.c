@@ -1,15 +1,22 @@
 /* The on-disk feature cache: round trips (raw and compressed), content addressing, corrupt and
- * truncated entries, two processes writing the same entry at once, the ahead-of-time build with
- * shards and failures, and nothing stored for malformed inputs. */
+ * truncated entries, entries of an older format, the key index (unchanged inputs found without
+ * reading them, every change noticed, unsound records ignored), the checksum's vector code, two
+ * processes writing the same entry at once, the ahead-of-time build with shards and failures,
+ * and nothing stored for malformed inputs. */
 #include "common.h"
 #include "files.h"
+#include "pipeline/pipeline.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 static const char *real_paths[2];
 
@@ -29,7 +36,10 @@ static void expect_same_features(const mcl_msa_features *x, const mcl_msa_featur
     cr_assert_eq(a.length, b.length);
     size_t cells = a.depth * a.length;
     cr_expect_eq(memcmp(a.tokens, b.tokens, cells), 0, "tokens differ");
-    cr_expect_eq(memcmp(a.deletions, b.deletions, cells * 4), 0, "deletions differ");
+    cr_assert_eq(a.deletion_nonzero, b.deletion_nonzero);
+    cr_expect_eq(memcmp(a.deletion_row_start, b.deletion_row_start, (a.depth + 1) * 8), 0, "deletion rows differ");
+    cr_expect_eq(memcmp(a.deletion_columns, b.deletion_columns, a.deletion_nonzero * 4), 0, "deletion columns differ");
+    cr_expect_eq(memcmp(a.deletion_counts, b.deletion_counts, a.deletion_nonzero * 4), 0, "deletion counts differ");
     cr_expect_eq(memcmp(a.profile, b.profile, a.length * MCL_MSA_CLASSES * 4), 0, "profiles differ");
     cr_expect_eq(memcmp(a.deletion_mean, b.deletion_mean, a.length * 4), 0, "deletion means differ");
 }
@@ -164,7 +174,7 @@ static void flip_a_header_byte(const char *path)
     int fd = open(path, O_RDWR);
     cr_assert(fd >= 0);
     unsigned char byte = 0x7f;
-    cr_assert_eq(pwrite(fd, &byte, 1, 40), 1); /* the depth */
+    cr_assert_eq(pwrite(fd, &byte, 1, 32), 1); /* the depth */
     close(fd);
 }
 
@@ -181,6 +191,251 @@ Test(feature_cache, corrupt_payload_is_detected_deleted_and_rebuilt) { expect_re
 Test(feature_cache, corrupt_header_is_detected_deleted_and_rebuilt) { expect_rebuilt(flip_a_header_byte); }
 Test(feature_cache, truncated_entry_is_detected_deleted_and_rebuilt) { expect_rebuilt(truncate_to_half); }
 Test(feature_cache, entry_cut_inside_its_header_is_rebuilt) { expect_rebuilt(truncate_into_the_header); }
+
+Test(feature_cache, entry_of_an_older_format_is_refused_and_rebuilt)
+{
+    /* what format 1 wrote for this example (tests/data/cache/NOTICE), where format 2 looks for it:
+     * the key is the same, since it hashes the inputs and the feature version only */
+    char *dir = test_temp_dir(), entry[4096], fixture[4096];
+    const char *path = test_msa_path("2q2k_A_bfd_uniclust_hits.a3m");
+    mcl_msa_example example = {"2q2k", &path, 1};
+    entry_file(dir, &example, entry, sizeof entry);
+    snprintf(fixture, sizeof fixture, "%s/cache/format1_2q2k.msaf", MEGACL_TEST_DATA_DIR);
+    struct stat st;
+    cr_assert_eq(stat(fixture, &st), 0);
+    char *old = test_read_file(fixture), *shard = strdup(entry);
+    *strrchr(shard, '/') = '\0';
+    cr_assert_eq(mkdir(shard, 0755), 0);
+    free(test_write_bytes(shard, strrchr(entry, '/') + 1, old, (size_t)st.st_size));
+
+    mcl_feature_cache *cache;
+    assert_ok(mcl_feature_cache_open(dir, 0, &cache));
+    mcl_cache_entry_info seen = {0};
+    assert_ok(mcl_feature_cache_walk(cache, 0, keep_info, &seen));
+    cr_expect_eq(seen.check, MCL_ERR_CORRUPT);
+    cr_expect(strstr(seen.problem, "entry format 1, this library reads 2"), "problem: %s", seen.problem);
+    mcl_msa_features *f, *parsed;
+    assert_ok(mcl_feature_cache_get(cache, &example, &f));
+    assert_ok(mcl_msa_features_from_files(example.paths, 1, &parsed));
+    expect_same_features(parsed, f);
+    cr_expect_eq(stats_of(cache).corrupt, 1);
+    cr_expect_eq(stats_of(cache).hits, 0);
+    assert_ok(mcl_feature_cache_walk(cache, 1, keep_info, &seen));
+    cr_expect_eq(seen.check, MCL_OK, "after the rebuild: %s", seen.problem);
+    cr_expect_eq(seen.format_version, 2);
+    mcl_msa_features_release(parsed);
+    mcl_msa_features_release(f);
+    mcl_feature_cache_close(cache);
+    free(old);
+    free(shard);
+    test_remove_tree(dir);
+}
+
+/* ---- the key index ------------------------------------------------------------------------------ */
+
+/* The features of the example from the cache, expected equal to a fresh parse of its files. */
+static void expect_cache_gives_parse(mcl_feature_cache *cache, const mcl_msa_example *example)
+{
+    mcl_msa_features *f, *parsed;
+    assert_ok(mcl_feature_cache_get(cache, example, &f));
+    assert_ok(mcl_msa_features_from_files(example->paths, example->path_count, &parsed));
+    expect_same_features(parsed, f);
+    mcl_msa_features_release(parsed);
+    mcl_msa_features_release(f);
+}
+
+/* Waits until a file written now is old enough for the index to record it (key_index.c: 100 ms,
+ * 2 s where the file system keeps whole seconds). */
+static void let_settle(const char *path)
+{
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    struct timespec wait = st.st_ctim.tv_nsec == 0 ? (struct timespec){2, 100000000} : (struct timespec){0, 150000000};
+    nanosleep(&wait, NULL);
+}
+
+static size_t index_records(const char *dir)
+{
+    char index[4096];
+    snprintf(index, sizeof index, "%s/index", dir);
+    return test_count_files(index, NULL);
+}
+
+Test(feature_cache, key_index_finds_unchanged_inputs_without_reading_them)
+{
+    char *dir = test_temp_dir();
+    mcl_msa_example example = real_example();
+    mcl_feature_cache *cache = cache_holding(dir, 0, &example); /* built: the key is recorded */
+    cr_expect_eq(index_records(dir), 1);
+    expect_cache_gives_parse(cache, &example);
+    mcl_feature_cache_stats s = stats_of(cache);
+    cr_expect_eq(s.hits, 1);
+    cr_expect_eq(s.indexed, 1, "the second read hashed the inputs again");
+    mcl_feature_cache_close(cache);
+    test_remove_tree(dir);
+}
+
+Test(feature_cache, key_index_can_be_turned_off)
+{
+    char *dir = test_temp_dir();
+    mcl_msa_example example = real_example();
+    cr_assert_eq(setenv("MEGACL_KEY_INDEX", "0", 1), 0);
+    mcl_feature_cache *cache = cache_holding(dir, 0, &example);
+    expect_cache_gives_parse(cache, &example);
+    cr_expect_eq(stats_of(cache).hits, 1);
+    cr_expect_eq(stats_of(cache).indexed, 0);
+    cr_expect_eq(index_records(dir), 0);
+    mcl_feature_cache_close(cache);
+    cr_assert_eq(unsetenv("MEGACL_KEY_INDEX"), 0);
+    test_remove_tree(dir);
+}
+
+/* Rewrites the file in place with other bytes of the same length and puts its mtime back. */
+static void rewrite_keeping_size_and_mtime(const char *path, const char *text)
+{
+    struct stat before, after;
+    cr_assert_eq(stat(path, &before), 0);
+    int fd = open(path, O_WRONLY);
+    cr_assert(fd >= 0);
+    cr_assert_eq(pwrite(fd, text, strlen(text), 0), (ssize_t)strlen(text));
+    cr_assert_eq(close(fd), 0);
+    struct timespec times[2] = {before.st_atim, before.st_mtim};
+    cr_assert_eq(utimensat(AT_FDCWD, path, times, 0), 0);
+    cr_assert_eq(stat(path, &after), 0);
+    cr_assert(after.st_size == before.st_size && after.st_ino == before.st_ino &&
+              after.st_mtim.tv_sec == before.st_mtim.tv_sec && after.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
+}
+
+Test(feature_cache, key_index_notices_a_change_that_keeps_size_mtime_and_inode)
+{
+    char *dir = test_temp_dir(), *inputs = test_temp_dir();
+    char *path = test_write_text(inputs, "hits.a3m", ">q\nMKVL\n>x\nMaKVL\n");
+    mcl_msa_example example = {"changed", (const char *const *)&path, 1};
+    mcl_feature_cache *cache;
+    assert_ok(mcl_feature_cache_open(dir, 0, &cache));
+    expect_cache_gives_parse(cache, &example); /* built, but written just now: not recorded */
+    cr_expect_eq(index_records(dir), 0, "a file changed within the settling time was recorded");
+    let_settle(path);
+    expect_cache_gives_parse(cache, &example); /* hashed, found, recorded */
+    cr_expect_eq(index_records(dir), 1);
+    expect_cache_gives_parse(cache, &example); /* from the index */
+    cr_expect_eq(stats_of(cache).indexed, 1);
+
+    /* only the ctime tells this change (which no user can set back): the index must see it */
+    rewrite_keeping_size_and_mtime(path, ">q\nMKVL\n>x\nMaKWL\n");
+    expect_cache_gives_parse(cache, &example);
+    mcl_feature_cache_stats s = stats_of(cache);
+    cr_expect_eq(s.indexed, 1, "the stale record was used");
+    cr_expect_eq(s.misses, 2, "the changed input was not parsed again");
+    cr_expect_eq(test_count_files(dir, ".msaf"), 2);
+    mcl_feature_cache_close(cache);
+    free(path);
+    test_remove_tree(dir);
+    test_remove_tree(inputs);
+}
+
+/* The example's one index record (its path in `record`). */
+static void only_record(const char *dir, char record[1600])
+{
+    char index[1024];
+    snprintf(index, sizeof index, "%s/index", dir);
+    cr_assert_eq(test_count_files(index, NULL), 1);
+    DIR *top = opendir(index);
+    cr_assert_not_null(top);
+    for (struct dirent *e; (e = readdir(top));) {
+        if (e->d_name[0] == '.') continue;
+        char shard[1300];
+        snprintf(shard, sizeof shard, "%s/%s", index, e->d_name);
+        DIR *d = opendir(shard);
+        for (struct dirent *f; d && (f = readdir(d));)
+            if (f->d_name[0] != '.') snprintf(record, 1600, "%s/%s", shard, f->d_name);
+        if (d) closedir(d);
+    }
+    closedir(top);
+}
+
+/* Damages the example's index record with `damage`, then expects the next read to hash the
+ * inputs (nothing indexed), give the right features and leave a sound record again. */
+static void expect_record_ignored(void (*damage)(const char *record, const char *dir))
+{
+    char *dir = test_temp_dir();
+    mcl_msa_example example = real_example();
+    mcl_feature_cache *cache = cache_holding(dir, 0, &example);
+    char record[1600];
+    only_record(dir, record);
+    damage(record, dir);
+    expect_cache_gives_parse(cache, &example);
+    cr_expect_eq(stats_of(cache).indexed, 0, "an unsound record was used");
+    cr_expect_eq(stats_of(cache).hits, 1);
+    expect_cache_gives_parse(cache, &example);
+    cr_expect_eq(stats_of(cache).indexed, 1, "the record was not written again");
+    mcl_feature_cache_close(cache);
+    test_remove_tree(dir);
+}
+
+static void flip_each_record_byte(const char *record, const char *dir)
+{
+    (void)dir;
+    unsigned char bytes[KEY_INDEX_RECORD_BYTES];
+    FILE *f = fopen(record, "rb");
+    cr_assert_eq(fread(bytes, 1, sizeof bytes, f), sizeof bytes);
+    fclose(f);
+    uint8_t identity[16], key[16];
+    memcpy(identity, bytes + 16, 16); /* where a record holds its identity */
+    cr_assert(key_index_decode(bytes, sizeof bytes, identity, key), "the record as written is unsound");
+    for (size_t i = 0; i < sizeof bytes; i++) {
+        bytes[i] ^= 0x04;
+        cr_expect_not(key_index_decode(bytes, sizeof bytes, identity, key), "a flip at byte %zu went unseen", i);
+        bytes[i] ^= 0x04;
+    }
+    cr_expect_not(key_index_decode(bytes, sizeof bytes - 1, identity, key));
+    identity[3] ^= 1;
+    cr_expect_not(key_index_decode(bytes, sizeof bytes, identity, key), "a record of another identity was taken");
+    bytes[40] ^= 0x01; /* inside the key */
+    f = fopen(record, "wb");
+    cr_assert_eq(fwrite(bytes, 1, sizeof bytes, f), sizeof bytes);
+    fclose(f);
+}
+
+static void truncate_record(const char *record, const char *dir)
+{
+    (void)dir;
+    cr_assert_eq(truncate(record, 20), 0);
+}
+
+/* A sound record whose key has no entry (the entry was removed, say): the inputs decide. */
+static void point_record_at_a_missing_entry(const char *record, const char *dir)
+{
+    unsigned char bytes[KEY_INDEX_RECORD_BYTES];
+    FILE *f = fopen(record, "rb");
+    cr_assert_eq(fread(bytes, 1, sizeof bytes, f), sizeof bytes);
+    fclose(f);
+    uint8_t key[16];
+    memset(key, 0xab, sizeof key);
+    key_index_encode(bytes + 16, key, bytes);
+    f = fopen(record, "wb");
+    cr_assert_eq(fwrite(bytes, 1, sizeof bytes, f), sizeof bytes);
+    fclose(f);
+    cr_assert_eq(test_count_files(dir, "abababab"), 0);
+}
+
+Test(feature_cache, corrupt_key_index_record_costs_a_rehash) { expect_record_ignored(flip_each_record_byte); }
+Test(feature_cache, truncated_key_index_record_costs_a_rehash) { expect_record_ignored(truncate_record); }
+Test(feature_cache, key_index_record_of_a_missing_entry_costs_a_rehash) { expect_record_ignored(point_record_at_a_missing_entry); }
+
+Test(feature_cache, checksum_vector_code_gives_xxh3)
+{
+    enum { BYTES = 300000 };
+    unsigned char *bytes = malloc(BYTES + 64);
+    cr_assert_not_null(bytes);
+    for (size_t i = 0; i < BYTES + 64; i++) bytes[i] = (unsigned char)(i * 2654435761u >> 13);
+    const size_t sizes[] = {0, 1, 16, 17, 128, 129, 240, 241, 1024, 1025, 65536, 115000, BYTES};
+    for (size_t i = 0; i < COUNT_OF(sizes); i++)
+        for (size_t offset = 0; offset < 64; offset += 13) /* unaligned starts too */
+            cr_expect_eq(entry_checksum(bytes + offset, sizes[i]), XXH3_64bits(bytes + offset, sizes[i]),
+                         "%zu bytes from offset %zu", sizes[i], offset);
+    free(bytes);
+}
 
 /* Builds the example's entry in a child process once the parent says go; exits 0 on success. */
 static pid_t build_in_child(const char *dir, int go)

@@ -186,7 +186,32 @@ Test(loader, batches_depend_on_the_seed_only)
     free_chains(&c);
 }
 
-/* The batch agrees with the example's features: the query first, the crop a window, padding. */
+/* The row of the features whose tokens over the crop are `tokens` (the chains' rows are random
+ * enough for it to be the one sampled); fails the test if there is none. */
+static size_t source_row(const mcl_msa_arrays *a, const uint8_t *tokens, size_t start, size_t width)
+{
+    for (size_t r = 0; r < a->depth; r++)
+        if (memcmp(a->tokens + r * a->length + start, tokens, width) == 0) return r;
+    cr_assert_fail("a batch row matches no row of its example");
+    return 0;
+}
+
+/* A sampled row's has_deletion and deletion_value are its source row's counts over the crop. */
+static void check_row_deletions(const mcl_batch *b, size_t at, const mcl_msa_arrays *a, size_t start, size_t width)
+{
+    int32_t *counts = malloc(a->length * sizeof *counts);
+    cr_assert_not_null(counts);
+    assert_ok(mcl_msa_deletions_dense(a, source_row(a, b->tokens + at, start, width), 1, counts));
+    for (size_t j = 0; j < width; j++) {
+        int32_t count = counts[start + j];
+        cr_assert_float_eq(b->has_deletion[at + j], count > 0 ? 1.0f : 0.0f, 0);
+        cr_assert_float_eq(b->deletion_value[at + j], mcl_msa_deletion_value(count), 0);
+    }
+    free(counts);
+}
+
+/* The batch agrees with the example's features: the query first, the crop a window, each row's
+ * deletions its own, padding. */
 static void check_batch_against_features(const mcl_batch *b, const mcl_loader_desc *desc)
 {
     for (size_t e = 0; e < b->batch_size; e++) {
@@ -206,13 +231,16 @@ static void check_batch_against_features(const mcl_batch *b, const mcl_loader_de
             cr_assert_float_eq(b->profile[(e * b->cols + j) * MCL_MSA_CLASSES + 3], a.profile[(start + j) * MCL_MSA_CLASSES + 3], 0);
         }
         for (size_t r = 0; r < b->rows; r++) {
+            size_t row_at = (e * b->rows + r) * b->cols;
+            if (r < a.depth) check_row_deletions(b, row_at, &a, start, width);
             for (size_t j = 0; j < b->cols; j++) {
-                size_t at = (e * b->rows + r) * b->cols + j;
+                size_t at = row_at + j;
                 int real = r < a.depth && j < width;
                 cr_assert_float_eq(b->msa_mask[at], real ? 1.0f : 0.0f, 0);
-                if (!real) cr_assert_eq(b->tokens[at], MCL_MSA_TOKEN_GAP);
-                cr_assert_float_eq(b->deletion_value[at], real ? mcl_msa_deletion_value(0) : 0.0f,
-                                   b->has_deletion[at] > 0 ? 1.0f : 0.0f); /* a deletion moves it off 0 */
+                if (real) continue;
+                cr_assert_eq(b->tokens[at], MCL_MSA_TOKEN_GAP);
+                cr_assert_float_eq(b->has_deletion[at], 0.0f, 0);
+                cr_assert_float_eq(b->deletion_value[at], 0.0f, 0);
             }
         }
         mcl_msa_features_release(f);

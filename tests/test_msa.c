@@ -23,6 +23,15 @@ static mcl_msa_arrays arrays_of(const mcl_msa_features *f)
     return a;
 }
 
+/* The dense deletion matrix [depth, length] of the arrays (malloc'd), as AlphaFold holds it. */
+static int32_t *dense_deletions(const mcl_msa_arrays *a)
+{
+    int32_t *d = malloc(a->depth * a->length * sizeof *d);
+    cr_assert_not_null(d);
+    assert_ok(mcl_msa_deletions_dense(a, 0, a->depth, d));
+    return d;
+}
+
 /* Expects a parse of the files to fail with `expected` and a message holding each needle. */
 static void expect_failure(const char *const *paths, size_t count, mcl_status expected, const char *needle1,
                            const char *needle2)
@@ -53,13 +62,14 @@ Test(msa, a3m_insertions_gaps_letters_and_line_ends)
     char *path = test_write_text(dir, "small.a3m", text);
     mcl_msa_features *f = features_of((const char *const *)&path, 1);
     mcl_msa_arrays a = arrays_of(f);
+    int32_t *deleted = dense_deletions(&a);
     cr_assert_eq(a.depth, 3);
     cr_assert_eq(a.length, 4);
     const uint8_t tokens[12] = {0, 4, 3, 6, /* A C D E */ 0, 21, 3, 6, /* A - D E */ 3, 6, 4, 20 /* B->D Z->E U->C J->X */};
     const int32_t deletions[12] = {0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0};
     for (int i = 0; i < 12; i++) {
         cr_expect_eq(a.tokens[i], tokens[i], "token %d: %d, expected %d", i, a.tokens[i], tokens[i]);
-        cr_expect_eq(a.deletions[i], deletions[i], "deletion %d: %d, expected %d", i, a.deletions[i], deletions[i]);
+        cr_expect_eq(deleted[i], deletions[i], "deletion %d: %d, expected %d", i, deleted[i], deletions[i]);
     }
     /* column 0 holds A, A, D: profile 2/3 A, 1/3 D; column 2 has deletions 0, 2, 0: mean 2/3 */
     cr_expect_float_eq(a.profile[0 * MCL_MSA_CLASSES + 0], 2.0f / 3.0f, 1e-7);
@@ -72,6 +82,7 @@ Test(msa, a3m_insertions_gaps_letters_and_line_ends)
         for (int k = 0; k < MCL_MSA_CLASSES; k++) sum += a.profile[c * MCL_MSA_CLASSES + k];
         cr_expect_float_eq(sum, 1.0, 1e-6, "column %zu's profile sums to %f", c, sum);
     }
+    free(deleted);
     mcl_msa_features_release(f);
     free(path);
     test_remove_tree(dir);
@@ -99,14 +110,16 @@ Test(msa, stockholm_blocks_annotations_and_insert_columns)
     char *path = test_write_text(dir, "small.sto", text);
     mcl_msa_features *f = features_of((const char *const *)&path, 1);
     mcl_msa_arrays a = arrays_of(f);
+    int32_t *deleted = dense_deletions(&a);
     cr_assert_eq(a.depth, 3);
     cr_assert_eq(a.length, 6);
     const uint8_t tokens[18] = {0, 4, 3, 6, 13, 7, /* A C D E F G */ 0, 4, 3, 6, 18, 7, 0, 21, 21, 6, 21, 21};
     const int32_t deletions[18] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0};
     for (int i = 0; i < 18; i++) {
         cr_expect_eq(a.tokens[i], tokens[i], "token %d: %d, expected %d", i, a.tokens[i], tokens[i]);
-        cr_expect_eq(a.deletions[i], deletions[i], "deletion %d: %d, expected %d", i, a.deletions[i], deletions[i]);
+        cr_expect_eq(deleted[i], deletions[i], "deletion %d: %d, expected %d", i, deleted[i], deletions[i]);
     }
+    free(deleted);
     mcl_msa_features_release(f);
     free(path);
     test_remove_tree(dir);
@@ -121,14 +134,46 @@ Test(msa, duplicates_across_files_keep_the_first_copy_and_the_query_first)
     };
     mcl_msa_features *f = features_of((const char *const *)paths, 2);
     mcl_msa_arrays a = arrays_of(f);
+    int32_t *deleted = dense_deletions(&a);
     /* kept: q, x (first copy: no deletion), y, z; q of b.sto and y of b.sto are copies */
     cr_assert_eq(a.depth, 4);
     const uint8_t expected[12] = {12, 11, 19, 12, 11, 21, 12, 21, 19, 21, 11, 19};
     for (int i = 0; i < 12; i++) cr_expect_eq(a.tokens[i], expected[i], "token %d", i);
-    for (int i = 0; i < 12; i++) cr_expect_eq(a.deletions[i], 0, "deletion %d", i);
+    for (int i = 0; i < 12; i++) cr_expect_eq(deleted[i], 0, "deletion %d", i);
+    free(deleted);
     mcl_msa_features_release(f);
     free(paths[0]);
     free(paths[1]);
+    test_remove_tree(dir);
+}
+
+Test(msa, sparse_deletions_hold_each_row_and_dense_rows_can_be_asked_for)
+{
+    char *dir = test_temp_dir();
+    /* row x inserts 2 before column 1 and 1 before column 3, row y 5 before column 0 (each row
+     * differs from the query in a column, or it would be dropped as its copy) */
+    char *path = test_write_text(dir, "d.a3m", ">q\nMKVL\n>x\nMabKAcL\n>y\nfghijM-VL\n");
+    mcl_msa_features *f = features_of((const char *const *)&path, 1);
+    mcl_msa_arrays a = arrays_of(f);
+    cr_assert_eq(a.deletion_nonzero, 3);
+    const uint64_t row_start[4] = {0, 0, 2, 3};
+    const uint32_t columns[3] = {1, 3, 0};
+    const int32_t counts[3] = {2, 1, 5};
+    for (int r = 0; r < 4; r++) cr_expect_eq(a.deletion_row_start[r], row_start[r], "row start %d", r);
+    for (int k = 0; k < 3; k++) {
+        cr_expect_eq(a.deletion_columns[k], columns[k], "column %d", k);
+        cr_expect_eq(a.deletion_counts[k], counts[k], "count %d", k);
+    }
+    int32_t rows[8];
+    memset(rows, 0x7f, sizeof rows);
+    assert_ok(mcl_msa_deletions_dense(&a, 1, 2, rows)); /* x and y, every cell written */
+    const int32_t expected[8] = {0, 2, 0, 1, 5, 0, 0, 0};
+    cr_expect_arr_eq(rows, expected, sizeof rows);
+    assert_ok(mcl_msa_deletions_dense(&a, 3, 0, rows));
+    assert_status(mcl_msa_deletions_dense(&a, 2, 2, rows), MCL_ERR_INVALID_ARGUMENT);
+    assert_status(mcl_msa_deletions_dense(&a, 0, 1, NULL), MCL_ERR_NULL_POINTER);
+    mcl_msa_features_release(f);
+    free(path);
     test_remove_tree(dir);
 }
 
@@ -146,21 +191,24 @@ Test(msa, real_a3m)
     const char *path = test_msa_path("bfd_uniclust_hits.a3m");
     mcl_msa_features *f = features_of(&path, 1);
     mcl_msa_arrays a = arrays_of(f);
+    int32_t *deleted = dense_deletions(&a);
     /* expected_values.py: depth 1024 length 73, 97 nonzero deletions, the largest (199, 50, 24)
      * (line 400: 24 lower-case letters before the 51st column), the first (111, 9, 1) */
     cr_assert_eq(a.depth, 1024);
     cr_assert_eq(a.length, 73);
-    cr_expect_eq(a.deletions[199 * 73 + 50], 24);
-    cr_expect_eq(a.deletions[111 * 73 + 9], 1);
+    cr_expect_eq(deleted[199 * 73 + 50], 24);
+    cr_expect_eq(deleted[111 * 73 + 9], 1);
     size_t nonzero = 0;
-    for (size_t i = 0; i < a.depth * a.length; i++) nonzero += a.deletions[i] != 0;
+    for (size_t i = 0; i < a.depth * a.length; i++) nonzero += deleted[i] != 0;
     cr_expect_eq(nonzero, 97);
+    cr_expect_eq(a.deletion_nonzero, 97, "the sparse rows hold exactly the nonzero counts");
     /* column 0: M (12) 90 and gap 704 of 1024; column 36: E (6) 570; column 72: gap 1022 */
     cr_expect_float_eq(a.profile[0 * 22 + 12], 90.0f / 1024, 1e-7);
     cr_expect_float_eq(a.profile[0 * 22 + 21], 704.0f / 1024, 1e-7);
     cr_expect_float_eq(a.profile[36 * 22 + 6], 570.0f / 1024, 1e-7);
     cr_expect_float_eq(a.profile[72 * 22 + 21], 1022.0f / 1024, 1e-7);
     cr_expect_float_eq(a.deletion_mean[50], 24.0f / 1024, 1e-7);
+    free(deleted);
     mcl_msa_features_release(f);
 }
 
@@ -169,15 +217,17 @@ Test(msa, real_stockholm)
     const char *path = test_msa_path("mgnify_hits.sto");
     mcl_msa_features *f = features_of(&path, 1);
     mcl_msa_arrays a = arrays_of(f);
+    int32_t *deleted = dense_deletions(&a);
     /* expected_values.py: depth 59 length 73 (76 columns, 3 query gaps), deletions at (8, 64),
      * (46, 12), (53, 35), each 1; column 0: M 10 and gap 49 of 59; column 36: E 53 */
     cr_assert_eq(a.depth, 59);
     cr_assert_eq(a.length, 73);
-    cr_expect_eq(a.deletions[8 * 73 + 64], 1);
-    cr_expect_eq(a.deletions[46 * 73 + 12], 1);
-    cr_expect_eq(a.deletions[53 * 73 + 35], 1);
+    cr_expect_eq(deleted[8 * 73 + 64], 1);
+    cr_expect_eq(deleted[46 * 73 + 12], 1);
+    cr_expect_eq(deleted[53 * 73 + 35], 1);
     cr_expect_float_eq(a.profile[0 * 22 + 12], 10.0f / 59, 1e-7);
     cr_expect_float_eq(a.profile[36 * 22 + 6], 53.0f / 59, 1e-7);
+    free(deleted);
     mcl_msa_features_release(f);
 }
 
@@ -205,13 +255,15 @@ Test(msa, real_small_a3m)
     const char *path = test_msa_path("2q2k_A_bfd_uniclust_hits.a3m");
     mcl_msa_features *f = features_of(&path, 1);
     mcl_msa_arrays a = arrays_of(f);
+    int32_t *deleted = dense_deletions(&a);
     /* expected_values.py: depth 4 length 70, one deletion at (3, 69) (the "pP" ending); column
      * 35 is Y (18) in all four rows */
     cr_assert_eq(a.depth, 4);
     cr_assert_eq(a.length, 70);
-    cr_expect_eq(a.deletions[3 * 70 + 69], 1);
+    cr_expect_eq(deleted[3 * 70 + 69], 1);
     cr_expect_float_eq(a.profile[35 * 22 + 18], 1.0f, 0);
     cr_expect_float_eq(a.deletion_mean[69], 0.25f, 0);
+    free(deleted);
     mcl_msa_features_release(f);
 }
 

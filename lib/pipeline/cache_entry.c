@@ -1,13 +1,20 @@
-/* A feature cache entry, one file: a 384-byte header, then the four arrays, each at a multiple
+/* A feature cache entry, one file: a 448-byte header, then the six arrays, each at a multiple
  * of 64 bytes from the start of the file so that a mapped entry is read in place.
  *
- *   magic "MCLMSAF", entry format, feature version, the 16-byte key, depth and length, a
- *   byte-order mark, per array {dtype, codec (raw or zstd), shape, offset, stored bytes,
- *   decoded bytes}, the example's name (informative), the file's size, the XXH3-64 checksum
- *   of everything after the header and the XXH3-64 checksum of the header itself.
+ *   magic "MCLMSAF", entry format, feature version, the 16-byte key, depth, length and the
+ *   number of nonzero deletion counts, a byte-order mark, per array {dtype, codec (raw or
+ *   zstd), shape, offset, stored bytes, decoded bytes}, the example's name (informative), the
+ *   file's size, the XXH3-64 checksum of everything after the header and the XXH3-64 checksum
+ *   of the header itself.
+ *
+ * The magic and the format stay the first 12 bytes in every format, and the format is checked
+ * before anything else, so an entry of another format is refused as such (and rebuilt) whatever
+ * its layout. Format 1 held the deletion counts as a dense int32 matrix; format 2 holds them as
+ * compressed sparse rows, 4 to 5 times less to map and checksum on the real alignments.
  *
  * Entries are native-endian (the mark refuses an entry from a machine of the other order).
- * Decoding trusts nothing: every size and offset is checked against the file before use. */
+ * Decoding trusts nothing: every size and offset is checked against the file before use, and
+ * every value that indexes memory downstream (tokens, the sparse rows) before it is returned. */
 #include "pipeline.h"
 
 #include "runtime/error.h"
@@ -22,8 +29,8 @@
 #define XXH_INLINE_ALL /* header-only: no link dependency */
 #include <xxhash.h>
 
-enum { ENTRY_HEADER_BYTES = 384, ENTRY_BYTE_ORDER = 0x01020304 };
-enum { DTYPE_U8 = 1, DTYPE_I32 = 2, DTYPE_F32 = 3 };
+enum { ENTRY_HEADER_BYTES = 448, ENTRY_BYTE_ORDER = 0x01020304 };
+enum { DTYPE_U8 = 1, DTYPE_I32 = 2, DTYPE_F32 = 3, DTYPE_U32 = 4, DTYPE_U64 = 5 };
 enum { CODEC_RAW = 0, CODEC_ZSTD = 1 };
 static const char entry_magic[8] = "MCLMSAF";
 
@@ -39,7 +46,7 @@ typedef struct entry_header {
     char magic[8];
     uint32_t format_version, feature_version;
     uint8_t key[16];
-    uint64_t depth, length;
+    uint64_t depth, length, deletion_nonzero;
     uint32_t array_count, byte_order;
     entry_array arrays[MSA_ARRAY_COUNT];
     char name[64];
@@ -50,23 +57,24 @@ typedef struct entry_header {
 
 _Static_assert(sizeof(entry_header) <= ENTRY_HEADER_BYTES, "the header fits its room");
 _Static_assert(ENTRY_HEADER_BYTES % MSA_ALIGN == 0, "arrays after the header stay aligned");
+_Static_assert(offsetof(entry_header, format_version) == 8, "the format is where every format has it");
 
 #define ALIGN_UP(x) (((x) + (MSA_ALIGN - 1)) & ~(uint64_t)(MSA_ALIGN - 1))
 
-static const uint32_t array_dtypes[MSA_ARRAY_COUNT] = {DTYPE_U8, DTYPE_I32, DTYPE_F32, DTYPE_F32};
+static const uint32_t array_dtypes[MSA_ARRAY_COUNT] = {DTYPE_U8, DTYPE_U64, DTYPE_U32, DTYPE_I32, DTYPE_F32, DTYPE_F32};
 
-static void array_shape(int i, uint64_t depth, uint64_t length, uint64_t *rows, uint64_t *cols)
+static void array_shape(int i, const entry_header *h, uint64_t *rows, uint64_t *cols)
 {
-    *rows = i == MSA_ARRAY_TOKENS || i == MSA_ARRAY_DELETIONS ? depth : length;
-    *cols = i == MSA_ARRAY_TOKENS || i == MSA_ARRAY_DELETIONS ? length
-            : i == MSA_ARRAY_PROFILE                         ? MCL_MSA_CLASSES
-                                                             : 1;
-}
-
-static const void *array_data(const mcl_msa_arrays *a, int i)
-{
-    const void *data[MSA_ARRAY_COUNT] = {a->tokens, a->deletions, a->profile, a->deletion_mean};
-    return data[i];
+    const uint64_t shapes[MSA_ARRAY_COUNT][2] = {
+        [MSA_ARRAY_TOKENS] = {h->depth, h->length},
+        [MSA_ARRAY_DELETION_ROW_START] = {h->depth + 1, 1},
+        [MSA_ARRAY_DELETION_COLUMNS] = {h->deletion_nonzero, 1},
+        [MSA_ARRAY_DELETION_COUNTS] = {h->deletion_nonzero, 1},
+        [MSA_ARRAY_PROFILE] = {h->length, MCL_MSA_CLASSES},
+        [MSA_ARRAY_DELETION_MEAN] = {h->length, 1},
+    };
+    *rows = shapes[i][0];
+    *cols = shapes[i][1];
 }
 
 static uint64_t header_checksum(const entry_header *h) { return XXH3_64bits(h, offsetof(entry_header, header_checksum)); }
@@ -83,7 +91,7 @@ static mcl_status stored_arrays(const mcl_msa_features *f, int level, uint64_t b
         size_t bound = ZSTD_compressBound((size_t)bytes[i]);
         compressed[i] = malloc(bound);
         if (!compressed[i]) return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "no memory to compress %zu bytes", bound);
-        size_t n = ZSTD_compress(compressed[i], bound, array_data(&f->arrays, i), (size_t)bytes[i], level);
+        size_t n = ZSTD_compress(compressed[i], bound, msa_array_at(&f->arrays, i), (size_t)bytes[i], level);
         if (ZSTD_isError(n)) return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "zstd: %s", ZSTD_getErrorName(n));
         stored[i] = n;
     }
@@ -99,6 +107,7 @@ static void fill_header(entry_header *h, const mcl_msa_features *f, const uint8_
     memcpy(h->key, key, sizeof h->key);
     h->depth = f->arrays.depth;
     h->length = f->arrays.length;
+    h->deletion_nonzero = f->arrays.deletion_nonzero;
     h->array_count = MSA_ARRAY_COUNT;
     h->byte_order = ENTRY_BYTE_ORDER;
     snprintf(h->name, sizeof h->name, "%s", name ? name : "");
@@ -107,7 +116,7 @@ static void fill_header(entry_header *h, const mcl_msa_features *f, const uint8_
         entry_array *a = &h->arrays[i];
         a->dtype = array_dtypes[i];
         a->codec = level > 0 ? CODEC_ZSTD : CODEC_RAW;
-        array_shape(i, h->depth, h->length, &a->rows, &a->cols);
+        array_shape(i, h, &a->rows, &a->cols);
         a->offset = offset;
         a->stored_bytes = stored[i];
         a->raw_bytes = bytes[i];
@@ -120,7 +129,7 @@ mcl_status cache_entry_encode(const mcl_msa_features *f, const uint8_t key[16], 
                               void **bytes_out, size_t *size_out)
 {
     uint64_t bytes[MSA_ARRAY_COUNT];
-    if (!msa_array_bytes(f->arrays.depth, f->arrays.length, bytes))
+    if (!msa_array_bytes(f->arrays.depth, f->arrays.length, f->arrays.deletion_nonzero, bytes))
         return mcl_fail(MCL_ERR_SIZE_OVERFLOW, "features of %zu x %zu", f->arrays.depth, f->arrays.length);
     void *compressed[MSA_ARRAY_COUNT] = {0};
     size_t stored[MSA_ARRAY_COUNT];
@@ -135,8 +144,8 @@ mcl_status cache_entry_encode(const mcl_msa_features *f, const uint8_t key[16], 
     }
     if (status == MCL_OK) {
         for (int i = 0; i < MSA_ARRAY_COUNT; i++)
-            memcpy(file + h.arrays[i].offset, compressed[i] ? compressed[i] : array_data(&f->arrays, i), stored[i]);
-        h.payload_checksum = XXH3_64bits(file + ENTRY_HEADER_BYTES, (size_t)h.file_bytes - ENTRY_HEADER_BYTES);
+            memcpy(file + h.arrays[i].offset, compressed[i] ? compressed[i] : msa_array_at(&f->arrays, i), stored[i]);
+        h.payload_checksum = entry_checksum(file + ENTRY_HEADER_BYTES, (size_t)h.file_bytes - ENTRY_HEADER_BYTES);
         h.header_checksum = header_checksum(&h);
         memcpy(file, &h, sizeof h);
         *bytes_out = file;
@@ -162,24 +171,25 @@ static mcl_status corrupt(const char *fmt, ...)
 static mcl_status check_header(const entry_header *h, size_t size, const uint8_t *key)
 {
     if (memcmp(h->magic, entry_magic, sizeof entry_magic) != 0) return corrupt("not a feature cache entry (no magic)");
-    if (h->header_checksum != header_checksum(h)) return corrupt("header checksum mismatch");
-    if (h->byte_order != ENTRY_BYTE_ORDER) return corrupt("written on a machine of the other byte order");
     if (h->format_version != CACHE_ENTRY_FORMAT)
         return corrupt("entry format %u, this library reads %u", h->format_version, CACHE_ENTRY_FORMAT);
+    if (h->header_checksum != header_checksum(h)) return corrupt("header checksum mismatch");
+    if (h->byte_order != ENTRY_BYTE_ORDER) return corrupt("written on a machine of the other byte order");
     if (h->feature_version != MCL_MSA_FEATURE_VERSION)
         return corrupt("feature version %u, this library computes %u", h->feature_version, MCL_MSA_FEATURE_VERSION);
     if (key && memcmp(h->key, key, sizeof h->key) != 0) return corrupt("holds another key than its name");
     if (h->file_bytes != size)
         return corrupt("truncated or extended: %zu bytes, the header says %llu", size, (unsigned long long)h->file_bytes);
     uint64_t bytes[MSA_ARRAY_COUNT];
-    if (h->array_count != MSA_ARRAY_COUNT || !msa_array_bytes(h->depth, h->length, bytes))
-        return corrupt("impossible shape: %u arrays of %llu x %llu", h->array_count, (unsigned long long)h->depth,
-                       (unsigned long long)h->length);
+    if (h->array_count != MSA_ARRAY_COUNT || !msa_array_bytes(h->depth, h->length, h->deletion_nonzero, bytes))
+        return corrupt("impossible shape: %u arrays of %llu x %llu with %llu deletions", h->array_count,
+                       (unsigned long long)h->depth, (unsigned long long)h->length,
+                       (unsigned long long)h->deletion_nonzero);
     uint64_t end = ENTRY_HEADER_BYTES;
     for (int i = 0; i < MSA_ARRAY_COUNT; i++) {
         const entry_array *a = &h->arrays[i];
         uint64_t rows, cols;
-        array_shape(i, h->depth, h->length, &rows, &cols);
+        array_shape(i, h, &rows, &cols);
         /* a zstd block holds at most 128 KiB and takes at least 4 bytes: no frame of the stored size
          * can decode to more, so a forged size cannot make the reader allocate beyond it */
         int possible_zstd = a->codec == CODEC_ZSTD && a->raw_bytes / ZSTD_BLOCKSIZE_MAX <= a->stored_bytes / 4 + 1;
@@ -202,21 +212,18 @@ static mcl_status decode_arrays(const entry_header *h, const unsigned char *byte
     if (raw) {
         f = calloc(1, sizeof *f);
         if (!f) return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "no memory for features");
-        f->arrays = (mcl_msa_arrays){
-            .depth = (size_t)h->depth,
-            .length = (size_t)h->length,
-            .tokens = (const uint8_t *)(bytes + h->arrays[MSA_ARRAY_TOKENS].offset),
-            .deletions = (const int32_t *)(bytes + h->arrays[MSA_ARRAY_DELETIONS].offset),
-            .profile = (const float *)(bytes + h->arrays[MSA_ARRAY_PROFILE].offset),
-            .deletion_mean = (const float *)(bytes + h->arrays[MSA_ARRAY_DELETION_MEAN].offset),
-        };
+        f->arrays = (mcl_msa_arrays){.depth = (size_t)h->depth, .length = (size_t)h->length,
+                                     .deletion_nonzero = (size_t)h->deletion_nonzero};
+        uint64_t offsets[MSA_ARRAY_COUNT];
+        for (int i = 0; i < MSA_ARRAY_COUNT; i++) offsets[i] = h->arrays[i].offset;
+        msa_arrays_place(&f->arrays, bytes, offsets);
         *out = f;
         return MCL_OK;
     }
-    MCL_TRY(msa_features_allocate(h->depth, h->length, &f));
+    MCL_TRY(msa_features_allocate(h->depth, h->length, h->deletion_nonzero, &f));
     for (int i = 0; i < MSA_ARRAY_COUNT; i++) {
         const entry_array *a = &h->arrays[i];
-        void *target = (void *)array_data(&f->arrays, i);
+        void *target = (void *)msa_array_at(&f->arrays, i);
         size_t n = a->stored_bytes;
         if (a->codec == CODEC_RAW) memcpy(target, bytes + a->offset, n);
         else n = ZSTD_decompress(target, (size_t)a->raw_bytes, bytes + a->offset, n);
@@ -229,16 +236,55 @@ static mcl_status decode_arrays(const entry_header *h, const unsigned char *byte
     return MCL_OK;
 }
 
-/* Values no computation gives: tokens past the classes, negative deletions and, with full,
- * a profile or mean outside its range. Tokens index embeddings downstream, so they are always
- * checked. */
+/* Whether every token is one of the classes: a maximum over four lanes, which compilers turn
+ * into vector code that keeps up with the checksum. */
+static int tokens_in_range(const uint8_t *tokens, size_t count)
+{
+    uint8_t largest[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= count; i += 4)
+        for (int lane = 0; lane < 4; lane++) largest[lane] = tokens[i + lane] > largest[lane] ? tokens[i + lane] : largest[lane];
+    for (; i < count; i++) largest[0] = tokens[i] > largest[0] ? tokens[i] : largest[0];
+    return largest[0] < MCL_MSA_CLASSES && largest[1] < MCL_MSA_CLASSES && largest[2] < MCL_MSA_CLASSES &&
+           largest[3] < MCL_MSA_CLASSES;
+}
+
+/* Whether the sparse rows can be followed without leaving the arrays: starts from 0 to the
+ * count, never falling; columns inside the chain; counts of at least 1 (they index a table of
+ * deletion values). Reductions without branches, as the tokens'. */
+static int deletion_rows_safe(const mcl_msa_arrays *a)
+{
+    const uint64_t *start = a->deletion_row_start;
+    int falls = 0;
+    for (size_t r = 0; r < a->depth; r++) falls |= start[r + 1] < start[r];
+    uint32_t largest_column = 0;
+    int32_t smallest_count = 1;
+    for (size_t k = 0; k < a->deletion_nonzero; k++) {
+        largest_column = a->deletion_columns[k] > largest_column ? a->deletion_columns[k] : largest_column;
+        smallest_count = a->deletion_counts[k] < smallest_count ? a->deletion_counts[k] : smallest_count;
+    }
+    return start[0] == 0 && start[a->depth] == a->deletion_nonzero && !falls && largest_column < a->length &&
+           smallest_count >= 1;
+}
+
+/* Whether each row's columns increase, as msa_features_compute writes them. */
+static int deletion_columns_increase(const mcl_msa_arrays *a)
+{
+    for (size_t r = 0; r < a->depth; r++)
+        for (uint64_t k = a->deletion_row_start[r] + 1; k < a->deletion_row_start[r + 1]; k++)
+            if (a->deletion_columns[k] <= a->deletion_columns[k - 1]) return 0;
+    return 1;
+}
+
+/* Values no computation gives: tokens past the classes, sparse rows that lead outside the
+ * arrays and, with full, unsorted rows or a profile or mean outside its range. Tokens and the
+ * sparse rows index memory downstream, so they are always checked. */
 static mcl_status check_values(const mcl_msa_arrays *a, int full)
 {
-    size_t cells = a->depth * a->length;
-    unsigned bad = 0;
-    for (size_t i = 0; i < cells; i++) bad |= (a->tokens[i] >= MCL_MSA_CLASSES) | (a->deletions[i] < 0);
-    if (bad) return corrupt("a token or deletion count out of range");
+    if (!tokens_in_range(a->tokens, a->depth * a->length)) return corrupt("a token out of range");
+    if (!deletion_rows_safe(a)) return corrupt("deletion counts: rows out of order, a column outside the chain or a count below 1");
     if (!full) return MCL_OK;
+    if (!deletion_columns_increase(a)) return corrupt("deletion counts: columns not increasing in a row");
     for (size_t i = 0; i < a->length * MCL_MSA_CLASSES; i++)
         if (!(a->profile[i] >= 0.0f && a->profile[i] <= 1.0f)) return corrupt("profile value out of [0, 1]");
     for (size_t c = 0; c < a->length; c++)
@@ -273,7 +319,7 @@ mcl_status cache_entry_decode(const void *bytes, size_t size, const uint8_t *key
     MCL_TRY(check_header(&h, size, key));
     if (info) fill_info(&h, size, info);
     if (!full && !features) return MCL_OK;
-    if (XXH3_64bits((const unsigned char *)bytes + ENTRY_HEADER_BYTES, size - ENTRY_HEADER_BYTES) != h.payload_checksum)
+    if (entry_checksum((const unsigned char *)bytes + ENTRY_HEADER_BYTES, size - ENTRY_HEADER_BYTES) != h.payload_checksum)
         return corrupt("array checksum mismatch");
     mcl_msa_features *f = NULL;
     MCL_TRY(decode_arrays(&h, bytes, &f));
@@ -288,7 +334,7 @@ void cache_entry_reseal(void *bytes, size_t size)
     if (size < ENTRY_HEADER_BYTES) return;
     entry_header h;
     memcpy(&h, bytes, sizeof h);
-    h.payload_checksum = XXH3_64bits((const unsigned char *)bytes + ENTRY_HEADER_BYTES, size - ENTRY_HEADER_BYTES);
+    h.payload_checksum = entry_checksum((const unsigned char *)bytes + ENTRY_HEADER_BYTES, size - ENTRY_HEADER_BYTES);
     h.header_checksum = header_checksum(&h);
     memcpy(bytes, &h, sizeof h);
 }

@@ -1,6 +1,7 @@
 /* The on-disk feature cache: a directory of entries named by the hash of their inputs
  * (<dir>/<first two hex digits>/<32 hex digits>.msaf), written under a temporary name and
- * renamed into place, read by mapping the file. */
+ * renamed into place, read by mapping the file. The key index (<dir>/index, key_index.c) finds
+ * the key of unchanged inputs without reading them. */
 #include "pipeline.h"
 
 #include "runtime/error.h"
@@ -16,25 +17,26 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#define XXH_INLINE_ALL /* header-only: no link dependency */
-#include <xxhash.h>
 
 #define ENTRY_SUFFIX ".msaf"
 
 struct mcl_feature_cache {
     char *dir;
     int level;
-    atomic_uint_fast64_t hits, misses, corrupt, read_ns, build_ns;
+    int key_index; /* take keys of unchanged inputs from the key index (MEGACL_KEY_INDEX=0: never) */
+    atomic_uint_fast64_t hits, misses, corrupt, indexed, read_ns, build_ns;
 };
 
-static uint64_t now_ns(void)
+static int64_t clock_ns(clockid_t clock)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+    clock_gettime(clock, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-static int make_dir(const char *path) { return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -1; }
+static uint64_t now_ns(void) { return (uint64_t)clock_ns(CLOCK_MONOTONIC); }
+
+int make_dir(const char *path) { return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -1; }
 
 mcl_status mcl_feature_cache_open(const char *dir, int compression_level, mcl_feature_cache **cache)
 {
@@ -54,8 +56,10 @@ mcl_status mcl_feature_cache_open(const char *dir, int compression_level, mcl_fe
         free(copy);
         return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "no memory for a feature cache");
     }
+    const char *key_index = getenv("MEGACL_KEY_INDEX");
     c->dir = copy;
     c->level = compression_level;
+    c->key_index = !key_index || strcmp(key_index, "0") != 0;
     *cache = c;
     return MCL_OK;
 }
@@ -69,30 +73,14 @@ void mcl_feature_cache_close(mcl_feature_cache *cache)
 
 /* ---- keys and paths -------------------------------------------------------------------------- */
 
-static void key_hex(const uint8_t key[16], char hex[33])
+void key_hex(const uint8_t key[16], char hex[33])
 {
-    for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", key[i]);
-}
-
-/* The key hashes the feature version and, per file in order, its format and contents (with the
- * size first, so that no two lists of files give the same byte stream). */
-static void example_key(const mcl_msa_example *example, const mapped_file *files, uint8_t key[16])
-{
-    XXH3_state_t state;
-    XXH3_INITSTATE(&state);
-    XXH3_128bits_reset(&state);
-    const char tag[] = "megacl msa features";
-    uint64_t header[2] = {MCL_MSA_FEATURE_VERSION, example->path_count};
-    XXH3_128bits_update(&state, tag, sizeof tag);
-    XXH3_128bits_update(&state, header, sizeof header);
-    for (size_t i = 0; i < example->path_count; i++) {
-        uint64_t file_header[2] = {(uint64_t)msa_format_of(example->paths[i]), files[i].size};
-        XXH3_128bits_update(&state, file_header, sizeof file_header);
-        if (files[i].size) XXH3_128bits_update(&state, files[i].data, files[i].size);
+    static const char digits[] = "0123456789abcdef"; /* snprintf per byte cost a read 3 % */
+    for (int i = 0; i < 16; i++) {
+        hex[2 * i] = digits[key[i] >> 4];
+        hex[2 * i + 1] = digits[key[i] & 15];
     }
-    XXH128_canonical_t canonical;
-    XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(&state));
-    memcpy(key, canonical.digest, 16);
+    hex[32] = '\0';
 }
 
 static mcl_status entry_path(const mcl_feature_cache *cache, const char *hex, char *path, size_t cap)
@@ -185,16 +173,12 @@ static mcl_status write_all(int fd, const void *bytes, size_t size, const char *
     return MCL_OK;
 }
 
-/* Writes the entry under a unique temporary name in its directory and renames it into place:
- * rename is atomic, so a reader sees the old entry, none, or the whole new one, and two writers
- * of the same key (the same bytes) simply replace each other. */
-static mcl_status write_entry(const mcl_feature_cache *cache, const char *path, const char *hex,
-                              const void *bytes, size_t size)
+mcl_status cache_write_file(const char *dir, const char *name, const void *bytes, size_t size)
 {
-    char dir[1100], temp[1200];
-    snprintf(dir, sizeof dir, "%s/%.2s", cache->dir, hex);
+    char temp[1200], path[1200];
     if (make_dir(dir) != 0) return mcl_fail(MCL_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
-    snprintf(temp, sizeof temp, "%s/.%s.tmp.XXXXXX", dir, hex);
+    snprintf(temp, sizeof temp, "%s/.%s.tmp.XXXXXX", dir, name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     int fd = mkstemp(temp);
     if (fd < 0) return mcl_fail(MCL_ERR_IO, "%s: cannot create a temporary file: %s", dir, strerror(errno));
     mcl_status status = write_all(fd, bytes, size, temp);
@@ -207,10 +191,20 @@ static mcl_status write_entry(const mcl_feature_cache *cache, const char *path, 
     return status;
 }
 
+/* Writes the entry into its shard directory (two processes writing the same key write the same
+ * bytes, so either rename may win). */
+static mcl_status write_entry(const mcl_feature_cache *cache, const char *hex, const void *bytes, size_t size)
+{
+    char dir[1100], name[64];
+    snprintf(dir, sizeof dir, "%s/%.2s", cache->dir, hex);
+    snprintf(name, sizeof name, "%s" ENTRY_SUFFIX, hex);
+    return cache_write_file(dir, name, bytes, size);
+}
+
 /* Parses the example, computes its features and stores them. A failure to store is an error
  * only when must_store (an ahead-of-time build); the loader goes on with the features. */
 static mcl_status build_entry(mcl_feature_cache *cache, const mcl_msa_example *example, const mapped_file *files,
-                              const uint8_t key[16], const char *path, int must_store, mcl_msa_features **features)
+                              const uint8_t key[16], int must_store, mcl_msa_features **features)
 {
     uint64_t start = now_ns();
     mcl_msa_features *f;
@@ -220,10 +214,10 @@ static mcl_status build_entry(mcl_feature_cache *cache, const mcl_msa_example *e
     char hex[33];
     key_hex(key, hex);
     mcl_status status = cache_entry_encode(f, key, example->name, cache->level, &bytes, &size);
-    if (status == MCL_OK) status = write_entry(cache, path, hex, bytes, size);
+    if (status == MCL_OK) status = write_entry(cache, hex, bytes, size);
     free(bytes);
     if (status != MCL_OK && !must_store) {
-        mcl_log(MCL_LOG_WARN, "feature cache: %s not stored: %s", path, mcl_last_error());
+        mcl_log(MCL_LOG_WARN, "feature cache: entry %s not stored: %s", hex, mcl_last_error());
         status = MCL_OK;
     }
     if (status == MCL_OK) *features = f;
@@ -233,41 +227,78 @@ static mcl_status build_entry(mcl_feature_cache *cache, const mcl_msa_example *e
     return status;
 }
 
+/* The entry of `key` into *features; a corrupt one is reported, counted and deleted. *rebuild
+ * says whether building it is the way on (missing or corrupt), else the status is final. */
+static mcl_status read_or_discard(mcl_feature_cache *cache, const uint8_t key[16], mcl_msa_features **features,
+                                  int *rebuild)
+{
+    char hex[33], path[1200];
+    key_hex(key, hex);
+    *rebuild = 0;
+    MCL_TRY(entry_path(cache, hex, path, sizeof path));
+    int missing = 0;
+    mcl_status status = read_entry(path, key, features, &missing);
+    if (status == MCL_ERR_CORRUPT) {
+        mcl_log(MCL_LOG_WARN, "feature cache: %s; deleting and rebuilding it", mcl_last_error());
+        atomic_fetch_add(&cache->corrupt, 1);
+        unlink(path);
+    }
+    *rebuild = missing || status == MCL_ERR_CORRUPT;
+    return status;
+}
+
+static void count_hit(mcl_feature_cache *cache, uint64_t start)
+{
+    atomic_fetch_add(&cache->hits, 1);
+    atomic_fetch_add(&cache->read_ns, now_ns() - start);
+}
+
+/* The entry whose key the index holds for the inputs as they are: 0 when there is no such
+ * record or entry (the caller then reads and hashes the inputs, which decides). */
+static int read_indexed(mcl_feature_cache *cache, const mcl_msa_example *example, uint64_t start,
+                        mcl_msa_features **features)
+{
+    uint8_t key[16];
+    int rebuild;
+    if (!cache->key_index || !key_index_lookup(cache->dir, example, key) ||
+        read_or_discard(cache, key, features, &rebuild) != MCL_OK)
+        return 0;
+    atomic_fetch_add(&cache->indexed, 1);
+    count_hit(cache, start);
+    return 1;
+}
+
+/* The entry of the mapped inputs' key, built when missing or corrupt; the key goes to the index. */
+static mcl_status read_hashed(mcl_feature_cache *cache, const mcl_msa_example *example, const mapped_file *files,
+                              int64_t opened_ns, uint64_t start, int must_store, mcl_msa_features **features, int *built)
+{
+    uint8_t key[16];
+    example_key(example, files, key);
+    int rebuild;
+    mcl_status status = read_or_discard(cache, key, features, &rebuild);
+    if (status == MCL_OK) count_hit(cache, start);
+    if (rebuild) {
+        status = build_entry(cache, example, files, key, must_store, features);
+        *built = status == MCL_OK;
+    }
+    if (status == MCL_OK && cache->key_index) key_index_record(cache->dir, example, files, opened_ns, key);
+    return status;
+}
+
 mcl_status cache_get_or_build(mcl_feature_cache *cache, const mcl_msa_example *example, int must_store,
                               mcl_msa_features **features, int *built)
 {
     uint64_t start = now_ns();
     *built = 0;
+    if (read_indexed(cache, example, start, features)) return MCL_OK;
     mapped_file *files = calloc(example->path_count, sizeof *files);
     if (!files) return mcl_fail(MCL_ERR_OUT_OF_MEMORY, "no memory for %zu files", example->path_count);
+    int64_t opened_ns = clock_ns(CLOCK_REALTIME); /* before the inputs' identities are taken */
     mcl_status status = map_example(example, files);
-    if (status != MCL_OK) {
-        free(files);
-        return status;
-    }
-    uint8_t key[16];
-    char hex[33], path[1200];
-    example_key(example, files, key);
-    key_hex(key, hex);
-    status = entry_path(cache, hex, path, sizeof path);
-    int missing = 0, corrupt = 0;
     if (status == MCL_OK) {
-        status = read_entry(path, key, features, &missing);
-        corrupt = status == MCL_ERR_CORRUPT;
-        if (status == MCL_OK) {
-            atomic_fetch_add(&cache->hits, 1);
-            atomic_fetch_add(&cache->read_ns, now_ns() - start);
-        } else if (corrupt) {
-            mcl_log(MCL_LOG_WARN, "feature cache: %s; deleting and rebuilding it", mcl_last_error());
-            atomic_fetch_add(&cache->corrupt, 1);
-            unlink(path);
-        }
+        status = read_hashed(cache, example, files, opened_ns, start, must_store, features, built);
+        for (size_t i = 0; i < example->path_count; i++) unmap_file(&files[i]);
     }
-    if (missing || corrupt) {
-        status = build_entry(cache, example, files, key, path, must_store, features);
-        *built = status == MCL_OK;
-    }
-    for (size_t i = 0; i < example->path_count; i++) unmap_file(&files[i]);
     free(files);
     return status;
 }
@@ -288,6 +319,7 @@ void mcl_feature_cache_get_stats(mcl_feature_cache *cache, mcl_feature_cache_sta
     stats->hits = atomic_load(&cache->hits);
     stats->misses = atomic_load(&cache->misses);
     stats->corrupt = atomic_load(&cache->corrupt);
+    stats->indexed = atomic_load(&cache->indexed);
     stats->read_seconds = (double)atomic_load(&cache->read_ns) * 1e-9;
     stats->build_seconds = (double)atomic_load(&cache->build_ns) * 1e-9;
 }

@@ -94,6 +94,33 @@ static float deletion_value(const mcl_loader *l, int32_t count)
     return count < DELETION_TABLE ? l->deletion_values[count] : mcl_msa_deletion_value(count);
 }
 
+/* The first of a row's nonzero deletion counts at a column >= start (the row's end if none). */
+static uint64_t first_deletion_from(const mcl_msa_arrays *f, size_t row, size_t start)
+{
+    uint64_t low = f->deletion_row_start[row], high = f->deletion_row_start[row + 1];
+    while (low < high) {
+        uint64_t middle = low + (high - low) / 2;
+        if (f->deletion_columns[middle] < start) low = middle + 1;
+        else high = middle;
+    }
+    return low;
+}
+
+/* has_deletion and deletion_value of a row's crop [start, start + width) at `at`: the row's
+ * nonzero counts there, 0 elsewhere. */
+static void write_deletions(const mcl_loader *l, const batch_view *v, size_t at, const mcl_msa_arrays *f, size_t row,
+                            size_t start, size_t width)
+{
+    memset(v->has_deletion + at, 0, width * sizeof(float));
+    memset(v->deletion_value + at, 0, width * sizeof(float));
+    uint64_t end = f->deletion_row_start[row + 1];
+    for (uint64_t k = first_deletion_from(f, row, start); k < end && f->deletion_columns[k] < start + width; k++) {
+        size_t j = f->deletion_columns[k] - start;
+        v->has_deletion[at + j] = 1.0f;
+        v->deletion_value[at + j] = deletion_value(l, f->deletion_counts[k]);
+    }
+}
+
 /* Writes example slot b of a batch from the chosen rows and crop; padding everywhere else. */
 static void write_example(const mcl_loader *l, const batch_view *v, size_t b, const mcl_msa_arrays *f,
                           const size_t *rows, size_t taken, size_t start, size_t width)
@@ -102,13 +129,10 @@ static void write_example(const mcl_loader *l, const batch_view *v, size_t b, co
     for (size_t r = 0; r < R; r++) {
         size_t at = (b * R + r) * C;
         size_t filled = r < taken ? width : 0;
-        const uint8_t *tokens = filled ? f->tokens + rows[r] * f->length + start : NULL;
-        const int32_t *deletions = filled ? f->deletions + rows[r] * f->length + start : NULL;
-        for (size_t j = 0; j < filled; j++) {
-            v->tokens[at + j] = tokens[j];
-            v->has_deletion[at + j] = deletions[j] > 0 ? 1.0f : 0.0f;
-            v->deletion_value[at + j] = deletion_value(l, deletions[j]);
-            v->msa_mask[at + j] = 1.0f;
+        if (filled) {
+            memcpy(v->tokens + at, f->tokens + rows[r] * f->length + start, filled);
+            write_deletions(l, v, at, f, rows[r], start, filled);
+            for (size_t j = 0; j < filled; j++) v->msa_mask[at + j] = 1.0f;
         }
         memset(v->tokens + at + filled, MCL_MSA_TOKEN_GAP, C - filled);
         memset(v->has_deletion + at + filled, 0, (C - filled) * sizeof(float));

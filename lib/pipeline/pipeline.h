@@ -10,12 +10,23 @@
 
 /* ---- alignment text (text.c) ---------------------------------------------------------- */
 
-/* A whole input file, memory-mapped read-only (data is NULL for an empty file). */
+/* What stat says of a file: the key index takes an unchanged identity for unchanged contents
+ * (key_index.c says when that holds). */
+typedef struct file_identity {
+    uint64_t device, inode, size;
+    int64_t mtime_ns, ctime_ns;
+} file_identity;
+
+/* A whole input file, memory-mapped read-only (data is NULL for an empty file), and its identity
+ * when it was opened, before anything of it was read. */
 typedef struct mapped_file {
     const char *data;
     size_t size;
+    file_identity identity;
 } mapped_file;
 
+struct stat;
+void file_identity_of(const struct stat *st, file_identity *identity);
 mcl_status map_file(const char *path, mapped_file *file);
 mcl_status map_open_file(int fd, const char *path, mapped_file *file);
 void unmap_file(mapped_file *file);
@@ -77,11 +88,25 @@ mcl_status msa_parse(msa_format format, const char *data, size_t size, const cha
 
 /* ---- features (msa_features.c) ------------------------------------------------------------ */
 
-enum { MSA_ARRAY_TOKENS, MSA_ARRAY_DELETIONS, MSA_ARRAY_PROFILE, MSA_ARRAY_DELETION_MEAN, MSA_ARRAY_COUNT };
+enum {
+    MSA_ARRAY_TOKENS,
+    MSA_ARRAY_DELETION_ROW_START,
+    MSA_ARRAY_DELETION_COLUMNS,
+    MSA_ARRAY_DELETION_COUNTS,
+    MSA_ARRAY_PROFILE,
+    MSA_ARRAY_DELETION_MEAN,
+    MSA_ARRAY_COUNT
+};
 #define MSA_ALIGN 64 /* every array starts at a multiple of this (mmap, vector loads) */
 
-/* Byte sizes of the four arrays of a depth x length chain; 0 on overflow. */
-int msa_array_bytes(uint64_t depth, uint64_t length, uint64_t bytes[MSA_ARRAY_COUNT]);
+/* Byte sizes of the arrays of a depth x length chain with `nonzero` deletion counts; 0 when the
+ * shape is impossible or overflows. */
+int msa_array_bytes(uint64_t depth, uint64_t length, uint64_t nonzero, uint64_t bytes[MSA_ARRAY_COUNT]);
+
+/* Points the arrays of a (shape already set) at base + offsets[i]; array i is returned by
+ * msa_array_at. */
+void msa_arrays_place(mcl_msa_arrays *arrays, const unsigned char *base, const uint64_t offsets[MSA_ARRAY_COUNT]);
+const void *msa_array_at(const mcl_msa_arrays *arrays, int i);
 
 struct mcl_msa_features {
     mcl_msa_arrays arrays;
@@ -94,15 +119,18 @@ struct mcl_msa_features {
 mcl_status msa_features_compute(const msa_alignment *alignments, const char *const *names,
                                 size_t count, mcl_msa_features **features);
 /* An empty features object whose arrays live in one aligned block of the given shape. */
-mcl_status msa_features_allocate(uint64_t depth, uint64_t length, mcl_msa_features **features);
+mcl_status msa_features_allocate(uint64_t depth, uint64_t length, uint64_t nonzero, mcl_msa_features **features);
 
 /* Parses an example's mapped files and computes its features. */
 mcl_status msa_features_from_maps(const mcl_msa_example *example, const mapped_file *files,
                                   mcl_msa_features **features);
 
-/* ---- cache entries (cache_entry.c) ---------------------------------------------------------- */
+/* ---- cache entries (cache_entry.c, checksum.c) ---------------------------------------------- */
 
-#define CACHE_ENTRY_FORMAT 1
+/* XXH3-64 of an entry's payload (the fastest code the CPU runs; the same value on every one). */
+uint64_t entry_checksum(const void *bytes, size_t size);
+
+#define CACHE_ENTRY_FORMAT 2 /* 2: deletion counts sparse (CSR) instead of a dense int32 matrix */
 
 /* The whole file of an entry for these features (header and arrays, zstd-compressed arrays
  * at level > 0); malloc'd. */
@@ -126,6 +154,38 @@ void cache_entry_reseal(void *bytes, size_t size);
  * fails the call only with must_store (an ahead-of-time build); otherwise it is logged. */
 mcl_status cache_get_or_build(mcl_feature_cache *cache, const mcl_msa_example *example, int must_store,
                               mcl_msa_features **features, int *built);
+
+/* The 32 lower-case hex digits of a 16-byte key. */
+void key_hex(const uint8_t key[16], char hex[33]);
+
+/* mkdir that takes an existing directory for success; 0 or -1 with errno. */
+int make_dir(const char *path);
+
+/* Writes dir/name (creating dir, one level) under a unique temporary name in dir and renames it
+ * into place: rename is atomic, so a reader sees the old file, none, or the whole new one, and
+ * writers of the same bytes simply replace each other. */
+mcl_status cache_write_file(const char *dir, const char *name, const void *bytes, size_t size);
+
+/* ---- keys and the key index (key_index.c) ----------------------------------------------------- */
+
+/* The content key: XXH3-128 of the feature version and, per file in order, its format and
+ * contents. */
+void example_key(const mcl_msa_example *example, const mapped_file *files, uint8_t key[16]);
+
+/* The content key the index holds for the example's inputs as stat finds them now; 0 when it
+ * holds none, or an unsound or stale one (the caller then reads and hashes the inputs). */
+int key_index_lookup(const char *cache_dir, const mcl_msa_example *example, uint8_t key[16]);
+
+/* Records the content key of the example's inputs as they were when opened (files' identities),
+ * unless one changed too recently before read_started_ns (CLOCK_REALTIME) for its timestamps to
+ * show a later change. Best effort: a record not written costs a re-hash on the next read. */
+void key_index_record(const char *cache_dir, const mcl_msa_example *example, const mapped_file *files,
+                      int64_t read_started_ns, const uint8_t key[16]);
+
+/* A record's bytes, and its reading: the key when the bytes are a sound record of `identity`. */
+enum { KEY_INDEX_RECORD_BYTES = 56 };
+void key_index_encode(const uint8_t identity[16], const uint8_t key[16], void *bytes);
+int key_index_decode(const void *bytes, size_t size, const uint8_t identity[16], uint8_t key[16]);
 
 /* ---- the loader's stochastic steps (sampling.c) ---------------------------------------------- */
 

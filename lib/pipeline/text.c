@@ -14,6 +14,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+void file_identity_of(const struct stat *st, file_identity *identity)
+{
+    *identity = (file_identity){
+        .device = (uint64_t)st->st_dev,
+        .inode = (uint64_t)st->st_ino,
+        .size = (uint64_t)st->st_size,
+        .mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec,
+        .ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec,
+    };
+}
+
 mcl_status map_open_file(int fd, const char *path, mapped_file *file)
 {
     file->data = NULL;
@@ -21,6 +32,7 @@ mcl_status map_open_file(int fd, const char *path, mapped_file *file)
     struct stat st;
     if (fstat(fd, &st) != 0) return mcl_fail(MCL_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode)) return mcl_fail(MCL_ERR_IO, "%s: not a regular file", path);
+    file_identity_of(&st, &file->identity);
     if (st.st_size == 0) return MCL_OK;
     void *data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (data == MAP_FAILED)

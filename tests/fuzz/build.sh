@@ -7,7 +7,7 @@ out=${1:?usage: build.sh OUT_DIR}
 mkdir -p "$out"
 cc=$(command -v clang-14 || command -v clang)
 sources=(lib/pipeline/text.c lib/pipeline/alignment.c lib/pipeline/a3m.c lib/pipeline/stockholm.c
-         lib/pipeline/msa_features.c lib/pipeline/cache_entry.c lib/runtime/error.c)
+         lib/pipeline/msa_features.c lib/pipeline/cache_entry.c lib/pipeline/checksum.c lib/runtime/error.c)
 build() { # target, source, defines...
   local target=$1 source=$2
   shift 2

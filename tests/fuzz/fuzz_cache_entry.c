@@ -19,7 +19,10 @@ static void decode(const void *bytes, size_t size)
         mcl_msa_arrays a;
         mcl_msa_features_arrays(features, &a);
         volatile float sum = 0; /* every array is read whole: a bad size shows up here */
-        for (size_t i = 0; i < a.depth * a.length; i++) sum += (float)a.tokens[i] + (float)a.deletions[i];
+        for (size_t i = 0; i < a.depth * a.length; i++) sum += (float)a.tokens[i];
+        for (size_t r = 0; r < a.depth; r++) /* through the sparse rows, as the loader reads them */
+            for (uint64_t k = a.deletion_row_start[r]; k < a.deletion_row_start[r + 1]; k++)
+                sum += (float)a.deletion_counts[k] * (float)(a.tokens[r * a.length + a.deletion_columns[k]] + 1);
         for (size_t i = 0; i < a.length * MCL_MSA_CLASSES; i++) sum += a.profile[i];
         for (size_t i = 0; i < a.length; i++) sum += a.deletion_mean[i];
         mcl_msa_features_release(features);
