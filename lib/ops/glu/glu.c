@@ -91,21 +91,29 @@ static mcl_status run(mcl_context *ctx, mcl_dtype dtype, const glu_plan *plan, c
     return MCL_OK;
 }
 
+/* A kernel of two inputs and one output, count elements each (gating's forward, the add's): its
+ * plan, arguments and launch. */
+static mcl_status run_binary(mcl_context *ctx, mcl_dtype dtype, size_t count, const mcl_tensor *a,
+                             const mcl_tensor *b, const mcl_tensor *y, const char *name, cl_event *event)
+{
+    glu_plan plan;
+    const mcl_tensor *vectorised[] = {a, b, y};
+    MCL_TRY(choose_plan(ctx, dtype, count, count, vectorised, 3, &plan));
+    size_t es = mcl_dtype_size(dtype);
+    cl_ulong a_off = mcl_elem_offset(a, es), b_off = mcl_elem_offset(b, es), y_off = mcl_elem_offset(y, es),
+             nvec = plan.vectors;
+    mcl_arg args[] = {MCL_ARG(a->mem), MCL_ARG(a_off), MCL_ARG(b->mem), MCL_ARG(b_off),
+                      MCL_ARG(y->mem), MCL_ARG(y_off), MCL_ARG(nvec)};
+    return run(ctx, dtype, &plan, name, args, MCL_COUNT(args), event);
+}
+
 /* ---- public entry points ---------------------------------------------------------------- */
 
 MCL_ENTRY_POINT(gating, forward, fwd)
 {
     MCL_ENTER(gating, forward, validate_gating_desc, GATING_INPUTS(t),
               mcl_in_place_of(MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->count), "x"));
-    glu_plan plan;
-    const mcl_tensor *vectorised[] = {&t->x, &t->g, &t->y};
-    MCL_TRY(choose_plan(ctx, d->dtype, d->count, d->count, vectorised, 3, &plan));
-    size_t es = mcl_dtype_size(d->dtype);
-    cl_ulong x_off = mcl_elem_offset(&t->x, es), g_off = mcl_elem_offset(&t->g, es),
-             y_off = mcl_elem_offset(&t->y, es), nvec = plan.vectors;
-    mcl_arg args[] = {MCL_ARG(t->x.mem), MCL_ARG(x_off), MCL_ARG(t->g.mem), MCL_ARG(g_off),
-                      MCL_ARG(t->y.mem), MCL_ARG(y_off), MCL_ARG(nvec)};
-    return run(ctx, d->dtype, &plan, "gating_forward", args, MCL_COUNT(args), event);
+    return run_binary(ctx, d->dtype, d->count, &t->x, &t->g, &t->y, "gating_forward", event);
 }
 
 MCL_ENTRY_POINT(gating, backward, bwd)
@@ -166,15 +174,7 @@ MCL_ENTRY_POINT(add, forward, fwd)
     MCL_ENTER(add, forward, validate_add_desc, MCL_TENSOR("a", &t->a, d->dtype, MCL_REQUIRED_IN, d->count),
               MCL_TENSOR("b", &t->b, d->dtype, MCL_REQUIRED_IN, d->count),
               mcl_in_place_of(MCL_TENSOR("y", &t->y, d->dtype, MCL_REQUIRED_OUT, d->count), "a"));
-    glu_plan plan;
-    const mcl_tensor *vectorised[] = {&t->a, &t->b, &t->y};
-    MCL_TRY(choose_plan(ctx, d->dtype, d->count, d->count, vectorised, 3, &plan));
-    size_t es = mcl_dtype_size(d->dtype);
-    cl_ulong a_off = mcl_elem_offset(&t->a, es), b_off = mcl_elem_offset(&t->b, es),
-             y_off = mcl_elem_offset(&t->y, es), nvec = plan.vectors;
-    mcl_arg args[] = {MCL_ARG(t->a.mem), MCL_ARG(a_off), MCL_ARG(t->b.mem), MCL_ARG(b_off),
-                      MCL_ARG(t->y.mem), MCL_ARG(y_off), MCL_ARG(nvec)};
-    return run(ctx, d->dtype, &plan, "add_forward", args, MCL_COUNT(args), event);
+    return run_binary(ctx, d->dtype, d->count, &t->a, &t->b, &t->y, "add_forward", event);
 }
 
 /* da = dy where da is not dy itself, db = dy. */
