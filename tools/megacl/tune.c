@@ -244,17 +244,20 @@ static int run_tuning(mcl_context *ctx, const tune_cli *t)
     tune_case cases[MAX_CASES];
     size_t case_count = device_cases(t, mcl_context_device(ctx), cases), job_count = 0;
     static tune_job jobs[MAX_JOBS];
+    double started = cli_seconds(); /* the budget covers finding the jobs too */
     printf("finding what the cases' calls look up (each case checked against the reference once)\n");
-    for (size_t i = 0; i < case_count; i++) {
-        for (size_t d = 0; d < t->dtype_count; d++) {
-            tune_case tc = cases[i];
-            tc.c.dtype = t->dtypes[d];
-            if (!discover(ctx, t, &tc, jobs, &job_count)) return 1;
+    for (size_t i = 0; i < case_count * t->dtype_count; i++) {
+        if (t->budget > 0.0 && cli_seconds() - started >= t->budget) {
+            printf("budget spent: %zu of %zu cases not looked at\n", case_count * t->dtype_count - i,
+                   case_count * t->dtype_count);
+            break;
         }
+        tune_case tc = cases[i / t->dtype_count];
+        tc.c.dtype = t->dtypes[i % t->dtype_count];
+        if (!discover(ctx, t, &tc, jobs, &job_count)) return 1;
     }
     printf("%zu jobs; record %s\n\n%-9s %-5s %-24s %-10s %-26s %9s %9s %7s %s\n", job_count, t->record, "family", "dtype",
            "bucket", "workload", "case", "dflt ms", "tuned ms", "speedup", "parameters");
-    double started = cli_seconds();
     int failed = 0;
     for (size_t i = 0; i < job_count; i++) {
         double left = t->budget - (cli_seconds() - started);
@@ -317,7 +320,7 @@ static void print_tune_help(void)
            "  --dtype LIST       f32,bf16,f16 (default f32,bf16)\n"
            "  --shapes ITEM      WORKLOAD, WORKLOAD:CASE NAME, WORKLOAD=SIZES, or a file of such lines\n"
            "                     (default: every workload's cases for the device)\n"
-           "  --budget SECONDS   wall time for the whole run (default: none)\n"
+           "  --budget SECONDS   wall time for the whole run, finding the jobs included (default: none)\n"
            "  --strategy S       auto, exhaustive, random or annealing (default auto)\n"
            "  --candidates N     candidates per stage at most (default 128)\n"
            "  --reps N           timed runs per candidate, median kept (default 5)\n"
