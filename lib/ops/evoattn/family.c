@@ -73,8 +73,10 @@ static void ev_bucket(const size_t *shape, char *out, size_t cap)
 
 static const char *const ev_helpers[] = {"evoattn/common", "evoattn/blocks", NULL};
 
-/* The tuner's space: each kernel's tiles in turn (forward, dQ, dK/dV with its d(pair bias)
- * split), the row kernel and its micro-tiled variant as alternatives, tried at every head dim. */
+/* The tuner's space: the unfused kernels against the tiled ones (tiny slices on a CPU can favour
+ * the unfused), then each tiled kernel's tiles in turn (forward, dQ, dK/dV with its d(pair
+ * bias) split), the row kernel and its micro-tiled variant as alternatives, tried at every head
+ * dim. */
 static const mcl_tune_axis fwd_row[] = {
     MCL_AXIS("FWD_MT", MCL_LEGAL(EV_MT_OFF)),    MCL_AXIS("FWD_BQ", MCL_LEGAL(32, 64, 128)),
     MCL_AXIS("FWD_BK", MCL_LEGAL(16, 32, 64)), MCL_AXIS("FWD_R", MCL_LEGAL(1, 2)),
@@ -100,12 +102,15 @@ static const mcl_tune_axis dkv_mt[] = {
     MCL_AXIS("DKV_MT_BK", MCL_LEGAL(32, 64, 128)),
 };
 static const mcl_tune_axis dpair[] = {MCL_AXIS("DPAIR_WAVES", MCL_LEGAL(2, 4, 8))};
+static const mcl_tune_axis unfused[] = {MCL_AXIS("VARIANT", MCL_LEGAL(EV_VARIANT_REFERENCE))};
+static const mcl_tune_axis tiled[] = {MCL_AXIS("VARIANT", MCL_LEGAL(EV_VARIANT_TILED))};
+static const mcl_tune_subspace variant_space[] = {MCL_SUBSPACE(unfused), MCL_SUBSPACE(tiled)};
 static const mcl_tune_subspace fwd_space[] = {MCL_SUBSPACE(fwd_row), MCL_SUBSPACE(fwd_mt)};
 static const mcl_tune_subspace dq_space[] = {MCL_SUBSPACE(dq_row)};
 static const mcl_tune_subspace dkv_space[] = {MCL_SUBSPACE(dkv_row), MCL_SUBSPACE(dkv_mt)};
 static const mcl_tune_subspace dpair_space[] = {MCL_SUBSPACE(dpair)};
 static const mcl_tune_stage ev_stages[] = {
-    MCL_STAGE("forward", fwd_space), MCL_STAGE("dq", dq_space), MCL_STAGE("dkdv", dkv_space),
+    MCL_STAGE("variant", variant_space), MCL_STAGE("forward", fwd_space), MCL_STAGE("dq", dq_space), MCL_STAGE("dkdv", dkv_space),
     MCL_STAGE("dpair", dpair_space),
 };
 
