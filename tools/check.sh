@@ -17,20 +17,7 @@ MEGACL_BUILD_DIR=build-asan \
   MEGACL_CMAKE_ARGS="-DMEGACL_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEGACL_TEST_POCL_CACHE=$PWD/build/pocl-cache" \
   bash tools/bootstrap.sh
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-asan_log=$(mktemp)
-# LeakSanitizer's own stop-the-world tracer now and then segfaults as a test process exits
-# ("Tracer caught signal 11", google/sanitizers#1353; seen on a loaded machine in a run or two
-# of six): not a leak and not a failed test. The failed tests run again, up to three times,
-# while that crash is all that failed them; any other failure fails at once.
-attempt=0
-until ctest --test-dir build-asan --output-on-failure -j "$jobs" $([ $attempt -gt 0 ] && echo --rerun-failed) \
-    2>&1 | tee "$asan_log"; do
-  grep -q "Tracer caught signal" "$asan_log" || exit 1
-  attempt=$((attempt + 1))
-  [ $attempt -le 3 ] || exit 1
-  echo "== LeakSanitizer's tracer crashed: the failed tests again ($attempt of 3)"
-done
-rm -f "$asan_log"
+ctest --test-dir build-asan --output-on-failure -j "$jobs"
 
 echo "== the feature pipeline's threads under ThreadSanitizer"
 # a plain program (Criterion's arena cannot run under TSan), built with the library alone
