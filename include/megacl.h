@@ -560,6 +560,106 @@ MCL_API mcl_status mcl_trimul_backward(mcl_context *context, const mcl_trimul_de
 MCL_API mcl_status mcl_trimul_workspace_size(mcl_context *context, const mcl_trimul_desc *desc,
                                              size_t *forward_bytes, size_t *backward_bytes);
 
+/* ---- ACSR sparse attention (SPLAT) -----------------------------------------------------
+ * Attention of every query row over the key columns a mask gives it, for masks whose rows are
+ * regular (SPLAT's affine rows):
+ *   Q, K, V, O: [B, H, N, D]      lse: [B, H, N] fp32
+ *   O_i = sum_{j in mask row i} softmax_j(scale * q_i . k_j) v_j
+ * A row with no column gets O = 0 and lse = -inf. One mask serves every batch and head.
+ *
+ * A mask is held in ACSR: each row's columns are split into at most MCL_ACSR_MAX_COMPONENTS
+ * arithmetic progressions (start, stride, count), so its metadata is O(N), not O(nonzeros); a
+ * row that needs more goes whole to a CSR fallback. Building a mask verifies every row's split
+ * against its columns, groups rows by the key lattices they read (stride and start mod stride)
+ * and builds the transposed pattern the backward's key-side kernel walks. Kernels are
+ * specialised on that analysis; its device metadata is owned by the mask. Build a mask once
+ * and reuse it; it belongs to the context it was built on. */
+#define MCL_ACSR_MAX_COMPONENTS 4
+
+typedef struct mcl_acsr_mask mcl_acsr_mask;
+
+/* Patterns, for query row i and key column j of an N x N mask. */
+typedef enum mcl_acsr_pattern_kind {
+    MCL_ACSR_WINDOW = 0,      /* |i - j| <= width */
+    MCL_ACSR_CAUSAL_WINDOW,   /* 0 <= i - j <= width */
+    MCL_ACSR_DILATED,         /* |i - j| <= width and i - j divisible by step */
+    MCL_ACSR_STRIDED,         /* i - j divisible by step */
+    MCL_ACSR_BLOCKED,         /* |i / block - j / block| <= width (a block sees width blocks each side) */
+    MCL_ACSR_BLOCK_DIAGONAL,  /* i / block == j / block */
+    MCL_ACSR_GLOBAL,          /* i < count or j < count: count global tokens see and are seen by all */
+} mcl_acsr_pattern_kind;
+
+typedef struct mcl_acsr_pattern {
+    mcl_acsr_pattern_kind kind;
+    size_t width; /* WINDOW, CAUSAL_WINDOW, DILATED: < N; BLOCKED: blocks each side */
+    size_t step;  /* DILATED, STRIDED: 1 .. N */
+    size_t block; /* BLOCKED, BLOCK_DIAGONAL: 1 .. N */
+    size_t count; /* GLOBAL: 1 .. N */
+} mcl_acsr_pattern;
+
+/* The union of `count` patterns over N = seq rows and columns. */
+MCL_API mcl_status mcl_acsr_mask_from_patterns(mcl_context *context, size_t seq, const mcl_acsr_pattern *patterns,
+                                               size_t count, mcl_acsr_mask **mask);
+/* From a dense [seq, seq] row-major mask: a nonzero byte at (i, j) lets query i see key j. */
+MCL_API mcl_status mcl_acsr_mask_from_dense(mcl_context *context, size_t seq, const uint8_t *dense,
+                                            mcl_acsr_mask **mask);
+/* From CSR: row i's columns are cols[row_ptr[i] .. row_ptr[i + 1]), in any order (repeats are
+ * one column); row_ptr has seq + 1 entries from 0. */
+MCL_API mcl_status mcl_acsr_mask_from_csr(mcl_context *context, size_t seq, const uint64_t *row_ptr,
+                                          const uint32_t *cols, mcl_acsr_mask **mask);
+MCL_API void mcl_acsr_mask_release(mcl_acsr_mask *mask); /* NULL is fine */
+
+/* How a builder split a mask. */
+typedef struct mcl_acsr_mask_info {
+    size_t seq;
+    uint64_t nonzeros;
+    size_t components;                               /* the most progressions of any affine row */
+    size_t component_rows[MCL_ACSR_MAX_COMPONENTS];  /* rows with a c-th progression */
+    size_t fallback_rows;                            /* rows held in CSR */
+    uint64_t fallback_nonzeros;
+    size_t empty_rows;
+    size_t lattices;      /* groups of rows reading the same key lattices */
+    size_t transposed_fallback_rows; /* key columns the backward walks through CSR */
+} mcl_acsr_mask_info;
+
+MCL_API mcl_status mcl_acsr_mask_get_info(const mcl_acsr_mask *mask, mcl_acsr_mask_info *info);
+
+typedef enum mcl_acsr_mode {
+    MCL_ACSR_FUSED = 0,   /* one pass with an online softmax; nothing of size nonzeros is stored */
+    MCL_ACSR_UNFUSED = 1, /* SPLAT's pipeline: scores -> row softmax -> P V, the scores held in
+                             B * H * nonzeros fp32 of workspace (forward only) */
+} mcl_acsr_mode;
+
+typedef struct mcl_acsr_desc {
+    size_t batch, heads, seq, head_dim; /* B, H, N, D; D from 1 to 256 */
+    mcl_dtype dtype;
+    float scale;                        /* 0 means 1 / sqrt(D) */
+    mcl_acsr_mask *mask;                /* built for this N on this context (its device tilings are made on first use) */
+    mcl_acsr_mode mode;                 /* of the forward */
+} mcl_acsr_desc;
+
+typedef struct mcl_acsr_fwd_tensors {
+    mcl_tensor q, k, v; /* in */
+    mcl_tensor out;     /* out O */
+    mcl_tensor lse;     /* out [B, H, N] fp32, optional (the backward needs it) */
+} mcl_acsr_fwd_tensors;
+
+typedef struct mcl_acsr_bwd_tensors {
+    mcl_tensor q, k, v, out, lse; /* in: as given to and saved by the forward */
+    mcl_tensor dout;              /* in: dO */
+    mcl_tensor dq, dk, dv;        /* out, optional (at least one) */
+} mcl_acsr_bwd_tensors;
+
+MCL_API mcl_status mcl_acsr_forward(mcl_context *context, const mcl_acsr_desc *desc,
+                                    const mcl_acsr_fwd_tensors *tensors, cl_event *event);
+/* Deterministic: every dQ row and every dK, dV row has one owner (the latter through the
+ * transposed pattern); no float atomics. */
+MCL_API mcl_status mcl_acsr_backward(mcl_context *context, const mcl_acsr_desc *desc,
+                                     const mcl_acsr_bwd_tensors *tensors, cl_event *event);
+/* Scratch bytes the forward (in its mode) and the backward take from the context's workspace. */
+MCL_API mcl_status mcl_acsr_workspace_size(mcl_context *context, const mcl_acsr_desc *desc,
+                                           size_t *forward_bytes, size_t *backward_bytes);
+
 /* ---- MSA feature pipeline --------------------------------------------------------------
  * MegaFold's data-pipeline fix for AF3-style training: the deterministic MSA features of each
  * chain are computed ahead of time from its alignments (A3M and Stockholm) into a
