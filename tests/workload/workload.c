@@ -81,6 +81,11 @@ mcl_status wl_create(const wl_workload *w, mcl_context *ctx, const wl_case *c, h
         }
     }
     if (w->draw) w->draw(p, rng);
+    mcl_status status = w->prepare ? w->prepare(p) : MCL_OK;
+    if (status != MCL_OK) {
+        wl_destroy(p);
+        return status;
+    }
     *out = p;
     return MCL_OK;
 }
@@ -136,6 +141,7 @@ void wl_destroy(wl_problem *p)
 {
     if (!p) return;
     if (p->baseline_path && p->baseline_path->teardown) p->baseline_path->teardown(p);
+    if (p->state && p->w->release) p->w->release(p);
     for (int i = 0; i < WL_MAX_TENSORS; i++) {
         if (p->t[i].buffer) clReleaseMemObject(p->t[i].buffer);
         free(p->t[i].values), free(p->t[i].ref), free(p->t[i].floor);

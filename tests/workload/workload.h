@@ -90,6 +90,7 @@ typedef struct wl_problem {
     const struct wl_baseline *baseline_path; /* set up by wl_setup_baseline, torn down with the problem */
     void *baseline;        /* its state */
     double baseline_bytes; /* the device memory of its intermediates */
+    void *state;           /* what the workload's prepare made (an ACSR mask), or NULL */
 } wl_problem;
 
 typedef struct wl_counts {
@@ -125,6 +126,10 @@ typedef struct wl_workload {
     void (*sizes)(const wl_case *c, size_t *counts);
     /* changes drawn inputs the op needs particular values in (masks, rows of spread); NULL: none */
     void (*draw)(wl_problem *p, host_rng *rng);
+    /* makes what the op's calls take besides tensors (an ACSR mask) into p->state, and releases
+     * it; NULL: nothing */
+    mcl_status (*prepare)(wl_problem *p);
+    void (*release)(wl_problem *p);
     mcl_status (*forward)(wl_problem *p);
     mcl_status (*backward)(wl_problem *p);
     /* the workspace the forward and the backward take as their size functions report
@@ -186,7 +191,7 @@ typedef struct wl_workload {
     }
 
 extern const wl_workload wl_layernorm, wl_evoattn, wl_gating, wl_swiglu, wl_ln_linear, wl_transition, wl_trimul,
-    wl_linear, wl_add, wl_transpose;
+    wl_linear, wl_add, wl_transpose, wl_acsr;
 extern const wl_workload *const wl_workloads[];
 extern const size_t wl_workload_count;
 
