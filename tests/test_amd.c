@@ -96,7 +96,9 @@ static size_t check_entry(const mcl_db_entry *e)
         if (!is_kernel_of(f, name)) continue;
         mcl_defines defines = {0};
         mcl_define_params(&defines, f, &values, name);
-        if (head_dim_of(e->bucket)) mcl_define(&defines, "EV_D", head_dim_of(e->bucket));
+        char head_dim[32]; /* EV_D, ACSR_D: the family's head-dim define */
+        snprintf(head_dim, sizeof head_dim, "%sD", f->define_prefix);
+        if (head_dim_of(e->bucket)) mcl_define(&defines, head_dim, head_dim_of(e->bucket));
         char *text;
         assert_ok(mcl_program_text(f, name, &text));
         long lds;
