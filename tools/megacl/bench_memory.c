@@ -53,14 +53,15 @@ static case_memory estimate(const wl_workload *w, const wl_case *c)
 
 static double gb(double bytes) { return bytes * 1e-9; }
 
+/* A limit the device does not report (0) refuses nothing. */
 static int refuse_device(const case_memory *m, const mcl_device_info *device, char *reason, size_t cap)
 {
-    if (m->largest_buffer > (double)device->max_alloc_bytes) {
+    if (device->max_alloc_bytes && m->largest_buffer > (double)device->max_alloc_bytes) {
         snprintf(reason, cap, "a buffer of %.1f GB exceeds the device's largest allocation, %.1f GB",
                  gb(m->largest_buffer), gb((double)device->max_alloc_bytes));
         return 1;
     }
-    if (m->device > (double)device->global_mem_bytes) {
+    if (device->global_mem_bytes && m->device > (double)device->global_mem_bytes) {
         snprintf(reason, cap, "the problem's buffers need %.1f GB of device memory, the device has %.1f GB",
                  gb(m->device), gb((double)device->global_mem_bytes));
         return 1;
