@@ -1078,9 +1078,27 @@ MCL_API mcl_status mcl_tuning_db_path(char *out, size_t capacity);
 MCL_API mcl_status mcl_profile_begin(mcl_context *context);
 MCL_API mcl_status mcl_profile_end(mcl_context *context, double *milliseconds);
 
+/* One command of a profiling window: the kernel it ran (megacl's kernel name, or the name given
+ * to mcl_profile_add_named_event; "external" for mcl_profile_add_event's) and its device time.
+ * Names are string literals: they stay valid after the window closes. */
+typedef struct mcl_profile_kernel {
+    const char *name;
+    double milliseconds;
+} mcl_profile_kernel;
+
+/* mcl_profile_end that also reports each command of the window in the order it was enqueued:
+ * the first `capacity` into `kernels`, how many there were in *count (for a per-kernel
+ * breakdown of a timed call). */
+MCL_API mcl_status mcl_profile_end_kernels(mcl_context *context, double *milliseconds,
+                                           mcl_profile_kernel *kernels, size_t capacity,
+                                           size_t *count);
+
 /* Counts a command the caller enqueued on the context's queue itself (a CLBlast call, say) in
  * the open profiling window; outside a window it does nothing. The context retains the event. */
 MCL_API mcl_status mcl_profile_add_event(mcl_context *context, cl_event event);
+/* The same, naming the command for mcl_profile_end_kernels (`name`: a string literal). */
+MCL_API mcl_status mcl_profile_add_named_event(mcl_context *context, cl_event event,
+                                               const char *name);
 
 #endif /* MCL_EXPERIMENTAL */
 

@@ -1,6 +1,7 @@
 /* The megacl tool refuses nonsense before any device work: each malformed command line exits 2
- * (1 would mean it went on and failed at the device, which MEGACL_DEVICE=9:9 makes certain), and
- * every command's --help exits 0; megacl demo refuses a size beyond the device's memory before
+ * (1 would mean it went on and failed at the device, which MEGACL_DEVICE=9:9 makes certain: a
+ * sound `megacl bench` with no workload gets that far), and every command's --help and bench's
+ * --list exit 0; megacl demo refuses a size beyond the device's memory before
  * it allocates anything. */
 #include "common.h"
 
@@ -31,7 +32,20 @@ static const cli_case cases[] = {
     {"bench layernorm --reps 5 --reps 6", "", 2},
     {"bench layernorm --impl nonesuch", "", 2},
     {"bench nonesuch", "", 2},
-    {"bench", "", 2},
+    {"bench --bogus", "", 2},
+    {"bench --shape 1024,256", "", 2},
+    {"bench fused --shape 64,128", "", 2},
+    {"bench layernorm --kernels=yes", "", 2},
+    {"bench layernorm --list=1", "", 2},
+    {"bench --list --bogus", "", 2},
+    {"bench layernorm --svg", "", 2},
+    {"bench layernorm --json", "", 2},
+    {"bench layernorm --compare", "", 2},
+    {"bench layernorm --compare /nonexistent/old.json", "", 2},
+    {"bench layernorm --compare ''", "", 2},
+    {"bench layernorm --svg a.svg --svg b.svg", "", 2},
+    {"bench", "", 1},
+    {"bench --dtype f32", "", 1},
     {"tune --budget abc", "", 2},
     {"tune --strategy greedy", "", 2},
     {"tune --family nonesuch", "", 2},
@@ -61,6 +75,8 @@ static const cli_case cases[] = {
     {"peak --help", "", 0},
     {"bench --help", "", 0},
     {"bench layernorm --help", "", 0},
+    {"bench --list", "", 0},
+    {"bench evoattn --list", "", 0},
     {"bench pipeline --help", "", 0},
     {"tune --help", "", 0},
     {"cache --help", "", 0},

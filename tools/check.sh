@@ -3,7 +3,8 @@
 # suite, run it again built with AddressSanitizer + UndefinedBehaviorSanitizer, run the feature
 # pipeline's threads under ThreadSanitizer and its file readers under libFuzzer for a bounded
 # time, and check that an installed megacl builds a consumer through both pkg-config and
-# find_package.
+# find_package. While another package manager holds its lock, bootstrap.sh waits for it
+# (MEGACL_APT_WAIT seconds) rather than failing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)

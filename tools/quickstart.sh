@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: install what is missing, build, and run the main job, megacl demo,
-# on the default device (MEGACL_DEVICE, else the first GPU, else the CPU through PoCL).
+# on the default device (MEGACL_DEVICE, else the first GPU, else the CPU through PoCL). While
+# another package manager holds its lock, bootstrap.sh waits for it (MEGACL_APT_WAIT seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/bootstrap.sh

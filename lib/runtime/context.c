@@ -263,15 +263,28 @@ mcl_status mcl_profile_begin(mcl_context *ctx)
     return MCL_OK;
 }
 
+mcl_status mcl_profile_add_named_event(mcl_context *ctx, cl_event event, const char *name)
+{
+    if (!ctx || !event || !name) return mcl_fail(MCL_ERR_NULL_POINTER, "mcl_profile_add_named_event: NULL argument");
+    return ctx->tracing ? trace_push(ctx, event, name) : MCL_OK;
+}
+
 mcl_status mcl_profile_add_event(mcl_context *ctx, cl_event event)
 {
     if (!ctx || !event) return mcl_fail(MCL_ERR_NULL_POINTER, "mcl_profile_add_event: NULL argument");
-    return ctx->tracing ? trace_push(ctx, event, "external") : MCL_OK;
+    return mcl_profile_add_named_event(ctx, event, "external");
 }
 
 mcl_status mcl_profile_end(mcl_context *ctx, double *milliseconds)
 {
+    return mcl_profile_end_kernels(ctx, milliseconds, NULL, 0, NULL);
+}
+
+mcl_status mcl_profile_end_kernels(mcl_context *ctx, double *milliseconds, mcl_profile_kernel *kernels,
+                                   size_t capacity, size_t *count)
+{
     if (!ctx || !milliseconds) return mcl_fail(MCL_ERR_NULL_POINTER, "mcl_profile_end: NULL argument");
+    if (count) *count = 0;
     ctx->tracing = 0;
     *milliseconds = 0.0;
     if (ctx->trace_count == 0) return MCL_OK;
@@ -287,8 +300,11 @@ mcl_status mcl_profile_end(mcl_context *ctx, double *milliseconds)
                    "clGetEventProfilingInfo(END)");
         if (start < first) first = start;
         if (end > last) last = end;
-        mcl_log(MCL_LOG_DEBUG, "profile: %s %.4f ms", ctx->trace_names[i], (double)(end - start) * 1e-6);
+        double ms = (double)(end - start) * 1e-6;
+        mcl_log(MCL_LOG_DEBUG, "profile: %s %.4f ms", ctx->trace_names[i], ms);
+        if (i < capacity) kernels[i] = (mcl_profile_kernel){ctx->trace_names[i], ms};
     }
+    if (count) *count = ctx->trace_count;
     trace_clear(ctx);
     *milliseconds = (double)(last - first) * 1e-6;
     return MCL_OK;

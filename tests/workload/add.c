@@ -83,7 +83,7 @@ static mcl_status unfused_backward(wl_problem *p)
         cl_int err = clEnqueueCopyBuffer(mcl_context_queue(p->ctx), p->t[DY].at.mem, p->t[i].at.mem,
                                          p->t[DY].at.offset, p->t[i].at.offset, bytes, 0, NULL, &event);
         if (err != CL_SUCCESS) return wl_fail(MCL_ERR_OPENCL, "copying dy failed (%d)", err);
-        mcl_status status = wl_op(mcl_profile_add_event(p->ctx, event));
+        mcl_status status = wl_op(mcl_profile_add_named_event(p->ctx, event, "copy dy"));
         clReleaseEvent(event);
         WL_TRY(status);
     }

@@ -110,7 +110,7 @@ static mcl_status launch(const wl_problem *p, cl_kernel kernel, cl_int err, cons
         err = clEnqueueNDRangeKernel(mcl_context_queue(p->ctx), kernel, 1, NULL, &global, &local, 0, NULL, &event);
     clReleaseKernel(kernel);
     if (err != CL_SUCCESS) return wl_fail(MCL_ERR_OPENCL, "enqueueing %s failed (%d)", kernel_name, err);
-    mcl_status status = wl_op(mcl_profile_add_event(p->ctx, event));
+    mcl_status status = wl_op(mcl_profile_add_named_event(p->ctx, event, kernel_name));
     clReleaseEvent(event);
     return status;
 }
@@ -184,7 +184,7 @@ static mcl_status finish(const wl_problem *p, CLBlastStatusCode code, cl_event e
                            ? MCL_ERR_OUT_OF_MEMORY
                            : MCL_ERR_OPENCL,
                        "%s failed: CLBlast status %d", what, (int)code);
-    mcl_status status = wl_op(mcl_profile_add_event(p->ctx, event));
+    mcl_status status = wl_op(mcl_profile_add_named_event(p->ctx, event, what));
     clReleaseEvent(event);
     return status;
 }

@@ -61,19 +61,27 @@ static int gradient_index(const wl_workload *w, int i)
     return g;
 }
 
+void wl_case_counts(const wl_workload *w, const wl_case *c, size_t *counts)
+{
+    memset(counts, 0, WL_MAX_TENSORS * sizeof *counts);
+    w->sizes(c, counts);
+    for (int i = 0; i < (int)w->tensor_count; i++)
+        if (w->tensors[i].role == WL_GRADIENT && !(c->want >> gradient_index(w, i) & 1u)) counts[i] = 0;
+}
+
 mcl_status wl_create(const wl_workload *w, mcl_context *ctx, const wl_case *c, host_rng *rng, wl_problem **out)
 {
     wl_problem *p = calloc(1, sizeof *p);
     if (!p) return wl_fail(MCL_ERR_OUT_OF_MEMORY, "%s: no memory for a problem", w->name);
     *p = (wl_problem){.w = w, .c = *c, .ctx = ctx};
-    size_t counts[WL_MAX_TENSORS] = {0};
-    w->sizes(c, counts);
+    size_t counts[WL_MAX_TENSORS];
+    wl_case_counts(w, c, counts);
     for (int i = 0; i < (int)w->tensor_count; i++) {
         const wl_tensor_decl *d = &w->tensors[i];
         wl_tensor *t = &p->t[i];
         t->alias = -1;
         t->dtype = d->fp32 ? MCL_F32 : c->dtype;
-        t->count = d->role == WL_GRADIENT && !(c->want >> gradient_index(w, i) & 1u) ? 0 : counts[i];
+        t->count = counts[i];
         if (!t->count || d->role != WL_INPUT) continue;
         if (!(t->values = host_random(rng, t->dtype, t->count, d->lo, d->hi))) {
             wl_destroy(p);
@@ -231,7 +239,10 @@ double wl_tolerance(const wl_problem *p, int i)
     return p->w->tolerance ? p->w->tolerance(&p->c, i) : host_tolerance(p->t[i].dtype);
 }
 
-int wl_full_reference(const wl_problem *p) { return !p->w->full_reference || p->w->full_reference(&p->c); }
+int wl_full_reference(const wl_problem *p)
+{
+    return !p->sample_only && (!p->w->full_reference || p->w->full_reference(&p->c));
+}
 
 mcl_status wl_reference(wl_problem *p)
 {
@@ -333,17 +344,18 @@ double wl_err_value(const wl_err *e)
     return e->norm > 0.0 ? sqrt(e->diff / e->norm) : sqrt(e->diff);
 }
 
-void wl_describe(const wl_problem *p, char *out, size_t cap)
+void wl_describe_case(const wl_workload *w, const wl_case *c, char *out, size_t cap)
 {
-    const wl_workload *w = p->w;
-    size_t used = (size_t)snprintf(out, cap, "%s %s %s=", w->name, mcl_dtype_name(p->c.dtype), w->shape_names);
+    size_t used = (size_t)snprintf(out, cap, "%s %s %s=", w->name, mcl_dtype_name(c->dtype), w->shape_names);
     for (size_t i = 0; i < w->rank && used < cap; i++)
-        used += (size_t)snprintf(out + used, cap - used, "%s%zu", i ? "," : "", p->c.shape[i]);
+        used += (size_t)snprintf(out + used, cap - used, "%s%zu", i ? "," : "", c->shape[i]);
     for (int b = 0; w->option_names && w->option_names[b] && used < cap; b++)
-        if (p->c.options >> b & 1u) used += (size_t)snprintf(out + used, cap - used, " %s", w->option_names[b]);
-    if (used < cap && p->c.want != WL_ALL) used += (size_t)snprintf(out + used, cap - used, " want=%#x", p->c.want);
-    if (used < cap && p->c.arg != 0.0) snprintf(out + used, cap - used, " arg=%g", p->c.arg);
+        if (c->options >> b & 1u) used += (size_t)snprintf(out + used, cap - used, " %s", w->option_names[b]);
+    if (used < cap && c->want != WL_ALL) used += (size_t)snprintf(out + used, cap - used, " want=%#x", c->want);
+    if (used < cap && c->arg != 0.0) snprintf(out + used, cap - used, " arg=%g", c->arg);
 }
+
+void wl_describe(const wl_problem *p, char *out, size_t cap) { wl_describe_case(p->w, &p->c, out, cap); }
 
 double wl_result_bytes(const wl_problem *p)
 {

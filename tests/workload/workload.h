@@ -91,6 +91,9 @@ typedef struct wl_problem {
     void *baseline;        /* its state */
     double baseline_bytes; /* the device memory of its intermediates */
     void *state;           /* what the workload's prepare made (an ACSR mask), or NULL */
+    /* check on the workload's sample even where the full reference is its choice: megacl bench
+     * sets it when the host has no room for the full reference */
+    int sample_only;
 } wl_problem;
 
 typedef struct wl_counts {
@@ -198,6 +201,9 @@ extern const size_t wl_workload_count;
 /* The cases a device runs by default: the AF3 shapes on a GPU, the CPU ones elsewhere. */
 const wl_named_case *wl_default_cases(const wl_workload *w, const mcl_device_info *device, size_t *count);
 
+/* Element counts of every tensor of case c, 0 for one it leaves out (a gradient not wanted). */
+void wl_case_counts(const wl_workload *w, const wl_case *c, size_t *counts);
+
 /* The seed a case's inputs are drawn from: every run of a case sees the same values. */
 uint64_t wl_case_seed(const wl_case *c);
 
@@ -277,6 +283,7 @@ double wl_err_value(const wl_err *e);
 
 /* "ln_linear f32 M,K,N=77,130,16 ln_weight bias want=0x1f": a case in words. */
 void wl_describe(const wl_problem *p, char *out, size_t cap);
+void wl_describe_case(const wl_workload *w, const wl_case *c, char *out, size_t cap);
 
 /* The device bytes of the problem's outputs (what forward and backward write). */
 double wl_result_bytes(const wl_problem *p);
