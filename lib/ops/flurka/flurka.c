@@ -83,7 +83,8 @@ static mcl_status validate_inputs(const mcl_flurka_desc *d, const mcl_tensor *e,
 typedef struct fl_plan {
     fl_params params;     /* rows shrunk to the device's local memory */
     size_t bh, keys, len; /* heads in all, keys Nk (k, or N without projection), features L */
-    size_t chunks, rows_per_chunk; /* the backward's split of a head's rows */
+    size_t chunks, rows_per_chunk; /* the backward's split of a head's query rows */
+    size_t key_chunks, key_rows_per_chunk; /* the split of a head's keys into [S | z]'s partials */
     float a_scale;        /* on the features' dot products */
 } fl_plan;
 
@@ -109,7 +110,7 @@ static mcl_status choose_plan(mcl_context *ctx, const mcl_flurka_desc *d, fl_pla
     while (p->rows > 1 && rows_local_bytes((size_t)p->rows, d->head_dim, plan->len) > ctx->device.info.local_mem_bytes)
         p->rows /= 2;
     if (rows_local_bytes(1, d->head_dim, plan->len) > ctx->device.info.local_mem_bytes ||
-        (d->map != MCL_FLURKA_SOFTMAX && plan->len * sizeof(float) > ctx->device.info.local_mem_bytes))
+        (d->map != MCL_FLURKA_SOFTMAX && 2 * plan->len * sizeof(float) > ctx->device.info.local_mem_bytes))
         return mcl_fail(MCL_ERR_DEVICE_LIMIT, "flurka: a query row's %zu features and head_dim %zu need %llu bytes of "
                         "local memory; the device has %llu", plan->len, d->head_dim,
                         (unsigned long long)rows_local_bytes(1, d->head_dim, plan->len),
@@ -119,6 +120,8 @@ static mcl_status choose_plan(mcl_context *ctx, const mcl_flurka_desc *d, fl_pla
     size_t per_head = mcl_ceil_div(target, plan->bh);
     plan->rows_per_chunk = mcl_round_up(mcl_ceil_div(d->seq, per_head), (size_t)p->rows);
     plan->chunks = mcl_ceil_div(d->seq, plan->rows_per_chunk);
+    plan->key_rows_per_chunk = mcl_round_up(mcl_ceil_div(plan->keys, per_head), (size_t)p->rows);
+    plan->key_chunks = mcl_ceil_div(plan->keys, plan->key_rows_per_chunk);
     double dim = (double)d->head_dim;
     plan->a_scale = d->map == MCL_FLURKA_FAVOR ? (float)pow(dim, -0.25) : d->map == MCL_FLURKA_SOFTMAX ? (float)(1.0 / sqrt(dim)) : 1.0f;
     return MCL_OK;
@@ -162,7 +165,7 @@ static mcl_status launch(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *p
 /* ---- enqueue ---------------------------------------------------------------------------- */
 
 /* The workspace: fp32 intermediates, each in a part of its own. */
-enum { PART_KT, PART_VT, PART_PHIK, PART_SVZ, PART_PARTIAL_S, PART_PARTIAL_A, PART_DSVZ, PART_DA, PART_DKT, PART_DVT };
+enum { PART_KT, PART_VT, PART_MAXIMA, PART_SVZ, PART_PARTIAL_S, PART_PARTIAL_A, PART_DSVZ, PART_DA, PART_DKT, PART_DVT };
 
 /* A part's place as the kernels take it: a buffer and a float offset. */
 typedef struct fl_buf {
@@ -178,9 +181,10 @@ static fl_buf part_of(mcl_walk *w, int part, size_t floats)
 
 static fl_buf tensor_buf(const mcl_tensor *t, mcl_dtype dtype) { return (fl_buf){t->mem, mcl_elem_offset(t, mcl_dtype_size(dtype))}; }
 
-/* What the keys' steps leave for the query rows. */
+/* What the keys' steps leave for the query rows: K~, V~, [S | z], and FAVOR+'s maxima of the
+ * key chunks' exponents (the key gradients recompute phi(K~) with them). */
 typedef struct fl_keys {
-    fl_buf kt, vt, phik, svz;
+    fl_buf kt, vt, maxima, svz;
 } fl_keys;
 
 /* The matrix whose rows give a query's features: W, or the projected keys for softmax. */
@@ -216,33 +220,54 @@ static mcl_status project_step(mcl_walk *w, const mcl_flurka_desc *d, const fl_p
     return launch(w, d, plan, &l, args, MCL_COUNT(args));
 }
 
-/* phi(K~) and [S | z] from K~ and V~ */
-static mcl_status key_features_step(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, const fl_keys *keys,
-                                    const mcl_tensor *wt)
+/* out[bh] = the sum of the `chunks` partials [len] of head bh, in order */
+static mcl_status sum_chunks(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, fl_buf partial,
+                             size_t chunks, size_t len, fl_buf out)
 {
-    cl_ulong nk = plan->keys;
-    size_t key_wg = (size_t)plan->params.key_wg;
-    if (d->map != MCL_FLURKA_SOFTMAX) {
-        fl_buf wb = reads_w(d) ? tensor_buf(wt, MCL_F32) : (fl_buf){0};
-        float a_scale = plan->a_scale;
-        const mcl_arg args[] = {MCL_ARG(keys->kt.mem), MCL_ARG(keys->kt.off),   MCL_ARG(wb.mem),
-                                MCL_ARG(wb.off),       MCL_ARG(a_scale),        MCL_ARG(keys->phik.mem),
-                                MCL_ARG(keys->phik.off), MCL_ARG(nk)};
-        const fl_launch l = {"flurka/keys", "flurka_key_features", 3, {plan->len, nk, plan->bh}, {plan->len < 64 ? plan->len : 64, 1, 1}};
-        MCL_TRY(launch(w, d, plan, &l, args, MCL_COUNT(args)));
-    }
-    if (d->map == MCL_FLURKA_FAVOR) {
-        const mcl_arg args[] = {MCL_ARG(keys->phik.mem), MCL_ARG(keys->phik.off), MCL_ARG(nk)};
-        const fl_launch l = {"flurka/keys", "flurka_key_exponentials", 2, {key_wg, plan->bh}, {key_wg, 1}};
-        MCL_TRY(launch(w, d, plan, &l, args, MCL_COUNT(args)));
-    }
-    const mcl_arg args[] = {MCL_ARG(keys->phik.mem), MCL_ARG(keys->phik.off), MCL_ARG(keys->vt.mem),
-                            MCL_ARG(keys->vt.off),   MCL_ARG(keys->svz.mem),  MCL_ARG(keys->svz.off), MCL_ARG(nk)};
-    const fl_launch l = {"flurka/keys", "flurka_value_matrix", 3, {d->head_dim + 1, plan->len, plan->bh}, {d->head_dim + 1, 1, 1}};
+    cl_ulong chunks_l = chunks, len_l = len;
+    const mcl_arg args[] = {MCL_ARG(partial.mem), MCL_ARG(partial.off), MCL_ARG(chunks_l),
+                            MCL_ARG(len_l),       MCL_ARG(out.mem),     MCL_ARG(out.off)};
+    const fl_launch l = {"flurka/rows", "flurka_sum_chunks", 2, {len, plan->bh}, {64, 1}};
     return launch(w, d, plan, &l, args, MCL_COUNT(args));
 }
 
-/* K~, V~, phi(K~) and [S | z] in the workspace: the forward's and the backward's first steps */
+/* [S | z] = phi(K~)^T [V~ | 1] through per-chunk partials (FAVOR+'s key maxima first), or [V~ | 1]
+ * itself for softmax */
+static mcl_status key_values_step(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, const fl_keys *keys,
+                                  const mcl_tensor *wt, fl_buf partial)
+{
+    size_t dv = d->head_dim + 1;
+    if (d->map == MCL_FLURKA_SOFTMAX) {
+        const mcl_arg args[] = {MCL_ARG(keys->vt.mem), MCL_ARG(keys->vt.off), MCL_ARG(keys->svz.mem),
+                                MCL_ARG(keys->svz.off)};
+        const fl_launch l = {"flurka/keys", "flurka_softmax_values", 3, {dv, plan->len, plan->bh}, {dv, 1, 1}};
+        return launch(w, d, plan, &l, args, MCL_COUNT(args));
+    }
+    fl_buf wb = reads_w(d) ? tensor_buf(wt, MCL_F32) : (fl_buf){0};
+    float a_scale = plan->a_scale;
+    cl_ulong nk = plan->keys, rows_per_chunk = plan->key_rows_per_chunk;
+    size_t wg = (size_t)plan->params.wg;
+    const fl_launch grid = {"flurka/rows", NULL, 3, {wg, plan->key_chunks, plan->bh}, {wg, 1, 1}};
+    if (d->map == MCL_FLURKA_FAVOR) {
+        const mcl_arg args[] = {MCL_ARG(keys->kt.mem),     MCL_ARG(keys->kt.off),     MCL_ARG(wb.mem),
+                                MCL_ARG(wb.off),           MCL_ARG(a_scale),          MCL_ARG(keys->maxima.mem),
+                                MCL_ARG(keys->maxima.off), MCL_ARG(nk),               MCL_ARG(rows_per_chunk)};
+        fl_launch l = grid;
+        l.name = "flurka_key_maxima";
+        MCL_TRY(launch(w, d, plan, &l, args, MCL_COUNT(args)));
+    }
+    const mcl_arg args[] = {MCL_ARG(keys->kt.mem),  MCL_ARG(keys->kt.off),     MCL_ARG(keys->vt.mem),
+                            MCL_ARG(keys->vt.off),  MCL_ARG(wb.mem),           MCL_ARG(wb.off),
+                            MCL_ARG(a_scale),       MCL_ARG(keys->maxima.mem), MCL_ARG(keys->maxima.off),
+                            MCL_ARG(partial.mem),   MCL_ARG(partial.off),      MCL_ARG(nk),
+                            MCL_ARG(rows_per_chunk)};
+    fl_launch l = grid;
+    l.name = "flurka_key_values";
+    MCL_TRY(launch(w, d, plan, &l, args, MCL_COUNT(args)));
+    return sum_chunks(w, d, plan, partial, plan->key_chunks, plan->len * dv, keys->svz);
+}
+
+/* K~, V~ and [S | z] in the workspace: the forward's and the backward's first steps */
 static mcl_status keys_steps(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, const mcl_tensor *k,
                              const mcl_tensor *v, const mcl_tensor *e, const mcl_tensor *f, const mcl_tensor *wt,
                              fl_keys *keys)
@@ -250,12 +275,15 @@ static mcl_status keys_steps(mcl_walk *w, const mcl_flurka_desc *d, const fl_pla
     size_t key_floats = plan->bh * plan->keys * d->head_dim;
     keys->kt = part_of(w, PART_KT, key_floats);
     keys->vt = part_of(w, PART_VT, key_floats);
-    keys->phik = part_of(w, PART_PHIK, d->map == MCL_FLURKA_SOFTMAX ? 0 : plan->bh * plan->keys * plan->len);
+    keys->maxima = part_of(w, PART_MAXIMA, d->map == MCL_FLURKA_FAVOR ? plan->bh * plan->key_chunks : 0);
     keys->svz = part_of(w, PART_SVZ, plan->bh * plan->len * (d->head_dim + 1));
+    /* the partials of [S | z]; the backward's query rows reuse the part for theirs */
+    size_t kernel_map = d->map != MCL_FLURKA_SOFTMAX;
+    fl_buf partial = part_of(w, PART_PARTIAL_S, kernel_map * plan->bh * plan->key_chunks * plan->len * (d->head_dim + 1));
     if (!w->enqueue) return MCL_OK;
     MCL_TRY(mcl_walk_step(w, "K~ = E K", project_step(w, d, plan, k, e, keys->kt)));
     MCL_TRY(mcl_walk_step(w, "V~ = F V", project_step(w, d, plan, v, f, keys->vt)));
-    return mcl_walk_step(w, "phi(K~), S and z", key_features_step(w, d, plan, keys, wt));
+    return mcl_walk_step(w, "S and z", key_values_step(w, d, plan, keys, wt, partial));
 }
 
 static mcl_status rows_forward(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, const fl_keys *keys,
@@ -326,26 +354,19 @@ static mcl_status rows_backward(mcl_walk *w, const mcl_flurka_desc *d, const fl_
     return launch(w, d, plan, &l, args, MCL_COUNT(args));
 }
 
-static mcl_status sum_chunks(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, fl_buf partial, size_t len,
-                             fl_buf out)
-{
-    cl_ulong chunks = plan->chunks, len_l = len;
-    const mcl_arg args[] = {MCL_ARG(partial.mem), MCL_ARG(partial.off), MCL_ARG(chunks),
-                            MCL_ARG(len_l),       MCL_ARG(out.mem),     MCL_ARG(out.off)};
-    const fl_launch l = {"flurka/rows", "flurka_sum_chunks", 2, {len, plan->bh}, {64, 1}};
-    return launch(w, d, plan, &l, args, MCL_COUNT(args));
-}
-
 static mcl_status key_grads(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, const fl_keys *keys,
                             const mcl_tensor *wt, fl_buf dsvz, const fl_key_grads *g)
 {
     fl_buf wb = reads_w(d) ? tensor_buf(wt, MCL_F32) : (fl_buf){0};
     float a_scale = plan->a_scale;
     cl_ulong nk = plan->keys;
-    const mcl_arg args[] = {MCL_ARG(keys->kt.mem),   MCL_ARG(keys->kt.off),   MCL_ARG(keys->vt.mem), MCL_ARG(keys->vt.off),
-                            MCL_ARG(wb.mem),         MCL_ARG(wb.off),         MCL_ARG(a_scale),      MCL_ARG(keys->phik.mem),
-                            MCL_ARG(keys->phik.off), MCL_ARG(dsvz.mem),       MCL_ARG(dsvz.off),     MCL_ARG(g->dkt.mem),
-                            MCL_ARG(g->dkt.off),     MCL_ARG(g->dvt.mem),     MCL_ARG(g->dvt.off),   MCL_ARG(nk)};
+    cl_ulong key_chunks = plan->key_chunks;
+    const mcl_arg args[] = {MCL_ARG(keys->kt.mem),     MCL_ARG(keys->kt.off),     MCL_ARG(keys->vt.mem),
+                            MCL_ARG(keys->vt.off),     MCL_ARG(wb.mem),           MCL_ARG(wb.off),
+                            MCL_ARG(a_scale),          MCL_ARG(keys->maxima.mem), MCL_ARG(keys->maxima.off),
+                            MCL_ARG(key_chunks),       MCL_ARG(dsvz.mem),         MCL_ARG(dsvz.off),
+                            MCL_ARG(g->dkt.mem),       MCL_ARG(g->dkt.off),       MCL_ARG(g->dvt.mem),
+                            MCL_ARG(g->dvt.off),       MCL_ARG(nk)};
     size_t key_wg = (size_t)plan->params.key_wg;
     const fl_launch l = {"flurka/keys", "flurka_key_grads", 3, {key_wg, nk, plan->bh}, {key_wg, 1, 1}};
     return launch(w, d, plan, &l, args, MCL_COUNT(args));
@@ -406,8 +427,9 @@ static mcl_status key_gradient_steps(mcl_walk *w, const bwd_args *a, const fl_pl
                                   d->head_dim};
     if (!w->enqueue) return MCL_OK;
     MCL_TRY(mcl_walk_step(w, "query rows", rows_backward(w, d, plan, keys, a->tensors, a->wants.dq, partial_s, partial_a)));
-    MCL_TRY(mcl_walk_step(w, "sum of dS and dz", sum_chunks(w, d, plan, partial_s, plan->len * dv, dsvz)));
-    if (softmax) return mcl_walk_step(w, "sum of dK~", sum_chunks(w, d, plan, partial_a, plan->len * d->head_dim, da));
+    MCL_TRY(mcl_walk_step(w, "sum of dS and dz", sum_chunks(w, d, plan, partial_s, plan->chunks, plan->len * dv, dsvz)));
+    if (softmax)
+        return mcl_walk_step(w, "sum of dK~", sum_chunks(w, d, plan, partial_a, plan->chunks, plan->len * d->head_dim, da));
     return mcl_walk_step(w, "dK~ and dV~", key_grads(w, d, plan, keys, &a->tensors->w, dsvz, g));
 }
 
