@@ -350,6 +350,88 @@ MCL_API mcl_status mcl_linear_backward(mcl_context *context, const mcl_linear_de
 MCL_API mcl_status mcl_linear_workspace_size(mcl_context *context, const mcl_linear_desc *desc,
                                              size_t *forward_bytes, size_t *backward_bytes);
 
+/* ---- FLuRKA: low-rank and kernel attention ---------------------------------------------
+ * FLuRKA (arXiv 2306.15799) and the two methods it fuses, non-causal, per (b, h) of
+ * Q, K, V, O [B, H, N, D]:
+ *   projection  K~ = E K, V~ = F V with E, F [k, N] shared by every head, or [H, k, N] one per
+ *               head (shared over the batch); without projection K~ = K, V~ = V (k = N)
+ *   kernel map  O_i = phi(q_i) S / max(phi(q_i) z, FLT_MIN),  S = phi(K~)^T V~ [m, D],
+ *               z = phi(K~)^T 1 [m]
+ *   softmax     O_i = sum_j softmax_j(q_i . k~_j / sqrt(D)) v~_j   (Linformer)
+ * Feature maps phi, W [m, D] the random features (fp32, see mcl_flurka_draw_features):
+ *   FAVOR+  x' = x D^-1/4, phi(x)_r = exp(w_r . x' - |x'|^2 / 2 - c) / sqrt(m), c the largest
+ *           exponent of the query's row (queries) or of the head's keys (keys); c cancels in the
+ *           ratio and keeps the exponentials finite in fp32
+ *   ReLU    phi(x)_r = max(w_r . x, 0) + 1e-3
+ *   elu+1   phi(x)_d = elu(x_d) + 1 (m = D, no W)
+ * FLuRKA is a projection with a kernel map, Linformer a projection with softmax, Performer a
+ * kernel map without projection (full attention is mcl_evoattn). The denominator is held at
+ * FLT_MIN or above, so a query whose features all underflow gives O = 0, never NaN; the forward
+ * may store it (stabilised: scaled by exp(-c) of the query and of the keys). Storage f32, bf16
+ * or f16 for Q, K, V, E, F, O and their gradients; W, the normaliser and all arithmetic fp32.
+ * Nothing of size N x m is stored: phi(Q) and phi(K~) live in local memory a tile of rows at a
+ * time (the Performer's phi(K) too), and the backward recomputes them. The backward
+ * recomputes the forward's intermediates and gives dQ, dK, dV, dE, dF deterministically: sums
+ * over rows and heads are reduced in a fixed order, no float atomics. */
+typedef enum mcl_flurka_map {
+    MCL_FLURKA_FAVOR = 0,   /* FAVOR+ positive random features of the softmax kernel */
+    MCL_FLURKA_RELU = 1,    /* generalized ReLU kernel, ReLU(W x) + 1e-3 */
+    MCL_FLURKA_ELU = 2,     /* elu(x) + 1 */
+    MCL_FLURKA_SOFTMAX = 3, /* exact softmax over the projected keys (Linformer) */
+} mcl_flurka_map;
+
+typedef enum mcl_flurka_projection {
+    MCL_FLURKA_NO_PROJECTION = 0, /* Performer: keys and values as given */
+    MCL_FLURKA_SHARED = 1,        /* E, F [k, N] for every head */
+    MCL_FLURKA_PER_HEAD = 2,      /* E, F [H, k, N] */
+} mcl_flurka_projection;
+
+typedef struct mcl_flurka_desc {
+    size_t batch, heads, seq, head_dim; /* B, H, N, D; D from 1 to 256 */
+    size_t rank;     /* k, 1 to N with a projection; 0 without */
+    size_t features; /* m, the rows of W for FAVOR+ and ReLU (1 to 4096); 0 for elu+1 and softmax */
+    mcl_flurka_map map;
+    mcl_flurka_projection projection;
+    mcl_dtype dtype;
+} mcl_flurka_desc;
+
+typedef struct mcl_flurka_fwd_tensors {
+    mcl_tensor q, k, v;     /* in  [B, H, N, D] */
+    mcl_tensor e, f;        /* in  [k, N] or [H, k, N]; exactly with a projection */
+    mcl_tensor w;           /* in  [m, D] fp32; exactly for FAVOR+ and ReLU */
+    mcl_tensor out;         /* out [B, H, N, D] */
+    mcl_tensor normalizer;  /* out [B, H, N] fp32, optional: the (stabilised) denominator */
+} mcl_flurka_fwd_tensors;
+
+typedef struct mcl_flurka_bwd_tensors {
+    mcl_tensor q, k, v, e, f, w; /* in: as given to the forward */
+    mcl_tensor dout;             /* in  [B, H, N, D] */
+    mcl_tensor dq, dk, dv;       /* out [B, H, N, D], optional */
+    mcl_tensor de, df;           /* out shaped as e and f, optional (need the projection) */
+} mcl_flurka_bwd_tensors;
+
+MCL_API mcl_status mcl_flurka_forward(mcl_context *context, const mcl_flurka_desc *desc,
+                                      const mcl_flurka_fwd_tensors *tensors, cl_event *event);
+MCL_API mcl_status mcl_flurka_backward(mcl_context *context, const mcl_flurka_desc *desc,
+                                       const mcl_flurka_bwd_tensors *tensors, cl_event *event);
+/* Scratch bytes the forward and the backward (every gradient asked for) take from the
+ * context's workspace: K~, V~, phi(K~), S and z, and the backward's per-chunk partial sums. */
+MCL_API mcl_status mcl_flurka_workspace_size(mcl_context *context, const mcl_flurka_desc *desc,
+                                             size_t *forward_bytes, size_t *backward_bytes);
+
+typedef enum mcl_flurka_norms {
+    MCL_FLURKA_CHI_NORMS = 0,  /* each row's norm drawn from chi(D), as a Gaussian row's */
+    MCL_FLURKA_SQRT_D_NORMS = 1, /* every row of norm sqrt(D) */
+} mcl_flurka_norms;
+
+/* FAVOR+'s random features W [m, D] (row-major fp32, host memory) drawn from `seed`: blocks of
+ * D Gaussian rows (SplitMix64 and Box-Muller), each block orthonormalised by modified
+ * Gram-Schmidt in double (the last block keeps its first m mod D rows), every row then scaled
+ * to its norm. Host arithmetic only, so the same seed gives the same W for every device; draw
+ * with a new seed per step to redraw. Also the ReLU kernel's W. */
+MCL_API mcl_status mcl_flurka_draw_features(uint64_t seed, size_t features, size_t head_dim,
+                                            mcl_flurka_norms norms, float *w);
+
 /* ---- Add -------------------------------------------------------------------------------
  * y = a + b, elementwise over `count` elements (a residual connection's sum, forward or of
  * gradients). Backward: da = dy, db = dy. */

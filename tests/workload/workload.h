@@ -194,7 +194,7 @@ typedef struct wl_workload {
     }
 
 extern const wl_workload wl_layernorm, wl_evoattn, wl_gating, wl_swiglu, wl_ln_linear, wl_transition, wl_trimul,
-    wl_linear, wl_add, wl_transpose, wl_acsr;
+    wl_linear, wl_add, wl_transpose, wl_acsr, wl_flurka;
 extern const wl_workload *const wl_workloads[];
 extern const size_t wl_workload_count;
 

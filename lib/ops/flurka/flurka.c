@@ -1,0 +1,479 @@
+/* FLuRKA, Linformer and Performer: validate -> choose parameters -> enqueue, as steps of a walk.
+ * Kernels: cl/flurka/ (project.cl: the projections; keys.cl: the keys' features and [S | z];
+ * rows.cl: the query rows). The products are the family's own kernels, not the gemm family's:
+ * every intermediate is fp32 while the tensors may be bf16 or f16, and the GEMM takes one
+ * storage type for A, B and C. */
+#include "flurka.h"
+
+#include "ops/common/check.h"
+#include "ops/common/walk.h"
+#include "runtime/error.h"
+#include "runtime/params.h"
+#include "runtime/program.h"
+
+#include <math.h>
+#include <string.h>
+
+#define MAX_HEAD_DIM 256
+#define MAX_FEATURES 4096
+#define FLAG_SAVE_DEN 1u /* cl/flurka/rows.cl */
+#define FLAG_WANT_DQ 1u
+
+/* ---- validate --------------------------------------------------------------------------- */
+
+static int has_projection(const mcl_flurka_desc *d) { return d->projection != MCL_FLURKA_NO_PROJECTION; }
+static int reads_w(const mcl_flurka_desc *d) { return d->map == MCL_FLURKA_FAVOR || d->map == MCL_FLURKA_RELU; }
+
+static mcl_status validate_desc(const mcl_flurka_desc *d, const char *op)
+{
+    if (d->batch == 0 || d->heads == 0 || d->seq == 0 || d->head_dim == 0)
+        return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: batch (%zu), heads (%zu), seq (%zu) and head_dim (%zu) must be positive",
+                        op, d->batch, d->heads, d->seq, d->head_dim);
+    if (d->head_dim > MAX_HEAD_DIM)
+        return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: head_dim %zu exceeds %d", op, d->head_dim, MAX_HEAD_DIM);
+    MCL_TRY(mcl_check_dtype(d->dtype, op));
+    if ((unsigned)d->map > MCL_FLURKA_SOFTMAX)
+        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: map %d is no mcl_flurka_map", op, (int)d->map);
+    if ((unsigned)d->projection > MCL_FLURKA_PER_HEAD)
+        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: projection %d is no mcl_flurka_projection", op,
+                        (int)d->projection);
+    if (has_projection(d) && (d->rank == 0 || d->rank > d->seq))
+        return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: rank k (%zu) must be from 1 to seq N (%zu)", op, d->rank, d->seq);
+    if (!has_projection(d) && d->rank != 0)
+        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: rank %zu is given without a projection", op, d->rank);
+    if (!has_projection(d) && d->map == MCL_FLURKA_SOFTMAX)
+        return mcl_fail(MCL_ERR_UNSUPPORTED, "%s: softmax without a projection is full attention (mcl_evoattn)", op);
+    if (reads_w(d) && (d->features == 0 || d->features > MAX_FEATURES))
+        return mcl_fail(MCL_ERR_INVALID_SIZE, "%s: features m (%zu) must be from 1 to %d", op, d->features,
+                        MAX_FEATURES);
+    if (!reads_w(d) && d->features != 0)
+        return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: features %zu are given to a map without W (elu+1, softmax)", op,
+                        d->features);
+    return MCL_OK;
+}
+
+/* A tensor the call's options leave unread must not be given (a caller passing E to a Performer
+ * call has the options wrong). */
+static mcl_status refuse_unread(const mcl_tensor *t, int read, const char *name, const char *why, const char *op)
+{
+    return !read && mcl_has(t) ? mcl_fail(MCL_ERR_INVALID_ARGUMENT, "%s: %s is given, but %s", op, name, why) : MCL_OK;
+}
+
+static mcl_status validate_inputs(const mcl_flurka_desc *d, const mcl_tensor *e, const mcl_tensor *f,
+                                  const mcl_tensor *w, const char *op)
+{
+    MCL_TRY(validate_desc(d, op));
+    MCL_TRY(refuse_unread(e, has_projection(d), "e", "the call has no projection", op));
+    MCL_TRY(refuse_unread(f, has_projection(d), "f", "the call has no projection", op));
+    return refuse_unread(w, reads_w(d), "w", "only FAVOR+ and ReLU read W", op);
+}
+
+/* MCL_ENTER's validation of the descriptor, with the tensors t that the options leave unread */
+#define VALIDATE_WITH_INPUTS(desc, op) validate_inputs(desc, &t->e, &t->f, &t->w, op)
+
+/* [B, H, N, D] tensors, a projection, W */
+#define BHND(name, field, role) MCL_TENSOR(name, &t->field, d->dtype, role, d->batch, d->heads, d->seq, d->head_dim)
+#define PROJECTION(name, field, role)                                                            \
+    MCL_TENSOR(name, &t->field, d->dtype, role, d->projection == MCL_FLURKA_PER_HEAD ? d->heads : 1, d->rank, d->seq)
+#define W_CHECK(role) MCL_TENSOR("w", &t->w, MCL_F32, role, d->features, d->head_dim)
+#define IN_IF(read) ((read) ? MCL_REQUIRED_IN : MCL_OPTIONAL_IN)
+
+/* ---- choose parameters ------------------------------------------------------------------ */
+
+typedef struct fl_plan {
+    fl_params params;     /* rows shrunk to the device's local memory */
+    size_t bh, keys, len; /* heads in all, keys Nk (k, or N without projection), features L */
+    size_t chunks, rows_per_chunk; /* the backward's split of a head's query rows */
+    size_t key_chunks, key_rows_per_chunk; /* the split of a head's keys into [S | z]'s partials */
+    float a_scale;        /* on the features' dot products */
+} fl_plan;
+
+static size_t feature_length(const mcl_flurka_desc *d)
+{
+    return d->map == MCL_FLURKA_ELU ? d->head_dim : d->map == MCL_FLURKA_SOFTMAX ? d->rank : d->features;
+}
+
+/* the row kernels' local memory for `rows` rows (the backward's, the larger) */
+static uint64_t rows_local_bytes(size_t rows, size_t dim, size_t len)
+{
+    return (uint64_t)rows * (dim + 2 * len + 2 * (dim + 1) + 1) * sizeof(float);
+}
+
+static mcl_status choose_plan(mcl_context *ctx, const mcl_flurka_desc *d, fl_plan *plan)
+{
+    const size_t shape[4] = {d->heads, d->seq, d->head_dim, feature_length(d)};
+    fl_params *p = &plan->params;
+    MCL_TRY(mcl_params_lookup(ctx, &mcl_family_flurka, d->dtype, shape, p, NULL));
+    plan->bh = d->batch * d->heads;
+    plan->keys = has_projection(d) ? d->rank : d->seq;
+    plan->len = feature_length(d);
+    while (p->rows > 1 && rows_local_bytes((size_t)p->rows, d->head_dim, plan->len) > ctx->device.info.local_mem_bytes)
+        p->rows /= 2;
+    if (rows_local_bytes(1, d->head_dim, plan->len) > ctx->device.info.local_mem_bytes ||
+        (d->map != MCL_FLURKA_SOFTMAX && 2 * plan->len * sizeof(float) > ctx->device.info.local_mem_bytes))
+        return mcl_fail(MCL_ERR_DEVICE_LIMIT, "flurka: a query row's %zu features and head_dim %zu need %llu bytes of "
+                        "local memory; the device has %llu", plan->len, d->head_dim,
+                        (unsigned long long)rows_local_bytes(1, d->head_dim, plan->len),
+                        (unsigned long long)ctx->device.info.local_mem_bytes);
+    /* enough chunks of rows for groups_per_cu work-groups a compute unit over all heads */
+    size_t target = (size_t)ctx->device.info.compute_units * (size_t)p->groups_per_cu;
+    size_t per_head = mcl_ceil_div(target, plan->bh);
+    plan->rows_per_chunk = mcl_round_up(mcl_ceil_div(d->seq, per_head), (size_t)p->rows);
+    plan->chunks = mcl_ceil_div(d->seq, plan->rows_per_chunk);
+    plan->key_rows_per_chunk = mcl_round_up(mcl_ceil_div(plan->keys, per_head), (size_t)p->rows);
+    plan->key_chunks = mcl_ceil_div(plan->keys, plan->key_rows_per_chunk);
+    double dim = (double)d->head_dim;
+    plan->a_scale = d->map == MCL_FLURKA_FAVOR ? (float)pow(dim, -0.25) : d->map == MCL_FLURKA_SOFTMAX ? (float)(1.0 / sqrt(dim)) : 1.0f;
+    return MCL_OK;
+}
+
+static mcl_status kernel_of(mcl_context *ctx, const mcl_flurka_desc *d, const fl_plan *plan, const char *source,
+                            const char *name, cl_kernel *kernel)
+{
+    mcl_defines defines = {0};
+    mcl_define(&defines, "MCL_DTYPE", d->dtype);
+    mcl_define_params(&defines, &mcl_family_flurka, &plan->params, source);
+    mcl_define(&defines, "FL_MAP", d->map);
+    mcl_define(&defines, "FL_D", (long long)d->head_dim);
+    mcl_define(&defines, "FL_L", (long long)plan->len);
+    if (strcmp(source, "flurka/rows") == 0) {
+        size_t wg = (size_t)plan->params.wg;
+        mcl_define(&defines, "FL_ACC", (long long)mcl_ceil_div(plan->len * (d->head_dim + 1), wg));
+        mcl_define(&defines, "FL_ACC_A", d->map == MCL_FLURKA_SOFTMAX ? (long long)mcl_ceil_div(plan->len * d->head_dim, wg) : 1);
+    }
+    return mcl_kernel_get(ctx, &mcl_family_flurka, source, &defines, name, kernel);
+}
+
+/* One launch: the kernel `name` of `source`, its arguments, its grid. */
+typedef struct fl_launch {
+    const char *source, *name;
+    cl_uint dims;
+    size_t global[3], local[3];
+} fl_launch;
+
+static mcl_status launch(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, const fl_launch *l,
+                         const mcl_arg *args, size_t nargs)
+{
+    cl_kernel kernel;
+    MCL_TRY(kernel_of(w->ctx, d, plan, l->source, l->name, &kernel));
+    MCL_TRY(mcl_set_args(kernel, args, nargs, l->name));
+    size_t global[3];
+    for (cl_uint i = 0; i < l->dims; i++) global[i] = mcl_round_up(l->global[i], l->local[i]);
+    return mcl_enqueue(w->ctx, kernel, l->dims, global, l->local, l->name);
+}
+
+/* ---- enqueue ---------------------------------------------------------------------------- */
+
+/* The workspace: fp32 intermediates, each in a part of its own. */
+enum { PART_KT, PART_VT, PART_MAXIMA, PART_SVZ, PART_PARTIAL_S, PART_PARTIAL_A, PART_DSVZ, PART_DA, PART_DKT, PART_DVT };
+
+/* A part's place as the kernels take it: a buffer and a float offset. */
+typedef struct fl_buf {
+    cl_mem mem;
+    cl_ulong off;
+} fl_buf;
+
+static fl_buf part_of(mcl_walk *w, int part, size_t floats)
+{
+    mcl_tensor t = mcl_walk_part(w, part, floats * sizeof(float));
+    return (fl_buf){t.mem, t.offset / sizeof(float)};
+}
+
+static fl_buf tensor_buf(const mcl_tensor *t, mcl_dtype dtype) { return (fl_buf){t->mem, mcl_elem_offset(t, mcl_dtype_size(dtype))}; }
+
+/* What the keys' steps leave for the query rows: K~, V~, [S | z], and FAVOR+'s maxima of the
+ * key chunks' exponents (the key gradients recompute phi(K~) with them). */
+typedef struct fl_keys {
+    fl_buf kt, vt, maxima, svz;
+} fl_keys;
+
+/* The matrix whose rows give a query's features: W, or the projected keys for softmax. */
+typedef struct fl_amat {
+    fl_buf m;
+    cl_ulong head; /* floats between heads' matrices */
+} fl_amat;
+
+static fl_amat amat_of(const mcl_flurka_desc *d, const fl_plan *plan, const fl_keys *keys, const mcl_tensor *w)
+{
+    if (d->map == MCL_FLURKA_SOFTMAX) return (fl_amat){keys->kt, plan->keys * d->head_dim};
+    return (fl_amat){reads_w(d) ? tensor_buf(w, MCL_F32) : (fl_buf){0}, 0};
+}
+
+/* xt = p x (or x itself in fp32) */
+static mcl_status project_step(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, const mcl_tensor *x,
+                               const mcl_tensor *p, fl_buf xt)
+{
+    fl_buf xb = tensor_buf(x, d->dtype);
+    cl_ulong n = d->seq, k = plan->keys, heads = d->heads;
+    if (!has_projection(d)) {
+        cl_ulong count = plan->bh * d->seq * d->head_dim;
+        const mcl_arg args[] = {MCL_ARG(xb.mem), MCL_ARG(xb.off), MCL_ARG(xt.mem), MCL_ARG(xt.off), MCL_ARG(count)};
+        const fl_launch l = {"flurka/project", "flurka_copy_in", 1, {count}, {64}};
+        return launch(w, d, plan, &l, args, MCL_COUNT(args));
+    }
+    fl_buf pb = tensor_buf(p, d->dtype);
+    cl_ulong p_head = d->projection == MCL_FLURKA_PER_HEAD ? k * n : 0;
+    const mcl_arg args[] = {MCL_ARG(xb.mem), MCL_ARG(xb.off), MCL_ARG(pb.mem), MCL_ARG(pb.off), MCL_ARG(p_head),
+                            MCL_ARG(heads),  MCL_ARG(xt.mem), MCL_ARG(xt.off), MCL_ARG(n),      MCL_ARG(k)};
+    size_t tile = (size_t)plan->params.proj_tile;
+    const fl_launch l = {"flurka/project", "flurka_project", 3, {d->head_dim, k, plan->bh}, {tile, tile, 1}};
+    return launch(w, d, plan, &l, args, MCL_COUNT(args));
+}
+
+/* out[bh] = the sum of the `chunks` partials [len] of head bh, in order */
+static mcl_status sum_chunks(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, fl_buf partial,
+                             size_t chunks, size_t len, fl_buf out)
+{
+    cl_ulong chunks_l = chunks, len_l = len;
+    const mcl_arg args[] = {MCL_ARG(partial.mem), MCL_ARG(partial.off), MCL_ARG(chunks_l),
+                            MCL_ARG(len_l),       MCL_ARG(out.mem),     MCL_ARG(out.off)};
+    const fl_launch l = {"flurka/rows", "flurka_sum_chunks", 2, {len, plan->bh}, {64, 1}};
+    return launch(w, d, plan, &l, args, MCL_COUNT(args));
+}
+
+/* [S | z] = phi(K~)^T [V~ | 1] through per-chunk partials (FAVOR+'s key maxima first), or [V~ | 1]
+ * itself for softmax */
+static mcl_status key_values_step(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, const fl_keys *keys,
+                                  const mcl_tensor *wt, fl_buf partial)
+{
+    size_t dv = d->head_dim + 1;
+    if (d->map == MCL_FLURKA_SOFTMAX) {
+        const mcl_arg args[] = {MCL_ARG(keys->vt.mem), MCL_ARG(keys->vt.off), MCL_ARG(keys->svz.mem),
+                                MCL_ARG(keys->svz.off)};
+        const fl_launch l = {"flurka/keys", "flurka_softmax_values", 3, {dv, plan->len, plan->bh}, {dv, 1, 1}};
+        return launch(w, d, plan, &l, args, MCL_COUNT(args));
+    }
+    fl_buf wb = reads_w(d) ? tensor_buf(wt, MCL_F32) : (fl_buf){0};
+    float a_scale = plan->a_scale;
+    cl_ulong nk = plan->keys, rows_per_chunk = plan->key_rows_per_chunk;
+    size_t wg = (size_t)plan->params.wg;
+    const fl_launch grid = {"flurka/rows", NULL, 3, {wg, plan->key_chunks, plan->bh}, {wg, 1, 1}};
+    if (d->map == MCL_FLURKA_FAVOR) {
+        const mcl_arg args[] = {MCL_ARG(keys->kt.mem),     MCL_ARG(keys->kt.off),     MCL_ARG(wb.mem),
+                                MCL_ARG(wb.off),           MCL_ARG(a_scale),          MCL_ARG(keys->maxima.mem),
+                                MCL_ARG(keys->maxima.off), MCL_ARG(nk),               MCL_ARG(rows_per_chunk)};
+        fl_launch l = grid;
+        l.name = "flurka_key_maxima";
+        MCL_TRY(launch(w, d, plan, &l, args, MCL_COUNT(args)));
+    }
+    const mcl_arg args[] = {MCL_ARG(keys->kt.mem),  MCL_ARG(keys->kt.off),     MCL_ARG(keys->vt.mem),
+                            MCL_ARG(keys->vt.off),  MCL_ARG(wb.mem),           MCL_ARG(wb.off),
+                            MCL_ARG(a_scale),       MCL_ARG(keys->maxima.mem), MCL_ARG(keys->maxima.off),
+                            MCL_ARG(partial.mem),   MCL_ARG(partial.off),      MCL_ARG(nk),
+                            MCL_ARG(rows_per_chunk)};
+    fl_launch l = grid;
+    l.name = "flurka_key_values";
+    MCL_TRY(launch(w, d, plan, &l, args, MCL_COUNT(args)));
+    return sum_chunks(w, d, plan, partial, plan->key_chunks, plan->len * dv, keys->svz);
+}
+
+/* K~, V~ and [S | z] in the workspace: the forward's and the backward's first steps */
+static mcl_status keys_steps(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, const mcl_tensor *k,
+                             const mcl_tensor *v, const mcl_tensor *e, const mcl_tensor *f, const mcl_tensor *wt,
+                             fl_keys *keys)
+{
+    size_t key_floats = plan->bh * plan->keys * d->head_dim;
+    keys->kt = part_of(w, PART_KT, key_floats);
+    keys->vt = part_of(w, PART_VT, key_floats);
+    keys->maxima = part_of(w, PART_MAXIMA, d->map == MCL_FLURKA_FAVOR ? plan->bh * plan->key_chunks : 0);
+    keys->svz = part_of(w, PART_SVZ, plan->bh * plan->len * (d->head_dim + 1));
+    /* the partials of [S | z]; the backward's query rows reuse the part for theirs */
+    size_t kernel_map = d->map != MCL_FLURKA_SOFTMAX;
+    fl_buf partial = part_of(w, PART_PARTIAL_S, kernel_map * plan->bh * plan->key_chunks * plan->len * (d->head_dim + 1));
+    if (!w->enqueue) return MCL_OK;
+    MCL_TRY(mcl_walk_step(w, "K~ = E K", project_step(w, d, plan, k, e, keys->kt)));
+    MCL_TRY(mcl_walk_step(w, "V~ = F V", project_step(w, d, plan, v, f, keys->vt)));
+    return mcl_walk_step(w, "S and z", key_values_step(w, d, plan, keys, wt, partial));
+}
+
+static mcl_status rows_forward(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, const fl_keys *keys,
+                               const mcl_flurka_fwd_tensors *t)
+{
+    fl_amat a = amat_of(d, plan, keys, &t->w);
+    fl_buf q = tensor_buf(&t->q, d->dtype), out = tensor_buf(&t->out, d->dtype), den = tensor_buf(&t->normalizer, MCL_F32);
+    float a_scale = plan->a_scale;
+    cl_ulong n = d->seq;
+    cl_uint flags = mcl_has(&t->normalizer) ? FLAG_SAVE_DEN : 0;
+    const mcl_arg args[] = {MCL_ARG(q.mem),   MCL_ARG(q.off),   MCL_ARG(a.m.mem),      MCL_ARG(a.m.off),
+                            MCL_ARG(a.head),  MCL_ARG(a_scale), MCL_ARG(keys->svz.mem), MCL_ARG(keys->svz.off),
+                            MCL_ARG(out.mem), MCL_ARG(out.off), MCL_ARG(den.mem),      MCL_ARG(den.off),
+                            MCL_ARG(n),       MCL_ARG(flags)};
+    size_t wg = (size_t)plan->params.wg;
+    const fl_launch l = {"flurka/rows", "flurka_rows_forward", 3,
+                         {wg, mcl_ceil_div(d->seq, (size_t)plan->params.rows), plan->bh}, {wg, 1, 1}};
+    return launch(w, d, plan, &l, args, MCL_COUNT(args));
+}
+
+static mcl_status forward_steps(mcl_walk *w, const void *opaque)
+{
+    const mcl_op_args *a = opaque;
+    const mcl_flurka_desc *d = a->desc;
+    const mcl_flurka_fwd_tensors *t = a->tensors;
+    fl_plan plan;
+    MCL_TRY(mcl_walk_step(w, NULL, choose_plan(w->ctx, d, &plan)));
+    fl_keys keys;
+    MCL_TRY(keys_steps(w, d, &plan, &t->k, &t->v, &t->e, &t->f, &t->w, &keys));
+    return w->enqueue ? mcl_walk_step(w, "query rows", rows_forward(w, d, &plan, &keys, t)) : MCL_OK;
+}
+
+/* ---- backward ---------------------------------------------------------------------------- */
+
+/* What the backward is asked for: a sizing pass over no tensors (every output) reads the same. */
+typedef struct fl_wants {
+    int dq, dk, dv, de, df;
+} fl_wants;
+
+typedef struct bwd_args {
+    const mcl_flurka_desc *desc;
+    const mcl_flurka_bwd_tensors *tensors;
+    fl_wants wants;
+} bwd_args;
+
+/* The gradients of K~ and V~ (fp32, rows ld apart) */
+typedef struct fl_key_grads {
+    fl_buf dkt, dvt;
+    cl_ulong dk_ld, dv_ld;
+} fl_key_grads;
+
+/* dq and the per-chunk partials of [dS | dz] (and of dK~ for softmax), then their sums */
+static mcl_status rows_backward(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, const fl_keys *keys,
+                                const mcl_flurka_bwd_tensors *t, int want_dq, fl_buf partial_s, fl_buf partial_a)
+{
+    fl_amat a = amat_of(d, plan, keys, &t->w);
+    fl_buf q = tensor_buf(&t->q, d->dtype), dout = tensor_buf(&t->dout, d->dtype), dq = tensor_buf(&t->dq, d->dtype);
+    float a_scale = plan->a_scale;
+    cl_ulong n = d->seq, rows_per_chunk = plan->rows_per_chunk;
+    cl_uint flags = want_dq ? FLAG_WANT_DQ : 0;
+    const mcl_arg args[] = {MCL_ARG(q.mem),         MCL_ARG(q.off),         MCL_ARG(dout.mem),      MCL_ARG(dout.off),
+                            MCL_ARG(a.m.mem),       MCL_ARG(a.m.off),       MCL_ARG(a.head),        MCL_ARG(a_scale),
+                            MCL_ARG(keys->svz.mem), MCL_ARG(keys->svz.off), MCL_ARG(dq.mem),        MCL_ARG(dq.off),
+                            MCL_ARG(partial_s.mem), MCL_ARG(partial_s.off), MCL_ARG(partial_a.mem), MCL_ARG(partial_a.off),
+                            MCL_ARG(n),             MCL_ARG(rows_per_chunk), MCL_ARG(flags)};
+    size_t wg = (size_t)plan->params.wg;
+    const fl_launch l = {"flurka/rows", "flurka_rows_backward", 3, {wg, plan->chunks, plan->bh}, {wg, 1, 1}};
+    return launch(w, d, plan, &l, args, MCL_COUNT(args));
+}
+
+static mcl_status key_grads(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, const fl_keys *keys,
+                            const mcl_tensor *wt, fl_buf dsvz, const fl_key_grads *g)
+{
+    fl_buf wb = reads_w(d) ? tensor_buf(wt, MCL_F32) : (fl_buf){0};
+    float a_scale = plan->a_scale;
+    cl_ulong nk = plan->keys;
+    cl_ulong key_chunks = plan->key_chunks;
+    const mcl_arg args[] = {MCL_ARG(keys->kt.mem),     MCL_ARG(keys->kt.off),     MCL_ARG(keys->vt.mem),
+                            MCL_ARG(keys->vt.off),     MCL_ARG(wb.mem),           MCL_ARG(wb.off),
+                            MCL_ARG(a_scale),          MCL_ARG(keys->maxima.mem), MCL_ARG(keys->maxima.off),
+                            MCL_ARG(key_chunks),       MCL_ARG(dsvz.mem),         MCL_ARG(dsvz.off),
+                            MCL_ARG(g->dkt.mem),       MCL_ARG(g->dkt.off),       MCL_ARG(g->dvt.mem),
+                            MCL_ARG(g->dvt.off),       MCL_ARG(nk)};
+    size_t key_wg = (size_t)plan->params.key_wg;
+    const fl_launch l = {"flurka/keys", "flurka_key_grads", 3, {key_wg, nk, plan->bh}, {key_wg, 1, 1}};
+    return launch(w, d, plan, &l, args, MCL_COUNT(args));
+}
+
+/* dx = p^T dxt (or dxt itself back in the storage dtype) */
+static mcl_status project_back(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, fl_buf dxt, cl_ulong ldx,
+                               const mcl_tensor *p, const mcl_tensor *dx)
+{
+    fl_buf out = tensor_buf(dx, d->dtype);
+    cl_ulong n = d->seq, k = plan->keys, heads = d->heads;
+    if (!has_projection(d)) { /* the kernel maps' key gradients are dense rows of D */
+        cl_ulong count = plan->bh * d->seq * d->head_dim;
+        const mcl_arg args[] = {MCL_ARG(dxt.mem), MCL_ARG(dxt.off), MCL_ARG(out.mem), MCL_ARG(out.off), MCL_ARG(count)};
+        const fl_launch l = {"flurka/project", "flurka_copy_out", 1, {count}, {64}};
+        return launch(w, d, plan, &l, args, MCL_COUNT(args));
+    }
+    fl_buf pb = tensor_buf(p, d->dtype);
+    cl_ulong p_head = d->projection == MCL_FLURKA_PER_HEAD ? k * n : 0;
+    const mcl_arg args[] = {MCL_ARG(dxt.mem), MCL_ARG(dxt.off), MCL_ARG(ldx),     MCL_ARG(pb.mem),
+                            MCL_ARG(pb.off),  MCL_ARG(p_head),  MCL_ARG(heads),   MCL_ARG(out.mem),
+                            MCL_ARG(out.off), MCL_ARG(n),       MCL_ARG(k)};
+    size_t tile = (size_t)plan->params.proj_tile;
+    const fl_launch l = {"flurka/project", "flurka_project_back", 3, {d->head_dim, d->seq, plan->bh}, {tile, tile, 1}};
+    return launch(w, d, plan, &l, args, MCL_COUNT(args));
+}
+
+/* dp = sum over the heads sharing p of dxt x^T */
+static mcl_status project_grad(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, fl_buf dxt, cl_ulong ldx,
+                               const mcl_tensor *x, const mcl_tensor *dp)
+{
+    fl_buf xb = tensor_buf(x, d->dtype), out = tensor_buf(dp, d->dtype);
+    cl_ulong n = d->seq, k = plan->keys, batch = d->batch, heads = d->heads;
+    cl_uint per_head = d->projection == MCL_FLURKA_PER_HEAD;
+    const mcl_arg args[] = {MCL_ARG(dxt.mem), MCL_ARG(dxt.off), MCL_ARG(ldx),      MCL_ARG(xb.mem),
+                            MCL_ARG(xb.off),  MCL_ARG(out.mem), MCL_ARG(out.off),  MCL_ARG(batch),
+                            MCL_ARG(heads),   MCL_ARG(per_head), MCL_ARG(n),       MCL_ARG(k)};
+    size_t tile = (size_t)plan->params.proj_tile;
+    const fl_launch l = {"flurka/project", "flurka_project_grad", 3, {d->seq, k, per_head ? d->heads : 1},
+                         {tile, tile, 1}};
+    return launch(w, d, plan, &l, args, MCL_COUNT(args));
+}
+
+/* dq with the rows' partials summed into [dS | dz] (and dK~ for softmax); then dK~ and dV~ */
+static mcl_status key_gradient_steps(mcl_walk *w, const bwd_args *a, const fl_plan *plan, const fl_keys *keys,
+                                     fl_key_grads *g)
+{
+    const mcl_flurka_desc *d = a->desc;
+    size_t dv = d->head_dim + 1, softmax = d->map == MCL_FLURKA_SOFTMAX;
+    fl_buf partial_s = part_of(w, PART_PARTIAL_S, plan->bh * plan->chunks * plan->len * dv);
+    fl_buf partial_a = part_of(w, PART_PARTIAL_A, softmax ? plan->bh * plan->chunks * plan->len * d->head_dim : 0);
+    fl_buf dsvz = part_of(w, PART_DSVZ, plan->bh * plan->len * dv);
+    fl_buf da = part_of(w, PART_DA, softmax ? plan->bh * plan->len * d->head_dim : 0);
+    size_t key_floats = plan->bh * plan->keys * d->head_dim;
+    /* softmax's dK~ is the rows' sum da and its dV~ the dS columns of [dS | dz] */
+    *g = softmax ? (fl_key_grads){da, dsvz, d->head_dim, dv}
+                 : (fl_key_grads){part_of(w, PART_DKT, key_floats), part_of(w, PART_DVT, key_floats), d->head_dim,
+                                  d->head_dim};
+    if (!w->enqueue) return MCL_OK;
+    MCL_TRY(mcl_walk_step(w, "query rows", rows_backward(w, d, plan, keys, a->tensors, a->wants.dq, partial_s, partial_a)));
+    MCL_TRY(mcl_walk_step(w, "sum of dS and dz", sum_chunks(w, d, plan, partial_s, plan->chunks, plan->len * dv, dsvz)));
+    if (softmax)
+        return mcl_walk_step(w, "sum of dK~", sum_chunks(w, d, plan, partial_a, plan->chunks, plan->len * d->head_dim, da));
+    return mcl_walk_step(w, "dK~ and dV~", key_grads(w, d, plan, keys, &a->tensors->w, dsvz, g));
+}
+
+static mcl_status backward_steps(mcl_walk *w, const void *opaque)
+{
+    const bwd_args *a = opaque;
+    const mcl_flurka_desc *d = a->desc;
+    const mcl_flurka_bwd_tensors *t = a->tensors;
+    fl_plan plan;
+    MCL_TRY(mcl_walk_step(w, NULL, choose_plan(w->ctx, d, &plan)));
+    fl_keys keys;
+    MCL_TRY(keys_steps(w, d, &plan, &t->k, &t->v, &t->e, &t->f, &t->w, &keys));
+    fl_key_grads g;
+    MCL_TRY(key_gradient_steps(w, a, &plan, &keys, &g));
+    if (!w->enqueue) return MCL_OK;
+    if (a->wants.dk) MCL_TRY(mcl_walk_step(w, "dK = E^T dK~", project_back(w, d, &plan, g.dkt, g.dk_ld, &t->e, &t->dk)));
+    if (a->wants.dv) MCL_TRY(mcl_walk_step(w, "dV = F^T dV~", project_back(w, d, &plan, g.dvt, g.dv_ld, &t->f, &t->dv)));
+    if (a->wants.de) MCL_TRY(mcl_walk_step(w, "dE = dK~ K^T", project_grad(w, d, &plan, g.dkt, g.dk_ld, &t->k, &t->de)));
+    if (a->wants.df) MCL_TRY(mcl_walk_step(w, "dF = dV~ V^T", project_grad(w, d, &plan, g.dvt, g.dv_ld, &t->v, &t->df)));
+    return MCL_OK;
+}
+
+/* ---- public entry points ---------------------------------------------------------------- */
+
+MCL_ENTRY_POINT(flurka, forward, fwd)
+{
+    MCL_ENTER(flurka, forward, VALIDATE_WITH_INPUTS, BHND("q", q, MCL_REQUIRED_IN), BHND("k", k, MCL_REQUIRED_IN),
+              BHND("v", v, MCL_REQUIRED_IN), PROJECTION("e", e, IN_IF(has_projection(d))),
+              PROJECTION("f", f, IN_IF(has_projection(d))), W_CHECK(IN_IF(reads_w(d))),
+              BHND("out", out, MCL_REQUIRED_OUT),
+              MCL_TENSOR("normalizer", &t->normalizer, MCL_F32, MCL_OPTIONAL_OUT, d->batch, d->heads, d->seq));
+    return mcl_walk_op(ctx, "flurka_forward", forward_steps, &(mcl_op_args){d, t}, event);
+}
+
+MCL_ENTRY_POINT(flurka, backward, bwd)
+{
+    MCL_ENTER(flurka, backward, VALIDATE_WITH_INPUTS, BHND("q", q, MCL_REQUIRED_IN), BHND("k", k, MCL_REQUIRED_IN),
+              BHND("v", v, MCL_REQUIRED_IN), PROJECTION("e", e, IN_IF(has_projection(d))),
+              PROJECTION("f", f, IN_IF(has_projection(d))), W_CHECK(IN_IF(reads_w(d))),
+              BHND("dout", dout, MCL_REQUIRED_IN), BHND("dq", dq, MCL_OPTIONAL_OUT), BHND("dk", dk, MCL_OPTIONAL_OUT),
+              BHND("dv", dv, MCL_OPTIONAL_OUT), mcl_needing(PROJECTION("de", de, MCL_OPTIONAL_OUT), "e"),
+              mcl_needing(PROJECTION("df", df, MCL_OPTIONAL_OUT), "f"));
+    fl_wants wants = {mcl_has(&t->dq), mcl_has(&t->dk), mcl_has(&t->dv), mcl_has(&t->de), mcl_has(&t->df)};
+    return mcl_walk_op(ctx, "flurka_backward", backward_steps, &(bwd_args){d, t, wants}, event);
+}
+
+MCL_WALKED_WORKSPACE_SIZES(flurka, ((fl_wants){1, 1, 1, 1, 1}))
