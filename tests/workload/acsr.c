@@ -354,7 +354,12 @@ enum { ALL = WANT(DQ) | WANT(DK) | WANT(DV) };
     SPLAT("window N=" #n, n, OPT_WINDOW), SPLAT("dilated N=" #n, n, OPT_DILATED),                   \
     SPLAT("strided N=" #n, n, OPT_STRIDED), SPLAT("blocked N=" #n, n, OPT_BLOCKED),                 \
     SPLAT("window+global N=" #n, n, OPT_WINDOW | OPT_GLOBAL)
-static const wl_named_case cases[] = {SPLAT_PATTERNS(4096), SPLAT_PATTERNS(16384), SPLAT_PATTERNS(65536)};
+/* windows of 1% to 50% of the N x N scores, for time against the nonzeros */
+#define DENSITY(share, reach) {"window " share " N=4096", {{1, 16, 4096, 64}, MCL_F32, OPT_WINDOW, ALL, reach}}
+static const wl_named_case cases[] = {
+    SPLAT_PATTERNS(4096), SPLAT_PATTERNS(16384), SPLAT_PATTERNS(65536), DENSITY("1%", 20),  DENSITY("5%", 102),
+    DENSITY("10%", 210),  DENSITY("25%", 548),   DENSITY("50%", 1200),
+};
 /* the same patterns at N = 512 (reach 32), and a random mask, for CPUs */
 #define SMALL(name, opts) {name, {{1, 2, 512, 64}, MCL_F32, opts, ALL, 32}}
 static const wl_named_case cpu_cases[] = {
