@@ -291,6 +291,10 @@ static mcl_status unfused_forward(wl_problem *p)
 static mcl_status dense_setup(wl_problem *p)
 {
     acsr_state *s = p->state;
+    mcl_acsr_mask_info info;
+    WL_TRY(wl_op(mcl_acsr_mask_get_info(s->mask, &info)));
+    if (info.empty_rows)
+        return wl_fail(MCL_ERR_UNSUPPORTED, "dense attention has no empty row: a row of -1e9 biases averages every value");
     size_t n = p->c.shape[2], b = p->c.shape[0];
     float *bias = malloc(n * n * sizeof *bias);
     if (!bias) return wl_fail(MCL_ERR_OUT_OF_MEMORY, "acsr dense: no host memory for an N x N bias");
