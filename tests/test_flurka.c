@@ -15,7 +15,7 @@
 
 /* The workload's tensors and options (tests/workload/flurka.c). */
 enum { T_Q, T_K, T_V, T_E, T_F, T_W, T_DOUT, T_OUT, T_DEN, T_LSE, T_DQ, T_DK, T_DV, T_DE, T_DF };
-enum { OPT_NONE = 0, OPT_SHARED = 4, OPT_PER_HEAD = 8, OPT_SQRT_NORMS = 32 };
+enum { OPT_NONE = 0, OPT_SHARED = 4, OPT_PER_HEAD = 8, OPT_FULL = 16, OPT_SQRT_NORMS = 32 };
 #define WANT(t) (1u << ((t) - T_DQ))
 
 typedef struct shape {
@@ -198,6 +198,40 @@ Test(flurka, identity_projection_gives_the_kernel_method_and_full_attention, .ti
     clReleaseMemObject(qb), clReleaseMemObject(kb), clReleaseMemObject(vb), clReleaseMemObject(ob);
     float *arrays[] = {q, k, v, eye, with, without};
     test_free_all(arrays, COUNT_OF(arrays));
+    mcl_context_release(ctx);
+}
+
+/* The bench's quality figure (the workload's approximation_error): at N = 8 its sample is every
+ * row, so it is the relative error against full attention (EvoAttention) on the same Q, K, V;
+ * O = 0 is off by exactly 1; full attention reports none. */
+Test(flurka, approximation_error_is_against_full_attention)
+{
+    enum { B = 1, H = 2, N = 8, D = 16, T = B * H * N * D };
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    const shape s = {B, H, N, D, 4, 16};
+    wl_problem *p = test_problem(ctx, &wl_flurka, make_case(s, MCL_FLURKA_FAVOR, OPT_SHARED, MCL_F32, WL_ALL),
+                                 WL_OFF_ZERO, &rng);
+    double err[WL_MAX_TENSORS], tol[WL_MAX_TENSORS];
+    int ok = 0;
+    assert_ok(wl_verify(p, NULL, err, tol, &ok));
+    cl_mem qb = host_upload(ctx, MCL_F32, p->t[T_Q].values, T), kb = host_upload(ctx, MCL_F32, p->t[T_K].values, T),
+           vb = host_upload(ctx, MCL_F32, p->t[T_V].values, T), ob = host_upload(ctx, MCL_F32, NULL, T);
+    mcl_evoattn_desc full = {B, H, N, 1, D, MCL_F32, 0.0f};
+    mcl_evoattn_fwd_tensors ft = {.q = {qb, 0}, .k = {kb, 0}, .v = {vb, 0}, .out = {ob, 0}};
+    assert_ok(mcl_evoattn_forward(ctx, &full, &ft, NULL));
+    float exact[T];
+    host_download(ctx, ob, MCL_F32, exact, T);
+    double want = rel_error(p->t[T_OUT].values, exact, T), got = wl_flurka.approximation_error(p);
+    cr_expect(fabs(got - want) <= 1e-5 * want, "approximation error %.6g, against full attention %.6g", got, want);
+    memset(p->t[T_OUT].values, 0, T * sizeof(float));
+    cr_expect(fabs(wl_flurka.approximation_error(p) - 1.0) < 1e-12, "O = 0 is off by exactly 1");
+    clReleaseMemObject(qb), clReleaseMemObject(kb), clReleaseMemObject(vb), clReleaseMemObject(ob);
+    wl_destroy(p);
+    wl_case exact_case = {{B, H, N, D, 4}, MCL_F32, OPT_FULL, WL_ALL, 16};
+    p = test_problem(ctx, &wl_flurka, exact_case, WL_OFF_ZERO, &rng);
+    cr_expect_lt(wl_flurka.approximation_error(p), 0.0, "full attention is exact");
+    wl_destroy(p);
     mcl_context_release(ctx);
 }
 

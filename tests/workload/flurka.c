@@ -201,27 +201,54 @@ static int full_reference(const wl_case *c) { return reference_work(c) <= 1 << 2
 
 /* ---- the benchmark's check of large problems -------------------------------------------- */
 
+/* Row i of softmax attention over one head's q, k, v [N, D] into o[D], s N doubles of scratch. */
+static void exact_attention_row(const float *q, const float *k, const float *v, size_t N, size_t D, size_t i,
+                                double *s, double *o)
+{
+    double c = -INFINITY, sum = 0.0, scale = 1.0 / sqrt((double)D);
+    for (size_t j = 0; j < N; j++) {
+        double dot = 0.0;
+        for (size_t d = 0; d < D; d++) dot += (double)q[i * D + d] * k[j * D + d];
+        s[j] = scale * dot, c = fmax(c, s[j]);
+    }
+    for (size_t j = 0; j < N; j++) s[j] = exp(s[j] - c), sum += s[j];
+    for (size_t d = 0; d < D; d++) {
+        double acc = 0.0;
+        for (size_t j = 0; j < N; j++) acc += s[j] * v[j * D + d];
+        o[d] = acc / sum;
+    }
+}
+
 /* Full attention: out of 8 query rows of the first head, each against every key. */
 static void sample_full_attention(const wl_problem *p, wl_err *err)
 {
     size_t N = p->c.shape[2], D = p->c.shape[3];
-    const float *q = p->t[Q].values, *k = p->t[K].values, *v = p->t[V].values;
-    double *s = malloc(N * sizeof *s), scale = 1.0 / sqrt((double)D);
-    for (size_t i = 0; i < N && s; i += (N + 7) / 8) {
-        double c = -INFINITY, sum = 0.0;
-        for (size_t j = 0; j < N; j++) {
-            double dot = 0.0;
-            for (size_t d = 0; d < D; d++) dot += (double)q[i * D + d] * k[j * D + d];
-            s[j] = scale * dot, c = fmax(c, s[j]);
-        }
-        for (size_t j = 0; j < N; j++) s[j] = exp(s[j] - c), sum += s[j];
-        for (size_t d = 0; d < D; d++) {
-            double o = 0.0;
-            for (size_t j = 0; j < N; j++) o += s[j] * v[j * D + d];
-            wl_err_add(&err[OUT], p->t[OUT].values[i * D + d], o / sum);
-        }
+    double *s = malloc(N * sizeof *s), *o = malloc(D * sizeof *o);
+    for (size_t i = 0; i < N && s && o; i += (N + 7) / 8) {
+        exact_attention_row(p->t[Q].values, p->t[K].values, p->t[V].values, N, D, i, s, o);
+        for (size_t d = 0; d < D; d++) wl_err_add(&err[OUT], p->t[OUT].values[i * D + d], o[d]);
     }
-    free(s);
+    free(s), free(o);
+}
+
+/* ||O - O_exact|| / ||O_exact|| over 8 query rows of every head, O_exact softmax attention of
+ * the case's own Q, K, V (without the projection). */
+static double approximation_error(const wl_problem *p)
+{
+    if (FULL(&p->c)) return -1.0;
+    size_t heads = p->c.shape[0] * p->c.shape[1], N = p->c.shape[2], D = p->c.shape[3], t = N * D;
+    double *s = malloc(N * sizeof *s), *o = malloc(D * sizeof *o), diff = 0.0, norm = 0.0;
+    for (size_t h = 0; h < heads && s && o; h++)
+        for (size_t i = 0; i < N; i += (N + 7) / 8) {
+            exact_attention_row(p->t[Q].values + h * t, p->t[K].values + h * t, p->t[V].values + h * t, N, D, i, s, o);
+            for (size_t d = 0; d < D; d++) {
+                double got = p->t[OUT].values[h * t + i * D + d];
+                diff += (got - o[d]) * (got - o[d]), norm += o[d] * o[d];
+            }
+        }
+    int ok = s && o;
+    free(s), free(o);
+    return ok && norm > 0.0 ? sqrt(diff / norm) : -1.0;
 }
 
 /* The last head in full, as a problem of one head (its own E and F where they are per head):
@@ -304,4 +331,4 @@ const wl_workload wl_flurka = {.name = "flurka", .family = "flurka", .shape_name
                                .cpu_case_count = WL_COUNT(cpu_cases), .sizes = sizes, .draw = draw,
                                .forward = forward, .backward = backward, .workspace = workspace,
                                .reference = reference, .tolerance = tolerance, .full_reference = full_reference,
-                               .sample = sample, .counts = counts};
+                               .sample = sample, .approximation_error = approximation_error, .counts = counts};

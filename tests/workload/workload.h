@@ -149,6 +149,11 @@ typedef struct wl_workload {
      * a sample */
     int (*full_reference)(const wl_case *c);
     int (*sample)(wl_problem *p, double *err);
+    /* for an op that approximates another (FLuRKA, Linformer and the Performer approximate
+     * softmax attention): after a check, the relative error ||O - O_exact|| / ||O_exact|| of its
+     * fetched output against the exact op on the same inputs, over a sample of rows; negative
+     * where the case is exact. NULL: the op is exact */
+    double (*approximation_error)(const wl_problem *p);
     wl_counts (*counts)(const wl_case *c);
     const wl_baseline *baselines;
     size_t baseline_count;

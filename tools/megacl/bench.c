@@ -93,7 +93,7 @@ static int run_case(mcl_context *ctx, const wl_workload *w, const char *name, co
             fprintf(stderr, "megacl bench: no memory for more results\n");
             return 1;
         }
-        *r = (bench_result){.w = w, .case_name = name, .impl = b ? b->name : "megacl", .c = *c};
+        *r = (bench_result){.w = w, .case_name = name, .impl = b ? b->name : "megacl", .c = *c, .approx_err = -1.0};
         show_progress(s, all->count - 1, total, r);
         bench_run_case(ctx, b, s, r);
         clear_progress(s);

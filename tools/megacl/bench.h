@@ -52,6 +52,7 @@ typedef struct bench_result {
     int sample_checked; /* verified on the workload's sample, the full reference not affordable */
     bench_spread fwd, fwdbwd;
     double fwd_err, bwd_err, peak_bytes;
+    double approx_err; /* the workload's approximation_error; < 0: an exact op */
     int ok;
     double err[WL_MAX_TENSORS], tol[WL_MAX_TENSORS]; /* err < 0: not checked */
     wl_counts counts;

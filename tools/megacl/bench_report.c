@@ -43,6 +43,7 @@ static void print_timed(const bench_result *r, const device_ceilings *ceil)
            mcl_dtype_name(r->c.dtype), r->fwd.median, r->fwdbwd.median, bench_rate(r->counts.fwd_bytes, r->fwd.median),
            all_gbps, 100.0 * all_gbps / ceil->copy_gbps, bench_rate(r->counts.fwdbwd_flops, r->fwdbwd.median),
            r->peak_bytes / (1 << 30), r->fwd_err, r->bwd_err, r->ok ? "ok" : "FAIL", r->sample_checked ? " (sample)" : "");
+    if (r->approx_err >= 0.0) printf("  %-40s %9.2e\n", "relative error against the exact op", r->approx_err);
     for (size_t k = 0; k < r->kernel_count; k++)
         printf("  %-40s %9.4f ms\n", r->kernels[k].name, r->kernels[k].median_ms);
     /* a ceiling below what an op reaches is a measurement to redo, not a figure to divide by */
@@ -159,6 +160,7 @@ static json_object *timed_json(const bench_result *r, const bench_run_info *run)
     add_number(o, "peak_bytes", r->peak_bytes);
     add_number(o, "fwd_rel_error", r->fwd_err);
     add_number(o, "bwd_rel_error", r->bwd_err);
+    if (r->approx_err >= 0.0) add_number(o, "approx_rel_error", r->approx_err);
     add_string(o, "check", r->sample_checked ? "sample" : "full");
     json_object_object_add(o, "outputs", outputs_json(r));
     json_object_object_add(o, "ok", json_object_new_boolean(r->ok));

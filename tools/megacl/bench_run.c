@@ -126,6 +126,7 @@ static mcl_status verify(wl_problem *p, const wl_baseline *b, bench_result *r)
         double *side = p->w->tensors[i].role == WL_FORWARD ? &r->fwd_err : &r->bwd_err;
         if (r->err[i] >= 0.0) *side = fmax(*side, r->err[i]);
     }
+    r->approx_err = !b && p->w->approximation_error ? p->w->approximation_error(p) : -1.0;
     return MCL_OK;
 }
 
