@@ -45,6 +45,11 @@ static int selected(const bench_settings *s, const wl_baseline *b)
     return !s->impl || strcmp(s->impl, b ? b->name : "megacl") == 0;
 }
 
+static int case_selected(const bench_settings *s, const char *name)
+{
+    return s->has_custom_shape || !s->only || strstr(name, s->only);
+}
+
 /* The cases of w this run covers: the device's defaults, or the one custom shape. */
 static const wl_named_case *cases_of(const wl_workload *w, const mcl_device_info *device, const bench_settings *s,
                                      size_t *count)
@@ -58,8 +63,9 @@ static size_t count_runs(const bench_plan *plan, const mcl_device_info *device, 
 {
     size_t total = 0;
     for (size_t i = 0; i < plan->run_count; i++) {
-        size_t cases;
-        cases_of(plan->run[i], device, s, &cases);
+        size_t count, cases = 0;
+        const wl_named_case *named = cases_of(plan->run[i], device, s, &count);
+        for (size_t k = 0; k < count; k++) cases += case_selected(s, named[k].name);
         for (size_t b = 0; b <= plan->run[i]->baseline_count; b++)
             total += selected(s, b ? &plan->run[i]->baselines[b - 1] : NULL) ? cases * s->dtype_count : 0;
     }
@@ -111,6 +117,7 @@ static int run_workload(mcl_context *ctx, const wl_workload *w, const bench_sett
     size_t case_count;
     const wl_named_case *cases = cases_of(w, mcl_context_device(ctx), s, &case_count);
     for (size_t k = 0; k < case_count; k++) {
+        if (!case_selected(s, cases[k].name)) continue;
         wl_case c = cases[k].c;
         if (s->has_custom_shape) memcpy(c.shape, s->custom_shape, sizeof c.shape);
         for (size_t d = 0; d < s->dtype_count; d++) {
@@ -169,12 +176,25 @@ static int parse_impl(const char *impl, const bench_plan *plan)
     for (size_t i = 0; i < plan->run_count; i++)
         for (size_t b = 0; b < plan->run[i]->baseline_count; b++)
             if (strcmp(plan->run[i]->baselines[b].name, impl) == 0) return 1;
-    return cli_usage("bench", "no implementation '%s' (megacl, or a baseline: naive, unfused)", impl);
+    return cli_usage("bench", "no implementation '%s' (megacl, or a baseline: naive, unfused, dense)", impl);
+}
+
+/* Some case of the plan's workloads, on a GPU or elsewhere, is named with `only` in it. */
+static int parse_case(const char *only, const bench_plan *plan)
+{
+    for (size_t i = 0; i < plan->run_count; i++) {
+        const wl_workload *w = plan->run[i];
+        for (size_t k = 0; k < w->case_count; k++)
+            if (strstr(w->cases[k].name, only)) return 1;
+        for (size_t k = 0; k < w->cpu_case_count; k++)
+            if (strstr(w->cpu_cases[k].name, only)) return 1;
+    }
+    return cli_usage("bench", "no case of %s is named with '%s' (megacl bench --list)", plan->what, only);
 }
 
 enum {
     OPT_DEVICE, OPT_DTYPE, OPT_SHAPE, OPT_REPS, OPT_WARMUP, OPT_JSON, OPT_SVG, OPT_COMPARE,
-    OPT_PARAMS, OPT_IMPL, OPT_KERNELS, OPT_LIST, OPT_HELP, OPT_COUNT
+    OPT_PARAMS, OPT_IMPL, OPT_CASE, OPT_KERNELS, OPT_LIST, OPT_HELP, OPT_COUNT
 };
 
 static int print_bench_help(void)
@@ -195,7 +215,8 @@ static int print_bench_help(void)
            "  --svg FILE      a chart: time per case, megacl beside the baselines\n"
            "  --compare OLD   the change against an earlier --json report, per case and implementation\n"
            "  --params P      the megacl path's kernel parameters (NAME=V,...; megacl params lists them)\n"
-           "  --impl NAME     one implementation only: megacl, or a baseline (naive, unfused)\n"
+           "  --impl NAME     one implementation only: megacl, or a baseline (naive, unfused, dense)\n"
+           "  --case TEXT     only the cases whose name holds TEXT (megacl bench --list names them)\n"
            "A case whose buffers or host reference do not fit in memory is skipped with what it needs.\n");
     return 0;
 }
@@ -203,6 +224,7 @@ static int print_bench_help(void)
 static int parse_settings(cli_option *o, const bench_plan *plan, bench_settings *s)
 {
     *s = (bench_settings){.reps = 20, .warmup = 3, .params = o[OPT_PARAMS].value, .impl = o[OPT_IMPL].value,
+                          .only = o[OPT_CASE].value,
                           .json = o[OPT_JSON].value, .svg = o[OPT_SVG].value, .kernels = o[OPT_KERNELS].given,
                           .progress = isatty(STDERR_FILENO)};
     if (o[OPT_REPS].value && !cli_parse_int(o[OPT_REPS].value, 1, 1000000, &s->reps))
@@ -213,6 +235,8 @@ static int parse_settings(cli_option *o, const bench_plan *plan, bench_settings 
         return 0;
     if (o[OPT_SHAPE].value && !parse_shape(o[OPT_SHAPE].value, plan, s)) return 0;
     if (s->impl && !parse_impl(s->impl, plan)) return 0;
+    if (s->only && s->has_custom_shape) return cli_usage("bench", "--case and --shape exclude each other");
+    if (s->only && !parse_case(s->only, plan)) return 0;
     return !o[OPT_COMPARE].value || (s->compare = bench_load_report(o[OPT_COMPARE].value)) != NULL;
 }
 
@@ -308,7 +332,7 @@ int cmd_bench(int argc, char **argv)
         {.name = "--warmup", .takes_value = 1}, {.name = "--json", .takes_value = 1},
         {.name = "--svg", .takes_value = 1},    {.name = "--compare", .takes_value = 1},
         {.name = "--params", .takes_value = 1}, {.name = "--impl", .takes_value = 1},
-        {.name = "--kernels"},                  {.name = "--list"},
+        {.name = "--case", .takes_value = 1},   {.name = "--kernels"},                  {.name = "--list"},
         {.name = "--help"}};
     if (!cli_parse(argc, argv, first, options, OPT_COUNT, "bench")) return 2;
     if (options[OPT_HELP].given) return print_bench_help();

@@ -25,6 +25,7 @@ typedef struct bench_settings {
     int progress;       /* a progress line on stderr (a terminal) */
     const char *params; /* --params: the megacl path's parameters */
     const char *impl;   /* --impl: run only this path */
+    const char *only;   /* --case: run only the cases whose name holds this text */
     const char *json, *svg;
     json_object *compare; /* --compare: the earlier report, checked to be one */
 } bench_settings;

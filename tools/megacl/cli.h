@@ -66,7 +66,7 @@ int cli_parse_dtypes(const char *list, mcl_dtype out[3], size_t *count, const ch
 /* The workload of that name (tests/workload), or NULL. */
 struct wl_workload;
 const struct wl_workload *cli_find_workload(const char *name);
-#define CLI_WORKLOAD_NAMES "layernorm, evoattn, gating, swiglu, ln_linear, transition, trimul, linear, add, transpose"
+#define CLI_WORKLOAD_NAMES "layernorm, evoattn, gating, swiglu, ln_linear, transition, trimul, linear, add, transpose, acsr, flurka"
 
 /* Seconds on a monotonic clock. */
 double cli_seconds(void);
