@@ -21,7 +21,7 @@ static const char pipeline_help[] =
     "usage: megacl bench pipeline [options]\n"
     "\n"
     "Makes --examples chains by replicating and perturbing the chains of --msa-dir (each row copied\n"
-    "--replicate times with about 2 %% of its residues changed, so no copy is a duplicate), then\n"
+    "--replicate times with about 2 % of its residues changed, so no copy is a duplicate), then\n"
     "measures: parsing each chain, `cache build` at each --jobs, reading each chain's cache entry,\n"
     "and a training loop whose compute step sleeps --step-ms, cold (the loader parses online) and\n"
     "warm (it reads the cache). Reports the consumer's wait per step and the share of the loop the\n"
