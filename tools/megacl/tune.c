@@ -13,13 +13,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_CASES 64
+#define MAX_CASES 96
 #define MAX_JOBS 128
 
 /* The order of the default set: the GEMM buckets are tuned on Transition and the triangle
- * update first, which run them most. */
-static const char *const tuning_order[] = {"transition", "trimul", "ln_linear", "layernorm",
-                                           "gating",     "swiglu", "evoattn"};
+ * update first, which run them most; the AF3 families before the SPLAT and FLuRKA ones. */
+static const char *const tuning_order[] = {"transition", "trimul", "ln_linear", "layernorm", "gating",
+                                           "swiglu",     "evoattn", "acsr",     "flurka"};
 
 /* A case to tune on: a workload's named case (name NULL: every default case of the workload). */
 typedef struct tune_case {
