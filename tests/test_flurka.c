@@ -342,31 +342,18 @@ static double loss(const void *problem)
 }
 
 /* Its gradients are those of L for every map and projection, per-head E and F included. */
-/* The smallest |w_r . x| over the rows x whose ReLU features the reference's gradients are taken
- * at: every query, every key, and every projected key (E shared, and E per head). A central
- * difference across ReLU's kink at 0 is no derivative, so the inputs are drawn again until the
- * step (2^-16, moving w_r . x by far less than 0.01) cannot reach one. */
-static double nearest_relu_kink(const float *q, const float *k, const float *e, const float *w, size_t heads,
-                                size_t n, size_t d, size_t rank, size_t m)
+/* The smallest |w_r . x| over every query, key and projected key (E shared, and E per head) of
+ * the finite-difference problem. A central difference across ReLU's kink at 0 is no derivative,
+ * so the inputs are drawn again until the step (2^-16, moving w_r . x by far less than 0.01)
+ * cannot reach one. */
+static double nearest_relu_kink(ref_flurka_problem p)
 {
     double nearest = INFINITY;
-    for (size_t h = 0; h < heads; h++) {
-        const float *qh = q + h * n * d, *kh = k + h * n * d;
-        for (size_t r = 0; r < m; r++) {
-            for (size_t i = 0; i < n; i++) {
-                double dq = 0.0, dk = 0.0;
-                for (size_t c = 0; c < d; c++) dq += (double)w[r * d + c] * qh[i * d + c], dk += (double)w[r * d + c] * kh[i * d + c];
-                nearest = fmin(nearest, fmin(fabs(dq), fabs(dk)));
-            }
-            for (size_t p = 0; p < 2; p++) /* E shared (block 0), then this head's */
-                for (size_t i = 0; i < rank; i++) {
-                    const float *ei = e + ((p ? h : 0) * rank + i) * n;
-                    double dot = 0.0;
-                    for (size_t j = 0; j < n; j++)
-                        for (size_t c = 0; c < d; c++) dot += (double)ei[j] * kh[j * d + c] * w[r * d + c];
-                    nearest = fmin(nearest, fabs(dot));
-                }
-        }
+    size_t rank = p.rank;
+    p.map = MCL_FLURKA_RELU;
+    for (int projection = MCL_FLURKA_NO_PROJECTION; projection <= MCL_FLURKA_PER_HEAD; projection++) {
+        p.projection = projection, p.rank = projection == MCL_FLURKA_NO_PROJECTION ? 0 : rank;
+        nearest = fmin(nearest, ref_flurka_nearest_relu_kink(&p));
     }
     return nearest;
 }
@@ -381,7 +368,8 @@ Test(flurka, reference_matches_finite_differences)
         host_fill_uniform(&rng, q, T, -1, 1), host_fill_uniform(&rng, k, T, -1, 1), host_fill_uniform(&rng, v, T, -1, 1);
         host_fill_uniform(&rng, e, P, -0.5f, 0.5f), host_fill_uniform(&rng, f, P, -0.5f, 0.5f);
         host_fill_uniform(&rng, dout, T, -1, 1);
-    } while (nearest_relu_kink(q, k, e, w, H, N, D, K, M) < 0.01);
+    } while (nearest_relu_kink((ref_flurka_problem){B, H, N, D, K, M, MCL_FLURKA_RELU, MCL_FLURKA_SHARED, q, k, v, e,
+                                                    f, w, dout}) < 0.01);
     for (size_t m = 0; m < COUNT_OF(maps); m++)
         for (int projection = MCL_FLURKA_NO_PROJECTION; projection <= MCL_FLURKA_PER_HEAD; projection++) {
             if (maps[m] == MCL_FLURKA_SOFTMAX && projection == MCL_FLURKA_NO_PROJECTION) continue;

@@ -131,6 +131,34 @@ static double query_row(const ref_flurka_problem *p, const head *h, const double
     return fmax(den, FLT_MIN);
 }
 
+/* |w_r . x| for the rows x of one head: queries [n, D] floats or keys [n, D] doubles */
+static double nearest_zero_dot(const ref_flurka_problem *p, const float *qf, const double *kd, size_t n)
+{
+    size_t D = p->dim;
+    double nearest = INFINITY;
+    for (size_t i = 0; i < n; i++)
+        for (size_t r = 0; r < p->features; r++) {
+            double dot = 0.0;
+            for (size_t d = 0; d < D; d++) dot += (double)p->w[r * D + d] * (qf ? qf[i * D + d] : kd[i * D + d]);
+            nearest = fmin(nearest, fabs(dot));
+        }
+    return nearest;
+}
+
+double ref_flurka_nearest_relu_kink(const ref_flurka_problem *p)
+{
+    double nearest = INFINITY;
+    if (p->map != MCL_FLURKA_RELU) return nearest;
+    for (size_t bh = 0; bh < p->batch * p->heads; bh++) {
+        head h;
+        if (head_of(p, bh, &h) != 0) return -1.0;
+        nearest = fmin(nearest, nearest_zero_dot(p, p->q + bh * p->seq * p->dim, NULL, p->seq));
+        nearest = fmin(nearest, nearest_zero_dot(p, NULL, h.kt, h.nk));
+        head_free(&h);
+    }
+    return nearest;
+}
+
 static void to_double(const float *x, size_t n, double *out)
 {
     for (size_t i = 0; i < n; i++) out[i] = x[i];

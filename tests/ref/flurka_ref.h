@@ -23,4 +23,9 @@ int ref_flurka_forward(const ref_flurka_problem *p, double *out, double *den, do
 /* The gradients of sum(dout . out); any output may be NULL. 0, or -1 without memory. */
 int ref_flurka_backward(const ref_flurka_problem *p, double *dq, double *dk, double *dv, double *de, double *df);
 
+/* ReLU's kink: the smallest |w_r . x| over every query and every key (projected where the
+ * problem projects) whose features the map takes; INFINITY for other maps, -1 without memory.
+ * Near 0, fp32 and double may take opposite sides, and a gradient there is no derivative. */
+double ref_flurka_nearest_relu_kink(const ref_flurka_problem *p);
+
 #endif
