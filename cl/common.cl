@@ -66,6 +66,24 @@ MCL_VEC_FUNCS(8)
 inline void load_vec1(__global const store_t *p, size_t i, float *dst) { dst[0] = load_elem(p, i); }
 inline void store_vec1(__global store_t *p, size_t i, const float *src) { store_elem(p, i, src[0]); }
 
+/* The same for fp32 buffers whatever the storage type (an op's fp32 intermediates). */
+inline float load_f32(__global const float *p, size_t i) { return p[i]; }
+inline void store_f32(__global float *p, size_t i, float v) { p[i] = v; }
+#define MCL_F32_VEC_FUNCS(n)                                                                   \
+    inline void load_f32_vec##n(__global const float *p, size_t i, float *dst)                 \
+    {                                                                                          \
+        vstore##n(*(__global const float##n *)(p + i), 0, dst);                                \
+    }                                                                                          \
+    inline void store_f32_vec##n(__global float *p, size_t i, const float *src)                \
+    {                                                                                          \
+        *(__global float##n *)(p + i) = vload##n(0, src);                                      \
+    }
+MCL_F32_VEC_FUNCS(2)
+MCL_F32_VEC_FUNCS(4)
+MCL_F32_VEC_FUNCS(8)
+inline void load_f32_vec1(__global const float *p, size_t i, float *dst) { dst[0] = p[i]; }
+inline void store_f32_vec1(__global float *p, size_t i, const float *src) { p[i] = src[0]; }
+
 /* The logistic function; exp overflows to +inf for x below about -88, which gives 0. */
 inline float mcl_sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
 inline float4 mcl_sigmoid4(float4 x) { return 1.0f / (1.0f + exp(-x)); }

@@ -2,7 +2,8 @@
  * formed as it is loaded and C's tile can be transformed as it is stored, so intermediates
  * never reach memory.
  *
- * A is M x K, B is K x N, C is M x N, all row-major with leading dimensions; GEMM_TRANS_A
+ * A is M x K, B is K x N, C is M x N, all row-major with leading dimensions, each of the
+ * storage type or fp32 (cl/gemm/operands.cl); GEMM_TRANS_A
  * reads A(m, k) from the stored element (k, m), GEMM_TRANS_B likewise. GEMM_A_OP forms A from
  * its stored matrix X (M x K, or K x M when transposed; r and col are X's own coordinates):
  *   0: X itself;
@@ -114,7 +115,7 @@
 #endif
 
 /* A(m, k) of this batch entry, formed by GEMM_A_OP; 0 outside the matrix. */
-inline float load_a(__global const store_t *a, ulong lda, ulong m, ulong k, ulong M, ulong k_end,
+inline float load_a(__global const a_t *a, ulong lda, ulong m, ulong k, ulong M, ulong k_end,
                     __global const float *mean, __global const float *rstd, __global const store_t *gamma,
                     __global const store_t *beta, ulong silu_shift, ulong gate_shift, uint flags)
 {
@@ -125,10 +126,10 @@ inline float load_a(__global const store_t *a, ulong lda, ulong m, ulong k, ulon
     ulong r = m, col = k;
 #endif
 #if GEMM_A_OP == 2
-    float u = load_elem(a, r * lda + col + silu_shift);
-    return u * mcl_sigmoid(u) * load_elem(a, r * lda + col + gate_shift);
+    float u = LOAD_A_ELEM(a, r * lda + col + silu_shift);
+    return u * mcl_sigmoid(u) * LOAD_A_ELEM(a, r * lda + col + gate_shift);
 #else
-    float x = load_elem(a, r * lda + col);
+    float x = LOAD_A_ELEM(a, r * lda + col);
 #if GEMM_A_OP == 1
     x = (x - mean[r]) * rstd[r];
     if (flags & GEMM_HAS_GAMMA) x *= load_elem(gamma, col);
@@ -139,26 +140,26 @@ inline float load_a(__global const store_t *a, ulong lda, ulong m, ulong k, ulon
 }
 
 /* Stores output (m, n) of value v as GEMM_C_OP says. */
-inline void store_c(__global store_t *c, ulong ldc, ulong m, ulong n, float v, __global const store_t *bias,
-                    __global const store_t *residual, __global const store_t *h, ulong ldh, ulong silu_shift,
+inline void store_c(__global c_t *c, ulong ldc, ulong m, ulong n, float v, __global const store_t *bias,
+                    __global const c_t *residual, __global const store_t *h, ulong ldh, ulong silu_shift,
                     ulong gate_shift, uint flags)
 {
 #if GEMM_C_OP == 1
     float x = load_elem(h, m * ldh + n + silu_shift), g = load_elem(h, m * ldh + n + gate_shift);
     float s = mcl_sigmoid(x);
-    store_elem(c, m * ldc + n + silu_shift, v * g * s * (1.0f + x * (1.0f - s)));
-    store_elem(c, m * ldc + n + gate_shift, v * x * s);
+    STORE_C_ELEM(c, m * ldc + n + silu_shift, v * g * s * (1.0f + x * (1.0f - s)));
+    STORE_C_ELEM(c, m * ldc + n + gate_shift, v * x * s);
 #else
     v += (flags & GEMM_HAS_BIAS) ? load_elem(bias, n) : 0.0f;
-    v += (flags & GEMM_HAS_RESIDUAL) ? load_elem(residual, m * ldc + n) : 0.0f;
-    store_elem(c, m * ldc + n, v);
+    v += (flags & GEMM_HAS_RESIDUAL) ? LOAD_C_ELEM(residual, m * ldc + n) : 0.0f;
+    STORE_C_ELEM(c, m * ldc + n, v);
 #endif
 }
 
 #if GEMM_TN >= 4 && GEMM_ALIGN_C % 4 == 0
 /* store_c for the 4 consecutive outputs (m, n .. n + 3), by vector accesses */
-inline void store_c4(__global store_t *c, ulong ldc, ulong m, ulong n, float *v, __global const store_t *bias,
-                     __global const store_t *residual, __global const store_t *h, ulong ldh, ulong silu_shift,
+inline void store_c4(__global c_t *c, ulong ldc, ulong m, ulong n, float *v, __global const store_t *bias,
+                     __global const c_t *residual, __global const store_t *h, ulong ldh, ulong silu_shift,
                      ulong gate_shift, uint flags)
 {
 #if GEMM_C_OP == 1
@@ -170,8 +171,8 @@ inline void store_c4(__global store_t *c, ulong ldc, ulong m, ulong n, float *v,
         ds[i] = v[i] * g[i] * s * (1.0f + x[i] * (1.0f - s));
         dg[i] = v[i] * x[i] * s;
     }
-    store_vec4(c, m * ldc + n + silu_shift, ds);
-    store_vec4(c, m * ldc + n + gate_shift, dg);
+    MCL_CAT(STORE_C_VEC, 4)(c, m * ldc + n + silu_shift, ds);
+    MCL_CAT(STORE_C_VEC, 4)(c, m * ldc + n + gate_shift, dg);
 #else
     if (flags & GEMM_HAS_BIAS) {
         float b[4];
@@ -180,21 +181,21 @@ inline void store_c4(__global store_t *c, ulong ldc, ulong m, ulong n, float *v,
     }
     if (flags & GEMM_HAS_RESIDUAL) {
         float r[4];
-        load_vec4(residual, m * ldc + n, r);
+        MCL_CAT(LOAD_C_VEC, 4)(residual, m * ldc + n, r);
         for (uint i = 0; i < 4; i++) v[i] += r[i];
     }
-    store_vec4(c, m * ldc + n, v);
+    MCL_CAT(STORE_C_VEC, 4)(c, m * ldc + n, v);
 #endif
 }
 #endif
 
-inline float load_b(__global const store_t *b, ulong ldb, ulong k, ulong n, ulong k_end, ulong N)
+inline float load_b(__global const b_t *b, ulong ldb, ulong k, ulong n, ulong k_end, ulong N)
 {
     if (k >= k_end || n >= N) return 0.0f;
 #if GEMM_TRANS_B
-    return load_elem(b, n * ldb + k);
+    return LOAD_B_ELEM(b, n * ldb + k);
 #else
-    return load_elem(b, k * ldb + n);
+    return LOAD_B_ELEM(b, k * ldb + n);
 #endif
 }
 
@@ -249,13 +250,14 @@ inline uint2 b_unit(uint lid, uint t)
 #endif
 }
 
-/* n (1, 2, 4 or 8, a constant) consecutive elements from element i into dst */
-#define LOAD_RUN(n, p, i, dst)                                                                 \
+/* n (1, 2, 4 or 8, a constant) consecutive elements from element i into dst, by the loads
+ * named vec1 .. vec8 (load_vec or an operand's LOAD_X_VEC) */
+#define LOAD_RUN(vec, n, p, i, dst)                                                            \
     do {                                                                                       \
-        if ((n) == 8) load_vec8((p), (i), (dst));                                              \
-        else if ((n) == 4) load_vec4((p), (i), (dst));                                         \
-        else if ((n) == 2) load_vec2((p), (i), (dst));                                         \
-        else load_vec1((p), (i), (dst));                                                       \
+        if ((n) == 8) MCL_CAT(vec, 8)((p), (i), (dst));                                        \
+        else if ((n) == 4) MCL_CAT(vec, 4)((p), (i), (dst));                                   \
+        else if ((n) == 2) MCL_CAT(vec, 2)((p), (i), (dst));                                   \
+        else MCL_CAT(vec, 1)((p), (i), (dst));                                                 \
     } while (0)
 
 /* The LayerNorm and SwiGLU arguments of load_a, passed along unchanged */
@@ -265,7 +267,7 @@ inline uint2 b_unit(uint lid, uint t)
 #define A_OP_ARGS mean, rstd, gamma, beta, silu_shift, gate_shift, flags
 
 /* A's share of a step, checked element by element (tiles on the matrix's edges, unaligned A) */
-inline void load_a_checked(gemm_stage *st, uint lid, __global const store_t *a, ulong lda, ulong m0, ulong k0,
+inline void load_a_checked(gemm_stage *st, uint lid, __global const a_t *a, ulong lda, ulong m0, ulong k0,
                            ulong M, ulong k_end, A_OP_PARAMS)
 {
     for (uint t = 0; t < A_PER; t++) {
@@ -280,7 +282,7 @@ inline void load_a_checked(gemm_stage *st, uint lid, __global const store_t *a, 
 #endif
 }
 
-inline void load_b_checked(gemm_stage *st, uint lid, __global const store_t *b, ulong ldb, ulong n0, ulong k0,
+inline void load_b_checked(gemm_stage *st, uint lid, __global const b_t *b, ulong ldb, ulong n0, ulong k0,
                            ulong N, ulong k_end)
 {
     for (uint t = 0; t < B_PER; t++) {
@@ -294,7 +296,7 @@ inline void load_b_checked(gemm_stage *st, uint lid, __global const store_t *b, 
 #if A_FAST
 /* A's share of a step inside the matrix, by vector loads; formed here only where transposed
  * LayerNorm (DEFER_A clear), else by form_a. */
-inline void load_a_fast(gemm_stage *st, uint lid, __global const store_t *a, ulong lda, ulong m0, ulong k0,
+inline void load_a_fast(gemm_stage *st, uint lid, __global const a_t *a, ulong lda, ulong m0, ulong k0,
                         A_OP_PARAMS)
 {
 #if GEMM_TRANS_A
@@ -305,11 +307,11 @@ inline void load_a_fast(gemm_stage *st, uint lid, __global const store_t *a, ulo
         float v[4];
 #if GEMM_A_OP == 2
         float g[4];
-        load_vec4(a, at + silu_shift, v);
-        load_vec4(a, at + gate_shift, g);
+        MCL_CAT(LOAD_A_VEC, 4)(a, at + silu_shift, v);
+        MCL_CAT(LOAD_A_VEC, 4)(a, at + gate_shift, g);
         st->gate[t] = vload4(0, g);
 #else
-        load_vec4(a, at, v);
+        MCL_CAT(LOAD_A_VEC, 4)(a, at, v);
 #if GEMM_A_OP == 1
         float mu = mean[k], rs = rstd[k], w[4] = {1.0f, 1.0f, 1.0f, 1.0f}, c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         if (flags & GEMM_HAS_GAMMA) load_vec4(gamma, m, w);
@@ -325,8 +327,8 @@ inline void load_a_fast(gemm_stage *st, uint lid, __global const store_t *a, ulo
     float v[4][A_PER];
 #if GEMM_A_OP == 1
     for (uint j = 0; j < A_PER; j++) st->w[j] = 1.0f, st->c[j] = 0.0f;
-    if (flags & GEMM_HAS_GAMMA) LOAD_RUN(A_PER, gamma, k, st->w);
-    if (flags & GEMM_HAS_BETA) LOAD_RUN(A_PER, beta, k, st->c);
+    if (flags & GEMM_HAS_GAMMA) LOAD_RUN(load_vec, A_PER, gamma, k, st->w);
+    if (flags & GEMM_HAS_BETA) LOAD_RUN(load_vec, A_PER, beta, k, st->c);
 #elif GEMM_A_OP == 2
     float g[4][A_PER];
 #endif
@@ -334,10 +336,10 @@ inline void load_a_fast(gemm_stage *st, uint lid, __global const store_t *a, ulo
     for (uint r = 0; r < 4; r++) {
         ulong at = (m0 + p.x + r) * lda + k;
 #if GEMM_A_OP == 2
-        LOAD_RUN(A_PER, a, at + silu_shift, v[r]);
-        LOAD_RUN(A_PER, a, at + gate_shift, g[r]);
+        LOAD_RUN(LOAD_A_VEC, A_PER, a, at + silu_shift, v[r]);
+        LOAD_RUN(LOAD_A_VEC, A_PER, a, at + gate_shift, g[r]);
 #else
-        LOAD_RUN(A_PER, a, at, v[r]);
+        LOAD_RUN(LOAD_A_VEC, A_PER, a, at, v[r]);
 #endif
     }
 #pragma unroll
@@ -376,13 +378,13 @@ inline void form_a(gemm_stage *st, const float *row_mean, const float *row_rstd)
 
 #if B_FAST
 /* B's share of a step inside the matrix, by vector loads */
-inline void load_b_fast(gemm_stage *st, uint lid, __global const store_t *b, ulong ldb, ulong n0, ulong k0)
+inline void load_b_fast(gemm_stage *st, uint lid, __global const b_t *b, ulong ldb, ulong n0, ulong k0)
 {
 #if GEMM_TRANS_B
     uint2 p = b_unit(lid, 0);
     float v[4][B_PER];
 #pragma unroll
-    for (uint c = 0; c < 4; c++) LOAD_RUN(B_PER, b, (n0 + p.x + c) * ldb + k0 + p.y, v[c]);
+    for (uint c = 0; c < 4; c++) LOAD_RUN(LOAD_B_VEC, B_PER, b, (n0 + p.x + c) * ldb + k0 + p.y, v[c]);
 #pragma unroll
     for (uint t = 0; t < B_PER; t++) st->b[t] = (float4)(v[0][t], v[1][t], v[2][t], v[3][t]);
 #else
@@ -390,7 +392,7 @@ inline void load_b_fast(gemm_stage *st, uint lid, __global const store_t *b, ulo
     for (uint t = 0; t < B_PER; t++) {
         uint2 p = b_unit(lid, t);
         float v[4];
-        load_vec4(b, (k0 + p.y) * ldb + n0 + p.x, v);
+        MCL_CAT(LOAD_B_VEC, 4)(b, (k0 + p.y) * ldb + n0 + p.x, v);
         st->b[t] = vload4(0, v);
     }
 #endif
@@ -431,14 +433,14 @@ inline void gemm_step(__local const float4 (*a_l)[A_ROW], __local const float4 (
 }
 
 __kernel __attribute__((reqd_work_group_size(GX, GY, 1)))
-void gemm(__global const store_t *a, ulong a_off, ulong lda, ulong a_batch,
-          __global const store_t *b, ulong b_off, ulong ldb, ulong b_batch,
+void gemm(__global const a_t *a, ulong a_off, ulong lda, ulong a_batch,
+          __global const b_t *b, ulong b_off, ulong ldb, ulong b_batch,
           __global const float *mean, ulong mean_off, __global const float *rstd, ulong rstd_off,
           ulong stat_batch,
           __global const store_t *gamma, ulong gamma_off, __global const store_t *beta, ulong beta_off,
           ulong silu_shift, ulong gate_shift, __global const store_t *h, ulong h_off, ulong ldh,
-          __global const store_t *bias, ulong bias_off, __global const store_t *residual, ulong residual_off,
-          __global store_t *c, ulong c_off, ulong ldc,
+          __global const store_t *bias, ulong bias_off, __global const c_t *residual, ulong residual_off,
+          __global c_t *c, ulong c_off, ulong ldc,
           ulong c_batch, __global float *partial, ulong partial_off, uint slot_base, uint slots, ulong M,
           ulong N, ulong K, ulong k_chunk, uint splits, uint flags)
 {

@@ -5,8 +5,8 @@
 /* C[batch][m][n] = sum over s < slots of partial[batch][s][m][n], in slot order (+ bias, +
  * residual: laid out as C, and may be C itself). Grid (N, M, batches). */
 __kernel void gemm_sum_splits(__global const float *partial, ulong partial_off, __global const store_t *bias,
-                              ulong bias_off, __global const store_t *residual, ulong residual_off,
-                              __global store_t *c, ulong c_off, ulong ldc, ulong c_batch, ulong M, ulong N,
+                              ulong bias_off, __global const c_t *residual, ulong residual_off,
+                              __global c_t *c, ulong c_off, ulong ldc, ulong c_batch, ulong M, ulong N,
                               uint slots, uint flags)
 {
     ulong n = get_global_id(0), m = get_global_id(1), batch = get_global_id(2);
@@ -15,8 +15,8 @@ __kernel void gemm_sum_splits(__global const float *partial, ulong partial_off, 
     float sum = 0.0f;
     for (uint s = 0; s < slots; s++) sum += partial[(s * M + m) * N + n];
     if (flags & GEMM_HAS_BIAS) sum += load_elem(bias + bias_off, n);
-    if (flags & GEMM_HAS_RESIDUAL) sum += load_elem(residual + residual_off + batch * c_batch, m * ldc + n);
-    store_elem(c + c_off + batch * c_batch, m * ldc + n, sum);
+    if (flags & GEMM_HAS_RESIDUAL) sum += LOAD_C_ELEM(residual + residual_off + batch * c_batch, m * ldc + n);
+    STORE_C_ELEM(c + c_off + batch * c_batch, m * ldc + n, sum);
 }
 
 /* partial[s][n] = sum over the rows of split s (rows_per_split of them) of x[m][n], in row

@@ -110,10 +110,12 @@ static mcl_status backward(wl_problem *p)
     return mcl_flurka_backward(p->ctx, &d, &t, NULL);
 }
 
-/* Both passes take what the size function reports, whatever gradients are asked for. */
+/* The forward and a backward of every gradient take exactly what the size function reports; one
+ * without dE or dF skips their sums over the heads and may take less. */
 static mcl_status workspace(wl_problem *p, size_t *fwd, size_t *bwd, int *backward_exact)
 {
-    *backward_exact = 1;
+    int projected = wl_has(p, E);
+    *backward_exact = wl_has(p, DQ) && wl_has(p, DK) && wl_has(p, DV) && (!projected || (wl_has(p, DE) && wl_has(p, DF)));
     if (FULL(&p->c)) {
         mcl_evoattn_desc d = full_desc_of(p);
         mcl_evoattn_bwd_tensors t = full_bwd_tensors(p);

@@ -2,14 +2,12 @@
 #include "flurka.h"
 
 #define ROWS_SOURCE "flurka/rows"
-#define PROJECT_SOURCE "flurka/project"
 #define KEYS_SOURCE "flurka/keys"
 
 static const mcl_param_decl fl_params_decl[] = {
     MCL_PARAM(fl_params, rows, "ROWS", 8, MCL_LEGAL(1, 2, 4, 8, 16, 32), ROWS_SOURCE),
     MCL_PARAM(fl_params, wg, "WG", 128, MCL_LEGAL(32, 64, 128, 256, 512, 1024), ROWS_SOURCE),
     MCL_PARAM(fl_params, groups_per_cu, "GROUPS_PER_CU", 2, MCL_LEGAL(1, 2, 4, 8, 16), NULL),
-    MCL_PARAM(fl_params, proj_tile, "PROJ_TILE", 16, MCL_LEGAL(4, 8, 16, 32), PROJECT_SOURCE),
     MCL_PARAM(fl_params, key_wg, "KEY_WG", 64, MCL_LEGAL(32, 64, 128, 256), KEYS_SOURCE),
 };
 MCL_PARAMS_FIT(fl_params, fl_params_decl);
@@ -25,23 +23,18 @@ static const mcl_derived_define fl_derived[] = {
 static const char *fl_check(const void *values, const mcl_device_info *device)
 {
     const fl_params *v = values;
-    if ((size_t)v->proj_tile * (size_t)v->proj_tile > device->max_work_group_size)
-        return "PROJ_TILE^2 exceeds the device's work-group size";
     if ((size_t)v->key_wg > device->max_work_group_size) return "KEY_WG exceeds the device's work-group size";
     return NULL;
 }
 
-/* The row kernels' tile and work-group, then the backward's sharing of rows, then the
- * projections' and the key kernels' shapes. */
+/* The row kernels' tile and work-group, then the backward's sharing of rows, then the key
+ * kernels' work-group (the projections are GEMMs, tuned with the gemm family). */
 static const mcl_tune_axis fl_rows_axes[] = {
     MCL_AXIS("ROWS", MCL_LEGAL(4, 8, 16)),
     MCL_AXIS_CPU("WG", MCL_LEGAL(64, 128, 256), MCL_LEGAL(32, 64, 128)),
 };
 static const mcl_tune_axis fl_sharing_axes[] = {MCL_AXIS_CPU("GROUPS_PER_CU", MCL_LEGAL(1, 2, 4, 8), MCL_LEGAL(1, 2, 4))};
-static const mcl_tune_axis fl_keys_axes[] = {
-    MCL_AXIS("PROJ_TILE", MCL_LEGAL(8, 16, 32)),
-    MCL_AXIS("KEY_WG", MCL_LEGAL(32, 64, 128)),
-};
+static const mcl_tune_axis fl_keys_axes[] = {MCL_AXIS("KEY_WG", MCL_LEGAL(32, 64, 128))};
 static const mcl_tune_subspace fl_rows[] = {MCL_SUBSPACE(fl_rows_axes)};
 static const mcl_tune_subspace fl_sharing[] = {MCL_SUBSPACE(fl_sharing_axes)};
 static const mcl_tune_subspace fl_keys[] = {MCL_SUBSPACE(fl_keys_axes)};

@@ -1,9 +1,12 @@
 /* FLuRKA, Linformer and Performer: validate -> choose parameters -> enqueue, as steps of a walk.
- * Kernels: cl/flurka/ (project.cl: the projections; keys.cl: the keys' features and [S | z];
- * rows.cl: the query rows). The products are the family's own kernels, not the gemm family's:
- * every intermediate is fp32 while the tensors may be bf16 or f16, and the GEMM takes one
- * storage type for A, B and C. */
+ * Kernels: cl/flurka/ (keys.cl: the keys' features and [S | z]; rows.cl: the query rows;
+ * copy.cl: keys and values to fp32 without a projection). The projections along the sequence and
+ * their gradients are GEMMs of the gemm family (its tuned tiles and split-K), with the fp32
+ * intermediates (K~, V~ and their gradients) as fp32 operands beside tensors of the storage
+ * type. */
 #include "flurka.h"
+
+#include "ops/gemm/gemm.h"
 
 #include "ops/common/check.h"
 #include "ops/common/walk.h"
@@ -165,7 +168,11 @@ static mcl_status launch(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *p
 /* ---- enqueue ---------------------------------------------------------------------------- */
 
 /* The workspace: fp32 intermediates, each in a part of its own. */
-enum { PART_KT, PART_VT, PART_MAXIMA, PART_SVZ, PART_PARTIAL_S, PART_PARTIAL_A, PART_DSVZ, PART_DA, PART_DKT, PART_DVT };
+enum {
+    PART_KT, PART_VT, PART_MAXIMA, PART_SVZ, PART_PARTIAL_S, PART_PARTIAL_A, PART_DSVZ, PART_DA, PART_DKT, PART_DVT,
+    PART_GEMM_SPLITS, /* a projection GEMM's split-K partials */
+    PART_GEMM_HEADS,  /* dE's and dF's sums over the heads sharing E, F */
+};
 
 /* A part's place as the kernels take it: a buffer and a float offset. */
 typedef struct fl_buf {
@@ -199,25 +206,48 @@ static fl_amat amat_of(const mcl_flurka_desc *d, const fl_plan *plan, const fl_k
     return (fl_amat){reads_w(d) ? tensor_buf(w, MCL_F32) : (fl_buf){0}, 0};
 }
 
-/* xt = p x (or x itself in fp32) */
-static mcl_status project_step(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, const mcl_tensor *x,
-                               const mcl_tensor *p, fl_buf xt)
+/* The projection GEMMs run the heads that share nothing but E together: all B * H heads with
+ * E shared, the H heads of one batch entry at a time with E per head. */
+static size_t gemm_heads(const mcl_flurka_desc *d, const fl_plan *plan)
 {
-    fl_buf xb = tensor_buf(x, d->dtype);
-    cl_ulong n = d->seq, k = plan->keys, heads = d->heads;
+    return d->projection == MCL_FLURKA_PER_HEAD ? d->heads : plan->bh;
+}
+
+/* E (or F) as a GEMM operand: [k, N] rows, the next head's k * N on where it is per head */
+static gemm_matrix projection_operand(const mcl_flurka_desc *d, const mcl_tensor *p, int trans)
+{
+    gemm_matrix m = gemm_operand(p, d->dtype, 0, d->seq, trans);
+    m.batch_stride = d->projection == MCL_FLURKA_PER_HEAD ? d->rank * d->seq : 0;
+    return m;
+}
+
+/* An fp32 intermediate [heads, rows, ld] as a GEMM operand, from head `first` on */
+static gemm_matrix fp32_operand(fl_buf b, size_t first, size_t rows, size_t ld)
+{
+    return (gemm_matrix){b.mem, (size_t)b.off + first * rows * ld, ld, rows * ld, 0, 1};
+}
+
+/* xt = p x: K~ = E K, V~ = F V (or x itself in fp32) */
+static mcl_status project_step(mcl_walk *w, const char *step, const mcl_flurka_desc *d, const fl_plan *plan,
+                               const mcl_tensor *x, const mcl_tensor *p, fl_buf xt)
+{
     if (!has_projection(d)) {
+        if (!w->enqueue) return MCL_OK;
+        fl_buf xb = tensor_buf(x, d->dtype);
         cl_ulong count = plan->bh * d->seq * d->head_dim;
         const mcl_arg args[] = {MCL_ARG(xb.mem), MCL_ARG(xb.off), MCL_ARG(xt.mem), MCL_ARG(xt.off), MCL_ARG(count)};
-        const fl_launch l = {"flurka/project", "flurka_copy_in", 1, {count}, {64}};
-        return launch(w, d, plan, &l, args, MCL_COUNT(args));
+        const fl_launch l = {"flurka/copy", "flurka_copy_in", 1, {count}, {64}};
+        return mcl_walk_step(w, step, launch(w, d, plan, &l, args, MCL_COUNT(args)));
     }
-    fl_buf pb = tensor_buf(p, d->dtype);
-    cl_ulong p_head = d->projection == MCL_FLURKA_PER_HEAD ? k * n : 0;
-    const mcl_arg args[] = {MCL_ARG(xb.mem), MCL_ARG(xb.off), MCL_ARG(pb.mem), MCL_ARG(pb.off), MCL_ARG(p_head),
-                            MCL_ARG(heads),  MCL_ARG(xt.mem), MCL_ARG(xt.off), MCL_ARG(n),      MCL_ARG(k)};
-    size_t tile = (size_t)plan->params.proj_tile;
-    const fl_launch l = {"flurka/project", "flurka_project", 3, {d->head_dim, k, plan->bh}, {tile, tile, 1}};
-    return launch(w, d, plan, &l, args, MCL_COUNT(args));
+    size_t heads = gemm_heads(d, plan), N = d->seq, D = d->head_dim, k = plan->keys;
+    for (size_t first = 0; first < plan->bh; first += heads) {
+        gemm_matrix xm = gemm_operand(x, d->dtype, first * N * D, D, 0);
+        xm.batch_stride = N * D;
+        gemm_call g = {.dtype = d->dtype, .m = k, .n = D, .k = N, .batch = heads,
+                       .a = projection_operand(d, p, 0), .b = xm, .c = fp32_operand(xt, first, k, D)};
+        MCL_TRY(mcl_gemm_step(w, step, &g, PART_GEMM_SPLITS));
+    }
+    return MCL_OK;
 }
 
 /* out[bh] = the sum of the `chunks` partials [len] of head bh, in order */
@@ -280,10 +310,9 @@ static mcl_status keys_steps(mcl_walk *w, const mcl_flurka_desc *d, const fl_pla
     /* the partials of [S | z]; the backward's query rows reuse the part for theirs */
     size_t kernel_map = d->map != MCL_FLURKA_SOFTMAX;
     fl_buf partial = part_of(w, PART_PARTIAL_S, kernel_map * plan->bh * plan->key_chunks * plan->len * (d->head_dim + 1));
-    if (!w->enqueue) return MCL_OK;
-    MCL_TRY(mcl_walk_step(w, "K~ = E K", project_step(w, d, plan, k, e, keys->kt)));
-    MCL_TRY(mcl_walk_step(w, "V~ = F V", project_step(w, d, plan, v, f, keys->vt)));
-    return mcl_walk_step(w, "S and z", key_values_step(w, d, plan, keys, wt, partial));
+    MCL_TRY(project_step(w, "K~ = E K", d, plan, k, e, keys->kt));
+    MCL_TRY(project_step(w, "V~ = F V", d, plan, v, f, keys->vt));
+    return w->enqueue ? mcl_walk_step(w, "S and z", key_values_step(w, d, plan, keys, wt, partial)) : MCL_OK;
 }
 
 static mcl_status rows_forward(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, const fl_keys *keys,
@@ -332,7 +361,7 @@ typedef struct bwd_args {
 /* The gradients of K~ and V~ (fp32, rows ld apart) */
 typedef struct fl_key_grads {
     fl_buf dkt, dvt;
-    cl_ulong dk_ld, dv_ld;
+    size_t dk_ld, dv_ld;
 } fl_key_grads;
 
 /* dq and the per-chunk partials of [dS | dz] (and of dK~ for softmax), then their sums */
@@ -372,42 +401,52 @@ static mcl_status key_grads(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan
     return launch(w, d, plan, &l, args, MCL_COUNT(args));
 }
 
-/* dx = p^T dxt (or dxt itself back in the storage dtype) */
-static mcl_status project_back(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, fl_buf dxt, cl_ulong ldx,
-                               const mcl_tensor *p, const mcl_tensor *dx)
+/* dx = p^T dxt: dK = E^T dK~, dV = F^T dV~ (or dxt itself back in the storage dtype); dxt's
+ * rows ldx apart */
+static mcl_status project_back(mcl_walk *w, const char *step, const mcl_flurka_desc *d, const fl_plan *plan,
+                               fl_buf dxt, size_t ldx, const mcl_tensor *p, const mcl_tensor *dx)
 {
-    fl_buf out = tensor_buf(dx, d->dtype);
-    cl_ulong n = d->seq, k = plan->keys, heads = d->heads;
     if (!has_projection(d)) { /* the kernel maps' key gradients are dense rows of D */
+        if (!w->enqueue) return MCL_OK;
+        fl_buf out = tensor_buf(dx, d->dtype);
         cl_ulong count = plan->bh * d->seq * d->head_dim;
         const mcl_arg args[] = {MCL_ARG(dxt.mem), MCL_ARG(dxt.off), MCL_ARG(out.mem), MCL_ARG(out.off), MCL_ARG(count)};
-        const fl_launch l = {"flurka/project", "flurka_copy_out", 1, {count}, {64}};
-        return launch(w, d, plan, &l, args, MCL_COUNT(args));
+        const fl_launch l = {"flurka/copy", "flurka_copy_out", 1, {count}, {64}};
+        return mcl_walk_step(w, step, launch(w, d, plan, &l, args, MCL_COUNT(args)));
     }
-    fl_buf pb = tensor_buf(p, d->dtype);
-    cl_ulong p_head = d->projection == MCL_FLURKA_PER_HEAD ? k * n : 0;
-    const mcl_arg args[] = {MCL_ARG(dxt.mem), MCL_ARG(dxt.off), MCL_ARG(ldx),     MCL_ARG(pb.mem),
-                            MCL_ARG(pb.off),  MCL_ARG(p_head),  MCL_ARG(heads),   MCL_ARG(out.mem),
-                            MCL_ARG(out.off), MCL_ARG(n),       MCL_ARG(k)};
-    size_t tile = (size_t)plan->params.proj_tile;
-    const fl_launch l = {"flurka/project", "flurka_project_back", 3, {d->head_dim, d->seq, plan->bh}, {tile, tile, 1}};
-    return launch(w, d, plan, &l, args, MCL_COUNT(args));
+    size_t heads = gemm_heads(d, plan), N = d->seq, D = d->head_dim, k = plan->keys;
+    for (size_t first = 0; first < plan->bh; first += heads) {
+        gemm_matrix out = gemm_operand(dx, d->dtype, first * N * D, D, 0);
+        out.batch_stride = N * D;
+        gemm_call g = {.dtype = d->dtype, .m = N, .n = D, .k = k, .batch = heads,
+                       .a = projection_operand(d, p, 1), .b = fp32_operand(dxt, first, k, ldx), .c = out};
+        MCL_TRY(mcl_gemm_step(w, step, &g, PART_GEMM_SPLITS));
+    }
+    return MCL_OK;
 }
 
-/* dp = sum over the heads sharing p of dxt x^T */
-static mcl_status project_grad(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan, fl_buf dxt, cl_ulong ldx,
-                               const mcl_tensor *x, const mcl_tensor *dp)
+/* dp = the sum over the heads sharing p of dxt x^T: dE = sum dK~ K^T, dF = sum dV~ V^T. One GEMM
+ * of D-long products per batch entry (E per head, its H heads batched) or per head (E shared);
+ * where several share p, each adds its products to fp32 sums in head order, then summed into dp. */
+static mcl_status project_grad(mcl_walk *w, const char *step, const mcl_flurka_desc *d, const fl_plan *plan,
+                               fl_buf dxt, size_t ldx, const mcl_tensor *x, const mcl_tensor *dp)
 {
-    fl_buf xb = tensor_buf(x, d->dtype), out = tensor_buf(dp, d->dtype);
-    cl_ulong n = d->seq, k = plan->keys, batch = d->batch, heads = d->heads;
-    cl_uint per_head = d->projection == MCL_FLURKA_PER_HEAD;
-    const mcl_arg args[] = {MCL_ARG(dxt.mem), MCL_ARG(dxt.off), MCL_ARG(ldx),      MCL_ARG(xb.mem),
-                            MCL_ARG(xb.off),  MCL_ARG(out.mem), MCL_ARG(out.off),  MCL_ARG(batch),
-                            MCL_ARG(heads),   MCL_ARG(per_head), MCL_ARG(n),       MCL_ARG(k)};
-    size_t tile = (size_t)plan->params.proj_tile;
-    const fl_launch l = {"flurka/project", "flurka_project_grad", 3, {d->seq, k, per_head ? d->heads : 1},
-                         {tile, tile, 1}};
-    return launch(w, d, plan, &l, args, MCL_COUNT(args));
+    size_t per_head = d->projection == MCL_FLURKA_PER_HEAD, heads = per_head ? d->heads : 1;
+    size_t sharing = plan->bh / heads, N = d->seq, D = d->head_dim, k = plan->keys;
+    gemm_matrix xm = gemm_operand(x, d->dtype, 0, D, 1), out = gemm_operand(dp, d->dtype, 0, N, 0);
+    xm.batch_stride = N * D, out.batch_stride = k * N;
+    gemm_call g = {.dtype = d->dtype, .m = k, .n = N, .k = D, .batch = heads,
+                   .a = fp32_operand(dxt, 0, k, ldx), .b = xm, .c = out};
+    if (sharing == 1) return mcl_gemm_step(w, step, &g, PART_GEMM_SPLITS);
+    gemm_plan gp;
+    MCL_TRY(mcl_walk_step(w, step, mcl_gemm_plan(w->ctx, &g, &gp)));
+    mcl_tensor sums = mcl_walk_part(w, PART_GEMM_HEADS, gp.splits * heads * k * N * sizeof(float));
+    for (size_t s = 0; s < sharing; s++) {
+        gemm_call piece = g;
+        piece.a.off += s * heads * k * ldx, piece.b.off += s * heads * N * D;
+        MCL_TRY(mcl_gemm_piece_step(w, step, &piece, &gp, sums, 0, gp.splits, s > 0));
+    }
+    return mcl_gemm_sum_step(w, step, &g, sums, gp.splits);
 }
 
 /* dq with the rows' partials summed into [dS | dz] (and dK~ for softmax); then dK~ and dV~ */
@@ -444,11 +483,11 @@ static mcl_status backward_steps(mcl_walk *w, const void *opaque)
     MCL_TRY(keys_steps(w, d, &plan, &t->k, &t->v, &t->e, &t->f, &t->w, &keys));
     fl_key_grads g;
     MCL_TRY(key_gradient_steps(w, a, &plan, &keys, &g));
-    if (!w->enqueue) return MCL_OK;
-    if (a->wants.dk) MCL_TRY(mcl_walk_step(w, "dK = E^T dK~", project_back(w, d, &plan, g.dkt, g.dk_ld, &t->e, &t->dk)));
-    if (a->wants.dv) MCL_TRY(mcl_walk_step(w, "dV = F^T dV~", project_back(w, d, &plan, g.dvt, g.dv_ld, &t->f, &t->dv)));
-    if (a->wants.de) MCL_TRY(mcl_walk_step(w, "dE = dK~ K^T", project_grad(w, d, &plan, g.dkt, g.dk_ld, &t->k, &t->de)));
-    if (a->wants.df) MCL_TRY(mcl_walk_step(w, "dF = dV~ V^T", project_grad(w, d, &plan, g.dvt, g.dv_ld, &t->v, &t->df)));
+    if (a->wants.dk) MCL_TRY(project_back(w, "dK = E^T dK~", d, &plan, g.dkt, g.dk_ld, &t->e, &t->dk));
+    if (a->wants.dv) MCL_TRY(project_back(w, "dV = F^T dV~", d, &plan, g.dvt, g.dv_ld, &t->f, &t->dv));
+    if (!has_projection(d)) return MCL_OK;
+    if (a->wants.de) MCL_TRY(project_grad(w, "dE = dK~ K^T", d, &plan, g.dkt, g.dk_ld, &t->k, &t->de));
+    if (a->wants.df) MCL_TRY(project_grad(w, "dF = dV~ V^T", d, &plan, g.dvt, g.dv_ld, &t->v, &t->df));
     return MCL_OK;
 }
 

@@ -7,9 +7,9 @@
 /* The family's tuning parameters. rows: query rows a work-group of the row kernels holds in
  * local memory at a time; wg: the row kernels' work-items; groups_per_cu: work-groups per compute
  * unit that share a head's rows in the backward (each sums its rows' gradient partials);
- * proj_tile: the side of the projections' square tiles; key_wg: the key kernels' work-items. */
+ * key_wg: the key kernels' work-items. The projections take the gemm family's parameters. */
 typedef struct fl_params {
-    int rows, wg, groups_per_cu, proj_tile, key_wg;
+    int rows, wg, groups_per_cu, key_wg;
 } fl_params;
 
 /* The ReLU kernel's offset (kept above 0 so its denominator cannot vanish). */

@@ -17,11 +17,13 @@ static const mcl_param_decl gemm_params_decl[] = {
 };
 MCL_PARAMS_FIT(gemm_params, gemm_params_decl);
 
-/* the operand layout and operations of a call, and the alignment its fast paths may assume */
+/* the operand layout, storage and operations of a call, and the alignment its fast paths may
+ * assume (the operands' storage read by the helper every source includes) */
 static const mcl_derived_define gemm_derived[] = {
     {"GEMM_TRANS_A", GEMM_SOURCE}, {"GEMM_TRANS_B", GEMM_SOURCE}, {"GEMM_A_OP", GEMM_SOURCE},
     {"GEMM_C_OP", GEMM_SOURCE},    {"GEMM_ALIGN_A", GEMM_SOURCE}, {"GEMM_ALIGN_B", GEMM_SOURCE},
-    {"GEMM_ALIGN_C", GEMM_SOURCE},
+    {"GEMM_ALIGN_C", GEMM_SOURCE}, {"GEMM_A_F32", NULL},         {"GEMM_B_F32", NULL},
+    {"GEMM_C_F32", NULL},
 };
 
 static const char *gemm_check(const void *values, const mcl_device_info *device)
@@ -66,7 +68,7 @@ static const mcl_tune_stage gemm_stages[] = {MCL_STAGE("tiles", gemm_tile_space)
 
 /* The double-buffered default tiles take 33 KiB of local memory; OpenCL 1.2 promises 32. */
 static const char *const gemm_fallbacks[] = {"PREFETCH=0", NULL};
-static const char *const gemm_helpers[] = {"gemm/flags", NULL};
+static const char *const gemm_helpers[] = {"gemm/flags", "gemm/operands", NULL};
 
 const mcl_family mcl_family_gemm = {
     .name = "gemm", .define_prefix = "GEMM_",

@@ -29,7 +29,7 @@ static int c_op(const gemm_call *g)
 
 gemm_matrix gemm_operand(const mcl_tensor *t, mcl_dtype dtype, size_t first, size_t ld, int trans)
 {
-    return (gemm_matrix){t->mem, (size_t)mcl_elem_offset(t, mcl_dtype_size(dtype)) + first, ld, 0, trans};
+    return (gemm_matrix){t->mem, (size_t)mcl_elem_offset(t, mcl_dtype_size(dtype)) + first, ld, 0, trans, 0};
 }
 
 gemm_layernorm gemm_layernorm_of(const mcl_tensor *mean, const mcl_tensor *rstd, const mcl_tensor *weight,
@@ -147,6 +147,9 @@ static void gemm_defines(const gemm_call *g, const gemm_plan *plan, size_t parti
     mcl_define_params(d, &mcl_family_gemm, &plan->params, "gemm/gemm");
     mcl_define(d, "GEMM_TRANS_A", g->a.trans != 0);
     mcl_define(d, "GEMM_TRANS_B", g->b.trans != 0);
+    mcl_define(d, "GEMM_A_F32", g->a.fp32 != 0);
+    mcl_define(d, "GEMM_B_F32", g->b.fp32 != 0);
+    mcl_define(d, "GEMM_C_F32", g->c.fp32 != 0);
     mcl_define(d, "GEMM_A_OP", a_op(g));
     mcl_define(d, "GEMM_C_OP", c_op(g));
     mcl_define(d, "GEMM_ALIGN_A", a_alignment(g));
@@ -198,6 +201,7 @@ static mcl_status enqueue_sum(mcl_context *ctx, const gemm_call *g, mcl_tensor p
 {
     mcl_defines defines = {0};
     mcl_define(&defines, "MCL_DTYPE", g->dtype);
+    mcl_define(&defines, "GEMM_C_F32", g->c.fp32 != 0);
     cl_kernel kernel;
     MCL_TRY(mcl_kernel_get(ctx, &mcl_family_gemm, "gemm/sums", &defines, "gemm_sum_splits", &kernel));
     cl_ulong part_off = partials.offset / sizeof(float), bias_off = g->bias_off, residual_off = g->residual_off,

@@ -21,11 +21,14 @@ typedef struct gemm_params {
 extern const mcl_family mcl_family_gemm;
 
 /* A matrix operand: element (r, c) of batch entry t at mem[off + t * batch_stride + r * ld + c]
- * (element units). With trans, A(m, k) is the stored element (k, m) (likewise for B). */
+ * (element units). With trans, A(m, k) is the stored element (k, m) (likewise for B). With
+ * fp32, it is stored in fp32 whatever the call's dtype (an op's fp32 intermediate; for C, not
+ * with SwiGLU's backward, and a residual is then fp32 too). */
 typedef struct gemm_matrix {
     cl_mem mem;
     size_t off, ld, batch_stride;
     int trans;
+    int fp32;
 } gemm_matrix;
 
 /* An operand stored in an op's tensor from element `first` on, rows `ld` elements apart. */
