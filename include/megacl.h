@@ -369,10 +369,11 @@ MCL_API mcl_status mcl_linear_workspace_size(mcl_context *context, const mcl_lin
  * FLT_MIN or above, so a query whose features all underflow gives O = 0, never NaN; the forward
  * may store it (stabilised: scaled by exp(-c) of the query and of the keys). Storage f32, bf16
  * or f16 for Q, K, V, E, F, O and their gradients; W, the normaliser and all arithmetic fp32.
- * Nothing of size N x m is stored: phi(Q) and phi(K~) live in local memory a tile of rows at a
- * time (the Performer's phi(K) too), and the backward recomputes them. The backward
- * recomputes the forward's intermediates and gives dQ, dK, dV, dE, dF deterministically: sums
- * over rows and heads are reduced in a fixed order, no float atomics. */
+ * Nothing of size N x m is stored: phi(Q) is formed a chunk of query rows at a time in a bounded
+ * workspace (32 MiB by default, the flurka family's CHUNK_KIB; twice that backward), phi(K~) in
+ * local memory a tile of keys at a time (the Performer's phi(K) too). The backward recomputes
+ * the forward's intermediates and gives dQ, dK, dV, dE, dF deterministically: sums over rows
+ * and heads are reduced in a fixed order, no float atomics. */
 typedef enum mcl_flurka_map {
     MCL_FLURKA_FAVOR = 0,   /* FAVOR+ positive random features of the softmax kernel */
     MCL_FLURKA_RELU = 1,    /* generalized ReLU kernel, ReLU(W x) + 1e-3 */

@@ -80,9 +80,10 @@ Test(flurka, each_backward_output_alone, .timeout = 600)
     mcl_context_release(ctx);
 }
 
-/* One row a tile, small work-groups and projection tiles, many chunks of rows: the backward's
- * partial sums over chunks and every tile edge. */
-#define SMALL_VARIANT "ROWS=1,WG=32,GROUPS_PER_CU=16,KEY_WG=32"
+/* Chunks of query rows smaller than N (70 rows of 40 features in chunks of 51: the sums over
+ * chunks, a short last chunk), one key a tile, small work-groups, many key chunks: every partial
+ * sum and tile edge. */
+#define SMALL_VARIANT "CHUNK_KIB=16,ROW_WG=32,ROWS=1,WG=32,GROUPS_PER_CU=16,KEY_WG=32"
 
 Test(flurka, small_tiles_and_many_chunks_match_reference, .timeout = 600)
 {

@@ -4,12 +4,14 @@
 
 #include "runtime/family.h"
 
-/* The family's tuning parameters. rows: query rows a work-group of the row kernels holds in
- * local memory at a time; wg: the row kernels' work-items; groups_per_cu: work-groups per compute
- * unit that share a head's rows in the backward (each sums its rows' gradient partials);
- * key_wg: the key kernels' work-items. The projections take the gemm family's parameters. */
+/* The family's tuning parameters. chunk_kib: the KiB of workspace a chunk of query rows' features (and,
+ * backward, their gradients) may take, which sets how many rows of every head run at once;
+ * row_wg: the work-items of a row's kernels; rows, wg: the keys a work-group of the key sums
+ * holds in local memory at a time and its work-items; groups_per_cu: work-groups per compute
+ * unit that share a head's keys (each sums a chunk into partials); key_wg: the key gradients'
+ * work-items. The products take the gemm family's parameters. */
 typedef struct fl_params {
-    int rows, wg, groups_per_cu, key_wg;
+    int chunk_kib, row_wg, rows, wg, groups_per_cu, key_wg;
 } fl_params;
 
 /* The ReLU kernel's offset (kept above 0 so its denominator cannot vanish). */
