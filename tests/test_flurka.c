@@ -80,19 +80,26 @@ Test(flurka, each_backward_output_alone, .timeout = 600)
     mcl_context_release(ctx);
 }
 
-/* Chunks of query rows smaller than N (70 rows of 40 features in chunks of 51: the sums over
- * chunks, a short last chunk), one key a tile, small work-groups, many key chunks: every partial
- * sum and tile edge. */
-#define SMALL_VARIANT "CHUNK_KIB=16,ROW_WG=32,ROWS=1,WG=32,GROUPS_PER_CU=16,KEY_WG=32"
+/* Chunks of rows and keys smaller than N (70 rows or keys of 40 features in chunks of 51: the
+ * sums over chunks, a short last chunk; the Performer's 70 keys too), small work-groups, and the
+ * GEMMs' smallest tiles (one output a work-item, 16 x 16 tiles over 4-long steps, unrolled
+ * once) under every product, FLuRKA's and the Performer's. */
+#define SMALL_VARIANT "CHUNK_KIB=16,ROW_WG=32"
+#define SMALL_GEMM "BM=16,BN=16,BK=4,TM=1,TN=1,PREFETCH=0,UNROLL=1"
 
 Test(flurka, small_tiles_and_many_chunks_match_reference, .timeout = 600)
 {
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
     assert_ok(mcl_context_set_params(ctx, "flurka", SMALL_VARIANT));
-    for (size_t m = 0; m < COUNT_OF(maps); m++)
+    assert_ok(mcl_context_set_params(ctx, "gemm", SMALL_GEMM));
+    for (size_t m = 0; m < COUNT_OF(maps); m++) {
         test_check_case(ctx, &wl_flurka, make_case(shapes[2], maps[m], OPT_PER_HEAD, MCL_F32, WL_ALL), WL_OFF_ODD, &rng,
                         SMALL_VARIANT);
+        if (maps[m] != MCL_FLURKA_SOFTMAX)
+            test_check_case(ctx, &wl_flurka, make_case(shapes[2], maps[m], OPT_NONE, MCL_F32, WL_ALL), WL_OFF_MIXED,
+                            &rng, SMALL_VARIANT);
+    }
     mcl_context_release(ctx);
 }
 

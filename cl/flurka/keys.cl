@@ -1,151 +1,105 @@
-/* FLuRKA's keys, per head: [S | z] = phi(K~)^T [V~ | 1] (softmax's is [V~ | 1] itself) and,
- * backward, the kernel maps' gradients of K~ and V~ from those of S and z. K~ and V~ are fp32
- * [B * H, Nk, D]; [S | z] is one [L, D + 1] matrix `svz` a head. Every sum runs in a fixed order:
- * the keys' sums a chunk of FL_ROWS-key tiles per work-group (phi(K~) never leaves local
- * memory), then the chunks' partials in order. */
-#ifndef FL_ROWS
-#define FL_ROWS 8
-#endif
-#ifndef FL_WG
-#define FL_WG 128
-#endif
-#ifndef FL_ACC
-#define FL_ACC 1
-#endif
-#ifndef FL_KEY_WG
-#define FL_KEY_WG 64
-#endif
+/* FLuRKA's keys between the GEMMs of lib/ops/flurka/flurka.c, which run a chunk of keys of every
+ * head at a time (as the query rows, flurka/rows.cl): f [B * H, rows, L] holds a chunk's
+ * features (first the GEMM's dot products k~ . w_r), g their gradients; `head` the floats
+ * between two heads' blocks. K~ [B * H, Nk, D] and V~ [B * H, Nk, D + 1] (its last column 1, so
+ * that phi^T V~ gives [S | z]) are fp32, addressed from the chunk's first key on. One work-group
+ * a key where a key is reduced (FL_GROUP work-items), a work-item an element elsewhere. */
 
-/* Softmax reads [V~ | 1] as its [S | z]: svz[bh][r] = [v~_r | 1]. Grid (D + 1, L, B * H). */
-__kernel void flurka_softmax_values(__global const float *vt, ulong vt_off, __global float *svz, ulong svz_off)
+/* V~'s last column: 1. Grid (rows of every head). */
+__kernel void flurka_values_ones(__global float *vt, ulong vt_off, ulong rows)
 {
-    uint c = get_global_id(0), r = get_global_id(1);
-    ulong bh = get_global_id(2);
-    if (c < FL_DV) svz[svz_off + (bh * FL_L + r) * FL_DV + c] = c < FL_D ? vt[vt_off + (bh * FL_L + r) * FL_D + c] : 1.0f;
+    ulong i = get_global_id(0);
+    if (i < rows) vt[vt_off + i * FL_DV + FL_D] = 1.0f;
 }
 
-#if FL_MAP != FL_SOFTMAX /* softmax's key gradients come straight from the query rows */
-/* The kernel maps' key gradients from dsvz = [dS | dz] [B * H, L, D + 1]: phi(k~_i) recomputed,
- * dphi_ir = v~_i . dS_r + dz_r, then dv~_i = sum_r phi_ir dS_r and dk~_i through the map (FAVOR+:
- * a_scale sum_r dphi_ir phi_ir (w_r - k'_i); ReLU: sum_r dphi_ir [phi_ir > eps] w_r; elu + 1:
- * dphi_i phi'). maxima: the FAVOR+ exponents' maxima of the head's key chunks. One work-group a
- * key: grid (FL_KEY_WG, Nk, B * H). */
-__kernel void flurka_key_grads(__global const float *kt, ulong kt_off, __global const float *vt, ulong vt_off,
-                               __global const float *w, ulong w_off, float a_scale, __global const float *maxima,
-                               ulong maxima_off, ulong key_chunks, __global const float *dsvz, ulong dsvz_off,
-                               __global float *dkt, ulong dkt_off, __global float *dvt, ulong dvt_off, ulong Nk)
+/* FAVOR+'s exponent of key k~ (its squared norm sq): w_r . k' - |k'|^2 / 2 with k' = a_scale k~ */
+inline float fl_key_exponent(float dot, float sq, float a_scale) { return a_scale * dot - 0.5f * a_scale * a_scale * sq; }
+
+/* The chunk's key features in f. FAVOR+ in two launches: with `maxima_only`, the largest exponent
+ * of each key into maxima[bh][key] (flurka_head_max then takes each head's), else
+ * exp(exponent - the head's largest) / sqrt(m), from heads [B * H] (the constant cancels in the
+ * ratio and keeps every feature finite). ReLU and elu + 1 as the queries'. Grid (FL_GROUP, rows,
+ * B * H). */
+__kernel void flurka_key_features(__global float *f, ulong f_off, ulong f_head, __global const float *kt, ulong kt_off,
+                                  ulong Nk, float a_scale, __global float *maxima, ulong maxima_off,
+                                  __global const float *heads, ulong heads_off, uint maxima_only)
 {
-    __local float phi[FL_L], dsk[FL_L];
+    __local float scratch[FL_GROUP];
     uint lid = get_local_id(0);
-    ulong bh = get_group_id(2), key = bh * Nk + get_group_id(1);
-    __global const float *x = kt + kt_off + key * FL_D, *v = vt + vt_off + key * FL_D,
-                         *ds = dsvz + dsvz_off + bh * FL_L * FL_DV;
-    w += w_off;
-    float c = FL_MAP == FL_FAVOR ? fl_head_max(maxima + maxima_off + bh * key_chunks, key_chunks) : 0.0f;
-    for (uint r = lid; r < FL_L; r += FL_KEY_WG) {
-        float dphi = ds[r * FL_DV + FL_D];
-        for (uint d = 0; d < FL_D; d++) dphi += v[d] * ds[r * FL_DV + d];
-        phi[r] = fl_key_feature(x, w, r, a_scale, c);
-        dsk[r] = dphi * fl_map_slope(FL_MAP == FL_ELU ? x[r % FL_D] : 0.0f, phi[r]);
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint d = lid; d < FL_D; d += FL_KEY_WG) {
-        float dv = 0.0f;
-        for (uint r = 0; r < FL_L; r++) dv += phi[r] * ds[r * FL_DV + d];
+    ulong t = get_group_id(1), bh = get_group_id(2);
+    f += f_off + bh * f_head + t * FL_L;
+    kt += kt_off + (bh * Nk + t) * FL_D;
 #if FL_MAP == FL_ELU
-        float dk = dsk[d];
+    for (uint r = lid; r < FL_L; r += FL_GROUP) f[r] = fl_elu1(kt[r]);
+#elif FL_MAP == FL_RELU
+    for (uint r = lid; r < FL_L; r += FL_GROUP) f[r] = fmax(a_scale * f[r], 0.0f) + FL_RELU_EPS;
 #else
-        float along_w = 0.0f, total = 0.0f;
-        for (uint r = 0; r < FL_L; r++) along_w += dsk[r] * w[r * FL_D + d], total += dsk[r];
-#if FL_MAP == FL_FAVOR
-        float dk = a_scale * (along_w - a_scale * x[d] * total);
-#else
-        float dk = a_scale * along_w;
-#endif
-#endif
-        dkt[dkt_off + key * FL_D + d] = dk;
-        dvt[dvt_off + key * FL_D + d] = dv;
+    float sq = 0.0f;
+    for (uint d = lid; d < FL_D; d += FL_GROUP) sq += kt[d] * kt[d];
+    sq = group_sum(sq, scratch, lid, FL_GROUP);
+    if (maxima_only) {
+        float c = -INFINITY;
+        for (uint r = lid; r < FL_L; r += FL_GROUP) c = fmax(c, fl_key_exponent(f[r], sq, a_scale));
+        c = fl_group_max(c, scratch, lid, FL_GROUP);
+        if (lid == 0) maxima[maxima_off + bh * Nk + t] = c;
+        return;
     }
-}
+    float c = heads[heads_off + bh];
+    for (uint r = lid; r < FL_L; r += FL_GROUP) f[r] = rsqrt((float)FL_L) * exp(fl_key_exponent(f[r], sq, a_scale) - c);
 #endif
+}
 
-#if FL_MAP != FL_SOFTMAX /* softmax's [S | z] is [V~ | 1] */
-/* FAVOR+: maxima[bh][chunk] = the largest exponent of the features of the chunk's keys, rows
- * rows_per_chunk of K~ [B * H, Nk, D] (fp32). Grid (FL_WG, chunks, B * H). */
-__kernel void flurka_key_maxima(__global const float *kt, ulong kt_off, __global const float *w, ulong w_off,
-                                float a_scale, __global float *maxima, ulong maxima_off, ulong Nk,
-                                ulong rows_per_chunk)
+/* heads[bh] = the largest of the head's Nk key maxima. Grid (FL_GROUP, B * H). */
+__kernel void flurka_head_max(__global const float *maxima, ulong maxima_off, ulong Nk, __global float *heads,
+                              ulong heads_off)
 {
-    __local float scratch[FL_WG];
+    __local float scratch[FL_GROUP];
     uint lid = get_local_id(0);
-    ulong bh = get_group_id(2), chunk = get_group_id(1), begin = chunk * rows_per_chunk;
-    ulong end = min(Nk, begin + rows_per_chunk);
-    kt += kt_off + bh * Nk * FL_D;
+    ulong bh = get_group_id(1);
+    maxima += maxima_off + bh * Nk;
     float c = -INFINITY;
-    for (ulong j = lid; j < (end - begin) * FL_L; j += FL_WG)
-        c = fmax(c, fl_key_argument(kt + (begin + j / FL_L) * FL_D, w + w_off, j % FL_L, a_scale));
-    scratch[lid] = c;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = FL_WG / 2; s > 0; s >>= 1) {
-        if (lid < s) scratch[lid] = fmax(scratch[lid], scratch[lid + s]);
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    if (lid == 0) maxima[maxima_off + bh * get_num_groups(1) + chunk] = scratch[0];
+    for (ulong i = lid; i < Nk; i += FL_GROUP) c = fmax(c, maxima[i]);
+    c = fl_group_max(c, scratch, lid, FL_GROUP);
+    if (lid == 0) heads[heads_off + bh] = c;
 }
 
-/* The chunk's part of [S | z] = phi(K~)^T [V~ | 1]: partial_s[bh][chunk] [L, D + 1], summed over
- * its keys a tile of FL_ROWS at a time (phi(K~) never leaves local memory). maxima: FAVOR+'s
- * (flurka_key_maxima). Grid (FL_WG, chunks, B * H). */
-__kernel void flurka_key_values(__global const float *kt, ulong kt_off, __global const float *vt, ulong vt_off,
-                                __global const float *w, ulong w_off, float a_scale, __global const float *maxima,
-                                ulong maxima_off, __global float *partial_s, ulong ps_off, ulong Nk,
-                                ulong rows_per_chunk)
+/* g = dphi (from the GEMM [v~ | 1] [dS | dz]^T) times the map's slope and a_scale; for FAVOR+
+ * also s[bh][t] = the sum of the key's g, which its exponent's -|k'|^2 / 2 turns into
+ * -a_scale k~ s in dk~. Grid (FL_GROUP, rows, B * H). */
+__kernel void flurka_key_slopes(__global float *g, ulong g_off, __global const float *f, ulong f_off, ulong head,
+                                __global const float *kt, ulong kt_off, ulong Nk, float a_scale, __global float *s,
+                                ulong s_off, ulong s_head)
 {
-    __local float fs[FL_ROWS * FL_L], vs[FL_ROWS * FL_DV];
+    __local float scratch[FL_GROUP];
     uint lid = get_local_id(0);
-    ulong bh = get_group_id(2), chunk = get_group_id(1), chunks = get_num_groups(1);
-    ulong begin = chunk * rows_per_chunk, end = min(Nk, begin + rows_per_chunk);
-    kt += kt_off + bh * Nk * FL_D;
-    vt += vt_off + bh * Nk * FL_D;
-    w += w_off;
-    float c = FL_MAP == FL_FAVOR ? fl_head_max(maxima + maxima_off + bh * chunks, chunks) : 0.0f;
-    float acc[FL_ACC];
-    for (uint i = 0; i < FL_ACC; i++) acc[i] = 0.0f;
-    for (ulong row0 = begin; row0 < end; row0 += FL_ROWS) {
-        for (uint j = lid; j < FL_ROWS * FL_L; j += FL_WG) {
-            ulong row = row0 + j / FL_L;
-            fs[j] = row < end ? fl_key_feature(kt + row * FL_D, w, j % FL_L, a_scale, c) : 0.0f;
-        }
-        for (uint j = lid; j < FL_ROWS * FL_DV; j += FL_WG) {
-            ulong row = row0 + j / FL_DV;
-            uint col = j % FL_DV;
-            vs[j] = row >= end ? 0.0f : col < FL_D ? vt[row * FL_D + col] : 1.0f;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint i = 0; i < FL_ACC; i++) {
-            uint e = lid + i * FL_WG, r = e / FL_DV, col = e % FL_DV;
-            if (e >= FL_L * FL_DV) break;
-            float s = 0.0f;
-            for (uint t = 0; t < FL_ROWS; t++) s += fs[t * FL_L + r] * vs[t * FL_DV + col];
-            acc[i] += s;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE); /* the next tile overwrites the local arrays */
+    ulong t = get_group_id(1), bh = get_group_id(2);
+    g += g_off + bh * head + t * FL_L;
+    f += f_off + bh * head + t * FL_L;
+    kt += kt_off + (bh * Nk + t) * FL_D;
+    float total = 0.0f;
+    for (uint r = lid; r < FL_L; r += FL_GROUP) {
+        g[r] *= a_scale * fl_map_slope(FL_MAP == FL_ELU ? kt[r] : 0.0f, f[r]);
+        total += g[r];
     }
-    for (uint i = 0; i < FL_ACC; i++) {
-        uint e = lid + i * FL_WG;
-        if (e < FL_L * FL_DV) partial_s[ps_off + (bh * chunks + chunk) * FL_L * FL_DV + e] = acc[i];
-    }
-}
+#if FL_MAP == FL_FAVOR
+    total = group_sum(total, scratch, lid, FL_GROUP);
+    if (lid == 0) s[s_off + bh * s_head + t] = total;
 #endif
+}
 
-/* out[bh][e] = sum over chunks c, in order, of partial[bh][c][e] (e < len). Grid (len, B * H). */
-__kernel void flurka_sum_chunks(__global const float *partial, ulong part_off, ulong chunks, ulong len,
-                                __global float *out, ulong out_off)
+/* dk~ of the chunk's keys (fp32, from its first key on): FAVOR+ adds -a_scale k~ s to the GEMM's
+ * g W; elu + 1's is g itself (L = D). Grid (D, rows, B * H). */
+__kernel void flurka_key_dk(__global float *dkt, ulong dkt_off, __global const float *kt, ulong kt_off, ulong Nk,
+                            __global const float *g, ulong g_off, ulong head, __global const float *s, ulong s_off,
+                            ulong s_head, float a_scale)
 {
-    ulong e = get_global_id(0), bh = get_global_id(1);
-    if (e >= len) return;
-    partial += part_off + bh * chunks * len + e;
-    float s = 0.0f;
-    for (ulong c = 0; c < chunks; c++) s += partial[c * len];
-    out[out_off + bh * len + e] = s;
+    uint d = get_global_id(0);
+    ulong t = get_global_id(1), bh = get_global_id(2);
+    if (d >= FL_D) return;
+    ulong at = (bh * Nk + t) * FL_D + d;
+#if FL_MAP == FL_ELU
+    dkt[dkt_off + at] = g[g_off + bh * head + t * FL_L + d];
+#else
+    dkt[dkt_off + at] -= a_scale * kt[kt_off + at] * s[s_off + bh * s_head + t];
+#endif
 }

@@ -14,6 +14,10 @@
 #ifndef FL_L
 #define FL_L 256
 #endif
+/* the work-items of the kernels that reduce a row or a key (the family's ROW_WG) */
+#ifndef FL_GROUP
+#define FL_GROUP 64
+#endif
 
 #define FL_FAVOR 0
 #define FL_RELU 1
@@ -39,47 +43,17 @@ inline float fl_map_slope(float x, float phi)
 #endif
 }
 
-/* sum over d of a[d] * b[d] for a in global memory (fp32) and b in local memory */
-inline float fl_dot_gl(__global const float *a, __local const float *b)
+/* the largest v over the work-group's `width` work-items (scratch: one float each); every
+ * work-item must call it */
+inline float fl_group_max(float v, __local float *scratch, uint lid, uint width)
 {
-    float s = 0.0f;
-    for (uint d = 0; d < FL_D; d++) s += a[d] * b[d];
-    return s;
-}
-
-/* phi(k~)_r of the key row x (fp32) for the kernel maps, w at W's first row; for FAVOR+ the
- * exponent w_r . k' - |k'|^2 / 2 (k' = a_scale k~) before fl_key_feature's exponential. */
-inline float fl_key_argument(__global const float *x, __global const float *w, uint r, float a_scale)
-{
-#if FL_MAP == FL_ELU
-    return fl_elu1(x[r]);
-#else
-    __global const float *wr = w + r * FL_D;
-    float dot = 0.0f, square = 0.0f;
-    for (uint d = 0; d < FL_D; d++) dot += wr[d] * x[d], square += x[d] * x[d];
-#if FL_MAP == FL_RELU
-    return fmax(a_scale * dot, 0.0f) + FL_RELU_EPS;
-#else
-    return a_scale * dot - 0.5f * a_scale * a_scale * square;
-#endif
-#endif
-}
-
-/* FAVOR+'s key features exp(exponent - c) / sqrt(m), c the head's largest exponent (it cancels in
- * the ratio); the other maps' as they are */
-inline float fl_key_feature(__global const float *x, __global const float *w, uint r, float a_scale, float c)
-{
-#if FL_MAP == FL_FAVOR
-    return rsqrt((float)FL_L) * exp(fl_key_argument(x, w, r, a_scale) - c);
-#else
-    return fl_key_argument(x, w, r, a_scale);
-#endif
-}
-
-/* the head's largest FAVOR+ key exponent from its chunks' maxima, in order */
-inline float fl_head_max(__global const float *maxima, ulong chunks)
-{
-    float c = -INFINITY;
-    for (ulong i = 0; i < chunks; i++) c = fmax(c, maxima[i]);
-    return c;
+    scratch[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint s = width / 2; s > 0; s >>= 1) {
+        if (lid < s) scratch[lid] = fmax(scratch[lid], scratch[lid + s]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float largest = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE); /* scratch may be reused right after */
+    return largest;
 }

@@ -4,47 +4,32 @@
  * their [phi(q) S | phi(q) z], g [B * H, rows, L] the features' gradients; `head` is the floats
  * between two heads' blocks of each (rows * L, rows * (D + 1)), and q, dout, out, dq are the
  * caller's [B * H, N, D] from the chunk's first row on. One work-group a row where a row is
- * reduced (FL_ROW_WG work-items), a work-item an element elsewhere; every sum in a fixed order. */
-#ifndef FL_ROW_WG
-#define FL_ROW_WG 64
-#endif
+ * reduced (FL_GROUP work-items), a work-item an element elsewhere; every sum in a fixed order. */
 
 #define FL_SAVE_DEN 1u /* flurka_row_output: store the normaliser */
 
-/* the largest v over the work-group's FL_ROW_WG work-items (scratch: one float each) */
-inline float fl_group_max(float v, __local float *scratch, uint lid)
-{
-    scratch[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = FL_ROW_WG / 2; s > 0; s >>= 1) {
-        if (lid < s) scratch[lid] = fmax(scratch[lid], scratch[lid + s]);
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    return scratch[0];
-}
-
 /* f = the features: a_scale times the dot products through the map, FAVOR+ and softmax less the
  * row's largest (it cancels in the ratio; FAVOR+'s -|q'|^2 / 2, constant along the row, too), or
- * elu + 1 of q itself. Grid (FL_ROW_WG, rows, B * H). */
+ * elu + 1 of q itself. Grid (FL_GROUP, rows, B * H). */
 __kernel void flurka_row_features(__global float *f, ulong f_off, ulong f_head, __global const store_t *q, ulong q_off,
                                   ulong N, float a_scale)
 {
-    __local float scratch[FL_ROW_WG];
+    __local float scratch[FL_GROUP];
     uint lid = get_local_id(0);
     ulong t = get_group_id(1), bh = get_group_id(2);
     f += f_off + bh * f_head + t * FL_L;
 #if FL_MAP == FL_ELU
     q += q_off + (bh * N + t) * FL_D;
-    for (uint r = lid; r < FL_L; r += FL_ROW_WG) f[r] = fl_elu1(load_elem(q, r));
+    for (uint r = lid; r < FL_L; r += FL_GROUP) f[r] = fl_elu1(load_elem(q, r));
 #elif FL_MAP == FL_RELU
-    for (uint r = lid; r < FL_L; r += FL_ROW_WG) f[r] = fmax(a_scale * f[r], 0.0f) + FL_RELU_EPS;
+    for (uint r = lid; r < FL_L; r += FL_GROUP) f[r] = fmax(a_scale * f[r], 0.0f) + FL_RELU_EPS;
 #else
     float c = -INFINITY;
-    for (uint r = lid; r < FL_L; r += FL_ROW_WG) c = fmax(c, f[r]);
-    c = fl_group_max(c, scratch, lid);
+    for (uint r = lid; r < FL_L; r += FL_GROUP) c = fmax(c, f[r]);
+    c = fl_group_max(c, scratch, lid, FL_GROUP);
     /* FAVOR+'s 1 / sqrt(m) */
     const float norm = FL_MAP == FL_FAVOR ? rsqrt((float)FL_L) : 1.0f;
-    for (uint r = lid; r < FL_L; r += FL_ROW_WG) f[r] = norm * exp(a_scale * (f[r] - c));
+    for (uint r = lid; r < FL_L; r += FL_GROUP) f[r] = norm * exp(a_scale * (f[r] - c));
 #endif
 }
 
@@ -66,19 +51,19 @@ __kernel void flurka_row_output(__global const float *numz, ulong numz_off, ulon
 }
 
 /* numz -> [dnum | dden] in place, from the output's gradient g: dnum = g / den and
- * dden = -g . O / den = -(g . num) / den^2. Grid (FL_ROW_WG, rows, B * H). */
+ * dden = -g . O / den = -(g . num) / den^2. Grid (FL_GROUP, rows, B * H). */
 __kernel void flurka_row_dz(__global float *numz, ulong numz_off, ulong numz_head, __global const store_t *dout,
                             ulong dout_off, ulong N)
 {
-    __local float scratch[FL_ROW_WG];
+    __local float scratch[FL_GROUP];
     uint lid = get_local_id(0);
     ulong t = get_group_id(1), bh = get_group_id(2);
     numz += numz_off + bh * numz_head + t * FL_DV;
     dout += dout_off + (bh * N + t) * FL_D;
     float z = fl_den(numz), g_num = 0.0f;
-    for (uint d = lid; d < FL_D; d += FL_ROW_WG) g_num += load_elem(dout, d) * numz[d];
-    g_num = group_sum(g_num, scratch, lid, FL_ROW_WG); /* every work-item has read numz */
-    for (uint d = lid; d < FL_D; d += FL_ROW_WG) numz[d] = load_elem(dout, d) / z;
+    for (uint d = lid; d < FL_D; d += FL_GROUP) g_num += load_elem(dout, d) * numz[d];
+    g_num = group_sum(g_num, scratch, lid, FL_GROUP); /* every work-item has read numz */
+    for (uint d = lid; d < FL_D; d += FL_GROUP) numz[d] = load_elem(dout, d) / z;
     if (lid == 0) numz[FL_D] = -g_num / (z * z);
 }
 
