@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* The workload's tensors and options, and the bit of each gradient in a case's want. */
 enum { T_X, T_WEIGHT, T_BIAS, T_RESIDUAL, T_DY, T_DX_ACC, T_Y, T_DX, T_DWEIGHT, T_DBIAS };
@@ -82,6 +83,37 @@ Test(linear, split_k_adds_the_residual_once, .timeout = 600)
                     SPLIT_VARIANT);
     test_check_case(ctx, &wl_linear, make_case((shape){2000, 24, 8, MCL_BF16}, WL_ALL, OPT_ALL), WL_OFF_ODD, &rng,
                     SPLIT_VARIANT);
+    mcl_context_release(ctx);
+}
+
+/* The tensor-core kernel against the reference, bf16 and f16, with tiles of 2 and 4 warps, edges,
+ * unaligned operands (checked loads), split K and every epilogue (bias, residual, dx_acc): with
+ * mma.sync emulated (MMA=2) on any device, which checks its fragment layouts and warp tiles, and
+ * with the instruction itself (MMA=1) where the device's probe passed. */
+static const char *const mma_variants[] = {"MMA=2,BM=32,BN=32,BK=16,TM=4,TN=4,PREFETCH=0",
+                                           "MMA=2,BM=64,BN=32,BK=32,TM=4,TN=4,SPLIT_WAVES=8",
+                                           "MMA=1,BM=32,BN=32,BK=16,TM=4,TN=4,PREFETCH=0",
+                                           "MMA=1,BM=64,BN=32,BK=32,TM=4,TN=4,SPLIT_WAVES=8",
+                                           "MMA=1,BM=128,BN=128,BK=32,TM=8,TN=8"};
+
+Test(linear, tensor_core_kernel_matches_reference, .timeout = 600)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    static const shape mma_shapes[] = {{77, 130, 45, MCL_BF16}, {64, 32, 32, MCL_F16}, {300, 5, 100, MCL_BF16},
+                                       {33, 64, 17, MCL_F16}, {600, 128, 128, MCL_BF16}};
+    int has_mma = mcl_context_device(ctx)->has_mma_sync;
+    for (size_t v = 0; v < COUNT_OF(mma_variants); v++) {
+        if (strncmp(mma_variants[v], "MMA=1", 5) == 0 && !has_mma) { /* the instruction is refused there */
+            cr_expect_neq(mcl_context_set_params(ctx, "gemm", mma_variants[v]), MCL_OK, "%s without mma.sync",
+                          mma_variants[v]);
+            continue;
+        }
+        assert_ok(mcl_context_set_params(ctx, "gemm", mma_variants[v]));
+        for (size_t k = 0; k < COUNT_OF(mma_shapes); k++)
+            test_check_case(ctx, &wl_linear, make_case(mma_shapes[k], WL_ALL, (unsigned)(k + v) % 8),
+                            (int)(k + v) % WL_OFF_MODES, &rng, mma_variants[v]);
+    }
     mcl_context_release(ctx);
 }
 

@@ -51,6 +51,13 @@
 #ifndef GEMM_UNROLL
 #define GEMM_UNROLL 2
 #endif
+#ifndef GEMM_MMA
+#define GEMM_MMA 0
+#endif
+/* with GEMM_MMA: the warps along M of a work-group's tile (the host's choice for the tile) */
+#ifndef GEMM_WARPS_M
+#define GEMM_WARPS_M 1
+#endif
 #ifndef GEMM_TRANS_A
 #define GEMM_TRANS_A 0
 #endif
@@ -432,6 +439,118 @@ inline void gemm_step(__local const float4 (*a_l)[A_ROW], __local const float4 (
     }
 }
 
+#if GEMM_MMA
+/* ---- tensor cores ---------------------------------------------------------------------------
+ * With GEMM_MMA each warp (32 consecutive work-items) owns a WM x WN part of the tile and
+ * multiplies with mma.sync m16n8k16 (bf16 or f16 operands, fp32 accumulators): the operand tiles
+ * go to local memory as 16-bit values, rows of A and columns of B each KPAD long along k, and
+ * every work-item holds the fragments of the PTX ISA's layout (lane = 4 g + t: A rows g and g + 8,
+ * k pairs 2t and 2t + 8; B column g, the same k pairs; C rows g and g + 8, columns 2t, 2t + 1).
+ * GEMM_MMA 1 issues the instruction (inline PTX, only where the device's probe passed); 2
+ * emulates it through local memory on any device, slowly, so that the same kernel and its
+ * fragment layouts are tested everywhere. The operands are 16-bit values already (the host
+ * takes this path only for A and B of the storage type, formed by no operation), so the
+ * products are exact and only the order of the fp32 sums differs from the FMA path. */
+#define WARPS (ITEMS / 32)
+#define WARPS_N (WARPS / GEMM_WARPS_M)
+#define WM (GEMM_BM / GEMM_WARPS_M) /* a warp's part of the tile */
+#define WN (GEMM_BN / WARPS_N)
+#define MI (WM / 16) /* its m16n8 products */
+#define NJ (WN / 8)
+#define KPAD (GEMM_BK + 8) /* values a local row holds: the 8 extra spread the rows over the banks */
+
+/* a value loaded from the storage type into 16-bit local memory, unchanged */
+inline void mma_put(__local ushort *tile, uint i, float x)
+{
+#if MCL_DTYPE == 1
+    tile[i] = (ushort)(as_uint(x) >> 16);
+#else
+    vstore_half(x, i, (__local half *)tile);
+#endif
+}
+
+/* two consecutive 16-bit values (the lower k in the lower half), as the instruction takes them */
+inline uint mma_pair(__local const ushort *tile, uint i) { return *(__local const uint *)(tile + i); }
+
+#if GEMM_MMA == 1
+#if MCL_DTYPE == 1
+#define MMA_TYPES "bf16.bf16"
+#else
+#define MMA_TYPES "f16.f16"
+#endif
+/* c += a b for one m16n8k16 product of the warp */
+inline void mma(float *c, const uint *a, const uint *b, __local float *scratch, uint lid)
+{
+    float d0, d1, d2, d3;
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." MMA_TYPES ".f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};"
+                 : "=f"(d0), "=f"(d1), "=f"(d2), "=f"(d3)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]),
+                   "f"(c[2]), "f"(c[3]));
+    c[0] = d0, c[1] = d1, c[2] = d2, c[3] = d3;
+}
+#define MMA_SCRATCH 1
+#else
+/* the half `high` of a pair as a float */
+inline float mma_unpack(uint pair, uint high)
+{
+#if MCL_DTYPE == 1
+    return as_float(high ? pair & 0xffff0000u : pair << 16);
+#else
+    ushort h = (ushort)(high ? pair >> 16 : pair & 0xffffu);
+    return vload_half(0, (const __private half *)&h);
+#endif
+}
+
+/* The same product emulated: every work-item puts its fragments (8 values of A, 4 of B) in
+ * scratch, then computes its 4 outputs from its warp's. Every work-item of the group calls it
+ * (barriers). */
+inline void mma(float *c, const uint *a, const uint *b, __local float *scratch, uint lid)
+{
+    __local float *mine = scratch + lid * 12;
+    for (uint i = 0; i < 4; i++) mine[2 * i] = mma_unpack(a[i], 0), mine[2 * i + 1] = mma_unpack(a[i], 1);
+    for (uint i = 0; i < 2; i++) mine[8 + 2 * i] = mma_unpack(b[i], 0), mine[9 + 2 * i] = mma_unpack(b[i], 1);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    __local const float *warp = scratch + (lid & ~31u) * 12;
+    uint g = (lid & 31) >> 2, t = lid & 3;
+    for (uint e = 0; e < 4; e++) {
+        uint r = g + (e >= 2 ? 8 : 0), col = 2 * t + (e & 1);
+        float s = c[e];
+        for (uint k = 0; k < 16; k++) {
+            uint a_at = ((r & 7) * 4 + (k & 7) / 2) * 12 + 2 * ((r >= 8) + 2 * (k >= 8)) + (k & 1);
+            uint b_at = (col * 4 + (k & 7) / 2) * 12 + 8 + 2 * (k >= 8) + (k & 1);
+            s = fma(warp[a_at], warp[b_at], s);
+        }
+        c[e] = s;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE); /* scratch is free again */
+}
+#define MMA_SCRATCH (ITEMS * 12)
+#endif
+
+/* One step's products of this work-item's warp over the BK values of k in local memory. */
+inline void mma_step(__local const ushort *a_tile, __local const ushort *b_tile, uint lid, float acc[MI][NJ][4],
+                     __local float *scratch)
+{
+    uint warp = lid / 32, g = (lid & 31) >> 2, t = lid & 3;
+    uint wm0 = warp / WARPS_N * WM, wn0 = warp % WARPS_N * WN;
+    for (uint kk = 0; kk < GEMM_BK; kk += 16) {
+        uint a[MI][4], b[NJ][2];
+        for (uint i = 0; i < MI; i++) {
+            uint at = (wm0 + 16 * i + g) * KPAD + kk + 2 * t;
+            a[i][0] = mma_pair(a_tile, at), a[i][1] = mma_pair(a_tile, at + 8 * KPAD);
+            a[i][2] = mma_pair(a_tile, at + 8), a[i][3] = mma_pair(a_tile, at + 8 * KPAD + 8);
+        }
+        for (uint j = 0; j < NJ; j++) {
+            uint at = (wn0 + 8 * j + g) * KPAD + kk + 2 * t;
+            b[j][0] = mma_pair(b_tile, at), b[j][1] = mma_pair(b_tile, at + 8);
+        }
+        for (uint i = 0; i < MI; i++)
+            for (uint j = 0; j < NJ; j++) mma(acc[i][j], a[i], b[j], scratch, lid);
+    }
+}
+#endif
+
 __kernel __attribute__((reqd_work_group_size(GX, GY, 1)))
 void gemm(__global const a_t *a, ulong a_off, ulong lda, ulong a_batch,
           __global const b_t *b, ulong b_off, ulong ldb, ulong b_batch,
@@ -444,7 +563,12 @@ void gemm(__global const a_t *a, ulong a_off, ulong lda, ulong a_batch,
           ulong c_batch, __global float *partial, ulong partial_off, uint slot_base, uint slots, ulong M,
           ulong N, ulong K, ulong k_chunk, uint splits, uint flags)
 {
+#if GEMM_MMA
+    __local ushort a_l[STAGES][GEMM_BM * KPAD], b_l[STAGES][GEMM_BN * KPAD];
+    __local float scratch[MMA_SCRATCH];
+#else
     __local float4 a_l[STAGES][GEMM_BK][A_ROW], b_l[STAGES][GEMM_BK][B_ROW];
+#endif
     const uint tx = get_local_id(0), ty = get_local_id(1), lid = ty * GX + tx;
     const ulong n0 = get_group_id(0) * (ulong)GEMM_BN, m0 = get_group_id(1) * (ulong)GEMM_BM;
     const uint split = get_group_id(2) % splits;
@@ -457,11 +581,20 @@ void gemm(__global const a_t *a, ulong a_off, ulong lda, ulong a_batch,
     beta += beta_off;
     const ulong k_begin = split * k_chunk, k_end = min(K, k_begin + k_chunk);
 
+#if GEMM_MMA
+    float acc[MI][NJ][4]; /* the fragments of the warp's products */
+    for (uint i = 0; i < MI; i++)
+        for (uint j = 0; j < NJ; j++)
+            for (uint e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+#define GEMM_COMPUTE(buf) mma_step(a_l[buf], b_l[buf], lid, acc, scratch);
+#else
     float acc[GEMM_TM][GEMM_TN]; /* row group i / 4 at ty + (i / 4) GY (in float4s), likewise columns */
 #pragma unroll
     for (uint i = 0; i < GEMM_TM; i++)
 #pragma unroll
         for (uint j = 0; j < GEMM_TN; j++) acc[i][j] = 0.0f;
+#define GEMM_COMPUTE(buf) gemm_step(a_l[buf], b_l[buf], tx, ty, acc);
+#endif
 
     /* the fast paths need the whole tile inside the matrix along m (A) or n (B) */
     const bool a_inside = m0 + GEMM_BM <= M, b_inside = n0 + GEMM_BN <= N;
@@ -494,16 +627,23 @@ void gemm(__global const a_t *a, ulong a_off, ulong lda, ulong a_batch,
 #endif
 #define GEMM_LOAD(k0) LOAD_A(k0) LOAD_B(k0)
 
-    /* the staged operands into local buffer `buf` */
+    /* the staged operands into local buffer `buf` (for the tensor cores: rows of A and columns
+     * of B along k, 16-bit) */
+#if GEMM_MMA
+#define PUT_UNIT(tile, p, v)                                                                   \
+    for (uint r = 0; r < 4; r++) mma_put(tile, (p.x + r) * KPAD + p.y, ((float *)&(v))[r]);
+#else
+#define PUT_UNIT(tile, p, v) tile[p.y][p.x / 4] = (v);
+#endif
 #define GEMM_STORE(buf)                                                                        \
     FORM_A                                                                                     \
     for (uint t = 0; t < A_PER; t++) {                                                         \
         uint2 p = a_unit(lid, t);                                                              \
-        if (A_UNITS % ITEMS == 0 || lid + t * ITEMS < A_UNITS) a_l[buf][p.y][p.x / 4] = st.a[t]; \
+        if (A_UNITS % ITEMS == 0 || lid + t * ITEMS < A_UNITS) { PUT_UNIT(a_l[buf], p, st.a[t]) } \
     }                                                                                          \
     for (uint t = 0; t < B_PER; t++) {                                                         \
         uint2 p = b_unit(lid, t);                                                              \
-        if (B_UNITS % ITEMS == 0 || lid + t * ITEMS < B_UNITS) b_l[buf][p.y][p.x / 4] = st.b[t]; \
+        if (B_UNITS % ITEMS == 0 || lid + t * ITEMS < B_UNITS) { PUT_UNIT(b_l[buf], p, st.b[t]) } \
     }
 
 #if GEMM_PREFETCH
@@ -516,7 +656,7 @@ void gemm(__global const a_t *a, ulong a_off, ulong lda, ulong a_batch,
     for (ulong k0 = k_begin; k0 < k_end; k0 += GEMM_BK, buf ^= 1) {
         const bool more = k0 + GEMM_BK < k_end;
         if (more) { GEMM_LOAD(k0 + GEMM_BK) } /* in flight while this step computes */
-        gemm_step(a_l[buf], b_l[buf], tx, ty, acc);
+        GEMM_COMPUTE(buf)
         if (more) { GEMM_STORE(buf ^ 1) }
         barrier(CLK_LOCAL_MEM_FENCE); /* the next buffer is full, this one free again */
     }
@@ -525,12 +665,14 @@ void gemm(__global const a_t *a, ulong a_off, ulong lda, ulong a_batch,
         GEMM_LOAD(k0)
         GEMM_STORE(0)
         barrier(CLK_LOCAL_MEM_FENCE);
-        gemm_step(a_l[0], b_l[0], tx, ty, acc);
+        GEMM_COMPUTE(0)
         barrier(CLK_LOCAL_MEM_FENCE); /* the readers are done before the next step's stores */
     }
 #endif
 #undef GEMM_LOAD
 #undef GEMM_STORE
+#undef PUT_UNIT
+#undef GEMM_COMPUTE
 #undef LOAD_A
 #undef LOAD_B
 
@@ -539,6 +681,20 @@ void gemm(__global const a_t *a, ulong a_off, ulong lda, ulong a_batch,
     h += h_off + batch * c_batch;
     c += c_off + batch * c_batch;
     partial += partial_off + (batch * slots + slot_base + split) * M * N;
+#if GEMM_MMA
+    uint warp = lid / 32, g = (lid & 31) >> 2, t = lid & 3;
+    ulong wm0 = m0 + warp / WARPS_N * WM, wn0 = n0 + warp % WARPS_N * WN;
+    for (uint i = 0; i < MI; i++)
+        for (uint j = 0; j < NJ; j++)
+            for (uint e = 0; e < 4; e++) {
+                ulong m = wm0 + 16 * i + g + (e >= 2 ? 8 : 0), n = wn0 + 8 * j + 2 * t + (e & 1);
+                if (m >= M || n >= N) continue;
+                if (flags & GEMM_PARTIAL)
+                    partial[m * N + n] = (flags & GEMM_ACCUMULATE) ? partial[m * N + n] + acc[i][j][e] : acc[i][j][e];
+                else
+                    store_c(c, ldc, m, n, acc[i][j][e], bias, residual, h, ldh, silu_shift, gate_shift, flags);
+            }
+#else
 #if GEMM_TN >= 4 && GEMM_ALIGN_C % 4 == 0
     if (a_inside && b_inside) { /* the whole tile, by vector accesses of a column group */
 #pragma unroll
@@ -570,4 +726,5 @@ void gemm(__global const a_t *a, ulong a_off, ulong lda, ulong a_batch,
                 store_c(c, ldc, m, n, acc[i][j], bias, residual, h, ldh, silu_shift, gate_shift, flags);
         }
     }
+#endif
 }

@@ -6,6 +6,8 @@
 #include "runtime/params.h"
 #include "runtime/program.h"
 
+#include <stdlib.h>
+
 /* The bits of cl/gemm/flags.cl. */
 #define FLAG_GAMMA 1u
 #define FLAG_BETA 2u
@@ -53,6 +55,35 @@ static void fit_tile(int *tile, int *per_item, size_t side)
     }
 }
 
+int gemm_mma_warps_m(const gemm_params *p)
+{
+    int items = (p->bm / p->tm) * (p->bn / p->tn), warps = items / 32, best = 0;
+    if (items % 32 != 0 || p->bk % 16 != 0) return 0;
+    for (int wm = 1; wm <= warps; wm *= 2) {
+        int wn = warps / wm;
+        if (warps % wm != 0 || p->bm % (16 * wm) != 0 || p->bn % (8 * wn) != 0) continue;
+        int side_m = p->bm / wm, side_n = p->bn / wn, best_m = best ? p->bm / best : 0,
+            best_n = best ? p->bn / (warps / best) : 0;
+        if (!best || abs(side_m - side_n) < abs(best_m - best_n)) best = wm;
+    }
+    return best;
+}
+
+uint64_t gemm_mma_local_bytes(const gemm_params *p)
+{
+    uint64_t stages = p->prefetch ? 2 : 1, items = (uint64_t)(p->bm / p->tm) * (uint64_t)(p->bn / p->tn);
+    uint64_t tiles = stages * (uint64_t)(p->bm + p->bn) * (uint64_t)(p->bk + 8) * 2;
+    return tiles + (p->mma == 2 ? items * 12 * sizeof(float) : sizeof(float));
+}
+
+/* The tensor cores take bf16 and f16 calls whose A and B are the stored 16-bit values (the
+ * products are then exact), on a tile their warps split; others keep the FMA kernel. */
+static int takes_mma(const gemm_call *g, const gemm_params *p)
+{
+    return p->mma && g->dtype != MCL_F32 && a_op(g) == A_AS_STORED && !g->a.fp32 && !g->b.fp32 &&
+           gemm_mma_warps_m(p) > 0;
+}
+
 mcl_status mcl_gemm_plan(mcl_context *ctx, const gemm_call *g, gemm_plan *plan)
 {
     const size_t shape[3] = {g->m, g->n, g->k};
@@ -60,6 +91,8 @@ mcl_status mcl_gemm_plan(mcl_context *ctx, const gemm_call *g, gemm_plan *plan)
     MCL_TRY(mcl_params_lookup(ctx, &mcl_family_gemm, g->dtype, shape, p, NULL));
     fit_tile(&p->bm, &p->tm, g->m);
     fit_tile(&p->bn, &p->tn, g->n);
+    if (!takes_mma(g, p)) p->mma = 0;
+    plan->warps_m = p->mma ? gemm_mma_warps_m(p) : 0;
     size_t bm = (size_t)p->bm, bn = (size_t)p->bn, bk = (size_t)p->bk;
     /* split K when the tiles cannot fill SPLIT_WAVES work-groups per compute unit, into as many
      * splits as fit in that many (a second, partial round would only add a tail), keeping >= 4
@@ -150,6 +183,7 @@ static void gemm_defines(const gemm_call *g, const gemm_plan *plan, size_t parti
     mcl_define(d, "GEMM_A_F32", g->a.fp32 != 0);
     mcl_define(d, "GEMM_B_F32", g->b.fp32 != 0);
     mcl_define(d, "GEMM_C_F32", g->c.fp32 != 0);
+    if (plan->params.mma) mcl_define(d, "GEMM_WARPS_M", plan->warps_m);
     mcl_define(d, "GEMM_A_OP", a_op(g));
     mcl_define(d, "GEMM_C_OP", c_op(g));
     mcl_define(d, "GEMM_ALIGN_A", a_alignment(g));

@@ -13,9 +13,12 @@
  * work-item owns tm x tn outputs (float4 groups from 4 on). split_waves: the K range is split
  * until the grid fills this many work-groups per compute unit (partials summed in a fixed
  * order). prefetch: load the next step's operands while computing the current one (two local
- * buffers, one barrier a step). unroll: values of k within a bk step unrolled together. */
+ * buffers, one barrier a step). unroll: values of k within a bk step unrolled together. mma:
+ * the tile's products on tensor cores for bf16 and f16 calls whose A and B are stored and formed
+ * by no operation (1: mma.sync, only where the device's probe passed; 2: the same kernel with
+ * the instruction emulated, for tests on any device); other calls keep the FMA kernel. */
 typedef struct gemm_params {
-    int bm, bn, bk, tm, tn, split_waves, prefetch, unroll;
+    int bm, bn, bk, tm, tn, split_waves, prefetch, unroll, mma;
 } gemm_params;
 
 extern const mcl_family mcl_family_gemm;
@@ -74,13 +77,20 @@ typedef struct gemm_call {
 } gemm_call;
 
 typedef struct gemm_plan {
-    gemm_params params;
+    gemm_params params; /* mma cleared where the call or its tile cannot take the tensor cores */
+    int warps_m;        /* with mma: the warps along M of the tile */
     size_t splits, k_chunk;
     size_t partial_bytes; /* fp32 split partials the call needs */
     size_t local[2], global[3];
 } gemm_plan;
 
 mcl_status mcl_gemm_plan(mcl_context *ctx, const gemm_call *call, gemm_plan *plan);
+
+/* With mma: the warps along M that split the tile into warp tiles of whole 16 x 8 products (the
+ * squarest such split), or 0 where none does or BK is no multiple of 16; the local memory the
+ * tensor-core kernel takes. */
+int gemm_mma_warps_m(const gemm_params *p);
+uint64_t gemm_mma_local_bytes(const gemm_params *p);
 
 /* A GEMM step of a walk: planned, its split partials in part `part`, enqueued in the enqueue
  * pass. */
