@@ -86,15 +86,16 @@ Test(linear, split_k_adds_the_residual_once, .timeout = 600)
     mcl_context_release(ctx);
 }
 
-/* The tensor-core kernel against the reference, bf16 and f16, with tiles of 2 and 4 warps, edges,
- * unaligned operands (checked loads), split K and every epilogue (bias, residual, dx_acc): with
- * mma.sync emulated (MMA=2) on any device, which checks its fragment layouts and warp tiles, and
- * with the instruction itself (MMA=1) where the device's probe passed. */
+/* The tensor-core kernel against the reference, bf16 and f16, with tiles of 2, 4 and 8 warps,
+ * edges, unaligned operands (checked loads), split K and every epilogue (bias, residual,
+ * dx_acc): with mma.sync emulated (MMA=2) on any device, which checks its fragment layouts and
+ * warp tiles, and with the instruction itself (MMA=1) where the device's probe passed. */
 static const char *const mma_variants[] = {"MMA=2,BM=32,BN=32,BK=16,TM=4,TN=4,PREFETCH=0",
                                            "MMA=2,BM=64,BN=32,BK=32,TM=4,TN=4,SPLIT_WAVES=8",
+                                           "MMA=2,BM=128,BN=128,BK=16,TM=8,TN=8",
                                            "MMA=1,BM=32,BN=32,BK=16,TM=4,TN=4,PREFETCH=0",
                                            "MMA=1,BM=64,BN=32,BK=32,TM=4,TN=4,SPLIT_WAVES=8",
-                                           "MMA=1,BM=128,BN=128,BK=32,TM=8,TN=8"};
+                                           "MMA=1,BM=128,BN=128,BK=32,TM=8,TN=8,PREFETCH=0"};
 
 Test(linear, tensor_core_kernel_matches_reference, .timeout = 600)
 {
