@@ -98,6 +98,9 @@ Test(ln_linear, every_parameter_variant_is_correct, .timeout = 600)
         {SPLIT_VARIANT, {3, 60, 100, MCL_F16}}, /* splits the forward (K = in) and dLN(x) (K = out) */
         {"BM=128,BN=64,BK=32,TM=8,TN=4,SPLIT_WAVES=1,PREFETCH=0", {2000, 24, 8, MCL_F32}},
         {"BM=32,BN=128,BK=8,TM=4,TN=8,SPLIT_WAVES=2", {2000, 24, 8, MCL_BF16}},
+        /* the tensor cores, emulated: LayerNorm's output rounded to the storage type */
+        {"MMA=2,BM=32,BN=32,BK=16,TM=4,TN=4", {2000, 24, 8, MCL_BF16}},
+        {"MMA=2,BM=64,BN=32,BK=16,TM=4,TN=4,SPLIT_WAVES=8", {300, 40, 70, MCL_F16}},
     };
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());

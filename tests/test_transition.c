@@ -143,6 +143,12 @@ Test(transition, parameter_variants_are_correct, .timeout = 300)
          {77, 32, 20, MCL_F16, MCL_SWIGLU_SILU_FIRST, 1, 1, WL_ALL, WL_OFF_ODD, 0}},
         {"BM=128,BN=16,BK=32,TM=8,TN=4,SPLIT_WAVES=1,PREFETCH=0",
          {300, 32, 64, MCL_F32, MCL_SWIGLU_SILU_SECOND, 1, 1, WL_ALL, WL_OFF_MIXED, 0}},
+        /* the tensor cores, emulated: LayerNorm's and SwiGLU's outputs rounded to the storage type,
+         * SwiGLU's backward in the epilogue */
+        {"MMA=2,BM=32,BN=32,BK=16,TM=4,TN=4",
+         {77, 32, 20, MCL_BF16, MCL_SWIGLU_SILU_FIRST, 1, 1, WL_ALL, WL_OFF_ODD, 0}},
+        {"MMA=2,BM=64,BN=32,BK=16,TM=4,TN=4,SPLIT_WAVES=8",
+         {300, 48, 40, MCL_F16, MCL_SWIGLU_SILU_SECOND, 1, 0, WL_ALL, WL_OFF_VEC, 0}},
     };
     check_runs(runs, COUNT_OF(runs), 0);
 }

@@ -117,13 +117,18 @@ Test(trimul, each_backward_output_alone, .timeout = 300)
 /* 16 x 16 tiles over 8 waves: the weight gradients' GEMMs (K = N^2) split K into partials. */
 #define SPLIT_VARIANT "BM=16,BN=16,BK=4,TM=1,TN=2,SPLIT_WAVES=8,PREFETCH=0"
 
-/* Variants of the parameter space besides the tables' choice must be correct too. */
+/* Variants of the parameter space besides the tables' choice must be correct too, the tensor
+ * cores (emulated) among them: the projections' LayerNorm rounded to the storage type, the
+ * batched k-sum on stored values. */
 Test(trimul, parameter_variants_are_correct, .timeout = 300)
 {
-    static const char *const variants[] = {SPLIT_VARIANT, "BM=32,BN=64,BK=8,TM=4,TN=8,SPLIT_WAVES=4"};
+    static const char *const variants[] = {SPLIT_VARIANT, "BM=32,BN=64,BK=8,TM=4,TN=8,SPLIT_WAVES=4",
+                                           "MMA=2,BM=32,BN=32,BK=16,TM=4,TN=4", "MMA=2,BM=64,BN=32,BK=16,TM=4,TN=4"};
     static const tm_case cases[] = {
         {24, 16, 16, MCL_F16, MCL_TRIMUL_INCOMING, 1, LN_IN | LN_OUT, WL_ALL, WL_OFF_ODD},
         {7, 3, 6, MCL_BF16, MCL_TRIMUL_OUTGOING, 0, LN_OUT, WL_ALL, WL_OFF_MIXED},
+        {24, 16, 16, MCL_BF16, MCL_TRIMUL_OUTGOING, 1, LN_IN | LN_OUT, WL_ALL, WL_OFF_VEC},
+        {20, 8, 6, MCL_F16, MCL_TRIMUL_INCOMING, 1, LN_IN | LN_OUT, WL_ALL, WL_OFF_MIXED},
     };
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());

@@ -448,9 +448,10 @@ inline void gemm_step(__local const float4 (*a_l)[A_ROW], __local const float4 (
  * k pairs 2t and 2t + 8; B column g, the same k pairs; C rows g and g + 8, columns 2t, 2t + 1).
  * GEMM_MMA 1 issues the instruction (inline PTX, only where the device's probe passed); 2
  * emulates it through local memory on any device, slowly, so that the same kernel and its
- * fragment layouts are tested everywhere. The operands are 16-bit values already (the host
- * takes this path only for A and B of the storage type, formed by no operation), so the
- * products are exact and only the order of the fp32 sums differs from the FMA path. */
+ * fragment layouts are tested everywhere. The host takes this path for bf16 and f16 calls
+ * whose A and B are of the storage type: the products of stored values are exact, so only the
+ * order of the fp32 sums differs from the FMA path, while an A formed as it loads (LayerNorm,
+ * SwiGLU) is rounded to the storage type first, as a 16-bit model's activations are. */
 #define WARPS (ITEMS / 32)
 #define WARPS_N (WARPS / GEMM_WARPS_M)
 #define WM (GEMM_BM / GEMM_WARPS_M) /* a warp's part of the tile */
@@ -459,13 +460,15 @@ inline void gemm_step(__local const float4 (*a_l)[A_ROW], __local const float4 (
 #define NJ (WN / 8)
 #define KPAD (GEMM_BK + 8) /* values a local row holds: the 8 extra spread the rows over the banks */
 
-/* a value loaded from the storage type into 16-bit local memory, unchanged */
+/* an operand value into 16-bit local memory, rounded to nearest even (a stored value is
+ * unchanged; a formed one, LayerNorm's or SwiGLU's, is rounded as the storage type rounds) */
 inline void mma_put(__local ushort *tile, uint i, float x)
 {
 #if MCL_DTYPE == 1
-    tile[i] = (ushort)(as_uint(x) >> 16);
+    uint u = as_uint(x);
+    tile[i] = (ushort)((isnan(x) ? 0x7fc00000u : u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 #else
-    vstore_half(x, i, (__local half *)tile);
+    vstore_half_rte(x, i, (__local half *)tile);
 #endif
 }
 

@@ -76,12 +76,12 @@ uint64_t gemm_mma_local_bytes(const gemm_params *p)
     return tiles + (p->mma == 2 ? items * 12 * sizeof(float) : sizeof(float));
 }
 
-/* The tensor cores take bf16 and f16 calls whose A and B are the stored 16-bit values (the
- * products are then exact), on a tile their warps split; others keep the FMA kernel. */
+/* The tensor cores take bf16 and f16 calls whose A and B are of the storage type (an A formed
+ * by LayerNorm or SwiGLU is rounded to it), on a tile their warps split; fp32 operands and f32
+ * calls keep the FMA kernel. */
 static int takes_mma(const gemm_call *g, const gemm_params *p)
 {
-    return p->mma && g->dtype != MCL_F32 && a_op(g) == A_AS_STORED && !g->a.fp32 && !g->b.fp32 &&
-           gemm_mma_warps_m(p) > 0;
+    return p->mma && g->dtype != MCL_F32 && !g->a.fp32 && !g->b.fp32 && gemm_mma_warps_m(p) > 0;
 }
 
 mcl_status mcl_gemm_plan(mcl_context *ctx, const gemm_call *g, gemm_plan *plan)

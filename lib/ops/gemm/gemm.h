@@ -14,9 +14,10 @@
  * until the grid fills this many work-groups per compute unit (partials summed in a fixed
  * order). prefetch: load the next step's operands while computing the current one (two local
  * buffers, one barrier a step). unroll: values of k within a bk step unrolled together. mma:
- * the tile's products on tensor cores for bf16 and f16 calls whose A and B are stored and formed
- * by no operation (1: mma.sync, only where the device's probe passed; 2: the same kernel with
- * the instruction emulated, for tests on any device); other calls keep the FMA kernel. */
+ * the tile's products on tensor cores for bf16 and f16 calls whose A and B are of the storage
+ * type, an A formed by LayerNorm or SwiGLU rounded to it first (1: mma.sync, only where the
+ * device's probe passed; 2: the same kernel with the instruction emulated, for tests on any
+ * device); other calls keep the FMA kernel. */
 typedef struct gemm_params {
     int bm, bn, bk, tm, tn, split_waves, prefetch, unroll, mma;
 } gemm_params;
