@@ -114,3 +114,19 @@ inline float4 mcl_sigmoid4(float4 x) { return 1.0f / (1.0f + exp(-x)); }
     }
 MCL_GROUP_SUM(group_sum, float)
 MCL_GROUP_SUM(group_sum2, float2) /* the LayerNorm backward's pair of row reductions */
+
+/* The largest v over the work-group's `width` work-items (width a power of two, the whole
+ * group), by a fixed tree; `scratch` holds one value per work-item. Every work-item of the group
+ * must call it (it contains barriers). */
+inline float group_max(float v, __local float *scratch, uint lid, uint width)
+{
+    scratch[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint s = width / 2; s > 0; s >>= 1) {
+        if (lid < s) scratch[lid] = fmax(scratch[lid], scratch[lid + s]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float largest = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE); /* scratch may be reused right after */
+    return largest;
+}

@@ -35,20 +35,6 @@ inline row_place row_of(__global const ulong *row_offsets, __global float *score
     return p;
 }
 
-/* The maximum of v over the work-group (a fixed tree). */
-inline float group_max(float v, __local float *scratch, uint lid)
-{
-    scratch[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = ACSR_WG / 2; s > 0; s >>= 1) {
-        if (lid < s) scratch[lid] = fmax(scratch[lid], scratch[lid + s]);
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    float m = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return m;
-}
-
 __kernel __attribute__((reqd_work_group_size(ACSR_WG, 1, 1)))
 void acsr_scores(ACSR_ARGS)
 {
@@ -75,7 +61,7 @@ void acsr_softmax(ACSR_ARGS)
     const row_place p = row_of(row_offsets, scores, nonzeros, N);
     float m = -INFINITY;
     for (ulong t = lid; t < p.count; t += ACSR_WG) m = fmax(m, p.scores[t]);
-    m = group_max(m, scratch, lid);
+    m = group_max(m, scratch, lid, ACSR_WG);
     float l = 0.0f;
     for (ulong t = lid; t < p.count; t += ACSR_WG) l += exp(p.scores[t] - m);
     l = group_sum(l, scratch, lid, ACSR_WG);

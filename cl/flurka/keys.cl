@@ -40,7 +40,7 @@ __kernel void flurka_key_features(__global float *f, ulong f_off, ulong f_head, 
     if (maxima_only) {
         float c = -INFINITY;
         for (uint r = lid; r < FL_L; r += FL_GROUP) c = fmax(c, fl_key_exponent(f[r], sq, a_scale));
-        c = fl_group_max(c, scratch, lid, FL_GROUP);
+        c = group_max(c, scratch, lid, FL_GROUP);
         if (lid == 0) maxima[maxima_off + bh * Nk + t] = c;
         return;
     }
@@ -59,7 +59,7 @@ __kernel void flurka_head_max(__global const float *maxima, ulong maxima_off, ul
     maxima += maxima_off + bh * Nk;
     float c = -INFINITY;
     for (ulong i = lid; i < Nk; i += FL_GROUP) c = fmax(c, maxima[i]);
-    c = fl_group_max(c, scratch, lid, FL_GROUP);
+    c = group_max(c, scratch, lid, FL_GROUP);
     if (lid == 0) heads[heads_off + bh] = c;
 }
 

@@ -42,18 +42,3 @@ inline float fl_map_slope(float x, float phi)
     return x > 0.0f ? 1.0f : phi;
 #endif
 }
-
-/* the largest v over the work-group's `width` work-items (scratch: one float each); every
- * work-item must call it */
-inline float fl_group_max(float v, __local float *scratch, uint lid, uint width)
-{
-    scratch[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = width / 2; s > 0; s >>= 1) {
-        if (lid < s) scratch[lid] = fmax(scratch[lid], scratch[lid + s]);
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    float largest = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE); /* scratch may be reused right after */
-    return largest;
-}

@@ -26,7 +26,7 @@ __kernel void flurka_row_features(__global float *f, ulong f_off, ulong f_head, 
 #else
     float c = -INFINITY;
     for (uint r = lid; r < FL_L; r += FL_GROUP) c = fmax(c, f[r]);
-    c = fl_group_max(c, scratch, lid, FL_GROUP);
+    c = group_max(c, scratch, lid, FL_GROUP);
     /* FAVOR+'s 1 / sqrt(m) */
     const float norm = FL_MAP == FL_FAVOR ? rsqrt((float)FL_L) : 1.0f;
     for (uint r = lid; r < FL_L; r += FL_GROUP) f[r] = norm * exp(a_scale * (f[r] - c));
