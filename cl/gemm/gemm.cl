@@ -567,7 +567,9 @@ void gemm(__global const a_t *a, ulong a_off, ulong lda, ulong a_batch,
           ulong N, ulong K, ulong k_chunk, uint splits, uint flags)
 {
 #if GEMM_MMA
-    __local ushort a_l[STAGES][GEMM_BM * KPAD], b_l[STAGES][GEMM_BN * KPAD];
+    /* 16-byte aligned: the fragments are read as 32-bit pairs */
+    __local ushort a_l[STAGES][GEMM_BM * KPAD] __attribute__((aligned(16)));
+    __local ushort b_l[STAGES][GEMM_BN * KPAD] __attribute__((aligned(16)));
     __local float scratch[MMA_SCRATCH];
 #else
     __local float4 a_l[STAGES][GEMM_BK][A_ROW], b_l[STAGES][GEMM_BK][B_ROW];
