@@ -988,6 +988,12 @@ MCL_API void mcl_loader_destroy(mcl_loader *loader);
 MCL_API mcl_status mcl_context_set_params(mcl_context *context, const char *family,
                                   const char *assignments);
 
+/* Lets the f32 GEMMs of the fused operators take the tensor cores in tf32 (operands rounded to
+ * 10-bit mantissas, fp32 sums), as PyTorch's allow_tf32: only where the gemm family's tuned
+ * parameters choose its tensor-core path (MMA) and the device's mma.sync probe passed. Off by
+ * default; 0 turns it off again. */
+MCL_API mcl_status mcl_context_allow_tf32(mcl_context *context, int allow);
+
 /* The kernel families and their tuning parameters, as `megacl params` and the tuner list them. */
 typedef struct mcl_family_info {
     const char *name;          /* "layernorm" */

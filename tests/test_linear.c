@@ -118,6 +118,50 @@ Test(linear, tensor_core_kernel_matches_reference, .timeout = 600)
     mcl_context_release(ctx);
 }
 
+/* f32 in tf32 on the tensor cores (emulated), where the context allows it: the operands lose 13
+ * bits of mantissa, so y is held to tf32's precision (2^-11 relative per operand, over sums of
+ * K products of random signs) against the double reference; without the allowance the same
+ * parameters give the FMA kernel's fp32 result, to fp32's precision. */
+static double tf32_linear_error(mcl_context *ctx, size_t rows, size_t in, size_t out, host_rng *rng)
+{
+    float *x = host_random(rng, MCL_F32, rows * in, -1.0f, 1.0f), *w = host_random(rng, MCL_F32, in * out, -1.0f, 1.0f);
+    float *y = malloc(rows * out * sizeof *y);
+    double *ref = malloc(rows * out * sizeof *ref);
+    cr_assert(x && w && y && ref);
+    cl_mem xb = host_upload(ctx, MCL_F32, x, rows * in), wb = host_upload(ctx, MCL_F32, w, in * out),
+           yb = host_upload(ctx, MCL_F32, NULL, rows * out);
+    mcl_linear_desc d = {rows, in, out, MCL_F32};
+    mcl_linear_fwd_tensors t = {.x = {xb, 0}, .weight = {wb, 0}, .y = {yb, 0}};
+    assert_ok(mcl_linear_forward(ctx, &d, &t, NULL));
+    host_download(ctx, yb, MCL_F32, y, rows * out);
+    ref_linear_problem p = {rows, in, out, x, w, NULL, NULL, NULL, NULL};
+    ref_linear_forward(&p, ref);
+    double diff = 0.0, norm = 0.0;
+    for (size_t i = 0; i < rows * out; i++) diff += (y[i] - ref[i]) * (y[i] - ref[i]), norm += ref[i] * ref[i];
+    clReleaseMemObject(xb), clReleaseMemObject(wb), clReleaseMemObject(yb);
+    free(x), free(w), free(y), free(ref);
+    return sqrt(diff / norm);
+}
+
+Test(linear, tf32_on_the_tensor_cores_only_where_allowed, .timeout = 300)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    assert_ok(mcl_context_set_params(ctx, "gemm", "MMA=2,BM=32,BN=32,BK=16,TM=4,TN=4"));
+    double fp32 = tf32_linear_error(ctx, 77, 130, 45, &rng);
+    assert_ok(mcl_context_allow_tf32(ctx, 1));
+    double tf32 = tf32_linear_error(ctx, 77, 130, 45, &rng);
+    cr_log_info("relative errors: fp32 %g, tf32 %g\n", fp32, tf32);
+    cr_expect_lt(fp32, 1e-6, "fp32 (tf32 not allowed): relative error %g", fp32);
+    cr_expect_lt(tf32, 2e-3, "tf32: relative error %g", tf32);
+    cr_expect_gt(tf32, 1e-5, "tf32 was not used: relative error %g", tf32);
+    assert_ok(mcl_context_allow_tf32(ctx, 0));
+    double again = tf32_linear_error(ctx, 77, 130, 45, &rng);
+    cr_expect_lt(again, 1e-6, "fp32 again: relative error %g", again);
+    assert_status(mcl_context_allow_tf32(NULL, 1), MCL_ERR_NULL_POINTER);
+    mcl_context_release(ctx);
+}
+
 /* Forward and backward twice on the same inputs, default and split parameters: every output's
  * bytes must be identical. */
 Test(linear, results_are_bitwise_identical_on_repeat, .timeout = 300)

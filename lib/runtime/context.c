@@ -158,6 +158,13 @@ void mcl_context_reset_peak(mcl_context *ctx)
     if (ctx) ctx->stats.workspace_peak_bytes = ctx->stats.workspace_bytes;
 }
 
+mcl_status mcl_context_allow_tf32(mcl_context *ctx, int allow)
+{
+    if (!ctx) return mcl_fail(MCL_ERR_NULL_POINTER, "mcl_context_allow_tf32: context is NULL");
+    ctx->allow_tf32 = allow != 0;
+    return MCL_OK;
+}
+
 mcl_status mcl_context_trim(mcl_context *ctx)
 {
     if (!ctx) return mcl_fail(MCL_ERR_NULL_POINTER, "mcl_context_trim: context is NULL");

@@ -56,6 +56,7 @@ struct mcl_context {
     mcl_tuning_db *user_db, *builtin_db;
     int dbs_loaded;
     int tune_mode; /* how lookups use the databases (MEGACL_TUNE): an mcl_tune_mode */
+    int allow_tf32; /* f32 GEMMs may take the tensor cores in tf32 (mcl_context_allow_tf32) */
 
     int trace_lookups; /* record the distinct lookups ops make */
     mcl_lookup_record *lookups;

@@ -45,6 +45,7 @@ mcl_status tune_compiler_init(tune_compiler *c, mcl_context *ctx, const mcl_tune
         }
         c->workers[c->count]->prepare_only = 1;
         c->workers[c->count]->tuning = 1;
+        c->workers[c->count]->allow_tf32 = ctx->allow_tf32; /* the programs the run will use */
     }
     return MCL_OK;
 }

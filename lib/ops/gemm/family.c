@@ -39,7 +39,7 @@ static const char *gemm_check(const void *values, const mcl_device_info *device)
     if (v->mma == 1 && !device->has_mma_sync) return "MMA=1 needs mma.sync, which the device's probe did not run";
     if (v->mma && gemm_mma_warps_m(values) == 0)
         return "MMA needs BK a multiple of 16 and a tile the work-group's warps split into 16 x 8 products";
-    if (v->mma && gemm_mma_local_bytes(values) > device->local_mem_bytes)
+    if (v->mma && gemm_mma_local_bytes(values, 2) > device->local_mem_bytes)
         return "the tensor-core tiles need more local memory than the device has";
     return NULL;
 }

@@ -69,19 +69,22 @@ int gemm_mma_warps_m(const gemm_params *p)
     return best;
 }
 
-uint64_t gemm_mma_local_bytes(const gemm_params *p)
+uint64_t gemm_mma_local_bytes(const gemm_params *p, unsigned value_bytes)
 {
     uint64_t stages = p->prefetch ? 2 : 1, items = (uint64_t)(p->bm / p->tm) * (uint64_t)(p->bn / p->tn);
-    uint64_t tiles = stages * (uint64_t)(p->bm + p->bn) * (uint64_t)(p->bk + 8) * 2;
-    return tiles + (p->mma == 2 ? items * 12 * sizeof(float) : sizeof(float));
+    uint64_t pad = value_bytes == 4 ? 4 : 8, lane_values = value_bytes == 4 ? 6 : 12; /* cl/gemm/gemm.cl */
+    uint64_t tiles = stages * (uint64_t)(p->bm + p->bn) * ((uint64_t)p->bk + pad) * value_bytes;
+    return tiles + (p->mma == 2 ? items * lane_values * sizeof(float) : sizeof(float));
 }
 
-/* The tensor cores take bf16 and f16 calls whose A and B are of the storage type (an A formed
- * by LayerNorm or SwiGLU is rounded to it), on a tile their warps split; fp32 operands and f32
- * calls keep the FMA kernel. */
-static int takes_mma(const gemm_call *g, const gemm_params *p)
+/* The tensor cores take calls whose A and B are of the storage type (an A formed by LayerNorm
+ * or SwiGLU is rounded to it): bf16 and f16, and f32 in tf32 where the context allows it, on a
+ * tile their warps split; fp32 operands beside 16-bit ones keep the FMA kernel. */
+static int takes_mma(const mcl_context *ctx, const gemm_call *g, const gemm_params *p)
 {
-    return p->mma && g->dtype != MCL_F32 && !g->a.fp32 && !g->b.fp32 && gemm_mma_warps_m(p) > 0;
+    if (!p->mma || g->a.fp32 || g->b.fp32 || gemm_mma_warps_m(p) == 0) return 0;
+    if (g->dtype != MCL_F32) return 1;
+    return ctx->allow_tf32 && gemm_mma_local_bytes(p, 4) <= ctx->device.info.local_mem_bytes;
 }
 
 mcl_status mcl_gemm_plan(mcl_context *ctx, const gemm_call *g, gemm_plan *plan)
@@ -91,7 +94,7 @@ mcl_status mcl_gemm_plan(mcl_context *ctx, const gemm_call *g, gemm_plan *plan)
     MCL_TRY(mcl_params_lookup(ctx, &mcl_family_gemm, g->dtype, shape, p, NULL));
     fit_tile(&p->bm, &p->tm, g->m);
     fit_tile(&p->bn, &p->tn, g->n);
-    if (!takes_mma(g, p)) p->mma = 0;
+    if (!takes_mma(ctx, g, p)) p->mma = 0;
     plan->warps_m = p->mma ? gemm_mma_warps_m(p) : 0;
     size_t bm = (size_t)p->bm, bn = (size_t)p->bn, bk = (size_t)p->bk;
     /* split K when the tiles cannot fill SPLIT_WAVES work-groups per compute unit, into as many

@@ -15,9 +15,9 @@
  * order). prefetch: load the next step's operands while computing the current one (two local
  * buffers, one barrier a step). unroll: values of k within a bk step unrolled together. mma:
  * the tile's products on tensor cores for bf16 and f16 calls whose A and B are of the storage
- * type, an A formed by LayerNorm or SwiGLU rounded to it first (1: mma.sync, only where the
- * device's probe passed; 2: the same kernel with the instruction emulated, for tests on any
- * device); other calls keep the FMA kernel. */
+ * type, an A formed by LayerNorm or SwiGLU rounded to it first, and for f32 calls in tf32 where
+ * the context allows it (1: mma.sync, only where the device's probe passed; 2: the same kernel
+ * with the instruction emulated, for tests on any device); other calls keep the FMA kernel. */
 typedef struct gemm_params {
     int bm, bn, bk, tm, tn, split_waves, prefetch, unroll, mma;
 } gemm_params;
@@ -89,9 +89,9 @@ mcl_status mcl_gemm_plan(mcl_context *ctx, const gemm_call *call, gemm_plan *pla
 
 /* With mma: the warps along M that split the tile into warp tiles of whole 16 x 8 products (the
  * squarest such split), or 0 where none does or BK is no multiple of 16; the local memory the
- * tensor-core kernel takes. */
+ * tensor-core kernel takes for operands of `value_bytes` (2, or 4 for tf32). */
 int gemm_mma_warps_m(const gemm_params *p);
-uint64_t gemm_mma_local_bytes(const gemm_params *p);
+uint64_t gemm_mma_local_bytes(const gemm_params *p, unsigned value_bytes);
 
 /* A GEMM step of a walk: planned, its split partials in part `part`, enqueued in the enqueue
  * pass. */
