@@ -993,6 +993,8 @@ MCL_API mcl_status mcl_context_set_params(mcl_context *context, const char *fami
  * parameters choose its tensor-core path (MMA) and the device's mma.sync probe passed. Off by
  * default; 0 turns it off again. */
 MCL_API mcl_status mcl_context_allow_tf32(mcl_context *context, int allow);
+/* Whether the context allows tf32 (0 for NULL). */
+MCL_API int mcl_context_tf32_allowed(const mcl_context *context);
 
 /* The kernel families and their tuning parameters, as `megacl params` and the tuner list them. */
 typedef struct mcl_family_info {

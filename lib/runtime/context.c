@@ -165,6 +165,8 @@ mcl_status mcl_context_allow_tf32(mcl_context *ctx, int allow)
     return MCL_OK;
 }
 
+int mcl_context_tf32_allowed(const mcl_context *ctx) { return ctx && ctx->allow_tf32; }
+
 mcl_status mcl_context_trim(mcl_context *ctx)
 {
     if (!ctx) return mcl_fail(MCL_ERR_NULL_POINTER, "mcl_context_trim: context is NULL");

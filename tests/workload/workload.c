@@ -234,9 +234,15 @@ mcl_status wl_fetch(wl_problem *p, int check_inputs, wl_fetch_report *r)
 
 /* ---- reference and comparison ----------------------------------------------------------- */
 
+/* an f32 output where the context lets GEMMs round their operands to tf32 (10-bit mantissas,
+ * as f16's) is held to f16's tolerance */
+#define WL_TF32_TOLERANCE 3e-3
+
 double wl_tolerance(const wl_problem *p, int i)
 {
-    return p->w->tolerance ? p->w->tolerance(&p->c, i) : host_tolerance(p->t[i].dtype);
+    double tol = p->w->tolerance ? p->w->tolerance(&p->c, i) : host_tolerance(p->t[i].dtype);
+    int tf32 = p->c.dtype == MCL_F32 && mcl_context_tf32_allowed(p->ctx);
+    return tf32 && tol < WL_TF32_TOLERANCE ? WL_TF32_TOLERANCE : tol;
 }
 
 int wl_full_reference(const wl_problem *p)

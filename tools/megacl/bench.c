@@ -194,7 +194,7 @@ static int parse_case(const char *only, const bench_plan *plan)
 
 enum {
     OPT_DEVICE, OPT_DTYPE, OPT_SHAPE, OPT_REPS, OPT_WARMUP, OPT_JSON, OPT_SVG, OPT_COMPARE,
-    OPT_PARAMS, OPT_IMPL, OPT_CASE, OPT_KERNELS, OPT_LIST, OPT_HELP, OPT_COUNT
+    OPT_PARAMS, OPT_IMPL, OPT_CASE, OPT_KERNELS, OPT_TF32, OPT_LIST, OPT_HELP, OPT_COUNT
 };
 
 static int print_bench_help(void)
@@ -217,6 +217,8 @@ static int print_bench_help(void)
            "  --params P      the megacl path's kernel parameters (NAME=V,...; megacl params lists them)\n"
            "  --impl NAME     one implementation only: megacl, or a baseline (naive, unfused, dense)\n"
            "  --case TEXT     only the cases whose name holds TEXT (megacl bench --list names them)\n"
+           "  --tf32          f32 GEMMs may take the tensor cores in tf32 where their parameters choose\n"
+           "                  them (mcl_context_allow_tf32); f32 checks then hold f16's tolerance\n"
            "A case whose buffers or host reference do not fit in memory is skipped with what it needs.\n");
     return 0;
 }
@@ -226,6 +228,7 @@ static int parse_settings(cli_option *o, const bench_plan *plan, bench_settings 
     *s = (bench_settings){.reps = 20, .warmup = 3, .params = o[OPT_PARAMS].value, .impl = o[OPT_IMPL].value,
                           .only = o[OPT_CASE].value,
                           .json = o[OPT_JSON].value, .svg = o[OPT_SVG].value, .kernels = o[OPT_KERNELS].given,
+                          .tf32 = o[OPT_TF32].given,
                           .progress = isatty(STDERR_FILENO)};
     if (o[OPT_REPS].value && !cli_parse_int(o[OPT_REPS].value, 1, 1000000, &s->reps))
         return cli_usage("bench", "--reps takes a whole number from 1, not '%s'", o[OPT_REPS].value);
@@ -275,8 +278,9 @@ static void print_device(const bench_run_info *info)
     const mcl_device_info *d = info->device;
     char source[64] = "measured now; megacl peak stores them";
     if (info->ceilings_stored) snprintf(source, sizeof source, "from megacl peak, %s", info->ceilings_date);
-    printf("device: %s (%s, %s); copy %.0f GB/s, fp32 FMA %.0f GFLOP/s (%s); medians of up to %d runs\n", d->name,
-           mcl_vendor_name(d->vendor), d->arch, info->ceilings.copy_gbps, info->ceilings.fma_gflops, source, info->reps);
+    printf("device: %s (%s, %s); copy %.0f GB/s, fp32 FMA %.0f GFLOP/s (%s); medians of up to %d runs%s\n", d->name,
+           mcl_vendor_name(d->vendor), d->arch, info->ceilings.copy_gbps, info->ceilings.fma_gflops, source, info->reps,
+           info->tf32 ? "; tf32 allowed" : "");
 }
 
 /* Writes what the run was asked for; 0 if a file could not be written. */
@@ -309,7 +313,12 @@ static int bench_with_options(cli_option *options, const bench_plan *plan, bench
     mcl_context *ctx;
     mcl_status status = mcl_context_create(options[OPT_DEVICE].value, &ctx);
     if (status != MCL_OK) return cli_fail("creating a context", status);
-    bench_run_info info = {.what = plan->what, .device = mcl_context_device(ctx), .reps = s->reps, .warmup = s->warmup};
+    if (s->tf32 && (status = mcl_context_allow_tf32(ctx, 1)) != MCL_OK) {
+        mcl_context_release(ctx);
+        return cli_fail("allowing tf32", status);
+    }
+    bench_run_info info = {.what = plan->what, .device = mcl_context_device(ctx), .reps = s->reps, .warmup = s->warmup,
+                           .tf32 = s->tf32};
     if ((status = find_ceilings(ctx, &info)) != MCL_OK) {
         mcl_context_release(ctx);
         return cli_fail("measuring device ceilings", status);
@@ -332,8 +341,8 @@ int cmd_bench(int argc, char **argv)
         {.name = "--warmup", .takes_value = 1}, {.name = "--json", .takes_value = 1},
         {.name = "--svg", .takes_value = 1},    {.name = "--compare", .takes_value = 1},
         {.name = "--params", .takes_value = 1}, {.name = "--impl", .takes_value = 1},
-        {.name = "--case", .takes_value = 1},   {.name = "--kernels"},                  {.name = "--list"},
-        {.name = "--help"}};
+        {.name = "--case", .takes_value = 1},   {.name = "--kernels"},                  {.name = "--tf32"},
+        {.name = "--list"},                     {.name = "--help"}};
     if (!cli_parse(argc, argv, first, options, OPT_COUNT, "bench")) return 2;
     if (options[OPT_HELP].given) return print_bench_help();
     bench_settings s;

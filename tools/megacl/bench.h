@@ -22,6 +22,7 @@ typedef struct bench_settings {
     size_t custom_shape[WL_MAX_RANK];
     int has_custom_shape;
     int kernels;        /* --kernels: each kernel's median too */
+    int tf32;           /* --tf32: f32 GEMMs may take the tensor cores in tf32 */
     int progress;       /* a progress line on stderr (a terminal) */
     const char *params; /* --params: the megacl path's parameters */
     const char *impl;   /* --impl: run only this path */
@@ -69,6 +70,7 @@ typedef struct bench_run_info {
     int ceilings_stored; /* from megacl peak (else measured by this run) */
     char ceilings_date[32];
     int reps, warmup;
+    int tf32; /* f32 GEMMs were allowed tf32 */
 } bench_run_info;
 
 /* ---- bench_run.c ------------------------------------------------------------------------- */

@@ -196,6 +196,7 @@ int bench_write_json(const char *path, const bench_run_info *run, const bench_re
     json_object_object_add(root, "ceilings", ceilings_json(run));
     json_object_object_add(root, "reps", json_object_new_int(run->reps));
     json_object_object_add(root, "warmup", json_object_new_int(run->warmup));
+    json_object_object_add(root, "tf32", json_object_new_boolean(run->tf32));
     for (size_t i = 0; i < count; i++)
         json_object_array_add(results[i].outcome == BENCH_TIMED ? timed : not_run,
                               results[i].outcome == BENCH_TIMED ? timed_json(&results[i], run) : not_run_json(&results[i]));
