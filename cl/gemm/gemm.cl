@@ -663,7 +663,10 @@ void gemm(__global const a_t *a, ulong a_off, ulong lda, ulong a_batch,
      * of B along k, 16-bit) */
 #if GEMM_MMA
 #define PUT_UNIT(tile, p, v)                                                                   \
-    for (uint r = 0; r < 4; r++) mma_put(tile, (p.x + r) * KPAD + p.y, ((float *)&(v))[r]);
+    mma_put(tile, p.x * KPAD + p.y, (v).x);                                                    \
+    mma_put(tile, (p.x + 1) * KPAD + p.y, (v).y);                                              \
+    mma_put(tile, (p.x + 2) * KPAD + p.y, (v).z);                                              \
+    mma_put(tile, (p.x + 3) * KPAD + p.y, (v).w);
 #else
 #define PUT_UNIT(tile, p, v) tile[p.y][p.x / 4] = (v);
 #endif
