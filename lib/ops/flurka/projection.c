@@ -20,14 +20,6 @@ static gemm_matrix projection_operand(const mcl_flurka_desc *d, const mcl_tensor
     return m;
 }
 
-/* a [B * H, N, D] tensor from head `first` on, as a GEMM operand */
-static gemm_matrix heads_operand(const mcl_flurka_desc *d, const mcl_tensor *t, size_t first, int trans)
-{
-    gemm_matrix m = gemm_operand(t, d->dtype, first * d->seq * d->head_dim, d->head_dim, trans);
-    m.batch_stride = d->seq * d->head_dim;
-    return m;
-}
-
 /* Without a projection: x (or dx) moves between the storage type and fp32 rows ld apart. */
 static mcl_status copy(mcl_walk *w, const char *step, const mcl_flurka_desc *d, const fl_plan *plan, const char *name,
                        fl_buf from, fl_buf to, size_t ld)
@@ -47,7 +39,7 @@ mcl_status fl_project(mcl_walk *w, const char *step, const mcl_flurka_desc *d, c
     size_t heads = gemm_heads(d, plan), k = plan->keys;
     for (size_t first = 0; first < plan->bh; first += heads) {
         gemm_call g = {.dtype = d->dtype, .m = k, .n = d->head_dim, .k = d->seq, .batch = heads,
-                       .a = projection_operand(d, p, 0), .b = heads_operand(d, x, first, 0),
+                       .a = projection_operand(d, p, 0), .b = fl_heads_operand(d, x, first * d->seq * d->head_dim, 0),
                        .c = fl_fp32_rows(xt, k, ld, first * k)};
         MCL_TRY(mcl_gemm_step(w, step, &g, FL_PART_GEMM_SPLITS));
     }
@@ -62,7 +54,7 @@ mcl_status fl_project_back(mcl_walk *w, const char *step, const mcl_flurka_desc 
     for (size_t first = 0; first < plan->bh; first += heads) {
         gemm_call g = {.dtype = d->dtype, .m = d->seq, .n = d->head_dim, .k = k, .batch = heads,
                        .a = projection_operand(d, p, 1), .b = fl_fp32_rows(dxt, k, ldx, first * k),
-                       .c = heads_operand(d, dx, first, 0)};
+                       .c = fl_heads_operand(d, dx, first * d->seq * d->head_dim, 0)};
         MCL_TRY(mcl_gemm_step(w, step, &g, FL_PART_GEMM_SPLITS));
     }
     return MCL_OK;
@@ -78,7 +70,7 @@ mcl_status fl_project_grad(mcl_walk *w, const char *step, const mcl_flurka_desc 
     gemm_matrix out = gemm_operand(dp, d->dtype, 0, N, 0);
     out.batch_stride = k * N;
     gemm_call g = {.dtype = d->dtype, .m = k, .n = N, .k = D, .batch = heads,
-                   .a = fl_fp32_rows(dxt, k, ldx, 0), .b = heads_operand(d, x, 0, 1), .c = out};
+                   .a = fl_fp32_rows(dxt, k, ldx, 0), .b = fl_heads_operand(d, x, 0, 1), .c = out};
     if (sharing == 1) return mcl_gemm_step(w, step, &g, FL_PART_GEMM_SPLITS);
     gemm_plan gp;
     MCL_TRY(mcl_walk_step(w, step, mcl_gemm_plan(w->ctx, &g, &gp)));

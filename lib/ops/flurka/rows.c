@@ -11,9 +11,7 @@
 /* a [B * H, N, D] tensor from the chunk's first row on, as a GEMM operand */
 static gemm_matrix rows_operand(const mcl_flurka_desc *d, const fl_chunk *c, const mcl_tensor *t)
 {
-    gemm_matrix m = gemm_operand(t, d->dtype, c->first * d->head_dim, d->head_dim, 0);
-    m.batch_stride = d->seq * d->head_dim;
-    return m;
+    return fl_heads_operand(d, t, c->first * d->head_dim, 0);
 }
 
 /* f = phi(q) of the chunk's rows, then numz = f [S | z] */
@@ -123,10 +121,8 @@ mcl_status fl_rows_backward(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan
     fl_sum dsvz_sum = {.call = {.dtype = d->dtype, .m = L, .n = dv, .k = c.capacity, .batch = plan->bh,
                                 .a = fl_chunk_operand(&c, c.f, L, 1), .b = fl_chunk_operand(&c, c.numz, dv, 0),
                                 .c = fl_fp32_rows(dsvz, L, dv, 0)}};
-    gemm_matrix q = gemm_operand(&t->q, d->dtype, 0, D, 0);
-    q.batch_stride = d->seq * D;
     fl_sum da_sum = {.call = {.dtype = d->dtype, .m = L, .n = D, .k = c.capacity, .batch = plan->bh,
-                              .a = fl_chunk_operand(&c, c.g, L, 1), .b = q, .c = fl_fp32_rows(da, L, D, 0)},
+                              .a = fl_chunk_operand(&c, c.g, L, 1), .b = fl_heads_operand(d, &t->q, 0, 0), .c = fl_fp32_rows(da, L, D, 0)},
                      .b_row = D};
     MCL_TRY(fl_sum_begin(w, "sum of dS and dz", FL_PART_SUMS, &dsvz_sum));
     if (softmax) MCL_TRY(fl_sum_begin(w, "sum of dK~", FL_PART_SUMS_A, &da_sum));

@@ -54,6 +54,13 @@ gemm_matrix fl_chunk_operand(const fl_chunk *c, fl_buf b, size_t ld, int trans)
     return (gemm_matrix){b.mem, (size_t)b.off, ld, c->capacity * ld, trans, 1};
 }
 
+gemm_matrix fl_heads_operand(const mcl_flurka_desc *d, const mcl_tensor *t, size_t first, int trans)
+{
+    gemm_matrix m = gemm_operand(t, d->dtype, first, d->head_dim, trans);
+    m.batch_stride = d->seq * d->head_dim;
+    return m;
+}
+
 gemm_matrix fl_fp32_rows(fl_buf b, size_t rows, size_t ld, size_t first)
 {
     return (gemm_matrix){b.mem, (size_t)b.off + first * ld, ld, rows * ld, 0, 1};

@@ -74,6 +74,9 @@ fl_chunk fl_chunk_of(mcl_walk *w, const mcl_flurka_desc *d, const fl_plan *plan,
 int fl_chunk_next(fl_chunk *c, size_t total);
 /* a [B * H, capacity, ld] intermediate of the chunk as a GEMM operand */
 gemm_matrix fl_chunk_operand(const fl_chunk *c, fl_buf b, size_t ld, int trans);
+/* a [B * H, N, D] tensor of the storage type from element `first` on (a head's row first / D,
+ * or head first / (N * D)), batched over the heads, as a GEMM operand */
+gemm_matrix fl_heads_operand(const mcl_flurka_desc *d, const mcl_tensor *t, size_t first, int trans);
 /* an fp32 [B * H, rows, ld] intermediate from row `first` of every head on, as a GEMM operand */
 gemm_matrix fl_fp32_rows(fl_buf b, size_t rows, size_t ld, size_t first);
 /* a row kernel over the chunk: grid (width, count, B * H), work-groups (local, 1, 1) */
