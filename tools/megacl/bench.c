@@ -4,6 +4,8 @@
  * earlier report. Without a workload it runs every workload's default cases. */
 #include "bench.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -283,13 +285,29 @@ static void print_device(const bench_run_info *info)
            info->tf32 ? "; tf32 allowed" : "");
 }
 
-/* Writes what the run was asked for; 0 if a file could not be written. */
+typedef int (*report_writer)(const char *path, const bench_run_info *run, const bench_result *results, size_t count);
+
+/* Writes a report beside its path and renames it there, so the file is always a whole report. */
+static int write_whole(report_writer write, const char *path, const bench_run_info *info, const bench_results *all)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.partial", path) >= (int)sizeof tmp) {
+        fprintf(stderr, "megacl bench: the path %s is too long\n", path);
+        return 0;
+    }
+    if (!write(tmp, info, all->items, all->count)) return 0;
+    if (rename(tmp, path) == 0) return 1;
+    fprintf(stderr, "megacl bench: cannot rename %s to %s: %s\n", tmp, path, strerror(errno));
+    return 0;
+}
+
+/* The JSON and SVG reports of the workloads done so far: rewritten after each workload, so that a
+ * run stopped part-way keeps what it measured; 0 if a file could not be written. */
 static int write_reports(const bench_settings *s, const bench_run_info *info, const bench_results *all)
 {
     int ok = 1;
-    if (s->compare) bench_print_comparison(s->compare, all->items, all->count);
-    if (s->json) ok &= bench_write_json(s->json, info, all->items, all->count);
-    if (s->svg) ok &= bench_write_svg(s->svg, info, all->items, all->count);
+    if (s->json) ok &= write_whole(bench_write_json, s->json, info, all);
+    if (s->svg) ok &= write_whole(bench_write_svg, s->svg, info, all);
     return ok;
 }
 
@@ -299,11 +317,16 @@ static int run_plan(mcl_context *ctx, const bench_plan *plan, const bench_settin
     bench_results all = {0};
     size_t total = count_runs(plan, info->device, s);
     int failed = 0;
-    for (size_t i = 0; i < plan->run_count; i++) failed |= run_workload(ctx, plan->run[i], s, &info->ceilings, &all, total);
+    int written = 1;
+    for (size_t i = 0; i < plan->run_count; i++) {
+        failed |= run_workload(ctx, plan->run[i], s, &info->ceilings, &all, total);
+        written &= write_reports(s, info, &all);
+    }
+    if (s->compare) bench_print_comparison(s->compare, all.items, all.count);
     size_t timed = 0;
     for (size_t i = 0; i < all.count; i++) timed += all.items[i].outcome == BENCH_TIMED;
     if (!timed) fprintf(stderr, "megacl bench: no case was timed\n");
-    failed |= !write_reports(s, info, &all) || !timed;
+    failed |= !written || !timed;
     free(all.items);
     return failed;
 }
