@@ -47,10 +47,25 @@
 #define LN_FORWARD_OFFSETS                                                                     \
     x += x_off; w += w_off; b += b_off; y += y_off; mean += mean_off; rstd += rstd_off
 
+/* The backward's dy is of the storage type, or fp32 where an op keeps its gradient chain in fp32
+ * (LN_DY_F32), so that dbias and dweight sum unrounded values. */
+#ifndef LN_DY_F32
+#define LN_DY_F32 0
+#endif
+#if LN_DY_F32
+#define dy_t float
+#define load_dy load_f32
+#define load_dy_v MCL_CAT(load_f32_vec, LN_VEC)
+#else
+#define dy_t store_t
+#define load_dy load_elem
+#define load_dy_v MCL_CAT(load_vec, LN_VEC)
+#endif
+
 #define LN_BACKWARD_ARGS                                                                       \
     __global const store_t *x, ulong x_off, __global const store_t *w, ulong w_off,             \
         __global const float *mean, ulong mean_off, __global const float *rstd,                 \
-        ulong rstd_off, __global const store_t *dy, ulong dy_off, __global store_t *dx,         \
+        ulong rstd_off, __global const dy_t *dy, ulong dy_off, __global store_t *dx,            \
         ulong dx_off, __global float *partial, ulong partial_off, ulong rows, uint cols,         \
         ulong rows_per_group, uint flags
 #define LN_BACKWARD_OFFSETS                                                                    \
@@ -94,7 +109,7 @@ __kernel void layernorm_backward_dx_ref(LN_BACKWARD_ARGS)
     float mu = mean[row], rs = rstd[row];
     float c1 = 0.0f, c2 = 0.0f;
     for (uint c = 0; c < cols; c++) {
-        float g = load_elem(dy, row * cols + c);
+        float g = load_dy(dy, row * cols + c);
         if (flags & LN_HAS_WEIGHT) g *= load_elem(w, c);
         c1 += g * (load_elem(x, row * cols + c) - mu) * rs;
         c2 += g;
@@ -102,7 +117,7 @@ __kernel void layernorm_backward_dx_ref(LN_BACKWARD_ARGS)
     c1 /= cols;
     c2 /= cols;
     for (uint c = 0; c < cols; c++) {
-        float g = load_elem(dy, row * cols + c);
+        float g = load_dy(dy, row * cols + c);
         if (flags & LN_HAS_WEIGHT) g *= load_elem(w, c);
         float xhat = (load_elem(x, row * cols + c) - mu) * rs;
         store_elem(dx, row * cols + c, (g - (xhat * c1 + c2)) * rs);
@@ -117,7 +132,7 @@ __kernel void layernorm_param_grads_ref(LN_BACKWARD_ARGS)
     if (c >= cols) return;
     float dw = 0.0f, db = 0.0f;
     for (ulong r = 0; r < rows; r++) {
-        float g = load_elem(dy, r * cols + c);
+        float g = load_dy(dy, r * cols + c);
         dw += g * (load_elem(x, r * cols + c) - mean[r]) * rstd[r];
         db += g;
     }
@@ -218,7 +233,7 @@ void layernorm_backward(LN_BACKWARD_ARGS)
             float xv[LN_VEC], dv[LN_VEC];
             if (active && c < cols) {
                 load_v(x, row * cols + c, xv);
-                load_v(dy, row * cols + c, dv);
+                load_dy_v(dy, row * cols + c, dv);
             } else {
                 for (uint k = 0; k < LN_VEC; k++) xv[k] = mu, dv[k] = 0.0f;
             }

@@ -16,8 +16,8 @@ static const mcl_param_decl ln_params_decl[] = {
 };
 MCL_PARAMS_FIT(ln_params, ln_params_decl);
 
-/* the column groups of LN_VEC a work-item holds, from the row width */
-static const mcl_derived_define ln_derived[] = {{"LN_ITEMS", LN_SOURCE}};
+/* the column groups of LN_VEC a work-item holds, from the row width; the backward's dy in fp32 */
+static const mcl_derived_define ln_derived[] = {{"LN_ITEMS", LN_SOURCE}, {"LN_DY_F32", LN_SOURCE}};
 
 static const char *ln_check(const void *values, const mcl_device_info *device)
 {

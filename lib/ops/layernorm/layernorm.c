@@ -23,6 +23,7 @@ typedef struct ln_plan {
                                        offsets it does not divide */
     unsigned items;                 /* column groups a work-item holds */
     size_t groups, rows_per_group;  /* backward row chunks */
+    int dy_fp32;                    /* the backward's dy is fp32 whatever the dtype */
 } ln_plan;
 
 /* ---- validate --------------------------------------------------------------------------- */
@@ -61,6 +62,7 @@ static mcl_status choose_plan(mcl_context *ctx, const mcl_layernorm_desc *d, uns
     ln_params *p = &plan->params;
     MCL_TRY(mcl_params_lookup(ctx, &mcl_family_layernorm, d->dtype, shape, p, NULL));
     plan->items = 1;
+    plan->dy_fp32 = 0;
     if (p->variant == LN_VARIANT_TILED) {
         if ((unsigned)p->vec > vec_limit) p->vec = (int)vec_limit;
         while (d->cols % (size_t)p->vec != 0) p->vec /= 2;
@@ -99,6 +101,7 @@ static mcl_status kernel_of(mcl_context *ctx, const mcl_layernorm_desc *d, const
     mcl_define(&defines, "MCL_DTYPE", d->dtype);
     mcl_define_params(&defines, &mcl_family_layernorm, &plan->params, LN_SOURCE);
     mcl_define(&defines, "LN_ITEMS", plan->items);
+    if (plan->dy_fp32) mcl_define(&defines, "LN_DY_F32", 1);
     return mcl_kernel_get(ctx, &mcl_family_layernorm, LN_SOURCE, &defines, name, kernel);
 }
 
@@ -166,7 +169,7 @@ static mcl_status enqueue_backward(mcl_context *ctx, const mcl_layernorm_desc *d
     size_t es = mcl_dtype_size(d->dtype);
     cl_ulong x_off = mcl_elem_offset(&t->x, es), w_off = mcl_elem_offset(&t->weight, es),
              mean_off = mcl_elem_offset(&t->mean, 4), rstd_off = mcl_elem_offset(&t->rstd, 4),
-             dy_off = mcl_elem_offset(&t->dy, es), dx_off = mcl_elem_offset(&t->dx, es),
+             dy_off = mcl_elem_offset(&t->dy, plan->dy_fp32 ? sizeof(float) : es), dx_off = mcl_elem_offset(&t->dx, es),
              part_off = partial.offset / sizeof(float), rows = d->rows, rows_per_group = plan->rows_per_group;
     cl_uint cols = (cl_uint)d->cols;
     cl_uint flags = (mcl_has(&t->weight) ? FLAG_WEIGHT : 0) | (mcl_has(&t->dx) ? FLAG_DX : 0) |
@@ -207,12 +210,17 @@ mcl_status mcl_layernorm_stats_step(mcl_walk *w, const char *step, const mcl_lay
 }
 
 mcl_status mcl_layernorm_backward_step(mcl_walk *w, const char *step, const mcl_layernorm_desc *desc,
-                                       const mcl_layernorm_bwd_tensors *t, int params_part)
+                                       const mcl_layernorm_bwd_tensors *t, int dy_fp32, int params_part)
 {
     ln_plan plan;
-    const mcl_tensor *vectorised[] = {&t->x, &t->weight, &t->dy, &t->dx};
-    MCL_TRY(mcl_walk_step(
-        w, step, choose_plan(w->ctx, desc, mcl_offset_vec_limit(mcl_dtype_size(desc->dtype), vectorised, 4), &plan)));
+    const mcl_tensor *stored[] = {&t->x, &t->weight, &t->dx, &t->dy};
+    unsigned vec_limit = mcl_offset_vec_limit(mcl_dtype_size(desc->dtype), stored, dy_fp32 ? 3 : 4);
+    if (dy_fp32) {
+        unsigned dy_limit = mcl_offset_vec_limit(sizeof(float), &stored[3], 1);
+        if (dy_limit < vec_limit) vec_limit = dy_limit;
+    }
+    MCL_TRY(mcl_walk_step(w, step, choose_plan(w->ctx, desc, vec_limit, &plan)));
+    plan.dy_fp32 = dy_fp32;
     int want_params = params_part != MCL_NO_PART;
     mcl_tensor partial = want_params ? mcl_walk_part(w, params_part, partial_bytes(desc, &plan)) : (mcl_tensor){0};
     return w->enqueue ? mcl_walk_step(w, step, enqueue_backward(w->ctx, desc, t, &plan, want_params, partial))
@@ -240,7 +248,7 @@ static mcl_status backward_steps(mcl_walk *w, const void *opaque)
     const mcl_op_args *a = opaque;
     const mcl_layernorm_bwd_tensors *t = a->tensors;
     int want_params = mcl_has(&t->dweight) || mcl_has(&t->dbias);
-    return mcl_layernorm_backward_step(w, NULL, a->desc, t, want_params ? 0 : MCL_NO_PART);
+    return mcl_layernorm_backward_step(w, NULL, a->desc, t, 0, want_params ? 0 : MCL_NO_PART);
 }
 
 MCL_ENTRY_POINT(layernorm, backward, bwd)

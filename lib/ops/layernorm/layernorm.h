@@ -23,12 +23,13 @@ extern const mcl_family mcl_family_layernorm;
 mcl_status mcl_layernorm_stats_step(mcl_walk *walk, const char *step, const mcl_layernorm_desc *desc,
                                     const mcl_tensor *x, const mcl_tensor *mean, const mcl_tensor *rstd);
 
-/* The backward. params_part is the part of the walk its dweight/dbias partials take, or
- * MCL_NO_PART when neither is asked for (the caller says, so that a sizing pass over tensors
- * not yet given still counts them). The tensors are not validated. */
+/* The backward, with dy in fp32 whatever the dtype where dy_fp32 (an op's fp32 gradient chain;
+ * dx then cannot be dy itself). params_part is the part of the walk its dweight/dbias partials
+ * take, or MCL_NO_PART when neither is asked for (the caller says, so that a sizing pass over
+ * tensors not yet given still counts them). The tensors are not validated. */
 #define MCL_NO_PART (-1)
 mcl_status mcl_layernorm_backward_step(mcl_walk *walk, const char *step, const mcl_layernorm_desc *desc,
-                                       const mcl_layernorm_bwd_tensors *tensors, int params_part);
+                                       const mcl_layernorm_bwd_tensors *tensors, int dy_fp32, int params_part);
 
 /* ---- the LayerNorm that LayerNorm + Linear and Transition start with -----------------------
  * Both name its tensors alike in their tensors structs; the checks of each, for a LayerNorm of

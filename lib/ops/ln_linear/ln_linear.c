@@ -125,7 +125,7 @@ static mcl_status backward_steps(mcl_walk *w, const void *args)
     mcl_layernorm_bwd_tensors lt = {.x = t->x, .weight = t->ln_weight, .mean = t->mean, .rstd = t->rstd,
                                     .dy = dxn, .dx = t->dx, .dweight = t->dln_weight, .dbias = t->dln_bias};
     int want_params = mcl_has(&t->dln_weight) || mcl_has(&t->dln_bias);
-    return mcl_layernorm_backward_step(w, "LayerNorm backward", &lnd, &lt, want_params ? PART_SCRATCH : MCL_NO_PART);
+    return mcl_layernorm_backward_step(w, "LayerNorm backward", &lnd, &lt, 0, want_params ? PART_SCRATCH : MCL_NO_PART);
 }
 
 /* ---- public entry points ---------------------------------------------------------------- */

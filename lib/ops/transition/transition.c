@@ -232,7 +232,7 @@ static mcl_status backward_steps(mcl_walk *w, const void *args)
     mcl_layernorm_desc lnd = ln_desc(d);
     mcl_layernorm_bwd_tensors lt = {.x = t->x, .weight = t->ln_weight, .mean = t->mean, .rstd = t->rstd,
                                     .dy = p.dxn, .dx = t->dx, .dweight = t->dln_weight, .dbias = t->dln_bias};
-    return mcl_layernorm_backward_step(w, "LayerNorm backward", &lnd, &lt, want_params ? PART_SCRATCH : MCL_NO_PART);
+    return mcl_layernorm_backward_step(w, "LayerNorm backward", &lnd, &lt, 0, want_params ? PART_SCRATCH : MCL_NO_PART);
 }
 
 /* ---- public entry points ---------------------------------------------------------------- */
