@@ -596,8 +596,10 @@ MCL_API mcl_status mcl_transition_backward_workspace_size(mcl_context *context,
  *   t  = sum_k a[i, k] * b[j, k] per channel (outgoing), or sum_k a[k, i] * b[k, j] (incoming);
  *   out = sigmoid(g) * (LN(t) W_out), W_out [h, c].
  * Both LayerNorms are as mcl_layernorm with optional weights and biases; no Linear biases
- * (AF3). The forward keeps p, t [N, N, h] and both LayerNorms' statistics for the backward;
- * the k-sum runs as a batched GEMM over channels. */
+ * (AF3). The forward keeps t [N, N, h] and both LayerNorms' statistics for the backward, which
+ * recomputes p; the k-sum runs as a batched GEMM over channels, a chunk of channels at a time,
+ * so the workspace holds a chunk's share of p, not all of it. The backward's gradients reach
+ * both LayerNorms' backward in fp32, so their weight and bias gradients sum unrounded values. */
 typedef enum mcl_trimul_direction {
     MCL_TRIMUL_OUTGOING = 0,
     MCL_TRIMUL_INCOMING = 1,
@@ -618,7 +620,6 @@ typedef struct mcl_trimul_fwd_tensors {
     mcl_tensor ln_out_weight, ln_out_bias; /* in  [h], optional */
     mcl_tensor w_out;                      /* in  [h, c] */
     mcl_tensor out;                        /* out [N, N, c] */
-    mcl_tensor p;                          /* out [N, N, 4h + c], kept for the backward */
     mcl_tensor t;                          /* out [N, N, h], kept for the backward */
     mcl_tensor mean_in, rstd_in;           /* out [N, N] fp32 */
     mcl_tensor mean_out, rstd_out;         /* out [N, N] fp32 */
@@ -626,7 +627,7 @@ typedef struct mcl_trimul_fwd_tensors {
 
 typedef struct mcl_trimul_bwd_tensors {
     mcl_tensor z, mask, ln_in_weight, ln_in_bias, w_in, ln_out_weight, ln_out_bias, w_out; /* in */
-    mcl_tensor p, t, mean_in, rstd_in, mean_out, rstd_out; /* in: saved by the forward */
+    mcl_tensor t, mean_in, rstd_in, mean_out, rstd_out;    /* in: saved by the forward */
     mcl_tensor dout;                                       /* in  [N, N, c] */
     mcl_tensor dz;                                         /* out [N, N, c], optional */
     mcl_tensor dln_in_weight, dln_in_bias;                 /* out [c], optional */

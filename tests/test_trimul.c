@@ -14,12 +14,12 @@
 
 /* The workload's tensors, and the bit of each gradient in a case's want. */
 enum { T_Z, T_MASK, T_LN_IN_WEIGHT, T_LN_IN_BIAS, T_W_IN, T_LN_OUT_WEIGHT, T_LN_OUT_BIAS, T_W_OUT, T_DOUT,
-       T_OUT, T_P, T_T, T_MEAN_IN, T_RSTD_IN, T_MEAN_OUT, T_RSTD_OUT,
+       T_OUT, T_T, T_MEAN_IN, T_RSTD_IN, T_MEAN_OUT, T_RSTD_OUT,
        T_DZ, T_DLN_IN_WEIGHT, T_DLN_IN_BIAS, T_DW_IN, T_DLN_OUT_WEIGHT, T_DLN_OUT_BIAS, T_DW_OUT, T_COUNT };
 #define WANT(t) (1u << ((t) - T_DZ))
 static const char *const names[T_COUNT] = {
     "z", "mask", "ln_in_weight", "ln_in_bias", "w_in", "ln_out_weight", "ln_out_bias", "w_out", "dout",
-    "out", "p", "t", "mean_in", "rstd_in", "mean_out", "rstd_out",
+    "out", "t", "mean_in", "rstd_in", "mean_out", "rstd_out",
     "dz", "dln_in_weight", "dln_in_bias", "dw_in", "dln_out_weight", "dln_out_bias", "dw_out"};
 /* Which LayerNorms get their weight and bias. */
 enum { LN_IN = 1, LN_OUT = 2 };
@@ -139,6 +139,29 @@ Test(trimul, parameter_variants_are_correct, .timeout = 300)
     mcl_context_release(ctx);
 }
 
+/* The triangle core runs a chunk of channels at a time: h beyond one chunk, with a last chunk
+ * smaller than the others, at the default CHUNK (32) and at CHUNK=8; and the bytes repeat. */
+Test(trimul, chunks_of_channels_are_correct, .timeout = 300)
+{
+    static const char *const chunks[] = {NULL, NULL, "CHUNK=8", "CHUNK=8"};
+    static const tm_case cases[] = {
+        {6, 5, 40, MCL_F32, MCL_TRIMUL_INCOMING, 1, LN_IN | LN_OUT, WL_ALL, WL_OFF_ODD},
+        {5, 4, 37, MCL_BF16, MCL_TRIMUL_OUTGOING, 1, LN_IN, WL_ALL, WL_OFF_MIXED},
+        {9, 5, 20, MCL_F32, MCL_TRIMUL_OUTGOING, 1, LN_IN | LN_OUT, WL_ALL, WL_OFF_ZERO},
+        {12, 8, 20, MCL_F16, MCL_TRIMUL_INCOMING, 0, LN_OUT, WL_ALL, WL_OFF_VEC},
+    };
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    for (size_t v = 0; v < COUNT_OF(cases); v++) {
+        assert_ok(mcl_context_set_params(ctx, "trimul", chunks[v]));
+        host_rng again = rng;
+        const char *label = chunks[v] ? chunks[v] : "default";
+        test_repeat_is_bitwise(ctx, &wl_trimul, workload_case(cases[v]), cases[v].offsets, &rng, label);
+        check_case(ctx, cases[v], &again, label);
+    }
+    mcl_context_release(ctx);
+}
+
 /* Forward and backward twice on the same inputs, default and split parameters: every output's
  * bytes must be identical; and a third run on those inputs against the reference. */
 Test(trimul, results_are_bitwise_identical_on_repeat, .timeout = 300)
@@ -252,7 +275,7 @@ Test(trimul, workspace_sizes_are_positive)
 enum { BN = 2, BC = 3, BH = 2 };
 /* f32, w = 4 BH + BC = 11. inputs: z [2,2,3] @0, mask [2,2] @48, ln_in_weight [3] @64, ln_in_bias
  * [3] @80, w_in [3,11] @96, ln_out_weight [2] @240, ln_out_bias [2] @256, w_out [2,3] @272,
- * dout [2,2,3] @304 (352 bytes); forward outputs: out [2,2,3] @0, p [2,2,11] @48, t [2,2,2] @224,
+ * dout [2,2,3] @304 (352 bytes); forward outputs: out [2,2,3] @0, t [2,2,2] @224,
  * mean_in @256, rstd_in @272, mean_out @288, rstd_out @304; gradients: dz [2,2,3] @320,
  * dln_in_weight [3] @368, dln_in_bias [3] @384, dw_in [3,11] @400, dln_out_weight [2] @544,
  * dln_out_bias [2] @560, dw_out [2,3] @576 (600 bytes) */
@@ -268,9 +291,9 @@ static bad_fixture bad_setup(void)
     f.desc = (mcl_trimul_desc){BN, BC, BH, MCL_F32, 1e-5f, MCL_TRIMUL_OUTGOING};
     cl_mem i = f.b.in, o = f.b.out;
     f.ft = (mcl_trimul_fwd_tensors){{i, 0}, {i, 48}, {i, 64}, {i, 80}, {i, 96}, {i, 240}, {i, 256}, {i, 272},
-                                    {o, 0}, {o, 48}, {o, 224}, {o, 256}, {o, 272}, {o, 288}, {o, 304}};
+                                    {o, 0}, {o, 224}, {o, 256}, {o, 272}, {o, 288}, {o, 304}};
     f.bt = (mcl_trimul_bwd_tensors){{i, 0},   {i, 48},  {i, 64},  {i, 80},  {i, 96},  {i, 240}, {i, 256},
-                                    {i, 272}, {o, 48},  {o, 224}, {o, 256}, {o, 272}, {o, 288}, {o, 304},
+                                    {i, 272}, {o, 224}, {o, 256}, {o, 272}, {o, 288}, {o, 304},
                                     {i, 304}, {o, 320}, {o, 368}, {o, 384}, {o, 400}, {o, 544}, {o, 560},
                                     {o, 576}};
     return f;
@@ -290,9 +313,9 @@ static const TEST_DESC_FAULT(mcl_trimul_desc) desc_faults[] = {
 /* The tensors both passes require, in the tensors `pass` of a pass's calls: the inputs and what
  * the forward saves. */
 #define REQUIRED_IN_BOTH_PASSES(pass)                                                              \
-    TEST_REQUIRED(pass, z), TEST_REQUIRED(pass, w_in), TEST_REQUIRED(pass, w_out), TEST_REQUIRED(pass, p), \
-        TEST_REQUIRED(pass, t), TEST_REQUIRED(pass, mean_in), TEST_REQUIRED(pass, rstd_in),                \
-        TEST_REQUIRED(pass, mean_out), TEST_REQUIRED(pass, rstd_out)
+    TEST_REQUIRED(pass, z), TEST_REQUIRED(pass, w_in), TEST_REQUIRED(pass, w_out), TEST_REQUIRED(pass, t), \
+        TEST_REQUIRED(pass, mean_in), TEST_REQUIRED(pass, rstd_in), TEST_REQUIRED(pass, mean_out),     \
+        TEST_REQUIRED(pass, rstd_out)
 
 /* Every refused call of the forward and the backward, no buffer touched; the size function
  * refuses what it cannot size. */
@@ -303,11 +326,11 @@ Test(trimul, bad_inputs)
     mcl_trimul_fwd_tensors ft;
     const test_required fwd_required[] = {REQUIRED_IN_BOTH_PASSES(ft), TEST_REQUIRED(ft, out)};
     const test_tensor_fault fwd_faults[] = {
-        {"small p", MCL_ERR_BUFFER_TOO_SMALL, "p buffer holds 16 bytes", {{&ft.p, {small, 0}}}},
+        {"small t", MCL_ERR_BUFFER_TOO_SMALL, "t buffer holds 16 bytes", {{&ft.t, {small, 0}}}},
         {"mask past its buffer", MCL_ERR_BUFFER_TOO_SMALL, "mask buffer", {{&ft.mask, {small, 4}}}},
         {"w_out past its buffer", MCL_ERR_BUFFER_TOO_SMALL, "w_out buffer", {{&ft.w_out, {in, 336}}}},
         {"out over z", MCL_ERR_INVALID_ARGUMENT, "output out overlaps z", {{&ft.out, {in, 32}}}},
-        {"t over p", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&ft.t, {out, 200}}}},
+        {"t over out", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&ft.t, {out, 40}}}},
     };
     mcl_trimul_bwd_tensors bt;
     const test_required bwd_required[] = {REQUIRED_IN_BOTH_PASSES(bt), TEST_REQUIRED(bt, dout)};
@@ -319,7 +342,7 @@ Test(trimul, bad_inputs)
         {"small dw_in", MCL_ERR_BUFFER_TOO_SMALL, "dw_in buffer holds 16 bytes", {{&bt.dw_in, {small, 0}}}},
         {"small t", MCL_ERR_BUFFER_TOO_SMALL, "t buffer holds 16 bytes", {{&bt.t, {small, 0}}}},
         {"dz over w_out and dout", MCL_ERR_INVALID_ARGUMENT, "overlaps", {{&bt.dz, {in, 272}}}},
-        {"dw_out over p", MCL_ERR_INVALID_ARGUMENT, "output dw_out overlaps p", {{&bt.dw_out, {out, 48}}}},
+        {"dw_out over t", MCL_ERR_INVALID_ARGUMENT, "output dw_out overlaps t", {{&bt.dw_out, {out, 224}}}},
         {"dln_out_bias on dln_out_weight", MCL_ERR_INVALID_ARGUMENT, "overlaps",
          {{&bt.dln_out_bias, f.bt.dln_out_weight}}},
     };

@@ -12,7 +12,7 @@
  * (one runs at a time) output of its op before the residual (and dz through it) and the ending
  * node's before its swap (and its gradient); the attentions' pair-bias projection (and its
  * gradient) and gradients. */
-enum { TM_P, TM_T, TM_MEAN_IN, TM_RSTD_IN, TM_MEAN_OUT, TM_RSTD_OUT, TM_COUNT };
+enum { TM_T, TM_MEAN_IN, TM_RSTD_IN, TM_MEAN_OUT, TM_RSTD_OUT, TM_COUNT };
 enum { AT_XN, AT_MEAN, AT_RSTD, AT_Q, AT_K, AT_V, AT_G, AT_PAIR, AT_O, AT_Y, AT_LSE, AT_COUNT };
 enum { TR_MEAN, TR_RSTD, TR_H, TR_COUNT };
 enum { TMP_C, TMP_T, BPROJ, DY, DQ, DK, DV, DG, DPAIR, TEMP_COUNT };
@@ -38,7 +38,6 @@ static void buffers(const ps_config *c, ps_buffer *b)
     b[PS_DPARAMS].count = ps_params_elements(c);
     for (int sub = 0; sub < 2; sub++) {
         ps_buffer *t = b + TRIMULS + sub * TM_COUNT;
-        t[TM_P].count = np * (4 * c->trimul_hidden + ch);
         t[TM_T].count = np * c->trimul_hidden;
         for (int s = TM_MEAN_IN; s <= TM_RSTD_OUT; s++) t[s] = (ps_buffer){np, 1, 0};
     }
@@ -78,7 +77,7 @@ static mcl_status residual(const ps_run *r, mcl_tensor a, mcl_tensor b, mcl_tens
     at(r, sub, PS_TM_LN_IN_WEIGHT), at(r, sub, PS_TM_LN_IN_BIAS), at(r, sub, PS_TM_W_IN),        \
         at(r, sub, PS_TM_LN_OUT_WEIGHT), at(r, sub, PS_TM_LN_OUT_BIAS), at(r, sub, PS_TM_W_OUT)
 #define TRIMUL_SAVED(r, sub)                                                                     \
-    trimul_saved(r, sub, TM_P), trimul_saved(r, sub, TM_T), trimul_saved(r, sub, TM_MEAN_IN),    \
+    trimul_saved(r, sub, TM_T), trimul_saved(r, sub, TM_MEAN_IN),                                \
         trimul_saved(r, sub, TM_RSTD_IN), trimul_saved(r, sub, TM_MEAN_OUT), trimul_saved(r, sub, TM_RSTD_OUT)
 
 static mcl_status trimul_forward(ps_run *r, int sub)

@@ -8,7 +8,7 @@
 #include "unfused.h"
 
 /* What each triangle update keeps: the op's saved tensors, then its intermediates. */
-enum { TM_P, TM_T, TM_MEAN_IN, TM_RSTD_IN, TM_MEAN_OUT, TM_RSTD_OUT, TM_INTERMEDIATES, TM_COUNT = TM_INTERMEDIATES + WL_TM_SAVED };
+enum { TM_T, TM_MEAN_IN, TM_RSTD_IN, TM_MEAN_OUT, TM_RSTD_OUT, TM_INTERMEDIATES, TM_COUNT = TM_INTERMEDIATES + WL_TM_SAVED };
 enum { TR_MEAN, TR_RSTD, TR_H, TR_INTERMEDIATES, TR_COUNT = TR_INTERMEDIATES + WL_TR_SAVED };
 /* The temporaries: a sub-block's output before its residual (and dz through it), the ending
  * node's before its swap (and its gradient), then each kind of sub-block's own (sharing their
@@ -41,7 +41,6 @@ static void buffers(const ps_config *c, ps_buffer *b)
     for (int sub = PS_TRIMUL_OUT; sub <= PS_TRIMUL_IN; sub++) {
         mcl_trimul_desc d = ps_trimul_desc(c, sub);
         ps_buffer *t = b + TRIMULS + sub * TM_COUNT;
-        t[TM_P].count = np * (4 * d.hidden + ch);
         t[TM_T].count = np * d.hidden;
         for (int s = TM_MEAN_IN; s <= TM_RSTD_OUT; s++) t[s].count = np;
         wl_unfused_trimul_sizes(&d, saved, temp);
@@ -102,10 +101,10 @@ static wl_unfused_trimul trimul_of(const ps_run *r, int sub)
     mcl_tensor params[PS_MAX_PARAMS], dparams[PS_MAX_PARAMS];
     for (int k = PS_TM_LN_IN_WEIGHT; k <= PS_TM_W_OUT; k++) params[k] = ps_param_at(r, sub, k), dparams[k] = ps_dparam_at(r, sub, k);
     u.fwd = (mcl_trimul_fwd_tensors){ps_z_in(r, sub), ps_input(r, PS_IN_MASK), params[0], params[1], params[2],
-                                     params[3], params[4], params[5], temp(r, TMP_C), s[TM_P], s[TM_T],
+                                     params[3], params[4], params[5], temp(r, TMP_C), s[TM_T],
                                      s[TM_MEAN_IN], s[TM_RSTD_IN], s[TM_MEAN_OUT], s[TM_RSTD_OUT]};
     u.bwd = (mcl_trimul_bwd_tensors){u.fwd.z,  u.fwd.mask,     params[0],   params[1],   params[2],
-                                     params[3], params[4],      params[5],   s[TM_P],     s[TM_T],
+                                     params[3], params[4],      params[5],   s[TM_T],
                                      s[TM_MEAN_IN], s[TM_RSTD_IN], s[TM_MEAN_OUT], s[TM_RSTD_OUT], ps_dz_in(r, sub),
                                      temp(r, TMP_C), dparams[0], dparams[1], dparams[2], dparams[3],
                                      dparams[4],    dparams[5]};

@@ -102,10 +102,10 @@ mcl_status wl_unfused_ln_linear_backward(const wl_problem *p, size_t rows, size_
 
 /* The triangle multiplicative update, outgoing or incoming, with a mask and every gradient: the
  * op's tensors, the forward's intermediates (kept for the backward) and the backward's. Saved:
- * LN(z), the gates' sigmoids, a and b, a and b channel-first, t channel-first, LN(t), o =
+ * p = LN(z) W_in, LN(z), the gates' sigmoids, a and b, a and b channel-first, t channel-first, LN(t), o =
  * LN(t) W_out, sigmoid(g). Backward: dO, d sigmoid(g), dLN(t), dt, dt channel-first, da and db
  * channel-first and pair-major, two temporaries, dp and dLN(z). */
-enum { WL_TM_ZN, WL_TM_SA, WL_TM_SB, WL_TM_A, WL_TM_B, WL_TM_ACF, WL_TM_BCF, WL_TM_TCF, WL_TM_TN, WL_TM_O, WL_TM_SG,
+enum { WL_TM_P, WL_TM_ZN, WL_TM_SA, WL_TM_SB, WL_TM_A, WL_TM_B, WL_TM_ACF, WL_TM_BCF, WL_TM_TCF, WL_TM_TN, WL_TM_O, WL_TM_SG,
        WL_TM_SAVED };
 enum { WL_TM_DO, WL_TM_DSG, WL_TM_DTN, WL_TM_DT, WL_TM_DTCF, WL_TM_DACF, WL_TM_DBCF, WL_TM_DA, WL_TM_DB, WL_TM_TMP,
        WL_TM_TMP2, WL_TM_DP, WL_TM_DZN, WL_TM_TEMPS };

@@ -33,8 +33,8 @@ static mcl_status gate_forward(const wl_problem *p, const wl_unfused_trimul *u, 
     const mcl_trimul_desc *d = &u->desc;
     size_t n = pairs_of(d) * d->hidden;
     wl_view s = wl_flat(u->saved[sig]), out = wl_flat(u->saved[x]);
-    WL_TRY(sigmoid_of(p, n, p_block(u, u->fwd.p, first + 1), s));
-    WL_TRY(eltwise(p, "k_mul", n, p_block(u, u->fwd.p, first), s, out));
+    WL_TRY(sigmoid_of(p, n, p_block(u, u->saved[WL_TM_P], first + 1), s));
+    WL_TRY(eltwise(p, "k_mul", n, p_block(u, u->saved[WL_TM_P], first), s, out));
     return eltwise(p, "k_mul", n, out, wl_per_row(u->fwd.mask, d->hidden), out);
 }
 
@@ -47,7 +47,7 @@ static mcl_status gate_backward(const wl_problem *p, const wl_unfused_trimul *u,
     mcl_tensor dp = u->temp[WL_TM_DP];
     WL_TRY(eltwise(p, "k_mul", n, wl_flat(u->temp[dx]), wl_per_row(u->fwd.mask, d->hidden), tmp));
     WL_TRY(eltwise(p, "k_mul", n, tmp, s, p_block(u, dp, first)));
-    WL_TRY(eltwise(p, "k_mul", n, tmp, p_block(u, u->fwd.p, first), tmp2));
+    WL_TRY(eltwise(p, "k_mul", n, tmp, p_block(u, u->saved[WL_TM_P], first), tmp2));
     return eltwise(p, "k_sigmoid_backward", n, tmp2, s, p_block(u, dp, first + 1));
 }
 
@@ -58,7 +58,7 @@ mcl_status wl_unfused_trimul_forward(const wl_problem *p, const wl_unfused_trimu
     size_t n = d->n, np = pairs_of(d), c = d->channels, h = d->hidden, w = width_of(d);
     const mcl_tensor *s = u->saved;
     mcl_layernorm_fwd_tensors l1 = {f->z, f->ln_in_weight, f->ln_in_bias, s[WL_TM_ZN], f->mean_in, f->rstd_in};
-    WL_TRY(wl_unfused_ln_linear_forward(p, np, c, w, &l1, f->w_in, f->p));
+    WL_TRY(wl_unfused_ln_linear_forward(p, np, c, w, &l1, f->w_in, s[WL_TM_P]));
     WL_TRY(gate_forward(p, u, 0, WL_TM_SA, WL_TM_A));
     WL_TRY(gate_forward(p, u, 2, WL_TM_SB, WL_TM_B));
     WL_TRY(wl_somatcopy(p, np, h, s[WL_TM_A], s[WL_TM_ACF]));
@@ -70,7 +70,7 @@ mcl_status wl_unfused_trimul_forward(const wl_problem *p, const wl_unfused_trimu
     mcl_layernorm_fwd_tensors l2 = {f->t, f->ln_out_weight, f->ln_out_bias, s[WL_TM_TN], f->mean_out, f->rstd_out};
     WL_TRY(wl_unfused_ln_linear_forward(p, np, h, c, &l2, f->w_out, s[WL_TM_O]));
     wl_view sg = wl_flat(s[WL_TM_SG]);
-    WL_TRY(sigmoid_of(p, np * c, wl_block(f->p, w, 4 * h, c), sg));
+    WL_TRY(sigmoid_of(p, np * c, wl_block(s[WL_TM_P], w, 4 * h, c), sg));
     return eltwise(p, "k_mul", np * c, sg, wl_flat(s[WL_TM_O]), wl_flat(f->out));
 }
 
@@ -119,6 +119,7 @@ void wl_unfused_trimul_sizes(const mcl_trimul_desc *d, size_t saved[WL_TM_SAVED]
     size_t np = pairs_of(d), c = d->channels, h = d->hidden;
     for (int i = 0; i < WL_TM_SAVED; i++) saved[i] = np * h; /* most are [np, h] or [h, np] */
     saved[WL_TM_ZN] = saved[WL_TM_O] = saved[WL_TM_SG] = np * c;
+    saved[WL_TM_P] = np * width_of(d);
     for (int i = 0; i < WL_TM_TEMPS; i++) temp[i] = np * h;
     temp[WL_TM_DO] = temp[WL_TM_DSG] = temp[WL_TM_DZN] = np * c;
     temp[WL_TM_DP] = np * width_of(d);
