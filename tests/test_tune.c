@@ -323,6 +323,26 @@ Test(tune, the_winner_is_stored_and_then_used_by_the_op)
     mcl_context_release(ctx);
 }
 
+/* ACSR's calls take a mask built on the tuning context; the compile threads, on contexts of
+ * their own over the same OpenCL context, prepare its candidates too. */
+Test(tune, acsr_candidates_take_the_mask_of_the_tuning_context)
+{
+    use_database("acsr");
+    mcl_context *ctx = test_context();
+    wl_case c = wl_acsr.cpu_cases[0].c; /* a window of reach 32 at N = 512 */
+    const size_t shape[5] = {c.shape[0], c.shape[1], c.shape[2], c.shape[3], 63}; /* 63 keys a row */
+    wl_tune_sets sets;
+    mcl_tune_target target;
+    assert_ok(wl_tune_target(ctx, &wl_acsr, wl_acsr.cpu_cases[0].name, &c, "acsr", shape, &sets, &target));
+    mcl_tune_settings settings = quick(NULL, 3);
+    mcl_tune_result result;
+    assert_ok(mcl_tune(ctx, &target, &settings, &result));
+    wl_tune_sets_free(&sets);
+    cr_expect_eq(result.failed, 0, "every ACSR candidate runs and is correct");
+    cr_expect_gt(result.measured, 0);
+    mcl_context_release(ctx);
+}
+
 /* Runs the gating target, then spoils its output whenever the candidate has VEC=2. */
 typedef struct spoiled {
     mcl_tune_target inner;

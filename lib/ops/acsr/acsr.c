@@ -115,7 +115,7 @@ static int vec4_aligned(const mcl_acsr_desc *d, const mcl_tensor *const *tensors
 
 static mcl_status choose_plan(mcl_context *ctx, const mcl_acsr_desc *d, int vec4, acsr_plan *plan)
 {
-    if (d->mask->ctx != ctx)
+    if (d->mask->ctx->cl != ctx->cl) /* its buffers live in that OpenCL context */
         return mcl_fail(MCL_ERR_INVALID_ARGUMENT, "acsr: the mask was built on another context");
     const size_t per_row = (size_t)mcl_ceil_div(d->mask->info.nonzeros, d->seq);
     const size_t shape[5] = {d->batch, d->heads, d->seq, d->head_dim, per_row};
@@ -196,7 +196,12 @@ static mcl_status launch_tiles(mcl_context *ctx, const mcl_acsr_desc *d, acsr_pl
 {
     const acsr_tiles *t = tiles_of(&plan->params, kernel);
     a->side = kernels[kernel].side;
-    MCL_TRY(acsr_mask_tiles(d->mask, a->side, (size_t)t->bq, &a->tiles, &a->tile_count));
+    /* a context that only prepares calls (the tuner's compile threads, which run at once) builds
+     * the kernel and leaves the mask's tile cache alone */
+    if (ctx->prepare_only)
+        a->tiles = NULL, a->tile_count = 1;
+    else
+        MCL_TRY(acsr_mask_tiles(d->mask, a->side, (size_t)t->bq, &a->tiles, &a->tile_count));
     size_t items = (size_t)t->bq * plan->slices[kernel];
     return launch(ctx, d, plan, a, kernels[kernel].source, kernels[kernel].name, a->tile_count * heads(d) * items,
                   items);
