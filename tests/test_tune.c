@@ -118,6 +118,20 @@ Test(space, the_gemm_tiles_leave_out_what_a_small_local_memory_cannot_hold)
     tune_space_free(&space);
 }
 
+/* The gemm family's tensor-core stage is tuned for 16-bit calls and for f32 ones only where
+ * tf32 is allowed: elsewhere its candidates would all run the FMA kernel. */
+Test(space, the_tensor_core_stage_is_skipped_where_no_call_could_take_it)
+{
+    const mcl_family *gemm = mcl_family_find("gemm");
+    const mcl_tune_stage *mma = NULL;
+    for (size_t s = 0; s < gemm->stage_count; s++)
+        if (strcmp(gemm->stages[s].name, "tensor cores") == 0) mma = &gemm->stages[s];
+    cr_assert(mma && mma->applies);
+    cr_expect(!mma->applies(MCL_F32, 0));
+    cr_expect(mma->applies(MCL_F32, 1));
+    cr_expect(mma->applies(MCL_BF16, 0) && mma->applies(MCL_F16, 0));
+}
+
 /* ---- strategies ------------------------------------------------------------------------------- */
 
 /* Proposes until the strategy stops, reporting a made-up time; each candidate at most once. */

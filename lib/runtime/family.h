@@ -55,6 +55,9 @@ typedef struct mcl_tune_stage {
     const char *name;
     const mcl_tune_subspace *alternatives;
     size_t count;
+    /* whether the stage can change a call of this dtype (tf32: the context allows it); NULL:
+     * always. A stage whose candidates would all run as its starting point is skipped. */
+    int (*applies)(mcl_dtype dtype, int tf32_allowed);
 } mcl_tune_stage;
 
 typedef struct mcl_family {
@@ -105,7 +108,8 @@ typedef struct mcl_family {
 #define MCL_AXIS(param, values) {param, values, NULL, 0}
 #define MCL_AXIS_CPU(param, values, cpu_values) {param, values, cpu_values}
 #define MCL_SUBSPACE(axes) {axes, MCL_COUNT(axes)}
-#define MCL_STAGE(name, alternatives) {name, alternatives, MCL_COUNT(alternatives)}
+#define MCL_STAGE(name, alternatives) {name, alternatives, MCL_COUNT(alternatives), NULL}
+#define MCL_STAGE_IF(name, alternatives, applies) {name, alternatives, MCL_COUNT(alternatives), applies}
 #define MCL_FAMILY_STAGES(stages_) .stages = stages_, .stage_count = MCL_COUNT(stages_)
 
 /* The parameter and derived-define fields of a family's declaration. */

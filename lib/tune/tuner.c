@@ -286,6 +286,11 @@ static unsigned compile_threads(const mcl_tune_settings *s)
     return n > MAX_BATCH ? MAX_BATCH : n;
 }
 
+static int stage_applies(const tuning *t, const mcl_tune_stage *stage)
+{
+    return !stage->applies || stage->applies(t->target->dtype, t->ctx->allow_tf32);
+}
+
 static mcl_status tune_all_stages(tuning *t)
 {
     mcl_param_block defaults;
@@ -294,8 +299,11 @@ static mcl_status tune_all_stages(tuning *t)
     MCL_TRY(measure_reference(t, &defaults));
     MCL_TRY(tune_compiler_init(&t->compiler, t->ctx, t->target, t->family, t->bucket, compile_threads(t->settings)));
     mcl_status status = MCL_OK;
+    size_t stages_left = 0;
+    for (size_t s = 0; s < t->family->stage_count; s++) stages_left += stage_applies(t, &t->family->stages[s]);
     for (size_t s = 0; s < t->family->stage_count && status == MCL_OK && !out_of_time(t); s++) {
-        double left = seconds_left(t), share = left > 0.0 ? left / (double)(t->family->stage_count - s) : 0.0;
+        if (!stage_applies(t, &t->family->stages[s])) continue;
+        double left = seconds_left(t), share = left > 0.0 ? left / (double)stages_left-- : 0.0;
         status = search_stage(t, &t->family->stages[s], share);
     }
     tune_compiler_free(&t->compiler);

@@ -77,8 +77,11 @@ static const mcl_tune_axis gemm_mma[] = {
 static const mcl_tune_subspace gemm_tile_space[] = {MCL_SUBSPACE(gemm_tiles)};
 static const mcl_tune_subspace gemm_split_space[] = {MCL_SUBSPACE(gemm_split)};
 static const mcl_tune_subspace gemm_mma_space[] = {MCL_SUBSPACE(gemm_mma)};
+/* f32 calls take the tensor cores only in tf32, where the context allows it */
+static int takes_tensor_cores(mcl_dtype dtype, int tf32_allowed) { return dtype != MCL_F32 || tf32_allowed; }
+
 static const mcl_tune_stage gemm_stages[] = {MCL_STAGE("tiles", gemm_tile_space), MCL_STAGE("split", gemm_split_space),
-                                             MCL_STAGE("tensor cores", gemm_mma_space)};
+                                             MCL_STAGE_IF("tensor cores", gemm_mma_space, takes_tensor_cores)};
 
 /* The double-buffered default tiles take 33 KiB of local memory; OpenCL 1.2 promises 32. */
 static const char *const gemm_fallbacks[] = {"PREFETCH=0", NULL};
