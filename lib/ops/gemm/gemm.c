@@ -83,8 +83,8 @@ uint64_t gemm_mma_local_bytes(const gemm_params *p, unsigned value_bytes)
 static int takes_mma(const mcl_context *ctx, const gemm_call *g, const gemm_params *p)
 {
     if (!p->mma || g->a.fp32 || g->b.fp32 || gemm_mma_warps_m(p) == 0) return 0;
-    if (g->dtype != MCL_F32) return 1;
-    return ctx->allow_tf32 && gemm_mma_local_bytes(p, 4) <= ctx->device.info.local_mem_bytes;
+    if (!gemm_dtype_takes_mma(g->dtype, ctx->allow_tf32)) return 0;
+    return g->dtype != MCL_F32 || gemm_mma_local_bytes(p, 4) <= ctx->device.info.local_mem_bytes;
 }
 
 mcl_status mcl_gemm_plan(mcl_context *ctx, const gemm_call *g, gemm_plan *plan)
