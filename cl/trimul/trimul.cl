@@ -3,18 +3,22 @@
  * [h][N][N] that these kernels prepare: for the outgoing update A_ch[i][k] = a[i, k] and
  * B_ch[j][k] = b[j, k]; for the incoming one both are transposed (A_ch[i][k] = a[k, i]), so
  * one GEMM shape serves both. The host runs the core a chunk of channels at a time: there p is
- * the chunk's projections [N*N, 4 chunk] and h the chunk's channels. One work-item per element,
- * channels fastest, so the reads of p are coalesced. */
+ * the chunk's projections [N*N, 4 chunk] and h the chunk's channels. */
 #define TM_HAS_MASK 1u
 #define TM_INCOMING 2u
 
+/* The layout changes between channels-last [pairs, h] and channel-first [h, pairs] go through a
+ * tile of TILE positions x TILE channels in local memory: read with channels along x, written with
+ * positions along x, so that both sides move whole runs of memory. Work-groups are
+ * (TILE, TILE_ROWS); group (x, y) holds positions TILE x on and channels TILE y on. */
+#define TILE 32
+#define TILE_ROWS 8
 
-/* Element e = (i * N + j) * h + ch of the pair's channels-last [N, N, h] layout, and its slot in
- * the channel-first operand layout. */
-inline ulong operand_slot(ulong e, uint n, uint h, uint flags)
+/* The pair ij = i * N + j whose channels lie at position d of a channel-first operand plane:
+ * ij itself for the outgoing update, d = j * N + i for the incoming one. */
+inline ulong source_pair(ulong d, uint n, uint flags)
 {
-    ulong ch = e % h, ij = e / h, i = ij / n, j = ij % n;
-    return ch * n * n + ((flags & TM_INCOMING) ? j * n + i : ij);
+    return (flags & TM_INCOMING) ? (d % n) * n + d / n : d;
 }
 
 inline float pair_mask(__global const store_t *mask, ulong ij, uint flags)
@@ -23,40 +27,64 @@ inline float pair_mask(__global const store_t *mask, ulong ij, uint flags)
 }
 
 /* A and B from p: a = sigmoid(a_gate) * a_proj * mask, likewise b. */
-__kernel void trimul_gates(__global const store_t *p, ulong p_off, __global const store_t *mask, ulong mask_off,
-                           __global store_t *a, ulong a_off, __global store_t *b, ulong b_off, uint n, uint h,
-                           uint width, uint flags)
+__kernel __attribute__((reqd_work_group_size(TILE, TILE_ROWS, 1)))
+void trimul_gates(__global const store_t *p, ulong p_off, __global const store_t *mask, ulong mask_off,
+                  __global store_t *a, ulong a_off, __global store_t *b, ulong b_off, uint n, uint h, uint width,
+                  uint flags)
 {
-    ulong e = get_global_id(0), count = (ulong)n * n * h;
-    if (e >= count) return;
+    __local float a_t[TILE][TILE + 1], b_t[TILE][TILE + 1]; /* [position][channel] */
+    const uint tx = get_local_id(0), ty = get_local_id(1), c0 = get_group_id(1) * TILE;
+    const ulong pairs = (ulong)n * n, d0 = get_group_id(0) * (ulong)TILE;
     p += p_off;
     mask += mask_off;
-    ulong ij = e / h, ch = e % h, row = ij * width;
-    float m = pair_mask(mask, ij, flags);
-    ulong slot = operand_slot(e, n, h, flags);
-    store_elem(a, a_off + slot, mcl_sigmoid(load_elem(p, row + h + ch)) * load_elem(p, row + ch) * m);
-    store_elem(b, b_off + slot, mcl_sigmoid(load_elem(p, row + 3 * h + ch)) * load_elem(p, row + 2 * h + ch) * m);
+    for (uint r = ty; r < TILE; r += TILE_ROWS) {
+        ulong d = d0 + r, ch = c0 + tx;
+        if (d >= pairs || ch >= h) continue;
+        ulong ij = source_pair(d, n, flags), row = ij * width;
+        float m = pair_mask(mask, ij, flags);
+        a_t[r][tx] = mcl_sigmoid(load_elem(p, row + h + ch)) * load_elem(p, row + ch) * m;
+        b_t[r][tx] = mcl_sigmoid(load_elem(p, row + 3 * h + ch)) * load_elem(p, row + 2 * h + ch) * m;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint r = ty; r < TILE; r += TILE_ROWS) {
+        ulong d = d0 + tx, ch = c0 + r;
+        if (d >= pairs || ch >= h) continue;
+        store_elem(a, a_off + ch * pairs + d, a_t[tx][r]);
+        store_elem(b, b_off + ch * pairs + d, b_t[tx][r]);
+    }
 }
 
 /* The projections' gradient dp from dA and dB (the gradients of the prepared operands); dp may
  * be p itself: each work-item reads its elements of p before it writes them. */
-__kernel void trimul_gates_backward(__global const store_t *p, ulong p_off, __global const store_t *mask,
-                                    ulong mask_off, __global const store_t *da, ulong da_off,
-                                    __global const store_t *db, ulong db_off, __global store_t *dp, ulong dp_off,
-                                    uint n, uint h, uint width, uint flags)
+__kernel __attribute__((reqd_work_group_size(TILE, TILE_ROWS, 1)))
+void trimul_gates_backward(__global const store_t *p, ulong p_off, __global const store_t *mask, ulong mask_off,
+                           __global const store_t *da, ulong da_off, __global const store_t *db, ulong db_off,
+                           __global store_t *dp, ulong dp_off, uint n, uint h, uint width, uint flags)
 {
-    ulong e = get_global_id(0), count = (ulong)n * n * h;
-    if (e >= count) return;
+    __local float da_t[TILE][TILE + 1], db_t[TILE][TILE + 1]; /* [position][channel] */
+    const uint tx = get_local_id(0), ty = get_local_id(1), c0 = get_group_id(1) * TILE;
+    const ulong pairs = (ulong)n * n, d0 = get_group_id(0) * (ulong)TILE;
+    for (uint r = ty; r < TILE; r += TILE_ROWS) {
+        ulong d = d0 + tx, ch = c0 + r;
+        if (d >= pairs || ch >= h) continue;
+        da_t[tx][r] = load_elem(da, da_off + ch * pairs + d);
+        db_t[tx][r] = load_elem(db, db_off + ch * pairs + d);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
     p += p_off;
     mask += mask_off;
     dp += dp_off;
-    ulong ij = e / h, ch = e % h, row = ij * width, slot = operand_slot(e, n, h, flags);
-    float m = pair_mask(mask, ij, flags);
-    for (uint side = 0; side < 2; side++) { /* a, then b */
-        ulong proj = row + 2 * side * h + ch, gate = proj + h;
-        float d = (side ? load_elem(db, db_off + slot) : load_elem(da, da_off + slot)) * m, x = load_elem(p, proj), s = mcl_sigmoid(load_elem(p, gate));
-        store_elem(dp, proj, d * s);
-        store_elem(dp, gate, d * x * s * (1.0f - s));
+    for (uint r = ty; r < TILE; r += TILE_ROWS) {
+        ulong d = d0 + r, ch = c0 + tx;
+        if (d >= pairs || ch >= h) continue;
+        ulong ij = source_pair(d, n, flags), row = ij * width;
+        float m = pair_mask(mask, ij, flags);
+        for (uint side = 0; side < 2; side++) { /* a, then b */
+            ulong proj = row + 2 * side * h + ch, gate = proj + h;
+            float g = (side ? db_t[r][tx] : da_t[r][tx]) * m, x = load_elem(p, proj), s = mcl_sigmoid(load_elem(p, gate));
+            store_elem(dp, proj, g * s);
+            store_elem(dp, gate, g * x * s * (1.0f - s));
+        }
     }
 }
 
@@ -71,17 +99,20 @@ __kernel void trimul_gather_weights(__global const store_t *w, ulong w_off, __gl
     store_elem(wc, wc_off + e, load_elem(w, w_off + (ulong)r * width + block * h + first + col % chunk));
 }
 
-/* dst [N*N, h] (channels last) from src [h, N*N] (channel first), or back with to_first. */
-__kernel void trimul_permute(__global const store_t *src, ulong src_off, __global store_t *dst, ulong dst_off,
-                             ulong pairs, uint h, uint to_first)
+/* dst [cols, rows] = src [rows, cols]^T: between the channels-last [pairs, h] and channel-first
+ * [h, pairs] layouts, either way. */
+__kernel __attribute__((reqd_work_group_size(TILE, TILE_ROWS, 1)))
+void trimul_permute(__global const store_t *src, ulong src_off, __global store_t *dst, ulong dst_off, ulong rows,
+                    ulong cols)
 {
-    ulong e = get_global_id(0); /* channels-last index */
-    if (e >= pairs * h) return;
-    ulong first = (e % h) * pairs + e / h;
-    if (to_first)
-        store_elem(dst, dst_off + first, load_elem(src, src_off + e));
-    else
-        store_elem(dst, dst_off + e, load_elem(src, src_off + first));
+    __local float tile[TILE][TILE + 1];
+    const uint tx = get_local_id(0), ty = get_local_id(1);
+    const ulong c0 = get_group_id(0) * (ulong)TILE, r0 = get_group_id(1) * (ulong)TILE;
+    for (uint r = ty; r < TILE; r += TILE_ROWS)
+        if (r0 + r < rows && c0 + tx < cols) tile[r][tx] = load_elem(src, src_off + (r0 + r) * cols + c0 + tx);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint r = ty; r < TILE; r += TILE_ROWS)
+        if (c0 + r < cols && r0 + tx < rows) store_elem(dst, dst_off + (c0 + r) * rows + r0 + tx, tile[tx][r]);
 }
 
 /* out = o * sigmoid(g) with g [pairs, c]. */

@@ -108,17 +108,23 @@ static mcl_tensor channel_from(const mcl_trimul_desc *d, const mcl_tensor *t, si
 
 /* ---- the elementwise kernels ------------------------------------------------------------ */
 
+static mcl_status trimul_kernel(mcl_context *ctx, const mcl_trimul_desc *d, const char *name, const mcl_arg *args,
+                                size_t nargs, cl_kernel *kernel)
+{
+    mcl_defines defines = {0};
+    mcl_define(&defines, "MCL_DTYPE", d->dtype);
+    MCL_TRY(mcl_kernel_get(ctx, &mcl_family_trimul, "trimul/trimul", &defines, name, kernel));
+    return mcl_set_args(*kernel, args, nargs, name);
+}
+
 static mcl_status enqueue_elementwise(mcl_context *ctx, const mcl_trimul_desc *d, const char *name,
                                       const mcl_arg *args, size_t nargs, size_t count)
 {
     const size_t shape[3] = {d->n, d->channels, d->hidden};
     tm_params params;
     MCL_TRY(mcl_params_lookup(ctx, &mcl_family_trimul, d->dtype, shape, &params, NULL));
-    mcl_defines defines = {0};
-    mcl_define(&defines, "MCL_DTYPE", d->dtype);
     cl_kernel kernel;
-    MCL_TRY(mcl_kernel_get(ctx, &mcl_family_trimul, "trimul/trimul", &defines, name, &kernel));
-    MCL_TRY(mcl_set_args(kernel, args, nargs, name));
+    MCL_TRY(trimul_kernel(ctx, d, name, args, nargs, &kernel));
     size_t local = (size_t)params.wg, global = mcl_round_up(count, local);
     return mcl_enqueue(ctx, kernel, 1, &global, &local, name);
 }
@@ -128,6 +134,20 @@ static mcl_status run_elementwise(mcl_walk *w, const mcl_trimul_desc *d, const c
                                   size_t nargs, size_t count)
 {
     return w->enqueue ? mcl_walk_step(w, name, enqueue_elementwise(w->ctx, d, name, args, nargs, count)) : MCL_OK;
+}
+
+/* A layout-changing kernel over a [rows, cols] grid in tiles of TILE x TILE (cl/trimul/trimul.cl):
+ * work-groups of TILE x TILE_ROWS, x along cols. */
+enum { TILE = 32, TILE_ROWS = 8 };
+static mcl_status run_tiled(mcl_walk *w, const mcl_trimul_desc *d, const char *name, const mcl_arg *args,
+                            size_t nargs, size_t rows, size_t cols)
+{
+    if (!w->enqueue) return MCL_OK;
+    cl_kernel kernel;
+    mcl_status s = trimul_kernel(w->ctx, d, name, args, nargs, &kernel);
+    size_t local[2] = {TILE, TILE_ROWS}, global[2] = {mcl_round_up(cols, TILE), mcl_ceil_div(rows, TILE) * TILE_ROWS};
+    if (s == MCL_OK) s = mcl_enqueue(w->ctx, kernel, 2, global, local, name);
+    return mcl_walk_step(w, name, s);
 }
 
 static cl_uint gate_flags(const mcl_trimul_desc *d, const mcl_tensor *mask)
@@ -147,7 +167,7 @@ static mcl_status gates(mcl_walk *w, const mcl_trimul_desc *d, size_t hc, const 
     mcl_arg args[] = {MCL_ARG(p4->mem), MCL_ARG(p_off), MCL_ARG(mask->mem), MCL_ARG(mask_off),
                       MCL_ARG(a->mem),  MCL_ARG(a_off), MCL_ARG(b->mem),    MCL_ARG(b_off),
                       MCL_ARG(n),       MCL_ARG(h),     MCL_ARG(wd),        MCL_ARG(flags)};
-    return run_elementwise(w, d, "trimul_gates", args, MCL_COUNT(args), pairs(d) * hc);
+    return run_tiled(w, d, "trimul_gates", args, MCL_COUNT(args), hc, pairs(d));
 }
 
 /* The chunk's projections' gradient from dA and dB, in place of the projections p4. */
@@ -162,7 +182,7 @@ static mcl_status gates_backward(mcl_walk *w, const mcl_trimul_desc *d, size_t h
                       MCL_ARG(da->mem), MCL_ARG(da_off), MCL_ARG(db->mem),  MCL_ARG(db_off),
                       MCL_ARG(p4->mem), MCL_ARG(p_off), MCL_ARG(n),         MCL_ARG(h),
                       MCL_ARG(wd),      MCL_ARG(flags)};
-    return run_elementwise(w, d, "trimul_gates_backward", args, MCL_COUNT(args), pairs(d) * hc);
+    return run_tiled(w, d, "trimul_gates_backward", args, MCL_COUNT(args), hc, pairs(d));
 }
 
 /* Between the channel-first [h, pairs] and channels-last [pairs, h] layouts. */
@@ -170,11 +190,10 @@ static mcl_status permute(mcl_walk *w, const mcl_trimul_desc *d, const mcl_tenso
                           int to_first)
 {
     size_t es = mcl_dtype_size(d->dtype);
-    cl_ulong so = mcl_elem_offset(src, es), dof = mcl_elem_offset(dst, es), np = pairs(d);
-    cl_uint h = (cl_uint)d->hidden, first = (cl_uint)to_first;
-    mcl_arg args[] = {MCL_ARG(src->mem), MCL_ARG(so), MCL_ARG(dst->mem), MCL_ARG(dof),
-                      MCL_ARG(np),       MCL_ARG(h),  MCL_ARG(first)};
-    return run_elementwise(w, d, "trimul_permute", args, MCL_COUNT(args), pairs(d) * d->hidden);
+    cl_ulong so = mcl_elem_offset(src, es), dof = mcl_elem_offset(dst, es), np = pairs(d), h = d->hidden;
+    cl_ulong rows = to_first ? np : h, cols = to_first ? h : np;
+    mcl_arg args[] = {MCL_ARG(src->mem), MCL_ARG(so), MCL_ARG(dst->mem), MCL_ARG(dof), MCL_ARG(rows), MCL_ARG(cols)};
+    return run_tiled(w, d, "trimul_permute", args, MCL_COUNT(args), rows, cols);
 }
 
 /* wc [c, 4 hc]: the columns of W_in that project channels first .. first + hc - 1 (a_proj,
