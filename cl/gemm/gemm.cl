@@ -441,16 +441,10 @@ inline void gemm_step(__local const float4 (*a_l)[A_ROW], __local const float4 (
 
 #if GEMM_MMA
 /* ---- tensor cores ---------------------------------------------------------------------------
- * With GEMM_MMA each warp (32 consecutive work-items) owns a WM x WN part of the tile and
- * multiplies with mma.sync, fp32 accumulators: m16n8k16 on bf16 or f16 operands, m16n8k8 on tf32
- * ones for f32 calls (where the context allows tf32). The operand tiles go to local memory as
- * the instruction's values (16-bit, or fp32 rounded to tf32), rows of A and columns of B each KPAD
- * long along k, and every work-item holds the fragments of the PTX ISA's layout: lane = 4 g + t;
- * A rows g and g + 8, B column g, C rows g and g + 8 and columns 2t, 2t + 1; along k, A and B
- * take the pairs 2t and 2t + 8 (16-bit) or the values t and t + 4 (tf32). GEMM_MMA 1 issues the
- * instruction (inline PTX, only where the device's probe passed); 2 emulates it through local
- * memory on any device, slowly, so that the same kernel and its fragment layouts are tested
- * everywhere. The host takes this path for calls whose A and B are of the storage type: the
+ * With GEMM_MMA each warp owns a WM x WN part of the tile and multiplies with the instruction of
+ * cl/mma.cl (1: mma.sync, 2: its emulation). The operand tiles go to local memory as the
+ * instruction's values (16-bit, or fp32 rounded to tf32), rows of A and columns of B each KPAD
+ * long along k. The host takes this path for calls whose A and B are of the storage type: the
  * products of 16-bit stored values are exact, so only the order of the fp32 sums differs from
  * the FMA path; an A formed as it loads (LayerNorm, SwiGLU) is rounded to the storage type
  * first, as a 16-bit model's activations are; tf32 rounds both operands to 10-bit mantissas. */
@@ -461,102 +455,11 @@ inline void gemm_step(__local const float4 (*a_l)[A_ROW], __local const float4 (
 #define MI (WM / 16) /* its m16n8 products */
 #define NJ (WN / 8)
 #if MCL_DTYPE == 0
-typedef uint mma_t; /* tf32: an fp32 bit pattern, its low 13 bits 0 */
-#define MMA_K 8     /* k of one instruction */
-#define MMA_VALS 1  /* values of a 32-bit fragment register */
 #define KPAD (GEMM_BK + 4)
 #else
-typedef ushort mma_t;
-#define MMA_K 16
-#define MMA_VALS 2
 #define KPAD (GEMM_BK + 8) /* values a local row holds: the extra spread the rows over the banks */
 #endif
-#define MMA_HALF (MMA_K / 2) /* the k offset of a fragment's second register along k */
-
-/* an operand value into local memory as the instruction takes it: tf32 rounded to nearest (ties
- * away, as cvt.rna); 16-bit rounded to nearest even (a stored value is unchanged; a formed one,
- * LayerNorm's or SwiGLU's, is rounded as the storage type rounds) */
-inline void mma_put(__local mma_t *tile, uint i, float x)
-{
-#if MCL_DTYPE == 0
-    uint u = as_uint(x);
-    tile[i] = isfinite(x) ? (u + 0x1000u) & 0xffffe000u : u;
-#elif MCL_DTYPE == 1
-    uint u = as_uint(x);
-    tile[i] = (ushort)((isnan(x) ? 0x7fc00000u : u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-#else
-    vstore_half_rte(x, i, (__local half *)tile);
-#endif
-}
-
-/* a fragment register from element i on: one tf32 value, or two consecutive 16-bit values (the
- * lower k in the lower half) */
-inline uint mma_reg(__local const mma_t *tile, uint i) { return *(__local const uint *)(tile + i); }
-
-#if GEMM_MMA == 1
-#if MCL_DTYPE == 0
-#define MMA_SHAPE "m16n8k8.row.col.f32.tf32.tf32.f32"
-#elif MCL_DTYPE == 1
-#define MMA_SHAPE "m16n8k16.row.col.f32.bf16.bf16.f32"
-#else
-#define MMA_SHAPE "m16n8k16.row.col.f32.f16.f16.f32"
-#endif
-/* c += a b for one product of the warp */
-inline void mma(float *c, const uint *a, const uint *b, __local float *scratch, uint lid)
-{
-    float d0, d1, d2, d3;
-    asm volatile("mma.sync.aligned." MMA_SHAPE " "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};"
-                 : "=f"(d0), "=f"(d1), "=f"(d2), "=f"(d3)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]),
-                   "f"(c[2]), "f"(c[3]));
-    c[0] = d0, c[1] = d1, c[2] = d2, c[3] = d3;
-}
-#define MMA_SCRATCH 1
-#else
-#define LANE_VALS (6 * MMA_VALS) /* a work-item's fragment values: 4 registers of A, 2 of B */
-
-/* value v (0 the lower) of a fragment register as a float */
-inline float mma_unpack(uint reg, uint v)
-{
-#if MCL_DTYPE == 0
-    return as_float(reg);
-#elif MCL_DTYPE == 1
-    return as_float(v ? reg & 0xffff0000u : reg << 16);
-#else
-    ushort h = (ushort)(v ? reg >> 16 : reg & 0xffffu);
-    return vload_half(0, (const __private half *)&h);
-#endif
-}
-
-/* The same product emulated: every work-item puts its fragments' values in scratch, then
- * computes its 4 outputs from its warp's, in fp32 (the products of the operands' values are
- * exact there). Every work-item of the group calls it (barriers). */
-inline void mma(float *c, const uint *a, const uint *b, __local float *scratch, uint lid)
-{
-    __local float *mine = scratch + lid * LANE_VALS;
-    for (uint r = 0; r < 4; r++)
-        for (uint v = 0; v < MMA_VALS; v++) mine[r * MMA_VALS + v] = mma_unpack(a[r], v);
-    for (uint r = 0; r < 2; r++)
-        for (uint v = 0; v < MMA_VALS; v++) mine[(4 + r) * MMA_VALS + v] = mma_unpack(b[r], v);
-    barrier(CLK_LOCAL_MEM_FENCE);
-    __local const float *warp = scratch + (lid & ~31u) * LANE_VALS;
-    uint g = (lid & 31) >> 2, t = lid & 3;
-    for (uint e = 0; e < 4; e++) {
-        uint row = g + (e >= 2 ? 8 : 0), col = 2 * t + (e & 1);
-        float s = c[e];
-        for (uint k = 0; k < MMA_K; k++) {
-            uint lane_k = (k % MMA_HALF) / MMA_VALS, v = k % MMA_VALS, high = k >= MMA_HALF;
-            uint a_at = ((row & 7) * 4 + lane_k) * LANE_VALS + ((row >= 8) + 2 * high) * MMA_VALS + v;
-            uint b_at = (col * 4 + lane_k) * LANE_VALS + (4 + high) * MMA_VALS + v;
-            s = fma(warp[a_at], warp[b_at], s);
-        }
-        c[e] = s;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE); /* scratch is free again */
-}
-#define MMA_SCRATCH (ITEMS * LANE_VALS)
-#endif
+#define MMA_SCRATCH_FLOATS MMA_SCRATCH(ITEMS)
 
 /* One step's products of this work-item's warp over the BK values of k in local memory. */
 inline void mma_step(__local const mma_t *a_tile, __local const mma_t *b_tile, uint lid, float acc[MI][NJ][4],
@@ -597,7 +500,7 @@ void gemm(__global const a_t *a, ulong a_off, ulong lda, ulong a_batch,
     /* 16-byte aligned: the fragments are read as 32-bit registers */
     __local mma_t a_l[STAGES][GEMM_BM * KPAD] __attribute__((aligned(16)));
     __local mma_t b_l[STAGES][GEMM_BN * KPAD] __attribute__((aligned(16)));
-    __local float scratch[MMA_SCRATCH];
+    __local float scratch[MMA_SCRATCH_FLOATS];
 #else
     __local float4 a_l[STAGES][GEMM_BK][A_ROW], b_l[STAGES][GEMM_BK][B_ROW];
 #endif

@@ -24,7 +24,7 @@ static const mcl_derived_define gemm_derived[] = {
     {"GEMM_TRANS_A", GEMM_SOURCE}, {"GEMM_TRANS_B", GEMM_SOURCE}, {"GEMM_A_OP", GEMM_SOURCE},
     {"GEMM_C_OP", GEMM_SOURCE},    {"GEMM_ALIGN_A", GEMM_SOURCE}, {"GEMM_ALIGN_B", GEMM_SOURCE},
     {"GEMM_ALIGN_C", GEMM_SOURCE}, {"GEMM_A_F32", NULL},         {"GEMM_B_F32", NULL},
-    {"GEMM_C_F32", NULL},          {"GEMM_WARPS_M", GEMM_SOURCE},
+    {"GEMM_C_F32", NULL},          {"GEMM_WARPS_M", GEMM_SOURCE}, {"MCL_MMA", GEMM_SOURCE},
 };
 
 int gemm_dtype_takes_mma(mcl_dtype dtype, int tf32_allowed) { return dtype != MCL_F32 || tf32_allowed; }
@@ -84,7 +84,7 @@ static const mcl_tune_stage gemm_stages[] = {MCL_STAGE("tiles", gemm_tile_space)
 
 /* The double-buffered default tiles take 33 KiB of local memory; OpenCL 1.2 promises 32. */
 static const char *const gemm_fallbacks[] = {"PREFETCH=0", NULL};
-static const char *const gemm_helpers[] = {"gemm/flags", "gemm/operands", NULL};
+static const char *const gemm_helpers[] = {"mma", "gemm/flags", "gemm/operands", NULL};
 
 const mcl_family mcl_family_gemm = {
     .name = "gemm", .define_prefix = "GEMM_",

@@ -186,7 +186,10 @@ static void gemm_defines(const gemm_call *g, const gemm_plan *plan, size_t parti
     mcl_define(d, "GEMM_A_F32", g->a.fp32 != 0);
     mcl_define(d, "GEMM_B_F32", g->b.fp32 != 0);
     mcl_define(d, "GEMM_C_F32", g->c.fp32 != 0);
-    if (plan->params.mma) mcl_define(d, "GEMM_WARPS_M", plan->warps_m);
+    if (plan->params.mma) {
+        mcl_define(d, "GEMM_WARPS_M", plan->warps_m);
+        mcl_define(d, "MCL_MMA", plan->params.mma);
+    }
     mcl_define(d, "GEMM_A_OP", a_op(g));
     mcl_define(d, "GEMM_C_OP", c_op(g));
     mcl_define(d, "GEMM_ALIGN_A", a_alignment(g));

@@ -1,0 +1,116 @@
+/* Tensor-core primitives, a helper of the families with tensor-core variants (gemm, evoattn):
+ * present where the host sets MCL_MMA, 1 to issue mma.sync by inline PTX (only on devices whose
+ * probe ran it correctly), 2 to emulate the instruction through local memory on any device,
+ * slowly, so that the kernels and their fragment layouts are tested everywhere.
+ *
+ * One instruction multiplies a 16 x K fragment of A by a K x 8 fragment of B into a 16 x 8
+ * fragment of fp32 accumulators: m16n8k16 on bf16 or f16 values (MCL_DTYPE 1, 2), m16n8k8 on
+ * tf32 values for f32 calls (MCL_DTYPE 0). Every work-item of a warp (32 consecutive ones) holds
+ * the fragments in the PTX ISA's layout: lane = 4 g + t; A rows g and g + 8, B column g, C rows
+ * g and g + 8 and columns 2t, 2t + 1; along k, A and B take the pairs 2t and 2t + 8 (16-bit) or
+ * the values t and t + 4 (tf32). A 32-bit fragment register holds one tf32 value or two 16-bit
+ * values, the lower k in the lower half. */
+#if defined(MCL_MMA) && MCL_MMA
+#if MCL_DTYPE == 0
+typedef uint mma_t; /* tf32: an fp32 bit pattern, its low 13 bits 0 */
+#define MMA_K 8     /* k of one instruction */
+#define MMA_VALS 1  /* values of a 32-bit fragment register */
+#else
+typedef ushort mma_t;
+#define MMA_K 16
+#define MMA_VALS 2
+#endif
+#define MMA_HALF (MMA_K / 2) /* the k offset of a fragment's second register along k */
+
+/* x as the instruction takes it: tf32 rounded to nearest (ties away, as cvt.rna); 16-bit
+ * rounded to nearest even (a stored value is unchanged; a formed one is rounded as the storage
+ * type rounds) */
+inline mma_t mma_value(float x)
+{
+#if MCL_DTYPE == 0
+    uint u = as_uint(x);
+    return isfinite(x) ? (u + 0x1000u) & 0xffffe000u : u;
+#elif MCL_DTYPE == 1
+    uint u = as_uint(x);
+    return (ushort)((isnan(x) ? 0x7fc00000u : u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+#else
+    ushort h;
+    vstore_half_rte(x, 0, (__private half *)&h);
+    return h;
+#endif
+}
+
+inline void mma_put(__local mma_t *tile, uint i, float x) { tile[i] = mma_value(x); }
+
+/* a fragment register from element i on: one tf32 value, or two consecutive 16-bit values */
+inline uint mma_reg(__local const mma_t *tile, uint i) { return *(__local const uint *)(tile + i); }
+
+/* a 16-bit fragment register of two values, lo at the lower k */
+inline uint mma_pack(float lo, float hi) { return (uint)mma_value(lo) | (uint)mma_value(hi) << 16; }
+
+#if MCL_MMA == 1
+#if MCL_DTYPE == 0
+#define MMA_SHAPE "m16n8k8.row.col.f32.tf32.tf32.f32"
+#elif MCL_DTYPE == 1
+#define MMA_SHAPE "m16n8k16.row.col.f32.bf16.bf16.f32"
+#else
+#define MMA_SHAPE "m16n8k16.row.col.f32.f16.f16.f32"
+#endif
+/* c += a b for one product of the warp (scratch and lid serve the emulation only) */
+inline void mma(float *c, const uint *a, const uint *b, __local float *scratch, uint lid)
+{
+    float d0, d1, d2, d3;
+    asm volatile("mma.sync.aligned." MMA_SHAPE " "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};"
+                 : "=f"(d0), "=f"(d1), "=f"(d2), "=f"(d3)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]),
+                   "f"(c[2]), "f"(c[3]));
+    c[0] = d0, c[1] = d1, c[2] = d2, c[3] = d3;
+}
+/* floats of local scratch the emulation needs for a work-group of `items` */
+#define MMA_SCRATCH(items) 1
+#else
+#define MMA_LANE_VALS (6 * MMA_VALS) /* a work-item's fragment values: 4 registers of A, 2 of B */
+#define MMA_SCRATCH(items) ((items) * MMA_LANE_VALS)
+
+/* value v (0 the lower) of a fragment register as a float */
+inline float mma_unpack(uint reg, uint v)
+{
+#if MCL_DTYPE == 0
+    return as_float(reg);
+#elif MCL_DTYPE == 1
+    return as_float(v ? reg & 0xffff0000u : reg << 16);
+#else
+    ushort h = (ushort)(v ? reg >> 16 : reg & 0xffffu);
+    return vload_half(0, (const __private half *)&h);
+#endif
+}
+
+/* The same product emulated: every work-item puts its fragments' values in scratch, then
+ * computes its 4 outputs from its warp's, in fp32 (the products of the operands' values are
+ * exact there). Every work-item of the group calls it (barriers). */
+inline void mma(float *c, const uint *a, const uint *b, __local float *scratch, uint lid)
+{
+    __local float *mine = scratch + lid * MMA_LANE_VALS;
+    for (uint r = 0; r < 4; r++)
+        for (uint v = 0; v < MMA_VALS; v++) mine[r * MMA_VALS + v] = mma_unpack(a[r], v);
+    for (uint r = 0; r < 2; r++)
+        for (uint v = 0; v < MMA_VALS; v++) mine[(4 + r) * MMA_VALS + v] = mma_unpack(b[r], v);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    __local const float *warp = scratch + (lid & ~31u) * MMA_LANE_VALS;
+    uint g = (lid & 31) >> 2, t = lid & 3;
+    for (uint e = 0; e < 4; e++) {
+        uint row = g + (e >= 2 ? 8 : 0), col = 2 * t + (e & 1);
+        float s = c[e];
+        for (uint k = 0; k < MMA_K; k++) {
+            uint lane_k = (k % MMA_HALF) / MMA_VALS, v = k % MMA_VALS, high = k >= MMA_HALF;
+            uint a_at = ((row & 7) * 4 + lane_k) * MMA_LANE_VALS + ((row >= 8) + 2 * high) * MMA_VALS + v;
+            uint b_at = (col * 4 + lane_k) * MMA_LANE_VALS + (4 + high) * MMA_VALS + v;
+            s = fma(warp[a_at], warp[b_at], s);
+        }
+        c[e] = s;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE); /* scratch is free again */
+}
+#endif
+#endif
