@@ -186,6 +186,44 @@ Test(evoattn, every_parameter_variant_is_correct, .timeout = 900)
     mcl_context_release(ctx);
 }
 
+/* The tensor-core forward against the reference, bf16 and f16: 1, 2 and 4 warps, key tiles of 16
+ * to 128, head dims that fill no 16-wide fragment (D = 1, 8, 44) or two (64) and past the
+ * largest tile's local memory (130: the portable kernel takes over), S of 1 and of no tile's
+ * multiple, every option with fully masked rows, and the AF3 shapes at small scale; with
+ * mma.sync emulated (FWD_MMA=2) on any device, and with the instruction (FWD_MMA=1) where the
+ * device's probe passed. The backward's kernels are the portable ones. */
+Test(evoattn, forward_on_the_tensor_cores_matches_reference, .timeout = 900)
+{
+    static const char *const variants[] = {"FWD_MMA=2", "FWD_MMA=2,FWD_MMA_WARPS=1,FWD_MMA_BK=16",
+                                           "FWD_MMA=2,FWD_MMA_WARPS=2,FWD_MMA_BK=128", "FWD_MMA=1",
+                                           "FWD_MMA=1,FWD_MMA_WARPS=1,FWD_MMA_BK=16",
+                                           "FWD_MMA=1,FWD_MMA_WARPS=8,FWD_MMA_BK=32"};
+    static const wl_case shapes[] = {
+        CASE(1, 1, 1, 1, 1, MCL_BF16, OPT_MASK | OPT_PAIR | OPT_GATE),
+        CASE(2, 2, 33, 2, 24, MCL_BF16, OPT_ALL),
+        CASE(1, 3, 70, 2, 44, MCL_F16, OPT_ALL),
+        CASE(1, 5, 37, 3, 64, MCL_BF16, OPT_MASK | OPT_PAIR | OPT_MASKED_ROWS),
+        CASE(1, 24, 24, 4, 32, MCL_BF16, OPT_ALL),
+        CASE(1, 1, 100, 16, 64, MCL_F16, OPT_MASK | OPT_PAIR),
+        CASE(1, 40, 17, 8, 8, MCL_BF16, OPT_ALL),
+        CASE(1, 2, 7, 1, 130, MCL_F16, OPT_PAIR),
+    };
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    int has_mma = mcl_context_device(ctx)->has_mma_sync;
+    for (size_t v = 0; v < COUNT_OF(variants); v++) {
+        if (strncmp(variants[v], "FWD_MMA=1", 9) == 0 && !has_mma) { /* the instruction is refused there */
+            cr_expect_neq(mcl_context_set_params(ctx, "evoattn", variants[v]), MCL_OK, "%s without mma.sync",
+                          variants[v]);
+            continue;
+        }
+        assert_ok(mcl_context_set_params(ctx, "evoattn", variants[v]));
+        for (size_t s = 0; s < COUNT_OF(shapes); s++) check_case(ctx, shapes[s], &rng, variants[v]);
+    }
+    assert_ok(mcl_context_set_params(ctx, "evoattn", NULL));
+    mcl_context_release(ctx);
+}
+
 /* Forward and backward twice on the same inputs: every output byte identical. */
 Test(evoattn, results_are_bitwise_identical_on_repeat)
 {

@@ -31,12 +31,13 @@ static const struct {
     const char *mt_source, *mt_name;
     int mt_scores;
     size_t mt_max_head_dim;
+    const char *mma_source, *mma_name;
 } kernels[K_COUNT] = {
     {"evoattn/forward", "evoattn_forward", "EV_FWD_DS", 0, 1, "evoattn/forward_mt", "evoattn_forward_mt", 2,
-     EV_FWD_MT_MAX_HEAD_DIM},
+     EV_FWD_MT_MAX_HEAD_DIM, "evoattn/forward_mma", "evoattn_forward_mma"},
     {"evoattn/dkdv", "evoattn_bwd_dkdv", "EV_DKV_DS", 1, 2, "evoattn/dkdv_mt", "evoattn_bwd_dkdv_mt", 2,
-     EV_DKV_MT_MAX_HEAD_DIM},
-    {"evoattn/dq", "evoattn_bwd_dq", "EV_DQ_DS", 0, 2, NULL, NULL, 0, 0},
+     EV_DKV_MT_MAX_HEAD_DIM, NULL, NULL},
+    {"evoattn/dq", "evoattn_bwd_dq", "EV_DQ_DS", 0, 2, NULL, NULL, 0, 0, NULL, NULL},
 };
 
 /* A kernel's effective tiles (shrunk to fit the device). */
@@ -49,6 +50,7 @@ typedef struct ev_plan {
     ev_params params;           /* with the effective tiles of the kernels that run */
     int tiled;
     int mt[K_COUNT];            /* the kernel runs its micro-tiled variant */
+    int mma[K_COUNT];           /* the kernel runs its tensor-core variant (the forward only, so far) */
     ev_tile tile[K_COUNT];
     size_t chunks, n_per_chunk; /* the dK/dV kernel's split of N */
     size_t pre_items, pre_rows; /* the preprocess kernel's work-group and its rows */
@@ -173,6 +175,25 @@ static int fit_mt_tile(mcl_context *ctx, int kernel, int mode, size_t d, ev_tile
     return 1;
 }
 
+/* The tensor-core forward: its key tile and a Q tile of 16 rows a warp as 16-bit values (head dim
+ * padded to a multiple of 16, rows 8 values longer), V transposed, the mask bias, two floats a
+ * work-item for the row reductions and the emulation's scratch (cl/evoattn/forward_mma.cl). */
+static size_t mma_local_bytes(const ev_mma_tiles *m, size_t d)
+{
+    size_t dk = mcl_round_up(d, 16), items = 32 * (size_t)m->warps, bq = 16 * (size_t)m->warps, bk = (size_t)m->bk;
+    size_t scratch = m->on == 2 ? items * 12 : 1;
+    return 2 * ((bq + bk) * (dk + 8) + dk * (bk + 8)) + sizeof(float) * (bk + 2 * items + scratch);
+}
+
+/* Whether the forward runs its tensor-core variant: switched on, a bf16 or f16 call, the
+ * instruction proven on the device (or emulated), and its tiles within the device's limits. */
+static int takes_mma(mcl_context *ctx, const mcl_evoattn_desc *d, const ev_mma_tiles *m)
+{
+    const mcl_device_info *info = &ctx->device.info;
+    if (!m->on || !ev_dtype_takes_mma(d->dtype, ctx->allow_tf32) || (m->on == 1 && !info->has_mma_sync)) return 0;
+    return mma_local_bytes(m, d->head_dim) <= info->local_mem_bytes && 32 * (size_t)m->warps <= info->max_work_group_size;
+}
+
 static ev_row_tiles *row_tiles(ev_params *p, int kernel)
 {
     return kernel == K_FWD ? &p->fwd : kernel == K_DKV ? &p->dkv : &p->dq;
@@ -190,6 +211,15 @@ static mcl_status choose_kernel(mcl_context *ctx, const mcl_evoattn_desc *d, int
     ev_row_tiles *row = row_tiles(&plan->params, kernel);
     ev_mt_tiles *mt = mt_tiles(&plan->params, kernel);
     ev_tile t = {(size_t)row->bq, (size_t)row->bk, (size_t)row->r, 1, (size_t)row->dw};
+    if (kernel == K_FWD) {
+        ev_mma_tiles *m = &plan->params.fwd_mma;
+        plan->mma[kernel] = plan->tiled && takes_mma(ctx, d, m);
+        if (!plan->mma[kernel]) m->on = 0;
+        if (plan->mma[kernel]) {
+            plan->tile[kernel] = (ev_tile){16 * (size_t)m->warps, (size_t)m->bk, 1, 1, mcl_round_up(d->head_dim, 16)};
+            return MCL_OK;
+        }
+    }
     if (mt) {
         ev_tile micro = {(size_t)mt->bq, (size_t)mt->bk, 1, 1, 4};
         plan->mt[kernel] = plan->tiled && fit_mt_tile(ctx, kernel, mt->on, d->head_dim, &micro);
@@ -252,6 +282,8 @@ static void source_defines(const mcl_evoattn_desc *d, const ev_plan *plan, const
     mcl_define_params(out, &mcl_family_evoattn, &plan->params, source);
     for (int k = 0; k < K_COUNT; k++)
         if (strcmp(source, kernels[k].source) == 0) mcl_define(out, kernels[k].slices_define, (long long)plan->tile[k].ds);
+    if (plan->mma[K_FWD] && strcmp(source, kernels[K_FWD].mma_source) == 0)
+        mcl_define(out, "MCL_MMA", plan->params.fwd_mma.on);
     if (strcmp(source, PREPROCESS) == 0) {
         mcl_define(out, "EV_PRE_ITEMS", (long long)plan->pre_items);
         mcl_define(out, "EV_PRE_ROWS", (long long)plan->pre_rows);
@@ -260,16 +292,19 @@ static void source_defines(const mcl_evoattn_desc *d, const ev_plan *plan, const
 
 static size_t kernel_items(const ev_plan *plan, int kernel)
 {
+    if (plan->mma[kernel]) return 2 * plan->tile[kernel].bq; /* a warp of 32 per 16 rows */
     return plan->mt[kernel] ? mt_work_items(plan->tile[kernel]) : work_items(kernel, plan->tile[kernel]);
 }
 
 static const char *kernel_source(const ev_plan *plan, int kernel)
 {
+    if (plan->mma[kernel]) return kernels[kernel].mma_source;
     return plan->mt[kernel] ? kernels[kernel].mt_source : kernels[kernel].source;
 }
 
 static const char *kernel_name(const ev_plan *plan, int kernel)
 {
+    if (plan->mma[kernel]) return kernels[kernel].mma_name;
     return plan->mt[kernel] ? kernels[kernel].mt_name : kernels[kernel].name;
 }
 

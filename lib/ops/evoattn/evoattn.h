@@ -23,6 +23,14 @@ typedef struct ev_mt_tiles {
  * tiles fit the device, for the tuner to try where a shape bucket may favour it too. */
 enum { EV_MT_OFF = 0, EV_MT_IN_RANGE = 1, EV_MT_WHEREVER_IT_FITS = 2 };
 
+/* The forward's tensor-core variant (cl/evoattn/forward_mma.cl), for bf16 and f16 calls: on is
+ * 0 (off), 1 (mma.sync, where the device's probe ran it) or 2 (the instruction emulated, on any
+ * device: how the tests check the kernel without a GPU); warps of 16 query rows each, and the
+ * key tile bk. */
+typedef struct ev_mma_tiles {
+    int on, warps, bk;
+} ev_mma_tiles;
+
 /* variant: 0 the unfused reference kernels (materialised scores), 1 the tiled ones.
  * dpair_waves: the work-groups per compute unit the dK/dV kernel's split over N aims for when
  * d(pair bias) is wanted. dkv_ahead: queries ahead the row dK/dV kernel loads its d(pair bias)
@@ -32,6 +40,7 @@ typedef struct ev_params {
     ev_row_tiles fwd, dkv, dq;
     int dpair_waves, dkv_ahead;
     ev_mt_tiles dkv_mt, fwd_mt;
+    ev_mma_tiles fwd_mma;
 } ev_params;
 
 enum { EV_VARIANT_REFERENCE = 0, EV_VARIANT_TILED = 1 };
@@ -42,6 +51,9 @@ enum { EV_VARIANT_REFERENCE = 0, EV_VARIANT_TILED = 1 };
 #define EV_MT_MIN_HEAD_DIM 17
 #define EV_DKV_MT_MAX_HEAD_DIM 64
 #define EV_FWD_MT_MAX_HEAD_DIM 48
+
+/* Whether a call of this dtype may take a tensor-core variant: bf16 and f16 (no tf32 mode yet). */
+int ev_dtype_takes_mma(mcl_dtype dtype, int tf32_allowed);
 
 extern const mcl_family mcl_family_evoattn;
 

@@ -13,6 +13,7 @@
 #define DQ "evoattn/dq"
 #define FWD_MT "evoattn/forward_mt"
 #define DKV_MT "evoattn/dkdv_mt"
+#define FWD_MMA "evoattn/forward_mma"
 
 /* The four parameters of a row kernel's tiles (ev_row_tiles `tiles`), NAME_BQ, _BK, _R and _DW:
  * its query tile, key tile, rows per work-item and slice width, defines of `source`. */
@@ -39,6 +40,9 @@ static const mcl_param_decl ev_params_decl[] = {
     MCL_PARAM(ev_params, dkv_ahead, "DKV_AHEAD", 8, MCL_LEGAL(1, 2, 4, 8, 16), DKV),
     MT_TILES(dkv_mt, "DKV_MT", 32, 64, DKV_MT),
     MT_TILES(fwd_mt, "FWD_MT", 32, 32, FWD_MT),
+    MCL_PARAM(ev_params, fwd_mma.on, "FWD_MMA", 0, MCL_LEGAL(0, 1, 2), NULL),
+    MCL_PARAM(ev_params, fwd_mma.warps, "FWD_MMA_WARPS", 4, MCL_LEGAL(1, 2, 4, 8), FWD_MMA),
+    MCL_PARAM(ev_params, fwd_mma.bk, "FWD_MMA_BK", 64, MCL_LEGAL(16, 32, 64, 128), FWD_MMA),
 };
 MCL_PARAMS_FIT(ev_params, ev_params_decl);
 
@@ -47,7 +51,7 @@ MCL_PARAMS_FIT(ev_params, ev_params_decl);
 static const mcl_derived_define ev_derived[] = {
     {"EV_D", NULL},           {"EV_VEC4", NULL},           {"EV_FWD_DS", FWD},
     {"EV_DKV_DS", DKV},       {"EV_DQ_DS", DQ},            {"EV_PRE_ITEMS", "evoattn/preprocess"},
-    {"EV_PRE_ROWS", "evoattn/preprocess"},
+    {"EV_PRE_ROWS", "evoattn/preprocess"}, {"MCL_MMA", FWD_MMA},
 };
 
 /* A work-group's rows must hold at least one work-item's rows; the local memory and the
@@ -56,6 +60,8 @@ static const mcl_derived_define ev_derived[] = {
 static const char *ev_check(const void *values, const mcl_device_info *device)
 {
     const ev_params *v = values;
+    if (v->fwd_mma.on == 1 && !device->has_mma_sync)
+        return "FWD_MMA=1 needs mma.sync, which the device's probe did not run";
     const int rows[3] = {v->fwd.bq, v->dkv.bk, v->dq.bq}, per_item[3] = {v->fwd.r, v->dkv.r, v->dq.r};
     for (int k = 0; k < 3; k++) {
         if (per_item[k] > rows[k]) return "R exceeds the work-group's rows (FWD_BQ, DKV_BK or DQ_BQ)";
@@ -71,7 +77,13 @@ static void ev_bucket(const size_t *shape, char *out, size_t cap)
     snprintf(out, cap, "d=%zu,s%s", shape[4], shape[2] <= 256 ? "<=256" : shape[2] <= 1024 ? "<=1024" : ">1024");
 }
 
-static const char *const ev_helpers[] = {"evoattn/common", "evoattn/blocks", NULL};
+static const char *const ev_helpers[] = {"mma", "evoattn/common", "evoattn/blocks", NULL};
+
+int ev_dtype_takes_mma(mcl_dtype dtype, int tf32_allowed)
+{
+    (void)tf32_allowed;
+    return dtype != MCL_F32;
+}
 
 /* The tuner's space: the unfused kernels against the tiled ones (tiny slices on a CPU can favour
  * the unfused), then each tiled kernel's tiles in turn (forward, dQ, dK/dV with its d(pair
@@ -86,6 +98,11 @@ static const mcl_tune_axis fwd_mt[] = {
     MCL_AXIS("FWD_MT", MCL_LEGAL(EV_MT_WHEREVER_IT_FITS)),
     MCL_AXIS("FWD_MT_BQ", MCL_LEGAL(16, 32, 64)),
     MCL_AXIS("FWD_MT_BK", MCL_LEGAL(16, 32, 64)),
+};
+static const mcl_tune_axis fwd_mma[] = {
+    MCL_AXIS("FWD_MMA", MCL_LEGAL(1)),
+    MCL_AXIS("FWD_MMA_WARPS", MCL_LEGAL(2, 4, 8)),
+    MCL_AXIS("FWD_MMA_BK", MCL_LEGAL(32, 64, 128)),
 };
 static const mcl_tune_axis dq_row[] = {
     MCL_AXIS("DQ_BQ", MCL_LEGAL(32, 64, 128)), MCL_AXIS("DQ_BK", MCL_LEGAL(16, 32, 64)),
@@ -106,11 +123,13 @@ static const mcl_tune_axis unfused[] = {MCL_AXIS("VARIANT", MCL_LEGAL(EV_VARIANT
 static const mcl_tune_axis tiled[] = {MCL_AXIS("VARIANT", MCL_LEGAL(EV_VARIANT_TILED))};
 static const mcl_tune_subspace variant_space[] = {MCL_SUBSPACE(unfused), MCL_SUBSPACE(tiled)};
 static const mcl_tune_subspace fwd_space[] = {MCL_SUBSPACE(fwd_row), MCL_SUBSPACE(fwd_mt)};
+static const mcl_tune_subspace fwd_mma_space[] = {MCL_SUBSPACE(fwd_mma)};
 static const mcl_tune_subspace dq_space[] = {MCL_SUBSPACE(dq_row)};
 static const mcl_tune_subspace dkv_space[] = {MCL_SUBSPACE(dkv_row), MCL_SUBSPACE(dkv_mt)};
 static const mcl_tune_subspace dpair_space[] = {MCL_SUBSPACE(dpair)};
 static const mcl_tune_stage ev_stages[] = {
-    MCL_STAGE("variant", variant_space), MCL_STAGE("forward", fwd_space), MCL_STAGE("dq", dq_space), MCL_STAGE("dkdv", dkv_space),
+    MCL_STAGE("variant", variant_space), MCL_STAGE("forward", fwd_space),
+    MCL_STAGE_IF("forward on the tensor cores", fwd_mma_space, ev_dtype_takes_mma), MCL_STAGE("dq", dq_space), MCL_STAGE("dkdv", dkv_space),
     MCL_STAGE("dpair", dpair_space),
 };
 
