@@ -186,18 +186,22 @@ Test(evoattn, every_parameter_variant_is_correct, .timeout = 900)
     mcl_context_release(ctx);
 }
 
-/* The tensor-core forward against the reference, bf16 and f16: 1, 2 and 4 warps, key tiles of 16
- * to 128, head dims that fill no 16-wide fragment (D = 1, 8, 44) or two (64) and past the
- * largest tile's local memory (130: the portable kernel takes over), S of 1 and of no tile's
- * multiple, every option with fully masked rows, and the AF3 shapes at small scale; with
- * mma.sync emulated (FWD_MMA=2) on any device, and with the instruction (FWD_MMA=1) where the
- * device's probe passed. The backward's kernels are the portable ones. */
-Test(evoattn, forward_on_the_tensor_cores_matches_reference, .timeout = 900)
+/* The tensor-core kernels (forward and dQ) against the reference, bf16 and f16: 1, 2, 4 and 8
+ * warps, key tiles of 16 to 128, head dims that fill no 16-wide fragment (D = 1, 8, 24, 44) or
+ * two (64) and past the largest tiles' local memory (130: the portable kernels take over), S of
+ * 1 and of no tile's multiple, every option with fully masked rows, and the AF3 shapes at small
+ * scale; with mma.sync emulated (=2) on any device, and with the instruction (=1) where the
+ * device's probe passed. dK/dV are the portable kernel's. */
+Test(evoattn, tensor_core_kernels_match_reference, .timeout = 900)
 {
-    static const char *const variants[] = {"FWD_MMA=2", "FWD_MMA=2,FWD_MMA_WARPS=1,FWD_MMA_BK=16",
-                                           "FWD_MMA=2,FWD_MMA_WARPS=2,FWD_MMA_BK=128", "FWD_MMA=1",
-                                           "FWD_MMA=1,FWD_MMA_WARPS=1,FWD_MMA_BK=16",
-                                           "FWD_MMA=1,FWD_MMA_WARPS=8,FWD_MMA_BK=32"};
+    static const char *const variants[] = {
+        "FWD_MMA=2,DQ_MMA=2",
+        "FWD_MMA=2,FWD_MMA_WARPS=1,FWD_MMA_BK=16,DQ_MMA=2,DQ_MMA_WARPS=1,DQ_MMA_BK=16",
+        "FWD_MMA=2,FWD_MMA_WARPS=2,FWD_MMA_BK=128,DQ_MMA=2,DQ_MMA_WARPS=2,DQ_MMA_BK=32",
+        "FWD_MMA=1,DQ_MMA=1",
+        "FWD_MMA=1,FWD_MMA_WARPS=1,FWD_MMA_BK=16,DQ_MMA=1,DQ_MMA_WARPS=1,DQ_MMA_BK=16",
+        "FWD_MMA=1,FWD_MMA_WARPS=8,FWD_MMA_BK=32,DQ_MMA=1,DQ_MMA_WARPS=8,DQ_MMA_BK=32",
+    };
     static const wl_case shapes[] = {
         CASE(1, 1, 1, 1, 1, MCL_BF16, OPT_MASK | OPT_PAIR | OPT_GATE),
         CASE(2, 2, 33, 2, 24, MCL_BF16, OPT_ALL),
@@ -212,7 +216,7 @@ Test(evoattn, forward_on_the_tensor_cores_matches_reference, .timeout = 900)
     host_rng rng = host_rng_seeded(test_seed());
     int has_mma = mcl_context_device(ctx)->has_mma_sync;
     for (size_t v = 0; v < COUNT_OF(variants); v++) {
-        if (strncmp(variants[v], "FWD_MMA=1", 9) == 0 && !has_mma) { /* the instruction is refused there */
+        if (strstr(variants[v], "MMA=1") && !has_mma) { /* the instruction is refused there */
             cr_expect_neq(mcl_context_set_params(ctx, "evoattn", variants[v]), MCL_OK, "%s without mma.sync",
                           variants[v]);
             continue;

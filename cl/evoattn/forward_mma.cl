@@ -19,61 +19,19 @@
 #define ITEMS (32 * WARPS)
 #define BQ (16 * WARPS)
 #define BK EV_FWD_MMA_BK
-#define DK ((EV_D + 15) / 16 * 16)
+#define DK EV_DK
 #define QPAD (DK + 8) /* values a Q or K row holds: the extra spreads the rows over the banks */
 #define VPAD (BK + 8) /* values a row of V^T holds */
 #define NB (BK / 8)   /* a warp's 16 x 8 score blocks per key tile */
 #define OB (DK / 8)   /* its 16 x 8 output blocks */
 
-/* Element i of a tensor as its raw 16-bit value (bf16 or f16 bits). */
-inline ushort raw_elem(__global const store_t *p, ulong i) { return ((__global const ushort *)p)[i]; }
-
-/* Rows first .. first + BQ or BK of a slice into local rows of `pad` values (transposed: row r
- * becomes column r of DK rows), zero past S and past D. */
-inline void stage_raw(__local ushort *dst, uint pad, int transposed, __global const store_t *src, ulong base,
-                      uint first, uint rows, uint S, uint H, uint lid)
-{
-    for (uint e = lid; e < rows * DK; e += ITEMS) {
-        uint r = e / DK, d = e % DK;
-        ushort x = first + r < S && d < EV_D ? raw_elem(src, AT(base, first + r, d)) : 0;
-        dst[transposed ? d * pad + r : r * pad + d] = x;
-    }
-}
-
-/* x and y become the maximum (sum) of the values of the four lanes of a row, in a fixed
- * order: with the instruction, by butterfly shuffles within the warp; emulated, through red
- * (two floats per work-item; every work-item calls it). */
-#if MCL_MMA == 1
-inline float quad_shuffle(float x, uint lanes)
-{
-    uint y;
-    asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(y) : "r"(as_uint(x)), "r"(lanes));
-    return as_float(y);
-}
-#define QUAD(op, x, y, red, lid)                                                               \
-    do {                                                                                       \
-        x = op(x, quad_shuffle(x, 1)), y = op(y, quad_shuffle(y, 1));                          \
-        x = op(x, quad_shuffle(x, 2)), y = op(y, quad_shuffle(y, 2));                          \
-    } while (0)
-#else
-#define QUAD(op, x, y, red, lid)                                                               \
-    do {                                                                                       \
-        red[2 * (lid)] = x, red[2 * (lid) + 1] = y;                                            \
-        barrier(CLK_LOCAL_MEM_FENCE);                                                          \
-        __local const float *q_ = red + 2 * ((lid) & ~3u);                                     \
-        x = op(op(q_[0], q_[2]), op(q_[4], q_[6])), y = op(op(q_[1], q_[3]), op(q_[5], q_[7])); \
-        barrier(CLK_LOCAL_MEM_FENCE);                                                          \
-    } while (0)
-#endif
-#define MMA_ADD(a, b) ((a) + (b))
-
 __kernel __attribute__((reqd_work_group_size(ITEMS, 1, 1)))
 void evoattn_forward_mma(EV_ARGS)
 {
     EV_OFFSETS;
-    __local ushort q_l[BQ * QPAD] __attribute__((aligned(16)));
-    __local ushort k_l[BK * QPAD] __attribute__((aligned(16)));
-    __local ushort vt_l[DK * VPAD] __attribute__((aligned(16)));
+    __local mma_t q_l[BQ * QPAD] __attribute__((aligned(16)));
+    __local mma_t k_l[BK * QPAD] __attribute__((aligned(16)));
+    __local mma_t vt_l[DK * VPAD] __attribute__((aligned(16)));
     __local float mask_l[BK], red[2 * ITEMS], mma_scratch[MMA_SCRATCH(ITEMS)];
     const uint lid = get_local_id(0), warp = lid / 32, quad = (lid & 31) >> 2, t = lid & 3;
     const query_group at = query_group_of(get_group_id(0), BQ, N, S, H);
@@ -81,14 +39,10 @@ void evoattn_forward_mma(EV_ARGS)
     const uint row0 = 16 * warp + quad; /* the lane's rows row0 and row0 + 8 of the query tile */
     const float scale2 = scale * EV_LOG2E;
 
-    stage_raw(q_l, QPAD, 0, q, base, at.i0, BQ, S, H, lid);
+    mma_stage(q_l, QPAD, 0, q, NULL, base, at.i0, BQ, S, H, flags, lid, ITEMS);
     barrier(CLK_LOCAL_MEM_FENCE);
     uint qa[DK / 16][4];
-    for (uint kk = 0; kk < DK / 16; kk++) {
-        uint a0 = row0 * QPAD + 16 * kk + 2 * t;
-        qa[kk][0] = mma_reg(q_l, a0), qa[kk][1] = mma_reg(q_l, a0 + 8 * QPAD);
-        qa[kk][2] = mma_reg(q_l, a0 + 8), qa[kk][3] = mma_reg(q_l, a0 + 8 * QPAD + 8);
-    }
+    for (uint kk = 0; kk < DK / 16; kk++) mma_a(qa[kk], q_l, QPAD, row0, 16 * kk, t);
 
     float acc[OB][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     for (uint ob = 0; ob < OB; ob++)
@@ -97,8 +51,8 @@ void evoattn_forward_mma(EV_ARGS)
 
     for (uint j0 = 0; j0 < S; j0 += BK) {
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's readers are done */
-        stage_raw(k_l, QPAD, 0, k, base, j0, BK, S, H, lid);
-        stage_raw(vt_l, VPAD, 1, v, base, j0, BK, S, H, lid);
+        mma_stage(k_l, QPAD, 0, k, NULL, base, j0, BK, S, H, flags, lid, ITEMS);
+        mma_stage(vt_l, VPAD, 1, v, NULL, base, j0, BK, S, H, flags, lid, ITEMS);
         stage_mask(mask_l, mask, at.mask_row, j0, BK, S, flags, lid, ITEMS);
         barrier(CLK_LOCAL_MEM_FENCE);
 
@@ -108,17 +62,17 @@ void evoattn_forward_mma(EV_ARGS)
         for (uint nb = 0; nb < NB; nb++) {
             for (uint e = 0; e < 4; e++) s[nb][e] = 0.0f;
             for (uint kk = 0; kk < DK / 16; kk++) {
-                uint b0 = (8 * nb + quad) * QPAD + 16 * kk + 2 * t, kb[2] = {mma_reg(k_l, b0), mma_reg(k_l, b0 + 8)};
+                uint kb[2];
+                mma_b(kb, k_l, QPAD, 8 * nb + quad, 16 * kk, t);
                 mma(s[nb], qa[kk], kb, mma_scratch, lid);
             }
             for (uint e = 0; e < 4; e++) {
                 uint jj = 8 * nb + 2 * t + e % 2;
-                float bias = mask_l[jj] + pair_entry(pair, at.pair_base, i_row[e / 2], 1, j0 + jj, 1, 0, S, flags);
-                s[nb][e] = fma(s[nb][e], scale2, bias);
+                s[nb][e] = fma(s[nb][e], scale2, mma_bias(mask_l, pair, at.pair_base, i_row, j0, jj, e, S, flags));
                 top[e / 2] = fmax(top[e / 2], s[nb][e]);
             }
         }
-        QUAD(fmax, top[0], top[1], red, lid);
+        EV_QUAD(fmax, top[0], top[1], red, lid);
 
         float alpha[2], m_use[2];
         for (uint r = 0; r < 2; r++) {
@@ -138,16 +92,17 @@ void evoattn_forward_mma(EV_ARGS)
 
         /* O += P V: two score blocks are one 16 x 16 A fragment of P */
         for (uint kb = 0; kb < BK / 16; kb++) {
-            uint pa[4] = {mma_pack(s[2 * kb][0], s[2 * kb][1]), mma_pack(s[2 * kb][2], s[2 * kb][3]),
-                          mma_pack(s[2 * kb + 1][0], s[2 * kb + 1][1]), mma_pack(s[2 * kb + 1][2], s[2 * kb + 1][3])};
+            uint pa[4];
+            mma_a_of(pa, s[2 * kb], s[2 * kb + 1]);
             for (uint ob = 0; ob < OB; ob++) {
-                uint b0 = (8 * ob + quad) * VPAD + 16 * kb + 2 * t, vb[2] = {mma_reg(vt_l, b0), mma_reg(vt_l, b0 + 8)};
+                uint vb[2];
+                mma_b(vb, vt_l, VPAD, 8 * ob + quad, 16 * kb, t);
                 mma(acc[ob], pa, vb, mma_scratch, lid);
             }
         }
     }
 
-    QUAD(MMA_ADD, l[0], l[1], red, lid);
+    EV_QUAD(EV_ADD, l[0], l[1], red, lid);
     for (uint r = 0; r < 2; r++) {
         uint i = i_row[r];
         if (i >= S) continue;

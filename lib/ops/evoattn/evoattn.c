@@ -37,7 +37,7 @@ static const struct {
      EV_FWD_MT_MAX_HEAD_DIM, "evoattn/forward_mma", "evoattn_forward_mma"},
     {"evoattn/dkdv", "evoattn_bwd_dkdv", "EV_DKV_DS", 1, 2, "evoattn/dkdv_mt", "evoattn_bwd_dkdv_mt", 2,
      EV_DKV_MT_MAX_HEAD_DIM, NULL, NULL},
-    {"evoattn/dq", "evoattn_bwd_dq", "EV_DQ_DS", 0, 2, NULL, NULL, 0, 0, NULL, NULL},
+    {"evoattn/dq", "evoattn_bwd_dq", "EV_DQ_DS", 0, 2, NULL, NULL, 0, 0, "evoattn/dq_mma", "evoattn_bwd_dq_mma"},
 };
 
 /* A kernel's effective tiles (shrunk to fit the device). */
@@ -50,7 +50,7 @@ typedef struct ev_plan {
     ev_params params;           /* with the effective tiles of the kernels that run */
     int tiled;
     int mt[K_COUNT];            /* the kernel runs its micro-tiled variant */
-    int mma[K_COUNT];           /* the kernel runs its tensor-core variant (the forward only, so far) */
+    int mma[K_COUNT];           /* the kernel runs its tensor-core variant (forward and dQ) */
     ev_tile tile[K_COUNT];
     size_t chunks, n_per_chunk; /* the dK/dV kernel's split of N */
     size_t pre_items, pre_rows; /* the preprocess kernel's work-group and its rows */
@@ -175,23 +175,32 @@ static int fit_mt_tile(mcl_context *ctx, int kernel, int mode, size_t d, ev_tile
     return 1;
 }
 
-/* The tensor-core forward: its key tile and a Q tile of 16 rows a warp as 16-bit values (head dim
- * padded to a multiple of 16, rows 8 values longer), V transposed, the mask bias, two floats a
- * work-item for the row reductions and the emulation's scratch (cl/evoattn/forward_mma.cl). */
-static size_t mma_local_bytes(const ev_mma_tiles *m, size_t d)
+/* A tensor-core kernel's local memory (cl/evoattn/forward_mma.cl, dq_mma.cl): 16-bit tiles with
+ * rows 8 values longer than the head dim padded to a multiple of 16, the query tile (16 rows a
+ * warp) and one (forward: K) or two (dQ: K, V) key tiles row-major and one (V, or K) transposed,
+ * the mask bias, the forward's two floats a work-item for row reductions, and the emulation's
+ * scratch. */
+static size_t mma_local_bytes(int kernel, const ev_mma_tiles *m, size_t d)
 {
     size_t dk = mcl_round_up(d, 16), items = 32 * (size_t)m->warps, bq = 16 * (size_t)m->warps, bk = (size_t)m->bk;
+    size_t key_rows = kernel == K_FWD ? bk : 2 * bk, red = kernel == K_FWD ? 2 * items : 0;
     size_t scratch = m->on == 2 ? items * 12 : 1;
-    return 2 * ((bq + bk) * (dk + 8) + dk * (bk + 8)) + sizeof(float) * (bk + 2 * items + scratch);
+    return 2 * ((bq + key_rows) * (dk + 8) + dk * (bk + 8)) + sizeof(float) * (bk + red + scratch);
 }
 
-/* Whether the forward runs its tensor-core variant: switched on, a bf16 or f16 call, the
- * instruction proven on the device (or emulated), and its tiles within the device's limits. */
-static int takes_mma(mcl_context *ctx, const mcl_evoattn_desc *d, const ev_mma_tiles *m)
+static ev_mma_tiles *mma_tiles(ev_params *p, int kernel)
+{
+    return kernel == K_FWD ? &p->fwd_mma : kernel == K_DQ ? &p->dq_mma : NULL;
+}
+
+/* Whether a kernel runs its tensor-core variant: switched on, a bf16 or f16 call, the instruction
+ * proven on the device (or emulated), and its tiles within the device's limits. */
+static int takes_mma(mcl_context *ctx, const mcl_evoattn_desc *d, int kernel, const ev_mma_tiles *m)
 {
     const mcl_device_info *info = &ctx->device.info;
     if (!m->on || !ev_dtype_takes_mma(d->dtype, ctx->allow_tf32) || (m->on == 1 && !info->has_mma_sync)) return 0;
-    return mma_local_bytes(m, d->head_dim) <= info->local_mem_bytes && 32 * (size_t)m->warps <= info->max_work_group_size;
+    return mma_local_bytes(kernel, m, d->head_dim) <= info->local_mem_bytes &&
+           32 * (size_t)m->warps <= info->max_work_group_size;
 }
 
 static ev_row_tiles *row_tiles(ev_params *p, int kernel)
@@ -211,9 +220,9 @@ static mcl_status choose_kernel(mcl_context *ctx, const mcl_evoattn_desc *d, int
     ev_row_tiles *row = row_tiles(&plan->params, kernel);
     ev_mt_tiles *mt = mt_tiles(&plan->params, kernel);
     ev_tile t = {(size_t)row->bq, (size_t)row->bk, (size_t)row->r, 1, (size_t)row->dw};
-    if (kernel == K_FWD) {
-        ev_mma_tiles *m = &plan->params.fwd_mma;
-        plan->mma[kernel] = plan->tiled && takes_mma(ctx, d, m);
+    ev_mma_tiles *m = mma_tiles(&plan->params, kernel);
+    if (m) {
+        plan->mma[kernel] = plan->tiled && takes_mma(ctx, d, kernel, m);
         if (!plan->mma[kernel]) m->on = 0;
         if (plan->mma[kernel]) {
             plan->tile[kernel] = (ev_tile){16 * (size_t)m->warps, (size_t)m->bk, 1, 1, mcl_round_up(d->head_dim, 16)};
@@ -284,6 +293,8 @@ static void source_defines(const mcl_evoattn_desc *d, const ev_plan *plan, const
         if (strcmp(source, kernels[k].source) == 0) mcl_define(out, kernels[k].slices_define, (long long)plan->tile[k].ds);
     if (plan->mma[K_FWD] && strcmp(source, kernels[K_FWD].mma_source) == 0)
         mcl_define(out, "MCL_MMA", plan->params.fwd_mma.on);
+    if (plan->mma[K_DQ] && strcmp(source, kernels[K_DQ].mma_source) == 0)
+        mcl_define(out, "MCL_MMA", plan->params.dq_mma.on);
     if (strcmp(source, PREPROCESS) == 0) {
         mcl_define(out, "EV_PRE_ITEMS", (long long)plan->pre_items);
         mcl_define(out, "EV_PRE_ROWS", (long long)plan->pre_rows);

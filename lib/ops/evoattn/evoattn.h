@@ -23,7 +23,8 @@ typedef struct ev_mt_tiles {
  * tiles fit the device, for the tuner to try where a shape bucket may favour it too. */
 enum { EV_MT_OFF = 0, EV_MT_IN_RANGE = 1, EV_MT_WHEREVER_IT_FITS = 2 };
 
-/* The forward's tensor-core variant (cl/evoattn/forward_mma.cl), for bf16 and f16 calls: on is
+/* A tensor-core variant (the forward's, cl/evoattn/forward_mma.cl, and dQ's, dq_mma.cl), for
+ * bf16 and f16 calls: on is
  * 0 (off), 1 (mma.sync, where the device's probe ran it) or 2 (the instruction emulated, on any
  * device: how the tests check the kernel without a GPU); warps of 16 query rows each, and the
  * key tile bk. */
@@ -40,7 +41,7 @@ typedef struct ev_params {
     ev_row_tiles fwd, dkv, dq;
     int dpair_waves, dkv_ahead;
     ev_mt_tiles dkv_mt, fwd_mt;
-    ev_mma_tiles fwd_mma;
+    ev_mma_tiles fwd_mma, dq_mma;
 } ev_params;
 
 enum { EV_VARIANT_REFERENCE = 0, EV_VARIANT_TILED = 1 };
