@@ -186,21 +186,25 @@ Test(evoattn, every_parameter_variant_is_correct, .timeout = 900)
     mcl_context_release(ctx);
 }
 
-/* The tensor-core kernels (forward and dQ) against the reference, bf16 and f16: 1, 2, 4 and 8
+/* The tensor-core kernels (forward, dQ, dK/dV) against the reference, bf16 and f16: 1, 2, 4 and 8
  * warps, key tiles of 16 to 128, head dims that fill no 16-wide fragment (D = 1, 8, 24, 44) or
  * two (64) and past the largest tiles' local memory (130: the portable kernels take over), S of
  * 1 and of no tile's multiple, every option with fully masked rows, and the AF3 shapes at small
  * scale; with mma.sync emulated (=2) on any device, and with the instruction (=1) where the
- * device's probe passed. dK/dV are the portable kernel's. */
+ * device's probe passed; d(pair bias) over chunks of N of one row and of several. */
 Test(evoattn, tensor_core_kernels_match_reference, .timeout = 900)
 {
     static const char *const variants[] = {
-        "FWD_MMA=2,DQ_MMA=2",
-        "FWD_MMA=2,FWD_MMA_WARPS=1,FWD_MMA_BK=16,DQ_MMA=2,DQ_MMA_WARPS=1,DQ_MMA_BK=16",
-        "FWD_MMA=2,FWD_MMA_WARPS=2,FWD_MMA_BK=128,DQ_MMA=2,DQ_MMA_WARPS=2,DQ_MMA_BK=32",
-        "FWD_MMA=1,DQ_MMA=1",
-        "FWD_MMA=1,FWD_MMA_WARPS=1,FWD_MMA_BK=16,DQ_MMA=1,DQ_MMA_WARPS=1,DQ_MMA_BK=16",
-        "FWD_MMA=1,FWD_MMA_WARPS=8,FWD_MMA_BK=32,DQ_MMA=1,DQ_MMA_WARPS=8,DQ_MMA_BK=32",
+        "FWD_MMA=2,DQ_MMA=2,DKV_MMA=2",
+        "FWD_MMA=2,FWD_MMA_WARPS=1,FWD_MMA_BK=16,DQ_MMA=2,DQ_MMA_WARPS=1,DQ_MMA_BK=16,DKV_MMA=2,DKV_MMA_WARPS=1,"
+        "DKV_MMA_BQ=16,DPAIR_WAVES=16",
+        "FWD_MMA=2,FWD_MMA_WARPS=2,FWD_MMA_BK=128,DQ_MMA=2,DQ_MMA_WARPS=2,DQ_MMA_BK=32,DKV_MMA=2,DKV_MMA_WARPS=2,"
+        "DKV_MMA_BQ=64,DPAIR_WAVES=1",
+        "FWD_MMA=1,DQ_MMA=1,DKV_MMA=1",
+        "FWD_MMA=1,FWD_MMA_WARPS=1,FWD_MMA_BK=16,DQ_MMA=1,DQ_MMA_WARPS=1,DQ_MMA_BK=16,DKV_MMA=1,DKV_MMA_WARPS=1,"
+        "DKV_MMA_BQ=16,DPAIR_WAVES=16",
+        "FWD_MMA=1,FWD_MMA_WARPS=8,FWD_MMA_BK=32,DQ_MMA=1,DQ_MMA_WARPS=8,DQ_MMA_BK=32,DKV_MMA=1,DKV_MMA_WARPS=8,"
+        "DKV_MMA_BQ=32",
     };
     static const wl_case shapes[] = {
         CASE(1, 1, 1, 1, 1, MCL_BF16, OPT_MASK | OPT_PAIR | OPT_GATE),

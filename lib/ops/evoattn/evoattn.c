@@ -36,7 +36,7 @@ static const struct {
     {"evoattn/forward", "evoattn_forward", "EV_FWD_DS", 0, 1, "evoattn/forward_mt", "evoattn_forward_mt", 2,
      EV_FWD_MT_MAX_HEAD_DIM, "evoattn/forward_mma", "evoattn_forward_mma"},
     {"evoattn/dkdv", "evoattn_bwd_dkdv", "EV_DKV_DS", 1, 2, "evoattn/dkdv_mt", "evoattn_bwd_dkdv_mt", 2,
-     EV_DKV_MT_MAX_HEAD_DIM, NULL, NULL},
+     EV_DKV_MT_MAX_HEAD_DIM, "evoattn/dkdv_mma", "evoattn_bwd_dkdv_mma"},
     {"evoattn/dq", "evoattn_bwd_dq", "EV_DQ_DS", 0, 2, NULL, NULL, 0, 0, "evoattn/dq_mma", "evoattn_bwd_dq_mma"},
 };
 
@@ -50,7 +50,7 @@ typedef struct ev_plan {
     ev_params params;           /* with the effective tiles of the kernels that run */
     int tiled;
     int mt[K_COUNT];            /* the kernel runs its micro-tiled variant */
-    int mma[K_COUNT];           /* the kernel runs its tensor-core variant (forward and dQ) */
+    int mma[K_COUNT];           /* the kernel runs its tensor-core variant */
     ev_tile tile[K_COUNT];
     size_t chunks, n_per_chunk; /* the dK/dV kernel's split of N */
     size_t pre_items, pre_rows; /* the preprocess kernel's work-group and its rows */
@@ -175,22 +175,30 @@ static int fit_mt_tile(mcl_context *ctx, int kernel, int mode, size_t d, ev_tile
     return 1;
 }
 
-/* A tensor-core kernel's local memory (cl/evoattn/forward_mma.cl, dq_mma.cl): 16-bit tiles with
- * rows 8 values longer than the head dim padded to a multiple of 16, the query tile (16 rows a
- * warp) and one (forward: K) or two (dQ: K, V) key tiles row-major and one (V, or K) transposed,
- * the mask bias, the forward's two floats a work-item for row reductions, and the emulation's
- * scratch. */
+/* A tensor-core kernel's local memory (forward_mma.cl, dq_mma.cl, dkdv_mma.cl): 16-bit tiles of rows 8 values longer
+ * than the head dim padded to a multiple of 16, and transposed ones of rows 8 values longer
+ * than the streamed tile; the mask bias, the streamed queries' statistics (dK/dV), two floats a
+ * work-item for row reductions and the emulation's scratch. Forward: the query tile and K
+ * row-major, V transposed. dQ: the query tile, K and V row-major, K transposed. dK/dV: the
+ * larger of the key and query tiles and dO row-major, Q and dO transposed. */
 static size_t mma_local_bytes(int kernel, const ev_mma_tiles *m, size_t d)
 {
-    size_t dk = mcl_round_up(d, 16), items = 32 * (size_t)m->warps, bq = 16 * (size_t)m->warps, bk = (size_t)m->bk;
-    size_t key_rows = kernel == K_FWD ? bk : 2 * bk, red = kernel == K_FWD ? 2 * items : 0;
-    size_t scratch = m->on == 2 ? items * 12 : 1;
-    return 2 * ((bq + key_rows) * (dk + 8) + dk * (bk + 8)) + sizeof(float) * (bk + red + scratch);
+    size_t dk = mcl_round_up(d, 16), items = 32 * (size_t)m->warps, own = 16 * (size_t)m->warps;
+    size_t st = (size_t)m->stream, scratch = m->on == 2 ? items * 12 : 1;
+    size_t row_major = kernel == K_FWD ? own + st : kernel == K_DQ ? own + 2 * st : (own > st ? own : st) + st;
+    size_t transposed = kernel == K_DKV ? 2 : 1, stats = kernel == K_DKV ? 2 * st : 0;
+    return 2 * (row_major * (dk + 8) + transposed * dk * (st + 8)) +
+           sizeof(float) * (own + st + stats + 2 * items + scratch);
 }
 
 static ev_mma_tiles *mma_tiles(ev_params *p, int kernel)
 {
-    return kernel == K_FWD ? &p->fwd_mma : kernel == K_DQ ? &p->dq_mma : NULL;
+    return kernel == K_FWD ? &p->fwd_mma : kernel == K_DQ ? &p->dq_mma : &p->dkv_mma;
+}
+
+static int mma_mode(const ev_params *p, int kernel)
+{
+    return kernel == K_FWD ? p->fwd_mma.on : kernel == K_DQ ? p->dq_mma.on : p->dkv_mma.on;
 }
 
 /* Whether a kernel runs its tensor-core variant: switched on, a bf16 or f16 call, the instruction
@@ -225,7 +233,9 @@ static mcl_status choose_kernel(mcl_context *ctx, const mcl_evoattn_desc *d, int
         plan->mma[kernel] = plan->tiled && takes_mma(ctx, d, kernel, m);
         if (!plan->mma[kernel]) m->on = 0;
         if (plan->mma[kernel]) {
-            plan->tile[kernel] = (ev_tile){16 * (size_t)m->warps, (size_t)m->bk, 1, 1, mcl_round_up(d->head_dim, 16)};
+            size_t own = 16 * (size_t)m->warps, st = (size_t)m->stream;
+            plan->tile[kernel] = kernels[kernel].owns_keys ? (ev_tile){st, own, 1, 1, mcl_round_up(d->head_dim, 16)}
+                                                           : (ev_tile){own, st, 1, 1, mcl_round_up(d->head_dim, 16)};
             return MCL_OK;
         }
     }
@@ -291,10 +301,9 @@ static void source_defines(const mcl_evoattn_desc *d, const ev_plan *plan, const
     mcl_define_params(out, &mcl_family_evoattn, &plan->params, source);
     for (int k = 0; k < K_COUNT; k++)
         if (strcmp(source, kernels[k].source) == 0) mcl_define(out, kernels[k].slices_define, (long long)plan->tile[k].ds);
-    if (plan->mma[K_FWD] && strcmp(source, kernels[K_FWD].mma_source) == 0)
-        mcl_define(out, "MCL_MMA", plan->params.fwd_mma.on);
-    if (plan->mma[K_DQ] && strcmp(source, kernels[K_DQ].mma_source) == 0)
-        mcl_define(out, "MCL_MMA", plan->params.dq_mma.on);
+    for (int k = 0; k < K_COUNT; k++)
+        if (plan->mma[k] && strcmp(source, kernels[k].mma_source) == 0)
+            mcl_define(out, "MCL_MMA", mma_mode(&plan->params, k));
     if (strcmp(source, PREPROCESS) == 0) {
         mcl_define(out, "EV_PRE_ITEMS", (long long)plan->pre_items);
         mcl_define(out, "EV_PRE_ROWS", (long long)plan->pre_rows);
@@ -303,7 +312,10 @@ static void source_defines(const mcl_evoattn_desc *d, const ev_plan *plan, const
 
 static size_t kernel_items(const ev_plan *plan, int kernel)
 {
-    if (plan->mma[kernel]) return 2 * plan->tile[kernel].bq; /* a warp of 32 per 16 rows */
+    if (plan->mma[kernel]) { /* a warp of 32 per 16 own rows */
+        ev_tile t = plan->tile[kernel];
+        return 2 * *own_rows(kernel, &t);
+    }
     return plan->mt[kernel] ? mt_work_items(plan->tile[kernel]) : work_items(kernel, plan->tile[kernel]);
 }
 

@@ -23,13 +23,13 @@ typedef struct ev_mt_tiles {
  * tiles fit the device, for the tuner to try where a shape bucket may favour it too. */
 enum { EV_MT_OFF = 0, EV_MT_IN_RANGE = 1, EV_MT_WHEREVER_IT_FITS = 2 };
 
-/* A tensor-core variant (the forward's, cl/evoattn/forward_mma.cl, and dQ's, dq_mma.cl), for
- * bf16 and f16 calls: on is
- * 0 (off), 1 (mma.sync, where the device's probe ran it) or 2 (the instruction emulated, on any
- * device: how the tests check the kernel without a GPU); warps of 16 query rows each, and the
- * key tile bk. */
+/* A tensor-core variant of a tiled kernel (cl/evoattn/forward_mma.cl, dq_mma.cl, dkdv_mma.cl),
+ * for bf16 and f16 calls: on is 0 (off), 1 (mma.sync, where the device's probe ran it) or 2
+ * (the instruction emulated, on any device: how the tests check the kernels without a GPU);
+ * warps of 16 own rows each (queries, or dK/dV's keys), and the streamed tile (keys, or dK/dV's
+ * queries). */
 typedef struct ev_mma_tiles {
-    int on, warps, bk;
+    int on, warps, stream;
 } ev_mma_tiles;
 
 /* variant: 0 the unfused reference kernels (materialised scores), 1 the tiled ones.
@@ -41,7 +41,7 @@ typedef struct ev_params {
     ev_row_tiles fwd, dkv, dq;
     int dpair_waves, dkv_ahead;
     ev_mt_tiles dkv_mt, fwd_mt;
-    ev_mma_tiles fwd_mma, dq_mma;
+    ev_mma_tiles fwd_mma, dq_mma, dkv_mma;
 } ev_params;
 
 enum { EV_VARIANT_REFERENCE = 0, EV_VARIANT_TILED = 1 };

@@ -15,6 +15,7 @@
 #define DKV_MT "evoattn/dkdv_mt"
 #define FWD_MMA "evoattn/forward_mma"
 #define DQ_MMA "evoattn/dq_mma"
+#define DKV_MMA "evoattn/dkdv_mma"
 
 /* The four parameters of a row kernel's tiles (ev_row_tiles `tiles`), NAME_BQ, _BK, _R and _DW:
  * its query tile, key tile, rows per work-item and slice width, defines of `source`. */
@@ -32,11 +33,12 @@
     MCL_PARAM(ev_params, tiles.bk, name "_BK", key_tile, MT_TILE, source)
 
 /* The three of a tensor-core variant (ev_mma_tiles `tiles`): NAME, whether it runs and how (a
- * host choice, off by default), NAME_WARPS and _BK, defines of `source`. */
-#define MMA_TILES(tiles, name, source)                                                               \
+ * host choice, off by default), NAME_WARPS and the streamed tile `stream_name`, defines of
+ * `source`. */
+#define MMA_TILES(tiles, name, stream_name, stream_default, source)                                          \
     MCL_PARAM(ev_params, tiles.on, name, 0, MCL_LEGAL(0, 1, 2), NULL),                               \
     MCL_PARAM(ev_params, tiles.warps, name "_WARPS", 4, MCL_LEGAL(1, 2, 4, 8), source),              \
-    MCL_PARAM(ev_params, tiles.bk, name "_BK", 64, MCL_LEGAL(16, 32, 64, 128), source)
+    MCL_PARAM(ev_params, tiles.stream, stream_name, stream_default, MCL_LEGAL(16, 32, 64, 128), source)
 
 static const mcl_param_decl ev_params_decl[] = {
     MCL_PARAM(ev_params, variant, "VARIANT", EV_VARIANT_TILED, MCL_LEGAL(EV_VARIANT_REFERENCE, EV_VARIANT_TILED),
@@ -48,8 +50,9 @@ static const mcl_param_decl ev_params_decl[] = {
     MCL_PARAM(ev_params, dkv_ahead, "DKV_AHEAD", 8, MCL_LEGAL(1, 2, 4, 8, 16), DKV),
     MT_TILES(dkv_mt, "DKV_MT", 32, 64, DKV_MT),
     MT_TILES(fwd_mt, "FWD_MT", 32, 32, FWD_MT),
-    MMA_TILES(fwd_mma, "FWD_MMA", FWD_MMA),
-    MMA_TILES(dq_mma, "DQ_MMA", DQ_MMA),
+    MMA_TILES(fwd_mma, "FWD_MMA", "FWD_MMA_BK", 64, FWD_MMA),
+    MMA_TILES(dq_mma, "DQ_MMA", "DQ_MMA_BK", 64, DQ_MMA),
+    MMA_TILES(dkv_mma, "DKV_MMA", "DKV_MMA_BQ", 32, DKV_MMA),
 };
 MCL_PARAMS_FIT(ev_params, ev_params_decl);
 
@@ -58,7 +61,7 @@ MCL_PARAMS_FIT(ev_params, ev_params_decl);
 static const mcl_derived_define ev_derived[] = {
     {"EV_D", NULL},           {"EV_VEC4", NULL},           {"EV_FWD_DS", FWD},
     {"EV_DKV_DS", DKV},       {"EV_DQ_DS", DQ},            {"EV_PRE_ITEMS", "evoattn/preprocess"},
-    {"EV_PRE_ROWS", "evoattn/preprocess"}, {"MCL_MMA", FWD_MMA}, {"MCL_MMA", DQ_MMA},
+    {"EV_PRE_ROWS", "evoattn/preprocess"}, {"MCL_MMA", FWD_MMA}, {"MCL_MMA", DQ_MMA}, {"MCL_MMA", DKV_MMA},
 };
 
 /* A work-group's rows must hold at least one work-item's rows; the local memory and the
@@ -67,8 +70,8 @@ static const mcl_derived_define ev_derived[] = {
 static const char *ev_check(const void *values, const mcl_device_info *device)
 {
     const ev_params *v = values;
-    if ((v->fwd_mma.on == 1 || v->dq_mma.on == 1) && !device->has_mma_sync)
-        return "FWD_MMA=1 and DQ_MMA=1 need mma.sync, which the device's probe did not run";
+    if ((v->fwd_mma.on == 1 || v->dq_mma.on == 1 || v->dkv_mma.on == 1) && !device->has_mma_sync)
+        return "FWD_MMA, DQ_MMA and DKV_MMA = 1 need mma.sync, which the device's probe did not run";
     const int rows[3] = {v->fwd.bq, v->dkv.bk, v->dq.bq}, per_item[3] = {v->fwd.r, v->dkv.r, v->dq.r};
     for (int k = 0; k < 3; k++) {
         if (per_item[k] > rows[k]) return "R exceeds the work-group's rows (FWD_BQ, DKV_BK or DQ_BQ)";
@@ -120,6 +123,11 @@ static const mcl_tune_axis dq_row[] = {
     MCL_AXIS("DQ_BQ", MCL_LEGAL(32, 64, 128)), MCL_AXIS("DQ_BK", MCL_LEGAL(16, 32, 64)),
     MCL_AXIS("DQ_R", MCL_LEGAL(1, 2)),          MCL_AXIS("DQ_DW", MCL_LEGAL(16, 32, 64)),
 };
+static const mcl_tune_axis dkv_mma[] = {
+    MCL_AXIS("DKV_MMA", MCL_LEGAL(1)),
+    MCL_AXIS("DKV_MMA_WARPS", MCL_LEGAL(2, 4, 8)),
+    MCL_AXIS("DKV_MMA_BQ", MCL_LEGAL(16, 32, 64)),
+};
 static const mcl_tune_axis dkv_row[] = {
     MCL_AXIS("DKV_MT", MCL_LEGAL(EV_MT_OFF)),    MCL_AXIS("DKV_BQ", MCL_LEGAL(32, 64, 128)),
     MCL_AXIS("DKV_BK", MCL_LEGAL(32, 64, 128)), MCL_AXIS("DKV_R", MCL_LEGAL(1, 2)),
@@ -139,11 +147,13 @@ static const mcl_tune_subspace fwd_mma_space[] = {MCL_SUBSPACE(fwd_mma)};
 static const mcl_tune_subspace dq_space[] = {MCL_SUBSPACE(dq_row)};
 static const mcl_tune_subspace dq_mma_space[] = {MCL_SUBSPACE(dq_mma)};
 static const mcl_tune_subspace dkv_space[] = {MCL_SUBSPACE(dkv_row), MCL_SUBSPACE(dkv_mt)};
+static const mcl_tune_subspace dkv_mma_space[] = {MCL_SUBSPACE(dkv_mma)};
 static const mcl_tune_subspace dpair_space[] = {MCL_SUBSPACE(dpair)};
 static const mcl_tune_stage ev_stages[] = {
     MCL_STAGE("variant", variant_space), MCL_STAGE("forward", fwd_space),
     MCL_STAGE_IF("forward on the tensor cores", fwd_mma_space, ev_dtype_takes_mma), MCL_STAGE("dq", dq_space),
     MCL_STAGE_IF("dq on the tensor cores", dq_mma_space, ev_dtype_takes_mma), MCL_STAGE("dkdv", dkv_space),
+    MCL_STAGE_IF("dkdv on the tensor cores", dkv_mma_space, ev_dtype_takes_mma),
     MCL_STAGE("dpair", dpair_space),
 };
 
