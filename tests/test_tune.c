@@ -39,7 +39,7 @@ static size_t work_items_of(const mcl_family *f, const void *values)
 }
 
 /* Every candidate of every stage is legal there and, on a GPU, a whole number of SIMD groups;
- * only the tensor-core stage is empty, exactly where the device has no mma.sync. */
+ * only the tensor-core stages are empty, exactly where the device has no mma.sync. */
 static void expect_legal_spaces(const mcl_device_info *d)
 {
     for (size_t i = 0; i < mcl_family_registry_count; i++) {
@@ -49,7 +49,7 @@ static void expect_legal_spaces(const mcl_device_info *d)
         for (size_t s = 0; s < f->stage_count; s++) {
             tune_space space;
             assert_ok(tune_space_enumerate(f, &f->stages[s], &start, d, &space));
-            if (strcmp(f->stages[s].name, "tensor cores") == 0 && !d->has_mma_sync)
+            if (strstr(f->stages[s].name, "tensor cores") && !d->has_mma_sync)
                 cr_expect_eq(space.count, 0, "%s %s has candidates on %s", f->name, f->stages[s].name, d->name);
             else
                 cr_expect_gt(space.count, 0, "%s %s has no candidate on %s", f->name, f->stages[s].name, d->name);

@@ -76,13 +76,8 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
             float s[NB][4], dp[NB][4];
             for (uint nb = 0; nb < NB; nb++) {
                 for (uint e = 0; e < 4; e++) s[nb][e] = dp[nb][e] = 0.0f;
-                for (uint kk = 0; kk < DK / 16; kk++) {
-                    uint qb[2], dob[2];
-                    mma_b(qb, rows_l, RPAD, 8 * nb + quad, 16 * kk, t);
-                    mma_b(dob, do_l, RPAD, 8 * nb + quad, 16 * kk, t);
-                    mma(s[nb], ka[kk], qb, mma_scratch, lid);
-                    mma(dp[nb], va[kk], dob, mma_scratch, lid);
-                }
+                mma_block(s[nb], ka, rows_l, RPAD, 8 * nb + quad, t, mma_scratch, lid);
+                mma_block(dp[nb], va, do_l, RPAD, 8 * nb + quad, t, mma_scratch, lid);
                 for (uint e = 0; e < 4; e++) {
                     uint ii = 8 * nb + 2 * t + e % 2, i = i0 + ii, key = jj[e / 2], j = at.j0 + key;
                     float bias = mask_l[key] + pair_entry(pair, at.pair_base, i, 1, j, 1, 0, S, flags);
@@ -95,18 +90,8 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
                     }
                 }
             }
-            for (uint kb = 0; kb < BQ / 16; kb++) {
-                uint pa[4], dsa[4];
-                mma_a_of(pa, s[2 * kb], s[2 * kb + 1]);
-                mma_a_of(dsa, dp[2 * kb], dp[2 * kb + 1]);
-                for (uint ob = 0; ob < OB; ob++) {
-                    uint b[2];
-                    mma_b(b, dot_l, TPAD, 8 * ob + quad, 16 * kb, t);
-                    mma(dv_acc[ob], pa, b, mma_scratch, lid);
-                    mma_b(b, qt_l, TPAD, 8 * ob + quad, 16 * kb, t);
-                    mma(dk_acc[ob], dsa, b, mma_scratch, lid);
-                }
-            }
+            mma_blocks_times(dv_acc, s, BQ / 16, dot_l, TPAD, quad, t, mma_scratch, lid); /* dV += P^T dO */
+            mma_blocks_times(dk_acc, dp, BQ / 16, qt_l, TPAD, quad, t, mma_scratch, lid); /* dK += dS^T Q */
         }
 
         for (uint r = 0; r < 2; r++) {

@@ -66,27 +66,14 @@ void evoattn_bwd_dq_mma(EV_ARGS)
         float s[NB][4], dp[NB][4];
         for (uint nb = 0; nb < NB; nb++) {
             for (uint e = 0; e < 4; e++) s[nb][e] = dp[nb][e] = 0.0f;
-            for (uint kk = 0; kk < DK / 16; kk++) {
-                uint kb[2], vb[2];
-                mma_b(kb, k_l, QPAD, 8 * nb + quad, 16 * kk, t);
-                mma_b(vb, v_l, QPAD, 8 * nb + quad, 16 * kk, t);
-                mma(s[nb], qa[kk], kb, mma_scratch, lid);
-                mma(dp[nb], da[kk], vb, mma_scratch, lid);
-            }
+            mma_block(s[nb], qa, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+            mma_block(dp[nb], da, v_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
             for (uint e = 0; e < 4; e++) {
                 float bias = mma_bias(mask_l, pair, at.pair_base, i_row, j0, 8 * nb + 2 * t + e % 2, e, S, flags);
                 s[nb][e] = prob_and_dscore(s[nb][e], dp[nb][e], bias, l2[e / 2], dl[e / 2], scale2).y;
             }
         }
-        for (uint kb = 0; kb < BK / 16; kb++) {
-            uint dsa[4];
-            mma_a_of(dsa, s[2 * kb], s[2 * kb + 1]);
-            for (uint ob = 0; ob < OB; ob++) {
-                uint b[2];
-                mma_b(b, kt_l, TPAD, 8 * ob + quad, 16 * kb, t);
-                mma(acc[ob], dsa, b, mma_scratch, lid);
-            }
-        }
+        mma_blocks_times(acc, s, BK / 16, kt_l, TPAD, quad, t, mma_scratch, lid); /* dQ += dS K */
     }
 
     for (uint r = 0; r < 2; r++) {

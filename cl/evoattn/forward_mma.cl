@@ -61,11 +61,7 @@ void evoattn_forward_mma(EV_ARGS)
         float s[NB][4], top[2] = {-INFINITY, -INFINITY};
         for (uint nb = 0; nb < NB; nb++) {
             for (uint e = 0; e < 4; e++) s[nb][e] = 0.0f;
-            for (uint kk = 0; kk < DK / 16; kk++) {
-                uint kb[2];
-                mma_b(kb, k_l, QPAD, 8 * nb + quad, 16 * kk, t);
-                mma(s[nb], qa[kk], kb, mma_scratch, lid);
-            }
+            mma_block(s[nb], qa, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
             for (uint e = 0; e < 4; e++) {
                 uint jj = 8 * nb + 2 * t + e % 2;
                 s[nb][e] = fma(s[nb][e], scale2, mma_bias(mask_l, pair, at.pair_base, i_row, j0, jj, e, S, flags));
@@ -90,16 +86,7 @@ void evoattn_forward_mma(EV_ARGS)
                 l[e / 2] += s[nb][e];
             }
 
-        /* O += P V: two score blocks are one 16 x 16 A fragment of P */
-        for (uint kb = 0; kb < BK / 16; kb++) {
-            uint pa[4];
-            mma_a_of(pa, s[2 * kb], s[2 * kb + 1]);
-            for (uint ob = 0; ob < OB; ob++) {
-                uint vb[2];
-                mma_b(vb, vt_l, VPAD, 8 * ob + quad, 16 * kb, t);
-                mma(acc[ob], pa, vb, mma_scratch, lid);
-            }
-        }
+        mma_blocks_times(acc, s, BK / 16, vt_l, VPAD, quad, t, mma_scratch, lid); /* O += P V */
     }
 
     EV_QUAD(EV_ADD, l[0], l[1], red, lid);

@@ -46,6 +46,35 @@ inline void mma_a_of(uint *a, const float *lo, const float *hi)
     a[2] = mma_pack(hi[0], hi[1]), a[3] = mma_pack(hi[2], hi[3]);
 }
 
+/* c (a 16 x 8 block) += A B over k = 0 .. EV_DK: A the warp's fragments a[EV_DK / 16], B column n
+ * of a tile whose rows run along k (every work-item calls it: the emulation has barriers) */
+inline void mma_block(float *c, const uint (*a)[4], __local const mma_t *tile, uint pad, uint n, uint t,
+                      __local float *scratch, uint lid)
+{
+    for (uint kk = 0; kk < EV_DK / 16; kk++) {
+        uint b[2];
+        mma_b(b, tile, pad, n, 16 * kk, t);
+        mma(c, a[kk], b, scratch, lid);
+    }
+}
+
+/* acc[EV_DK / 8] += X Y: X the lane's 16 x 8 accumulator blocks x[0 .. 2 kblocks] as A fragments
+ * (two blocks a 16-wide step of k), Y the rows of a tile that run along k, one per output
+ * column (every work-item calls it) */
+inline void mma_blocks_times(float (*acc)[4], const float (*x)[4], uint kblocks, __local const mma_t *tile,
+                             uint pad, uint quad, uint t, __local float *scratch, uint lid)
+{
+    for (uint kb = 0; kb < kblocks; kb++) {
+        uint a[4];
+        mma_a_of(a, x[2 * kb], x[2 * kb + 1]);
+        for (uint ob = 0; ob < EV_DK / 8; ob++) {
+            uint b[2];
+            mma_b(b, tile, pad, 8 * ob + quad, 16 * kb, t);
+            mma(acc[ob], a, b, scratch, lid);
+        }
+    }
+}
+
 /* x and y become the maximum (sum) of the values of the four lanes of their row, in one fixed
  * order on every lane: with the instruction by butterfly shuffles within the warp, emulated
  * through red (two floats a work-item; every work-item calls it). */
