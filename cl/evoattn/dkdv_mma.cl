@@ -76,8 +76,8 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
             float s[NB][4], dp[NB][4];
             for (uint nb = 0; nb < NB; nb++) {
                 for (uint e = 0; e < 4; e++) s[nb][e] = dp[nb][e] = 0.0f;
-                mma_block(s[nb], ka, rows_l, RPAD, 8 * nb + quad, t, mma_scratch, lid);
-                mma_block(dp[nb], va, do_l, RPAD, 8 * nb + quad, t, mma_scratch, lid);
+                mma_block(s[nb], ka, DK / 16, rows_l, RPAD, 8 * nb + quad, t, mma_scratch, lid);
+                mma_block(dp[nb], va, DK / 16, do_l, RPAD, 8 * nb + quad, t, mma_scratch, lid);
                 for (uint e = 0; e < 4; e++) {
                     uint ii = 8 * nb + 2 * t + e % 2, i = i0 + ii, key = jj[e / 2], j = at.j0 + key;
                     float bias = mask_l[key] + pair_entry(pair, at.pair_base, i, 1, j, 1, 0, S, flags);
@@ -90,8 +90,8 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
                     }
                 }
             }
-            mma_blocks_times(dv_acc, s, BQ / 16, dot_l, TPAD, quad, t, mma_scratch, lid); /* dV += P^T dO */
-            mma_blocks_times(dk_acc, dp, BQ / 16, qt_l, TPAD, quad, t, mma_scratch, lid); /* dK += dS^T Q */
+            mma_blocks_times(dv_acc, OB, s, BQ / 16, dot_l, TPAD, quad, t, mma_scratch, lid); /* dV += P^T dO */
+            mma_blocks_times(dk_acc, OB, dp, BQ / 16, qt_l, TPAD, quad, t, mma_scratch, lid); /* dK += dS^T Q */
         }
 
         for (uint r = 0; r < 2; r++) {
@@ -105,7 +105,7 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
                     if (flags & EV_WANT_DV) store_elem(dv, AT(base, j, d), dv_acc[ob][2 * r + c]);
                 }
         }
-        EV_QUAD(EV_ADD, dmask[0], dmask[1], red, lid);
+        MMA_QUAD(MMA_ADD, dmask[0], dmask[1], red, lid);
         for (uint r = 0; r < 2; r++)
             if (t == 0 && (flags & EV_WANT_DMASK) && at.j0 + jj[r] < S) mask_part[stat_row + at.j0 + jj[r]] = dmask[r];
     }

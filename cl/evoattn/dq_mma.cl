@@ -66,14 +66,14 @@ void evoattn_bwd_dq_mma(EV_ARGS)
         float s[NB][4], dp[NB][4];
         for (uint nb = 0; nb < NB; nb++) {
             for (uint e = 0; e < 4; e++) s[nb][e] = dp[nb][e] = 0.0f;
-            mma_block(s[nb], qa, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
-            mma_block(dp[nb], da, v_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+            mma_block(s[nb], qa, DK / 16, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+            mma_block(dp[nb], da, DK / 16, v_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
             for (uint e = 0; e < 4; e++) {
                 float bias = mma_bias(mask_l, pair, at.pair_base, i_row, j0, 8 * nb + 2 * t + e % 2, e, S, flags);
                 s[nb][e] = prob_and_dscore(s[nb][e], dp[nb][e], bias, l2[e / 2], dl[e / 2], scale2).y;
             }
         }
-        mma_blocks_times(acc, s, BK / 16, kt_l, TPAD, quad, t, mma_scratch, lid); /* dQ += dS K */
+        mma_blocks_times(acc, OB, s, BK / 16, kt_l, TPAD, quad, t, mma_scratch, lid); /* dQ += dS K */
     }
 
     for (uint r = 0; r < 2; r++) {

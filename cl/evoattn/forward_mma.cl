@@ -61,14 +61,14 @@ void evoattn_forward_mma(EV_ARGS)
         float s[NB][4], top[2] = {-INFINITY, -INFINITY};
         for (uint nb = 0; nb < NB; nb++) {
             for (uint e = 0; e < 4; e++) s[nb][e] = 0.0f;
-            mma_block(s[nb], qa, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+            mma_block(s[nb], qa, DK / 16, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
             for (uint e = 0; e < 4; e++) {
                 uint jj = 8 * nb + 2 * t + e % 2;
                 s[nb][e] = fma(s[nb][e], scale2, mma_bias(mask_l, pair, at.pair_base, i_row, j0, jj, e, S, flags));
                 top[e / 2] = fmax(top[e / 2], s[nb][e]);
             }
         }
-        EV_QUAD(fmax, top[0], top[1], red, lid);
+        MMA_QUAD(fmax, top[0], top[1], red, lid);
 
         float alpha[2], m_use[2];
         for (uint r = 0; r < 2; r++) {
@@ -86,10 +86,10 @@ void evoattn_forward_mma(EV_ARGS)
                 l[e / 2] += s[nb][e];
             }
 
-        mma_blocks_times(acc, s, BK / 16, vt_l, VPAD, quad, t, mma_scratch, lid); /* O += P V */
+        mma_blocks_times(acc, OB, s, BK / 16, vt_l, VPAD, quad, t, mma_scratch, lid); /* O += P V */
     }
 
-    EV_QUAD(EV_ADD, l[0], l[1], red, lid);
+    MMA_QUAD(MMA_ADD, l[0], l[1], red, lid);
     for (uint r = 0; r < 2; r++) {
         uint i = i_row[r];
         if (i >= S) continue;
