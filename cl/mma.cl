@@ -200,5 +200,32 @@ inline float quad_shuffle(float x, uint lanes)
 #endif
 #define MMA_ADD(a, b) ((a) + (b))
 
+
+/* One key tile of an online softmax over a warp's 16 rows: s[nblocks] the tile's scores in log2
+ * units (-inf where a key is absent), m[2] the rows' running maxima, l[2] the lane's partial
+ * row sums and acc[out_blocks] its accumulators, rescaled to the new maxima; s becomes P. A row
+ * with no key yet keeps every p at 0. Every work-item calls it. */
+inline void mma_online_softmax(float (*s)[4], uint nblocks, float *m, float *l, float (*acc)[4], uint out_blocks,
+                               __local float *red, uint lid)
+{
+    float top[2] = {-INFINITY, -INFINITY}, alpha[2], m_use[2];
+    for (uint nb = 0; nb < nblocks; nb++)
+        for (uint e = 0; e < 4; e++) top[e / 2] = fmax(top[e / 2], s[nb][e]);
+    MMA_QUAD(fmax, top[0], top[1], red, lid);
+    for (uint r = 0; r < 2; r++) {
+        float m_new = fmax(m[r], top[r]);
+        m_use[r] = m_new == -INFINITY ? 0.0f : m_new;
+        alpha[r] = exp2(m[r] - m_use[r]);
+        m[r] = m_new;
+        l[r] *= alpha[r];
+    }
+    for (uint ob = 0; ob < out_blocks; ob++)
+        for (uint e = 0; e < 4; e++) acc[ob][e] *= alpha[e / 2];
+    for (uint nb = 0; nb < nblocks; nb++)
+        for (uint e = 0; e < 4; e++) {
+            s[nb][e] = exp2(s[nb][e] - m_use[e / 2]);
+            l[e / 2] += s[nb][e];
+        }
+}
 #endif
 #endif

@@ -1,8 +1,8 @@
 /* ACSR sparse attention against the dense masked-softmax reference (the acsr workload,
  * tests/workload/acsr.c): every pattern and their unions, random masks through the CSR
  * fallback with empty and one-column rows, sizes that fill no tile and size 1, every dtype and
- * placement, every tile variant, the unfused pipeline and the dense baseline, determinism; the
- * builders' splits, the reference's own gradients, and bad inputs. */
+ * placement, every tile variant, the tensor-core forward, the unfused pipeline and the dense
+ * baseline, determinism; the builders' splits, the reference's own gradients, and bad inputs. */
 #include "common.h"
 
 #include "ref/acsr_ref.h"
@@ -58,6 +58,35 @@ Test(acsr, every_tile_variant_is_correct)
         for (size_t k = 0; k < COUNT_OF(sets); k++)
             test_check_case(ctx, &wl_acsr, case_of(1, 2, 70, 36, sets[k], 9, (mcl_dtype)((v + k) % 3)), (int)k % 2, &rng,
                             variants[v]);
+    }
+    mcl_context_release(ctx);
+}
+
+/* The tensor-core forward against the reference, bf16 and f16, every pattern set (the CSR
+ * fallback's tiles of one row included) and shapes that fill no 16-wide fragment: 1, 2 and 8
+ * warps, 16 to 128 keys a step; emulated (FWD_MMA=2) on any device and with mma.sync
+ * (FWD_MMA=1) where the device's probe passed. */
+Test(acsr, forward_on_the_tensor_cores_matches_reference, .timeout = 600)
+{
+    static const char *const variants[] = {"FWD_MMA=2", "FWD_MMA=2,FWD_MMA_WARPS=1,FWD_MMA_BK=16",
+                                           "FWD_MMA=2,FWD_MMA_WARPS=2,FWD_MMA_BK=128", "FWD_MMA=1",
+                                           "FWD_MMA=1,FWD_MMA_WARPS=1,FWD_MMA_BK=16",
+                                           "FWD_MMA=1,FWD_MMA_WARPS=8,FWD_MMA_BK=32"};
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    int has_mma = mcl_context_device(ctx)->has_mma_sync;
+    for (size_t v = 0; v < COUNT_OF(variants); v++) {
+        if (strstr(variants[v], "MMA=1") && !has_mma) { /* the instruction is refused there */
+            cr_expect_neq(mcl_context_set_params(ctx, "acsr", variants[v]), MCL_OK, "%s without mma.sync", variants[v]);
+            continue;
+        }
+        assert_ok(mcl_context_set_params(ctx, "acsr", variants[v]));
+        for (size_t p = 0; p < COUNT_OF(pattern_sets); p++) {
+            const size_t *sh = shapes[(p + v) % COUNT_OF(shapes)];
+            mcl_dtype dtype = (p + v) % 2 ? MCL_F16 : MCL_BF16;
+            test_check_case(ctx, &wl_acsr, case_of(sh[0], sh[1], sh[2], sh[3], pattern_sets[p], sh[4], dtype),
+                            (int)p % 2, &rng, variants[v]);
+        }
     }
     mcl_context_release(ctx);
 }

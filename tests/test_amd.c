@@ -65,11 +65,14 @@ static int compile_for(const char *text, const char *options, const char *arch, 
     return status;
 }
 
-/* The kernel sources of a family: the embedded files under cl/<family>/ that are not helpers. */
+/* The kernel sources of a family an AMD device may run: the embedded files under cl/<family>/
+ * that are not helpers, less the tensor-core ones (named *_mma), which issue NVIDIA's mma.sync
+ * and which the families' checks refuse on a device whose mma.sync probe did not pass. */
 static int is_kernel_of(const mcl_family *f, const char *name)
 {
-    size_t len = strlen(f->name);
+    size_t len = strlen(f->name), name_len = strlen(name);
     if (strncmp(name, f->name, len) != 0 || name[len] != '/') return 0;
+    if (name_len > 4 && strcmp(name + name_len - 4, "_mma") == 0) return 0;
     for (const char *const *h = f->helpers; h && *h; h++)
         if (strcmp(*h, name) == 0) return 0;
     return 1;

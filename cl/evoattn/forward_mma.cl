@@ -58,34 +58,16 @@ void evoattn_forward_mma(EV_ARGS)
 
         /* scores of the warp's 16 rows against the tile's keys, then the bias, in log2 units;
          * element e of block nb: row row0 + 8 (e / 2), key 8 nb + 2 t + e % 2 */
-        float s[NB][4], top[2] = {-INFINITY, -INFINITY};
+        float s[NB][4];
         for (uint nb = 0; nb < NB; nb++) {
             for (uint e = 0; e < 4; e++) s[nb][e] = 0.0f;
             mma_block(s[nb], qa, DK / 16, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
             for (uint e = 0; e < 4; e++) {
                 uint jj = 8 * nb + 2 * t + e % 2;
                 s[nb][e] = fma(s[nb][e], scale2, mma_bias(mask_l, pair, at.pair_base, i_row, j0, jj, e, S, flags));
-                top[e / 2] = fmax(top[e / 2], s[nb][e]);
             }
         }
-        MMA_QUAD(fmax, top[0], top[1], red, lid);
-
-        float alpha[2], m_use[2];
-        for (uint r = 0; r < 2; r++) {
-            float m_new = fmax(m[r], top[r]);
-            m_use[r] = m_new == -INFINITY ? 0.0f : m_new; /* no key yet: every p is 0 */
-            alpha[r] = exp2(m[r] - m_use[r]);
-            m[r] = m_new;
-            l[r] *= alpha[r];
-        }
-        for (uint ob = 0; ob < OB; ob++)
-            for (uint e = 0; e < 4; e++) acc[ob][e] *= alpha[e / 2];
-        for (uint nb = 0; nb < NB; nb++)
-            for (uint e = 0; e < 4; e++) {
-                s[nb][e] = exp2(s[nb][e] - m_use[e / 2]);
-                l[e / 2] += s[nb][e];
-            }
-
+        mma_online_softmax(s, NB, m, l, acc, OB, red, lid);
         mma_blocks_times(acc, OB, s, BK / 16, vt_l, VPAD, quad, t, mma_scratch, lid); /* O += P V */
     }
 

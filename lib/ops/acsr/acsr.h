@@ -14,14 +14,25 @@ typedef struct acsr_tiles {
     int bq, bk, dw;
 } acsr_tiles;
 
-/* The family's tuning parameters: the tiles of the forward, dQ and dK/dV kernels, and the
- * work-items a row in the unfused pipeline. */
+/* The forward's tensor-core variant (cl/acsr/forward_mma.cl), for bf16 and f16 calls: on is 0
+ * (off), 1 (mma.sync, where the device's probe ran it) or 2 (the instruction emulated on any
+ * device, for tests); tiles of 16 rows a warp, bk keys staged at a time. */
+typedef struct acsr_mma_tiles {
+    int on, warps, bk;
+} acsr_mma_tiles;
+
+/* The family's tuning parameters: the tiles of the forward, dQ and dK/dV kernels, the work-items
+ * a row in the unfused pipeline, and the forward's tensor-core variant. */
 typedef struct acsr_params {
     acsr_tiles fwd, dq, dkv;
     int wg;
+    acsr_mma_tiles fwd_mma;
 } acsr_params;
 
 extern const mcl_family mcl_family_acsr;
+
+/* Whether a call of this dtype may take the tensor-core variant: bf16 and f16. */
+int acsr_dtype_takes_mma(mcl_dtype dtype, int tf32_allowed);
 
 /* The local memory a tile kernel takes with these tiles split into `slices` slices (the dK/dV
  * kernel's count, the largest of the three). */

@@ -10,6 +10,7 @@
 #define FWD "acsr/forward"
 #define DQ "acsr/dq"
 #define DKV "acsr/dkdv"
+#define FWD_MMA "acsr/forward_mma"
 
 /* A tile kernel's three: NAME_BQ rows a tile, NAME_BK keys staged at a time, NAME_DW head-dim
  * columns a work-item holds. */
@@ -23,12 +24,16 @@ static const mcl_param_decl acsr_params_decl[] = {
     TILE_PARAMS(dq, "DQ", DQ),
     TILE_PARAMS(dkv, "DKV", DKV),
     MCL_PARAM(acsr_params, wg, "WG", 64, MCL_LEGAL(32, 64, 128, 256), "acsr/unfused"),
+    MCL_PARAM(acsr_params, fwd_mma.on, "FWD_MMA", 0, MCL_LEGAL(0, 1, 2), NULL),
+    MCL_PARAM(acsr_params, fwd_mma.warps, "FWD_MMA_WARPS", 4, MCL_LEGAL(1, 2, 4, 8), FWD_MMA),
+    MCL_PARAM(acsr_params, fwd_mma.bk, "FWD_MMA_BK", 64, MCL_LEGAL(16, 32, 64, 128), FWD_MMA),
 };
 MCL_PARAMS_FIT(acsr_params, acsr_params_decl);
 
 /* the head dim and vector access of a call; each tile kernel's head-dim slices */
 static const mcl_derived_define acsr_derived[] = {
     {"ACSR_D", NULL}, {"ACSR_VEC4", NULL}, {"ACSR_FWD_DS", FWD}, {"ACSR_DQ_DS", DQ}, {"ACSR_DKV_DS", DKV},
+    {"MCL_MMA", FWD_MMA},
 };
 
 size_t acsr_local_bytes(const acsr_tiles *t, size_t slices)
@@ -46,6 +51,8 @@ static const char *acsr_check(const void *values, const mcl_device_info *device)
     const acsr_tiles *tiles[] = {&v->fwd, &v->dq, &v->dkv};
     for (size_t k = 0; k < MCL_COUNT(tiles); k++)
         if ((size_t)tiles[k]->bq > device->max_work_group_size) return "a tile's rows exceed the work-group size";
+    if (v->fwd_mma.on == 1 && !device->has_mma_sync)
+        return "FWD_MMA=1 needs mma.sync, which the device's probe did not run";
     return NULL;
 }
 
@@ -56,21 +63,35 @@ static void acsr_bucket(const size_t *shape, char *out, size_t cap)
     snprintf(out, cap, "d=%zu,row%s", shape[3], per_row <= 64 ? "<=64" : per_row <= 512 ? "<=512" : ">512");
 }
 
-static const char *const acsr_helpers[] = {"acsr/common", NULL};
+static const char *const acsr_helpers[] = {"mma", "acsr/common", NULL};
+
+int acsr_dtype_takes_mma(mcl_dtype dtype, int tf32_allowed)
+{
+    (void)tf32_allowed;
+    return dtype != MCL_F32;
+}
 
 /* The tuner's space: each tile kernel's rows, keys and slice width (a CPU wants fewer,
- * larger tiles). */
+ * larger tiles), and the forward on the tensor cores (16-bit calls, where mma.sync ran). */
 #define TILE_AXES(name)                                                                        \
     MCL_AXIS_CPU(name "_BQ", MCL_LEGAL(16, 32, 64, 128), MCL_LEGAL(8, 16, 32, 64)),            \
     MCL_AXIS(name "_BK", MCL_LEGAL(8, 16, 32, 64)), MCL_AXIS(name "_DW", MCL_LEGAL(16, 32, 64))
 static const mcl_tune_axis fwd_axes[] = {TILE_AXES("FWD")};
 static const mcl_tune_axis dq_axes[] = {TILE_AXES("DQ")};
 static const mcl_tune_axis dkv_axes[] = {TILE_AXES("DKV")};
+static const mcl_tune_axis fwd_mma_axes[] = {
+    MCL_AXIS("FWD_MMA", MCL_LEGAL(1)),
+    MCL_AXIS("FWD_MMA_WARPS", MCL_LEGAL(2, 4, 8)),
+    MCL_AXIS("FWD_MMA_BK", MCL_LEGAL(32, 64, 128)),
+};
 static const mcl_tune_subspace fwd_space[] = {MCL_SUBSPACE(fwd_axes)};
+static const mcl_tune_subspace fwd_mma_space[] = {MCL_SUBSPACE(fwd_mma_axes)};
 static const mcl_tune_subspace dq_space[] = {MCL_SUBSPACE(dq_axes)};
 static const mcl_tune_subspace dkv_space[] = {MCL_SUBSPACE(dkv_axes)};
-static const mcl_tune_stage acsr_stages[] = {MCL_STAGE("forward", fwd_space), MCL_STAGE("dq", dq_space),
-                                             MCL_STAGE("dkdv", dkv_space)};
+static const mcl_tune_stage acsr_stages[] = {
+    MCL_STAGE("forward", fwd_space),
+    MCL_STAGE_IF("forward on the tensor cores", fwd_mma_space, acsr_dtype_takes_mma), MCL_STAGE("dq", dq_space),
+    MCL_STAGE("dkdv", dkv_space)};
 
 /* A device with less local memory or smaller work-groups than the defaults need. */
 static const char *const acsr_fallbacks[] = {"FWD_BK=16,DQ_BK=16,DKV_BK=16",
