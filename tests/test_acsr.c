@@ -1,7 +1,7 @@
 /* ACSR sparse attention against the dense masked-softmax reference (the acsr workload,
  * tests/workload/acsr.c): every pattern and their unions, random masks through the CSR
  * fallback with empty and one-column rows, sizes that fill no tile and size 1, every dtype and
- * placement, every tile variant, the tensor-core forward, the unfused pipeline and the dense
+ * placement, every tile variant, the tensor-core kernels, the unfused pipeline and the dense
  * baseline, determinism; the builders' splits, the reference's own gradients, and bad inputs. */
 #include "common.h"
 
@@ -62,16 +62,20 @@ Test(acsr, every_tile_variant_is_correct)
     mcl_context_release(ctx);
 }
 
-/* The tensor-core forward against the reference, bf16 and f16, every pattern set (the CSR
+/* The tensor-core forward and dQ against the reference, bf16 and f16, every pattern set (the CSR
  * fallback's tiles of one row included) and shapes that fill no 16-wide fragment: 1, 2 and 8
  * warps, 16 to 128 keys a step; emulated (FWD_MMA=2) on any device and with mma.sync
  * (FWD_MMA=1) where the device's probe passed. */
-Test(acsr, forward_on_the_tensor_cores_matches_reference, .timeout = 600)
+Test(acsr, tensor_core_kernels_match_reference, .timeout = 600)
 {
-    static const char *const variants[] = {"FWD_MMA=2", "FWD_MMA=2,FWD_MMA_WARPS=1,FWD_MMA_BK=16",
-                                           "FWD_MMA=2,FWD_MMA_WARPS=2,FWD_MMA_BK=128", "FWD_MMA=1",
-                                           "FWD_MMA=1,FWD_MMA_WARPS=1,FWD_MMA_BK=16",
-                                           "FWD_MMA=1,FWD_MMA_WARPS=8,FWD_MMA_BK=32"};
+    static const char *const variants[] = {
+        "FWD_MMA=2,DQ_MMA=2",
+        "FWD_MMA=2,FWD_MMA_WARPS=1,FWD_MMA_BK=16,DQ_MMA=2,DQ_MMA_WARPS=1,DQ_MMA_BK=16",
+        "FWD_MMA=2,FWD_MMA_WARPS=2,FWD_MMA_BK=128,DQ_MMA=2,DQ_MMA_WARPS=2,DQ_MMA_BK=32",
+        "FWD_MMA=1,DQ_MMA=1",
+        "FWD_MMA=1,FWD_MMA_WARPS=1,FWD_MMA_BK=16,DQ_MMA=1,DQ_MMA_WARPS=1,DQ_MMA_BK=16",
+        "FWD_MMA=1,FWD_MMA_WARPS=8,FWD_MMA_BK=32,DQ_MMA=1,DQ_MMA_WARPS=8,DQ_MMA_BK=32",
+    };
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
     int has_mma = mcl_context_device(ctx)->has_mma_sync;

@@ -170,3 +170,38 @@ inline float dot4(float4 a, float4 b, float acc)
 {
     return fma(a.x, b.x, fma(a.y, b.y, fma(a.z, b.z, fma(a.w, b.w, acc))));
 }
+
+#if defined(MCL_MMA) && MCL_MMA
+/* ---- the tensor-core kernels' (forward_mma.cl, dq_mma.cl) ---------------------------------- */
+#define ACSR_DK ((ACSR_D + 15) / 16 * 16) /* the head dim padded with zeros to the instruction's k */
+
+/* Rows idx[0 .. count) of head bh (N: none, zeros) into a local tile of `pad` values a row
+ * (transposed: row r becomes column r of ACSR_DK rows) as the instruction's values, zero past D. */
+inline void stage_indexed(__local mma_t *dst, uint pad, int transposed, __global const store_t *src,
+                          __local const uint *idx, uint count, uint bh, uint N, uint lid, uint items)
+{
+    for (uint e = lid; e < count * ACSR_DK; e += items) {
+        uint r = e / ACSR_DK, d = e % ACSR_DK, i = idx[r];
+        mma_put(dst, transposed ? d * pad + r : r * pad + d, i < N && d < ACSR_D ? load_elem(src, at(bh, i, d, N)) : 0.0f);
+    }
+}
+
+/* The rows of the tile's slots 0 .. count (N past its rows), then (after a barrier) their Q as
+ * a row-major tile, and the warp's A fragments of it: the lane's rows quad and quad + 8 of its
+ * warp's 16. Every work-item calls it. */
+inline void stage_tile_rows(__local uint *row_l, __local mma_t *rows_tile, uint pad, __global const store_t *src,
+                            tile_place p, __global const uint *order, uint count, uint N, uint lid, uint items)
+{
+    for (uint r = lid; r < count; r += items) row_l[r] = tile_row(p.tile, order, r, N);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    stage_indexed(rows_tile, pad, 0, src, row_l, count, p.bh, N, lid, items);
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+
+/* Keys t0 .. t0 + count of lattice l (N past its keys) into key_l. */
+inline void stage_key_indices(__local uint *key_l, lattice l, __global const uint *csr, uint t0, uint count, uint N,
+                              uint lid, uint items)
+{
+    for (uint j = lid; j < count; j += items) key_l[j] = t0 + j < l.keys ? lattice_key(l, csr, t0 + j) : N;
+}
+#endif

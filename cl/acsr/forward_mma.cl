@@ -16,22 +16,11 @@
 #define ITEMS (32 * WARPS)
 #define BQ (16 * WARPS)
 #define BK ACSR_FWD_MMA_BK
-#define DK ((ACSR_D + 15) / 16 * 16)
+#define DK ACSR_DK
 #define QPAD (DK + 8) /* values a Q or K row holds: the extra spreads the rows over the banks */
 #define VPAD (BK + 8) /* values a row of V^T holds */
 #define NB (BK / 8)   /* a warp's 16 x 8 score blocks per key step */
 #define OB (DK / 8)   /* its 16 x 8 output blocks */
-
-/* Rows idx[0 .. count) of head bh (N: none, zeros) into a local tile of `pad` values a row
- * (transposed: row r becomes column r of DK rows), zero past D. */
-inline void stage_indexed(__local mma_t *dst, uint pad, int transposed, __global const store_t *src,
-                          __local const uint *idx, uint count, uint bh, uint N, uint lid)
-{
-    for (uint e = lid; e < count * DK; e += ITEMS) {
-        uint r = e / DK, d = e % DK, i = idx[r];
-        mma_put(dst, transposed ? d * pad + r : r * pad + d, i < N && d < ACSR_D ? load_elem(src, at(bh, i, d, N)) : 0.0f);
-    }
-}
 
 __kernel __attribute__((reqd_work_group_size(ITEMS, 1, 1)))
 void acsr_forward_mma(ACSR_ARGS)
@@ -47,10 +36,7 @@ void acsr_forward_mma(ACSR_ARGS)
     const uint row0 = 16 * warp + quad; /* the lane's slots row0 and row0 + 8 of the tile */
     const float scale2 = scale * ACSR_LOG2E;
 
-    for (uint r = lid; r < BQ; r += ITEMS) row_l[r] = tile_row(p.tile, order, r, N);
-    barrier(CLK_LOCAL_MEM_FENCE);
-    stage_indexed(q_l, QPAD, 0, q, row_l, BQ, p.bh, N, lid);
-    barrier(CLK_LOCAL_MEM_FENCE);
+    stage_tile_rows(row_l, q_l, QPAD, q, p, order, BQ, N, lid, ITEMS);
     uint qa[DK / 16][4];
     for (uint kk = 0; kk < DK / 16; kk++) mma_a(qa[kk], q_l, QPAD, row0, 16 * kk, t);
     const uint row[2] = {row_l[row0], row_l[row0 + 8]};
@@ -63,10 +49,10 @@ void acsr_forward_mma(ACSR_ARGS)
         const uint2 bounds[2] = {row_bounds(rows, row[0], c, N), row_bounds(rows, row[1], c, N)};
         for (uint t0 = 0; t0 < lat.keys; t0 += BK) {
             barrier(CLK_LOCAL_MEM_FENCE); /* the previous keys' readers are done */
-            for (uint j = lid; j < BK; j += ITEMS) key_l[j] = t0 + j < lat.keys ? lattice_key(lat, csr, t0 + j) : N;
+            stage_key_indices(key_l, lat, csr, t0, BK, N, lid, ITEMS);
             barrier(CLK_LOCAL_MEM_FENCE);
-            stage_indexed(k_l, QPAD, 0, k, key_l, BK, p.bh, N, lid);
-            stage_indexed(vt_l, VPAD, 1, v, key_l, BK, p.bh, N, lid);
+            stage_indexed(k_l, QPAD, 0, k, key_l, BK, p.bh, N, lid, ITEMS);
+            stage_indexed(vt_l, VPAD, 1, v, key_l, BK, p.bh, N, lid, ITEMS);
             barrier(CLK_LOCAL_MEM_FENCE);
 
             /* element e of block nb: slot row0 + 8 (e / 2), key position 8 nb + 2 t + e % 2 */

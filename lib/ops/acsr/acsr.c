@@ -16,7 +16,6 @@
 #define ACSR_MAX_WORK_ITEMS 256
 #define UNFUSED "acsr/unfused"
 #define DELTA "acsr/delta"
-#define FWD_MMA "acsr/forward_mma"
 
 /* The tile kernels: their source, name, slice-count define and the side of the mask they walk
  * (the forward's and dQ's own the mask's rows; dK/dV's own its columns, the transpose's rows). */
@@ -24,10 +23,11 @@ enum { K_FWD, K_DQ, K_DKV, K_COUNT };
 static const struct {
     const char *source, *name, *slices_define;
     int side;
+    const char *mma_source, *mma_name; /* the tensor-core variant, where there is one */
 } kernels[K_COUNT] = {
-    {"acsr/forward", "acsr_forward", "ACSR_FWD_DS", ACSR_ROWS},
-    {"acsr/dq", "acsr_dq", "ACSR_DQ_DS", ACSR_ROWS},
-    {"acsr/dkdv", "acsr_dkdv", "ACSR_DKV_DS", ACSR_COLS},
+    {"acsr/forward", "acsr_forward", "ACSR_FWD_DS", ACSR_ROWS, "acsr/forward_mma", "acsr_forward_mma"},
+    {"acsr/dq", "acsr_dq", "ACSR_DQ_DS", ACSR_ROWS, "acsr/dq_mma", "acsr_dq_mma"},
+    {"acsr/dkdv", "acsr_dkdv", "ACSR_DKV_DS", ACSR_COLS, NULL, NULL},
 };
 
 /* The bits of the kernels' flags (cl/acsr/common.cl). */
@@ -37,7 +37,7 @@ static const struct {
 
 typedef struct acsr_plan {
     acsr_params params; /* each tile fitted to the head dim and the device */
-    int fwd_mma;        /* the forward runs on the tensor cores (cl/acsr/forward_mma.cl) */
+    int mma[K_COUNT];   /* the kernel runs its tensor-core variant (forward and dQ) */
     size_t slices[K_COUNT];
     int vec4;
     float scale;
@@ -106,23 +106,31 @@ static mcl_status fit_tiles(mcl_context *ctx, size_t d, acsr_tiles *t, size_t *s
     return MCL_OK;
 }
 
-/* The tensor-core forward's local memory: the query tile (16 rows a warp) and K as 16-bit rows
- * 8 values longer than the head dim padded to a multiple of 16, V transposed, the rows' and
- * keys' indices, two floats a work-item for row reductions and the emulation's scratch. */
-static size_t mma_local_bytes(const acsr_mma_tiles *m, size_t d)
+/* A tensor-core kernel's local memory: the query tile (16 rows a warp) and one (forward: K) or
+ * two (dQ: K, V) key tiles as 16-bit rows 8 values longer than the head dim padded to a multiple
+ * of 16, one key tile transposed (V or K), the rows' and keys' indices, the forward's two floats
+ * a work-item for row reductions and the emulation's scratch. */
+static size_t mma_local_bytes(int kernel, const acsr_mma_tiles *m, size_t d)
 {
     size_t dk = mcl_round_up(d, 16), items = 32 * (size_t)m->warps, bq = 16 * (size_t)m->warps, bk = (size_t)m->bk;
+    size_t key_rows = kernel == K_FWD ? bk : 2 * bk, red = kernel == K_FWD ? 2 * items : 0;
     size_t scratch = m->on == 2 ? items * 12 : 1;
-    return 2 * ((bq + bk) * (dk + 8) + dk * (bk + 8)) + 4 * (bq + bk) + sizeof(float) * (2 * items + scratch);
+    return 2 * ((bq + key_rows) * (dk + 8) + dk * (bk + 8)) + 4 * (bq + bk) + sizeof(float) * (red + scratch);
 }
 
-/* Whether the forward runs on the tensor cores: switched on, a bf16 or f16 call, the
+static acsr_mma_tiles *mma_tiles(acsr_params *p, int kernel)
+{
+    return kernel == K_FWD ? &p->fwd_mma : kernel == K_DQ ? &p->dq_mma : NULL;
+}
+
+/* Whether a kernel runs its tensor-core variant: switched on, a bf16 or f16 call, the
  * instruction proven on the device (or emulated), and its tiles within the device's limits. */
-static int takes_mma(mcl_context *ctx, const mcl_acsr_desc *d, const acsr_mma_tiles *m)
+static int takes_mma(mcl_context *ctx, const mcl_acsr_desc *d, int kernel, const acsr_mma_tiles *m)
 {
     const mcl_device_info *info = &ctx->device.info;
     if (!m->on || !acsr_dtype_takes_mma(d->dtype, ctx->allow_tf32) || (m->on == 1 && !info->has_mma_sync)) return 0;
-    return mma_local_bytes(m, d->head_dim) <= info->local_mem_bytes && 32 * (size_t)m->warps <= info->max_work_group_size;
+    return mma_local_bytes(kernel, m, d->head_dim) <= info->local_mem_bytes &&
+           32 * (size_t)m->warps <= info->max_work_group_size;
 }
 
 /* Vector loads and stores need D and the offsets of the D-wide tensors to be multiples of 4. */
@@ -143,8 +151,11 @@ static mcl_status choose_plan(mcl_context *ctx, const mcl_acsr_desc *d, int vec4
     memset(plan, 0, sizeof *plan);
     MCL_TRY(mcl_params_lookup(ctx, &mcl_family_acsr, d->dtype, shape, &plan->params, NULL));
     for (int k = 0; k < K_COUNT; k++) MCL_TRY(fit_tiles(ctx, d->head_dim, tiles_of(&plan->params, k), &plan->slices[k]));
-    plan->fwd_mma = takes_mma(ctx, d, &plan->params.fwd_mma);
-    if (!plan->fwd_mma) plan->params.fwd_mma.on = 0;
+    for (int k = 0; k < K_COUNT; k++) {
+        acsr_mma_tiles *m = mma_tiles(&plan->params, k);
+        plan->mma[k] = m && takes_mma(ctx, d, k, m);
+        if (m && !plan->mma[k]) m->on = 0;
+    }
     plan->vec4 = vec4;
     plan->scale = d->scale > 0.0f ? d->scale : 1.0f / sqrtf((float)d->head_dim);
     return MCL_OK;
@@ -159,7 +170,9 @@ static void source_defines(const mcl_acsr_desc *d, const acsr_plan *plan, const 
     mcl_define_params(out, &mcl_family_acsr, &plan->params, source);
     for (int k = 0; k < K_COUNT; k++)
         if (strcmp(source, kernels[k].source) == 0) mcl_define(out, kernels[k].slices_define, (long long)plan->slices[k]);
-    if (strcmp(source, FWD_MMA) == 0) mcl_define(out, "MCL_MMA", plan->params.fwd_mma.on);
+    for (int k = 0; k < K_COUNT; k++)
+        if (plan->mma[k] && strcmp(source, kernels[k].mma_source) == 0)
+            mcl_define(out, "MCL_MMA", k == K_FWD ? plan->params.fwd_mma.on : plan->params.dq_mma.on);
 }
 
 static size_t heads(const mcl_acsr_desc *d) { return d->batch * d->heads; }
@@ -219,8 +232,8 @@ static mcl_status launch(mcl_context *ctx, const mcl_acsr_desc *d, const acsr_pl
 static mcl_status launch_tiles(mcl_context *ctx, const mcl_acsr_desc *d, acsr_plan *plan, acsr_args *a, int kernel)
 {
     const acsr_tiles *t = tiles_of(&plan->params, kernel);
-    int mma = kernel == K_FWD && plan->fwd_mma;
-    size_t rows = mma ? 16 * (size_t)plan->params.fwd_mma.warps : (size_t)t->bq;
+    int mma = plan->mma[kernel];
+    size_t rows = mma ? 16 * (size_t)mma_tiles(&plan->params, kernel)->warps : (size_t)t->bq;
     size_t items = mma ? 2 * rows : rows * plan->slices[kernel]; /* a warp of 32 per 16 rows */
     a->side = kernels[kernel].side;
     /* a context that only prepares calls (the tuner's compile threads, which run at once) builds
@@ -229,8 +242,8 @@ static mcl_status launch_tiles(mcl_context *ctx, const mcl_acsr_desc *d, acsr_pl
         a->tiles = NULL, a->tile_count = 1;
     else
         MCL_TRY(acsr_mask_tiles(d->mask, a->side, rows, &a->tiles, &a->tile_count));
-    return launch(ctx, d, plan, a, mma ? FWD_MMA : kernels[kernel].source, mma ? "acsr_forward_mma" : kernels[kernel].name,
-                  a->tile_count * heads(d) * items, items);
+    return launch(ctx, d, plan, a, mma ? kernels[kernel].mma_source : kernels[kernel].source,
+                  mma ? kernels[kernel].mma_name : kernels[kernel].name, a->tile_count * heads(d) * items, items);
 }
 
 /* A row kernel of the unfused pipeline: a work-group per (row, head). */

@@ -14,7 +14,8 @@ typedef struct acsr_tiles {
     int bq, bk, dw;
 } acsr_tiles;
 
-/* The forward's tensor-core variant (cl/acsr/forward_mma.cl), for bf16 and f16 calls: on is 0
+/* A tensor-core variant (the forward's, cl/acsr/forward_mma.cl, and dQ's, dq_mma.cl), for bf16
+ * and f16 calls: on is 0
  * (off), 1 (mma.sync, where the device's probe ran it) or 2 (the instruction emulated on any
  * device, for tests); tiles of 16 rows a warp, bk keys staged at a time. */
 typedef struct acsr_mma_tiles {
@@ -22,11 +23,11 @@ typedef struct acsr_mma_tiles {
 } acsr_mma_tiles;
 
 /* The family's tuning parameters: the tiles of the forward, dQ and dK/dV kernels, the work-items
- * a row in the unfused pipeline, and the forward's tensor-core variant. */
+ * a row in the unfused pipeline, and the forward's and dQ's tensor-core variants. */
 typedef struct acsr_params {
     acsr_tiles fwd, dq, dkv;
     int wg;
-    acsr_mma_tiles fwd_mma;
+    acsr_mma_tiles fwd_mma, dq_mma;
 } acsr_params;
 
 extern const mcl_family mcl_family_acsr;
