@@ -62,19 +62,23 @@ Test(acsr, every_tile_variant_is_correct)
     mcl_context_release(ctx);
 }
 
-/* The tensor-core forward and dQ against the reference, bf16 and f16, every pattern set (the CSR
- * fallback's tiles of one row included) and shapes that fill no 16-wide fragment: 1, 2 and 8
- * warps, 16 to 128 keys a step; emulated (FWD_MMA=2) on any device and with mma.sync
- * (FWD_MMA=1) where the device's probe passed. */
+/* The tensor-core kernels (forward, dQ, dK/dV) against the reference, bf16 and f16, every
+ * pattern set (the CSR fallback's tiles of one row included) and shapes that fill no 16-wide
+ * fragment: 1, 2, 4 and 8 warps, 16 to 128 rows staged a step; emulated (=2) on any device and
+ * with mma.sync (=1) where the device's probe passed. */
 Test(acsr, tensor_core_kernels_match_reference, .timeout = 600)
 {
     static const char *const variants[] = {
-        "FWD_MMA=2,DQ_MMA=2",
-        "FWD_MMA=2,FWD_MMA_WARPS=1,FWD_MMA_BK=16,DQ_MMA=2,DQ_MMA_WARPS=1,DQ_MMA_BK=16",
-        "FWD_MMA=2,FWD_MMA_WARPS=2,FWD_MMA_BK=128,DQ_MMA=2,DQ_MMA_WARPS=2,DQ_MMA_BK=32",
-        "FWD_MMA=1,DQ_MMA=1",
-        "FWD_MMA=1,FWD_MMA_WARPS=1,FWD_MMA_BK=16,DQ_MMA=1,DQ_MMA_WARPS=1,DQ_MMA_BK=16",
-        "FWD_MMA=1,FWD_MMA_WARPS=8,FWD_MMA_BK=32,DQ_MMA=1,DQ_MMA_WARPS=8,DQ_MMA_BK=32",
+        "FWD_MMA=2,DQ_MMA=2,DKV_MMA=2",
+        "FWD_MMA=2,FWD_MMA_WARPS=1,FWD_MMA_BK=16,DQ_MMA=2,DQ_MMA_WARPS=1,DQ_MMA_BK=16,DKV_MMA=2,DKV_MMA_WARPS=1,"
+        "DKV_MMA_BK=16",
+        "FWD_MMA=2,FWD_MMA_WARPS=2,FWD_MMA_BK=128,DQ_MMA=2,DQ_MMA_WARPS=2,DQ_MMA_BK=32,DKV_MMA=2,DKV_MMA_WARPS=2,"
+        "DKV_MMA_BK=64",
+        "FWD_MMA=1,DQ_MMA=1,DKV_MMA=1",
+        "FWD_MMA=1,FWD_MMA_WARPS=1,FWD_MMA_BK=16,DQ_MMA=1,DQ_MMA_WARPS=1,DQ_MMA_BK=16,DKV_MMA=1,DKV_MMA_WARPS=1,"
+        "DKV_MMA_BK=16",
+        "FWD_MMA=1,FWD_MMA_WARPS=8,FWD_MMA_BK=32,DQ_MMA=1,DQ_MMA_WARPS=8,DQ_MMA_BK=32,DKV_MMA=1,DKV_MMA_WARPS=8,"
+        "DKV_MMA_BK=32",
     };
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());

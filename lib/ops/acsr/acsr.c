@@ -27,7 +27,7 @@ static const struct {
 } kernels[K_COUNT] = {
     {"acsr/forward", "acsr_forward", "ACSR_FWD_DS", ACSR_ROWS, "acsr/forward_mma", "acsr_forward_mma"},
     {"acsr/dq", "acsr_dq", "ACSR_DQ_DS", ACSR_ROWS, "acsr/dq_mma", "acsr_dq_mma"},
-    {"acsr/dkdv", "acsr_dkdv", "ACSR_DKV_DS", ACSR_COLS, NULL, NULL},
+    {"acsr/dkdv", "acsr_dkdv", "ACSR_DKV_DS", ACSR_COLS, "acsr/dkdv_mma", "acsr_dkdv_mma"},
 };
 
 /* The bits of the kernels' flags (cl/acsr/common.cl). */
@@ -37,7 +37,7 @@ static const struct {
 
 typedef struct acsr_plan {
     acsr_params params; /* each tile fitted to the head dim and the device */
-    int mma[K_COUNT];   /* the kernel runs its tensor-core variant (forward and dQ) */
+    int mma[K_COUNT];   /* the kernel runs its tensor-core variant */
     size_t slices[K_COUNT];
     int vec4;
     float scale;
@@ -106,21 +106,29 @@ static mcl_status fit_tiles(mcl_context *ctx, size_t d, acsr_tiles *t, size_t *s
     return MCL_OK;
 }
 
-/* A tensor-core kernel's local memory: the query tile (16 rows a warp) and one (forward: K) or
- * two (dQ: K, V) key tiles as 16-bit rows 8 values longer than the head dim padded to a multiple
- * of 16, one key tile transposed (V or K), the rows' and keys' indices, the forward's two floats
- * a work-item for row reductions and the emulation's scratch. */
+/* A tensor-core kernel's local memory: 16-bit tiles of rows 8 values longer than the head dim
+ * padded to a multiple of 16, and transposed ones of rows 8 values longer than the staged side;
+ * the own rows' and staged rows' indices, dK/dV's staged statistics, the forward's two floats a
+ * work-item for row reductions and the emulation's scratch. Forward: the tile's Q and K
+ * row-major, V transposed. dQ: Q, K and V row-major, K transposed. dK/dV: the larger of the key
+ * tile and the staged queries, and dO, row-major; Q and dO transposed. */
 static size_t mma_local_bytes(int kernel, const acsr_mma_tiles *m, size_t d)
 {
-    size_t dk = mcl_round_up(d, 16), items = 32 * (size_t)m->warps, bq = 16 * (size_t)m->warps, bk = (size_t)m->bk;
-    size_t key_rows = kernel == K_FWD ? bk : 2 * bk, red = kernel == K_FWD ? 2 * items : 0;
+    size_t dk = mcl_round_up(d, 16), items = 32 * (size_t)m->warps, own = 16 * (size_t)m->warps, st = (size_t)m->bk;
     size_t scratch = m->on == 2 ? items * 12 : 1;
-    return 2 * ((bq + key_rows) * (dk + 8) + dk * (bk + 8)) + 4 * (bq + bk) + sizeof(float) * (red + scratch);
+    size_t row_major = kernel == K_FWD ? own + st : kernel == K_DQ ? own + 2 * st : (own > st ? own : st) + st;
+    size_t transposed = kernel == K_DKV ? 2 : 1, floats = kernel == K_FWD ? 2 * items : kernel == K_DKV ? 2 * st : 0;
+    return 2 * (row_major * (dk + 8) + transposed * dk * (st + 8)) + 4 * (own + st) + sizeof(float) * (floats + scratch);
 }
 
 static acsr_mma_tiles *mma_tiles(acsr_params *p, int kernel)
 {
-    return kernel == K_FWD ? &p->fwd_mma : kernel == K_DQ ? &p->dq_mma : NULL;
+    return kernel == K_FWD ? &p->fwd_mma : kernel == K_DQ ? &p->dq_mma : &p->dkv_mma;
+}
+
+static int mma_mode(const acsr_params *p, int kernel)
+{
+    return kernel == K_FWD ? p->fwd_mma.on : kernel == K_DQ ? p->dq_mma.on : p->dkv_mma.on;
 }
 
 /* Whether a kernel runs its tensor-core variant: switched on, a bf16 or f16 call, the
@@ -153,8 +161,8 @@ static mcl_status choose_plan(mcl_context *ctx, const mcl_acsr_desc *d, int vec4
     for (int k = 0; k < K_COUNT; k++) MCL_TRY(fit_tiles(ctx, d->head_dim, tiles_of(&plan->params, k), &plan->slices[k]));
     for (int k = 0; k < K_COUNT; k++) {
         acsr_mma_tiles *m = mma_tiles(&plan->params, k);
-        plan->mma[k] = m && takes_mma(ctx, d, k, m);
-        if (m && !plan->mma[k]) m->on = 0;
+        plan->mma[k] = takes_mma(ctx, d, k, m);
+        if (!plan->mma[k]) m->on = 0;
     }
     plan->vec4 = vec4;
     plan->scale = d->scale > 0.0f ? d->scale : 1.0f / sqrtf((float)d->head_dim);
@@ -172,7 +180,7 @@ static void source_defines(const mcl_acsr_desc *d, const acsr_plan *plan, const 
         if (strcmp(source, kernels[k].source) == 0) mcl_define(out, kernels[k].slices_define, (long long)plan->slices[k]);
     for (int k = 0; k < K_COUNT; k++)
         if (plan->mma[k] && strcmp(source, kernels[k].mma_source) == 0)
-            mcl_define(out, "MCL_MMA", k == K_FWD ? plan->params.fwd_mma.on : plan->params.dq_mma.on);
+            mcl_define(out, "MCL_MMA", mma_mode(&plan->params, k));
 }
 
 static size_t heads(const mcl_acsr_desc *d) { return d->batch * d->heads; }

@@ -14,20 +14,21 @@ typedef struct acsr_tiles {
     int bq, bk, dw;
 } acsr_tiles;
 
-/* A tensor-core variant (the forward's, cl/acsr/forward_mma.cl, and dQ's, dq_mma.cl), for bf16
- * and f16 calls: on is 0
+/* A tensor-core variant of a tile kernel (cl/acsr/forward_mma.cl, dq_mma.cl, dkdv_mma.cl), for
+ * bf16 and f16 calls: on is 0
  * (off), 1 (mma.sync, where the device's probe ran it) or 2 (the instruction emulated on any
- * device, for tests); tiles of 16 rows a warp, bk keys staged at a time. */
+ * device, for tests); tiles of 16 rows a warp (dK/dV's rows are keys), bk of the other side
+ * staged at a time. */
 typedef struct acsr_mma_tiles {
     int on, warps, bk;
 } acsr_mma_tiles;
 
 /* The family's tuning parameters: the tiles of the forward, dQ and dK/dV kernels, the work-items
- * a row in the unfused pipeline, and the forward's and dQ's tensor-core variants. */
+ * a row in the unfused pipeline, and the tile kernels' tensor-core variants. */
 typedef struct acsr_params {
     acsr_tiles fwd, dq, dkv;
     int wg;
-    acsr_mma_tiles fwd_mma, dq_mma;
+    acsr_mma_tiles fwd_mma, dq_mma, dkv_mma;
 } acsr_params;
 
 extern const mcl_family mcl_family_acsr;
