@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd
           clinfo libclblast-dev libcriterion-dev libjson-c-dev libxxhash-dev libzstd-dev
-          clang-14 libclang-rt-14-dev clang-15)
+          clang-14 libclang-rt-14-dev clang-15 rocm-device-libs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
