@@ -175,9 +175,9 @@ static int fit_mt_tile(mcl_context *ctx, int kernel, int mode, size_t d, ev_tile
     return 1;
 }
 
-/* A tensor-core kernel's local memory (forward_mma.cl, dq_mma.cl, dkdv_mma.cl): 16-bit tiles of rows 8 values longer
- * than the head dim padded to a multiple of 16, and transposed ones of rows 8 values longer
- * than the streamed tile; the mask bias, the streamed queries' statistics (dK/dV), two floats a
+/* A tensor-core kernel's local memory (forward_mma.cl, dq_mma.cl, dkdv_mma.cl): 16-bit tiles of
+ * rows 8 values longer than the head dim padded to a multiple of 16, and transposed ones of rows
+ * 8 values longer than the streamed tile; the mask bias, the streamed queries' statistics (dK/dV), two floats a
  * work-item for row reductions and the emulation's scratch. Forward: the query tile and K
  * row-major, V transposed. dQ: the query tile, K and V row-major, K transposed. dK/dV: the
  * larger of the key and query tiles and dO row-major, Q and dO transposed. */
@@ -229,15 +229,12 @@ static mcl_status choose_kernel(mcl_context *ctx, const mcl_evoattn_desc *d, int
     ev_mt_tiles *mt = mt_tiles(&plan->params, kernel);
     ev_tile t = {(size_t)row->bq, (size_t)row->bk, (size_t)row->r, 1, (size_t)row->dw};
     ev_mma_tiles *m = mma_tiles(&plan->params, kernel);
-    if (m) {
-        plan->mma[kernel] = plan->tiled && takes_mma(ctx, d, kernel, m);
-        if (!plan->mma[kernel]) m->on = 0;
-        if (plan->mma[kernel]) {
-            size_t own = 16 * (size_t)m->warps, st = (size_t)m->stream;
-            plan->tile[kernel] = kernels[kernel].owns_keys ? (ev_tile){st, own, 1, 1, mcl_round_up(d->head_dim, 16)}
-                                                           : (ev_tile){own, st, 1, 1, mcl_round_up(d->head_dim, 16)};
-            return MCL_OK;
-        }
+    plan->mma[kernel] = plan->tiled && takes_mma(ctx, d, kernel, m);
+    if (!plan->mma[kernel]) m->on = 0;
+    if (plan->mma[kernel]) {
+        size_t own = 16 * (size_t)m->warps, st = (size_t)m->stream, dk = mcl_round_up(d->head_dim, 16);
+        plan->tile[kernel] = kernels[kernel].owns_keys ? (ev_tile){st, own, 1, 1, dk} : (ev_tile){own, st, 1, 1, dk};
+        return MCL_OK;
     }
     if (mt) {
         ev_tile micro = {(size_t)mt->bq, (size_t)mt->bk, 1, 1, 4};
