@@ -45,9 +45,6 @@ inline void mma_put(__local mma_t *tile, uint i, float x) { tile[i] = mma_value(
 /* a fragment register from element i on: one tf32 value, or two consecutive 16-bit values */
 inline uint mma_reg(__local const mma_t *tile, uint i) { return *(__local const uint *)(tile + i); }
 
-/* a 16-bit fragment register of two values, lo at the lower k */
-inline uint mma_pack(float lo, float hi) { return (uint)mma_value(lo) | (uint)mma_value(hi) << 16; }
-
 #if MCL_MMA == 1
 #if MCL_DTYPE == 0
 #define MMA_SHAPE "m16n8k8.row.col.f32.tf32.tf32.f32"
@@ -114,60 +111,77 @@ inline void mma(float *c, const uint *a, const uint *b, __local float *scratch, 
 }
 #endif
 
-#if MCL_DTYPE != 0
-/* ---- 16-bit fragments of warps that own 16 rows ----------------------------------------------
+/* ---- Fragments of warps that own 16 rows ----------------------------------------------------
  * Lane = 4 quad + t holds rows quad and quad + 8 of its warp's 16. Tiles sit in local memory as
  * the instruction's values in rows of `pad` values: a tile whose rows run along k serves as A
- * (a row per output row) or as B (a row per output column). */
-/* The A fragment of rows row, row + 8 and k = k0 .. k0 + 15 of a row-major tile */
+ * (a row per output row) or as B (a row per output column). Along k a lane's A and B registers
+ * take the values from k0 + 2 t on: the pairs 2 t and 2 t + 8 in 16 bits (the instruction's
+ * layout), the single values 2 t and 2 t + 1 in tf32, whose instruction wants t and t + 4. That
+ * reorders the sum over k in A and B alike, so the product is the same, and it makes a 16 x 8
+ * accumulator block the A fragment of one tf32 step without shuffles, as two blocks are one
+ * 16-bit step. */
+#define MMA_NEXT (MMA_VALS == 2 ? 8 : 1) /* the k offset of a lane's second register along k */
+#define MMA_KB (MMA_K / 8)               /* 16 x 8 accumulator blocks an A fragment takes */
+
+/* The A fragment of rows row, row + 8 and k = k0 .. k0 + MMA_K - 1 of a row-major tile */
 inline void mma_a(uint *a, __local const mma_t *tile, uint pad, uint row, uint k0, uint t)
 {
     uint at = row * pad + k0 + 2 * t;
     a[0] = mma_reg(tile, at), a[1] = mma_reg(tile, at + 8 * pad);
-    a[2] = mma_reg(tile, at + 8), a[3] = mma_reg(tile, at + 8 * pad + 8);
+    a[2] = mma_reg(tile, at + MMA_NEXT), a[3] = mma_reg(tile, at + 8 * pad + MMA_NEXT);
 }
 
-/* The B fragment of column n and k = k0 .. k0 + 15: row n of a tile whose rows run along k */
+/* The B fragment of column n and k = k0 .. k0 + MMA_K - 1: row n of a tile whose rows run along k */
 inline void mma_b(uint *b, __local const mma_t *tile, uint pad, uint n, uint k0, uint t)
 {
     uint at = n * pad + k0 + 2 * t;
-    b[0] = mma_reg(tile, at), b[1] = mma_reg(tile, at + 8);
+    b[0] = mma_reg(tile, at), b[1] = mma_reg(tile, at + MMA_NEXT);
 }
 
-/* Two 16 x 8 accumulator blocks (columns 0-7 and 8-15) as one 16 x 16 A fragment: the
+#if MMA_VALS == 2
+/* a 16-bit fragment register of two values, lo at the lower k */
+inline uint mma_pack(float lo, float hi) { return (uint)mma_value(lo) | (uint)mma_value(hi) << 16; }
+#endif
+
+/* MMA_KB 16 x 8 accumulator blocks x[0 ..] (columns 0-7, 8-15) as one A fragment: the
  * accumulators' layout is the A operand's, so a product's result feeds the next product from
  * registers. */
-inline void mma_a_of(uint *a, const float *lo, const float *hi)
+inline void mma_a_of(uint *a, const float (*x)[4])
 {
-    a[0] = mma_pack(lo[0], lo[1]), a[1] = mma_pack(lo[2], lo[3]);
-    a[2] = mma_pack(hi[0], hi[1]), a[3] = mma_pack(hi[2], hi[3]);
+#if MMA_VALS == 2
+    a[0] = mma_pack(x[0][0], x[0][1]), a[1] = mma_pack(x[0][2], x[0][3]);
+    a[2] = mma_pack(x[1][0], x[1][1]), a[3] = mma_pack(x[1][2], x[1][3]);
+#else
+    a[0] = mma_value(x[0][0]), a[1] = mma_value(x[0][2]), a[2] = mma_value(x[0][1]), a[3] = mma_value(x[0][3]);
+#endif
 }
 
-/* c (a 16 x 8 block) += A B over k = 0 .. 16 ksteps: A the warp's fragments a[ksteps], B column
- * n of a tile whose rows run along k (every work-item calls it: the emulation has barriers) */
+/* c (a 16 x 8 block) += A B over k = 0 .. MMA_K ksteps: A the warp's fragments a[ksteps], B
+ * column n of a tile whose rows run along k (every work-item calls it: the emulation has
+ * barriers) */
 inline void mma_block(float *c, const uint (*a)[4], uint ksteps, __local const mma_t *tile, uint pad, uint n,
                       uint t, __local float *scratch, uint lid)
 {
     for (uint kk = 0; kk < ksteps; kk++) {
         uint b[2];
-        mma_b(b, tile, pad, n, 16 * kk, t);
+        mma_b(b, tile, pad, n, MMA_K * kk, t);
         mma(c, a[kk], b, scratch, lid);
     }
 }
 
-/* acc[out_blocks] += X Y: X the lane's 16 x 8 accumulator blocks x[0 .. 2 kblocks] as A
- * fragments (two blocks a 16-wide step of k), Y the rows of a tile that run along k, one per
- * output column (every work-item calls it) */
-inline void mma_blocks_times(float (*acc)[4], uint out_blocks, const float (*x)[4], uint kblocks,
+/* acc[out_blocks] += X Y: X the lane's 16 x 8 accumulator blocks x[0 .. MMA_KB ksteps] as A
+ * fragments, Y the rows of a tile that run along k, one per output column (every work-item
+ * calls it) */
+inline void mma_blocks_times(float (*acc)[4], uint out_blocks, const float (*x)[4], uint ksteps,
                              __local const mma_t *tile, uint pad, uint quad, uint t, __local float *scratch,
                              uint lid)
 {
-    for (uint kb = 0; kb < kblocks; kb++) {
+    for (uint kk = 0; kk < ksteps; kk++) {
         uint a[4];
-        mma_a_of(a, x[2 * kb], x[2 * kb + 1]);
+        mma_a_of(a, x + MMA_KB * kk);
         for (uint ob = 0; ob < out_blocks; ob++) {
             uint b[2];
-            mma_b(b, tile, pad, 8 * ob + quad, 16 * kb, t);
+            mma_b(b, tile, pad, 8 * ob + quad, MMA_K * kk, t);
             mma(acc[ob], a, b, scratch, lid);
         }
     }
@@ -227,5 +241,4 @@ inline void mma_online_softmax(float (*s)[4], uint nblocks, float *m, float *l, 
             l[e / 2] += s[nb][e];
         }
 }
-#endif
 #endif

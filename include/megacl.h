@@ -989,10 +989,11 @@ MCL_API void mcl_loader_destroy(mcl_loader *loader);
 MCL_API mcl_status mcl_context_set_params(mcl_context *context, const char *family,
                                   const char *assignments);
 
-/* Lets the f32 GEMMs of the fused operators take the tensor cores in tf32 (operands rounded to
- * 10-bit mantissas, fp32 sums), as PyTorch's allow_tf32: only where the gemm family's tuned
- * parameters choose its tensor-core path (MMA) and the device's mma.sync probe passed. Off by
- * default; 0 turns it off again. */
+/* Lets f32 calls take the tensor cores in tf32 (operands rounded to 10-bit mantissas, fp32
+ * sums), as PyTorch's allow_tf32: the fused operators' GEMMs, EvoAttention and ACSR, each only
+ * where its family's tuned parameters choose a tensor-core variant (gemm MMA; evoattn and acsr
+ * FWD_MMA, DQ_MMA, DKV_MMA) and the device's mma.sync probe passed. Off by default; 0 turns it
+ * off again. */
 MCL_API mcl_status mcl_context_allow_tf32(mcl_context *context, int allow);
 /* Whether the context allows tf32 (0 for NULL). */
 MCL_API int mcl_context_tf32_allowed(const mcl_context *context);

@@ -317,6 +317,34 @@ void test_check_case(mcl_context *ctx, const wl_workload *w, wl_case c, int offs
     wl_destroy(p);
 }
 
+/* test_check_case's run, returning output `tensor`'s relative error */
+static double output_error(mcl_context *ctx, const wl_workload *w, wl_case c, int tensor, host_rng *rng,
+                           const char *variant)
+{
+    wl_problem *p = test_problem(ctx, w, c, WL_OFF_ZERO, rng);
+    test_run(p, variant);
+    double err = wl_compare(p, tensor).err;
+    wl_destroy(p);
+    return err;
+}
+
+void test_tf32_only_where_allowed(mcl_context *ctx, const wl_workload *w, wl_case c, int tensor, host_rng *rng,
+                                  const char *variant)
+{
+    const char *name = w->tensors[tensor].name;
+    cr_assert_eq(c.dtype, MCL_F32, "tf32 applies to f32 cases");
+    assert_ok(mcl_context_allow_tf32(ctx, 0));
+    double before = output_error(ctx, w, c, tensor, rng, variant);
+    assert_ok(mcl_context_allow_tf32(ctx, 1));
+    double tf32 = output_error(ctx, w, c, tensor, rng, variant);
+    assert_ok(mcl_context_allow_tf32(ctx, 0));
+    double after = output_error(ctx, w, c, tensor, rng, variant);
+    cr_log_info("%s %s relative errors: fp32 %g, tf32 %g\n", w->name, name, before, tf32);
+    cr_expect_lt(before, 1e-5, "%s %s, tf32 not allowed: relative error %g", w->name, name, before);
+    cr_expect_gt(tf32, 1e-5, "%s %s: tf32 was not used (relative error %g)", w->name, name, tf32);
+    cr_expect_lt(after, 1e-5, "%s %s, tf32 allowed then not: relative error %g", w->name, name, after);
+}
+
 void test_repeat_is_bitwise(mcl_context *ctx, const wl_workload *w, wl_case c, int offsets, host_rng *rng,
                             const char *variant)
 {

@@ -55,6 +55,12 @@ void test_check_in_place(mcl_context *ctx, const wl_workload *w, wl_case c, int 
 void test_check_case(mcl_context *ctx, const wl_workload *w, wl_case c, int offsets, host_rng *rng,
                      const char *variant);
 
+/* tf32 changes an f32 case's results only where the context allows it (mcl_context_allow_tf32),
+ * under the tensor-core parameters the caller set: allowed, output `tensor` is within tf32's
+ * tolerance and measurably off fp32's precision; not allowed, before and after, it is at fp32's. */
+void test_tf32_only_where_allowed(mcl_context *ctx, const wl_workload *w, wl_case c, int tensor, host_rng *rng,
+                                  const char *variant);
+
 /* The case twice on the same inputs: every output's bytes must be identical. */
 void test_repeat_is_bitwise(mcl_context *ctx, const wl_workload *w, wl_case c, int offsets, host_rng *rng,
                             const char *variant);

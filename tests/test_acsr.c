@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* the workload's tensors, in its order */
+enum { Q, K, V, DOUT, OUT, LSE, DQ, DK, DV };
 enum { WINDOW = 1, CAUSAL = 2, DILATED = 4, STRIDED = 8, BLOCKED = 16, BLOCK_DIAGONAL = 32, GLOBAL = 64, RANDOM = 128 };
 
 static wl_case case_of(size_t b, size_t h, size_t n, size_t d, unsigned patterns, size_t reach, mcl_dtype dtype)
@@ -62,10 +64,10 @@ Test(acsr, every_tile_variant_is_correct)
     mcl_context_release(ctx);
 }
 
-/* The tensor-core kernels (forward, dQ, dK/dV) against the reference, bf16 and f16, every
- * pattern set (the CSR fallback's tiles of one row included) and shapes that fill no 16-wide
- * fragment: 1, 2, 4 and 8 warps, 16 to 128 rows staged a step; emulated (=2) on any device and
- * with mma.sync (=1) where the device's probe passed. */
+/* The tensor-core kernels (forward, dQ, dK/dV) against the reference, bf16, f16 and f32 in
+ * tf32, every pattern set (the CSR fallback's tiles of one row included) and shapes that fill no
+ * 16-wide fragment: 1, 2, 4 and 8 warps, 16 to 128 rows staged a step; emulated (=2) on any
+ * device and with mma.sync (=1) where the device's probe passed. */
 Test(acsr, tensor_core_kernels_match_reference, .timeout = 600)
 {
     static const char *const variants[] = {
@@ -91,11 +93,27 @@ Test(acsr, tensor_core_kernels_match_reference, .timeout = 600)
         assert_ok(mcl_context_set_params(ctx, "acsr", variants[v]));
         for (size_t p = 0; p < COUNT_OF(pattern_sets); p++) {
             const size_t *sh = shapes[(p + v) % COUNT_OF(shapes)];
-            mcl_dtype dtype = (p + v) % 2 ? MCL_F16 : MCL_BF16;
+            mcl_dtype dtype = (mcl_dtype)((p + v) % 3); /* f32 in tf32 */
+            assert_ok(mcl_context_allow_tf32(ctx, dtype == MCL_F32));
             test_check_case(ctx, &wl_acsr, case_of(sh[0], sh[1], sh[2], sh[3], pattern_sets[p], sh[4], dtype),
                             (int)p % 2, &rng, variants[v]);
         }
     }
+    assert_ok(mcl_context_allow_tf32(ctx, 0));
+    mcl_context_release(ctx);
+}
+
+/* The tensor-core kernels take f32 calls in tf32 only where the context allows it. */
+Test(acsr, tf32_only_where_allowed, .timeout = 300)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    const char *variant = "FWD_MMA=2,DQ_MMA=2,DKV_MMA=2";
+    assert_ok(mcl_context_set_params(ctx, "acsr", variant));
+    wl_case c = case_of(1, 2, 77, 16, WINDOW | GLOBAL, 8, MCL_F32);
+    test_tf32_only_where_allowed(ctx, &wl_acsr, c, OUT, &rng, variant);
+    test_tf32_only_where_allowed(ctx, &wl_acsr, c, DQ, &rng, variant);
+    test_tf32_only_where_allowed(ctx, &wl_acsr, c, DK, &rng, variant);
     mcl_context_release(ctx);
 }
 
@@ -107,7 +125,7 @@ static void expect_verified(wl_problem *prob, const wl_baseline *baseline, const
     int ok = 0;
     if (baseline) assert_ok(wl_setup_baseline(prob, baseline));
     assert_ok(wl_verify(prob, baseline, err, tol, &ok));
-    cr_expect(ok, "%s: outputs off the reference (out %.3g, lse %.3g, dq %.3g)", what, err[4], err[5], err[6]);
+    cr_expect(ok, "%s: outputs off the reference (out %.3g, lse %.3g, dq %.3g)", what, err[OUT], err[LSE], err[DQ]);
 }
 
 /* SPLAT's unfused pipeline and the dense baseline compute the same outputs. */

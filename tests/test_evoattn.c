@@ -180,13 +180,18 @@ Test(evoattn, every_parameter_variant_is_correct, .timeout = 900)
     host_rng rng = host_rng_seeded(test_seed());
     for (size_t v = 0; v < COUNT_OF(variants); v++) {
         assert_ok(mcl_context_set_params(ctx, "evoattn", variants[v]));
-        for (size_t s = 0; s < COUNT_OF(shapes); s++) check_case(ctx, shapes[s], &rng, variants[v]);
+        for (size_t s = 0; s < COUNT_OF(shapes); s++) {
+            assert_ok(mcl_context_allow_tf32(ctx, shapes[s].dtype == MCL_F32));
+            check_case(ctx, shapes[s], &rng, variants[v]);
+        }
     }
+    assert_ok(mcl_context_allow_tf32(ctx, 0));
     assert_ok(mcl_context_set_params(ctx, "evoattn", NULL));
     mcl_context_release(ctx);
 }
 
-/* The tensor-core kernels (forward, dQ, dK/dV) against the reference, bf16 and f16: 1, 2, 4 and 8
+/* The tensor-core kernels (forward, dQ, dK/dV) against the reference, bf16, f16 and f32 in tf32:
+ * 1, 2, 4 and 8
  * warps, key tiles of 16 to 128, head dims that fill no 16-wide fragment (D = 1, 8, 24, 44) or
  * two (64) and past the largest tiles' local memory (130: the portable kernels take over), S of
  * 1 and of no tile's multiple, every option with fully masked rows, and the AF3 shapes at small
@@ -215,6 +220,8 @@ Test(evoattn, tensor_core_kernels_match_reference, .timeout = 900)
         CASE(1, 1, 100, 16, 64, MCL_F16, OPT_MASK | OPT_PAIR),
         CASE(1, 40, 17, 8, 8, MCL_BF16, OPT_ALL),
         CASE(1, 2, 7, 1, 130, MCL_F16, OPT_PAIR),
+        CASE(2, 2, 33, 2, 24, MCL_F32, OPT_ALL), /* f32 in tf32 */
+        CASE(1, 40, 17, 8, 8, MCL_F32, OPT_MASK | OPT_PAIR),
     };
     mcl_context *ctx = test_context();
     host_rng rng = host_rng_seeded(test_seed());
@@ -229,6 +236,20 @@ Test(evoattn, tensor_core_kernels_match_reference, .timeout = 900)
         for (size_t s = 0; s < COUNT_OF(shapes); s++) check_case(ctx, shapes[s], &rng, variants[v]);
     }
     assert_ok(mcl_context_set_params(ctx, "evoattn", NULL));
+    mcl_context_release(ctx);
+}
+
+/* The tensor-core kernels take f32 calls in tf32 only where the context allows it. */
+Test(evoattn, tf32_only_where_allowed, .timeout = 300)
+{
+    mcl_context *ctx = test_context();
+    host_rng rng = host_rng_seeded(test_seed());
+    const char *variant = "FWD_MMA=2,DQ_MMA=2,DKV_MMA=2";
+    assert_ok(mcl_context_set_params(ctx, "evoattn", variant));
+    wl_case c = CASE(1, 2, 33, 2, 24, MCL_F32, OPT_ALL);
+    test_tf32_only_where_allowed(ctx, &wl_evoattn, c, OUT, &rng, variant);
+    test_tf32_only_where_allowed(ctx, &wl_evoattn, c, DQ, &rng, variant);
+    test_tf32_only_where_allowed(ctx, &wl_evoattn, c, DK, &rng, variant);
     mcl_context_release(ctx);
 }
 

@@ -1,6 +1,6 @@
-/* ACSR backward, dK and dV on the tensor cores (cl/mma.cl; bf16 and f16 storage): the work of
+/* ACSR backward, dK and dV on the tensor cores (cl/mma.cl; 16-bit storage or f32 in tf32): the work of
  * acsr_dkdv (a work-group per tile of the transposed mask's rows, the keys, and head) with
- * S^T = K Q^T, dP^T = V dO^T, dV += P^T dO and dK += dS^T Q as m16n8k16 instructions with fp32
+ * S^T = K Q^T, dP^T = V dO^T, dV += P^T dO and dK += dS^T Q as mma.sync instructions with fp32
  * accumulators. Each warp owns 16 of the tile's keys, their K and V fragments in registers; BQ
  * queries of each lattice at a time are staged as Q and dO row-major and transposed, with
  * their indices and statistics; P^T and dS^T go from the accumulators to the A operands of the
@@ -38,13 +38,13 @@ void acsr_dkdv_mma(ACSR_ARGS)
     const uint row0 = 16 * warp + quad; /* the lane's keys row0 and row0 + 8 of the tile */
     const float scale2 = scale * ACSR_LOG2E;
 
-    uint ka[DK / 16][4], va[DK / 16][4];
+    uint ka[DK / MMA_K][4], va[DK / MMA_K][4];
     stage_tile_rows(key_l, rows_tile, RPAD, k, p, order, BK, N, lid, ITEMS);
-    for (uint kk = 0; kk < DK / 16; kk++) mma_a(ka[kk], rows_tile, RPAD, row0, 16 * kk, t);
+    for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(ka[kk], rows_tile, RPAD, row0, MMA_K * kk, t);
     barrier(CLK_LOCAL_MEM_FENCE);
     stage_indexed(rows_tile, RPAD, 0, v, key_l, BK, p.bh, N, lid, ITEMS);
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint kk = 0; kk < DK / 16; kk++) mma_a(va[kk], rows_tile, RPAD, row0, 16 * kk, t);
+    for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(va[kk], rows_tile, RPAD, row0, MMA_K * kk, t);
     const uint key[2] = {key_l[row0], key_l[row0 + 8]};
 
     float dk_acc[OB][4], dv_acc[OB][4];
@@ -73,8 +73,8 @@ void acsr_dkdv_mma(ACSR_ARGS)
             float s[NB][4], dp[NB][4];
             for (uint nb = 0; nb < NB; nb++) {
                 for (uint e = 0; e < 4; e++) s[nb][e] = dp[nb][e] = 0.0f;
-                mma_block(s[nb], ka, DK / 16, rows_tile, RPAD, 8 * nb + quad, t, mma_scratch, lid);
-                mma_block(dp[nb], va, DK / 16, do_l, RPAD, 8 * nb + quad, t, mma_scratch, lid);
+                mma_block(s[nb], ka, DK / MMA_K, rows_tile, RPAD, 8 * nb + quad, t, mma_scratch, lid);
+                mma_block(dp[nb], va, DK / MMA_K, do_l, RPAD, 8 * nb + quad, t, mma_scratch, lid);
                 for (uint e = 0; e < 4; e++) {
                     uint j = 8 * nb + 2 * t + e % 2;
                     bool has = l2_l[j] > -INFINITY && row_has(lat, t0 + j, query_l[j], bounds[e / 2]);
@@ -82,8 +82,8 @@ void acsr_dkdv_mma(ACSR_ARGS)
                     s[nb][e] = pj, dp[nb][e] = pj * (dp[nb][e] - delta_l[j]);
                 }
             }
-            mma_blocks_times(dv_acc, OB, s, BQ / 16, dot_l, TPAD, quad, t, mma_scratch, lid); /* dV += P^T dO */
-            mma_blocks_times(dk_acc, OB, dp, BQ / 16, qt_l, TPAD, quad, t, mma_scratch, lid); /* dK += dS^T Q */
+            mma_blocks_times(dv_acc, OB, s, BQ / MMA_K, dot_l, TPAD, quad, t, mma_scratch, lid); /* dV += P^T dO */
+            mma_blocks_times(dk_acc, OB, dp, BQ / MMA_K, qt_l, TPAD, quad, t, mma_scratch, lid); /* dK += dS^T Q */
         }
     }
 

@@ -1,5 +1,5 @@
-/* ACSR backward, dQ on the tensor cores (cl/mma.cl; bf16 and f16 storage): the work of acsr_dq
- * (a work-group per tile and head) with S = Q K^T, dP = dO V^T and dQ += dS K as m16n8k16
+/* ACSR backward, dQ on the tensor cores (cl/mma.cl; 16-bit storage or f32 in tf32): the work of acsr_dq
+ * (a work-group per tile and head) with S = Q K^T, dP = dO V^T and dQ += dS K as mma.sync
  * instructions with fp32 accumulators. Each warp owns 16 of the tile's rows, their Q and dO
  * fragments in registers; BK keys of each lattice at a time are staged as K and V row-major
  * and K transposed, with their key indices; dS goes from the accumulators to the A operand of
@@ -36,13 +36,13 @@ void acsr_dq_mma(ACSR_ARGS)
     const uint row0 = 16 * warp + quad; /* the lane's slots row0 and row0 + 8 of the tile */
     const float scale2 = scale * ACSR_LOG2E;
 
-    uint qa[DK / 16][4], da[DK / 16][4];
+    uint qa[DK / MMA_K][4], da[DK / MMA_K][4];
     stage_tile_rows(row_l, rows_tile, QPAD, q, p, order, BQ, N, lid, ITEMS);
-    for (uint kk = 0; kk < DK / 16; kk++) mma_a(qa[kk], rows_tile, QPAD, row0, 16 * kk, t);
+    for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(qa[kk], rows_tile, QPAD, row0, MMA_K * kk, t);
     barrier(CLK_LOCAL_MEM_FENCE);
     stage_indexed(rows_tile, QPAD, 0, dout, row_l, BQ, p.bh, N, lid, ITEMS);
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint kk = 0; kk < DK / 16; kk++) mma_a(da[kk], rows_tile, QPAD, row0, 16 * kk, t);
+    for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(da[kk], rows_tile, QPAD, row0, MMA_K * kk, t);
     const uint row[2] = {row_l[row0], row_l[row0 + 8]};
     float l2[2], dl[2], acc[OB][4];
     for (uint r = 0; r < 2; r++) {
@@ -69,8 +69,8 @@ void acsr_dq_mma(ACSR_ARGS)
             float s[NB][4], dp[NB][4];
             for (uint nb = 0; nb < NB; nb++) {
                 for (uint e = 0; e < 4; e++) s[nb][e] = dp[nb][e] = 0.0f;
-                mma_block(s[nb], qa, DK / 16, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
-                mma_block(dp[nb], da, DK / 16, v_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+                mma_block(s[nb], qa, DK / MMA_K, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+                mma_block(dp[nb], da, DK / MMA_K, v_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
                 for (uint e = 0; e < 4; e++) {
                     uint j = 8 * nb + 2 * t + e % 2, r = e / 2;
                     bool has = l2[r] > -INFINITY && row_has(lat, t0 + j, key_l[j], bounds[r]);
@@ -78,7 +78,7 @@ void acsr_dq_mma(ACSR_ARGS)
                     s[nb][e] = pj * (dp[nb][e] - dl[r]);
                 }
             }
-            mma_blocks_times(acc, OB, s, BK / 16, kt_l, TPAD, quad, t, mma_scratch, lid); /* dQ += dS K */
+            mma_blocks_times(acc, OB, s, BK / MMA_K, kt_l, TPAD, quad, t, mma_scratch, lid); /* dQ += dS K */
         }
     }
 

@@ -1,5 +1,5 @@
-/* ACSR forward on the tensor cores (cl/mma.cl; bf16 and f16 storage): the work of acsr_forward
- * (a work-group per tile and head, same outputs) with S = Q K^T and O += P V as m16n8k16
+/* ACSR forward on the tensor cores (cl/mma.cl; 16-bit storage or f32 in tf32): the work of acsr_forward
+ * (a work-group per tile and head, same outputs) with S = Q K^T and O += P V as mma.sync
  * instructions with fp32 accumulators. Each warp owns 16 of the tile's rows (BQ = 16 x WARPS),
  * their Q fragments in registers; BK keys of each lattice at a time are staged as K row-major
  * and V transposed, with their key indices; a score counts where the key lies within its row's
@@ -37,8 +37,8 @@ void acsr_forward_mma(ACSR_ARGS)
     const float scale2 = scale * ACSR_LOG2E;
 
     stage_tile_rows(row_l, q_l, QPAD, q, p, order, BQ, N, lid, ITEMS);
-    uint qa[DK / 16][4];
-    for (uint kk = 0; kk < DK / 16; kk++) mma_a(qa[kk], q_l, QPAD, row0, 16 * kk, t);
+    uint qa[DK / MMA_K][4];
+    for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(qa[kk], q_l, QPAD, row0, MMA_K * kk, t);
     const uint row[2] = {row_l[row0], row_l[row0 + 8]};
 
     float acc[OB][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
@@ -59,14 +59,14 @@ void acsr_forward_mma(ACSR_ARGS)
             float s[NB][4];
             for (uint nb = 0; nb < NB; nb++) {
                 for (uint e = 0; e < 4; e++) s[nb][e] = 0.0f;
-                mma_block(s[nb], qa, DK / 16, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+                mma_block(s[nb], qa, DK / MMA_K, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
                 for (uint e = 0; e < 4; e++) {
                     uint j = 8 * nb + 2 * t + e % 2;
                     s[nb][e] = row_has(lat, t0 + j, key_l[j], bounds[e / 2]) ? s[nb][e] * scale2 : -INFINITY;
                 }
             }
             mma_online_softmax(s, NB, m, l, acc, OB, red, lid);
-            mma_blocks_times(acc, OB, s, BK / 16, vt_l, VPAD, quad, t, mma_scratch, lid); /* O += P V */
+            mma_blocks_times(acc, OB, s, BK / MMA_K, vt_l, VPAD, quad, t, mma_scratch, lid); /* O += P V */
         }
     }
 

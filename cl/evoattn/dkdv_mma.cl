@@ -1,7 +1,7 @@
 /* EvoAttention backward, dK, dV and the bias gradients' partials on the tensor cores
- * (cl/mma.cl, cl/evoattn/mma_tiles.cl; bf16 and f16 storage): the work of evoattn_bwd_dkdv
+ * (cl/mma.cl, cl/evoattn/mma_tiles.cl; 16-bit storage or f32 in tf32): the work of evoattn_bwd_dkdv
  * (same grid, same chunks of N, same partials) with its four products, S^T = K Q^T,
- * dP^T = V dO^T, dV += P^T dO and dK += dS^T Q, as m16n8k16 instructions with fp32
+ * dP^T = V dO^T, dV += P^T dO and dK += dS^T Q, as mma.sync instructions with fp32
  * accumulators. Each warp owns 16 keys of the work-group's BK = 16 x WARPS; their K and V
  * fragments stay in registers for a row n. Query tiles of BQ rows are staged as Q and dO
  * row-major (B operands over d) and transposed (B operands over queries); P^T and dS^T go from
@@ -44,16 +44,16 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
     for (uint n = at.n_first; n < at.n_end; n++) {
         const ulong base = slice_base(at.b, n, at.h, N, S, H), mask_row = ((ulong)at.b * N + n) * S;
         const ulong stat_row = stat_index(at.b, n, at.h, 0, N, S, H);
-        uint ka[DK / 16][4], va[DK / 16][4];
+        uint ka[DK / MMA_K][4], va[DK / MMA_K][4];
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous row's readers are done */
         mma_stage(rows_l, RPAD, 0, k, NULL, base, at.j0, BK, S, H, flags, lid, ITEMS);
         stage_mask(mask_l, mask, mask_row, at.j0, BK, S, flags, lid, ITEMS);
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint kk = 0; kk < DK / 16; kk++) mma_a(ka[kk], rows_l, RPAD, row0, 16 * kk, t);
+        for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(ka[kk], rows_l, RPAD, row0, MMA_K * kk, t);
         barrier(CLK_LOCAL_MEM_FENCE);
         mma_stage(rows_l, RPAD, 0, v, NULL, base, at.j0, BK, S, H, flags, lid, ITEMS);
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint kk = 0; kk < DK / 16; kk++) mma_a(va[kk], rows_l, RPAD, row0, 16 * kk, t);
+        for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(va[kk], rows_l, RPAD, row0, MMA_K * kk, t);
 
         float dk_acc[OB][4], dv_acc[OB][4], dmask[2] = {0.0f, 0.0f};
         for (uint ob = 0; ob < OB; ob++)
@@ -76,8 +76,8 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
             float s[NB][4], dp[NB][4];
             for (uint nb = 0; nb < NB; nb++) {
                 for (uint e = 0; e < 4; e++) s[nb][e] = dp[nb][e] = 0.0f;
-                mma_block(s[nb], ka, DK / 16, rows_l, RPAD, 8 * nb + quad, t, mma_scratch, lid);
-                mma_block(dp[nb], va, DK / 16, do_l, RPAD, 8 * nb + quad, t, mma_scratch, lid);
+                mma_block(s[nb], ka, DK / MMA_K, rows_l, RPAD, 8 * nb + quad, t, mma_scratch, lid);
+                mma_block(dp[nb], va, DK / MMA_K, do_l, RPAD, 8 * nb + quad, t, mma_scratch, lid);
                 for (uint e = 0; e < 4; e++) {
                     uint ii = 8 * nb + 2 * t + e % 2, i = i0 + ii, key = jj[e / 2], j = at.j0 + key;
                     float bias = mask_l[key] + pair_entry(pair, at.pair_base, i, 1, j, 1, 0, S, flags);
@@ -90,8 +90,8 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
                     }
                 }
             }
-            mma_blocks_times(dv_acc, OB, s, BQ / 16, dot_l, TPAD, quad, t, mma_scratch, lid); /* dV += P^T dO */
-            mma_blocks_times(dk_acc, OB, dp, BQ / 16, qt_l, TPAD, quad, t, mma_scratch, lid); /* dK += dS^T Q */
+            mma_blocks_times(dv_acc, OB, s, BQ / MMA_K, dot_l, TPAD, quad, t, mma_scratch, lid); /* dV += P^T dO */
+            mma_blocks_times(dk_acc, OB, dp, BQ / MMA_K, qt_l, TPAD, quad, t, mma_scratch, lid); /* dK += dS^T Q */
         }
 
         for (uint r = 0; r < 2; r++) {

@@ -1,6 +1,6 @@
-/* EvoAttention backward, dQ on the tensor cores (cl/mma.cl, cl/evoattn/mma_tiles.cl; bf16 and
- * f16 storage): the work of evoattn_bwd_dq (same grid) with its three products, S = Q K^T,
- * dP = dO V^T and dQ += dS K, as m16n8k16 instructions with fp32 accumulators. Each warp owns
+/* EvoAttention backward, dQ on the tensor cores (cl/mma.cl, cl/evoattn/mma_tiles.cl; 16-bit storage
+ * or f32 in tf32): the work of evoattn_bwd_dq (same grid) with its three products, S = Q K^T,
+ * dP = dO V^T and dQ += dS K, as mma.sync instructions with fp32 accumulators. Each warp owns
  * 16 query rows; their Q and dO fragments stay in registers. Key tiles are staged as K and V
  * row-major (B operands over d) and K transposed (the B operand over keys); dS goes from the
  * accumulators to the A operand of dS K in registers, rounded to the storage type. */
@@ -37,14 +37,14 @@ void evoattn_bwd_dq_mma(EV_ARGS)
     const uint i_row[2] = {at.i0 + row0, at.i0 + row0 + 8};
     const float scale2 = scale * EV_LOG2E;
 
-    uint qa[DK / 16][4], da[DK / 16][4];
+    uint qa[DK / MMA_K][4], da[DK / MMA_K][4];
     mma_stage(rows_l, QPAD, 0, q, NULL, base, at.i0, BQ, S, H, flags, lid, ITEMS);
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint kk = 0; kk < DK / 16; kk++) mma_a(qa[kk], rows_l, QPAD, row0, 16 * kk, t);
+    for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(qa[kk], rows_l, QPAD, row0, MMA_K * kk, t);
     barrier(CLK_LOCAL_MEM_FENCE);
     mma_stage(rows_l, QPAD, 0, dout, g, base, at.i0, BQ, S, H, flags, lid, ITEMS);
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint kk = 0; kk < DK / 16; kk++) mma_a(da[kk], rows_l, QPAD, row0, 16 * kk, t);
+    for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(da[kk], rows_l, QPAD, row0, MMA_K * kk, t);
 
     float l2[2], dl[2], acc[OB][4];
     for (uint r = 0; r < 2; r++) {
@@ -66,14 +66,14 @@ void evoattn_bwd_dq_mma(EV_ARGS)
         float s[NB][4], dp[NB][4];
         for (uint nb = 0; nb < NB; nb++) {
             for (uint e = 0; e < 4; e++) s[nb][e] = dp[nb][e] = 0.0f;
-            mma_block(s[nb], qa, DK / 16, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
-            mma_block(dp[nb], da, DK / 16, v_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+            mma_block(s[nb], qa, DK / MMA_K, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+            mma_block(dp[nb], da, DK / MMA_K, v_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
             for (uint e = 0; e < 4; e++) {
                 float bias = mma_bias(mask_l, pair, at.pair_base, i_row, j0, 8 * nb + 2 * t + e % 2, e, S, flags);
                 s[nb][e] = prob_and_dscore(s[nb][e], dp[nb][e], bias, l2[e / 2], dl[e / 2], scale2).y;
             }
         }
-        mma_blocks_times(acc, OB, s, BK / 16, kt_l, TPAD, quad, t, mma_scratch, lid); /* dQ += dS K */
+        mma_blocks_times(acc, OB, s, BK / MMA_K, kt_l, TPAD, quad, t, mma_scratch, lid); /* dQ += dS K */
     }
 
     for (uint r = 0; r < 2; r++) {

@@ -1,6 +1,6 @@
-/* EvoAttention forward on the tensor cores (cl/mma.cl; bf16 and f16 storage): the work of
+/* EvoAttention forward on the tensor cores (cl/mma.cl; 16-bit storage or f32 in tf32): the work of
  * evoattn_forward (same grid, same outputs) with both products, S = Q K^T and O += P V, as
- * m16n8k16 instructions with fp32 accumulators. Each warp owns 16 query rows of the
+ * mma.sync instructions with fp32 accumulators. Each warp owns 16 query rows of the
  * work-group's BQ = 16 x WARPS; Q's fragments stay in registers. Key tiles of BK rows are
  * staged in local memory as stored: K row-major along d, V transposed (a fragment register of
  * B takes two consecutive keys). A warp's scores stay in registers in the accumulators'
@@ -41,8 +41,8 @@ void evoattn_forward_mma(EV_ARGS)
 
     mma_stage(q_l, QPAD, 0, q, NULL, base, at.i0, BQ, S, H, flags, lid, ITEMS);
     barrier(CLK_LOCAL_MEM_FENCE);
-    uint qa[DK / 16][4];
-    for (uint kk = 0; kk < DK / 16; kk++) mma_a(qa[kk], q_l, QPAD, row0, 16 * kk, t);
+    uint qa[DK / MMA_K][4];
+    for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(qa[kk], q_l, QPAD, row0, MMA_K * kk, t);
 
     float acc[OB][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     for (uint ob = 0; ob < OB; ob++)
@@ -61,14 +61,14 @@ void evoattn_forward_mma(EV_ARGS)
         float s[NB][4];
         for (uint nb = 0; nb < NB; nb++) {
             for (uint e = 0; e < 4; e++) s[nb][e] = 0.0f;
-            mma_block(s[nb], qa, DK / 16, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+            mma_block(s[nb], qa, DK / MMA_K, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
             for (uint e = 0; e < 4; e++) {
                 uint jj = 8 * nb + 2 * t + e % 2;
                 s[nb][e] = fma(s[nb][e], scale2, mma_bias(mask_l, pair, at.pair_base, i_row, j0, jj, e, S, flags));
             }
         }
         mma_online_softmax(s, NB, m, l, acc, OB, red, lid);
-        mma_blocks_times(acc, OB, s, BK / 16, vt_l, VPAD, quad, t, mma_scratch, lid); /* O += P V */
+        mma_blocks_times(acc, OB, s, BK / MMA_K, vt_l, VPAD, quad, t, mma_scratch, lid); /* O += P V */
     }
 
     MMA_QUAD(MMA_ADD, l[0], l[1], red, lid);

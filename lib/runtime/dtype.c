@@ -64,3 +64,5 @@ void mcl_dtype_nan(mcl_dtype dtype, unsigned char out[4])
     if (dtype == MCL_F32) memcpy(out, &f32, 4);
     else memcpy(out, dtype == MCL_BF16 ? &bf16 : &f16, 2);
 }
+
+int mcl_dtype_takes_mma(mcl_dtype dtype, int tf32_allowed) { return dtype != MCL_F32 || tf32_allowed; }

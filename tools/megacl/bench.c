@@ -219,8 +219,8 @@ static int print_bench_help(void)
            "  --params P      the megacl path's kernel parameters (NAME=V,...; megacl params lists them)\n"
            "  --impl NAME     one implementation only: megacl, or a baseline (naive, unfused, dense)\n"
            "  --case TEXT     only the cases whose name holds TEXT (megacl bench --list names them)\n"
-           "  --tf32          f32 GEMMs may take the tensor cores in tf32 where their parameters choose\n"
-           "                  them (mcl_context_allow_tf32); f32 checks then hold f16's tolerance\n"
+           "  --tf32          f32 calls may take the tensor cores in tf32 where their parameters choose\n"
+           "                  them (mcl_context_allow_tf32); f32 checks then hold tf32's tolerance\n"
            "A case whose buffers or host reference do not fit in memory is skipped with what it needs.\n");
     return 0;
 }

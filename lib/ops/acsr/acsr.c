@@ -3,6 +3,7 @@
 #include "acsr.h"
 
 #include "ops/common/walk.h"
+#include "runtime/dtype.h"
 #include "runtime/error.h"
 #include "runtime/params.h"
 #include "runtime/program.h"
@@ -106,19 +107,21 @@ static mcl_status fit_tiles(mcl_context *ctx, size_t d, acsr_tiles *t, size_t *s
     return MCL_OK;
 }
 
-/* A tensor-core kernel's local memory: 16-bit tiles of rows 8 values longer than the head dim
- * padded to a multiple of 16, and transposed ones of rows 8 values longer than the staged side;
+/* A tensor-core kernel's local memory: tiles of the instruction's values (2 bytes, 4 in tf32) of
+ * rows 8 values longer than the head dim padded to a multiple of 16, and transposed ones of rows 8 values longer than the staged side;
  * the own rows' and staged rows' indices, dK/dV's staged statistics, the forward's two floats a
  * work-item for row reductions and the emulation's scratch. Forward: the tile's Q and K
  * row-major, V transposed. dQ: Q, K and V row-major, K transposed. dK/dV: the larger of the key
  * tile and the staged queries, and dO, row-major; Q and dO transposed. */
-static size_t mma_local_bytes(int kernel, const acsr_mma_tiles *m, size_t d)
+static size_t mma_local_bytes(int kernel, const acsr_mma_tiles *m, size_t d, mcl_dtype dtype)
 {
+    size_t value = dtype == MCL_F32 ? 4 : 2;
     size_t dk = mcl_round_up(d, 16), items = 32 * (size_t)m->warps, own = 16 * (size_t)m->warps, st = (size_t)m->bk;
     size_t scratch = m->on == 2 ? items * 12 : 1;
     size_t row_major = kernel == K_FWD ? own + st : kernel == K_DQ ? own + 2 * st : (own > st ? own : st) + st;
     size_t transposed = kernel == K_DKV ? 2 : 1, floats = kernel == K_FWD ? 2 * items : kernel == K_DKV ? 2 * st : 0;
-    return 2 * (row_major * (dk + 8) + transposed * dk * (st + 8)) + 4 * (own + st) + sizeof(float) * (floats + scratch);
+    return value * (row_major * (dk + 8) + transposed * dk * (st + 8)) + 4 * (own + st) +
+           sizeof(float) * (floats + scratch);
 }
 
 static acsr_mma_tiles *mma_tiles(acsr_params *p, int kernel)
@@ -131,13 +134,14 @@ static int mma_mode(const acsr_params *p, int kernel)
     return kernel == K_FWD ? p->fwd_mma.on : kernel == K_DQ ? p->dq_mma.on : p->dkv_mma.on;
 }
 
-/* Whether a kernel runs its tensor-core variant: switched on, a bf16 or f16 call, the
- * instruction proven on the device (or emulated), and its tiles within the device's limits. */
+/* Whether a kernel runs its tensor-core variant: switched on, a 16-bit call or an f32 one where
+ * the context allows tf32, the instruction proven on the device (or emulated), and its tiles
+ * within the device's limits. */
 static int takes_mma(mcl_context *ctx, const mcl_acsr_desc *d, int kernel, const acsr_mma_tiles *m)
 {
     const mcl_device_info *info = &ctx->device.info;
-    if (!m->on || !acsr_dtype_takes_mma(d->dtype, ctx->allow_tf32) || (m->on == 1 && !info->has_mma_sync)) return 0;
-    return mma_local_bytes(kernel, m, d->head_dim) <= info->local_mem_bytes &&
+    if (!m->on || !mcl_dtype_takes_mma(d->dtype, ctx->allow_tf32) || (m->on == 1 && !info->has_mma_sync)) return 0;
+    return mma_local_bytes(kernel, m, d->head_dim, d->dtype) <= info->local_mem_bytes &&
            32 * (size_t)m->warps <= info->max_work_group_size;
 }
 

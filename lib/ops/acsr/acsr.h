@@ -15,9 +15,8 @@ typedef struct acsr_tiles {
 } acsr_tiles;
 
 /* A tensor-core variant of a tile kernel (cl/acsr/forward_mma.cl, dq_mma.cl, dkdv_mma.cl), for
- * bf16 and f16 calls: on is 0
- * (off), 1 (mma.sync, where the device's probe ran it) or 2 (the instruction emulated on any
- * device, for tests); tiles of 16 rows a warp (dK/dV's rows are keys), bk of the other side
+ * 16-bit calls and f32 ones where the context allows tf32: on is 0 (off), 1 (mma.sync, where the
+ * device's probe ran it) or 2 (the instruction emulated on any device, for tests); tiles of 16 rows a warp (dK/dV's rows are keys), bk of the other side
  * staged at a time. */
 typedef struct acsr_mma_tiles {
     int on, warps, bk;
@@ -33,8 +32,6 @@ typedef struct acsr_params {
 
 extern const mcl_family mcl_family_acsr;
 
-/* Whether a call of this dtype may take the tensor-core variant: bf16 and f16. */
-int acsr_dtype_takes_mma(mcl_dtype dtype, int tf32_allowed);
 
 /* The local memory a tile kernel takes with these tiles split into `slices` slices (the dK/dV
  * kernel's count, the largest of the three). */

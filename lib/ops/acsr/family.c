@@ -2,6 +2,8 @@
  * space. */
 #include "acsr.h"
 
+#include "runtime/dtype.h"
+
 #include <stdio.h>
 
 #define ROWS MCL_LEGAL(8, 16, 32, 64, 128, 256)
@@ -74,12 +76,6 @@ static void acsr_bucket(const size_t *shape, char *out, size_t cap)
 
 static const char *const acsr_helpers[] = {"mma", "acsr/common", NULL};
 
-int acsr_dtype_takes_mma(mcl_dtype dtype, int tf32_allowed)
-{
-    (void)tf32_allowed;
-    return dtype != MCL_F32;
-}
-
 /* The tuner's space: each tile kernel's rows, keys and slice width (a CPU wants fewer,
  * larger tiles), each followed by its tensor-core variant (16-bit calls, where mma.sync ran). */
 #define TILE_AXES(name)                                                                        \
@@ -102,9 +98,9 @@ static const mcl_tune_subspace dq_space[] = {MCL_SUBSPACE(dq_axes)};
 static const mcl_tune_subspace dkv_space[] = {MCL_SUBSPACE(dkv_axes)};
 static const mcl_tune_stage acsr_stages[] = {
     MCL_STAGE("forward", fwd_space),
-    MCL_STAGE_IF("forward on the tensor cores", fwd_mma_space, acsr_dtype_takes_mma), MCL_STAGE("dq", dq_space),
-    MCL_STAGE_IF("dq on the tensor cores", dq_mma_space, acsr_dtype_takes_mma), MCL_STAGE("dkdv", dkv_space),
-    MCL_STAGE_IF("dkdv on the tensor cores", dkv_mma_space, acsr_dtype_takes_mma)};
+    MCL_STAGE_IF("forward on the tensor cores", fwd_mma_space, mcl_dtype_takes_mma), MCL_STAGE("dq", dq_space),
+    MCL_STAGE_IF("dq on the tensor cores", dq_mma_space, mcl_dtype_takes_mma), MCL_STAGE("dkdv", dkv_space),
+    MCL_STAGE_IF("dkdv on the tensor cores", dkv_mma_space, mcl_dtype_takes_mma)};
 
 /* A device with less local memory or smaller work-groups than the defaults need. */
 static const char *const acsr_fallbacks[] = {"FWD_BK=16,DQ_BK=16,DKV_BK=16",

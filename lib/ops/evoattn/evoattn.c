@@ -2,6 +2,7 @@
 #include "evoattn.h"
 
 #include "ops/common/check.h"
+#include "runtime/dtype.h"
 #include "runtime/error.h"
 #include "runtime/params.h"
 #include "runtime/program.h"
@@ -175,19 +176,21 @@ static int fit_mt_tile(mcl_context *ctx, int kernel, int mode, size_t d, ev_tile
     return 1;
 }
 
-/* A tensor-core kernel's local memory (forward_mma.cl, dq_mma.cl, dkdv_mma.cl): 16-bit tiles of
- * rows 8 values longer than the head dim padded to a multiple of 16, and transposed ones of rows
- * 8 values longer than the streamed tile; the mask bias, the streamed queries' statistics (dK/dV), two floats a
- * work-item for row reductions and the emulation's scratch. Forward: the query tile and K
+/* A tensor-core kernel's local memory (forward_mma.cl, dq_mma.cl, dkdv_mma.cl): tiles of the
+ * instruction's values (2 bytes, 4 in tf32) of rows 8 values longer than the head dim padded to a
+ * multiple of 16, and transposed ones of rows 8 values longer than the streamed tile; the mask
+ * bias, the streamed queries' statistics (dK/dV), two floats a work-item for row reductions and
+ * the emulation's scratch. Forward: the query tile and K
  * row-major, V transposed. dQ: the query tile, K and V row-major, K transposed. dK/dV: the
  * larger of the key and query tiles and dO row-major, Q and dO transposed. */
-static size_t mma_local_bytes(int kernel, const ev_mma_tiles *m, size_t d)
+static size_t mma_local_bytes(int kernel, const ev_mma_tiles *m, size_t d, mcl_dtype dtype)
 {
+    size_t value = dtype == MCL_F32 ? 4 : 2;
     size_t dk = mcl_round_up(d, 16), items = 32 * (size_t)m->warps, own = 16 * (size_t)m->warps;
     size_t st = (size_t)m->stream, scratch = m->on == 2 ? items * 12 : 1;
     size_t row_major = kernel == K_FWD ? own + st : kernel == K_DQ ? own + 2 * st : (own > st ? own : st) + st;
     size_t transposed = kernel == K_DKV ? 2 : 1, stats = kernel == K_DKV ? 2 * st : 0;
-    return 2 * (row_major * (dk + 8) + transposed * dk * (st + 8)) +
+    return value * (row_major * (dk + 8) + transposed * dk * (st + 8)) +
            sizeof(float) * (own + st + stats + 2 * items + scratch);
 }
 
@@ -201,13 +204,14 @@ static int mma_mode(const ev_params *p, int kernel)
     return kernel == K_FWD ? p->fwd_mma.on : kernel == K_DQ ? p->dq_mma.on : p->dkv_mma.on;
 }
 
-/* Whether a kernel runs its tensor-core variant: switched on, a bf16 or f16 call, the instruction
- * proven on the device (or emulated), and its tiles within the device's limits. */
+/* Whether a kernel runs its tensor-core variant: switched on, a 16-bit call or an f32 one where
+ * the context allows tf32, the instruction proven on the device (or emulated), and its tiles
+ * within the device's limits. */
 static int takes_mma(mcl_context *ctx, const mcl_evoattn_desc *d, int kernel, const ev_mma_tiles *m)
 {
     const mcl_device_info *info = &ctx->device.info;
-    if (!m->on || !ev_dtype_takes_mma(d->dtype, ctx->allow_tf32) || (m->on == 1 && !info->has_mma_sync)) return 0;
-    return mma_local_bytes(kernel, m, d->head_dim) <= info->local_mem_bytes &&
+    if (!m->on || !mcl_dtype_takes_mma(d->dtype, ctx->allow_tf32) || (m->on == 1 && !info->has_mma_sync)) return 0;
+    return mma_local_bytes(kernel, m, d->head_dim, d->dtype) <= info->local_mem_bytes &&
            32 * (size_t)m->warps <= info->max_work_group_size;
 }
 

@@ -24,10 +24,10 @@ typedef struct ev_mt_tiles {
 enum { EV_MT_OFF = 0, EV_MT_IN_RANGE = 1, EV_MT_WHEREVER_IT_FITS = 2 };
 
 /* A tensor-core variant of a tiled kernel (cl/evoattn/forward_mma.cl, dq_mma.cl, dkdv_mma.cl),
- * for bf16 and f16 calls: on is 0 (off), 1 (mma.sync, where the device's probe ran it) or 2
- * (the instruction emulated, on any device: how the tests check the kernels without a GPU);
- * warps of 16 own rows each (queries, or dK/dV's keys), and the streamed tile (keys, or dK/dV's
- * queries). */
+ * for 16-bit calls and f32 ones where the context allows tf32: on is 0 (off), 1 (mma.sync,
+ * where the device's probe ran it) or 2 (the instruction emulated, on any device: how the tests
+ * check the kernels without a GPU); warps of 16 own rows each (queries, or dK/dV's keys), and
+ * the streamed tile (keys, or dK/dV's queries). */
 typedef struct ev_mma_tiles {
     int on, warps, stream;
 } ev_mma_tiles;
@@ -53,8 +53,6 @@ enum { EV_VARIANT_REFERENCE = 0, EV_VARIANT_TILED = 1 };
 #define EV_DKV_MT_MAX_HEAD_DIM 64
 #define EV_FWD_MT_MAX_HEAD_DIM 48
 
-/* Whether a call of this dtype may take a tensor-core variant: bf16 and f16 (no tf32 mode yet). */
-int ev_dtype_takes_mma(mcl_dtype dtype, int tf32_allowed);
 
 extern const mcl_family mcl_family_evoattn;
 

@@ -1,6 +1,8 @@
 /* The evoattn family: its parameters, legal values, portable defaults and shape buckets. */
 #include "evoattn.h"
 
+#include "runtime/dtype.h"
+
 #include <stdio.h>
 
 #define TILE MCL_LEGAL(1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -89,12 +91,6 @@ static void ev_bucket(const size_t *shape, char *out, size_t cap)
 
 static const char *const ev_helpers[] = {"mma", "evoattn/common", "evoattn/blocks", "evoattn/mma_tiles", NULL};
 
-int ev_dtype_takes_mma(mcl_dtype dtype, int tf32_allowed)
-{
-    (void)tf32_allowed;
-    return dtype != MCL_F32;
-}
-
 /* The tuner's space: the unfused kernels against the tiled ones (tiny slices on a CPU can favour
  * the unfused), then each tiled kernel's tiles in turn (forward, dQ, dK/dV with its d(pair
  * bias) split), the row kernel and its micro-tiled variant as alternatives, tried at every head
@@ -151,9 +147,9 @@ static const mcl_tune_subspace dkv_mma_space[] = {MCL_SUBSPACE(dkv_mma)};
 static const mcl_tune_subspace dpair_space[] = {MCL_SUBSPACE(dpair)};
 static const mcl_tune_stage ev_stages[] = {
     MCL_STAGE("variant", variant_space), MCL_STAGE("forward", fwd_space),
-    MCL_STAGE_IF("forward on the tensor cores", fwd_mma_space, ev_dtype_takes_mma), MCL_STAGE("dq", dq_space),
-    MCL_STAGE_IF("dq on the tensor cores", dq_mma_space, ev_dtype_takes_mma), MCL_STAGE("dkdv", dkv_space),
-    MCL_STAGE_IF("dkdv on the tensor cores", dkv_mma_space, ev_dtype_takes_mma),
+    MCL_STAGE_IF("forward on the tensor cores", fwd_mma_space, mcl_dtype_takes_mma), MCL_STAGE("dq", dq_space),
+    MCL_STAGE_IF("dq on the tensor cores", dq_mma_space, mcl_dtype_takes_mma), MCL_STAGE("dkdv", dkv_space),
+    MCL_STAGE_IF("dkdv on the tensor cores", dkv_mma_space, mcl_dtype_takes_mma),
     MCL_STAGE("dpair", dpair_space),
 };
 

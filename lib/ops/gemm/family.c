@@ -1,6 +1,8 @@
 /* The gemm family: the fused operators' GEMM tiles, their legal values and portable defaults. */
 #include "gemm.h"
 
+#include "runtime/dtype.h"
+
 #include <stdio.h>
 
 #define GEMM_SOURCE "gemm/gemm"
@@ -26,8 +28,6 @@ static const mcl_derived_define gemm_derived[] = {
     {"GEMM_ALIGN_C", GEMM_SOURCE}, {"GEMM_A_F32", NULL},         {"GEMM_B_F32", NULL},
     {"GEMM_C_F32", NULL},          {"GEMM_WARPS_M", GEMM_SOURCE}, {"MCL_MMA", GEMM_SOURCE},
 };
-
-int gemm_dtype_takes_mma(mcl_dtype dtype, int tf32_allowed) { return dtype != MCL_F32 || tf32_allowed; }
 
 static const char *gemm_check(const void *values, const mcl_device_info *device)
 {
@@ -80,7 +80,7 @@ static const mcl_tune_subspace gemm_tile_space[] = {MCL_SUBSPACE(gemm_tiles)};
 static const mcl_tune_subspace gemm_split_space[] = {MCL_SUBSPACE(gemm_split)};
 static const mcl_tune_subspace gemm_mma_space[] = {MCL_SUBSPACE(gemm_mma)};
 static const mcl_tune_stage gemm_stages[] = {MCL_STAGE("tiles", gemm_tile_space), MCL_STAGE("split", gemm_split_space),
-                                             MCL_STAGE_IF("tensor cores", gemm_mma_space, gemm_dtype_takes_mma)};
+                                             MCL_STAGE_IF("tensor cores", gemm_mma_space, mcl_dtype_takes_mma)};
 
 /* The double-buffered default tiles take 33 KiB of local memory; OpenCL 1.2 promises 32. */
 static const char *const gemm_fallbacks[] = {"PREFETCH=0", NULL};

@@ -2,6 +2,7 @@
 #include "gemm.h"
 
 #include "ops/common/check.h"
+#include "runtime/dtype.h"
 #include "runtime/error.h"
 #include "runtime/params.h"
 #include "runtime/program.h"
@@ -83,7 +84,7 @@ uint64_t gemm_mma_local_bytes(const gemm_params *p, unsigned value_bytes)
 static int takes_mma(const mcl_context *ctx, const gemm_call *g, const gemm_params *p)
 {
     if (!p->mma || g->a.fp32 || g->b.fp32 || gemm_mma_warps_m(p) == 0) return 0;
-    if (!gemm_dtype_takes_mma(g->dtype, ctx->allow_tf32)) return 0;
+    if (!mcl_dtype_takes_mma(g->dtype, ctx->allow_tf32)) return 0;
     return g->dtype != MCL_F32 || gemm_mma_local_bytes(p, 4) <= ctx->device.info.local_mem_bytes;
 }
 

@@ -91,9 +91,6 @@ mcl_status mcl_gemm_plan(mcl_context *ctx, const gemm_call *call, gemm_plan *pla
  * squarest such split), or 0 where none does or BK is no multiple of 16; the local memory the
  * tensor-core kernel takes for operands of `value_bytes` (2, or 4 for tf32). */
 int gemm_mma_warps_m(const gemm_params *p);
-/* Whether calls of this dtype may take the tensor cores: 16-bit ones, and f32 ones in tf32
- * where the context allows it (the tuner's tensor-core stage and the plan both ask). */
-int gemm_dtype_takes_mma(mcl_dtype dtype, int tf32_allowed);
 uint64_t gemm_mma_local_bytes(const gemm_params *p, unsigned value_bytes);
 
 /* A GEMM step of a walk: planned, its split partials in part `part`, enqueued in the enqueue
