@@ -42,6 +42,25 @@ inline mma_t mma_value(float x)
 
 inline void mma_put(__local mma_t *tile, uint i, float x) { tile[i] = mma_value(x); }
 
+/* How the attention kernels stage a tile (their staging functions' `how`): MMA_TRANSPOSED, row r
+ * becoming column r; MMA_RESIDUE (tf32), what each value loses to mma_value, itself rounded, so
+ * that with the tile of rounded values the operand goes in to about 22 bits (two parts). */
+#define MMA_TRANSPOSED 1u
+#define MMA_RESIDUE 2u
+inline mma_t mma_staged(float x, uint how)
+{
+#if MCL_DTYPE == 0
+    if (how & MMA_RESIDUE) x -= as_float(mma_value(x));
+#endif
+    return mma_value(x);
+}
+
+/* The parts dO goes in as to dP = dO V^T. The backward's dS = P (dP - delta), delta = rowsum(dO
+ * O) in fp32 from dO as stored, vanishes on a row of one key only if dP sees that dO too, and
+ * keeps its precision where dP is close to delta only so: 16-bit dO is its stored value, tf32
+ * takes it as its rounding plus its residue. */
+#define MMA_DO_PARTS (MCL_DTYPE == 0 ? 2 : 1)
+
 /* a fragment register from element i on: one tf32 value, or two consecutive 16-bit values */
 inline uint mma_reg(__local const mma_t *tile, uint i) { return *(__local const uint *)(tile + i); }
 

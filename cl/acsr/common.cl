@@ -175,14 +175,15 @@ inline float dot4(float4 a, float4 b, float acc)
 /* ---- the tensor-core kernels' (forward_mma.cl, dq_mma.cl) ---------------------------------- */
 #define ACSR_DK ((ACSR_D + 15) / 16 * 16) /* the head dim padded with zeros to the instruction's k */
 
-/* Rows idx[0 .. count) of head bh (N: none, zeros) into a local tile of `pad` values a row
- * (transposed: row r becomes column r of ACSR_DK rows) as the instruction's values, zero past D. */
-inline void stage_indexed(__local mma_t *dst, uint pad, int transposed, __global const store_t *src,
+/* Rows idx[0 .. count) of head bh (N: none, zeros) into a local tile of `pad` values a row, laid
+ * out as `how` says (cl/mma.cl; transposed: ACSR_DK rows), zero past D. */
+inline void stage_indexed(__local mma_t *dst, uint pad, uint how, __global const store_t *src,
                           __local const uint *idx, uint count, uint bh, uint N, uint lid, uint items)
 {
     for (uint e = lid; e < count * ACSR_DK; e += items) {
         uint r = e / ACSR_DK, d = e % ACSR_DK, i = idx[r];
-        mma_put(dst, transposed ? d * pad + r : r * pad + d, i < N && d < ACSR_D ? load_elem(src, at(bh, i, d, N)) : 0.0f);
+        float x = i < N && d < ACSR_D ? load_elem(src, at(bh, i, d, N)) : 0.0f;
+        dst[how & MMA_TRANSPOSED ? d * pad + r : r * pad + d] = mma_staged(x, how);
     }
 }
 

@@ -28,7 +28,7 @@ void acsr_dkdv_mma(ACSR_ARGS)
 {
     ACSR_OFFSETS;
     __local mma_t rows_tile[ROWS * RPAD] __attribute__((aligned(16))); /* K, V, then each step's Q */
-    __local mma_t do_l[BQ * RPAD] __attribute__((aligned(16)));
+    __local mma_t do_l[MMA_DO_PARTS][BQ * RPAD] __attribute__((aligned(16)));
     __local mma_t qt_l[DK * TPAD] __attribute__((aligned(16)));
     __local mma_t dot_l[DK * TPAD] __attribute__((aligned(16)));
     __local uint key_l[BK], query_l[BQ];
@@ -58,9 +58,10 @@ void acsr_dkdv_mma(ACSR_ARGS)
             stage_key_indices(query_l, lat, csr, t0, BQ, N, lid, ITEMS);
             barrier(CLK_LOCAL_MEM_FENCE);
             stage_indexed(rows_tile, RPAD, 0, q, query_l, BQ, p.bh, N, lid, ITEMS);
-            stage_indexed(qt_l, TPAD, 1, q, query_l, BQ, p.bh, N, lid, ITEMS);
-            stage_indexed(do_l, RPAD, 0, dout, query_l, BQ, p.bh, N, lid, ITEMS);
-            stage_indexed(dot_l, TPAD, 1, dout, query_l, BQ, p.bh, N, lid, ITEMS);
+            stage_indexed(qt_l, TPAD, MMA_TRANSPOSED, q, query_l, BQ, p.bh, N, lid, ITEMS);
+            for (uint part = 0; part < MMA_DO_PARTS; part++)
+                stage_indexed(do_l[part], RPAD, part ? MMA_RESIDUE : 0, dout, query_l, BQ, p.bh, N, lid, ITEMS);
+            stage_indexed(dot_l, TPAD, MMA_TRANSPOSED, dout, query_l, BQ, p.bh, N, lid, ITEMS);
             for (uint j = lid; j < BQ; j += ITEMS) {
                 uint i = query_l[j];
                 l2_l[j] = i < N ? lse[(ulong)p.bh * N + i] * ACSR_LOG2E : -INFINITY;
@@ -74,7 +75,8 @@ void acsr_dkdv_mma(ACSR_ARGS)
             for (uint nb = 0; nb < NB; nb++) {
                 for (uint e = 0; e < 4; e++) s[nb][e] = dp[nb][e] = 0.0f;
                 mma_block(s[nb], ka, DK / MMA_K, rows_tile, RPAD, 8 * nb + quad, t, mma_scratch, lid);
-                mma_block(dp[nb], va, DK / MMA_K, do_l, RPAD, 8 * nb + quad, t, mma_scratch, lid);
+                for (uint part = 0; part < MMA_DO_PARTS; part++)
+                    mma_block(dp[nb], va, DK / MMA_K, do_l[part], RPAD, 8 * nb + quad, t, mma_scratch, lid);
                 for (uint e = 0; e < 4; e++) {
                     uint j = 8 * nb + 2 * t + e % 2;
                     bool has = l2_l[j] > -INFINITY && row_has(lat, t0 + j, query_l[j], bounds[e / 2]);

@@ -36,13 +36,15 @@ void acsr_dq_mma(ACSR_ARGS)
     const uint row0 = 16 * warp + quad; /* the lane's slots row0 and row0 + 8 of the tile */
     const float scale2 = scale * ACSR_LOG2E;
 
-    uint qa[DK / MMA_K][4], da[DK / MMA_K][4];
+    uint qa[DK / MMA_K][4], da[MMA_DO_PARTS][DK / MMA_K][4];
     stage_tile_rows(row_l, rows_tile, QPAD, q, p, order, BQ, N, lid, ITEMS);
     for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(qa[kk], rows_tile, QPAD, row0, MMA_K * kk, t);
-    barrier(CLK_LOCAL_MEM_FENCE);
-    stage_indexed(rows_tile, QPAD, 0, dout, row_l, BQ, p.bh, N, lid, ITEMS);
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(da[kk], rows_tile, QPAD, row0, MMA_K * kk, t);
+    for (uint part = 0; part < MMA_DO_PARTS; part++) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        stage_indexed(rows_tile, QPAD, part ? MMA_RESIDUE : 0, dout, row_l, BQ, p.bh, N, lid, ITEMS);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(da[part][kk], rows_tile, QPAD, row0, MMA_K * kk, t);
+    }
     const uint row[2] = {row_l[row0], row_l[row0 + 8]};
     float l2[2], dl[2], acc[OB][4];
     for (uint r = 0; r < 2; r++) {
@@ -60,7 +62,7 @@ void acsr_dq_mma(ACSR_ARGS)
             stage_key_indices(key_l, lat, csr, t0, BK, N, lid, ITEMS);
             barrier(CLK_LOCAL_MEM_FENCE);
             stage_indexed(k_l, QPAD, 0, k, key_l, BK, p.bh, N, lid, ITEMS);
-            stage_indexed(kt_l, TPAD, 1, k, key_l, BK, p.bh, N, lid, ITEMS);
+            stage_indexed(kt_l, TPAD, MMA_TRANSPOSED, k, key_l, BK, p.bh, N, lid, ITEMS);
             stage_indexed(v_l, QPAD, 0, v, key_l, BK, p.bh, N, lid, ITEMS);
             barrier(CLK_LOCAL_MEM_FENCE);
 
@@ -70,7 +72,8 @@ void acsr_dq_mma(ACSR_ARGS)
             for (uint nb = 0; nb < NB; nb++) {
                 for (uint e = 0; e < 4; e++) s[nb][e] = dp[nb][e] = 0.0f;
                 mma_block(s[nb], qa, DK / MMA_K, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
-                mma_block(dp[nb], da, DK / MMA_K, v_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+                for (uint part = 0; part < MMA_DO_PARTS; part++)
+                    mma_block(dp[nb], da[part], DK / MMA_K, v_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
                 for (uint e = 0; e < 4; e++) {
                     uint j = 8 * nb + 2 * t + e % 2, r = e / 2;
                     bool has = l2[r] > -INFINITY && row_has(lat, t0 + j, key_l[j], bounds[r]);

@@ -52,7 +52,7 @@ void acsr_forward_mma(ACSR_ARGS)
             stage_key_indices(key_l, lat, csr, t0, BK, N, lid, ITEMS);
             barrier(CLK_LOCAL_MEM_FENCE);
             stage_indexed(k_l, QPAD, 0, k, key_l, BK, p.bh, N, lid, ITEMS);
-            stage_indexed(vt_l, VPAD, 1, v, key_l, BK, p.bh, N, lid, ITEMS);
+            stage_indexed(vt_l, VPAD, MMA_TRANSPOSED, v, key_l, BK, p.bh, N, lid, ITEMS);
             barrier(CLK_LOCAL_MEM_FENCE);
 
             /* element e of block nb: slot row0 + 8 (e / 2), key position 8 nb + 2 t + e % 2 */

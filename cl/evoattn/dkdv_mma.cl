@@ -31,7 +31,7 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
 {
     EV_OFFSETS;
     __local mma_t rows_l[ROWS * RPAD] __attribute__((aligned(16))); /* K, V, then each tile's Q */
-    __local mma_t do_l[BQ * RPAD] __attribute__((aligned(16)));
+    __local mma_t do_l[MMA_DO_PARTS][BQ * RPAD] __attribute__((aligned(16)));
     __local mma_t qt_l[DK * TPAD] __attribute__((aligned(16)));
     __local mma_t dot_l[DK * TPAD] __attribute__((aligned(16)));
     __local float mask_l[BK], l2_l[BQ], delta_l[BQ], red[2 * ITEMS], mma_scratch[MMA_SCRATCH(ITEMS)];
@@ -61,9 +61,10 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
         for (uint i0 = 0; i0 < S; i0 += BQ) {
             barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's (or K's and V's) readers are done */
             mma_stage(rows_l, RPAD, 0, q, NULL, base, i0, BQ, S, H, flags, lid, ITEMS);
-            mma_stage(qt_l, TPAD, 1, q, NULL, base, i0, BQ, S, H, flags, lid, ITEMS);
-            mma_stage(do_l, RPAD, 0, dout, g, base, i0, BQ, S, H, flags, lid, ITEMS);
-            mma_stage(dot_l, TPAD, 1, dout, g, base, i0, BQ, S, H, flags, lid, ITEMS);
+            mma_stage(qt_l, TPAD, MMA_TRANSPOSED, q, NULL, base, i0, BQ, S, H, flags, lid, ITEMS);
+            for (uint part = 0; part < MMA_DO_PARTS; part++)
+                mma_stage(do_l[part], RPAD, part ? MMA_RESIDUE : 0, dout, g, base, i0, BQ, S, H, flags, lid, ITEMS);
+            mma_stage(dot_l, TPAD, MMA_TRANSPOSED, dout, g, base, i0, BQ, S, H, flags, lid, ITEMS);
             for (uint r = lid; r < BQ; r += ITEMS) {
                 uint i = i0 + r;
                 l2_l[r] = i < S ? lse[stat_row + i] * EV_LOG2E : -INFINITY;
@@ -77,7 +78,8 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
             for (uint nb = 0; nb < NB; nb++) {
                 for (uint e = 0; e < 4; e++) s[nb][e] = dp[nb][e] = 0.0f;
                 mma_block(s[nb], ka, DK / MMA_K, rows_l, RPAD, 8 * nb + quad, t, mma_scratch, lid);
-                mma_block(dp[nb], va, DK / MMA_K, do_l, RPAD, 8 * nb + quad, t, mma_scratch, lid);
+                for (uint part = 0; part < MMA_DO_PARTS; part++)
+                    mma_block(dp[nb], va, DK / MMA_K, do_l[part], RPAD, 8 * nb + quad, t, mma_scratch, lid);
                 for (uint e = 0; e < 4; e++) {
                     uint ii = 8 * nb + 2 * t + e % 2, i = i0 + ii, key = jj[e / 2], j = at.j0 + key;
                     float bias = mask_l[key] + pair_entry(pair, at.pair_base, i, 1, j, 1, 0, S, flags);

@@ -37,14 +37,16 @@ void evoattn_bwd_dq_mma(EV_ARGS)
     const uint i_row[2] = {at.i0 + row0, at.i0 + row0 + 8};
     const float scale2 = scale * EV_LOG2E;
 
-    uint qa[DK / MMA_K][4], da[DK / MMA_K][4];
+    uint qa[DK / MMA_K][4], da[MMA_DO_PARTS][DK / MMA_K][4];
     mma_stage(rows_l, QPAD, 0, q, NULL, base, at.i0, BQ, S, H, flags, lid, ITEMS);
     barrier(CLK_LOCAL_MEM_FENCE);
     for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(qa[kk], rows_l, QPAD, row0, MMA_K * kk, t);
-    barrier(CLK_LOCAL_MEM_FENCE);
-    mma_stage(rows_l, QPAD, 0, dout, g, base, at.i0, BQ, S, H, flags, lid, ITEMS);
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(da[kk], rows_l, QPAD, row0, MMA_K * kk, t);
+    for (uint part = 0; part < MMA_DO_PARTS; part++) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        mma_stage(rows_l, QPAD, part ? MMA_RESIDUE : 0, dout, g, base, at.i0, BQ, S, H, flags, lid, ITEMS);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(da[part][kk], rows_l, QPAD, row0, MMA_K * kk, t);
+    }
 
     float l2[2], dl[2], acc[OB][4];
     for (uint r = 0; r < 2; r++) {
@@ -57,7 +59,7 @@ void evoattn_bwd_dq_mma(EV_ARGS)
     for (uint j0 = 0; j0 < S; j0 += BK) {
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's readers are done */
         mma_stage(k_l, QPAD, 0, k, NULL, base, j0, BK, S, H, flags, lid, ITEMS);
-        mma_stage(kt_l, TPAD, 1, k, NULL, base, j0, BK, S, H, flags, lid, ITEMS);
+        mma_stage(kt_l, TPAD, MMA_TRANSPOSED, k, NULL, base, j0, BK, S, H, flags, lid, ITEMS);
         mma_stage(v_l, QPAD, 0, v, NULL, base, j0, BK, S, H, flags, lid, ITEMS);
         stage_mask(mask_l, mask, at.mask_row, j0, BK, S, flags, lid, ITEMS);
         barrier(CLK_LOCAL_MEM_FENCE);
@@ -67,7 +69,8 @@ void evoattn_bwd_dq_mma(EV_ARGS)
         for (uint nb = 0; nb < NB; nb++) {
             for (uint e = 0; e < 4; e++) s[nb][e] = dp[nb][e] = 0.0f;
             mma_block(s[nb], qa, DK / MMA_K, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
-            mma_block(dp[nb], da, DK / MMA_K, v_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+            for (uint part = 0; part < MMA_DO_PARTS; part++)
+                mma_block(dp[nb], da[part], DK / MMA_K, v_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
             for (uint e = 0; e < 4; e++) {
                 float bias = mma_bias(mask_l, pair, at.pair_base, i_row, j0, 8 * nb + 2 * t + e % 2, e, S, flags);
                 s[nb][e] = prob_and_dscore(s[nb][e], dp[nb][e], bias, l2[e / 2], dl[e / 2], scale2).y;

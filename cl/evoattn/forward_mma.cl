@@ -52,7 +52,7 @@ void evoattn_forward_mma(EV_ARGS)
     for (uint j0 = 0; j0 < S; j0 += BK) {
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's readers are done */
         mma_stage(k_l, QPAD, 0, k, NULL, base, j0, BK, S, H, flags, lid, ITEMS);
-        mma_stage(vt_l, VPAD, 1, v, NULL, base, j0, BK, S, H, flags, lid, ITEMS);
+        mma_stage(vt_l, VPAD, MMA_TRANSPOSED, v, NULL, base, j0, BK, S, H, flags, lid, ITEMS);
         stage_mask(mask_l, mask, at.mask_row, j0, BK, S, flags, lid, ITEMS);
         barrier(CLK_LOCAL_MEM_FENCE);
 

@@ -6,9 +6,10 @@
 #if defined(MCL_MMA) && MCL_MMA
 #define EV_DK ((EV_D + 15) / 16 * 16)
 
-/* Rows first .. first + rows of a slice into a local tile of `pad` values a row (transposed: row
- * r becomes column r of EV_DK rows), zero past S and past D; `gate` non-NULL forms dO from dY. */
-inline void mma_stage(__local mma_t *dst, uint pad, int transposed, __global const store_t *src,
+/* Rows first .. first + rows of a slice into a local tile of `pad` values a row, laid out as
+ * `how` says (cl/mma.cl; transposed: EV_DK rows), zero past S and past D; `gate` non-NULL forms
+ * dO from dY. */
+inline void mma_stage(__local mma_t *dst, uint pad, uint how, __global const store_t *src,
                       __global const store_t *gate, ulong base, uint first, uint rows, uint S, uint H, uint flags,
                       uint lid, uint items)
 {
@@ -16,7 +17,7 @@ inline void mma_stage(__local mma_t *dst, uint pad, int transposed, __global con
         uint r = e / EV_DK, d = e % EV_DK;
         float x = 0.0f;
         if (first + r < S && d < EV_D) x = gate ? load_do(src, gate, AT(base, first + r, d), flags) : load_elem(src, AT(base, first + r, d));
-        mma_put(dst, transposed ? d * pad + r : r * pad + d, x);
+        dst[how & MMA_TRANSPOSED ? d * pad + r : r * pad + d] = mma_staged(x, how);
     }
 }
 

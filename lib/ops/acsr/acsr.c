@@ -112,13 +112,14 @@ static mcl_status fit_tiles(mcl_context *ctx, size_t d, acsr_tiles *t, size_t *s
  * the own rows' and staged rows' indices, dK/dV's staged statistics, the forward's two floats a
  * work-item for row reductions and the emulation's scratch. Forward: the tile's Q and K
  * row-major, V transposed. dQ: Q, K and V row-major, K transposed. dK/dV: the larger of the key
- * tile and the staged queries, and dO, row-major; Q and dO transposed. */
+ * tile and the staged queries, and dO (twice in tf32: its rounding and its residue), row-major;
+ * Q and dO transposed. */
 static size_t mma_local_bytes(int kernel, const acsr_mma_tiles *m, size_t d, mcl_dtype dtype)
 {
-    size_t value = dtype == MCL_F32 ? 4 : 2;
+    size_t value = dtype == MCL_F32 ? 4 : 2, do_parts = dtype == MCL_F32 ? 2 : 1;
     size_t dk = mcl_round_up(d, 16), items = 32 * (size_t)m->warps, own = 16 * (size_t)m->warps, st = (size_t)m->bk;
     size_t scratch = m->on == 2 ? items * 12 : 1;
-    size_t row_major = kernel == K_FWD ? own + st : kernel == K_DQ ? own + 2 * st : (own > st ? own : st) + st;
+    size_t row_major = kernel == K_FWD ? own + st : kernel == K_DQ ? own + 2 * st : (own > st ? own : st) + do_parts * st;
     size_t transposed = kernel == K_DKV ? 2 : 1, floats = kernel == K_FWD ? 2 * items : kernel == K_DKV ? 2 * st : 0;
     return value * (row_major * (dk + 8) + transposed * dk * (st + 8)) + 4 * (own + st) +
            sizeof(float) * (floats + scratch);

@@ -182,13 +182,14 @@ static int fit_mt_tile(mcl_context *ctx, int kernel, int mode, size_t d, ev_tile
  * bias, the streamed queries' statistics (dK/dV), two floats a work-item for row reductions and
  * the emulation's scratch. Forward: the query tile and K
  * row-major, V transposed. dQ: the query tile, K and V row-major, K transposed. dK/dV: the
- * larger of the key and query tiles and dO row-major, Q and dO transposed. */
+ * larger of the key and query tiles and dO row-major (dO twice in tf32: its rounding and its
+ * residue), Q and dO transposed. */
 static size_t mma_local_bytes(int kernel, const ev_mma_tiles *m, size_t d, mcl_dtype dtype)
 {
-    size_t value = dtype == MCL_F32 ? 4 : 2;
+    size_t value = dtype == MCL_F32 ? 4 : 2, do_parts = dtype == MCL_F32 ? 2 : 1;
     size_t dk = mcl_round_up(d, 16), items = 32 * (size_t)m->warps, own = 16 * (size_t)m->warps;
     size_t st = (size_t)m->stream, scratch = m->on == 2 ? items * 12 : 1;
-    size_t row_major = kernel == K_FWD ? own + st : kernel == K_DQ ? own + 2 * st : (own > st ? own : st) + st;
+    size_t row_major = kernel == K_FWD ? own + st : kernel == K_DQ ? own + 2 * st : (own > st ? own : st) + do_parts * st;
     size_t transposed = kernel == K_DKV ? 2 : 1, stats = kernel == K_DKV ? 2 * st : 0;
     return value * (row_major * (dk + 8) + transposed * dk * (st + 8)) +
            sizeof(float) * (own + st + stats + 2 * items + scratch);
