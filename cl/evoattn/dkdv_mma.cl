@@ -59,6 +59,16 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
         for (uint ob = 0; ob < OB; ob++)
             for (uint e = 0; e < 4; e++) dk_acc[ob][e] = dv_acc[ob][e] = 0.0f;
         for (uint i0 = 0; i0 < S; i0 += BQ) {
+            /* the tile's pair bias and d(pair bias) partial so far, read before the staging so
+             * that their latency hides behind it; element e of block nb as below */
+            float pb[NB][4], part[NB][4];
+            for (uint nb = 0; nb < NB; nb++)
+                for (uint e = 0; e < 4; e++) {
+                    uint i = i0 + 8 * nb + 2 * t + e % 2, j = at.j0 + jj[e / 2];
+                    bool so_far = (flags & EV_WANT_DPAIR) && n != at.n_first && i < S && j < S;
+                    pb[nb][e] = pair_entry(pair, at.pair_base, i, 1, j, 1, 0, S, flags);
+                    part[nb][e] = so_far ? pair_part[at.part_base + (ulong)i * S + j] : 0.0f;
+                }
             barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's (or K's and V's) readers are done */
             mma_stage(rows_l, RPAD, 0, q, NULL, base, i0, BQ, S, H, flags, lid, ITEMS);
             mma_stage(qt_l, TPAD, MMA_TRANSPOSED, q, NULL, base, i0, BQ, S, H, flags, lid, ITEMS);
@@ -82,14 +92,12 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
                     mma_block(dp[nb], va, DK / MMA_K, do_l[part], RPAD, 8 * nb + quad, t, mma_scratch, lid);
                 for (uint e = 0; e < 4; e++) {
                     uint ii = 8 * nb + 2 * t + e % 2, i = i0 + ii, key = jj[e / 2], j = at.j0 + key;
-                    float bias = mask_l[key] + pair_entry(pair, at.pair_base, i, 1, j, 1, 0, S, flags);
-                    float2 pds = prob_and_dscore(s[nb][e], dp[nb][e], bias, l2_l[ii], delta_l[ii], scale2);
+                    float2 pds = prob_and_dscore(s[nb][e], dp[nb][e], mask_l[key] + pb[nb][e], l2_l[ii], delta_l[ii],
+                                                 scale2);
                     s[nb][e] = pds.x, dp[nb][e] = pds.y;
                     dmask[e / 2] += pds.y;
-                    if ((flags & EV_WANT_DPAIR) && i < S && j < S) {
-                        ulong p_at = at.part_base + (ulong)i * S + j;
-                        pair_part[p_at] = (n != at.n_first ? pair_part[p_at] : 0.0f) + pds.y;
-                    }
+                    if ((flags & EV_WANT_DPAIR) && i < S && j < S)
+                        pair_part[at.part_base + (ulong)i * S + j] = part[nb][e] + pds.y;
                 }
             }
             mma_blocks_times(dv_acc, OB, s, BQ / MMA_K, dot_l, TPAD, quad, t, mma_scratch, lid); /* dV += P^T dO */

@@ -57,6 +57,8 @@ void evoattn_bwd_dq_mma(EV_ARGS)
         for (uint e = 0; e < 4; e++) acc[ob][e] = 0.0f;
 
     for (uint j0 = 0; j0 < S; j0 += BK) {
+        float pb[NB][4];
+        mma_pair_bias(pb, NB, pair, at.pair_base, i_row, j0, t, S, flags);
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's readers are done */
         mma_stage(k_l, QPAD, 0, k, NULL, base, j0, BK, S, H, flags, lid, ITEMS);
         mma_stage(kt_l, TPAD, MMA_TRANSPOSED, k, NULL, base, j0, BK, S, H, flags, lid, ITEMS);
@@ -72,7 +74,7 @@ void evoattn_bwd_dq_mma(EV_ARGS)
             for (uint part = 0; part < MMA_DO_PARTS; part++)
                 mma_block(dp[nb], da[part], DK / MMA_K, v_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
             for (uint e = 0; e < 4; e++) {
-                float bias = mma_bias(mask_l, pair, at.pair_base, i_row, j0, 8 * nb + 2 * t + e % 2, e, S, flags);
+                float bias = mask_l[8 * nb + 2 * t + e % 2] + pb[nb][e];
                 s[nb][e] = prob_and_dscore(s[nb][e], dp[nb][e], bias, l2[e / 2], dl[e / 2], scale2).y;
             }
         }

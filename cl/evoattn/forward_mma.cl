@@ -50,6 +50,8 @@ void evoattn_forward_mma(EV_ARGS)
     const uint i_row[2] = {at.i0 + row0, at.i0 + row0 + 8};
 
     for (uint j0 = 0; j0 < S; j0 += BK) {
+        float pb[NB][4];
+        mma_pair_bias(pb, NB, pair, at.pair_base, i_row, j0, t, S, flags);
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's readers are done */
         mma_stage(k_l, QPAD, 0, k, NULL, base, j0, BK, S, H, flags, lid, ITEMS);
         mma_stage(vt_l, VPAD, MMA_TRANSPOSED, v, NULL, base, j0, BK, S, H, flags, lid, ITEMS);
@@ -64,7 +66,7 @@ void evoattn_forward_mma(EV_ARGS)
             mma_block(s[nb], qa, DK / MMA_K, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
             for (uint e = 0; e < 4; e++) {
                 uint jj = 8 * nb + 2 * t + e % 2;
-                s[nb][e] = fma(s[nb][e], scale2, mma_bias(mask_l, pair, at.pair_base, i_row, j0, jj, e, S, flags));
+                s[nb][e] = fma(s[nb][e], scale2, mask_l[jj] + pb[nb][e]);
             }
         }
         mma_online_softmax(s, NB, m, l, acc, OB, red, lid);

@@ -21,11 +21,14 @@ inline void mma_stage(__local mma_t *dst, uint pad, uint how, __global const sto
     }
 }
 
-/* The bias of element e of a 16 x 8 score block in log2 units: the mask bias of its key jj of
- * the tile (mask_l) and the pair bias of query rows[e / 2] and key j0 + jj. */
-inline float mma_bias(__local const float *mask_l, __global const store_t *pair, ulong pair_base, const uint *rows,
-                      uint j0, uint jj, uint e, uint S, uint flags)
+/* The pair bias in log2 units of the lane's elements of a warp's nblocks 16 x 8 score blocks
+ * from key j0 on (element e of block nb: query rows[e / 2], key j0 + 8 nb + 2 t + e % 2), read
+ * before the key tile is staged so that the loads' latency hides behind the staging. */
+inline void mma_pair_bias(float (*pb)[4], uint nblocks, __global const store_t *pair, ulong pair_base,
+                          const uint *rows, uint j0, uint t, uint S, uint flags)
 {
-    return mask_l[jj] + pair_entry(pair, pair_base, rows[e / 2], 1, j0 + jj, 1, 0, S, flags);
+    for (uint nb = 0; nb < nblocks; nb++)
+        for (uint e = 0; e < 4; e++)
+            pb[nb][e] = pair_entry(pair, pair_base, rows[e / 2], 1, j0 + 8 * nb + 2 * t + e % 2, 1, 0, S, flags);
 }
 #endif
