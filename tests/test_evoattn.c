@@ -180,12 +180,8 @@ Test(evoattn, every_parameter_variant_is_correct, .timeout = 900)
     host_rng rng = host_rng_seeded(test_seed());
     for (size_t v = 0; v < COUNT_OF(variants); v++) {
         assert_ok(mcl_context_set_params(ctx, "evoattn", variants[v]));
-        for (size_t s = 0; s < COUNT_OF(shapes); s++) {
-            assert_ok(mcl_context_allow_tf32(ctx, shapes[s].dtype == MCL_F32));
-            check_case(ctx, shapes[s], &rng, variants[v]);
-        }
+        for (size_t s = 0; s < COUNT_OF(shapes); s++) check_case(ctx, shapes[s], &rng, variants[v]);
     }
-    assert_ok(mcl_context_allow_tf32(ctx, 0));
     assert_ok(mcl_context_set_params(ctx, "evoattn", NULL));
     mcl_context_release(ctx);
 }
@@ -233,8 +229,12 @@ Test(evoattn, tensor_core_kernels_match_reference, .timeout = 900)
             continue;
         }
         assert_ok(mcl_context_set_params(ctx, "evoattn", variants[v]));
-        for (size_t s = 0; s < COUNT_OF(shapes); s++) check_case(ctx, shapes[s], &rng, variants[v]);
+        for (size_t s = 0; s < COUNT_OF(shapes); s++) {
+            assert_ok(mcl_context_allow_tf32(ctx, shapes[s].dtype == MCL_F32));
+            check_case(ctx, shapes[s], &rng, variants[v]);
+        }
     }
+    assert_ok(mcl_context_allow_tf32(ctx, 0));
     assert_ok(mcl_context_set_params(ctx, "evoattn", NULL));
     mcl_context_release(ctx);
 }
