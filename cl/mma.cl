@@ -9,7 +9,13 @@
  * the fragments in the PTX ISA's layout: lane = 4 g + t; A rows g and g + 8, B column g, C rows
  * g and g + 8 and columns 2t, 2t + 1; along k, A and B take the pairs 2t and 2t + 8 (16-bit) or
  * the values t and t + 4 (tf32). A 32-bit fragment register holds one tf32 value or two 16-bit
- * values, the lower k in the lower half. */
+ * values, the lower k in the lower half.
+ *
+ * Every loop over a work-item's fragments or accumulators is unrolled (#pragma unroll), so that
+ * they stay in registers: left to its heuristics, a compiler keeps such arrays in stack memory
+ * behind loops it does not unroll. Helpers whose loop counts come from their callers do so
+ * through MMA_UNROLL, with the instruction only: the emulation's barriers keep a compiler from
+ * unrolling their out-of-line copies, where the counts are unknown, and it would say so. */
 #if defined(MCL_MMA) && MCL_MMA
 #if MCL_DTYPE == 0
 typedef uint mma_t; /* tf32: an fp32 bit pattern, its low 13 bits 0 */
@@ -65,6 +71,7 @@ inline mma_t mma_staged(float x, uint how)
 inline uint mma_reg(__local const mma_t *tile, uint i) { return *(__local const uint *)(tile + i); }
 
 #if MCL_MMA == 1
+#define MMA_UNROLL MCL_PRAGMA(unroll)
 #if MCL_DTYPE == 0
 #define MMA_SHAPE "m16n8k8.row.col.f32.tf32.tf32.f32"
 #elif MCL_DTYPE == 1
@@ -86,6 +93,7 @@ inline void mma(float *c, const uint *a, const uint *b, __local float *scratch, 
 /* floats of local scratch the emulation needs for a work-group of `items` */
 #define MMA_SCRATCH(items) 1
 #else
+#define MMA_UNROLL
 #define MMA_LANE_VALS (6 * MMA_VALS) /* a work-item's fragment values: 4 registers of A, 2 of B */
 #define MMA_SCRATCH(items) ((items) * MMA_LANE_VALS)
 
@@ -108,16 +116,22 @@ inline float mma_unpack(uint reg, uint v)
 inline void mma(float *c, const uint *a, const uint *b, __local float *scratch, uint lid)
 {
     __local float *mine = scratch + lid * MMA_LANE_VALS;
+#pragma unroll
     for (uint r = 0; r < 4; r++)
+#pragma unroll
         for (uint v = 0; v < MMA_VALS; v++) mine[r * MMA_VALS + v] = mma_unpack(a[r], v);
+#pragma unroll
     for (uint r = 0; r < 2; r++)
+#pragma unroll
         for (uint v = 0; v < MMA_VALS; v++) mine[(4 + r) * MMA_VALS + v] = mma_unpack(b[r], v);
     barrier(CLK_LOCAL_MEM_FENCE);
     __local const float *warp = scratch + (lid & ~31u) * MMA_LANE_VALS;
     uint g = (lid & 31) >> 2, t = lid & 3;
+#pragma unroll
     for (uint e = 0; e < 4; e++) {
         uint row = g + (e >= 2 ? 8 : 0), col = 2 * t + (e & 1);
         float s = c[e];
+#pragma unroll
         for (uint k = 0; k < MMA_K; k++) {
             uint lane_k = (k % MMA_HALF) / MMA_VALS, v = k % MMA_VALS, high = k >= MMA_HALF;
             uint a_at = ((row & 7) * 4 + lane_k) * MMA_LANE_VALS + ((row >= 8) + 2 * high) * MMA_VALS + v;
@@ -181,6 +195,7 @@ inline void mma_a_of(uint *a, const float (*x)[4])
 inline void mma_block(float *c, const uint (*a)[4], uint ksteps, __local const mma_t *tile, uint pad, uint n,
                       uint t, __local float *scratch, uint lid)
 {
+MMA_UNROLL
     for (uint kk = 0; kk < ksteps; kk++) {
         uint b[2];
         mma_b(b, tile, pad, n, MMA_K * kk, t);
@@ -195,9 +210,11 @@ inline void mma_blocks_times(float (*acc)[4], uint out_blocks, const float (*x)[
                              __local const mma_t *tile, uint pad, uint quad, uint t, __local float *scratch,
                              uint lid)
 {
+MMA_UNROLL
     for (uint kk = 0; kk < ksteps; kk++) {
         uint a[4];
         mma_a_of(a, x + MMA_KB * kk);
+MMA_UNROLL
         for (uint ob = 0; ob < out_blocks; ob++) {
             uint b[2];
             mma_b(b, tile, pad, 8 * ob + quad, MMA_K * kk, t);
@@ -242,9 +259,12 @@ inline void mma_online_softmax(float (*s)[4], uint nblocks, float *m, float *l, 
                                __local float *red, uint lid)
 {
     float top[2] = {-INFINITY, -INFINITY}, alpha[2], m_use[2];
+MMA_UNROLL
     for (uint nb = 0; nb < nblocks; nb++)
+#pragma unroll
         for (uint e = 0; e < 4; e++) top[e / 2] = fmax(top[e / 2], s[nb][e]);
     MMA_QUAD(fmax, top[0], top[1], red, lid);
+#pragma unroll
     for (uint r = 0; r < 2; r++) {
         float m_new = fmax(m[r], top[r]);
         m_use[r] = m_new == -INFINITY ? 0.0f : m_new;
@@ -252,9 +272,13 @@ inline void mma_online_softmax(float (*s)[4], uint nblocks, float *m, float *l, 
         m[r] = m_new;
         l[r] *= alpha[r];
     }
+MMA_UNROLL
     for (uint ob = 0; ob < out_blocks; ob++)
+#pragma unroll
         for (uint e = 0; e < 4; e++) acc[ob][e] *= alpha[e / 2];
+MMA_UNROLL
     for (uint nb = 0; nb < nblocks; nb++)
+#pragma unroll
         for (uint e = 0; e < 4; e++) {
             s[nb][e] = exp2(s[nb][e] - m_use[e / 2]);
             l[e / 2] += s[nb][e];

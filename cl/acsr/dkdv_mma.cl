@@ -40,15 +40,19 @@ void acsr_dkdv_mma(ACSR_ARGS)
 
     uint ka[DK / MMA_K][4], va[DK / MMA_K][4];
     stage_tile_rows(key_l, rows_tile, RPAD, k, p, order, BK, N, lid, ITEMS);
+#pragma unroll
     for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(ka[kk], rows_tile, RPAD, row0, MMA_K * kk, t);
     barrier(CLK_LOCAL_MEM_FENCE);
     stage_indexed(rows_tile, RPAD, 0, v, key_l, BK, p.bh, N, lid, ITEMS);
     barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
     for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(va[kk], rows_tile, RPAD, row0, MMA_K * kk, t);
     const uint key[2] = {key_l[row0], key_l[row0 + 8]};
 
     float dk_acc[OB][4], dv_acc[OB][4];
+#pragma unroll
     for (uint ob = 0; ob < OB; ob++)
+#pragma unroll
         for (uint e = 0; e < 4; e++) dk_acc[ob][e] = dv_acc[ob][e] = 0.0f;
     for (uint c = 0; c < p.tile[2]; c++) {
         const lattice lat = lattice_of(p.tile, c);
@@ -59,6 +63,7 @@ void acsr_dkdv_mma(ACSR_ARGS)
             barrier(CLK_LOCAL_MEM_FENCE);
             stage_indexed(rows_tile, RPAD, 0, q, query_l, BQ, p.bh, N, lid, ITEMS);
             stage_indexed(qt_l, TPAD, MMA_TRANSPOSED, q, query_l, BQ, p.bh, N, lid, ITEMS);
+#pragma unroll
             for (uint part = 0; part < MMA_DO_PARTS; part++)
                 stage_indexed(do_l[part], RPAD, part ? MMA_RESIDUE : 0, dout, query_l, BQ, p.bh, N, lid, ITEMS);
             stage_indexed(dot_l, TPAD, MMA_TRANSPOSED, dout, query_l, BQ, p.bh, N, lid, ITEMS);
@@ -72,11 +77,15 @@ void acsr_dkdv_mma(ACSR_ARGS)
             /* element e of block nb: key row0 + 8 (e / 2), query position 8 nb + 2 t + e % 2; s
              * becomes P^T and dp dS^T */
             float s[NB][4], dp[NB][4];
+#pragma unroll
             for (uint nb = 0; nb < NB; nb++) {
+#pragma unroll
                 for (uint e = 0; e < 4; e++) s[nb][e] = dp[nb][e] = 0.0f;
                 mma_block(s[nb], ka, DK / MMA_K, rows_tile, RPAD, 8 * nb + quad, t, mma_scratch, lid);
+#pragma unroll
                 for (uint part = 0; part < MMA_DO_PARTS; part++)
                     mma_block(dp[nb], va, DK / MMA_K, do_l[part], RPAD, 8 * nb + quad, t, mma_scratch, lid);
+#pragma unroll
                 for (uint e = 0; e < 4; e++) {
                     uint j = 8 * nb + 2 * t + e % 2;
                     bool has = l2_l[j] > -INFINITY && row_has(lat, t0 + j, query_l[j], bounds[e / 2]);
@@ -89,9 +98,12 @@ void acsr_dkdv_mma(ACSR_ARGS)
         }
     }
 
+#pragma unroll
     for (uint r = 0; r < 2; r++) {
         if (key[r] >= N) continue;
+#pragma unroll
         for (uint ob = 0; ob < OB; ob++)
+#pragma unroll
             for (uint c = 0; c < 2; c++) {
                 uint d = 8 * ob + 2 * t + c;
                 if (d >= ACSR_D) continue;

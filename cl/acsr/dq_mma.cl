@@ -38,20 +38,26 @@ void acsr_dq_mma(ACSR_ARGS)
 
     uint qa[DK / MMA_K][4], da[MMA_DO_PARTS][DK / MMA_K][4];
     stage_tile_rows(row_l, rows_tile, QPAD, q, p, order, BQ, N, lid, ITEMS);
+#pragma unroll
     for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(qa[kk], rows_tile, QPAD, row0, MMA_K * kk, t);
+#pragma unroll
     for (uint part = 0; part < MMA_DO_PARTS; part++) {
         barrier(CLK_LOCAL_MEM_FENCE);
         stage_indexed(rows_tile, QPAD, part ? MMA_RESIDUE : 0, dout, row_l, BQ, p.bh, N, lid, ITEMS);
         barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
         for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(da[part][kk], rows_tile, QPAD, row0, MMA_K * kk, t);
     }
     const uint row[2] = {row_l[row0], row_l[row0 + 8]};
     float l2[2], dl[2], acc[OB][4];
+#pragma unroll
     for (uint r = 0; r < 2; r++) {
         l2[r] = row[r] < N ? lse[(ulong)p.bh * N + row[r]] * ACSR_LOG2E : -INFINITY;
         dl[r] = row[r] < N ? delta[(ulong)p.bh * N + row[r]] : 0.0f;
     }
+#pragma unroll
     for (uint ob = 0; ob < OB; ob++)
+#pragma unroll
         for (uint e = 0; e < 4; e++) acc[ob][e] = 0.0f;
 
     for (uint c = 0; c < p.tile[2]; c++) {
@@ -69,11 +75,15 @@ void acsr_dq_mma(ACSR_ARGS)
             /* element e of block nb: slot row0 + 8 (e / 2), key position 8 nb + 2 t + e % 2; s
              * becomes dS */
             float s[NB][4], dp[NB][4];
+#pragma unroll
             for (uint nb = 0; nb < NB; nb++) {
+#pragma unroll
                 for (uint e = 0; e < 4; e++) s[nb][e] = dp[nb][e] = 0.0f;
                 mma_block(s[nb], qa, DK / MMA_K, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+#pragma unroll
                 for (uint part = 0; part < MMA_DO_PARTS; part++)
                     mma_block(dp[nb], da[part], DK / MMA_K, v_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+#pragma unroll
                 for (uint e = 0; e < 4; e++) {
                     uint j = 8 * nb + 2 * t + e % 2, r = e / 2;
                     bool has = l2[r] > -INFINITY && row_has(lat, t0 + j, key_l[j], bounds[r]);
@@ -85,9 +95,12 @@ void acsr_dq_mma(ACSR_ARGS)
         }
     }
 
+#pragma unroll
     for (uint r = 0; r < 2; r++) {
         if (row[r] >= N) continue;
+#pragma unroll
         for (uint ob = 0; ob < OB; ob++)
+#pragma unroll
             for (uint c = 0; c < 2; c++) {
                 uint d = 8 * ob + 2 * t + c;
                 if (d < ACSR_D) store_elem(dq, at(p.bh, row[r], d, N), acc[ob][2 * r + c] * scale);

@@ -38,11 +38,14 @@ void acsr_forward_mma(ACSR_ARGS)
 
     stage_tile_rows(row_l, q_l, QPAD, q, p, order, BQ, N, lid, ITEMS);
     uint qa[DK / MMA_K][4];
+#pragma unroll
     for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(qa[kk], q_l, QPAD, row0, MMA_K * kk, t);
     const uint row[2] = {row_l[row0], row_l[row0 + 8]};
 
     float acc[OB][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
     for (uint ob = 0; ob < OB; ob++)
+#pragma unroll
         for (uint e = 0; e < 4; e++) acc[ob][e] = 0.0f;
     for (uint c = 0; c < p.tile[2]; c++) {
         const lattice lat = lattice_of(p.tile, c);
@@ -57,9 +60,12 @@ void acsr_forward_mma(ACSR_ARGS)
 
             /* element e of block nb: slot row0 + 8 (e / 2), key position 8 nb + 2 t + e % 2 */
             float s[NB][4];
+#pragma unroll
             for (uint nb = 0; nb < NB; nb++) {
+#pragma unroll
                 for (uint e = 0; e < 4; e++) s[nb][e] = 0.0f;
                 mma_block(s[nb], qa, DK / MMA_K, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+#pragma unroll
                 for (uint e = 0; e < 4; e++) {
                     uint j = 8 * nb + 2 * t + e % 2;
                     s[nb][e] = row_has(lat, t0 + j, key_l[j], bounds[e / 2]) ? s[nb][e] * scale2 : -INFINITY;
@@ -71,12 +77,15 @@ void acsr_forward_mma(ACSR_ARGS)
     }
 
     MMA_QUAD(MMA_ADD, l[0], l[1], red, lid);
+#pragma unroll
     for (uint r = 0; r < 2; r++) {
         if (row[r] >= N) continue;
         float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
         if (t == 0 && (flags & ACSR_WANT_LSE))
             lse[(ulong)p.bh * N + row[r]] = l[r] > 0.0f ? (m[r] + log2(l[r])) * ACSR_LN2 : -INFINITY;
+#pragma unroll
         for (uint ob = 0; ob < OB; ob++)
+#pragma unroll
             for (uint c = 0; c < 2; c++) {
                 uint d = 8 * ob + 2 * t + c;
                 if (d < ACSR_D) store_elem(o, at(p.bh, row[r], d, N), acc[ob][2 * r + c] * inv);

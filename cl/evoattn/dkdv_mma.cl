@@ -49,20 +49,26 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
         mma_stage(rows_l, RPAD, 0, k, NULL, base, at.j0, BK, S, H, flags, lid, ITEMS);
         stage_mask(mask_l, mask, mask_row, at.j0, BK, S, flags, lid, ITEMS);
         barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
         for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(ka[kk], rows_l, RPAD, row0, MMA_K * kk, t);
         barrier(CLK_LOCAL_MEM_FENCE);
         mma_stage(rows_l, RPAD, 0, v, NULL, base, at.j0, BK, S, H, flags, lid, ITEMS);
         barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
         for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(va[kk], rows_l, RPAD, row0, MMA_K * kk, t);
 
         float dk_acc[OB][4], dv_acc[OB][4], dmask[2] = {0.0f, 0.0f};
+#pragma unroll
         for (uint ob = 0; ob < OB; ob++)
+#pragma unroll
             for (uint e = 0; e < 4; e++) dk_acc[ob][e] = dv_acc[ob][e] = 0.0f;
         for (uint i0 = 0; i0 < S; i0 += BQ) {
             /* the tile's pair bias and d(pair bias) partial so far, read before the staging so
              * that their latency hides behind it; element e of block nb as below */
             float pb[NB][4], part[NB][4];
+#pragma unroll
             for (uint nb = 0; nb < NB; nb++)
+#pragma unroll
                 for (uint e = 0; e < 4; e++) {
                     uint i = i0 + 8 * nb + 2 * t + e % 2, j = at.j0 + jj[e / 2];
                     bool so_far = (flags & EV_WANT_DPAIR) && n != at.n_first && i < S && j < S;
@@ -72,6 +78,7 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
             barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's (or K's and V's) readers are done */
             mma_stage(rows_l, RPAD, 0, q, NULL, base, i0, BQ, S, H, flags, lid, ITEMS);
             mma_stage(qt_l, TPAD, MMA_TRANSPOSED, q, NULL, base, i0, BQ, S, H, flags, lid, ITEMS);
+#pragma unroll
             for (uint part = 0; part < MMA_DO_PARTS; part++)
                 mma_stage(do_l[part], RPAD, part ? MMA_RESIDUE : 0, dout, g, base, i0, BQ, S, H, flags, lid, ITEMS);
             mma_stage(dot_l, TPAD, MMA_TRANSPOSED, dout, g, base, i0, BQ, S, H, flags, lid, ITEMS);
@@ -85,11 +92,15 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
             /* element e of block nb: key row0 + 8 (e / 2), query 8 nb + 2 t + e % 2; s becomes
              * P^T and dp dS^T */
             float s[NB][4], dp[NB][4];
+#pragma unroll
             for (uint nb = 0; nb < NB; nb++) {
+#pragma unroll
                 for (uint e = 0; e < 4; e++) s[nb][e] = dp[nb][e] = 0.0f;
                 mma_block(s[nb], ka, DK / MMA_K, rows_l, RPAD, 8 * nb + quad, t, mma_scratch, lid);
+#pragma unroll
                 for (uint part = 0; part < MMA_DO_PARTS; part++)
                     mma_block(dp[nb], va, DK / MMA_K, do_l[part], RPAD, 8 * nb + quad, t, mma_scratch, lid);
+#pragma unroll
                 for (uint e = 0; e < 4; e++) {
                     uint ii = 8 * nb + 2 * t + e % 2, i = i0 + ii, key = jj[e / 2], j = at.j0 + key;
                     float2 pds = prob_and_dscore(s[nb][e], dp[nb][e], mask_l[key] + pb[nb][e], l2_l[ii], delta_l[ii],
@@ -104,10 +115,13 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
             mma_blocks_times(dk_acc, OB, dp, BQ / MMA_K, qt_l, TPAD, quad, t, mma_scratch, lid); /* dK += dS^T Q */
         }
 
+#pragma unroll
         for (uint r = 0; r < 2; r++) {
             uint j = at.j0 + jj[r];
             if (j >= S) continue;
+#pragma unroll
             for (uint ob = 0; ob < OB; ob++)
+#pragma unroll
                 for (uint c = 0; c < 2; c++) {
                     uint d = 8 * ob + 2 * t + c;
                     if (d >= EV_D) continue;
@@ -116,6 +130,7 @@ void evoattn_bwd_dkdv_mma(EV_ARGS)
                 }
         }
         MMA_QUAD(MMA_ADD, dmask[0], dmask[1], red, lid);
+#pragma unroll
         for (uint r = 0; r < 2; r++)
             if (t == 0 && (flags & EV_WANT_DMASK) && at.j0 + jj[r] < S) mask_part[stat_row + at.j0 + jj[r]] = dmask[r];
     }

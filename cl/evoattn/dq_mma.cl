@@ -40,20 +40,26 @@ void evoattn_bwd_dq_mma(EV_ARGS)
     uint qa[DK / MMA_K][4], da[MMA_DO_PARTS][DK / MMA_K][4];
     mma_stage(rows_l, QPAD, 0, q, NULL, base, at.i0, BQ, S, H, flags, lid, ITEMS);
     barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
     for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(qa[kk], rows_l, QPAD, row0, MMA_K * kk, t);
+#pragma unroll
     for (uint part = 0; part < MMA_DO_PARTS; part++) {
         barrier(CLK_LOCAL_MEM_FENCE);
         mma_stage(rows_l, QPAD, part ? MMA_RESIDUE : 0, dout, g, base, at.i0, BQ, S, H, flags, lid, ITEMS);
         barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
         for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(da[part][kk], rows_l, QPAD, row0, MMA_K * kk, t);
     }
 
     float l2[2], dl[2], acc[OB][4];
+#pragma unroll
     for (uint r = 0; r < 2; r++) {
         l2[r] = i_row[r] < S ? lse[stat_row + i_row[r]] * EV_LOG2E : -INFINITY;
         dl[r] = i_row[r] < S ? delta[stat_row + i_row[r]] : 0.0f;
     }
+#pragma unroll
     for (uint ob = 0; ob < OB; ob++)
+#pragma unroll
         for (uint e = 0; e < 4; e++) acc[ob][e] = 0.0f;
 
     for (uint j0 = 0; j0 < S; j0 += BK) {
@@ -68,11 +74,15 @@ void evoattn_bwd_dq_mma(EV_ARGS)
 
         /* element e of block nb: row row0 + 8 (e / 2), key 8 nb + 2 t + e % 2; s becomes dS */
         float s[NB][4], dp[NB][4];
+#pragma unroll
         for (uint nb = 0; nb < NB; nb++) {
+#pragma unroll
             for (uint e = 0; e < 4; e++) s[nb][e] = dp[nb][e] = 0.0f;
             mma_block(s[nb], qa, DK / MMA_K, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+#pragma unroll
             for (uint part = 0; part < MMA_DO_PARTS; part++)
                 mma_block(dp[nb], da[part], DK / MMA_K, v_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+#pragma unroll
             for (uint e = 0; e < 4; e++) {
                 float bias = mask_l[8 * nb + 2 * t + e % 2] + pb[nb][e];
                 s[nb][e] = prob_and_dscore(s[nb][e], dp[nb][e], bias, l2[e / 2], dl[e / 2], scale2).y;
@@ -81,9 +91,12 @@ void evoattn_bwd_dq_mma(EV_ARGS)
         mma_blocks_times(acc, OB, s, BK / MMA_K, kt_l, TPAD, quad, t, mma_scratch, lid); /* dQ += dS K */
     }
 
+#pragma unroll
     for (uint r = 0; r < 2; r++) {
         if (i_row[r] >= S) continue;
+#pragma unroll
         for (uint ob = 0; ob < OB; ob++)
+#pragma unroll
             for (uint c = 0; c < 2; c++) {
                 uint d = 8 * ob + 2 * t + c;
                 if (d < EV_D) store_elem(dq, AT(base, i_row[r], d), acc[ob][2 * r + c] * scale);

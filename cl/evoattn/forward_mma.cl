@@ -42,10 +42,13 @@ void evoattn_forward_mma(EV_ARGS)
     mma_stage(q_l, QPAD, 0, q, NULL, base, at.i0, BQ, S, H, flags, lid, ITEMS);
     barrier(CLK_LOCAL_MEM_FENCE);
     uint qa[DK / MMA_K][4];
+#pragma unroll
     for (uint kk = 0; kk < DK / MMA_K; kk++) mma_a(qa[kk], q_l, QPAD, row0, MMA_K * kk, t);
 
     float acc[OB][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
     for (uint ob = 0; ob < OB; ob++)
+#pragma unroll
         for (uint e = 0; e < 4; e++) acc[ob][e] = 0.0f;
     const uint i_row[2] = {at.i0 + row0, at.i0 + row0 + 8};
 
@@ -61,9 +64,12 @@ void evoattn_forward_mma(EV_ARGS)
         /* scores of the warp's 16 rows against the tile's keys, then the bias, in log2 units;
          * element e of block nb: row row0 + 8 (e / 2), key 8 nb + 2 t + e % 2 */
         float s[NB][4];
+#pragma unroll
         for (uint nb = 0; nb < NB; nb++) {
+#pragma unroll
             for (uint e = 0; e < 4; e++) s[nb][e] = 0.0f;
             mma_block(s[nb], qa, DK / MMA_K, k_l, QPAD, 8 * nb + quad, t, mma_scratch, lid);
+#pragma unroll
             for (uint e = 0; e < 4; e++) {
                 uint jj = 8 * nb + 2 * t + e % 2;
                 s[nb][e] = fma(s[nb][e], scale2, mask_l[jj] + pb[nb][e]);
@@ -74,13 +80,16 @@ void evoattn_forward_mma(EV_ARGS)
     }
 
     MMA_QUAD(MMA_ADD, l[0], l[1], red, lid);
+#pragma unroll
     for (uint r = 0; r < 2; r++) {
         uint i = i_row[r];
         if (i >= S) continue;
         float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
         if (t == 0 && (flags & EV_WANT_LSE))
             lse[stat_index(at.b, at.n, at.h, i, N, S, H)] = l[r] > 0.0f ? (m[r] + log2(l[r])) * EV_LN2 : -INFINITY;
+#pragma unroll
         for (uint ob = 0; ob < OB; ob++)
+#pragma unroll
             for (uint c = 0; c < 2; c++) {
                 uint d = 8 * ob + 2 * t + c;
                 if (d >= EV_D) continue;

@@ -27,7 +27,9 @@ inline void mma_stage(__local mma_t *dst, uint pad, uint how, __global const sto
 inline void mma_pair_bias(float (*pb)[4], uint nblocks, __global const store_t *pair, ulong pair_base,
                           const uint *rows, uint j0, uint t, uint S, uint flags)
 {
+MMA_UNROLL
     for (uint nb = 0; nb < nblocks; nb++)
+#pragma unroll
         for (uint e = 0; e < 4; e++)
             pb[nb][e] = pair_entry(pair, pair_base, rows[e / 2], 1, j0 + 8 * nb + 2 * t + e % 2, 1, 0, S, flags);
 }
