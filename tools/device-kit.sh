@@ -8,5 +8,12 @@ kit=${MEGACL_GPUKIT:-}
 for k in shared/device .gpukit/device ../shared/device; do
   [ -z "$kit" ] && [ -f "$k/gpu-env.sh" ] && kit=$k
 done
+if [ ! -f "$kit/gpu-env.sh" ]; then
+  # the lent machine gets the working tree only: a checkout whose kit sits beside it, in
+  # ../shared, must copy it into .gpukit/device (ignored) and carry that
+  echo "device-kit.sh: no gpu-env.sh in ${MEGACL_GPUKIT:-shared/device, .gpukit/device or ../shared/device}" \
+    "(from $PWD); copy the kit to .gpukit/device and carry it" >&2
+  exit 1
+fi
 # shellcheck disable=SC1091
 source "$kit/gpu-env.sh"
