@@ -174,6 +174,20 @@ mcl_status mcl_program_get(mcl_context *ctx, const mcl_family *family, const cha
     return MCL_OK;
 }
 
+/* At debug level, a new kernel's private memory a work-item and local memory as the driver
+ * reports them: on a GPU, private memory is what the compiler did not keep in registers (arrays
+ * behind loops it left rolled, spills), which no timing shows by itself. */
+static void log_kernel_memory(const mcl_context *ctx, cl_kernel kernel, const char *source, const char *name)
+{
+    cl_ulong private_bytes = 0, local_bytes = 0;
+    clGetKernelWorkGroupInfo(kernel, ctx->device.id, CL_KERNEL_PRIVATE_MEM_SIZE, sizeof private_bytes,
+                             &private_bytes, NULL);
+    clGetKernelWorkGroupInfo(kernel, ctx->device.id, CL_KERNEL_LOCAL_MEM_SIZE, sizeof local_bytes, &local_bytes,
+                             NULL);
+    mcl_log(MCL_LOG_DEBUG, "kernel %s of %s: %llu bytes of private memory a work-item, %llu of local memory",
+            name, source, (unsigned long long)private_bytes, (unsigned long long)local_bytes);
+}
+
 mcl_status mcl_kernel_get(mcl_context *ctx, const mcl_family *family, const char *source,
                           const mcl_defines *defines, const char *kernel_name, cl_kernel *kernel)
 {
@@ -197,6 +211,7 @@ mcl_status mcl_kernel_get(mcl_context *ctx, const mcl_family *family, const char
     }
     entry->kernel_names[entry->kernel_count] = name;
     entry->kernels[entry->kernel_count++] = created;
+    log_kernel_memory(ctx, created, source, name);
     *kernel = created;
     return MCL_OK;
 }
