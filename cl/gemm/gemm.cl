@@ -467,23 +467,18 @@ inline void mma_step(__local const mma_t *a_tile, __local const mma_t *b_tile, u
 {
     uint warp = lid / 32, g = (lid & 31) >> 2, t = lid & 3;
     uint wm0 = warp / WARPS_N * WM, wn0 = warp % WARPS_N * WN;
-#pragma unroll
     for (uint kk = 0; kk < GEMM_BK; kk += MMA_K) {
         uint a[MI][4], b[NJ][2];
-#pragma unroll
         for (uint i = 0; i < MI; i++) {
             uint at = (wm0 + 16 * i + g) * KPAD + kk + MMA_VALS * t;
             a[i][0] = mma_reg(a_tile, at), a[i][1] = mma_reg(a_tile, at + 8 * KPAD);
             a[i][2] = mma_reg(a_tile, at + MMA_HALF), a[i][3] = mma_reg(a_tile, at + 8 * KPAD + MMA_HALF);
         }
-#pragma unroll
         for (uint j = 0; j < NJ; j++) {
             uint at = (wn0 + 8 * j + g) * KPAD + kk + MMA_VALS * t;
             b[j][0] = mma_reg(b_tile, at), b[j][1] = mma_reg(b_tile, at + MMA_HALF);
         }
-#pragma unroll
         for (uint i = 0; i < MI; i++)
-#pragma unroll
             for (uint j = 0; j < NJ; j++) mma(acc[i][j], a[i], b[j], scratch, lid);
     }
 }
@@ -523,11 +518,8 @@ void gemm(__global const a_t *a, ulong a_off, ulong lda, ulong a_batch,
 
 #if GEMM_MMA
     float acc[MI][NJ][4]; /* the fragments of the warp's products */
-#pragma unroll
     for (uint i = 0; i < MI; i++)
-#pragma unroll
         for (uint j = 0; j < NJ; j++)
-#pragma unroll
             for (uint e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
 #define GEMM_COMPUTE(buf) mma_step(a_l[buf], b_l[buf], lid, acc, scratch);
 #else
@@ -630,11 +622,8 @@ void gemm(__global const a_t *a, ulong a_off, ulong lda, ulong a_batch,
 #if GEMM_MMA
     uint warp = lid / 32, g = (lid & 31) >> 2, t = lid & 3;
     ulong wm0 = m0 + warp / WARPS_N * WM, wn0 = n0 + warp % WARPS_N * WN;
-#pragma unroll
     for (uint i = 0; i < MI; i++)
-#pragma unroll
         for (uint j = 0; j < NJ; j++)
-#pragma unroll
             for (uint e = 0; e < 4; e++) {
                 ulong m = wm0 + 16 * i + g + (e >= 2 ? 8 : 0), n = wn0 + 8 * j + 2 * t + (e & 1);
                 if (m >= M || n >= N) continue;
